@@ -1,0 +1,44 @@
+# simpletuner (Go). The two commands a new user needs: `make run` and `make test`.
+# Everything a target needs beyond Go itself is fetched by the target.
+
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS  := -s -w -X simpletuner/internal/buildinfo.Version=$(VERSION) -X simpletuner/internal/buildinfo.Commit=$(COMMIT)
+GOTEST_FLAGS ?= -count=1 -timeout 15m
+ARGS     ?=
+
+.PHONY: all build run test test-short lint generate bench clean help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+build: ## build bin/simpletuner and bin/simpletuner-trainer
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner ./cmd/simpletuner
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-trainer ./cmd/simpletuner-trainer
+
+run: build ## run the daemon on embedded defaults (port 8001); pass flags with ARGS="..."
+	$(BIN)/simpletuner server $(ARGS)
+
+test: lint ## vet, format check and the whole test suite
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+test-short: ## the test suite without the slow tests
+	$(GO) test -short -count=1 ./...
+
+lint: ## go vet and a gofmt check
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+generate: ## regenerate committed generated code (protobuf, vendored API doc assets)
+	$(GO) generate ./...
+
+bench: build ## run the benchmarks in bench/ (not part of make test)
+	$(GO) run ./bench/apistatus -daemon $(BIN)/simpletuner
+
+clean: ## remove build outputs
+	rm -rf $(BIN)

@@ -1,0 +1,129 @@
+// Command simpletuner is the training server and its command-line client.
+//
+//	simpletuner server [flags]   run the daemon (HTTP API on port 8001)
+//	simpletuner version          print the version
+//
+// Flags are parsed here; everything else lives in the supervisor packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"simpletuner/internal/buildinfo"
+	"simpletuner/supervisor/daemon"
+)
+
+const usage = `simpletuner: a training server for diffusion models (SimpleTuner-compatible HTTP API).
+
+Usage:
+  simpletuner server [flags]    run the daemon; see 'simpletuner server --help'
+  simpletuner version           print the version
+  simpletuner help              show this text
+
+Quick start:
+  simpletuner server                     # API on http://localhost:8001, docs at /docs
+  curl -s localhost:8001/api/cloud/auth/setup/status
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "server":
+		return serverCmd(args[1:], stdout, stderr, getenv)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "simpletuner %s\n", buildinfo.Version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "simpletuner: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cfg, err := daemon.Defaults(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "simpletuner:", err)
+		return 2
+	}
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Host, "host", cfg.Host, "address to bind (env SIMPLETUNER_HOST); use 127.0.0.1 behind a reverse proxy")
+	fs.IntVar(&cfg.Port, "port", cfg.Port, "port to bind (env SIMPLETUNER_PORT)")
+	fs.StringVar(&cfg.ConfigDir, "config-dir", cfg.ConfigDir, "directory of configuration environments (env SIMPLETUNER_CONFIG_DIR)")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of the daemon's database (env SIMPLETUNER_STATE_DIR)")
+	fs.StringVar(&cfg.DatasetsDir, "datasets-dir", cfg.DatasetsDir, "root of dataset uploads")
+	fs.StringVar(&cfg.OutputRoot, "output-root", cfg.OutputRoot, "directory that relative --output_dir values resolve under")
+	fs.BoolVar(&cfg.SSL, "ssl", false, "serve HTTPS; without --ssl-key/--ssl-cert a self-signed pair is made under the state dir")
+	fs.StringVar(&cfg.SSLKey, "ssl-key", "", "PEM private key for HTTPS")
+	fs.StringVar(&cfg.SSLCert, "ssl-cert", "", "PEM certificate for HTTPS")
+	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: simpletuner server [flags]\n\nRuns the training server. Defaults live under SIMPLETUNER_HOME (%s).\n\nFlags:\n", cfg.Home)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "simpletuner server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if cfg.TrustedProxies, err = daemon.ParseTrustedProxies(*proxies); err != nil {
+		fmt.Fprintln(stderr, "simpletuner server:", err)
+		return 2
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "simpletuner server:", err)
+		return 2
+	}
+	// The daemon keeps credentials: nothing it creates should be readable by others.
+	syscall.Umask(0o077)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, cfg, log, nil); err != nil {
+		fmt.Fprintln(stderr, "simpletuner server:", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// User is a stored account. PasswordHash is a PHC string; the password itself is never
+// stored.
+type User struct {
+	ID            int64      `json:"id"`
+	Email         string     `json:"email"`
+	Username      string     `json:"username"`
+	DisplayName   string     `json:"display_name"`
+	PasswordHash  string     `json:"password_hash"`
+	AuthProvider  string     `json:"auth_provider"`
+	IsActive      bool       `json:"is_active"`
+	IsAdmin       bool       `json:"is_admin"`
+	EmailVerified bool       `json:"email_verified"`
+	Levels        []string   `json:"levels"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastLoginAt   *time.Time `json:"last_login_at"`
+}
+
+// keyAdminInitialized is set, in the same transaction, when the first administrator is
+// created; its presence is what "setup is done" means.
+var keyAdminInitialized = []byte("meta/admin_initialized")
+
+func userKey(id int64) []byte { return idKey("users/id/", id) }
+func userNameKey(name string) []byte {
+	return []byte("users/name/" + strings.ToLower(name))
+}
+func userEmailKey(email string) []byte {
+	return []byte("users/email/" + strings.ToLower(email))
+}
+
+// Users is the typed store of accounts.
+type Users struct{ db *DB }
+
+// Users returns the account store.
+func (d *DB) Users() *Users { return &Users{db: d} }
+
+// Create stores a new user, assigning u.ID. It fails with ErrExists when the username or
+// e-mail is taken (case-insensitively).
+func (s *Users) Create(u *User) error {
+	return s.db.update(func(txn *badger.Txn) error { return createUser(txn, u) })
+}
+
+// CreateFirstAdmin creates u as the first administrator, atomically with the check that no
+// administrator has been created before; otherwise ErrSetupDone.
+func (s *Users) CreateFirstAdmin(u *User) error {
+	err := s.db.update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(keyAdminInitialized); err == nil {
+			return ErrSetupDone
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := createUser(txn, u); err != nil {
+			return err
+		}
+		return txn.Set(keyAdminInitialized, fmt.Appendf(nil, "%d", u.ID))
+	})
+	if err != nil {
+		return err
+	}
+	// The flag must be durable before anyone is told setup succeeded.
+	return s.db.Sync()
+}
+
+// SetupDone reports whether the first administrator exists.
+func (s *Users) SetupDone() (bool, error) {
+	done := false
+	err := s.db.view(func(txn *badger.Txn) error {
+		_, err := txn.Get(keyAdminInitialized)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		done = err == nil
+		return err
+	})
+	return done, err
+}
+
+func createUser(txn *badger.Txn, u *User) error {
+	for _, k := range [][]byte{userNameKey(u.Username), userEmailKey(u.Email)} {
+		if _, err := txn.Get(k); err == nil {
+			return fmt.Errorf("%w: user with email '%s' or username '%s'", ErrExists, u.Email, u.Username)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+	}
+	id, err := nextID(txn, "users")
+	if err != nil {
+		return err
+	}
+	u.ID = id
+	if err := setJSON(txn, userKey(id), u, time.Time{}); err != nil {
+		return err
+	}
+	if err := setJSON(txn, userNameKey(u.Username), id, time.Time{}); err != nil {
+		return err
+	}
+	return setJSON(txn, userEmailKey(u.Email), id, time.Time{})
+}
+
+// Get returns the user with the given id.
+func (s *Users) Get(id int64) (*User, error) {
+	var u User
+	err := s.db.view(func(txn *badger.Txn) error { return getJSON(txn, userKey(id), &u) })
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// GetByLogin returns the user whose username or e-mail is login (case-insensitive).
+func (s *Users) GetByLogin(login string) (*User, error) {
+	var u User
+	err := s.db.view(func(txn *badger.Txn) error {
+		var id int64
+		err := getJSON(txn, userNameKey(login), &id)
+		if errors.Is(err, ErrNotFound) {
+			err = getJSON(txn, userEmailKey(login), &id)
+		}
+		if err != nil {
+			return err
+		}
+		return getJSON(txn, userKey(id), &u)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// List returns all users ordered by id.
+func (s *Users) List() ([]*User, error) {
+	var out []*User
+	err := s.db.view(func(txn *badger.Txn) error {
+		prefix := []byte("users/id/")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var u User
+			if err := getJSON(txn, it.Item().KeyCopy(nil), &u); err != nil {
+				return err
+			}
+			out = append(out, &u)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Update applies fn to the stored user and saves the result atomically. fn may change
+// the username and e-mail; uniqueness is enforced.
+func (s *Users) Update(id int64, fn func(u *User) error) (*User, error) {
+	var out User
+	err := s.db.update(func(txn *badger.Txn) error {
+		var u User
+		if err := getJSON(txn, userKey(id), &u); err != nil {
+			return err
+		}
+		old := u
+		if err := fn(&u); err != nil {
+			return err
+		}
+		u.ID = id
+		if !strings.EqualFold(old.Username, u.Username) || !strings.EqualFold(old.Email, u.Email) {
+			if err := reindexUser(txn, &old, &u); err != nil {
+				return err
+			}
+		}
+		out = u
+		return setJSON(txn, userKey(id), &u, time.Time{})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func reindexUser(txn *badger.Txn, old, u *User) error {
+	pairs := []struct{ oldK, newK []byte }{
+		{userNameKey(old.Username), userNameKey(u.Username)},
+		{userEmailKey(old.Email), userEmailKey(u.Email)},
+	}
+	for _, p := range pairs {
+		if string(p.oldK) == string(p.newK) {
+			continue
+		}
+		if _, err := txn.Get(p.newK); err == nil {
+			return fmt.Errorf("%w: user with email '%s' or username '%s'", ErrExists, u.Email, u.Username)
+		}
+		if err := txn.Delete(p.oldK); err != nil {
+			return err
+		}
+		if err := setJSON(txn, p.newK, u.ID, time.Time{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes a user and its indexes. Sessions and keys are removed by their stores.
+func (s *Users) Delete(id int64) error {
+	return s.db.update(func(txn *badger.Txn) error {
+		var u User
+		if err := getJSON(txn, userKey(id), &u); err != nil {
+			return err
+		}
+		for _, k := range [][]byte{userKey(id), userNameKey(u.Username), userEmailKey(u.Email)} {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

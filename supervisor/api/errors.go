@@ -1,0 +1,128 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"simpletuner/supervisor/auth"
+)
+
+// httpError is an error with a status and the detail shown to the client.
+type httpError struct {
+	status int
+	detail string
+}
+
+func (e *httpError) Error() string { return e.detail }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status: status, detail: fmt.Sprintf(format, args...)}
+}
+
+// writeError maps an error to its status and body. Sentinels of the packages below are
+// mapped here and nowhere else; anything unmapped is a 500 whose detail hides internals.
+func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err error) {
+	var he *httpError
+	var rl *auth.RateLimitError
+	var mbe *http.MaxBytesError
+	var ve *validationError
+	switch {
+	case errors.As(err, &ve):
+		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{ve.fe}})
+	case errors.As(err, &he):
+		writeJSON(w, he.status, detailBody{Detail: he.detail})
+	case errors.As(err, &rl):
+		secs := int(rl.RetryAfter.Seconds() + 0.999)
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeJSON(w, http.StatusTooManyRequests, detailBody{Detail: rl.Error()})
+	case errors.As(err, &mbe):
+		writeJSON(w, http.StatusRequestEntityTooLarge, detailBody{Detail: fmt.Sprintf("Request body too large (limit %d bytes)", mbe.Limit)})
+	case errors.Is(err, auth.ErrInvalid):
+		msg := auth.Message(err)
+		if field, m, ok := strings.Cut(msg, ": "); ok && !strings.Contains(field, " ") {
+			writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "value_error", Loc: []string{"body", field}, Msg: m}}})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, detailBody{Detail: msg})
+	case errors.Is(err, auth.ErrExists):
+		msg := strings.TrimPrefix(err.Error(), auth.ErrExists.Error()+": ")
+		writeJSON(w, http.StatusBadRequest, detailBody{Detail: upperFirst(msg) + " already exists"})
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: msg})
+	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrInvalidAPIKey):
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: err.Error()})
+	case errors.Is(err, auth.ErrSetupRequired):
+		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: err.Error()})
+	case errors.Is(err, auth.ErrSetupDone):
+		writeJSON(w, http.StatusConflict, detailBody{Detail: err.Error()})
+	case errors.Is(err, auth.ErrRegistrationDisabled), errors.Is(err, auth.ErrForbidden):
+		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})
+	case errors.Is(err, auth.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, detailBody{Detail: "Not found"})
+	case errors.Is(err, auth.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, detailBody{Detail: err.Error()})
+	default:
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusInternalServerError, detailBody{Detail: "Internal server error"})
+	}
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// writeJSON writes v as the JSON body with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+// decodeJSON reads the request body into v. Unknown fields are ignored, as SimpleTuner's
+// pydantic models do; malformed JSON is a 422 that says where.
+func decodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return errorf(http.StatusUnsupportedMediaType, "Send the body as JSON with Content-Type: application/json (got %q)", ct)
+	}
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return &validationError{fieldError{Type: "missing", Loc: []string{"body"}, Msg: "Field required: send a JSON object"}}
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return &validationError{fieldError{Type: "type_error", Loc: []string{"body", te.Field}, Msg: fmt.Sprintf("expected %s", te.Type)}}
+		}
+		return &validationError{fieldError{Type: "json_invalid", Loc: []string{"body"}, Msg: "JSON decode error: " + err.Error()}}
+	}
+	return nil
+}
+
+// validationError is a 422 with a FastAPI-shaped body.
+type validationError struct{ fe fieldError }
+
+func (e *validationError) Error() string { return e.fe.Msg }

@@ -1,0 +1,187 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3gen"
+)
+
+// muxVar matches a gorilla/mux path variable with an optional pattern: {id:[0-9]+}.
+var muxVar = regexp.MustCompile(`\{([A-Za-z0-9_]+)(:[^}]*)?\}`)
+
+// openAPIPath turns a mux template into an OpenAPI path and its parameter names.
+func openAPIPath(tmpl string) (string, []string, map[string]bool) {
+	var names []string
+	numeric := map[string]bool{}
+	out := muxVar.ReplaceAllStringFunc(tmpl, func(m string) string {
+		sub := muxVar.FindStringSubmatch(m)
+		names = append(names, sub[1])
+		if sub[2] == ":[0-9]+" {
+			numeric[sub[1]] = true
+		}
+		return "{" + sub[1] + "}"
+	})
+	return out, names, numeric
+}
+
+// openAPI renders the document from the route table: the same rows that build the router.
+func (s *Server) openAPI() (*openapi3.T, error) {
+	doc := &openapi3.T{
+		OpenAPI: "3.0.3",
+		Info: &openapi3.Info{Title: "simpletuner API", Version: s.version.Version,
+			Description: "Training server compatible with SimpleTuner's HTTP API. Authenticate with the " +
+				"`X-API-Key` header (or `Authorization: Bearer st_…`) or the `simpletuner_session` cookie from login."},
+		Paths: openapi3.NewPaths(),
+		Components: &openapi3.Components{
+			Schemas: openapi3.Schemas{},
+			SecuritySchemes: openapi3.SecuritySchemes{
+				"apiKey":  {Value: openapi3.NewSecurityScheme().WithType("apiKey").WithIn("header").WithName("X-API-Key")},
+				"bearer":  {Value: openapi3.NewSecurityScheme().WithType("http").WithScheme("bearer")},
+				"session": {Value: openapi3.NewSecurityScheme().WithType("apiKey").WithIn("cookie").WithName(sessionCookie)},
+			},
+		},
+	}
+	gen := openapi3gen.NewGenerator(openapi3gen.SchemaCustomizer(nullableCollections))
+	schemaOf := func(v any) (*openapi3.SchemaRef, error) {
+		return gen.NewSchemaRefForValue(v, doc.Components.Schemas)
+	}
+	errSchema, err := schemaOf(detailBody{})
+	if err != nil {
+		return nil, err
+	}
+	valSchema, err := schemaOf(validationBody{})
+	if err != nil {
+		return nil, err
+	}
+	tags := map[string]bool{}
+	for i := range s.routes {
+		rt := &s.routes[i]
+		tags[rt.tag] = true
+		for _, p := range rt.paths() {
+			op, err := s.operation(rt, p, schemaOf, errSchema, valSchema)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", rt.method, p, err)
+			}
+			path, _, _ := openAPIPath(p)
+			item := doc.Paths.Value(path)
+			if item == nil {
+				item = &openapi3.PathItem{}
+				doc.Paths.Set(path, item)
+			}
+			item.SetOperation(rt.method, op)
+		}
+	}
+	for _, t := range []string{tagAuth, tagUsers, tagSettings, tagTraining, tagSystem} {
+		if tags[t] {
+			doc.Tags = append(doc.Tags, &openapi3.Tag{Name: t})
+		}
+	}
+	return doc, nil
+}
+
+func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.SchemaRef, error), errSchema, valSchema *openapi3.SchemaRef) (*openapi3.Operation, error) {
+	op := openapi3.NewOperation()
+	op.Tags = []string{rt.tag}
+	op.Summary = rt.summary
+	op.OperationID = operationID(rt.method, p)
+	_, names, numeric := openAPIPath(p)
+	for _, n := range names {
+		sch := openapi3.NewStringSchema()
+		if numeric[n] {
+			sch = openapi3.NewIntegerSchema()
+		}
+		op.AddParameter(openapi3.NewPathParameter(n).WithSchema(sch))
+	}
+	for _, q := range rt.query {
+		sch := &openapi3.Schema{Type: &openapi3.Types{q.typ}}
+		op.AddParameter(openapi3.NewQueryParameter(q.name).WithSchema(sch).WithDescription(q.help))
+	}
+	if rt.req != nil {
+		sch, err := schemaOf(rt.req)
+		if err != nil {
+			return nil, err
+		}
+		op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithRequired(true).WithJSONSchemaRef(sch)}
+	}
+	ok := openapi3.NewResponse().WithDescription("Success")
+	switch {
+	case rt.contentType != "":
+		ok.WithContent(openapi3.NewContentWithSchema(openapi3.NewStringSchema(), []string{rt.contentType}))
+	case rt.resp != nil:
+		sch, err := schemaOf(rt.resp)
+		if err != nil {
+			return nil, err
+		}
+		ok.WithJSONSchemaRef(sch)
+	}
+	op.AddResponse(rt.successStatus(), ok)
+	errResp := func(status int, desc string) {
+		op.AddResponse(status, openapi3.NewResponse().WithDescription(desc).WithJSONSchemaRef(errSchema))
+	}
+	errResp(http.StatusUnauthorized, "Not authenticated, invalid credentials, or (before setup) not on the server machine")
+	errResp(http.StatusBadRequest, "The request cannot be carried out as sent; the detail says why")
+	if rt.access == authenticated {
+		op.Security = &openapi3.SecurityRequirements{{"apiKey": {}}, {"bearer": {}}, {"session": {}}}
+	} else {
+		op.Security = &openapi3.SecurityRequirements{}
+	}
+	if rt.perm != "" || isUnsafe(rt.method) {
+		desc := "Cross-origin request refused"
+		if rt.perm != "" {
+			desc = "Permission denied: " + rt.perm
+		}
+		errResp(http.StatusForbidden, desc)
+	}
+	if rt.req != nil {
+		errResp(http.StatusRequestEntityTooLarge, "Request body too large")
+		errResp(http.StatusUnsupportedMediaType, "The body must be JSON")
+	}
+	if rt.req != nil || len(rt.query) > 0 {
+		op.AddResponse(http.StatusUnprocessableEntity, openapi3.NewResponse().WithDescription("Invalid field").WithJSONSchemaRef(valSchema))
+	}
+	if len(names) > 0 {
+		errResp(http.StatusNotFound, "Not found")
+	}
+	errResp(http.StatusTooManyRequests, "Rate limited; see Retry-After")
+	errResp(http.StatusConflict, "Conflicts with the current state")
+	errResp(http.StatusServiceUnavailable, "Busy; see Retry-After")
+	errResp(http.StatusInternalServerError, "Internal error")
+	return op, nil
+}
+
+// nullableCollections marks slices and maps nullable: Go encodes a nil one as null, and
+// SimpleTuner's shapes use null for "none" (e.g. scoped_permissions).
+func nullableCollections(_ string, t reflect.Type, _ reflect.StructTag, schema *openapi3.Schema) error {
+	if k := t.Kind(); k == reflect.Slice || k == reflect.Map {
+		schema.Nullable = true
+	}
+	return nil
+}
+
+// operationID derives a stable id such as get_api_users_id.
+func operationID(method, p string) string {
+	path, _, _ := openAPIPath(p)
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	for _, part := range strings.Split(path, "/") {
+		part = strings.Trim(part, "{}")
+		if part == "" {
+			continue
+		}
+		b.WriteByte('_')
+		for _, c := range part {
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+				b.WriteRune(c)
+			} else {
+				b.WriteByte('_')
+			}
+		}
+	}
+	return b.String() + "_" + strconv.Itoa(len(path))
+}

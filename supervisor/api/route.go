@@ -1,0 +1,65 @@
+package api
+
+import (
+	"net/http"
+
+	"simpletuner/supervisor/auth"
+)
+
+// access says who may call a route.
+type access int
+
+const (
+	// authenticated routes need a user (or, before setup, a local caller); the default.
+	authenticated access = iota
+	// public routes answer anyone; credentials, if any, are still resolved.
+	public
+)
+
+// handlerFunc is the signature of every API handler: the principal is already resolved
+// (nil on public routes for anonymous callers), and a returned error is written by
+// writeError, so handlers only write on success.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
+
+// queryParam documents a query-string parameter.
+type queryParam struct {
+	name, typ, help string
+}
+
+// route is one row of the route table.
+type route struct {
+	method  string
+	path    string   // gorilla/mux template, e.g. /api/users/{id:[0-9]+}
+	aliases []string // the same operation under other paths (SimpleTuner's old prefixes)
+	tag     string
+	summary string
+	access  access
+	perm    string // permission required beyond authentication ("" = none)
+	status  int    // success status (default 200)
+	req     any    // request body type, for the document (nil = no body)
+	resp    any    // response body type, for the document
+	query   []queryParam
+	// contentType of a non-JSON success response (text/html for pages).
+	contentType string
+	// maxBody overrides Config.MaxBodyBytes for this route.
+	maxBody int64
+	h       handlerFunc
+	// raw handlers (docs pages, assets) bypass JSON error mapping.
+	raw http.Handler
+}
+
+func (rt *route) paths() []string { return append([]string{rt.path}, rt.aliases...) }
+
+func (rt *route) methods() []string {
+	if rt.method == http.MethodGet {
+		return []string{http.MethodGet, http.MethodHead}
+	}
+	return []string{rt.method}
+}
+
+func (rt *route) successStatus() int {
+	if rt.status == 0 {
+		return http.StatusOK
+	}
+	return rt.status
+}

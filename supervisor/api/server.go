@@ -1,0 +1,91 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+
+	"github.com/gorilla/mux"
+
+	"simpletuner/internal/buildinfo"
+	"simpletuner/supervisor/api/apidocs"
+	"simpletuner/supervisor/auth"
+)
+
+// Config configures the API server.
+type Config struct {
+	// TrustedProxies are the addresses whose X-Forwarded-For and X-Forwarded-Proto headers
+	// are believed. Empty: nobody's.
+	TrustedProxies []netip.Prefix
+	// MaxBodyBytes caps JSON request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// SetupToken, when non-empty, lets a remote client create the first administrator by
+	// presenting it; without it only the server machine itself can.
+	SetupToken string
+	// SetupTokenPath is shown in error messages so the operator knows where to look.
+	SetupTokenPath string
+	// OnSetupDone runs once after the first administrator is created (the daemon deletes
+	// the bootstrap token file there).
+	OnSetupDone func()
+}
+
+// Server is the HTTP API. Its handler is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	auth    *auth.Service
+	log     *slog.Logger
+	docs    *apidocs.Docs
+	csrf    *http.CrossOriginProtection
+	routes  []route
+	router  *mux.Router
+	spec    []byte // the OpenAPI document, rendered once
+	version buildinfo.Info
+}
+
+// New builds the API server over the auth service.
+func New(cfg Config, as *auth.Service, log *slog.Logger) (*Server, error) {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	s := &Server{cfg: cfg, auth: as, log: log, docs: apidocs.New(apidocs.DefaultSpecURL),
+		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get()}
+	s.routes = s.routeTable()
+	doc, err := s.openAPI()
+	if err != nil {
+		return nil, fmt.Errorf("build OpenAPI document: %w", err)
+	}
+	if s.spec, err = json.Marshal(doc); err != nil {
+		return nil, fmt.Errorf("encode OpenAPI document: %w", err)
+	}
+	s.router = s.buildRouter()
+	return s, nil
+}
+
+// Handler returns the root handler: common headers, panic recovery, then the router.
+func (s *Server) Handler() http.Handler { return s.common(s.router) }
+
+// Router exposes the router so tests can walk every registered route.
+func (s *Server) Router() *mux.Router { return s.router }
+
+// OpenAPIJSON returns the OpenAPI document served at /openapi.json.
+func (s *Server) OpenAPIJSON() []byte { return s.spec }
+
+func (s *Server) buildRouter() *mux.Router {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, detailBody{Detail: "Not Found"})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, detailBody{Detail: "Method Not Allowed"})
+	})
+	for i := range s.routes {
+		rt := &s.routes[i]
+		h := s.wrap(rt)
+		for _, p := range rt.paths() {
+			r.Handle(p, h).Methods(rt.methods()...).Name(rt.method + " " + p)
+		}
+	}
+	return r
+}

@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the daemon needs to start. Defaults() fills it from the
+// environment; flags override it.
+type Config struct {
+	Host string
+	Port int
+
+	// Home is the root of the default locations (SIMPLETUNER_HOME, ~/.simpletuner).
+	Home        string
+	ConfigDir   string // environments; default ./config so the tutorial's paths work
+	StateDir    string // badger database, TLS material, bootstrap token
+	DatasetsDir string // dataset uploads
+	OutputRoot  string // relative --output_dir values resolve here
+
+	SSL     bool
+	SSLKey  string
+	SSLCert string
+
+	// TrustedProxies may set X-Forwarded-For/-Proto.
+	TrustedProxies []netip.Prefix
+
+	// ShutdownTimeout bounds the drain on SIGTERM.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults returns the embedded defaults, with the environment applied: SIMPLETUNER_HOST,
+// SIMPLETUNER_PORT, SIMPLETUNER_HOME, SIMPLETUNER_CONFIG_DIR, SIMPLETUNER_STATE_DIR.
+func Defaults(getenv func(string) string) (Config, error) {
+	c := Config{Host: "0.0.0.0", Port: 8001, ConfigDir: "config", ShutdownTimeout: 10 * time.Second}
+	home := getenv("SIMPLETUNER_HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return c, fmt.Errorf("cannot find the home directory; set SIMPLETUNER_HOME: %w", err)
+		}
+		home = filepath.Join(h, ".simpletuner")
+	}
+	c.Home = home
+	c.StateDir = filepath.Join(home, "state")
+	c.DatasetsDir = filepath.Join(home, "datasets")
+	c.OutputRoot = filepath.Join(home, "output")
+	if v := getenv("SIMPLETUNER_HOST"); v != "" {
+		c.Host = v
+	}
+	if v := getenv("SIMPLETUNER_PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			return c, fmt.Errorf("SIMPLETUNER_PORT=%q: want a port number from 1 to 65535", v)
+		}
+		c.Port = p
+	}
+	if v := getenv("SIMPLETUNER_CONFIG_DIR"); v != "" {
+		c.ConfigDir = v
+	}
+	if v := getenv("SIMPLETUNER_STATE_DIR"); v != "" {
+		c.StateDir = v
+	}
+	return c, nil
+}
+
+// ParseTrustedProxies parses a comma-separated list of addresses or CIDR prefixes.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxy %q: not an IP address or CIDR prefix", part)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// Validate checks the values a person may have typed.
+func (c *Config) Validate() error {
+	if c.Port < 0 || c.Port > 65535 {
+		return fmt.Errorf("--port %d: want a port number from 1 to 65535 (0 picks a free one)", c.Port)
+	}
+	if (c.SSLKey == "") != (c.SSLCert == "") {
+		return fmt.Errorf("--ssl-key and --ssl-cert go together: give both, or neither to generate a self-signed pair")
+	}
+	for _, p := range []string{c.SSLKey, c.SSLCert} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("TLS file %s: %w", p, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"simpletuner/internal/sdnotify"
+	"simpletuner/store"
+	"simpletuner/supervisor/api"
+	"simpletuner/supervisor/auth"
+)
+
+// ErrStateLocked is returned when another daemon uses the state directory.
+var ErrStateLocked = store.ErrLocked
+
+// Run starts the daemon and blocks until ctx is cancelled, then drains within
+// cfg.ShutdownTimeout. ready, if non-nil, is called with the listening address.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	for _, d := range []string{cfg.ConfigDir, cfg.DatasetsDir, cfg.OutputRoot} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	// The store comes first: a second daemon on the same state must fail before it binds.
+	db, err := store.Open(cfg.StateDir, log.With("component", "store"))
+	if err != nil {
+		return err
+	}
+	dbClosed := false
+	defer func() {
+		if !dbClosed {
+			db.Close()
+		}
+	}()
+
+	as, err := auth.NewService(db, log.With("component", "auth"), auth.Options{})
+	if err != nil {
+		return err
+	}
+	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies}
+	if !as.SetupDone() {
+		tok, path, err := writeBootstrapToken(cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		apiCfg.SetupToken, apiCfg.SetupTokenPath = tok, path
+		apiCfg.OnSetupDone = func() {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				log.Warn("remove bootstrap token", "path", path, "err", err)
+			}
+		}
+		log.Info("no administrator yet: create one with POST /api/auth/setup/first-admin from this machine, "+
+			"or from elsewhere with the X-Setup-Token header set to the contents of the token file", "token_file", path)
+	}
+	srv, err := api.New(apiCfg, as, log.With("component", "api"))
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen on %s:%d: %w", cfg.Host, cfg.Port, err)
+	}
+	scheme := "http"
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// No WriteTimeout: it would cut event streams. Streams set per-write deadlines.
+	}
+	if cfg.SSL || cfg.SSLCert != "" {
+		cert, certPath, err := loadOrCreateCert(&cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+		scheme = "https"
+		log.Info("TLS enabled", "cert", certPath)
+	}
+	addr := ln.Addr().String()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
+	log.Info("simpletuner server listening", "api", fmt.Sprintf("%s://%s/api", scheme, addr),
+		"docs", fmt.Sprintf("%s://%s/docs", scheme, addr), "state_dir", cfg.StateDir, "config_dir", cfg.ConfigDir)
+	if _, err := sdnotify.Notify("READY=1\nSTATUS=listening on " + addr); err != nil {
+		log.Warn("sd_notify READY failed", "err", err)
+	}
+	if ready != nil {
+		ready(addr)
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout)
+	_, _ = sdnotify.Notify("STOPPING=1")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("drain incomplete; closing remaining connections", "err", err)
+		hs.Close()
+	}
+	dbClosed = true
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("close state: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// writeBootstrapToken writes a fresh one-time setup token (0600) and returns it with its
+// path. A token from an earlier run is replaced: only the current process's token works.
+func writeBootstrapToken(stateDir string) (string, string, error) {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	tok := hex.EncodeToString(b)
+	path := filepath.Join(stateDir, "bootstrap-token")
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write bootstrap token: %w", err)
+	}
+	return tok, path, nil
+}
