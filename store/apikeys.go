@@ -21,7 +21,7 @@ type APIKey struct {
 	ScopedPermissions []string   `json:"scoped_permissions"`
 }
 
-func apiKeyKey(id int64) []byte       { return idKey("apikeys/id/", id) }
+func apiKeyKey(id int64) []byte        { return idKey("apikeys/id/", id) }
 func apiKeyHashKey(hash string) []byte { return []byte("apikeys/hash/" + hash) }
 
 // APIKeys is the typed store of API keys.

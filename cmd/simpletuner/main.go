@@ -80,7 +80,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: simpletuner server [flags]\n\nRuns the training server. Defaults live under SIMPLETUNER_HOME (%s).\n\nFlags:\n", cfg.Home)
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -126,4 +126,21 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// printFlags lists flags with two dashes, the way the documentation writes them (Go's
+// flag package accepts both spellings).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%-28s %s", line, usage)
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }

@@ -172,9 +172,9 @@ func (h *harness) validate(r *http.Request, res resp) {
 			PathParams: match.Vars,
 			Route:      &routers.Route{Spec: h.doc, Path: path, PathItem: item, Method: r.Method, Operation: op},
 		},
-		Status: res.code,
-		Header: res.header,
-		Body:   io.NopCloser(bytes.NewReader(res.body)),
+		Status:  res.code,
+		Header:  res.header,
+		Body:    io.NopCloser(bytes.NewReader(res.body)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true},
 	}
 	if err := openapi3filter.ValidateResponse(context.Background(), input); err != nil {

@@ -6,7 +6,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -31,6 +34,9 @@ const (
 type Hasher struct {
 	sem   chan struct{} // one token per hash allowed to run
 	dummy string        // a real hash to verify against for unknown users (equal timing)
+
+	// returning is set while a memory return is scheduled (see release).
+	returning atomic.Bool
 }
 
 // NewHasher returns a Hasher allowing `parallel` concurrent hashes.
@@ -40,6 +46,7 @@ func NewHasher(parallel int) *Hasher {
 	}
 	h := &Hasher{sem: make(chan struct{}, parallel)}
 	h.dummy = h.hash([]byte("dummy password for timing equality"))
+	debug.FreeOSMemory()
 	return h
 }
 
@@ -85,7 +92,20 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	}
 }
 
-func (h *Hasher) release() { <-h.sem }
+// release frees the slot. When the last running hash ends, the 19 MiB buffers it used are
+// handed back to the OS shortly after: logins are rare, and without this an idle daemon
+// would keep tens of megabytes of argon2 garbage resident until the scavenger gets to it.
+func (h *Hasher) release() {
+	<-h.sem
+	if len(h.sem) == 0 && h.returning.CompareAndSwap(false, true) {
+		time.AfterFunc(200*time.Millisecond, func() {
+			h.returning.Store(false)
+			if len(h.sem) == 0 {
+				debug.FreeOSMemory()
+			}
+		})
+	}
+}
 
 // verifyPHC checks pw against an argon2id PHC string.
 func verifyPHC(phc string, pw []byte) (bool, error) {

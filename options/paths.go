@@ -1,0 +1,113 @@
+package options
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// ResolveConfigPath resolves a config-relative JSON file reference the way SimpleTuner's
+// server does (contract §5.1): a relative value ending in .json is taken under
+// configsDir after stripping leading "./" and one leading "config/" or
+// "<basename of configsDir>/" segment, so "config/multidatabackend-once.json" becomes
+// "<configsDir>/multidatabackend-once.json". Absolute paths are only cleaned. Inline
+// JSON, "{env:VAR}" references and values not ending in .json are returned unchanged.
+// A relative path that climbs out of configsDir is an error wrapping ErrPathEscape.
+func ResolveConfigPath(configsDir, value string) (string, error) {
+	v := strings.TrimSpace(value)
+	if v == "" || isInlineJSON(v) || strings.Contains(v, "{env:") || !strings.HasSuffix(strings.ToLower(v), ".json") {
+		return value, nil
+	}
+	if filepath.IsAbs(v) {
+		return filepath.Clean(v), nil
+	}
+	if configsDir == "" {
+		return "", pathError{fmt.Sprintf("no configs directory to resolve %q under", clip(value)), ErrInvalidValue}
+	}
+	rel := filepath.ToSlash(v)
+	for strings.HasPrefix(rel, "./") {
+		rel = strings.TrimLeft(strings.TrimPrefix(rel, "./"), "/")
+	}
+	base := filepath.Base(filepath.Clean(configsDir))
+	for _, prefix := range []string{"config/", base + "/"} {
+		if strings.HasPrefix(rel, prefix) {
+			rel = strings.TrimPrefix(rel, prefix)
+			break
+		}
+	}
+	return joinLocal(configsDir, rel, value, "the configs directory")
+}
+
+// ResolveOutputDir resolves --output_dir: a relative value is taken under outputRoot,
+// an absolute one is only cleaned. A relative path that climbs out of outputRoot is an
+// error wrapping ErrPathEscape.
+func ResolveOutputDir(outputRoot, value string) (string, error) {
+	v := strings.TrimSpace(value)
+	if v == "" {
+		return value, nil
+	}
+	if filepath.IsAbs(v) {
+		return filepath.Clean(v), nil
+	}
+	if outputRoot == "" {
+		return "", pathError{fmt.Sprintf("no output root to resolve %q under", clip(value)), ErrInvalidValue}
+	}
+	return joinLocal(outputRoot, filepath.ToSlash(v), value, "the output root")
+}
+
+// joinLocal joins rel under dir if rel stays inside it ("a/../b" is fine, "../b" is not).
+func joinLocal(dir, rel, original, what string) (string, error) {
+	if !filepath.IsLocal(filepath.FromSlash(rel)) {
+		return "", pathError{fmt.Sprintf("%q climbs out of %s; use a path inside it or an absolute path", clip(original), what), ErrPathEscape}
+	}
+	return filepath.Join(dir, filepath.FromSlash(rel)), nil
+}
+
+// ResolvePaths rewrites the config's path options in place: config-relative JSON files
+// under configsDir and --output_dir under outputRoot (see ResolveConfigPath and
+// ResolveOutputDir). The sources are kept: the value is the same choice, made absolute.
+// A path that escapes its directory is an error issue and the value is left as it was.
+func (c *Config) ResolvePaths(configsDir, outputRoot string) Issues {
+	var issues Issues
+	for _, o := range c.reg.opts {
+		s, ok := c.values[o.Name].(string)
+		if !ok || s == "" {
+			continue
+		}
+		var (
+			resolved string
+			err      error
+		)
+		switch {
+		case o.ConfigRelative:
+			resolved, err = ResolveConfigPath(configsDir, s)
+		case o.OutputRelative:
+			resolved, err = ResolveOutputDir(outputRoot, s)
+		default:
+			continue
+		}
+		if err != nil {
+			issues = append(issues, errIssue(o.Name, unwrapSentinel(err), "%s: %v", o.Name, err))
+			continue
+		}
+		c.values[o.Name] = resolved
+	}
+	return issues
+}
+
+// pathError reads as a plain sentence and unwraps to its sentinel.
+type pathError struct {
+	msg      string
+	sentinel error
+}
+
+func (e pathError) Error() string { return e.msg }
+func (e pathError) Unwrap() error { return e.sentinel }
+
+// unwrapSentinel picks the package sentinel an error wraps, for Issue.Err.
+func unwrapSentinel(err error) error {
+	if pe, ok := err.(pathError); ok {
+		return pe.sentinel
+	}
+	return err
+}
