@@ -9,7 +9,7 @@ LDFLAGS  := -s -w -X simpletuner/internal/buildinfo.Version=$(VERSION) -X simple
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 ARGS     ?=
 
-.PHONY: all build run test test-short lint generate bench clean help
+.PHONY: all build run test test-short lint fuzz generate bench clean help
 
 all: build
 
@@ -28,6 +28,13 @@ test: lint ## vet, format check and the whole test suite
 
 test-short: ## the test suite without the slow tests
 	$(GO) test -short -count=1 ./...
+
+FUZZTIME ?= 10s
+fuzz: ## run every fuzz target for FUZZTIME each (CI runs this after make test)
+	@set -e; for pkg in $$(go list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
 
 lint: ## go vet and a gofmt check
 	$(GO) vet ./...

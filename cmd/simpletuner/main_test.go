@@ -363,4 +363,3 @@ func TestCLIHelpVersionAndBadFlags(t *testing.T) {
 		t.Errorf("bad SIMPLETUNER_PORT: %d %q", code, errb.String())
 	}
 }
-

@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsFromEnvironment(t *testing.T) {
+	c, err := Defaults(env(map[string]string{"SIMPLETUNER_HOME": "/srv/st"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Host != "0.0.0.0" || c.Port != 8001 || c.ConfigDir != "config" || c.StateDir != "/srv/st/state" ||
+		c.DatasetsDir != "/srv/st/datasets" || c.OutputRoot != "/srv/st/output" || c.ShutdownTimeout != 10*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+	c, err = Defaults(env(map[string]string{"SIMPLETUNER_HOME": "/h", "SIMPLETUNER_HOST": "127.0.0.1", "SIMPLETUNER_PORT": "9000",
+		"SIMPLETUNER_CONFIG_DIR": "/etc/st", "SIMPLETUNER_STATE_DIR": "/var/lib/st"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Host != "127.0.0.1" || c.Port != 9000 || c.ConfigDir != "/etc/st" || c.StateDir != "/var/lib/st" || c.DatasetsDir != "/h/datasets" {
+		t.Fatalf("env overrides: %+v", c)
+	}
+	for _, bad := range []string{"x", "0", "70000", "-1"} {
+		if _, err := Defaults(env(map[string]string{"SIMPLETUNER_HOME": "/h", "SIMPLETUNER_PORT": bad})); err == nil || !strings.Contains(err.Error(), "SIMPLETUNER_PORT") {
+			t.Errorf("SIMPLETUNER_PORT=%s: %v", bad, err)
+		}
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	got, err := ParseTrustedProxies("127.0.0.1, 10.0.0.0/8,::1,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	if _, err := ParseTrustedProxies("localhost"); err == nil {
+		t.Fatal("host name accepted")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, c := range []Config{{Port: 70000}, {Port: 1, SSLKey: "k"}, {Port: 1, SSLKey: "/nonexistent/k", SSLCert: "/nonexistent/c"}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	if err := (&Config{Port: 8001}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSelfSignedCertificate(t *testing.T) {
+	now := time.Now()
+	certPEM, keyPEM, err := selfSigned(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(keyPEM), "PRIVATE KEY") {
+		t.Fatal("no key")
+	}
+	blk, _ := pem.Decode(certPEM)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.VerifyHostname("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if cert.NotAfter.Sub(now) < 364*24*time.Hour {
+		t.Fatalf("expires %v", cert.NotAfter)
+	}
+}
