@@ -256,6 +256,33 @@ func TestSeedFlowAgainstRealDaemonLeavesNoSecretsOnDisk(t *testing.T) {
 	}
 }
 
+func TestNotifiesSystemdWhenReady(t *testing.T) {
+	home := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	d := start(t, home)
+	conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "READY=1") {
+		t.Fatalf("no READY=1 from the daemon: %q %v\n%s", buf[:n], err, d.stderr)
+	}
+	// READY comes after the listener is up: /health answers at once.
+	if res, err := http.Get(d.base + "/health"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("READY before the port answers: %v", err)
+	}
+	d.stop()
+	n, err = conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "STOPPING=1") {
+		t.Fatalf("no STOPPING=1: %q %v", buf[:n], err)
+	}
+}
+
 func TestSecondDaemonOnSameStateExitsAtOnce(t *testing.T) {
 	home := t.TempDir()
 	a := start(t, home)
