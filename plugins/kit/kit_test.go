@@ -1,0 +1,257 @@
+package kit_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"simpletuner/plugins"
+	"simpletuner/plugins/kit"
+	"simpletuner/plugins/kit/kittest"
+)
+
+const asPlugin = "KIT_TEST_RUN_PLUGIN"
+
+// The test binary doubles as a trainer plugin (the fake runner on the real kit).
+func TestMain(m *testing.M) {
+	if os.Getenv(asPlugin) == "1" {
+		kit.Main(kittest.FromEnv())
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func launch(t *testing.T, jobDir string, env ...string) *plugins.Client {
+	t.Helper()
+	sock := t.TempDir()
+	c, err := plugins.Launch(plugins.LaunchConfig{Path: os.Args[0], Env: append([]string{asPlugin + "=1", plugins.EnvJobDir + "=" + jobDir}, env...), SocketDir: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Shutdown)
+	return c
+}
+
+func collect(t *testing.T, tr plugins.Trainer, since uint64) []plugins.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []plugins.Event
+	if err := tr.Events(ctx, since, func(e plugins.Event) error { out = append(out, e); return nil }); err != nil {
+		t.Fatalf("events: %v", err)
+	}
+	return out
+}
+
+func checkContiguous(t *testing.T, evs []plugins.Event, from uint64) {
+	t.Helper()
+	for i, e := range evs {
+		if e.Seq != from+uint64(i)+1 {
+			t.Fatalf("event %d has seq %d, want %d", i, e.Seq, from+uint64(i)+1)
+		}
+	}
+}
+
+func cfg(t *testing.T, outDir string) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"--output_dir": outDir, "--model_family": "dit"})
+	return b
+}
+
+func TestLaunchRunToCompletion(t *testing.T) {
+	jobDir := t.TempDir()
+	c := launch(t, jobDir, kittest.EnvSteps+"=10", kittest.EnvStepMS+"=5")
+	ctx := context.Background()
+	info, err := c.Info(ctx)
+	if err != nil || info.Backend != "cpu" || info.ProtocolVersion != plugins.ProtocolVersion {
+		t.Fatalf("info: %+v %v", info, err)
+	}
+	st, _ := c.Status(ctx)
+	if st.State != plugins.StateIdle {
+		t.Fatalf("state before start: %q", st.State)
+	}
+	if err := c.Command(ctx, plugins.CommandCheckpoint); !errors.Is(err, plugins.ErrNotStarted) {
+		t.Fatalf("command before start: %v", err)
+	}
+	pid, err := c.Start(ctx, plugins.StartRequest{JobID: "j1", Config: cfg(t, t.TempDir()), JobDir: jobDir, Nonce: "n-1"})
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		t.Fatalf("start: pid %d %v", pid, err)
+	}
+	if _, err := c.Start(ctx, plugins.StartRequest{JobID: "j2", Config: cfg(t, t.TempDir()), JobDir: jobDir}); !errors.Is(err, plugins.ErrAlreadyStarted) {
+		t.Fatalf("second start: %v", err)
+	}
+	evs := collect(t, c, 0)
+	checkContiguous(t, evs, 0)
+	last := evs[len(evs)-1]
+	if last.Type != "job.status" || !strings.Contains(string(last.Data), `"completed"`) {
+		t.Fatalf("last event: %+v", last)
+	}
+	progress := 0
+	for _, e := range evs {
+		if e.Type == "training.progress" {
+			progress++
+		}
+	}
+	if progress != 10 {
+		t.Fatalf("%d progress events, want 10", progress)
+	}
+	st, _ = c.Status(ctx)
+	if st.State != plugins.StateCompleted || st.Nonce != "n-1" || st.PID != pid || st.Progress.Step != 10 {
+		t.Fatalf("final status: %+v", st)
+	}
+	rec, err := plugins.ReadExitRecord(jobDir)
+	if err != nil || rec.State != plugins.StateCompleted || rec.LastSeq != last.Seq || rec.Nonce != "n-1" {
+		t.Fatalf("exit record: %+v %v", rec, err)
+	}
+	if err := c.Command(ctx, plugins.CommandStop); !errors.Is(err, plugins.ErrJobEnded) {
+		t.Fatalf("command after end: %v", err)
+	}
+	// Replay from the middle returns exactly the rest.
+	tail := collect(t, c, 5)
+	checkContiguous(t, tail, 5)
+	if len(tail) != len(evs)-5 {
+		t.Fatalf("replay from 5: %d events, want %d", len(tail), len(evs)-5)
+	}
+	// The spool on disk holds the same stream.
+	var spooled []plugins.Event
+	if _, err := plugins.ReadSpool(filepath.Join(jobDir, plugins.SpoolFile), 0, -1, 0, func(e plugins.Event) error { spooled = append(spooled, e); return nil }); err != nil || len(spooled) != len(evs) {
+		t.Fatalf("spool: %d events, %v", len(spooled), err)
+	}
+}
+
+func TestReattachAndStop(t *testing.T) {
+	jobDir := t.TempDir()
+	c := launch(t, jobDir, kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=5")
+	ctx := context.Background()
+	pid, err := c.Start(ctx, plugins.StartRequest{JobID: "j1", Config: cfg(t, t.TempDir()), JobDir: jobDir, Nonce: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := c.Attachment()
+	if err != nil || att.PID != pid || att.Network != "unix" {
+		t.Fatalf("attachment: %+v %v", att, err)
+	}
+	// A second client, as a restarted daemon would make it.
+	r, err := plugins.Reattach(att, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Status(ctx)
+	if err != nil || st.Nonce != "secret" || st.PID != pid || st.JobID != "j1" {
+		t.Fatalf("status over reattach: %+v %v", st, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := r.Command(ctx, plugins.CommandStop); err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(t, r, 0)
+	checkContiguous(t, evs, 0)
+	if last := evs[len(evs)-1]; !strings.Contains(string(last.Data), `"stopped"`) || evs[len(evs)-2].Type != "training.checkpoint" {
+		t.Fatalf("stop did not checkpoint then stop: %+v / %+v", evs[len(evs)-2], last)
+	}
+	if rec, err := plugins.ReadExitRecord(jobDir); err != nil || rec.State != plugins.StateStopped {
+		t.Fatalf("exit record: %+v %v", rec, err)
+	}
+}
+
+// runnerFunc adapts a function to kit.Runner for in-process tests.
+type runnerFunc func(ctx context.Context, j *kit.Job) error
+
+func (f runnerFunc) Info(context.Context) (plugins.Info, error) { return plugins.Info{}, nil }
+func (f runnerFunc) Validate(context.Context, json.RawMessage) ([]plugins.Issue, error) {
+	return nil, nil
+}
+func (f runnerFunc) Run(ctx context.Context, j *kit.Job) error { return f(ctx, j) }
+
+func waitEnd(t *testing.T, h *kit.Host) plugins.Status {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := h.Status(context.Background())
+		if plugins.Terminal(st.State) {
+			return st
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("job never ended")
+	return plugins.Status{}
+}
+
+func TestTwoTrainersCannotShareAnOutputDir(t *testing.T) {
+	out := t.TempDir()
+	block := make(chan struct{})
+	defer close(block)
+	log := slog.New(slog.DiscardHandler)
+	a := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error { <-block; return nil }), log, kit.Options{})
+	b := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error { return nil }), log, kit.Options{})
+	if _, err := a.Start(context.Background(), plugins.StartRequest{JobID: "a", Config: cfg(t, out), JobDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	dirB := t.TempDir()
+	if _, err := b.Start(context.Background(), plugins.StartRequest{JobID: "b", Config: cfg(t, out), JobDir: dirB}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitEnd(t, b)
+	if st.State != plugins.StateFailed || !strings.Contains(st.Error, "in use by another trainer") {
+		t.Fatalf("second trainer: %+v", st)
+	}
+	if st, _ := a.Status(context.Background()); st.State != plugins.StateStarting {
+		t.Fatalf("first trainer disturbed: %+v", st)
+	}
+}
+
+func TestRunnerPanicBecomesFailedJob(t *testing.T) {
+	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error { panic("boom") }), slog.New(slog.DiscardHandler), kit.Options{Linger: time.Millisecond})
+	dir := t.TempDir()
+	if _, err := h.Start(context.Background(), plugins.StartRequest{JobID: "p", Config: json.RawMessage(`{}`), JobDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitEnd(t, h)
+	if st.State != plugins.StateFailed || !strings.Contains(st.Error, "boom") {
+		t.Fatalf("status: %+v", st)
+	}
+	select {
+	case <-h.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("host did not finish after the linger")
+	}
+	if rec, err := plugins.ReadExitRecord(dir); err != nil || rec.State != plugins.StateFailed {
+		t.Fatalf("exit record: %+v %v", rec, err)
+	}
+}
+
+func TestEventsFollowLiveAppends(t *testing.T) {
+	release := make(chan struct{})
+	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error {
+		for i := range 100 {
+			j.Emit("log", "info", "", "line "+string(rune('0'+i%10)), nil)
+		}
+		<-release
+		for range 100 {
+			j.Emit("log", "info", "", "more", nil)
+		}
+		return nil
+	}), slog.New(slog.DiscardHandler), kit.Options{})
+	if _, err := h.Start(context.Background(), plugins.StartRequest{JobID: "e", Config: json.RawMessage(`{}`), JobDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []plugins.Event)
+	go func() {
+		var evs []plugins.Event
+		h.Events(context.Background(), 0, func(e plugins.Event) error { evs = append(evs, e); return nil })
+		got <- evs
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	evs := <-got
+	checkContiguous(t, evs, 0)
+	if len(evs) != 1+100+100+1 {
+		t.Fatalf("%d events", len(evs))
+	}
+}
