@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -47,7 +48,7 @@ func fromStatus(err error) error {
 		sentinel = ErrAlreadyStarted
 	case codes.FailedPrecondition:
 		sentinel = ErrJobEnded
-		if st.Message() == ErrNotStarted.Error() {
+		if strings.Contains(st.Message(), ErrNotStarted.Error()) {
 			sentinel = ErrNotStarted
 		}
 	case codes.InvalidArgument:
