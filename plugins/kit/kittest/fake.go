@@ -75,7 +75,8 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 	job.Emit("lifecycle.stage", "info", "Loading", "", map[string]any{"stage": "init", "status": "running"})
 	time.Sleep(time.Duration(f.InitMS) * time.Millisecond)
 	job.SetRunning()
-	job.Emit("training.status", "info", "Training started", "", map[string]any{"status": "running"})
+	job.Emit("training.status", "info", "Training started", "", map[string]any{"status": "running",
+		"cuda_visible_devices": os.Getenv("CUDA_VISIBLE_DEVICES"), "cuda_device_order": os.Getenv("CUDA_DEVICE_ORDER"), "pid": os.Getpid()})
 	for step := 1; step <= f.Steps; step++ {
 		time.Sleep(time.Duration(f.StepMS) * time.Millisecond)
 		if step == f.CrashAt {

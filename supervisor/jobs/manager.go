@@ -1,0 +1,383 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"simpletuner/plugins"
+	"simpletuner/store"
+	"simpletuner/supervisor/gpu"
+)
+
+// Job statuses, as the API reports them.
+const (
+	StatusQueued    = "queued"
+	StatusStarting  = "starting"
+	StatusRunning   = "running"
+	StatusCompleted = plugins.StateCompleted
+	StatusFailed    = plugins.StateFailed
+	StatusCancelled = plugins.StateCancelled
+	StatusStopped   = plugins.StateStopped
+	StatusLost      = "lost"
+)
+
+// Terminal reports whether a job status is final.
+func Terminal(s string) bool { return plugins.Terminal(s) || s == StatusLost }
+
+// Sentinel errors of the job manager.
+var (
+	ErrNotFound    = errors.New("job not found")
+	ErrRejected    = errors.New("job cannot run on this machine")
+	ErrNoActiveJob = errors.New("No active training job")
+	ErrEnded       = errors.New("job already ended")
+	ErrUnreachable = errors.New("trainer unreachable")
+	ErrNotReady    = errors.New("job manager is still reconciling")
+)
+
+// Config configures the Manager.
+type Config struct {
+	JobsDir    string // one directory per job: config, trainer log, event spool, exit record
+	RunDir     string // plugin sockets (0700, never a PrivateTmp)
+	CPUTrainer string // path of simpletuner-trainer
+	GPUTrainer string // path of simpletuner-trainer-cuda
+	// TrainerArgs are passed to every trainer (tests use them to select a fake).
+	TrainerArgs []string
+	// TrainerEnv is the base environment of every trainer; nothing else of the
+	// daemon's environment is passed on.
+	TrainerEnv []string
+	// MaxBypass bounds backfill (see backfillAllowed); default 3.
+	MaxBypass int
+	// PollInterval is how often a trainer's liveness is checked (default 500 ms), so a
+	// dead trainer is noticed well within 2 s.
+	PollInterval time.Duration
+	// CancelGrace is how long a cancelled trainer gets before its process group is
+	// killed (default 30 s).
+	CancelGrace time.Duration
+	// OnEvents, when set, sees every batch of events after it is stored (the event hub).
+	OnEvents func(jobID string, evs []plugins.Event)
+}
+
+// Manager runs the queue and supervises trainers. It is safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	db    *store.DB
+	alloc *gpu.Allocator
+	log   *slog.Logger
+	boot  string
+
+	ready chan struct{} // closed once Reconcile has run
+	wake  chan struct{} // queue advancement requests (capacity 1)
+	ctx   context.Context
+	stop  context.CancelFunc
+
+	// wgMu guards closed and every wg.Add, so no goroutine starts once Close waits.
+	wgMu   sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+
+	// mu guards running and bypassed, and serialises queue advancement.
+	mu       sync.Mutex
+	running  map[string]*handle
+	bypassed map[string]int
+}
+
+// handle is a trainer the manager follows.
+type handle struct {
+	id     string
+	client *plugins.Client // nil while unreachable
+	pid    int
+	start  uint64
+	cancel context.CancelFunc
+	// cmdMu guards client replacement and command sends.
+	cmdMu sync.Mutex
+}
+
+// New returns a Manager. Call Reconcile before serving requests that change jobs.
+func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Manager, error) {
+	if cfg.MaxBypass == 0 {
+		cfg.MaxBypass = 3
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 500 * time.Millisecond
+	}
+	if cfg.CancelGrace == 0 {
+		cfg.CancelGrace = 30 * time.Second
+	}
+	for _, d := range []string{cfg.JobsDir, cfg.RunDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, db: db, alloc: alloc, log: log, boot: bootID(), ready: make(chan struct{}),
+		wake: make(chan struct{}, 1), ctx: ctx, stop: stop, running: map[string]*handle{}, bypassed: map[string]int{}}, nil
+}
+
+// Close stops following trainers without touching them: they keep running and the next
+// daemon reattaches.
+func (m *Manager) Close() {
+	m.wgMu.Lock()
+	m.closed = true
+	m.wgMu.Unlock()
+	m.stop()
+	m.wg.Wait()
+}
+
+// spawn runs fn in a goroutine Close waits for; it does nothing once Close has begun.
+func (m *Manager) spawn(fn func()) bool {
+	m.wgMu.Lock()
+	defer m.wgMu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// SubmitRequest is a new job.
+type SubmitRequest struct {
+	OwnerID  int64
+	Owner    string
+	EnvName  string
+	Config   json.RawMessage // resolved, "--flag" keys
+	Priority int
+	GPU      gpu.Request
+}
+
+// Submit validates a job against the machine and queues it; the queue starts it as soon
+// as it fits. A job that can never run here (more GPUs than exist, say) is rejected with
+// ErrRejected and not stored; with NoWait, one that cannot start at once is rejected too.
+func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, error) {
+	select {
+	case <-m.ready:
+	default:
+		return nil, ErrNotReady
+	}
+	gpus, err := m.alloc.Inventory().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list GPUs: %w", err)
+	}
+	d := gpu.Decide(req.GPU, gpus, m.alloc.Ledger().Holdings(), m.alloc.Ledger().Limits())
+	if d.Outcome == gpu.Reject {
+		return nil, fmt.Errorf("%w: %s", ErrRejected, d.Reason)
+	}
+	j := &store.Job{ID: newJobID(), Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
+		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
+		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred}
+	if err := m.db.Jobs().Create(j); err != nil {
+		return nil, err
+	}
+	m.log.Info("job queued", "job_id", j.ID, "owner", req.Owner, "gpus", j.NumGPUs)
+	if req.GPU.NoWait {
+		// Start now or not at all: advance synchronously and withdraw the job if it waits.
+		m.advance()
+		cur, err := m.db.Jobs().Get(j.ID)
+		if err == nil && cur.Status == StatusQueued {
+			m.finishQueued(j.ID, StatusCancelled, "not started: "+d.Reason)
+			return nil, fmt.Errorf("%w: %s", ErrRejected, d.Reason)
+		}
+		return cur, err
+	}
+	m.kick()
+	return j, nil
+}
+
+// newJobID returns the first 8 hex characters of a random UUID, as SimpleTuner does.
+func newJobID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (m *Manager) kick() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the queue in the background until Close: it advances whenever something
+// changes, and every few seconds in case the machine did.
+func (m *Manager) Start() { m.spawn(m.run) }
+
+func (m *Manager) run() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.wake:
+		case <-t.C:
+		}
+		m.advance()
+	}
+}
+
+// advance starts every queued job that fits, in priority order, with bounded backfill.
+func (m *Manager) advance() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all, err := m.db.Jobs().List()
+	if err != nil {
+		m.log.Error("list jobs", "err", err)
+		return
+	}
+	var q []queued
+	byID := map[string]*store.Job{}
+	for _, j := range all {
+		if j.Status == StatusQueued {
+			q = append(q, queued{ID: j.ID, Priority: j.Priority, Seq: j.Seq, Bypassed: m.bypassed[j.ID]})
+			byID[j.ID] = j
+		}
+	}
+	planOrder(q)
+	var waiting []queued
+	for _, cand := range q {
+		if len(waiting) > 0 && !backfillAllowed(waiting, m.cfg.MaxBypass) {
+			break
+		}
+		j := byID[cand.ID]
+		d, err := m.alloc.Reserve(m.ctx, j.ID, gpu.Request{NumProcesses: j.NumGPUs, Preferred: j.PreferredGPUs, AnyGPU: j.AnyGPU})
+		if err != nil {
+			m.log.Warn("GPU inventory unavailable; job stays queued", "job_id", j.ID, "err", err)
+			waiting = append(waiting, cand)
+			continue
+		}
+		switch d.Outcome {
+		case gpu.Start, gpu.StartCPU:
+			for _, w := range waiting {
+				m.bypassed[w.ID]++
+			}
+			delete(m.bypassed, j.ID)
+			m.launch(j, d)
+		case gpu.Reject:
+			m.finishQueued(j.ID, StatusFailed, d.Reason)
+		default:
+			waiting = append(waiting, cand)
+		}
+	}
+}
+
+// finishQueued ends a job that never started.
+func (m *Manager) finishQueued(id, status, msg string) {
+	now := time.Now().UTC()
+	_, err := m.db.Jobs().Update(id, func(j *store.Job) error {
+		j.Status, j.Error, j.FinishedAt = status, msg, &now
+		return nil
+	})
+	if err != nil {
+		m.log.Error("update job", "job_id", id, "err", err)
+	}
+}
+
+// Get returns a job.
+func (m *Manager) Get(id string) (*store.Job, error) {
+	j, err := m.db.Jobs().Get(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	return j, err
+}
+
+// List returns all jobs, oldest first.
+func (m *Manager) List() ([]*store.Job, error) { return m.db.Jobs().List() }
+
+// Current returns the job /api/training/status reports: the newest starting or running
+// job, else nil.
+func (m *Manager) Current() (*store.Job, error) {
+	all, err := m.db.Jobs().List()
+	if err != nil {
+		return nil, err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if s := all[i].Status; s == StatusRunning || s == StatusStarting {
+			return all[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// Command sends a command to a job. Stop and cancel of a queued job end it at once.
+func (m *Manager) Command(ctx context.Context, id string, c plugins.Command) error {
+	j, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	if Terminal(j.Status) {
+		return ErrEnded
+	}
+	if j.Status == StatusQueued {
+		if c == plugins.CommandStop || c == plugins.CommandCancel {
+			m.finishQueued(id, StatusCancelled, "cancelled before it started")
+			m.kick()
+			return nil
+		}
+		return fmt.Errorf("%w: the job has not started yet", ErrUnreachable)
+	}
+	m.mu.Lock()
+	h := m.running[id]
+	m.mu.Unlock()
+	if h == nil {
+		return ErrUnreachable
+	}
+	h.cmdMu.Lock()
+	client := h.client
+	h.cmdMu.Unlock()
+	if client == nil {
+		return ErrUnreachable
+	}
+	err = client.Command(ctx, c)
+	switch {
+	case errors.Is(err, plugins.ErrJobEnded):
+		return ErrEnded
+	case errors.Is(err, plugins.ErrTrainerGone):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	case err != nil:
+		return err
+	}
+	if c == plugins.CommandCancel {
+		go m.killAfterGrace(id, h)
+	}
+	return nil
+}
+
+// killAfterGrace kills a cancelled trainer's process group if it has not ended within
+// the grace period — after checking it is still the process we launched.
+func (m *Manager) killAfterGrace(id string, h *handle) {
+	select {
+	case <-time.After(m.cfg.CancelGrace):
+	case <-m.ctx.Done():
+		return
+	}
+	j, err := m.Get(id)
+	if err != nil || Terminal(j.Status) {
+		return
+	}
+	if classifyProc(h.pid, h.start, j.BootID, m.boot) == procOurs {
+		m.log.Warn("trainer ignored cancel; killing its process group", "job_id", id, "pid", h.pid)
+		killGroup(h.pid)
+	}
+}
+
+// jobDir is a job's directory.
+func (m *Manager) jobDir(id string) string { return filepath.Join(m.cfg.JobsDir, id) }
+
+// Ready is closed once reconciliation has finished.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }

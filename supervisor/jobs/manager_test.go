@@ -1,0 +1,315 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"simpletuner/plugins"
+	"simpletuner/plugins/kit"
+	"simpletuner/plugins/kit/kittest"
+	"simpletuner/store"
+	"simpletuner/supervisor/gpu"
+)
+
+const asTrainer = "JOBS_TEST_RUN_TRAINER"
+
+// The test binary doubles as the trainer: the fake runner on the real kit.
+func TestMain(m *testing.M) {
+	if os.Getenv(asTrainer) == "1" {
+		kit.Main(kittest.FromEnv())
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type env struct {
+	t     *testing.T
+	db    *store.DB
+	home  string
+	alloc *gpu.Allocator
+	inv   gpu.Inventory
+}
+
+func newEnv(t *testing.T, inv gpu.Inventory) *env {
+	t.Helper()
+	home := t.TempDir()
+	db, err := store.Open(filepath.Join(home, "state"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &env{t: t, db: db, home: home, inv: inv}
+}
+
+// manager starts a Manager over the env's store, as a (re)started daemon would.
+func (e *env) manager(trainerEnv ...string) *Manager {
+	e.t.Helper()
+	e.alloc = gpu.NewAllocator(e.inv, gpu.Limits{MaxJobs: 4})
+	m, err := New(Config{JobsDir: filepath.Join(e.home, "jobs"), RunDir: filepath.Join(e.home, "run"),
+		CPUTrainer: os.Args[0], GPUTrainer: os.Args[0], TrainerEnv: append([]string{asTrainer + "=1"}, trainerEnv...),
+		PollInterval: 100 * time.Millisecond, CancelGrace: 2 * time.Second}, e.db, e.alloc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := m.Reconcile(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	m.Start()
+	e.t.Cleanup(m.Close)
+	return m
+}
+
+func submit(t *testing.T, m *Manager, gpus int) *store.Job {
+	t.Helper()
+	cfg, _ := json.Marshal(map[string]any{"--output_dir": t.TempDir(), "--model_family": "dit"})
+	j, err := m.Submit(context.Background(), SubmitRequest{Owner: "t", Config: cfg, GPU: gpu.Request{NumProcesses: gpus}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func waitStatus(t *testing.T, m *Manager, id string, within time.Duration, want ...string) *store.Job {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		j, err := m.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if j.Status == w {
+				return j
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s is %q after %v, want %v (error %q)", id, j.Status, within, want, j.Error)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func events(t *testing.T, db *store.DB, id string) []plugins.Event {
+	t.Helper()
+	stored, err := db.Events().List(id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []plugins.Event
+	for i, s := range stored {
+		var e plugins.Event
+		if err := json.Unmarshal(s.Event, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d: the stored stream has a gap", i, e.Seq)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestJobRunsToCompletionOnCPUHost(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m := e.manager(kittest.EnvSteps+"=15", kittest.EnvStepMS+"=5")
+	j := submit(t, m, 1)
+	done := waitStatus(t, m, j.ID, 20*time.Second, StatusCompleted)
+	if done.PID == 0 || done.ProcStart == 0 || done.Nonce == "" || done.Attempts != 1 || len(done.GPUs) != 0 {
+		t.Fatalf("record: %+v", done)
+	}
+	evs := events(t, e.db, j.ID)
+	if last := evs[len(evs)-1]; last.Type != "job.status" || !strings.Contains(string(last.Data), "completed") {
+		t.Fatalf("last event %+v", last)
+	}
+	var p plugins.Progress
+	json.Unmarshal(done.Progress, &p)
+	if p.Step != 15 {
+		t.Fatalf("progress %+v", p)
+	}
+	if _, err := os.Stat(filepath.Join(done.JobDir, "config.json")); err != nil {
+		t.Fatal("resolved config not persisted with the job")
+	}
+}
+
+func TestKilledTrainerFailsFastAndQueueAdvances(t *testing.T) {
+	e := newEnv(t, gpu.NewFake(gpu.FakeH100(1)...))
+	m := e.manager(kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10")
+	a := submit(t, m, 1)
+	b := submit(t, m, 1)
+	ra := waitStatus(t, m, a.ID, 20*time.Second, StatusRunning)
+	if got, _ := m.Get(b.ID); got.Status != StatusQueued {
+		t.Fatalf("second job on a 1-GPU host is %q, want queued", got.Status)
+	}
+	if len(ra.GPUs) != 1 || ra.GPUs[0] != gpu.FakeUUID(0) {
+		t.Fatalf("GPUs %v", ra.GPUs)
+	}
+	syscall.Kill(ra.PID, syscall.SIGKILL)
+	t0 := time.Now()
+	fa := waitStatus(t, m, a.ID, 5*time.Second, StatusFailed)
+	if took := time.Since(t0); took > 2*time.Second {
+		t.Fatalf("death noticed after %v, want ≤ 2 s", took)
+	}
+	if !strings.Contains(fa.Error, "without an exit record") {
+		t.Fatalf("error %q", fa.Error)
+	}
+	rb := waitStatus(t, m, b.ID, 10*time.Second, StatusRunning)
+	if len(rb.GPUs) != 1 {
+		t.Fatalf("queued job did not get the freed GPU: %+v", rb)
+	}
+	// The trainer saw its GPU by UUID, in PCI bus order.
+	evs := events(t, e.db, b.ID)
+	deadline := time.Now().Add(5 * time.Second)
+	for !hasEnv(evs) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		evs = events(t, e.db, b.ID)
+	}
+	if !hasEnv(evs) {
+		t.Fatal("no training.status event with the trainer's environment")
+	}
+	if err := m.Command(context.Background(), b.ID, plugins.CommandCancel); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m, b.ID, 10*time.Second, StatusCancelled)
+	if h := e.alloc.Ledger().Holdings(); len(h) != 0 {
+		t.Fatalf("GPUs still held: %v", h)
+	}
+}
+
+func hasEnv(evs []plugins.Event) bool {
+	for _, e := range evs {
+		if e.Type == "training.status" && strings.Contains(string(e.Data), `"cuda_visible_devices":"GPU-`) && strings.Contains(string(e.Data), `"cuda_device_order":"PCI_BUS_ID"`) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRestartReattachesSameTrainerAndStopWorks(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m1 := e.manager(kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10")
+	j := submit(t, m1, 1)
+	r1 := waitStatus(t, m1, j.ID, 20*time.Second, StatusRunning)
+	for range 3 {
+		// A daemon restart: stop following without touching the trainer, start anew.
+		m1.Close()
+		if syscall.Kill(r1.PID, 0) != nil {
+			t.Fatal("trainer died with the manager")
+		}
+		m1 = e.manager()
+		r2 := waitStatus(t, m1, j.ID, 5*time.Second, StatusRunning)
+		if r2.PID != r1.PID || r2.Attempts != 1 {
+			t.Fatalf("after restart: pid %d attempts %d, want pid %d attempts 1", r2.PID, r2.Attempts, r1.PID)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := m1.Command(context.Background(), j.ID, plugins.CommandStop); err != nil {
+		t.Fatalf("stop after reattach: %v", err)
+	}
+	waitStatus(t, m1, j.ID, 10*time.Second, StatusStopped)
+	evs := events(t, e.db, j.ID)
+	if evs[len(evs)-2].Type != "training.checkpoint" {
+		t.Fatalf("stop did not checkpoint: %+v", evs[len(evs)-2])
+	}
+}
+
+func TestTrainerFinishingWhileDaemonDownIsCompletedNotRelaunched(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m1 := e.manager(kittest.EnvSteps+"=30", kittest.EnvStepMS+"=20")
+	j := submit(t, m1, 1)
+	r := waitStatus(t, m1, j.ID, 20*time.Second, StatusRunning)
+	m1.Close()
+	// Let it finish alone, and make sure the process is gone (no linger to rescue us).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := plugins.ReadExitRecord(r.JobDir); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("trainer never finished")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(r.PID, syscall.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
+	m2 := e.manager()
+	done := waitStatus(t, m2, j.ID, 5*time.Second, StatusCompleted)
+	if done.Attempts != 1 {
+		t.Fatalf("relaunched: attempts %d", done.Attempts)
+	}
+	evs := events(t, e.db, j.ID)
+	progress := 0
+	for _, ev := range evs {
+		if ev.Type == "training.progress" {
+			progress++
+		}
+	}
+	if progress != 30 {
+		t.Fatalf("%d progress events recovered from the spool, want 30", progress)
+	}
+}
+
+func TestReusedPIDIsNeverSignalled(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Process.Kill()
+	start, _, _ := procIdentity(sleeper.Process.Pid)
+	// A job record that points at the sleeper's pid with another start time, and a
+	// listener that is not a trainer on its recorded socket.
+	sock := filepath.Join(t.TempDir(), "not-a-trainer.sock")
+	j := &store.Job{ID: "reused1", Status: StatusRunning, CreatedAt: time.Now(), PID: sleeper.Process.Pid, ProcStart: start + 12345,
+		BootID: bootID(), Network: "unix", Addr: sock, Nonce: "n", JobDir: t.TempDir(), Config: json.RawMessage(`{}`)}
+	if err := e.db.Jobs().Create(j); err != nil {
+		t.Fatal(err)
+	}
+	m := e.manager()
+	got := waitStatus(t, m, j.ID, 5*time.Second, StatusLost)
+	if !strings.Contains(got.Error, "gone") {
+		t.Fatalf("error %q", got.Error)
+	}
+	if err := syscall.Kill(sleeper.Process.Pid, 0); err != nil {
+		t.Fatal("the unrelated process was signalled")
+	}
+	if err := m.Command(context.Background(), j.ID, plugins.CommandCancel); !errors.Is(err, ErrEnded) {
+		t.Fatalf("command to lost job: %v", err)
+	}
+}
+
+func TestRejectsMoreGPUsThanTheMachineHas(t *testing.T) {
+	e := newEnv(t, gpu.NewFake(gpu.FakeH100(2)...))
+	m := e.manager()
+	cfg := json.RawMessage(`{"--model_family":"dit"}`)
+	_, err := m.Submit(context.Background(), SubmitRequest{Config: cfg, GPU: gpu.Request{NumProcesses: 3}})
+	if !errors.Is(err, ErrRejected) {
+		t.Fatalf("got %v, want ErrRejected", err)
+	}
+	jobs, _ := m.List()
+	if len(jobs) != 0 {
+		t.Fatal("rejected job was stored")
+	}
+}
+
+func TestCancelQueuedJob(t *testing.T) {
+	e := newEnv(t, gpu.NewFake(gpu.FakeH100(1)...))
+	m := e.manager(kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10")
+	a := submit(t, m, 1)
+	b := submit(t, m, 1)
+	waitStatus(t, m, a.ID, 20*time.Second, StatusRunning)
+	if err := m.Command(context.Background(), b.ID, plugins.CommandCancel); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m, b.ID, time.Second, StatusCancelled)
+	m.Command(context.Background(), a.ID, plugins.CommandCancel)
+	waitStatus(t, m, a.ID, 10*time.Second, StatusCancelled)
+}

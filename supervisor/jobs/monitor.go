@@ -1,0 +1,217 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"simpletuner/plugins"
+	"simpletuner/store"
+)
+
+// follow streams a job's events into the store until the job ends, watching the process
+// so a trainer that dies is noticed within PollInterval×2. It returns at once; the work
+// runs in a goroutine.
+func (m *Manager) follow(id string, h *handle, since uint64) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	h.cmdMu.Lock()
+	h.cancel = cancel
+	h.cmdMu.Unlock()
+	if !m.spawn(func() {
+		defer cancel()
+		m.watch(ctx, id, h, since)
+	}) {
+		cancel()
+	}
+}
+
+func (m *Manager) watch(ctx context.Context, id string, h *handle, since uint64) {
+	type result struct{ err error }
+	streamDone := make(chan result, 1)
+	batch := newBatcher(m, id)
+	h.cmdMu.Lock()
+	client := h.client
+	h.cmdMu.Unlock()
+	if client != nil {
+		go func() {
+			err := client.Events(ctx, since, func(e plugins.Event) error { batch.add(e); return nil })
+			streamDone <- result{err}
+		}()
+	}
+	tick := time.NewTicker(m.cfg.PollInterval)
+	defer tick.Stop()
+	j, _ := m.db.Jobs().Get(id)
+	boot := ""
+	if j != nil {
+		boot = j.BootID
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			batch.flush()
+			return // daemon shutting down: leave the trainer alone
+		case r := <-streamDone:
+			batch.flush()
+			if r.err == nil {
+				m.finishFromRecord(id, h)
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("event stream broke", "job_id", id, "err", r.err)
+			streamDone = nil // keep polling the process; the spool will tell the rest
+		case <-tick.C:
+			batch.flushIfDue()
+			if classifyProc(h.pid, h.start, boot, m.boot) != procOurs && h.pid != 0 {
+				batch.flush()
+				m.finishFromRecord(id, h)
+				return
+			}
+		}
+	}
+}
+
+// finishFromRecord ends a job whose trainer is done or gone: it reads the events the
+// trainer spooled but we did not receive, then the exit record.
+func (m *Manager) finishFromRecord(id string, h *handle) {
+	j, err := m.db.Jobs().Get(id)
+	if err != nil {
+		m.log.Error("read job", "job_id", id, "err", err)
+		return
+	}
+	m.ingestSpool(j)
+	rec, err := plugins.ReadExitRecord(j.JobDir)
+	switch {
+	case err == nil && rec.Nonce == j.Nonce && plugins.Terminal(rec.State):
+		m.finalize(id, h, rec.State, rec.Error)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		m.finalize(id, h, StatusFailed, "trainer exit record unreadable: "+err.Error())
+	default:
+		m.finalize(id, h, StatusFailed, "trainer exited without an exit record (killed or crashed)")
+	}
+}
+
+// ingestSpool stores the spooled events after the job's LastSeq.
+func (m *Manager) ingestSpool(j *store.Job) {
+	if j.JobDir == "" {
+		return
+	}
+	b := newBatcher(m, j.ID)
+	_, err := plugins.ReadSpool(filepath.Join(j.JobDir, plugins.SpoolFile), 0, -1, j.LastSeq, func(e plugins.Event) error {
+		b.add(e)
+		return nil
+	})
+	b.flush()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.log.Warn("read event spool", "job_id", j.ID, "err", err)
+	}
+}
+
+// finalize marks the job terminal exactly once, releases its GPUs and advances the queue.
+func (m *Manager) finalize(id string, h *handle, status, msg string) {
+	now := time.Now().UTC()
+	changed := false
+	_, err := m.db.Jobs().Update(id, func(j *store.Job) error {
+		if Terminal(j.Status) {
+			return nil
+		}
+		changed = true
+		j.Status, j.Error, j.FinishedAt = status, msg, &now
+		return nil
+	})
+	if err != nil {
+		m.log.Error("finalize job", "job_id", id, "err", err)
+	}
+	m.alloc.Ledger().Release(id)
+	m.mu.Lock()
+	if m.running[id] == h {
+		delete(m.running, id)
+	}
+	m.mu.Unlock()
+	if h != nil {
+		h.cmdMu.Lock()
+		if h.client != nil {
+			go h.client.Shutdown()
+			h.client = nil
+		}
+		h.cmdMu.Unlock()
+	}
+	if changed {
+		m.log.Info("job ended", "job_id", id, "status", status, "error", msg)
+	}
+	m.kick()
+}
+
+// batcher stores events in batches: one transaction per ~100 ms or 256 events, so a
+// trainer emitting thousands of events a second costs tens of writes, not thousands.
+// Its methods may be called from the stream goroutine and the watch loop at once; mu
+// guards every field.
+type batcher struct {
+	mu       sync.Mutex
+	m        *Manager
+	id       string
+	pending  []plugins.Event
+	last     time.Time
+	progress *plugins.Progress
+}
+
+func newBatcher(m *Manager, id string) *batcher { return &batcher{m: m, id: id, last: time.Now()} }
+
+func (b *batcher) add(e plugins.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending = append(b.pending, e)
+	if e.Type == "training.progress" {
+		var p plugins.Progress
+		if json.Unmarshal(e.Data, &p) == nil {
+			b.progress = &p
+		}
+	}
+	if len(b.pending) >= 256 || e.Type == "job.status" || time.Since(b.last) >= 100*time.Millisecond {
+		b.flushLocked()
+	}
+}
+
+func (b *batcher) flushIfDue() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if time.Since(b.last) >= 100*time.Millisecond {
+		b.flushLocked()
+	}
+}
+
+func (b *batcher) flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked()
+}
+
+func (b *batcher) flushLocked() {
+	b.last = time.Now()
+	if len(b.pending) == 0 {
+		return
+	}
+	evs := make([]store.StoredEvent, 0, len(b.pending))
+	for _, e := range b.pending {
+		raw, _ := json.Marshal(e)
+		evs = append(evs, store.StoredEvent{JobID: b.id, Seq: e.Seq, Event: raw})
+	}
+	if _, err := b.m.db.Events().Append(b.id, evs); err != nil {
+		b.m.log.Error("store events", "job_id", b.id, "err", err)
+		return
+	}
+	if b.progress != nil {
+		p, _ := json.Marshal(b.progress)
+		_, _ = b.m.db.Jobs().Update(b.id, func(j *store.Job) error { j.Progress = p; return nil })
+		b.progress = nil
+	}
+	if b.m.cfg.OnEvents != nil {
+		b.m.cfg.OnEvents(b.id, b.pending)
+	}
+	b.pending = nil
+}

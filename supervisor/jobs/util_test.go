@@ -1,0 +1,5 @@
+package jobs
+
+import "os"
+
+func pidSelf() int { return os.Getpid() }

@@ -1,0 +1,22 @@
+package data
+
+import "errors"
+
+// Sentinel errors; every error this package returns wraps one of them.
+var (
+	// ErrInvalidConfig marks a dataloader document that is malformed or inconsistent.
+	ErrInvalidConfig = errors.New("invalid dataloader config")
+	// ErrUnsupported marks a value SimpleTuner knows but this trainer does not implement
+	// (e.g. type "aws" or caption_strategy "parquet").
+	ErrUnsupported = errors.New("unsupported dataloader setting")
+	// ErrNoData marks a dataset (or the whole loader) that ends up with no usable samples or
+	// no complete batch.
+	ErrNoData = errors.New("no usable training data")
+	// ErrBadImage marks an image that cannot be decoded or is refused (corrupt, truncated,
+	// absurdly large). Such images are skipped with a Warning, never fatal on their own.
+	ErrBadImage = errors.New("unusable image")
+	// ErrCache marks a cache file that is unreadable or corrupt.
+	ErrCache = errors.New("cache error")
+	// ErrState marks sampler state that cannot be restored.
+	ErrState = errors.New("invalid sampler state")
+)
