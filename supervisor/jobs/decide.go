@@ -10,11 +10,11 @@ import (
 type reconcileAction int
 
 const (
-	actKeepQueued  reconcileAction = iota // still waiting: nothing to do
-	actReattach                           // the trainer is ours and alive: reattach
-	actFinishExit                         // the trainer ended: take the state from its exit record
-	actLost                               // the trainer is gone without a trace: lost
-	actRequeue                            // the daemon died mid-launch before recording the trainer
+	actKeepQueued reconcileAction = iota // still waiting: nothing to do
+	actReattach                          // the trainer is ours and alive: reattach
+	actFinishExit                        // the trainer ended: take the state from its exit record
+	actLost                              // the trainer is gone without a trace: lost
+	actRequeue                           // the daemon died mid-launch before recording the trainer
 )
 
 func (a reconcileAction) String() string {

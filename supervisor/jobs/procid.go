@@ -13,9 +13,9 @@ import (
 type procState int
 
 const (
-	procGone   procState = iota // no such process, or a zombie: it has exited
-	procOurs                    // same pid, same start time, same boot: the process we launched
-	procOther                   // the pid now belongs to another process (reused), or another boot
+	procGone  procState = iota // no such process, or a zombie: it has exited
+	procOurs                   // same pid, same start time, same boot: the process we launched
+	procOther                  // the pid now belongs to another process (reused), or another boot
 )
 
 func (p procState) String() string {
