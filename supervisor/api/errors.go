@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/datasets"
 )
 
 // httpError is an error with a status and the detail shown to the client.
@@ -32,9 +34,23 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	var rl *auth.RateLimitError
 	var mbe *http.MaxBytesError
 	var ve *validationError
+	var cve *configs.ValidationError
 	switch {
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{ve.fe}})
+	case errors.As(err, &cve):
+		writeConfigValidation(w, cve)
+	case errors.Is(err, configs.ErrNotFound), errors.Is(err, datasets.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, detailBody{Detail: err.Error()})
+	case errors.Is(err, configs.ErrExists):
+		writeJSON(w, http.StatusConflict, detailBody{Detail: err.Error()})
+	case errors.Is(err, configs.ErrInvalid), errors.Is(err, configs.ErrActive),
+		errors.Is(err, datasets.ErrInvalid), errors.Is(err, datasets.ErrExists), errors.Is(err, datasets.ErrArchive):
+		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
+	case errors.Is(err, configs.ErrCorrupt):
+		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "json_invalid", Loc: []string{"file"}, Msg: err.Error()}}})
+	case errors.Is(err, datasets.ErrOutside):
+		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})
 	case errors.As(err, &he):
 		writeJSON(w, he.status, detailBody{Detail: he.detail})
 	case errors.As(err, &rl):
@@ -126,3 +142,23 @@ func decodeJSON(r *http.Request, v any) error {
 type validationError struct{ fe fieldError }
 
 func (e *validationError) Error() string { return e.fe.Msg }
+
+// writeConfigValidation answers a rejected configuration with every message (SimpleTuner
+// only says "Configuration validation failed"): 403 when the only problem is a missing
+// permission (hook scripts need job.hooks), else 422 with one entry per problem.
+func writeConfigValidation(w http.ResponseWriter, ve *configs.ValidationError) {
+	errs := ve.Issues.Errors()
+	if ve.Forbidden() {
+		writeJSON(w, http.StatusForbidden, detailBody{Detail: "Permission denied: " + strings.Join(errs.Messages(), "; ")})
+		return
+	}
+	out := make([]fieldError, 0, len(errs))
+	for _, i := range errs {
+		loc := []string{"body", ve.Subject}
+		if i.Option != "" {
+			loc = append(loc, i.Option)
+		}
+		out = append(out, fieldError{Type: "value_error", Loc: loc, Msg: i.Message})
+	}
+	writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: out})
+}

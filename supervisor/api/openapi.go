@@ -77,7 +77,7 @@ func (s *Server) openAPI() (*openapi3.T, error) {
 			item.SetOperation(rt.method, op)
 		}
 	}
-	for _, t := range []string{tagAuth, tagUsers, tagSettings, tagTraining, tagSystem} {
+	for _, t := range []string{tagAuth, tagUsers, tagSettings, tagConfigs, tagDatasets, tagTraining, tagSystem} {
 		if tags[t] {
 			doc.Tags = append(doc.Tags, &openapi3.Tag{Name: t})
 		}
@@ -108,6 +108,9 @@ func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.Sc
 			return nil, err
 		}
 		op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithRequired(true).WithJSONSchemaRef(sch)}
+	}
+	if len(rt.form) > 0 {
+		op.RequestBody = &openapi3.RequestBodyRef{Value: formBody(rt.form)}
 	}
 	ok := openapi3.NewResponse().WithDescription("Success")
 	switch {
@@ -142,10 +145,14 @@ func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.Sc
 		errResp(http.StatusRequestEntityTooLarge, "Request body too large")
 		errResp(http.StatusUnsupportedMediaType, "The body must be JSON")
 	}
-	if rt.req != nil || len(rt.query) > 0 {
+	if len(rt.form) > 0 {
+		errResp(http.StatusRequestEntityTooLarge, "Request body too large")
+		errResp(http.StatusNotFound, "Not found")
+	}
+	if rt.req != nil || len(rt.query) > 0 || len(rt.form) > 0 {
 		op.AddResponse(http.StatusUnprocessableEntity, openapi3.NewResponse().WithDescription("Invalid field").WithJSONSchemaRef(valSchema))
 	}
-	if len(names) > 0 {
+	if len(names) > 0 || rt.req != nil {
 		errResp(http.StatusNotFound, "Not found")
 	}
 	errResp(http.StatusTooManyRequests, "Rate limited; see Retry-After")
@@ -155,11 +162,42 @@ func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.Sc
 	return op, nil
 }
 
+// formBody describes a form request body: multipart/form-data, and urlencoded too when
+// it has no file fields.
+func formBody(fields []formField) *openapi3.RequestBody {
+	sch := openapi3.NewObjectSchema()
+	for _, f := range fields {
+		var fs *openapi3.Schema
+		if f.file {
+			fs = openapi3.NewStringSchema().WithFormat("binary")
+		} else {
+			fs = openapi3.NewStringSchema()
+		}
+		if f.many {
+			fs = openapi3.NewArraySchema().WithItems(fs)
+		}
+		fs.Description = f.help
+		sch.WithProperty(f.name, fs)
+		if f.required {
+			sch.Required = append(sch.Required, f.name)
+		}
+	}
+	types := []string{"multipart/form-data"}
+	hasFile := false
+	for _, f := range fields {
+		hasFile = hasFile || f.file
+	}
+	if !hasFile {
+		types = append(types, "application/x-www-form-urlencoded")
+	}
+	return openapi3.NewRequestBody().WithRequired(true).WithContent(openapi3.NewContentWithSchema(sch, types))
+}
+
 // nullableCollections marks slices and maps nullable: Go encodes a nil one as null, and
 // SimpleTuner's shapes use null for "none" (e.g. scoped_permissions).
 func nullableCollections(_ string, t reflect.Type, _ reflect.StructTag, schema *openapi3.Schema) error {
-	if k := t.Kind(); k == reflect.Slice || k == reflect.Map {
-		schema.Nullable = true
+	if k := t.Kind(); k == reflect.Slice || k == reflect.Map || k == reflect.Interface {
+		schema.Nullable = true // an interface holds any JSON value, null included
 	}
 	return nil
 }

@@ -43,9 +43,20 @@ type route struct {
 	contentType string
 	// maxBody overrides Config.MaxBodyBytes for this route.
 	maxBody int64
-	h       handlerFunc
+	// form describes a multipart/form-data (or urlencoded) request body, for routes
+	// that take a form instead of JSON (uploads).
+	form []formField
+	h    handlerFunc
 	// raw handlers (docs pages, assets) bypass JSON error mapping.
 	raw http.Handler
+}
+
+// formField is one field of a form request body.
+type formField struct {
+	name, help string
+	file       bool // a file part (format binary)
+	many       bool // repeatable
+	required   bool
 }
 
 func (rt *route) paths() []string { return append([]string{rt.path}, rt.aliases...) }

@@ -5,6 +5,8 @@ import (
 
 	"simpletuner/supervisor/api/apidocs"
 	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/datasets"
 )
 
 // Tags group the operations in the OpenAPI document.
@@ -14,6 +16,8 @@ const (
 	tagSystem   = "system"
 	tagTraining = "training"
 	tagSettings = "settings"
+	tagConfigs  = "configurations"
+	tagDatasets = "datasets"
 )
 
 // authAliases returns the paths of an auth route: SimpleTuner's current /api/auth/… and
@@ -70,6 +74,28 @@ func (s *Server) routeTable() []route {
 		// Settings.
 		{method: "GET", path: "/api/cloud/settings/registration", aliases: []string{"/api/auth/settings/registration"}, tag: tagSettings, perm: auth.PermAdminConfig, summary: "Public registration policy", resp: auth.RegistrationSettings{}, h: s.getRegistration},
 		{method: "PUT", path: "/api/cloud/settings/registration", aliases: []string{"/api/auth/settings/registration"}, tag: tagSettings, perm: auth.PermAdminConfig, summary: "Change the public registration policy", req: registrationRequest{}, resp: auth.RegistrationSettings{}, h: s.putRegistration},
+
+		// Configurations (environments). Fixed paths come before /api/configs/{name}.
+		{method: "POST", path: "/api/configs/environments", tag: tagConfigs, perm: permConfigCreate, summary: "Create an environment: config/<name>/config.json, .metadata.json and a starter multidatabackend.json", req: configs.EnvironmentRequest{}, resp: configs.Created{}, h: s.createEnvironment},
+		{method: "GET", path: "/api/configs/", aliases: []string{"/api/configs"}, tag: tagConfigs, perm: permConfigView, summary: "List configurations of one type", query: []queryParam{configTypeParam}, resp: configs.Listing{}, h: s.listConfigs},
+		{method: "GET", path: "/api/configs/active", tag: tagConfigs, perm: permConfigView, summary: "The active environment (name null when none)", resp: activeBody{}, h: s.activeConfig},
+		{method: "GET", path: "/api/configs/examples", tag: tagConfigs, perm: permConfigView, summary: "Bundled example environments (model family dit)", resp: examplesBody{}, h: s.listExamples},
+		{method: "POST", path: "/api/configs/import", tag: tagConfigs, perm: permConfigCreate, summary: "Import an exported configuration", req: configs.ImportRequest{}, resp: configs.Saved{}, h: s.importConfig},
+		{method: "GET", path: "/api/configs/{name}", tag: tagConfigs, perm: permConfigView, summary: "One configuration; model configs carry both data_backend_config spellings", query: []queryParam{configTypeParam}, resp: configs.Loaded{}, h: s.getConfig},
+		{method: "PUT", path: "/api/configs/{name}", tag: tagConfigs, perm: permConfigEdit, summary: "Replace a configuration; invalid ones get 422 with every message, hook scripts need job.hooks", query: []queryParam{configTypeParam}, req: configs.PutRequest{}, resp: configs.Saved{}, h: s.putConfig},
+		{method: "DELETE", path: "/api/configs/{name}", tag: tagConfigs, perm: permConfigDelete, summary: "Delete a configuration (not the active one)", query: []queryParam{configTypeParam}, resp: configMessageBody{}, h: s.deleteConfig},
+		{method: "POST", path: "/api/configs/{name}/activate", tag: tagConfigs, perm: permConfigEdit, summary: "Make an environment the active one", resp: activatedBody{}, h: s.activateConfig},
+		{method: "POST", path: "/api/configs/{name}/dataloader", tag: tagConfigs, perm: permConfigEdit, summary: "Write a starter dataloader for an environment and point it there", req: configs.DataloaderRequest{}, resp: configs.DataloaderCreated{}, h: s.createDataloader},
+		{method: "GET", path: "/api/configs/{name}/export", tag: tagConfigs, perm: permConfigView, summary: "Export a configuration", query: []queryParam{{"include_metadata", "boolean", "wrap as {_metadata, config} (default true)"}}, resp: map[string]any{}, h: s.exportConfig},
+		{method: "POST", path: "/api/configs/{name}/copy", tag: tagConfigs, perm: permConfigCreate, summary: "Copy an environment", req: copyRequest{}, resp: configs.Saved{}, h: s.copyConfig},
+		{method: "POST", path: "/api/configs/{name}/rename", tag: tagConfigs, perm: permConfigEdit, summary: "Rename an environment", req: renameRequest{}, resp: configs.Saved{}, h: s.renameConfig},
+		{method: "POST", path: "/api/configs/{name}/validate", tag: tagConfigs, perm: permConfigView, summary: "Validate a stored environment as a job start would", resp: configs.Report{}, h: s.validateConfig},
+
+		// Datasets.
+		{method: "POST", path: "/api/datasets/folders", tag: tagDatasets, summary: "Create a folder under the datasets directory", form: folderForm, resp: datasets.FolderResult{}, h: s.createFolder},
+		{method: "POST", path: "/api/datasets/upload", tag: tagDatasets, summary: "Upload files (field files or files[]) into a datasets folder; streamed to disk", form: uploadForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.uploadFiles},
+		{method: "POST", path: "/api/datasets/upload/zip", tag: tagDatasets, summary: "Upload a zip archive and extract it into a datasets folder", form: zipForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.uploadZip},
+		{method: "GET", path: "/api/datasets/browse", tag: tagDatasets, summary: "List a folder of the datasets directory", query: []queryParam{{"path", "string", "folder, relative to the datasets directory or absolute inside it (default: the datasets directory)"}}, resp: datasets.Listing{}, h: s.browseDatasets},
 
 		// Training.
 		{method: "GET", path: "/api/training/status", tag: tagTraining, summary: "State of the current training job", resp: trainingStatusBody{}, h: s.trainingStatus},

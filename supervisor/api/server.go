@@ -12,6 +12,8 @@ import (
 	"simpletuner/internal/buildinfo"
 	"simpletuner/supervisor/api/apidocs"
 	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/datasets"
 )
 
 // Config configures the API server.
@@ -29,6 +31,13 @@ type Config struct {
 	// OnSetupDone runs once after the first administrator is created (the daemon deletes
 	// the bootstrap token file there).
 	OnSetupDone func()
+	// Configs serves /api/configs; nil answers 503 there.
+	Configs *configs.Service
+	// Datasets serves /api/datasets; nil answers 503 there.
+	Datasets *datasets.Service
+	// MaxUploadBytes caps one dataset upload request (default 10 GiB); larger bodies get
+	// 413. Reverse proxies need a matching limit (client_max_body_size).
+	MaxUploadBytes int64
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
@@ -48,6 +57,9 @@ type Server struct {
 func New(cfg Config, as *auth.Service, log *slog.Logger) (*Server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = 10 << 30
 	}
 	s := &Server{cfg: cfg, auth: as, log: log, docs: apidocs.New(apidocs.DefaultSpecURL),
 		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get()}

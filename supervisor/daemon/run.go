@@ -16,9 +16,12 @@ import (
 	"time"
 
 	"simpletuner/internal/sdnotify"
+	"simpletuner/options"
 	"simpletuner/store"
 	"simpletuner/supervisor/api"
 	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/datasets"
 )
 
 // ErrStateLocked is returned when another daemon uses the state directory.
@@ -51,7 +54,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies}
+	cs, err := configs.New(configs.Options{Dir: cfg.ConfigDir, Registry: options.Default(), Settings: db.Settings(), OutputRoot: cfg.OutputRoot})
+	if err != nil {
+		return err
+	}
+	ds, err := datasets.New(datasets.Options{Dir: cfg.DatasetsDir, Settings: db.Settings()})
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, Configs: cs, Datasets: ds}
 	if !as.SetupDone() {
 		tok, path, err := writeBootstrapToken(cfg.StateDir)
 		if err != nil {
