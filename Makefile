@@ -9,7 +9,7 @@ LDFLAGS  := -s -w -X simpletuner/internal/buildinfo.Version=$(VERSION) -X simple
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 ARGS     ?=
 
-.PHONY: all build run test test-short lint fuzz generate bench clean help
+.PHONY: all build run test test-short lint fuzz generate bench clean help parity bench-train torch-deps
 
 all: build
 
@@ -46,6 +46,27 @@ generate: ## regenerate committed generated code (protobuf, vendored API doc ass
 
 bench: build ## run the benchmarks in bench/ (not part of make test)
 	$(GO) run ./bench/apistatus -daemon $(BIN)/simpletuner
+
+# The PyTorch reference (bench/torch_dit.py) runs on Debian's python3-torch, which installs
+# for /usr/bin/python3 (not a pyenv shim); libopenblas0-pthread keeps torch off the slow
+# reference BLAS.
+TORCH_PYTHON ?= /usr/bin/python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+torch-deps: ## install python3-torch and OpenBLAS (Debian) unless torch already imports
+	@if ! $(TORCH_PYTHON) -c 'import torch, numpy' >/dev/null 2>&1; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y python3-torch python3-numpy libopenblas0-pthread; \
+	fi
+
+parity: torch-deps ## dit loss, output and every gradient vs the PyTorch reference (tiny, small; rel err < 1e-4)
+	@log=$$(mktemp); rc=0; \
+	  SIMPLETUNER_PARITY=1 SIMPLETUNER_TORCH_PYTHON=$(TORCH_PYTHON) $(GO) test -count=1 -v -run '^TestTorchParity$$' ./trainerproc/model/ >$$log 2>&1 || rc=$$?; \
+	  grep -E '^(PARITY|--- |ok|FAIL)|relative error|structurally|cannot' $$log; \
+	  [ $$rc = 0 ] || tail -n 40 $$log; rm -f $$log; exit $$rc
+
+bench-train: torch-deps ## dit training step time vs PyTorch (same machine, threads, batch); ARGS="-threads 2 -batch 4"
+	$(GO) run ./bench/trainstep -python $(TORCH_PYTHON) $(ARGS)
 
 clean: ## remove build outputs
 	rm -rf $(BIN)

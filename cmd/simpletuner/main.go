@@ -26,6 +26,7 @@ const usage = `simpletuner: a training server for diffusion models (SimpleTuner-
 
 Usage:
   simpletuner server [flags]    run the daemon; see 'simpletuner server --help'
+  simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
   simpletuner version           print the version
   simpletuner help              show this text
 
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	switch args[0] {
 	case "server":
 		return serverCmd(args[1:], stdout, stderr, getenv)
+	case "jobs":
+		return jobsCmd(args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "simpletuner %s\n", buildinfo.Version)
 		return 0
@@ -75,6 +78,13 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.BoolVar(&cfg.SSL, "ssl", false, "serve HTTPS; without --ssl-key/--ssl-cert a self-signed pair is made under the state dir")
 	fs.StringVar(&cfg.SSLKey, "ssl-key", "", "PEM private key for HTTPS")
 	fs.StringVar(&cfg.SSLCert, "ssl-cert", "", "PEM certificate for HTTPS")
+	fs.StringVar(&cfg.Env, "env", "", "validate this environment at start-up (exit 1 if invalid) and train it once the server is ready")
+	fs.StringVar(&cfg.PluginsDir, "plugins-dir", "", "directory of the trainer binaries (default: next to this binary)")
+	fs.StringVar(&cfg.Trainer, "trainer", "", "path of the CPU trainer binary (default: simpletuner-trainer in --plugins-dir)")
+	fs.Func("trainer-env", "KEY=VALUE added to every trainer's environment (repeatable)", func(v string) error {
+		cfg.TrainerEnv = append(cfg.TrainerEnv, v)
+		return nil
+	})
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")

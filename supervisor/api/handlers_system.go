@@ -25,9 +25,3 @@ func (s *Server) openAPIDoc(w http.ResponseWriter, _ *http.Request, _ *auth.Prin
 	_, err := w.Write(s.spec)
 	return err
 }
-
-// trainingStatus answers idle until job supervision exists; the shape is final.
-func (s *Server) trainingStatus(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {
-	writeJSON(w, http.StatusOK, trainingStatusBody{Status: "idle", Config: map[string]any{}, StartupProgress: map[string]any{}})
-	return nil
-}

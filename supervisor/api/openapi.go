@@ -77,7 +77,7 @@ func (s *Server) openAPI() (*openapi3.T, error) {
 			item.SetOperation(rt.method, op)
 		}
 	}
-	for _, t := range []string{tagAuth, tagUsers, tagSettings, tagConfigs, tagDatasets, tagTraining, tagSystem} {
+	for _, t := range []string{tagAuth, tagUsers, tagSettings, tagConfigs, tagDatasets, tagTraining, tagQueue, tagSystem} {
 		if tags[t] {
 			doc.Tags = append(doc.Tags, &openapi3.Tag{Name: t})
 		}
@@ -113,15 +113,20 @@ func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.Sc
 		op.RequestBody = &openapi3.RequestBodyRef{Value: formBody(rt.form)}
 	}
 	ok := openapi3.NewResponse().WithDescription("Success")
-	switch {
-	case rt.contentType != "":
-		ok.WithContent(openapi3.NewContentWithSchema(openapi3.NewStringSchema(), []string{rt.contentType}))
-	case rt.resp != nil:
+	ok.Content = openapi3.Content{}
+	if rt.contentType != "" {
+		ok.Content[rt.contentType] = openapi3.NewMediaType().WithSchema(openapi3.NewStringSchema())
+	}
+	if rt.resp != nil {
+		// With a content type too, JSON is what the client gets with Accept: application/json.
 		sch, err := schemaOf(rt.resp)
 		if err != nil {
 			return nil, err
 		}
-		ok.WithJSONSchemaRef(sch)
+		ok.Content["application/json"] = openapi3.NewMediaType().WithSchemaRef(sch)
+		if rt.contentType != "" {
+			ok.WithDescription("Success; an HTML fragment by default, JSON with Accept: application/json")
+		}
 	}
 	op.AddResponse(rt.successStatus(), ok)
 	errResp := func(status int, desc string) {

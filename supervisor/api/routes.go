@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"simpletuner/plugins"
 	"simpletuner/supervisor/api/apidocs"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
@@ -18,6 +19,7 @@ const (
 	tagSettings = "settings"
 	tagConfigs  = "configurations"
 	tagDatasets = "datasets"
+	tagQueue    = "queue"
 )
 
 // authAliases returns the paths of an auth route: SimpleTuner's current /api/auth/… and
@@ -97,7 +99,44 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/datasets/upload/zip", tag: tagDatasets, summary: "Upload a zip archive and extract it into a datasets folder", form: zipForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.uploadZip},
 		{method: "GET", path: "/api/datasets/browse", tag: tagDatasets, summary: "List a folder of the datasets directory", query: []queryParam{{"path", "string", "folder, relative to the datasets directory or absolute inside it (default: the datasets directory)"}}, resp: datasets.Listing{}, h: s.browseDatasets},
 
-		// Training.
-		{method: "GET", path: "/api/training/status", tag: tagTraining, summary: "State of the current training job", resp: trainingStatusBody{}, h: s.trainingStatus},
+		// Training control (contract §5).
+		{method: "POST", path: "/api/training/validate", aliases: []string{"/api/training/configuration/check"}, tag: tagTraining, perm: "config.view",
+			summary: "Validate training fields merged over the active environment (the seed's \"Configuration Valid\")", form: s.trainingForm(),
+			contentType: "text/html", resp: validationReport{}, h: s.withJobs(s.trainingValidate)},
+		{method: "POST", path: "/api/training/start", aliases: []string{"/api/training/configuration/run"}, tag: tagTraining, perm: "job.submit",
+			summary: "Validate, queue and start a training job", form: s.trainingForm(), contentType: "text/html", resp: startBody{}, h: s.withJobs(s.trainingStart)},
+		{method: "GET", path: "/api/training/status", tag: tagTraining, summary: "State of the running job (or the last one)", resp: trainingStatusBody{}, h: s.trainingStatus},
+		{method: "POST", path: "/api/training/stop", tag: tagTraining, perm: "job.cancel.own", summary: "Stop the running job: save a checkpoint, then end", resp: messageBody{},
+			query: []queryParam{{"job_id", "string", "the job (default: the running one)"}}, h: s.withJobs(s.trainingStop)},
+		{method: "POST", path: "/api/training/cancel", tag: tagTraining, perm: "job.cancel.own", summary: "Cancel a job without saving (form field job_id, default the running one)",
+			form: []formField{{name: "job_id", help: "the job to cancel (default: the running one)"}}, contentType: "text/html", resp: messageBody{}, h: s.withJobs(s.trainingCancel)},
+		{method: "POST", path: "/api/training/validation/run", tag: tagTraining, perm: "job.submit", summary: "Run validation after the next gradient sync", resp: messageBody{},
+			query: []queryParam{{"job_id", "string", "the job (default: the running one)"}}, h: s.withJobs(s.runCommand(plugins.CommandValidation, "Validation queued for the next gradient sync."))},
+		{method: "POST", path: "/api/training/checkpoint/run", tag: tagTraining, perm: "job.submit", summary: "Save a checkpoint after the next gradient sync", resp: messageBody{},
+			query: []queryParam{{"job_id", "string", "the job (default: the running one)"}}, h: s.withJobs(s.runCommand(plugins.CommandCheckpoint, "Checkpoint queued for the next gradient sync."))},
+		{method: "GET", path: "/api/training/checkpoints", tag: tagTraining, summary: "Checkpoints of an output directory, newest first", resp: checkpointsBody{},
+			query: []queryParam{{"output_dir", "string", "default: the running job's"}}, h: s.withJobs(s.trainingCheckpoints)},
+		{method: "POST", path: "/api/training/checkpoints", tag: tagTraining, summary: "Checkpoints of an output directory (POST form, as the tutorial uses)", resp: checkpointsBody{},
+			query: []queryParam{{"output_dir", "string", "default: the running job's"}}, form: []formField{{name: "output_dir", help: "the output directory"}}, h: s.withJobs(s.trainingCheckpoints)},
+
+		// Jobs.
+		{method: "GET", path: "/api/jobs", tag: tagTraining, summary: "Jobs, newest first (yours, or all with job.view.all)", resp: jobsBody{},
+			query: []queryParam{{"status", "string", "only jobs with this status"}}, h: s.withJobs(s.listJobs)},
+		{method: "GET", path: "/api/jobs/{job_id:[A-Za-z0-9_-]+}", tag: tagTraining, summary: "One job with its resolved config and exit record", resp: jobBody{}, h: s.withJobs(s.getJob)},
+		{method: "GET", path: "/api/jobs/{job_id:[A-Za-z0-9_-]+}/events", tag: tagTraining, summary: "A job's stored events after since_seq", resp: jobEventsBody{},
+			query: []queryParam{{"since_seq", "integer", "return events with a larger sequence number"}}, h: s.withJobs(s.jobEvents)},
+
+		// Queue (contract §9).
+		{method: "GET", path: "/api/queue", tag: tagQueue, perm: "queue.view", summary: "Queued and running jobs", resp: queueListBody{},
+			query: []queryParam{{"include_completed", "boolean", "include ended jobs"}}, h: s.withJobs(s.listQueue)},
+		{method: "GET", path: "/api/queue/stats", tag: tagQueue, perm: "queue.view", summary: "Queue depth, limits and local GPU use", resp: queueStatsBody{}, h: s.withJobs(s.queueStats)},
+		{method: "POST", path: "/api/queue/submit", tag: tagQueue, perm: "job.submit", summary: "Queue a stored environment (target local or auto; no workers here)", req: submitRequest{}, resp: submitBody{}, h: s.withJobs(s.queueSubmit)},
+		{method: "POST", path: "/api/queue/concurrency", tag: tagQueue, perm: "queue.manage", summary: "Set local_job_max_concurrent and local_gpu_max_concurrent (null: unlimited)", req: concurrencyRequest{}, resp: concurrencyBody{}, h: s.withJobs(s.queueConcurrency)},
+		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagQueue, summary: "Cancel a queued or running job", resp: successJobBody{}, h: s.withJobs(s.queueCancel)},
+		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/priority", tag: tagQueue, perm: "queue.manage", summary: "Change a queued job's priority (0–50)", req: priorityRequest{}, resp: successJobBody{}, h: s.withJobs(s.queuePriority)},
+
+		// System.
+		{method: "GET", path: "/api/system/status", tag: tagSystem, summary: "Load, memory, GPUs and (include_allocation=true) who holds them", resp: systemStatusBody{},
+			query: []queryParam{{"include_allocation", "boolean", "add the local GPU allocation"}}, h: s.withJobs(s.systemStatus)},
 	}
 }

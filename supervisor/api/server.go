@@ -10,10 +10,15 @@ import (
 	"github.com/gorilla/mux"
 
 	"simpletuner/internal/buildinfo"
+	"simpletuner/store"
 	"simpletuner/supervisor/api/apidocs"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
+	"simpletuner/supervisor/gpu"
+	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/training"
+	"time"
 )
 
 // Config configures the API server.
@@ -38,6 +43,17 @@ type Config struct {
 	// MaxUploadBytes caps one dataset upload request (default 10 GiB); larger bodies get
 	// 413. Reverse proxies need a matching limit (client_max_body_size).
 	MaxUploadBytes int64
+	// Training, Jobs and GPUs serve training control, jobs, the queue and the system
+	// status; nil answers 503 there.
+	Training *training.Service
+	Jobs     *jobs.Manager
+	GPUs     *gpu.Allocator
+	// Store is read for job events.
+	Store *store.DB
+	// OutputRoot resolves relative output_dir values of the checkpoint listing.
+	OutputRoot string
+	// SaveLimits persists concurrency limits changed through the API.
+	SaveLimits func(gpu.Limits) error
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
@@ -51,6 +67,7 @@ type Server struct {
 	router  *mux.Router
 	spec    []byte // the OpenAPI document, rendered once
 	version buildinfo.Info
+	started time.Time
 }
 
 // New builds the API server over the auth service.
@@ -62,7 +79,7 @@ func New(cfg Config, as *auth.Service, log *slog.Logger) (*Server, error) {
 		cfg.MaxUploadBytes = 10 << 30
 	}
 	s := &Server{cfg: cfg, auth: as, log: log, docs: apidocs.New(apidocs.DefaultSpecURL),
-		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get()}
+		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get(), started: time.Now()}
 	s.routes = s.routeTable()
 	doc, err := s.openAPI()
 	if err != nil {

@@ -32,6 +32,49 @@ type Config struct {
 
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration
+
+	// Env, when set, is validated at start-up (the daemon refuses to start when it is
+	// invalid) and trained once the server is ready.
+	Env string
+	// PluginsDir is where trainer binaries are looked for; default: next to the daemon.
+	PluginsDir string
+	// Trainer overrides the CPU trainer binary.
+	Trainer string
+	// TrainerEnv adds KEY=VALUE pairs to every trainer's environment.
+	TrainerEnv []string
+}
+
+// trainerPassthrough are the variables of the daemon's environment a trainer inherits;
+// nothing else is passed on, so credentials in the daemon's environment stay there.
+func trainerPassthrough() []string {
+	return []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
+		"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SIMPLETUNER_BLAS"}
+}
+
+// trainerEnv is the base environment of every trainer.
+func (c *Config) trainerEnv(getenv func(string) string) []string {
+	var env []string
+	for _, k := range trainerPassthrough() {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, c.TrainerEnv...)
+}
+
+// trainerPath finds a trainer binary: --trainer for the CPU trainer, else --plugins-dir,
+// else the daemon's own directory.
+func (c *Config) trainerPath(name string) string {
+	if name == "simpletuner-trainer" && c.Trainer != "" {
+		return c.Trainer
+	}
+	dir := c.PluginsDir
+	if dir == "" {
+		if exe, err := os.Executable(); err == nil {
+			dir = filepath.Dir(exe)
+		}
+	}
+	return filepath.Join(dir, name)
 }
 
 // Defaults returns the embedded defaults, with the environment applied: SIMPLETUNER_HOST,
@@ -97,6 +140,11 @@ func (c *Config) Validate() error {
 	}
 	if (c.SSLKey == "") != (c.SSLCert == "") {
 		return fmt.Errorf("--ssl-key and --ssl-cert go together: give both, or neither to generate a self-signed pair")
+	}
+	for _, kv := range c.TrainerEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--trainer-env %q: want KEY=VALUE", kv)
+		}
 	}
 	for _, p := range []string{c.SSLKey, c.SSLCert} {
 		if p == "" {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"simpletuner/internal/sdnotify"
@@ -22,7 +23,13 @@ import (
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
+	"simpletuner/supervisor/gpu"
+	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/training"
 )
+
+// limitsKey is where the queue's concurrency limits are kept in the settings store.
+const limitsKey = "queue_limits"
 
 // ErrStateLocked is returned when another daemon uses the state directory.
 var ErrStateLocked = store.ErrLocked
@@ -63,7 +70,44 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		return err
 	}
 	defer ds.Close()
-	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, Configs: cs, Datasets: ds}
+	inv := gpu.Open(gpu.NVMLOptions{})
+	defer inv.Close()
+	if info := inv.Info(); info.Reason != "" {
+		log.Info("no GPUs: jobs run on the CPU trainer", "reason", info.Reason)
+	}
+	limits := gpu.Limits{}
+	if _, err := db.Settings().Get(limitsKey, &limits); err != nil {
+		return fmt.Errorf("read queue limits: %w", err)
+	}
+	alloc := gpu.NewAllocator(inv, limits)
+	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
+		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
+		TrainerEnv: cfg.trainerEnv(os.Getenv)}, db, alloc, log.With("component", "jobs"))
+	if err != nil {
+		return err
+	}
+	// Reconcile before admitting any work: trainers that outlived the previous daemon are
+	// reattached (or classified) and re-take their GPUs first.
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = jm.Reconcile(rctx)
+	rcancel()
+	if err != nil {
+		return fmt.Errorf("reconcile jobs: %w", err)
+	}
+	jm.Start()
+	defer jm.Close()
+	ts := training.New(options.Default(), cs, jm, cfg.OutputRoot, log.With("component", "training"))
+	var autostart *training.Bundle
+	if cfg.Env != "" {
+		if autostart, err = ts.FromEnvironment(cfg.Env, []string{"*"}); err != nil {
+			return fmt.Errorf("--env %s: %w", cfg.Env, err)
+		}
+		if !autostart.Valid() {
+			return fmt.Errorf("--env %s is not valid:\n  %s", cfg.Env, strings.Join(autostart.Issues.Errors().Messages(), "\n  "))
+		}
+	}
+	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
+		Store: db, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
 	if !as.SetupDone() {
 		tok, path, err := writeBootstrapToken(cfg.StateDir)
 		if err != nil {
@@ -118,6 +162,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	if ready != nil {
 		ready(addr)
+	}
+	if autostart != nil {
+		job, err := ts.Start(ctx, training.StartRequest{Bundle: autostart, Owner: "server --env"})
+		if err != nil {
+			log.Error("--env: training did not start", "env", cfg.Env, "err", err, "issues", autostart.Issues.Errors().Messages())
+		} else {
+			log.Info("--env: training submitted", "env", cfg.Env, "job_id", job.ID, "status", job.Status)
+		}
 	}
 
 	select {

@@ -205,6 +205,27 @@ func newJobID() string {
 	return hex.EncodeToString(b)
 }
 
+// Kick asks the queue to re-check what can start (after a limit changed, say).
+func (m *Manager) Kick() { m.kick() }
+
+// SetPriority changes a queued job's priority.
+func (m *Manager) SetPriority(id string, prio int) error {
+	_, err := m.db.Jobs().Update(id, func(j *store.Job) error {
+		if j.Status != StatusQueued {
+			return ErrEnded
+		}
+		j.Priority = prio
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err == nil {
+		m.kick()
+	}
+	return err
+}
+
 func (m *Manager) kick() {
 	select {
 	case m.wake <- struct{}{}:

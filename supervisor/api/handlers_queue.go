@@ -1,0 +1,565 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"simpletuner/plugins"
+	"simpletuner/store"
+	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/gpu"
+	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/training"
+)
+
+// jobBody is a job as the API shows it, with its resolved config and how it ended.
+type jobBody struct {
+	JobID       string              `json:"job_id"`
+	Status      string              `json:"status"`
+	Owner       string              `json:"owner"`
+	Environment string              `json:"environment"`
+	Priority    int                 `json:"priority"`
+	CreatedAt   string              `json:"created_at"`
+	StartedAt   *string             `json:"started_at"`
+	FinishedAt  *string             `json:"finished_at"`
+	GPUs        []string            `json:"gpus"`
+	NumGPUs     int                 `json:"num_gpus"`
+	PID         int                 `json:"pid"`
+	Attempts    int                 `json:"attempts"`
+	Error       string              `json:"error,omitempty"`
+	Progress    json.RawMessage     `json:"progress"`
+	Config      map[string]any      `json:"config,omitempty"`
+	Exit        *plugins.ExitRecord `json:"exit,omitempty"`
+}
+
+func toJobBody(j *store.Job, full bool) jobBody {
+	b := jobBody{JobID: j.ID, Status: j.Status, Owner: j.Owner, Environment: j.EnvName, Priority: j.Priority,
+		CreatedAt: isoTime(j.CreatedAt), StartedAt: isoPtr(j.StartedAt), FinishedAt: isoPtr(j.FinishedAt),
+		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: j.PID, Attempts: j.Attempts, Error: j.Error, Progress: j.Progress}
+	if b.GPUs == nil {
+		b.GPUs = []string{}
+	}
+	if len(b.Progress) == 0 {
+		b.Progress = json.RawMessage("null")
+	}
+	if full {
+		var cfg map[string]any
+		if json.Unmarshal(j.Config, &cfg) == nil {
+			b.Config = redactConfig(cfg)
+		}
+		if j.JobDir != "" && jobs.Terminal(j.Status) {
+			if rec, err := plugins.ReadExitRecord(j.JobDir); err == nil {
+				b.Exit = &rec
+			}
+		}
+	}
+	return b
+}
+
+type jobsBody struct {
+	Jobs  []jobBody `json:"jobs"`
+	Total int       `json:"total"`
+}
+
+type queueListBody struct {
+	Entries      []queueEntry `json:"entries"`
+	TotalPending int          `json:"total_pending"`
+	TotalRunning int          `json:"total_running"`
+}
+
+type successJobBody struct {
+	Success  bool   `json:"success"`
+	JobID    string `json:"job_id"`
+	Priority *int   `json:"priority,omitempty"`
+}
+
+type jobEventsBody struct {
+	JobID   string            `json:"job_id"`
+	Events  []json.RawMessage `json:"events"`
+	NextSeq uint64            `json:"next_seq"`
+	Status  string            `json:"status"`
+}
+
+// withJobs answers 503 when the server runs without job supervision (API tests do).
+func (s *Server) withJobs(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+		if s.cfg.Jobs == nil || s.cfg.Training == nil || s.cfg.GPUs == nil {
+			return errorf(http.StatusServiceUnavailable, "Job supervision is not available on this server")
+		}
+		return h(w, r, p)
+	}
+}
+
+// visible reports whether p may see the job: its owner, or anyone with job.view.all.
+func visible(p *auth.Principal, j *store.Job) bool {
+	return p.Can("job.view.all") || (p.User != nil && j.OwnerID == p.User.ID) || p.IsLocal()
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	all, err := s.cfg.Jobs.List()
+	if err != nil {
+		return err
+	}
+	status := r.URL.Query().Get("status")
+	out := []jobBody{}
+	for i := len(all) - 1; i >= 0; i-- {
+		if visible(p, all[i]) && (status == "" || all[i].Status == status) {
+			out = append(out, toJobBody(all[i], false))
+		}
+	}
+	writeJSON(w, http.StatusOK, jobsBody{Jobs: out, Total: len(out)})
+	return nil
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	j, err := s.cfg.Jobs.Get(mux.Vars(r)["job_id"])
+	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
+		// Someone else's job answers as if it did not exist.
+		return errorf(http.StatusNotFound, "Job not found")
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toJobBody(j, true))
+	return nil
+}
+
+// queueEntry is one row of GET /api/queue.
+type queueEntry struct {
+	JobID         string   `json:"job_id"`
+	Status        string   `json:"status"`
+	Priority      int      `json:"priority"`
+	Owner         string   `json:"owner"`
+	Environment   string   `json:"environment"`
+	QueuePosition *int     `json:"queue_position"`
+	NumGPUs       int      `json:"num_gpus"`
+	GPUs          []string `json:"gpus"`
+	QueuedAt      string   `json:"queued_at"`
+}
+
+func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	all, err := s.cfg.Jobs.List()
+	if err != nil {
+		return err
+	}
+	includeDone, _ := strconv.ParseBool(r.URL.Query().Get("include_completed"))
+	entries := []queueEntry{}
+	pending, running := 0, 0
+	for _, j := range all {
+		if !visible(p, j) && !p.Can("queue.view.all") {
+			continue
+		}
+		if jobs.Terminal(j.Status) && !includeDone {
+			continue
+		}
+		e := queueEntry{JobID: j.ID, Status: j.Status, Priority: j.Priority, Owner: j.Owner, Environment: j.EnvName, NumGPUs: j.NumGPUs, GPUs: j.GPUs, QueuedAt: isoTime(j.CreatedAt)}
+		if e.GPUs == nil {
+			e.GPUs = []string{}
+		}
+		switch j.Status {
+		case jobs.StatusQueued:
+			pending++
+			pos := s.queuePosition(j.ID)
+			e.QueuePosition = &pos
+		case jobs.StatusRunning, jobs.StatusStarting:
+			running++
+		}
+		entries = append(entries, e)
+	}
+	writeJSON(w, http.StatusOK, queueListBody{Entries: entries, TotalPending: pending, TotalRunning: running})
+	return nil
+}
+
+// queueStatsBody is GET /api/queue/stats (contract §9.2), local part only: no workers.
+type queueStatsBody struct {
+	ByStatus              map[string]int `json:"by_status"`
+	ByUser                map[string]int `json:"by_user"`
+	QueueDepth            int            `json:"queue_depth"`
+	Running               int            `json:"running"`
+	AvgWaitSeconds        *float64       `json:"avg_wait_seconds"`
+	LocalGPUMaxConcurrent *int           `json:"local_gpu_max_concurrent"`
+	LocalJobMaxConcurrent int            `json:"local_job_max_concurrent"`
+	Local                 localStats     `json:"local"`
+	Workers               *struct{}      `json:"workers"`
+}
+
+type localStats struct {
+	RunningJobs       int   `json:"running_jobs"`
+	PendingJobs       int   `json:"pending_jobs"`
+	AllocatedGPUs     []int `json:"allocated_gpus"`
+	AvailableGPUs     []int `json:"available_gpus"`
+	TotalGPUs         int   `json:"total_gpus"`
+	MaxConcurrentGPUs *int  `json:"max_concurrent_gpus"`
+	MaxConcurrentJobs int   `json:"max_concurrent_jobs"`
+}
+
+func (s *Server) queueStats(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	all, err := s.cfg.Jobs.List()
+	if err != nil {
+		return err
+	}
+	st := queueStatsBody{ByStatus: map[string]int{}, ByUser: map[string]int{}}
+	var waits []float64
+	for _, j := range all {
+		st.ByStatus[j.Status]++
+		if !jobs.Terminal(j.Status) {
+			st.ByUser[strconv.FormatInt(j.OwnerID, 10)]++
+		}
+		switch j.Status {
+		case jobs.StatusQueued:
+			st.QueueDepth++
+		case jobs.StatusRunning, jobs.StatusStarting:
+			st.Running++
+		}
+		if j.StartedAt != nil {
+			waits = append(waits, j.StartedAt.Sub(j.CreatedAt).Seconds())
+		}
+	}
+	if len(waits) > 0 {
+		sum := 0.0
+		for _, w := range waits {
+			sum += w
+		}
+		avg := sum / float64(len(waits))
+		st.AvgWaitSeconds = &avg
+	}
+	lim := s.cfg.GPUs.Ledger().Limits()
+	st.LocalJobMaxConcurrent = max(lim.MaxJobs, 1)
+	if lim.MaxGPUs > 0 {
+		v := lim.MaxGPUs
+		st.LocalGPUMaxConcurrent = &v
+	}
+	view, err := s.cfg.GPUs.View(r.Context())
+	if err != nil {
+		return err
+	}
+	st.Local = localStats{RunningJobs: st.Running, PendingJobs: st.QueueDepth, AllocatedGPUs: nonNil(view.AllocatedGPUs),
+		AvailableGPUs: nonNil(view.AvailableGPUs), TotalGPUs: len(view.Devices), MaxConcurrentGPUs: st.LocalGPUMaxConcurrent, MaxConcurrentJobs: st.LocalJobMaxConcurrent}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func nonNil(v []int) []int {
+	if v == nil {
+		return []int{}
+	}
+	return v
+}
+
+// submitRequest is POST /api/queue/submit (contract §9.3).
+type submitRequest struct {
+	ConfigName   string   `json:"config_name"`
+	NoWait       bool     `json:"no_wait"`
+	AnyGPU       bool     `json:"any_gpu"`
+	ForApproval  bool     `json:"for_approval"`
+	Target       string   `json:"target"`
+	WorkerLabels []string `json:"worker_labels"`
+	Priority     *int     `json:"priority"`
+}
+
+// submitBody is its answer; like SimpleTuner's it is 200 with success:false for refusals.
+type submitBody struct {
+	Success           bool        `json:"success"`
+	JobID             *string     `json:"job_id"`
+	Status            string      `json:"status"`
+	AllocatedGPUs     []string    `json:"allocated_gpus"`
+	AllocatedWorkerID *string     `json:"allocated_worker_id"`
+	QueuePosition     *int        `json:"queue_position"`
+	RequiresApproval  bool        `json:"requires_approval"`
+	Error             *string     `json:"error"`
+	Reason            *string     `json:"reason"`
+	Issues            []issueBody `json:"issues,omitempty"`
+}
+
+func strp(s string) *string { return &s }
+
+func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	var req submitRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if !p.Can("job.submit") {
+		return errorf(http.StatusForbidden, "Permission denied: job.submit")
+	}
+	switch req.Target {
+	case "", "auto", "local":
+	case "worker", "kubeflow":
+		writeJSON(w, http.StatusOK, submitBody{Status: "rejected", Error: strp("No workers configured: this server runs jobs locally only (target=local or auto)"), AllocatedGPUs: []string{}})
+		return nil
+	default:
+		return &validationError{fieldError{Type: "enum", Loc: []string{"body", "target"}, Msg: "target must be one of local, worker, kubeflow, auto"}}
+	}
+	if strings.TrimSpace(req.ConfigName) == "" {
+		return &validationError{fieldError{Type: "missing", Loc: []string{"body", "config_name"}, Msg: "config_name is required: the name of an environment (GET /api/configs/)"}}
+	}
+	b, err := s.cfg.Training.FromEnvironment(req.ConfigName, p.Permissions)
+	if errors.Is(err, training.ErrEnvNotFound) {
+		msg := "Config '" + req.ConfigName + "' not found"
+		writeJSON(w, http.StatusOK, submitBody{Status: "rejected", Error: &msg, AllocatedGPUs: []string{}})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	prio := 10
+	if req.Priority != nil {
+		if *req.Priority < 0 || *req.Priority > 50 {
+			return &validationError{fieldError{Type: "range", Loc: []string{"body", "priority"}, Msg: "priority must be from 0 to 50"}}
+		}
+		if *req.Priority > 20 && !p.Can("job.priority.high") {
+			return errorf(http.StatusForbidden, "Permission denied: job.priority.high")
+		}
+		prio = *req.Priority
+	}
+	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio, NoWait: req.NoWait, AnyGPU: req.AnyGPU})
+	out := submitBody{AllocatedGPUs: []string{}}
+	switch {
+	case errors.Is(err, training.ErrForbidden):
+		return errorf(http.StatusForbidden, "Permission denied: %s", auth.PermJobHooks)
+	case errors.Is(err, training.ErrInvalid):
+		out.Status, out.Error, out.Issues = "rejected", strp("Configuration validation failed: "+strings.Join(b.Issues.Errors().Messages(), "; ")), issuesBody(b.Issues.Errors())
+	case errors.Is(err, jobs.ErrRejected):
+		reason := strings.TrimPrefix(err.Error(), jobs.ErrRejected.Error()+": ")
+		out.Status, out.Error, out.Reason = "rejected", &reason, &reason
+	case err != nil:
+		return err
+	default:
+		out.Success, out.JobID, out.Status = true, &job.ID, job.Status
+		if job.GPUs != nil {
+			out.AllocatedGPUs = job.GPUs
+		}
+		if job.Status == jobs.StatusQueued {
+			pos := s.queuePosition(job.ID)
+			out.QueuePosition = &pos
+			out.Reason = strp("Waiting for resources: " + strconv.Itoa(job.NumGPUs) + " GPU(s) or a free job slot")
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// concurrencyRequest is POST /api/queue/concurrency. Unlike SimpleTuner, an explicit
+// null for local_gpu_max_concurrent resets it to unlimited (the tutorial's promise).
+type concurrencyRequest struct {
+	LocalGPUMaxConcurrent json.RawMessage `json:"local_gpu_max_concurrent"`
+	LocalJobMaxConcurrent *int            `json:"local_job_max_concurrent"`
+	MaxConcurrent         *int            `json:"max_concurrent"`
+	UserMaxConcurrent     *int            `json:"user_max_concurrent"`
+	TeamMaxConcurrent     *int            `json:"team_max_concurrent"`
+	EnableFairShare       *bool           `json:"enable_fair_share"`
+}
+
+type concurrencyBody struct {
+	Success               bool `json:"success"`
+	LocalGPUMaxConcurrent *int `json:"local_gpu_max_concurrent"`
+	LocalJobMaxConcurrent int  `json:"local_job_max_concurrent"`
+}
+
+func (s *Server) queueConcurrency(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	var req concurrencyRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	lim := s.cfg.GPUs.Ledger().Limits()
+	if raw := strings.TrimSpace(string(req.LocalGPUMaxConcurrent)); raw != "" {
+		if raw == "null" {
+			lim.MaxGPUs = 0
+		} else {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 {
+				return &validationError{fieldError{Type: "range", Loc: []string{"body", "local_gpu_max_concurrent"}, Msg: "an integer ≥ 1, or null for unlimited"}}
+			}
+			lim.MaxGPUs = n
+		}
+	}
+	if v := req.LocalJobMaxConcurrent; v != nil {
+		if *v < 1 || *v > 10 {
+			return &validationError{fieldError{Type: "range", Loc: []string{"body", "local_job_max_concurrent"}, Msg: "an integer from 1 to 10"}}
+		}
+		lim.MaxJobs = *v
+	}
+	s.cfg.GPUs.Ledger().SetLimits(lim)
+	if s.cfg.SaveLimits != nil {
+		if err := s.cfg.SaveLimits(lim); err != nil {
+			return err
+		}
+	}
+	s.cfg.Jobs.Kick()
+	out := concurrencyBody{Success: true, LocalJobMaxConcurrent: max(lim.MaxJobs, 1)}
+	if lim.MaxGPUs > 0 {
+		v := lim.MaxGPUs
+		out.LocalGPUMaxConcurrent = &v
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) queueCancel(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	id := mux.Vars(r)["job_id"]
+	j, err := s.cfg.Jobs.Get(id)
+	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
+		return errorf(http.StatusNotFound, "Job not found")
+	}
+	if err != nil {
+		return err
+	}
+	if j.OwnerID != p.User.ID && !p.Can("queue.cancel.all") && !p.Can("job.cancel.all") {
+		return errorf(http.StatusForbidden, "Permission denied: queue.cancel.all")
+	}
+	if err := s.cfg.Jobs.Command(r.Context(), id, plugins.CommandCancel); err != nil {
+		if errors.Is(err, jobs.ErrEnded) {
+			return errorf(http.StatusConflict, "Job %s has already ended", id)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, successJobBody{Success: true, JobID: id})
+	return nil
+}
+
+type priorityRequest struct {
+	Priority *int `json:"priority"`
+}
+
+func (s *Server) queuePriority(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	id := mux.Vars(r)["job_id"]
+	var req priorityRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Priority == nil || *req.Priority < 0 || *req.Priority > 50 {
+		return &validationError{fieldError{Type: "range", Loc: []string{"body", "priority"}, Msg: "priority must be an integer from 0 to 50"}}
+	}
+	if err := s.cfg.Jobs.SetPriority(id, *req.Priority); err != nil {
+		if errors.Is(err, jobs.ErrNotFound) {
+			return errorf(http.StatusNotFound, "Job not found")
+		}
+		if errors.Is(err, jobs.ErrEnded) {
+			return errorf(http.StatusConflict, "Only queued jobs can change priority")
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, successJobBody{Success: true, JobID: id, Priority: req.Priority})
+	return nil
+}
+
+// systemStatusBody is GET /api/system/status (contract §9.1).
+type systemStatusBody struct {
+	Timestamp     float64             `json:"timestamp"`
+	UptimeSeconds float64             `json:"uptime_seconds"`
+	LoadAvg5Min   *float64            `json:"load_avg_5min"`
+	MemoryPercent *float64            `json:"memory_percent"`
+	GPUs          []gpu.StatusGPU     `json:"gpus"`
+	GPUInventory  gpuInventoryBody    `json:"gpu_inventory"`
+	GPUAllocation *gpu.AllocationView `json:"gpu_allocation"`
+}
+
+type gpuInventoryBody struct {
+	Backend      string          `json:"backend"`
+	Count        int             `json:"count"`
+	Reason       string          `json:"reason,omitempty"`
+	Capabilities map[string]bool `json:"capabilities"`
+}
+
+func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	now := time.Now()
+	inv := s.cfg.GPUs.Inventory()
+	gpus, err := inv.List(r.Context())
+	if err != nil {
+		gpus = nil
+	}
+	info := inv.Info()
+	st := systemStatusBody{Timestamp: float64(now.UnixNano()) / 1e9, UptimeSeconds: now.Sub(s.started).Seconds(),
+		GPUs: gpu.StatusGPUs(gpus), LoadAvg5Min: loadAvg5(), MemoryPercent: memPercent(),
+		GPUInventory: gpuInventoryBody{Backend: info.Backend, Count: len(gpus), Reason: info.Reason,
+			Capabilities: map[string]bool{"supports_cuda": info.Backend == gpu.BackendCUDA, "supports_mps": false, "supports_rocm": false,
+				"supports_deepspeed": false, "supports_fsdp": false, "supports_cpu_training": true}}}
+	if st.GPUs == nil {
+		st.GPUs = []gpu.StatusGPU{}
+	}
+	if inc, _ := strconv.ParseBool(r.URL.Query().Get("include_allocation")); inc {
+		if v, err := s.cfg.GPUs.View(r.Context()); err == nil {
+			st.GPUAllocation = &v
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func loadAvg5() *float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return nil
+	}
+	v, err := strconv.ParseFloat(f[1], 64)
+	if err != nil {
+		return nil
+	}
+	return &v
+}
+
+func memPercent() *float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return nil
+	}
+	var total, avail float64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "MemTotal:":
+			total = v
+		case "MemAvailable:":
+			avail = v
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	p := float64(int((1-avail/total)*1000)) / 10
+	return &p
+}
+
+// jobEvents answers a job's stored events after since_seq (at most 1000 a page).
+func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	id := mux.Vars(r)["job_id"]
+	j, err := s.cfg.Jobs.Get(id)
+	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
+		return errorf(http.StatusNotFound, "Job not found")
+	}
+	if err != nil {
+		return err
+	}
+	var since uint64
+	if v := r.URL.Query().Get("since_seq"); v != "" {
+		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return &validationError{fieldError{Type: "int_parsing", Loc: []string{"query", "since_seq"}, Msg: "a non-negative integer"}}
+		}
+	}
+	stored, err := s.cfg.Store.Events().List(id, since, 1000)
+	if err != nil {
+		return err
+	}
+	evs := make([]json.RawMessage, 0, len(stored))
+	next := since
+	for _, e := range stored {
+		evs = append(evs, e.Event)
+		next = e.Seq
+	}
+	writeJSON(w, http.StatusOK, jobEventsBody{JobID: id, Events: evs, NextSeq: next, Status: j.Status})
+	return nil
+}

@@ -1,0 +1,539 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"simpletuner/options"
+	"simpletuner/plugins"
+	"simpletuner/store"
+	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/training"
+)
+
+// trainingForm documents the training form: every option of the registry, as a
+// "--flag" field.
+func (s *Server) trainingForm() []formField {
+	reg := options.Default()
+	if s.cfg.Training != nil {
+		reg = s.cfg.Training.Registry()
+	}
+	fields := []formField{{name: "__active_tab__", help: "ignored (web UI tab)"}, {name: "__replace_active_config__", help: "true: ignore the active environment"},
+		{name: "__disabled_fields__", help: "comma list of fields to drop from this submission"}}
+	for _, o := range reg.Options() {
+		help := o.Help
+		if o.Default != nil {
+			help += fmt.Sprintf(" (default %v)", o.Default)
+		}
+		fields = append(fields, formField{name: o.Name, help: help})
+	}
+	return fields
+}
+
+// wantsJSON reports whether the client asked for JSON rather than the HTML fragments
+// SimpleTuner's web UI consumes.
+func wantsJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+		if mt == "application/json" {
+			return true
+		}
+	}
+	return false
+}
+
+// readForm parses a multipart or urlencoded body (the body cap is already in place).
+func readForm(r *http.Request) (map[string][]string, error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "multipart/form-data":
+		// Training forms are small text fields: keep everything in memory, never spool.
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			return nil, formError(err)
+		}
+		return r.MultipartForm.Value, nil
+	case "application/x-www-form-urlencoded", "":
+		if err := r.ParseForm(); err != nil {
+			return nil, formError(err)
+		}
+		return r.PostForm, nil
+	case "application/json":
+		var m map[string]any
+		if err := decodeJSON(r, &m); err != nil {
+			return nil, err
+		}
+		out := map[string][]string{}
+		for k, v := range m {
+			switch x := v.(type) {
+			case string:
+				out[k] = []string{x}
+			case nil:
+				out[k] = []string{""}
+			default:
+				b, _ := json.Marshal(x)
+				out[k] = []string{string(b)}
+			}
+		}
+		return out, nil
+	}
+	return nil, errorf(http.StatusUnsupportedMediaType, "Send the training fields as multipart/form-data (curl -F), application/x-www-form-urlencoded or JSON (got %q)", ct)
+}
+
+func formError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return errorf(http.StatusBadRequest, "Cannot read the form: %v", err)
+}
+
+// validationReport is the JSON form of a validation result.
+type validationReport struct {
+	Valid       bool           `json:"valid"`
+	Errors      []issueBody    `json:"errors"`
+	Warnings    []issueBody    `json:"warnings"`
+	Suggestions []issueBody    `json:"suggestions"`
+	Environment string         `json:"environment"`
+	Config      map[string]any `json:"config,omitempty"`
+}
+
+type issueBody struct {
+	Option  string `json:"option"`
+	Message string `json:"message"`
+}
+
+func issuesBody(is options.Issues) []issueBody {
+	out := []issueBody{}
+	for _, i := range is {
+		out = append(out, issueBody{Option: i.Option, Message: i.Message})
+	}
+	return out
+}
+
+func reportOf(b *training.Bundle, withConfig bool) validationReport {
+	rep := validationReport{Valid: b.Valid(), Errors: issuesBody(b.Issues.Errors()), Warnings: issuesBody(b.Issues.Warnings()),
+		Suggestions: issuesBody(b.Issues.Suggestions()), Environment: b.EnvName}
+	if withConfig {
+		rep.Config = redactConfig(b.Config.Map())
+	}
+	return rep
+}
+
+// redactConfig hides values that may carry secrets (webhook URLs with tokens).
+func redactConfig(m map[string]any) map[string]any {
+	if v, ok := m["--webhook_config"].(string); ok && v != "" {
+		m["--webhook_config"] = "<set>"
+	}
+	return m
+}
+
+func htmlList(items []issueBody) string {
+	var b strings.Builder
+	for _, i := range items {
+		b.WriteString("<li>" + html.EscapeString(i.Message) + "</li>")
+	}
+	return b.String()
+}
+
+// validationHTML renders SimpleTuner's fragments (contract §5.2), which scripts grep for.
+func validationHTML(rep validationReport) string {
+	if !rep.Valid {
+		return `<div class="alert alert-danger"><h6><i class="fas fa-exclamation-triangle"></i> Validation Failed</h6><ul class="mb-0">` +
+			htmlList(rep.Errors) + `</ul></div>`
+	}
+	if len(rep.Warnings)+len(rep.Suggestions) > 0 {
+		s := `<div class="alert alert-warning"><h6><i class="fas fa-exclamation-circle"></i> Validation Warnings</h6><ul class="mb-2">` + htmlList(rep.Warnings) + `</ul>`
+		if len(rep.Suggestions) > 0 {
+			s += `<h6>Suggestions:</h6><ul class="mb-0">` + htmlList(rep.Suggestions) + `</ul>`
+		}
+		return s + `<small class="text-muted">You can proceed but review these items.</small></div>`
+	}
+	return `<div class="alert alert-success"><h6><i class="fas fa-check-circle"></i> Configuration Valid</h6><p class="mb-0">All settings look good! Ready to start training.</p></div>`
+}
+
+func writeHTML(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprint(w, body)
+}
+
+func (s *Server) trainingValidate(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	form, err := readForm(r)
+	if err != nil {
+		return err
+	}
+	b, err := s.cfg.Training.FromForm(form, true, p.Permissions)
+	if err != nil {
+		return err
+	}
+	rep := reportOf(b, false)
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, rep)
+		return nil
+	}
+	writeHTML(w, http.StatusOK, validationHTML(rep))
+	return nil
+}
+
+// startBody is the JSON answer of a training start.
+type startBody struct {
+	Success       bool             `json:"success"`
+	Status        string           `json:"status"` // starting | queued | rejected | invalid
+	JobID         *string          `json:"job_id"`
+	QueuePosition *int             `json:"queue_position"`
+	Reason        *string          `json:"reason"`
+	Validation    validationReport `json:"validation"`
+}
+
+func (s *Server) trainingStart(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	if !p.Can("job.submit") {
+		return errorf(http.StatusForbidden, "Permission denied: job.submit")
+	}
+	form, err := readForm(r)
+	if err != nil {
+		return err
+	}
+	b, err := s.cfg.Training.FromForm(form, false, p.Permissions)
+	if err != nil {
+		return err
+	}
+	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username})
+	rep := reportOf(b, false)
+	out := startBody{Validation: rep}
+	var frag string
+	switch {
+	case errors.Is(err, training.ErrForbidden):
+		return errorf(http.StatusForbidden, "Permission denied: %s (%s)", auth.PermJobHooks, strings.TrimPrefix(err.Error(), training.ErrForbidden.Error()+": "))
+	case errors.Is(err, training.ErrInvalid):
+		out.Status = "invalid"
+		out.Validation = reportOf(b, false)
+		msgs := out.Validation.Errors
+		if len(msgs) == 0 {
+			msgs = []issueBody{{Message: err.Error()}}
+		}
+		frag = `<div class="alert alert-danger"><h6><i class="fas fa-exclamation-triangle"></i> Cannot Start Training</h6><ul class="mb-0">` + htmlList(msgs) + `</ul></div>`
+	case errors.Is(err, jobs.ErrRejected):
+		reason := strings.TrimPrefix(err.Error(), jobs.ErrRejected.Error()+": ")
+		out.Status, out.Reason = "rejected", &reason
+		frag = `<div class="alert alert-warning"><h6><i class="fas fa-ban"></i> Training Rejected</h6><p>` + html.EscapeString(reason) + `</p></div>`
+	case err != nil:
+		return err
+	default:
+		out.Success, out.JobID = true, &job.ID
+		if job.Status == jobs.StatusQueued {
+			pos := s.queuePosition(job.ID)
+			out.Status, out.QueuePosition = "queued", &pos
+			frag = fmt.Sprintf(`<div class="alert alert-info"><h6><i class="fas fa-clock"></i> Training Queued</h6><p>Your job is queued at position %d.</p><p class="mb-0"><small>Job ID: %s</small></p></div>`, pos, job.ID)
+		} else {
+			out.Status = "starting"
+			frag = `<div class="alert alert-info"><h6><i class="fas fa-cog fa-spin"></i> Training Starting</h6><p>Your training job is being initialized.</p><p class="mb-0"><small>Job ID: ` + job.ID + `</small></p></div>`
+		}
+	}
+	if wantsJSON(r) {
+		status := http.StatusOK
+		if out.Status == "invalid" {
+			status = http.StatusUnprocessableEntity
+		}
+		writeJSON(w, status, out)
+		return nil
+	}
+	writeHTML(w, http.StatusOK, frag)
+	return nil
+}
+
+// queuePosition is the 1-based place of a queued job.
+func (s *Server) queuePosition(id string) int {
+	all, _ := s.cfg.Jobs.List()
+	q := []*store.Job{}
+	for _, j := range all {
+		if j.Status == jobs.StatusQueued {
+			q = append(q, j)
+		}
+	}
+	sort.SliceStable(q, func(a, b int) bool {
+		if q[a].Priority != q[b].Priority {
+			return q[a].Priority > q[b].Priority
+		}
+		return q[a].Seq < q[b].Seq
+	})
+	for i, j := range q {
+		if j.ID == id {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// progressBody is the progress object of the status.
+type progressBody struct {
+	Percent      float64 `json:"percent"`
+	Step         int64   `json:"step"`
+	TotalSteps   int64   `json:"total_steps"`
+	Epoch        int64   `json:"epoch"`
+	TotalEpochs  int64   `json:"total_epochs"`
+	Loss         float64 `json:"loss"`
+	LearningRate float64 `json:"learning_rate"`
+}
+
+// statusOf maps a job to the training status shape (contract §5.6).
+func statusOf(j *store.Job) trainingStatusBody {
+	st := trainingStatusBody{Status: "idle", Config: map[string]any{}, StartupProgress: map[string]any{}}
+	if j == nil {
+		return st
+	}
+	st.Status = j.Status
+	if j.Status == jobs.StatusFailed || j.Status == jobs.StatusLost {
+		st.Status = "error"
+	}
+	id := j.ID
+	st.JobID = &id
+	var cfg map[string]any
+	if json.Unmarshal(j.Config, &cfg) == nil {
+		st.Config = redactConfig(cfg)
+	}
+	st.JobInfo = map[string]any{"status": j.Status, "gpus": j.GPUs, "pid": j.PID, "attempts": j.Attempts}
+	if j.Error != "" {
+		st.JobInfo["message"] = j.Error
+		st.JobInfo["status_detail"] = "error_with_details"
+	}
+	if len(j.Progress) > 0 {
+		var p plugins.Progress
+		if json.Unmarshal(j.Progress, &p) == nil {
+			pb := progressBody{Step: p.Step, TotalSteps: p.TotalSteps, Epoch: p.Epoch, TotalEpochs: p.TotalEpochs, Loss: p.Loss, LearningRate: p.LearningRate}
+			if p.TotalSteps > 0 {
+				pb.Percent = float64(p.Step) * 100 / float64(p.TotalSteps)
+			}
+			if j.Status == jobs.StatusCompleted {
+				pb.Percent = 100
+			}
+			b, _ := json.Marshal(pb)
+			json.Unmarshal(b, &st.Progress)
+		}
+	}
+	return st
+}
+
+// trainingStatus reports the running job, or the most recent one when none runs.
+func (s *Server) trainingStatus(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {
+	if s.cfg.Jobs == nil {
+		writeJSON(w, http.StatusOK, statusOf(nil))
+		return nil
+	}
+	j, err := s.cfg.Jobs.Current()
+	if err != nil {
+		return err
+	}
+	if j == nil {
+		all, err := s.cfg.Jobs.List()
+		if err != nil {
+			return err
+		}
+		for i := len(all) - 1; i >= 0; i-- {
+			if all[i].Status != jobs.StatusQueued {
+				j = all[i]
+				break
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, statusOf(j))
+	return nil
+}
+
+type messageBody struct {
+	Message string  `json:"message"`
+	JobID   *string `json:"job_id"`
+}
+
+// command sends c to the current job (or the job named in the form's job_id).
+func (s *Server) command(r *http.Request, c plugins.Command) (string, error) {
+	id := r.URL.Query().Get("job_id")
+	if id == "" && (r.Method == http.MethodPost) {
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" || ct == "application/x-www-form-urlencoded" {
+			if form, err := readForm(r); err == nil && len(form["job_id"]) > 0 {
+				id = form["job_id"][0]
+			}
+		}
+	}
+	if id == "" {
+		j, err := s.cfg.Jobs.Current()
+		if err != nil {
+			return "", err
+		}
+		if j == nil {
+			return "", errorf(http.StatusBadRequest, "No active training job")
+		}
+		id = j.ID
+	}
+	err := s.cfg.Jobs.Command(r.Context(), id, c)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return id, errorf(http.StatusNotFound, "Job %s not found", id)
+	case errors.Is(err, jobs.ErrEnded):
+		return id, errorf(http.StatusConflict, "Job %s has already ended", id)
+	case errors.Is(err, jobs.ErrUnreachable):
+		return id, errorf(http.StatusServiceUnavailable, "Process %s is not reachable right now: %v", id, err)
+	}
+	return id, err
+}
+
+func (s *Server) runCommand(c plugins.Command, msg string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+		id, err := s.command(r, c)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, messageBody{Message: msg, JobID: &id})
+		return nil
+	}
+}
+
+func (s *Server) trainingStop(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	id, err := s.command(r, plugins.CommandStop)
+	var he *httpError
+	if errors.As(err, &he) && he.detail == "No active training job" {
+		writeJSON(w, http.StatusOK, messageBody{Message: "No active training job to stop"})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, messageBody{Message: "Training job " + id + " stop requested", JobID: &id})
+	return nil
+}
+
+func (s *Server) trainingCancel(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	id, err := s.command(r, plugins.CommandCancel)
+	var he *httpError
+	none := errors.As(err, &he) && he.detail == "No active training job"
+	if err != nil && !none {
+		return err
+	}
+	if wantsJSON(r) {
+		if none {
+			writeJSON(w, http.StatusOK, messageBody{Message: "There is no active training job to cancel."})
+		} else {
+			writeJSON(w, http.StatusOK, messageBody{Message: "Training job has been cancelled successfully.", JobID: &id})
+		}
+		return nil
+	}
+	if none {
+		writeHTML(w, http.StatusOK, `<div class="alert alert-info"><h6><i class="fas fa-info-circle"></i> No Active Training</h6><p>There is no active training job to cancel.</p></div>`)
+		return nil
+	}
+	writeHTML(w, http.StatusOK, `<div class="alert alert-warning"><h6><i class="fas fa-stop-circle"></i> Training Cancelled</h6><p>Training job has been cancelled successfully.</p><p class="mb-0"><small>Job ID: `+id+`</small></p></div>`)
+	return nil
+}
+
+// checkpointBody is one row of the checkpoint listing.
+type checkpointBody struct {
+	Name         string  `json:"name"`
+	Path         string  `json:"path"`
+	Step         int     `json:"step"`
+	GlobalStep   int     `json:"global_step"`
+	Epoch        int     `json:"epoch"`
+	Loss         float64 `json:"loss"`
+	LearningRate float64 `json:"learning_rate"`
+	Timestamp    float64 `json:"timestamp"`
+	IsLatest     bool    `json:"is_latest"`
+	Complete     bool    `json:"complete"`
+}
+
+type checkpointsBody struct {
+	OutputDir   string           `json:"output_dir"`
+	Total       int              `json:"total"`
+	Checkpoints []checkpointBody `json:"checkpoints"`
+	Error       string           `json:"error,omitempty"`
+}
+
+// trainingCheckpoints lists checkpoint-<step> folders of an output dir (contract §5.12),
+// newest first. GET and POST both work (the tutorial uses POST).
+func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	dir := r.URL.Query().Get("output_dir")
+	if dir == "" && r.Method == http.MethodPost {
+		if form, err := readForm(r); err == nil && len(form["output_dir"]) > 0 {
+			dir = form["output_dir"][0]
+		}
+	}
+	if dir == "" && s.cfg.Jobs != nil {
+		if j, _ := s.cfg.Jobs.Current(); j != nil {
+			var cfg map[string]any
+			json.Unmarshal(j.Config, &cfg)
+			dir, _ = cfg["--output_dir"].(string)
+		}
+	}
+	if dir == "" {
+		writeJSON(w, http.StatusOK, checkpointsBody{Error: "No output directory specified", Checkpoints: []checkpointBody{}})
+		return nil
+	}
+	resolved, err := options.ResolveOutputDir(s.cfg.OutputRoot, dir)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "output_dir: %v", err)
+	}
+	list, err := listCheckpoints(resolved)
+	if err != nil {
+		return errorf(http.StatusNotFound, "Cannot list %s: %v", dir, errors.Unwrap(err))
+	}
+	writeJSON(w, http.StatusOK, checkpointsBody{OutputDir: resolved, Total: len(list), Checkpoints: list})
+	return nil
+}
+
+// listCheckpoints reads checkpoint-<step>[-rolling] folders. Symlinks and odd names are
+// skipped; only folders whose .guard exists are complete.
+func listCheckpoints(dir string) ([]checkpointBody, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := []checkpointBody{}
+	for _, e := range entries {
+		if !e.IsDir() || e.Type()&os.ModeSymlink != 0 {
+			continue
+		}
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, "checkpoint-")
+		if !ok {
+			continue
+		}
+		rest = strings.TrimSuffix(rest, "-rolling")
+		step, err := strconv.Atoi(rest)
+		if err != nil || step < 0 {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		cb := checkpointBody{Name: name, Path: path, Step: step, GlobalStep: step}
+		if info, err := e.Info(); err == nil {
+			cb.Timestamp = float64(info.ModTime().UnixNano()) / 1e9
+		}
+		if _, err := os.Stat(filepath.Join(path, ".guard")); err == nil {
+			cb.Complete = true
+		}
+		var st struct {
+			GlobalStep   int     `json:"global_step"`
+			Epoch        int     `json:"epoch"`
+			Loss         float64 `json:"loss"`
+			LearningRate float64 `json:"learning_rate"`
+		}
+		if b, err := os.ReadFile(filepath.Join(path, "training_state.json")); err == nil && json.Unmarshal(b, &st) == nil {
+			cb.GlobalStep, cb.Epoch, cb.Loss, cb.LearningRate = st.GlobalStep, st.Epoch, st.Loss, st.LearningRate
+		}
+		out = append(out, cb)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Step > out[b].Step })
+	for i := range out {
+		if out[i].Complete {
+			out[i].IsLatest = true
+			break
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,204 @@
+package training
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"simpletuner/options"
+	"simpletuner/store"
+	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/gpu"
+	"simpletuner/supervisor/jobs"
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalid means the configuration cannot be trained; Bundle.Issues say why.
+	ErrInvalid = errors.New("Configuration validation failed. Please review your settings.")
+	// ErrForbidden means an option needs a permission the submitter lacks (job.hooks).
+	ErrForbidden = errors.New("permission required for an option")
+	// ErrEnvNotFound means the named environment does not exist.
+	ErrEnvNotFound = errors.New("environment not found")
+)
+
+// Service builds bundles and submits jobs.
+type Service struct {
+	reg        *options.Registry
+	configs    *configs.Service
+	jobs       *jobs.Manager
+	outputRoot string
+	log        *slog.Logger
+}
+
+// New returns the training service.
+func New(reg *options.Registry, cs *configs.Service, jm *jobs.Manager, outputRoot string, log *slog.Logger) *Service {
+	return &Service{reg: reg, configs: cs, jobs: jm, outputRoot: outputRoot, log: log}
+}
+
+// Registry returns the options registry bundles are built with.
+func (s *Service) Registry() *options.Registry { return s.reg }
+
+// Bundle is a resolved configuration with everything found while resolving it.
+type Bundle struct {
+	Config  *options.Config
+	Issues  options.Issues
+	EnvName string
+}
+
+// Valid reports whether the bundle has no error-level issue.
+func (b *Bundle) Valid() bool { return !b.Issues.HasErrors() }
+
+// FromForm builds a bundle from a submitted form (multipart or urlencoded fields, "--flag"
+// or bare keys). strict applies validate's extra rule (epochs and steps both set is an
+// error); perms are the submitter's permissions.
+func (s *Service) FromForm(form map[string][]string, strict bool, perms []string) (*Bundle, error) {
+	sub, issues := s.reg.ParseForm(form)
+	var env options.Values
+	envName := ""
+	if !truthy(sub.Control["__replace_active_config__"]) {
+		active, err := s.configs.Active()
+		if err != nil {
+			return nil, fmt.Errorf("read active environment: %w", err)
+		}
+		if active != nil && active.Name != "" {
+			envName = active.Name
+			vals, envIssues := s.envValues(active.Config)
+			env = vals
+			issues = append(issues, envIssues...)
+		}
+	}
+	return s.resolve(env, sub.Values, envName, issues, strict, perms), nil
+}
+
+// FromEnvironment builds a bundle from a stored environment alone (queue submit, CLI).
+func (s *Service) FromEnvironment(name string, perms []string) (*Bundle, error) {
+	loaded, err := s.configs.Get(configs.KindModel, name)
+	if err != nil {
+		if errors.Is(err, configs.ErrNotFound) {
+			return nil, fmt.Errorf("%w: Config '%s' not found", ErrEnvNotFound, name)
+		}
+		return nil, err
+	}
+	vals, issues := s.envValues(loaded.Config)
+	return s.resolve(vals, nil, loaded.Name, issues, false, perms), nil
+}
+
+// envValues reads an environment's stored config. Unknown keys there are warnings: a
+// SimpleTuner config.json carries keys this trainer has no use for.
+func (s *Service) envValues(cfg any) (options.Values, options.Issues) {
+	m, ok := cfg.(map[string]any)
+	if !ok {
+		return nil, options.Issues{{Severity: options.SevError, Message: "the active environment's config is not a JSON object"}}
+	}
+	sub, issues := s.reg.ParseMap(m)
+	for i := range issues {
+		if errors.Is(issues[i].Err, options.ErrUnknownOption) {
+			issues[i].Severity = options.SevWarning
+			issues[i].Message = "ignored from the environment: " + issues[i].Message
+		}
+	}
+	return sub.Values, issues
+}
+
+func (s *Service) resolve(env, submitted options.Values, envName string, issues options.Issues, strict bool, perms []string) *Bundle {
+	cfg, mergeIssues := s.reg.Merge(env, submitted)
+	issues = append(issues, mergeIssues...)
+	issues = append(issues, cfg.ResolvePaths(s.configs.Dir(), s.outputRoot)...)
+	issues = append(issues, s.reg.Validate(cfg, options.ValidateOptions{StrictEpochs: strict, Permissions: perms, FileExists: fileExists})...)
+	return &Bundle{Config: cfg, Issues: issues, EnvName: envName}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func truthy(s string) bool {
+	b, err := options.ParseBool(s)
+	return err == nil && b
+}
+
+// StartRequest is a job start.
+type StartRequest struct {
+	Bundle   *Bundle
+	OwnerID  int64
+	Owner    string
+	Priority int
+	NoWait   bool
+	AnyGPU   bool
+}
+
+// Start checks what only a start needs (the dataloader and its data must be there) and
+// submits the job. Errors: ErrForbidden, ErrInvalid (with the bundle's issues extended),
+// jobs.ErrRejected.
+func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, error) {
+	b := req.Bundle
+	for _, is := range b.Issues.Errors() {
+		if errors.Is(is.Err, options.ErrPermission) {
+			return nil, fmt.Errorf("%w: %s", ErrForbidden, is.Message)
+		}
+	}
+	if b.Valid() {
+		b.Issues = append(b.Issues, s.checkDataloader(b.Config)...)
+	}
+	if !b.Valid() {
+		return nil, ErrInvalid
+	}
+	raw, err := json.Marshal(b.Config.Map())
+	if err != nil {
+		return nil, err
+	}
+	n, _ := b.Config.Int("--num_processes")
+	var preferred []string
+	if v := b.Config.String("--accelerate_visible_devices"); v != "" {
+		if preferred, err = gpu.ParseDeviceList(v); err != nil {
+			b.Issues = append(b.Issues, options.Issue{Option: "--accelerate_visible_devices", Severity: options.SevError, Message: err.Error()})
+			return nil, ErrInvalid
+		}
+	}
+	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
+		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait}})
+}
+
+// checkDataloader validates the dataloader file as a start needs it: present, valid, and
+// every instance_data_dir readable on this machine.
+func (s *Service) checkDataloader(cfg *options.Config) options.Issues {
+	path := cfg.String("--data_backend_config")
+	if path == "" {
+		return options.Issues{{Option: "--data_backend_config", Severity: options.SevError, Message: "Select a data backend configuration"}}
+	}
+	if strings.HasPrefix(strings.TrimSpace(path), "[") {
+		return configs.ValidateDataloader([]byte(path), configs.DataloaderCheck{AtStart: true, DirReadable: dirReadable})
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return options.Issues{{Option: "--data_backend_config", Severity: options.SevError,
+			Message: fmt.Sprintf("Data backend config %s cannot be read: %v", path, errors.Unwrap(err))}}
+	}
+	return configs.ValidateDataloader(data, configs.DataloaderCheck{AtStart: true, DirReadable: dirReadable})
+}
+
+func dirReadable(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", p)
+	}
+	if _, err = f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
