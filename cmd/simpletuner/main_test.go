@@ -20,13 +20,24 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"simpletuner/plugins/kit"
+	"simpletuner/plugins/kit/kittest"
 )
 
 // The test binary doubles as the daemon: with this variable set it runs main's logic, so
 // the tests below start the real program as a separate process on loopback.
 const asDaemon = "SIMPLETUNER_TEST_RUN_MAIN"
 
+// asTrainer makes the test binary a fake trainer (the real plugin kit around a fake
+// training loop); the daemon under test launches it with --trainer and --trainer-env.
+const asTrainer = "SIMPLETUNER_TEST_RUN_TRAINER"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(asTrainer) == "1" {
+		kit.Main(kittest.FromEnv())
+		return
+	}
 	if os.Getenv(asDaemon) == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 	}

@@ -185,6 +185,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		log.Warn("drain incomplete; closing remaining connections", "err", err)
 		hs.Close()
 	}
+	// Stop following trainers (they keep running) before the store they write to closes.
+	jm.Close()
 	dbClosed = true
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close state: %w", err)

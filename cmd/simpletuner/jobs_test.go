@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"simpletuner/plugins/kit/kittest"
+)
+
+// fakeTrainerArgs makes the daemon launch this test binary as its CPU trainer.
+func fakeTrainerArgs(steps, stepMS int) []string {
+	return []string{"--trainer", os.Args[0], "--trainer-env", asTrainer + "=1",
+		"--trainer-env", fmt.Sprintf("%s=%d", kittest.EnvSteps, steps), "--trainer-env", fmt.Sprintf("%s=%d", kittest.EnvStepMS, stepMS)}
+}
+
+// adminClient sets up the first admin from loopback and returns a client with its session.
+func adminClient(t *testing.T, d *proc) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	d.waitReady(c)
+	code, _ := call(t, c, "POST", d.base+"/api/auth/setup/first-admin", map[string]any{"email": "a@example.com", "username": "admin", "password": "your-secure-password"}, nil)
+	if code != 200 {
+		t.Fatalf("first admin: %d", code)
+	}
+	return c
+}
+
+// form posts multipart fields the way curl -F does.
+func form(t *testing.T, c *http.Client, url string, fields [][2]string, accept string) (int, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, f := range fields {
+		mw.WriteField(f[0], f[1])
+	}
+	mw.Close()
+	req, _ := http.NewRequest("POST", url, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// fastPathFields are the seed's fast-path fields with the dit family this trainer has.
+func fastPathFields(t *testing.T, home string) [][2]string {
+	data := filepath.Join(home, "data")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "a.txt"), []byte("a caption"), 0o644)
+	os.MkdirAll(filepath.Join(home, "config"), 0o755)
+	dl := fmt.Sprintf(`[{"id":"demo-images","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel"},
+{"id":"demo-text-embeds","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache"))
+	if err := os.WriteFile(filepath.Join(home, "config", "multidatabackend-once.json"), []byte(dl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return [][2]string{{"__active_tab__", "model"}, {"--model_family", "dit"}, {"--model_type", "full"}, {"--model_flavour", "tiny"},
+		{"--output_dir", filepath.Join(home, "out", "inline-demo")}, {"--data_backend_config", "config/multidatabackend-once.json"},
+		{"--train_batch_size", "1"}, {"--learning_rate", "0.0001"}, {"--max_train_steps", "200"}, {"--num_train_epochs", "0"}}
+}
+
+func jobState(t *testing.T, c *http.Client, base, id string) map[string]any {
+	t.Helper()
+	code, j := call(t, c, "GET", base+"/api/jobs/"+id, nil, nil)
+	if code != 200 {
+		t.Fatalf("job %s: %d %v", id, code, j)
+	}
+	return j
+}
+
+func waitJob(t *testing.T, c *http.Client, base, id string, within time.Duration, want ...string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		j := jobState(t, c, base, id)
+		for _, w := range want {
+			if j["status"] == w {
+				return j
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s is %v, want %v (%v)", id, j["status"], want, j["error"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
+	home := t.TempDir()
+	d := start(t, home, fakeTrainerArgs(100000, 20)...)
+	c := adminClient(t, d)
+	fields := fastPathFields(t, home)
+
+	code, body := form(t, c, d.base+"/api/training/validate", fields, "")
+	if code != 200 || !strings.Contains(body, "Configuration Valid") {
+		t.Fatalf("validate: %d %s", code, body)
+	}
+	bad := append(append([][2]string{}, fields...), [2]string{"--num_train_epochs", "3"})
+	if _, body := form(t, c, d.base+"/api/training/validate", bad, ""); !strings.Contains(body, "cannot both be set") {
+		t.Fatalf("validate with epochs and steps: %s", body)
+	}
+	if code, _ := call(t, c, "POST", d.base+"/api/training/checkpoint/run", nil, nil); code != 400 {
+		t.Fatalf("checkpoint with no job: %d", code)
+	}
+
+	code, body = form(t, c, d.base+"/api/training/start", append(fields, [2]string{"--validation_prompt", "test shot of <token>"}), "application/json")
+	var st struct {
+		Success bool   `json:"success"`
+		JobID   string `json:"job_id"`
+		Status  string `json:"status"`
+	}
+	json.Unmarshal([]byte(body), &st)
+	if code != 200 || !st.Success || st.JobID == "" {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
+	code, status := call(t, c, "GET", d.base+"/api/training/status", nil, nil)
+	if code != 200 || status["status"] != "running" || status["job_id"] != st.JobID {
+		t.Fatalf("status: %v", status)
+	}
+	for _, path := range []string{"/api/training/validation/run", "/api/training/checkpoint/run"} {
+		code, r := call(t, c, "POST", d.base+path, nil, nil)
+		if code != 200 || r["job_id"] != st.JobID || !strings.Contains(fmt.Sprint(r["message"]), "next gradient sync") {
+			t.Fatalf("%s: %d %v", path, code, r)
+		}
+	}
+	code, r := call(t, c, "POST", d.base+"/api/training/stop", nil, nil)
+	if code != 200 || !strings.Contains(fmt.Sprint(r["message"]), "stop requested") {
+		t.Fatalf("stop: %d %v", code, r)
+	}
+	waitJob(t, c, d.base, st.JobID, 10*time.Second, "stopped")
+	code, evs := call(t, c, "GET", d.base+"/api/jobs/"+st.JobID+"/events", nil, nil)
+	kinds := fmt.Sprint(evs["events"])
+	for _, want := range []string{"training.validation", "training.checkpoint", "stopped"} {
+		if !strings.Contains(kinds, want) {
+			t.Errorf("events lack %q: %d", want, code)
+		}
+	}
+
+	// Cancel through the form, as the seed does, on a second job.
+	_, body = form(t, c, d.base+"/api/training/start", fields, "application/json")
+	json.Unmarshal([]byte(body), &st)
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
+	if _, body := form(t, c, d.base+"/api/training/cancel", [][2]string{{"job_id", st.JobID}}, ""); !strings.Contains(body, "Training Cancelled") {
+		t.Fatalf("cancel: %s", body)
+	}
+	waitJob(t, c, d.base, st.JobID, 10*time.Second, "cancelled")
+
+	// Queue endpoints.
+	code, stats := call(t, c, "GET", d.base+"/api/queue/stats", nil, nil)
+	if code != 200 || stats["local"] == nil {
+		t.Fatalf("queue stats: %d %v", code, stats)
+	}
+	code, conc := call(t, c, "POST", d.base+"/api/queue/concurrency", map[string]any{"local_gpu_max_concurrent": nil, "local_job_max_concurrent": 2}, nil)
+	if code != 200 || conc["local_job_max_concurrent"] != float64(2) || conc["local_gpu_max_concurrent"] != nil {
+		t.Fatalf("concurrency: %d %v", code, conc)
+	}
+	code, sys := call(t, c, "GET", d.base+"/api/system/status?include_allocation=true", nil, nil)
+	if code != 200 || sys["gpu_allocation"] == nil {
+		t.Fatalf("system status: %d %v", code, sys)
+	}
+	code, sub := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "nope", "target": "local"}, nil)
+	if code != 200 || sub["success"] != false || !strings.Contains(fmt.Sprint(sub["error"]), "not found") {
+		t.Fatalf("submit unknown env: %d %v", code, sub)
+	}
+	code, sub = call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "x", "target": "worker"}, nil)
+	if code != 200 || !strings.Contains(fmt.Sprint(sub["error"]), "No workers configured") {
+		t.Fatalf("submit to worker: %d %v", code, sub)
+	}
+}
+
+// TestDaemonKill9TenTimesReattachesSameTrainer is row P5: the daemon is SIGKILLed while a
+// job runs, ten times; each new daemon reattaches to the same trainer pid, which stays
+// controllable.
+func TestDaemonKill9TenTimesReattachesSameTrainer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts the daemon ten times")
+	}
+	home := t.TempDir()
+	args := fakeTrainerArgs(1000000, 20)
+	d := start(t, home, args...)
+	c := adminClient(t, d)
+	fields := fastPathFields(t, home)
+	_, body := form(t, c, d.base+"/api/training/start", fields, "application/json")
+	var st struct {
+		JobID string `json:"job_id"`
+	}
+	json.Unmarshal([]byte(body), &st)
+	j := waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
+	pid := int(j["pid"].(float64))
+	for i := range 10 {
+		d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Fatalf("round %d: trainer %d died with the daemon", i, pid)
+		}
+		d = start(t, home, args...)
+		d.waitReady(c)
+		j = waitJob(t, c, d.base, st.JobID, 10*time.Second, "running")
+		if got := int(j["pid"].(float64)); got != pid || j["attempts"].(float64) != 1 {
+			t.Fatalf("round %d: pid %d attempts %v, want the same trainer %d launched once", i, got, j["attempts"], pid)
+		}
+	}
+	code, r := call(t, c, "POST", d.base+"/api/training/stop", nil, nil)
+	if code != 200 {
+		t.Fatalf("stop after 10 restarts: %d %v", code, r)
+	}
+	waitJob(t, c, d.base, st.JobID, 10*time.Second, "stopped")
+	// Every event made it into the store exactly once, across all ten restarts.
+	code, evs := call(t, c, "GET", d.base+"/api/jobs/"+st.JobID+"/events?since_seq=0", nil, nil)
+	list, _ := evs["events"].([]any)
+	for i, e := range list {
+		if seq := e.(map[string]any)["seq"].(float64); int(seq) != i+1 {
+			t.Fatalf("event %d has seq %v (code %d)", i, seq, code)
+		}
+	}
+}
