@@ -45,6 +45,8 @@ type Job struct {
 	Error    string          `json:"error,omitempty"`
 	// Attempts counts launches (1 for a job launched once).
 	Attempts int `json:"attempts"`
+	// NotBefore holds a retried job back until its backoff has passed.
+	NotBefore *time.Time `json:"not_before,omitempty"`
 }
 
 func jobKey(id string) []byte { return []byte("jobs/" + id) }

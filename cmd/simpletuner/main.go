@@ -85,6 +85,8 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 		cfg.TrainerEnv = append(cfg.TrainerEnv, v)
 		return nil
 	})
+	fs.IntVar(&cfg.JobAttempts, "job-attempts", 1, "launches of a job whose trainer crashes (killed, out of memory); retries resume from the latest checkpoint")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "fail a job whose trainer emits nothing for this long, e.g. 30m (0: off)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")

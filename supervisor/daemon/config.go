@@ -42,6 +42,10 @@ type Config struct {
 	Trainer string
 	// TrainerEnv adds KEY=VALUE pairs to every trainer's environment.
 	TrainerEnv []string
+	// JobAttempts is how many times a crashed job is launched (1: no retry).
+	JobAttempts int
+	// StallTimeout fails a job whose trainer is silent this long (0: no watchdog).
+	StallTimeout time.Duration
 }
 
 // trainerPassthrough are the variables of the daemon's environment a trainer inherits;

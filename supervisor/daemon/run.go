@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	alloc := gpu.NewAllocator(inv, limits)
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
-		TrainerEnv: cfg.trainerEnv(os.Getenv)}, db, alloc, log.With("component", "jobs"))
+		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout}, db, alloc, log.With("component", "jobs"))
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"sort"
+	"time"
 
 	"simpletuner/plugins"
 )
@@ -78,4 +79,25 @@ func backfillAllowed(waiting []queued, maxBypass int) bool {
 		}
 	}
 	return true
+}
+
+// retryDelay decides whether a job whose trainer crashed (it left no exit record: killed,
+// out of memory) is launched again, and after how long: exponential backoff from base,
+// doubling per attempt, capped at max. A trainer that reported its own failure is not
+// retried: the same configuration would fail the same way.
+func retryDelay(attempts, maxAttempts int, base, maxDelay time.Duration) (bool, time.Duration) {
+	if attempts >= maxAttempts {
+		return false, 0
+	}
+	d := base
+	for i := 1; i < attempts && d < maxDelay; i++ {
+		d *= 2
+	}
+	return true, min(d, maxDelay)
+}
+
+// stalled reports whether a running job has been silent for longer than the timeout
+// (0 disables the watchdog).
+func stalled(lastEvent, now time.Time, timeout time.Duration) bool {
+	return timeout > 0 && now.Sub(lastEvent) > timeout
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"testing"
+	"time"
 
 	"simpletuner/plugins"
 )
@@ -73,5 +74,36 @@ func TestClassifyProc(t *testing.T) {
 	}
 	if got := classifyProc(0, 0, boot, boot); got != procGone {
 		t.Fatalf("pid 0: %v", got)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	cases := []struct {
+		attempts, max int
+		retry         bool
+		delay         time.Duration
+	}{
+		{1, 1, false, 0},
+		{1, 3, true, 10 * time.Second},
+		{2, 3, true, 20 * time.Second},
+		{3, 3, false, 0},
+		{6, 10, true, 5 * time.Minute}, // 320 s capped at 300 s
+		{9, 10, true, 5 * time.Minute},
+	}
+	for _, c := range cases {
+		retry, d := retryDelay(c.attempts, c.max, 10*time.Second, 5*time.Minute)
+		if retry != c.retry || d != c.delay {
+			t.Errorf("attempts %d of %d: got %v %v, want %v %v", c.attempts, c.max, retry, d, c.retry, c.delay)
+		}
+	}
+}
+
+func TestStalled(t *testing.T) {
+	now := time.Unix(1000, 0)
+	if stalled(now.Add(-time.Hour), now, 0) {
+		t.Error("watchdog off but stalled")
+	}
+	if stalled(now.Add(-time.Second), now, 2*time.Second) || !stalled(now.Add(-3*time.Second), now, 2*time.Second) {
+		t.Error("threshold")
 	}
 }

@@ -62,6 +62,14 @@ type Config struct {
 	// CancelGrace is how long a cancelled trainer gets before its process group is
 	// killed (default 30 s).
 	CancelGrace time.Duration
+	// MaxAttempts is how many times a job is launched when its trainer crashes without
+	// an exit record (default 1: no retry). Retries resume from the latest checkpoint.
+	MaxAttempts int
+	// RetryBase and RetryMax shape the retry backoff (defaults 10 s and 5 min).
+	RetryBase, RetryMax time.Duration
+	// StallTimeout fails a running job that emits no event for this long: its process
+	// group gets SIGTERM, then SIGKILL after CancelGrace (0 disables the watchdog).
+	StallTimeout time.Duration
 	// OnEvents, when set, sees every batch of events after it is stored (the event hub).
 	OnEvents func(jobID string, evs []plugins.Event)
 }
@@ -111,6 +119,15 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	}
 	if cfg.CancelGrace == 0 {
 		cfg.CancelGrace = 30 * time.Second
+	}
+	if cfg.MaxAttempts < 1 {
+		cfg.MaxAttempts = 1
+	}
+	if cfg.RetryBase == 0 {
+		cfg.RetryBase = 10 * time.Second
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 5 * time.Minute
 	}
 	for _, d := range []string{cfg.JobsDir, cfg.RunDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -262,8 +279,9 @@ func (m *Manager) advance() {
 	}
 	var q []queued
 	byID := map[string]*store.Job{}
+	now := time.Now()
 	for _, j := range all {
-		if j.Status == StatusQueued {
+		if j.Status == StatusQueued && (j.NotBefore == nil || !now.Before(*j.NotBefore)) {
 			q = append(q, queued{ID: j.ID, Priority: j.Priority, Seq: j.Seq, Bypassed: m.bypassed[j.ID]})
 			byID[j.ID] = j
 		}

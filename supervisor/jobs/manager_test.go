@@ -52,11 +52,20 @@ func newEnv(t *testing.T, inv gpu.Inventory) *env {
 
 // manager starts a Manager over the env's store, as a (re)started daemon would.
 func (e *env) manager(trainerEnv ...string) *Manager {
+	return e.managerWith(Config{}, trainerEnv...)
+}
+
+func (e *env) managerWith(cfg Config, trainerEnv ...string) *Manager {
 	e.t.Helper()
 	e.alloc = gpu.NewAllocator(e.inv, gpu.Limits{MaxJobs: 4})
-	m, err := New(Config{JobsDir: filepath.Join(e.home, "jobs"), RunDir: filepath.Join(e.home, "run"),
-		CPUTrainer: os.Args[0], GPUTrainer: os.Args[0], TrainerEnv: append([]string{asTrainer + "=1"}, trainerEnv...),
-		PollInterval: 100 * time.Millisecond, CancelGrace: 2 * time.Second}, e.db, e.alloc, slog.New(slog.DiscardHandler))
+	cfg.JobsDir, cfg.RunDir = filepath.Join(e.home, "jobs"), filepath.Join(e.home, "run")
+	cfg.CPUTrainer, cfg.GPUTrainer = os.Args[0], os.Args[0]
+	cfg.TrainerEnv = append([]string{asTrainer + "=1"}, trainerEnv...)
+	cfg.PollInterval = 100 * time.Millisecond
+	if cfg.CancelGrace == 0 {
+		cfg.CancelGrace = 2 * time.Second
+	}
+	m, err := New(cfg, e.db, e.alloc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -312,4 +321,51 @@ func TestCancelQueuedJob(t *testing.T) {
 	waitStatus(t, m, b.ID, time.Second, StatusCancelled)
 	m.Command(context.Background(), a.ID, plugins.CommandCancel)
 	waitStatus(t, m, a.ID, 10*time.Second, StatusCancelled)
+}
+
+func TestCrashedTrainerIsRetriedWithBackoffThenFails(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m := e.managerWith(Config{MaxAttempts: 3, RetryBase: 150 * time.Millisecond, RetryMax: time.Second},
+		kittest.EnvSteps+"=100", kittest.EnvStepMS+"=5", kittest.EnvCrashAt+"=3")
+	j := submit(t, m, 1)
+	t0 := time.Now()
+	done := waitStatus(t, m, j.ID, 30*time.Second, StatusFailed)
+	if done.Attempts != 3 {
+		t.Fatalf("attempts %d, want 3", done.Attempts)
+	}
+	// Backoff 150 ms then 300 ms between the three launches.
+	if took := time.Since(t0); took < 450*time.Millisecond {
+		t.Fatalf("three attempts in %v: no backoff", took)
+	}
+	var cfg map[string]any
+	json.Unmarshal(done.Config, &cfg)
+	if cfg["--resume_from_checkpoint"] != "latest" {
+		t.Fatalf("retry does not resume: %v", cfg["--resume_from_checkpoint"])
+	}
+}
+
+func TestReportedFailureIsNotRetried(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m := e.managerWith(Config{MaxAttempts: 3, RetryBase: 50 * time.Millisecond},
+		kittest.EnvSteps+"=100", kittest.EnvStepMS+"=5", kittest.EnvFailAt+"=3")
+	j := submit(t, m, 1)
+	done := waitStatus(t, m, j.ID, 20*time.Second, StatusFailed)
+	if done.Attempts != 1 || !strings.Contains(done.Error, "simulated failure") {
+		t.Fatalf("attempts %d error %q", done.Attempts, done.Error)
+	}
+}
+
+func TestHungTrainerIsKilledByTheWatchdog(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m := e.managerWith(Config{StallTimeout: 400 * time.Millisecond, CancelGrace: 400 * time.Millisecond},
+		kittest.EnvSteps+"=100", kittest.EnvStepMS+"=5", kittest.EnvHangAt+"=3", kittest.EnvIgnoreTerm+"=1")
+	j := submit(t, m, 1)
+	r := waitStatus(t, m, j.ID, 20*time.Second, StatusRunning)
+	done := waitStatus(t, m, j.ID, 5*time.Second, StatusFailed)
+	if !strings.Contains(done.Error, "stalled") {
+		t.Fatalf("error %q", done.Error)
+	}
+	if classifyProc(r.PID, r.ProcStart, r.BootID, bootID()) == procOurs {
+		t.Fatal("hung trainer still alive")
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"simpletuner/plugins"
@@ -49,6 +51,7 @@ func (m *Manager) watch(ctx context.Context, id string, h *handle, since uint64)
 	if j != nil {
 		boot = j.BootID
 	}
+	killedAt := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -67,10 +70,26 @@ func (m *Manager) watch(ctx context.Context, id string, h *handle, since uint64)
 			streamDone = nil // keep polling the process; the spool will tell the rest
 		case <-tick.C:
 			batch.flushIfDue()
-			if classifyProc(h.pid, h.start, boot, m.boot) != procOurs && h.pid != 0 {
+			alive := classifyProc(h.pid, h.start, boot, m.boot) == procOurs
+			if !alive && h.pid != 0 {
 				batch.flush()
+				if !killedAt.IsZero() {
+					m.ingestSpool(mustJob(m, id))
+					m.finalize(id, h, StatusFailed, fmt.Sprintf("stalled: no event for more than %v; the trainer was killed", m.cfg.StallTimeout))
+					return
+				}
 				m.finishFromRecord(id, h)
 				return
+			}
+			now := time.Now()
+			switch {
+			case alive && killedAt.IsZero() && stalled(batch.lastEvent(), now, m.cfg.StallTimeout):
+				// The watchdog: a hung trainer gets SIGTERM, then SIGKILL after the grace.
+				m.log.Warn("trainer stalled; terminating its process group", "job_id", id, "pid", h.pid, "silent_for", now.Sub(batch.lastEvent()))
+				killedAt = now
+				_ = syscall.Kill(-h.pid, syscall.SIGTERM)
+			case alive && !killedAt.IsZero() && now.Sub(killedAt) > m.cfg.CancelGrace:
+				killGroup(h.pid)
 			}
 		}
 	}
@@ -92,8 +111,49 @@ func (m *Manager) finishFromRecord(id string, h *handle) {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		m.finalize(id, h, StatusFailed, "trainer exit record unreadable: "+err.Error())
 	default:
+		if retry, delay := retryDelay(j.Attempts, m.cfg.MaxAttempts, m.cfg.RetryBase, m.cfg.RetryMax); retry {
+			m.requeueForRetry(j, h, delay)
+			return
+		}
 		m.finalize(id, h, StatusFailed, "trainer exited without an exit record (killed or crashed)")
 	}
+}
+
+// requeueForRetry puts a crashed job back in the queue after a backoff, resuming from its
+// latest checkpoint.
+func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration) {
+	nb := time.Now().Add(delay).UTC()
+	_, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
+		var cfg map[string]any
+		if json.Unmarshal(rec.Config, &cfg) == nil {
+			cfg["--resume_from_checkpoint"] = "latest"
+			if b, err := json.Marshal(cfg); err == nil {
+				rec.Config = b
+			}
+		}
+		rec.Status, rec.NotBefore, rec.GPUs, rec.PID = StatusQueued, &nb, nil, 0
+		rec.Error = fmt.Sprintf("trainer crashed (attempt %d of %d); retrying after %v", rec.Attempts, m.cfg.MaxAttempts, delay)
+		return nil
+	})
+	if err != nil {
+		m.log.Error("requeue for retry", "job_id", j.ID, "err", err)
+	}
+	m.alloc.Ledger().Release(j.ID)
+	m.mu.Lock()
+	if m.running[j.ID] == h {
+		delete(m.running, j.ID)
+	}
+	m.mu.Unlock()
+	if h != nil {
+		h.cmdMu.Lock()
+		if h.client != nil {
+			go h.client.Shutdown()
+			h.client = nil
+		}
+		h.cmdMu.Unlock()
+	}
+	m.log.Warn("trainer crashed; job requeued", "job_id", j.ID, "attempt", j.Attempts, "retry_in", delay)
+	time.AfterFunc(delay, m.kick)
 }
 
 // ingestSpool stores the spooled events after the job's LastSeq.
@@ -153,6 +213,7 @@ func (m *Manager) finalize(id string, h *handle, status, msg string) {
 // guards every field.
 type batcher struct {
 	mu       sync.Mutex
+	seen     time.Time // when the last event arrived
 	m        *Manager
 	id       string
 	pending  []plugins.Event
@@ -160,11 +221,28 @@ type batcher struct {
 	progress *plugins.Progress
 }
 
-func newBatcher(m *Manager, id string) *batcher { return &batcher{m: m, id: id, last: time.Now()} }
+func newBatcher(m *Manager, id string) *batcher {
+	return &batcher{m: m, id: id, last: time.Now(), seen: time.Now()}
+}
+
+func (b *batcher) lastEvent() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seen
+}
+
+func mustJob(m *Manager, id string) *store.Job {
+	j, err := m.db.Jobs().Get(id)
+	if err != nil {
+		return &store.Job{ID: id}
+	}
+	return j
+}
 
 func (b *batcher) add(e plugins.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.seen = time.Now()
 	b.pending = append(b.pending, e)
 	if e.Type == "training.progress" {
 		var p plugins.Progress

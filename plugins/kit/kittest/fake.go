@@ -26,16 +26,17 @@ const (
 	EnvCrashAt    = "FAKE_TRAINER_CRASH_AT"    // step at which the process kills itself (SIGKILL)
 	EnvIgnoreTerm = "FAKE_TRAINER_IGNORE_TERM" // "1": ignore SIGTERM
 	EnvInitMS     = "FAKE_TRAINER_INIT_MS"     // simulated start-up before the first step
+	EnvHangAt     = "FAKE_TRAINER_HANG_AT"     // step at which the loop hangs, alive and silent
 )
 
 // Fake is a configurable fake Runner.
 type Fake struct {
-	Steps, StepMS, FailAt, CrashAt, InitMS int
+	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt int
 }
 
 // FromEnv builds a Fake from the environment.
 func FromEnv() *Fake {
-	f := &Fake{Steps: 20, StepMS: 20, FailAt: -1, CrashAt: -1}
+	f := &Fake{Steps: 20, StepMS: 20, FailAt: -1, CrashAt: -1, HangAt: -1}
 	geti := func(k string, dst *int) {
 		if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
 			*dst = v
@@ -46,6 +47,7 @@ func FromEnv() *Fake {
 	geti(EnvFailAt, &f.FailAt)
 	geti(EnvCrashAt, &f.CrashAt)
 	geti(EnvInitMS, &f.InitMS)
+	geti(EnvHangAt, &f.HangAt)
 	if os.Getenv(EnvIgnoreTerm) == "1" {
 		signalIgnoreTerm()
 	}
@@ -81,6 +83,9 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 		time.Sleep(time.Duration(f.StepMS) * time.Millisecond)
 		if step == f.CrashAt {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		if step == f.HangAt {
+			select {} // a deadlocked trainer: alive, silent
 		}
 		if step == f.FailAt {
 			return errors.New("simulated failure")
