@@ -27,6 +27,7 @@ const usage = `simpletuner: a training server for diffusion models (SimpleTuner-
 Usage:
   simpletuner server [flags]    run the daemon; see 'simpletuner server --help'
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
+  simpletuner train --env NAME  train one environment in the foreground, without a server
   simpletuner version           print the version
   simpletuner help              show this text
 
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return serverCmd(args[1:], stdout, stderr, getenv)
 	case "jobs":
 		return jobsCmd(args[1:], stdout, stderr, getenv)
+	case "train":
+		return trainCmd(args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "simpletuner %s\n", buildinfo.Version)
 		return 0

@@ -55,6 +55,12 @@ func trainerPassthrough() []string {
 		"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SIMPLETUNER_BLAS"}
 }
 
+// TrainerEnv is the base environment of every trainer launched with this config.
+func TrainerEnv(c *Config, getenv func(string) string) []string { return c.trainerEnv(getenv) }
+
+// TrainerPath finds the named trainer binary for this config.
+func TrainerPath(c *Config, name string) string { return c.trainerPath(name) }
+
 // trainerEnv is the base environment of every trainer.
 func (c *Config) trainerEnv(getenv func(string) string) []string {
 	var env []string

@@ -78,6 +78,12 @@ func (s *Service) FromForm(form map[string][]string, strict bool, perms []string
 
 // FromEnvironment builds a bundle from a stored environment alone (queue submit, CLI).
 func (s *Service) FromEnvironment(name string, perms []string) (*Bundle, error) {
+	return s.FromEnvironmentWith(name, nil, perms)
+}
+
+// FromEnvironmentWith builds a bundle from a stored environment with overrides on top
+// (simpletuner train --env NAME --key=value).
+func (s *Service) FromEnvironmentWith(name string, overrides options.Values, perms []string) (*Bundle, error) {
 	loaded, err := s.configs.Get(configs.KindModel, name)
 	if err != nil {
 		if errors.Is(err, configs.ErrNotFound) {
@@ -86,7 +92,7 @@ func (s *Service) FromEnvironment(name string, perms []string) (*Bundle, error) 
 		return nil, err
 	}
 	vals, issues := s.envValues(loaded.Config)
-	return s.resolve(vals, nil, loaded.Name, issues, false, perms), nil
+	return s.resolve(vals, overrides, loaded.Name, issues, false, perms), nil
 }
 
 // envValues reads an environment's stored config. Unknown keys there are warnings: a
