@@ -242,11 +242,11 @@ func (v *validator) hooks() {
 		if o.Category == CatHooks || o.Name == "--validation_external_script" {
 			anyHook = true
 		}
-		if !slices.Contains(v.vo.Permissions, o.Permission) {
+		if !holds(v.vo.Permissions, o.Permission) {
 			v.add(errIssue(o.Name, ErrPermission, "setting %s needs the %s permission; ask an admin, or leave it unset", o.Name, o.Permission))
 		}
 	}
-	if wh := v.c.String("--webhook_config"); isInlineJSON(wh) && webhookSkipsTLS(wh) && !slices.Contains(v.vo.Permissions, PermHooks) {
+	if wh := v.c.String("--webhook_config"); isInlineJSON(wh) && webhookSkipsTLS(wh) && !holds(v.vo.Permissions, PermHooks) {
 		v.add(errIssue("--webhook_config", ErrPermission, "a webhook with ssl_no_verify=true needs the %s permission; remove ssl_no_verify or ask an admin", PermHooks))
 	}
 	if !anyHook {
@@ -262,3 +262,17 @@ func (v *validator) hooks() {
 // hookSet reports whether a hook template is set; SimpleTuner treats "" and "None" as
 // "no hook".
 func hookSet(s string) bool { return s != "" && s != "None" }
+
+// holds reports whether perms grant p: exactly, through "*", or through a wildcard
+// such as "job.*" (the permission grammar of supervisor/auth).
+func holds(perms []string, p string) bool {
+	for _, g := range perms {
+		if g == "*" || g == p {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(g, ".*"); ok && strings.HasPrefix(p, prefix+".") {
+			return true
+		}
+	}
+	return false
+}

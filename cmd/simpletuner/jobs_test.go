@@ -232,3 +232,32 @@ func TestDaemonKill9TenTimesReattachesSameTrainer(t *testing.T) {
 		}
 	}
 }
+
+func TestHookOptionsNeedJobHooksPermission(t *testing.T) {
+	home := t.TempDir()
+	d := start(t, home, fakeTrainerArgs(5, 5)...)
+	admin := adminClient(t, d)
+	code, _ := call(t, admin, "POST", d.base+"/api/users", map[string]any{"email": "r@example.com", "username": "researcher", "password": "their-password", "level_names": []string{"researcher"}}, nil)
+	if code != 201 {
+		t.Fatalf("create researcher: %d", code)
+	}
+	jar, _ := cookiejar.New(nil)
+	rs := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	if code, _ := call(t, rs, "POST", d.base+"/api/auth/login", map[string]any{"username": "researcher", "password": "their-password"}, nil); code != 200 {
+		t.Fatalf("login: %d", code)
+	}
+	fields := append(fastPathFields(t, home), [2]string{"--post_checkpoint_script", "/opt/hooks/run_eval.sh {local_checkpoint_path} {global_step}"})
+	code, body := form(t, rs, d.base+"/api/training/start", fields, "application/json")
+	if code != 403 || !strings.Contains(body, "job.hooks") {
+		t.Fatalf("researcher with a hook script: %d %s", code, body)
+	}
+	code, body = form(t, admin, d.base+"/api/training/start", fields, "application/json")
+	if code != 200 || !strings.Contains(body, `"success":true`) {
+		t.Fatalf("admin with a hook script: %d %s", code, body)
+	}
+	// Without the hook the researcher may start.
+	code, body = form(t, rs, d.base+"/api/training/start", fastPathFields(t, home), "application/json")
+	if code != 200 || !strings.Contains(body, `"success":true`) {
+		t.Fatalf("researcher without hooks: %d %s", code, body)
+	}
+}
