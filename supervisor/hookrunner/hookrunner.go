@@ -1,0 +1,211 @@
+// Package hookrunner runs the daemon's hook scripts: post_checkpoint_script after every
+// checkpoint a trainer reports (scheduled, manual, final), and post_upload_script after
+// each upload — with no upload target, after each local checkpoint and the final save,
+// with {remote_checkpoint_path} empty (contract §7). Each hook runs exactly once per
+// checkpoint, even when the daemon restarts and the trainer's events are replayed: the
+// run is claimed in the store before it starts.
+//
+// The scripts come from the job's resolved configuration; only users holding job.hooks
+// can put them there (enforced at submission). Expansion and execution are package
+// hooks: one argv element per placeholder value, no shell, a timeout that kills the
+// process group, capped output, a minimal environment.
+package hookrunner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"simpletuner/hooks"
+	"simpletuner/plugins"
+	"simpletuner/store"
+)
+
+// The hooks the daemon runs, in the order they run for one checkpoint.
+const (
+	PostCheckpoint = "post_checkpoint_script"
+	PostUpload     = "post_upload_script"
+)
+
+// Options tune a Runner.
+type Options struct {
+	Timeout   time.Duration // per run (default hooks.DefaultTimeout)
+	MaxOutput int           // bytes of output kept for the job log (default 64 KiB)
+	Parallel  int           // hook processes at once, all jobs together (default 2)
+	// Emit publishes hook.started / hook.finished events for a job.
+	Emit func(jobID, typ, severity, title, message string, data any)
+}
+
+// Runner runs hooks. It is safe for concurrent use.
+type Runner struct {
+	db   *store.DB
+	log  *slog.Logger
+	opts Options
+	sem  chan struct{} // one token per running hook process
+	wg   sync.WaitGroup
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+// New returns a Runner.
+func New(db *store.DB, log *slog.Logger, o Options) *Runner {
+	if o.Timeout == 0 {
+		o.Timeout = hooks.DefaultTimeout
+	}
+	if o.MaxOutput == 0 {
+		o.MaxOutput = 64 << 10
+	}
+	if o.Parallel == 0 {
+		o.Parallel = 2
+	}
+	if o.Emit == nil {
+		o.Emit = func(string, string, string, string, string, any) {}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Runner{db: db, log: log, opts: o, sem: make(chan struct{}, o.Parallel), ctx: ctx, stop: stop}
+}
+
+// Close stops accepting work and kills running hooks' process groups (their runs stay
+// claimed: a hook is never run twice).
+func (r *Runner) Close() {
+	r.stop()
+	r.wg.Wait()
+}
+
+// checkpointData is what a training.checkpoint event carries.
+type checkpointData struct {
+	Path       string `json:"path"`
+	Step       *int64 `json:"step"`
+	GlobalStep *int64 `json:"global_step"`
+	RemotePath string `json:"remote_path"`
+	Uploaded   bool   `json:"uploaded"`
+}
+
+// HandleEvents looks for checkpoint events of a job and starts its hooks. config is the
+// job's resolved configuration ("--flag" keys). It never blocks on a hook.
+func (r *Runner) HandleEvents(jobID string, config map[string]any, evs []plugins.Event) {
+	for _, e := range evs {
+		if e.Type != "training.checkpoint" {
+			continue
+		}
+		var cd checkpointData
+		if err := json.Unmarshal(e.Data, &cd); err != nil || cd.Path == "" {
+			r.log.Warn("checkpoint event without a path; hooks skipped", "job_id", jobID, "seq", e.Seq)
+			continue
+		}
+		path := cd.Path
+		if !filepath.IsAbs(path) {
+			if out, _ := config["--output_dir"].(string); out != "" {
+				path = filepath.Join(out, path)
+			}
+		}
+		step := ""
+		if cd.GlobalStep != nil {
+			step = strconv.FormatInt(*cd.GlobalStep, 10)
+		} else if cd.Step != nil {
+			step = strconv.FormatInt(*cd.Step, 10)
+		}
+		for _, name := range []string{PostCheckpoint, PostUpload} {
+			tmpl, _ := config["--"+name].(string)
+			if hooks.Disabled(tmpl) {
+				continue
+			}
+			values := Values(config, path, step, cd.RemotePath)
+			r.start(jobID, name, tmpl, path, values)
+		}
+	}
+}
+
+// Values are the placeholder values of contract §7 for one checkpoint.
+func Values(config map[string]any, checkpoint, step, remote string) map[string]string {
+	str := func(k string) string {
+		switch v := config["--"+k].(type) {
+		case nil:
+			return ""
+		case string:
+			if v == "None" {
+				return ""
+			}
+			return v
+		case float64:
+			return strconv.FormatFloat(v, 'g', -1, 64)
+		case bool:
+			if !v {
+				return ""
+			}
+			return "true"
+		default:
+			return fmt.Sprint(v)
+		}
+	}
+	v := map[string]string{
+		"local_checkpoint_path": checkpoint, "remote_checkpoint_path": remote, "global_step": step,
+		"tracker_run_name": str("tracker_run_name"), "tracker_project_name": str("tracker_project_name"),
+		"model_family": str("model_family"), "model_type": str("model_type"), "lora_type": str("lora_type"),
+		"huggingface_path": str("hub_model_id"),
+	}
+	for k := range config {
+		name := k[min(2, len(k)):]
+		if len(name) > len("validation_") && name[:len("validation_")] == "validation_" {
+			v[name] = str(name)
+		}
+	}
+	return v
+}
+
+func (r *Runner) start(jobID, name, tmpl, checkpoint string, values map[string]string) {
+	claimed, err := r.db.HookRuns().Claim(jobID, name, checkpoint)
+	if err != nil {
+		r.log.Error("record hook run", "job_id", jobID, "hook", name, "err", err)
+		return
+	}
+	if !claimed {
+		return // already ran (or is running) for this checkpoint: replays do not repeat it
+	}
+	argv, err := hooks.Expand(tmpl, values)
+	if err != nil {
+		r.finish(jobID, name, checkpoint, -1, 0, err.Error(), nil)
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case r.sem <- struct{}{}:
+		case <-r.ctx.Done():
+			return
+		}
+		defer func() { <-r.sem }()
+		r.opts.Emit(jobID, "hook.started", "info", "Hook "+name+" started", "", map[string]any{"hook": name, "checkpoint": checkpoint})
+		res, err := hooks.Run(r.ctx, argv, hooks.RunOptions{Timeout: r.opts.Timeout, MaxOutput: r.opts.MaxOutput, Values: values, Dir: filepath.Dir(checkpoint)})
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		r.finish(jobID, name, checkpoint, res.ExitCode, res.Duration, msg, res.Output)
+	}()
+}
+
+func (r *Runner) finish(jobID, name, checkpoint string, code int, took time.Duration, errMsg string, output []byte) {
+	if err := r.db.HookRuns().Finish(jobID, name, checkpoint, code, errMsg); err != nil {
+		r.log.Error("record hook result", "job_id", jobID, "hook", name, "err", err)
+	}
+	sev := "info"
+	if code != 0 || errMsg != "" {
+		sev = "warning"
+	}
+	data := map[string]any{"hook": name, "checkpoint": checkpoint, "exit_code": code, "duration_seconds": took.Seconds()}
+	if errMsg != "" {
+		data["error"] = errMsg
+	}
+	if len(output) > 0 {
+		data["output"] = string(output)
+	}
+	r.opts.Emit(jobID, "hook.finished", sev, fmt.Sprintf("Hook %s finished (exit %d)", name, code), errMsg, data)
+	r.log.Info("hook finished", "job_id", jobID, "hook", name, "exit_code", code, "duration", took, "err", errMsg)
+}

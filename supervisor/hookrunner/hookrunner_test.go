@@ -1,0 +1,176 @@
+package hookrunner
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"simpletuner/plugins"
+	"simpletuner/store"
+)
+
+type emitted struct {
+	mu  sync.Mutex
+	evs []string
+}
+
+func (e *emitted) emit(job, typ, sev, title, msg string, data any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, _ := json.Marshal(data)
+	e.evs = append(e.evs, typ+" "+string(b))
+}
+
+func (e *emitted) count(prefix string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, s := range e.evs {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func openDB(t *testing.T, dir string) *store.DB {
+	t.Helper()
+	db, err := store.Open(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// script writes its argv, one NUL-terminated element each, and its environment to files.
+func script(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ckptEvent(seq uint64, path string, step int) plugins.Event {
+	b, _ := json.Marshal(map[string]any{"path": path, "step": step})
+	return plugins.Event{Seq: seq, Type: "training.checkpoint", Time: time.Now(), Data: b}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEachHookRunsOncePerCheckpointAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "runs.log")
+	sh := script(t, dir, `echo "$1 $2" >> `+log+"\n")
+	cfg := map[string]any{"--output_dir": dir, "--post_checkpoint_script": sh + " {local_checkpoint_path} {global_step}", "--post_upload_script": sh + " upload{remote_checkpoint_path} {global_step}"}
+	evs := []plugins.Event{ckptEvent(3, "checkpoint-10", 10), ckptEvent(7, "checkpoint-20", 20)}
+	state := filepath.Join(dir, "state")
+	for round := range 3 {
+		db := openDB(t, state)
+		em := &emitted{}
+		r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit})
+		r.HandleEvents("j1", cfg, evs) // the same events, replayed after each "restart"
+		if round == 0 {
+			waitFor(t, func() bool { return em.count("hook.finished") == 4 })
+		}
+		time.Sleep(100 * time.Millisecond)
+		r.Close()
+		db.Close()
+	}
+	b, _ := os.ReadFile(log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d runs, want 4 (2 hooks × 2 checkpoints):\n%s", len(lines), b)
+	}
+	want := []string{filepath.Join(dir, "checkpoint-10") + " 10", "upload 10", filepath.Join(dir, "checkpoint-20") + " 20", "upload 20"}
+	for _, w := range want {
+		if !strings.Contains(string(b), w+"\n") {
+			t.Errorf("no run %q in:\n%s", w, b)
+		}
+	}
+}
+
+func TestHostilePlaceholderValuesStayOneLiteralArgument(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "argv")
+	sh := script(t, dir, `printf '%s\0' "$@" > `+out+"\nenv > "+out+".env\n")
+	hostile := []string{"; rm -rf /", "$(touch " + filepath.Join(dir, "pwned") + ")", "`id`", "$HF_TOKEN", "~root", "a b", "it's", "x\ny", "--delete-all"}
+	t.Setenv("HF_TOKEN", "sekrit")
+	for _, v := range hostile {
+		db := openDB(t, t.TempDir())
+		em := &emitted{}
+		r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit})
+		cfg := map[string]any{"--output_dir": dir, "--tracker_run_name": v, "--post_checkpoint_script": sh + " --name={tracker_run_name} {tracker_run_name}"}
+		r.HandleEvents("j", cfg, []plugins.Event{ckptEvent(1, "checkpoint-1", 1)})
+		waitFor(t, func() bool { return em.count("hook.finished") == 1 })
+		r.Close()
+		db.Close()
+		b, _ := os.ReadFile(out)
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if len(args) != 2 || args[0] != "--name="+v || args[1] != v {
+			t.Errorf("value %q became argv %q", v, args)
+		}
+		env, _ := os.ReadFile(out + ".env")
+		if strings.Contains(string(env), "sekrit") {
+			t.Error("the daemon's environment leaked into the hook")
+		}
+		if !strings.Contains(string(env), "ST_TRACKER_RUN_NAME=") {
+			t.Error("no ST_ variables")
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+		t.Fatal("a placeholder value was run by a shell")
+	}
+}
+
+func TestHungHookIsKilledWithItsChildren(t *testing.T) {
+	dir := t.TempDir()
+	pidf := filepath.Join(dir, "child.pid")
+	sh := script(t, dir, "sleep 999 &\necho $! > "+pidf+"\nwait\n")
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	em := &emitted{}
+	r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit, Timeout: 300 * time.Millisecond})
+	defer r.Close()
+	r.HandleEvents("j", map[string]any{"--output_dir": dir, "--post_checkpoint_script": sh}, []plugins.Event{ckptEvent(1, "checkpoint-1", 1)})
+	waitFor(t, func() bool { return em.count("hook.finished") == 1 })
+	b, _ := os.ReadFile(pidf)
+	pid := strings.TrimSpace(string(b))
+	waitFor(t, func() bool {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
+	rec, err := db.HookRuns().Get("j", PostCheckpoint, filepath.Join(dir, "checkpoint-1"))
+	if err != nil || rec.ExitCode == nil || *rec.ExitCode == 0 || rec.Error == "" {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+}
+
+func TestUnknownPlaceholderIsReportedNotSkippedSilently(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	em := &emitted{}
+	r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit})
+	defer r.Close()
+	r.HandleEvents("j", map[string]any{"--post_checkpoint_script": "/bin/true {no_such_thing}"}, []plugins.Event{ckptEvent(1, filepath.Join(dir, "c"), 1)})
+	waitFor(t, func() bool { return em.count("hook.finished") == 1 })
+	if em.count(`hook.finished {"checkpoint"`) != 1 || !strings.Contains(strings.Join(em.evs, " "), "no_such_thing") {
+		t.Fatalf("events %v", em.evs)
+	}
+}
