@@ -1,15 +1,113 @@
-// Command simpletuner-trainer is the trainer process the daemon launches, one per job.
+// Command simpletuner-trainer is the trainer process the daemon launches, one per job: the
+// CPU dit trainer (trainerproc/runner) served over the plugin contract by plugins/kit.
 //
-// The training engine lands with the trainer issue; until then this binary only reports
-// that it cannot train, so that the build layout and packaging are complete.
+// Run by the daemon it speaks go-plugin on stdout and logs only to its job directory. For
+// debugging it also runs a job on its own:
+//
+//	simpletuner-trainer run --config resolved.json --job-dir DIR
+//
+// which prints the job's events as JSON lines on stdout; SIGINT or SIGTERM asks the job to
+// stop (checkpoint, then end), a second one cancels it. The exit status is 0 for a completed
+// job, 1 for a failed one, 2 for usage errors, 3 for stopped and 4 for cancelled.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+
+	"simpletuner/plugins"
+	"simpletuner/plugins/kit"
+	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/runner"
 )
 
+// envThreads overrides the CPU thread count (default: all CPUs).
+const envThreads = "SIMPLETUNER_TRAINER_THREADS"
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func options() (runner.Options, error) {
+	choice, err := blas.ChoiceFromEnv()
+	if err != nil {
+		return runner.Options{}, err
+	}
+	threads := 0
+	if v := os.Getenv(envThreads); v != "" {
+		if threads, err = strconv.Atoi(v); err != nil {
+			return runner.Options{}, fmt.Errorf("%s: %w", envThreads, err)
+		}
+	}
+	return runner.Options{Version: version(), Threads: threads, BLAS: choice}, nil
+}
+
 func main() {
-	fmt.Fprintln(os.Stderr, "simpletuner-trainer: no training backend is built into this binary yet")
-	os.Exit(78) // EX_CONFIG: the daemon treats this as a configuration error, not a crash to retry.
+	opts, err := options()
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "simpletuner-trainer:", err)
+			os.Exit(2)
+		}
+		os.Exit(standalone(os.Args[2:], opts))
+	}
+	if err != nil {
+		// As a plugin nothing may be written to stdout/stderr; fall back to the defaults.
+		opts = runner.Options{Version: version()}
+	}
+	kit.Main(runner.New(opts))
+}
+
+func standalone(args []string, opts runner.Options) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "resolved configuration (JSON object with --flag keys)")
+	jobDir := fs.String("job-dir", "", "job directory (trainer.log, events.ndjson, exit.json)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || *jobDir == "" {
+		fmt.Fprintln(os.Stderr, "usage: simpletuner-trainer run --config resolved.json --job-dir DIR")
+		return 2
+	}
+	cfg, err := os.ReadFile(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "simpletuner-trainer:", err)
+		return 2
+	}
+	commands := make(chan plugins.Command, 2)
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		commands <- plugins.CommandStop
+		<-sig
+		commands <- plugins.CommandCancel
+	}()
+	st, err := runner.Standalone(context.Background(), runner.New(opts), cfg, *jobDir, os.Stdout, commands)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "simpletuner-trainer:", err)
+		return 1
+	}
+	switch st.State {
+	case plugins.StateCompleted:
+		return 0
+	case plugins.StateStopped:
+		return 3
+	case plugins.StateCancelled:
+		return 4
+	default:
+		if st.Error != "" {
+			fmt.Fprintln(os.Stderr, "simpletuner-trainer:", st.Error)
+		}
+		return 1
+	}
 }

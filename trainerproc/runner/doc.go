@@ -1,0 +1,26 @@
+// Package runner is the real trainer: the kit.Runner that turns a resolved configuration
+// into a training run of the dit model on the CPU engine.
+//
+// One Run is: parse the configuration (settings.go) → open the dataloader (trainerproc/data)
+// → build the model, full or with LoRA/LoKr adapters (trainerproc/model) → optimizer and
+// learning-rate schedule (trainerproc/optim) → resume from a checkpoint when asked
+// (trainerproc/checkpoint) → the loop: micro-batches accumulated into optimizer steps,
+// gradient clipping, scheduled checkpoints and validation, the daemon's commands after every
+// gradient sync → final validation → the final model in output_dir.
+//
+// Events follow the contract's catalogue (§6.3) so the daemon can relay them unchanged:
+// lifecycle.stage for each start-up and shut-down stage, training.status and
+// training.progress after every optimizer step, training.checkpoint, training.validation
+// and validation.image, notification for warnings. Payload fields the contract puts at
+// the top level of a webhook body (stage, progress, checkpoint, images) are carried in the
+// event's data.
+//
+// Determinism: every random stream derives from --seed (model initialisation, adapters, data
+// order, noise and caption dropout, optimizer rounding), all counter-based (Philox), and a
+// checkpoint stores the sampler position, the noise stream offset, the optimizer state and
+// the step, so N steps straight and K steps + resume + N−K steps end with bit-identical
+// weights for the same thread count.
+//
+// Standalone runs a job without a daemon (simpletuner-trainer run), printing the event
+// stream as JSON lines.
+package runner

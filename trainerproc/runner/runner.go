@@ -1,0 +1,101 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"simpletuner/plugins"
+	"simpletuner/plugins/kit"
+	"simpletuner/trainerproc/checkpoint"
+	"simpletuner/trainerproc/data"
+	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/engine/cpu"
+	"simpletuner/trainerproc/model"
+)
+
+// Options configure a Runner. Zero values take the defaults.
+type Options struct {
+	// Version is reported by Info.
+	Version string
+	// Threads is the CPU backend's thread count (≤ 0: GOMAXPROCS). Results are bit-identical
+	// only for the same thread count (OpenBLAS).
+	Threads int
+	// BLAS picks the GEMM library (default auto: OpenBLAS when found, else gonum).
+	BLAS blas.Choice
+	// CheckpointFS, when set, performs the checkpoint manager's file operations (tests slow
+	// or fail them); nil is the real file system.
+	CheckpointFS checkpoint.FS
+}
+
+// Runner implements kit.Runner for the CPU dit trainer.
+type Runner struct {
+	opts Options
+}
+
+var _ kit.Runner = (*Runner)(nil)
+
+// New returns a Runner.
+func New(o Options) *Runner {
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.BLAS == "" {
+		o.BLAS = blas.ChoiceAuto
+	}
+	return &Runner{opts: o}
+}
+
+// Info implements kit.Runner: backend cpu, the BLAS in use, and family dit.
+func (r *Runner) Info(context.Context) (plugins.Info, error) {
+	be, err := cpu.New(cpu.Options{Threads: r.opts.Threads, BLAS: r.opts.BLAS})
+	if err != nil {
+		return plugins.Info{}, fmt.Errorf("runner: cpu backend: %w", err)
+	}
+	desc := be.Describe()
+	_ = be.Close()
+	return plugins.Info{Version: r.opts.Version, Backend: "cpu", Devices: []string{desc},
+		Families: []plugins.Family{{Name: "dit", Flavours: model.Flavours(), DefaultFlavour: "tiny"}}}, nil
+}
+
+// Validate implements kit.Runner: the registry's checks plus what this trainer needs (family
+// dit, a known flavour, a dataloader document that parses, a lycoris config that parses).
+func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
+	s, issues, err := ParseSettings(raw)
+	out := toPluginIssues(issues)
+	if err != nil && len(issues.Errors()) == 0 {
+		// A failure that is not an option issue (e.g. not a JSON object).
+		return nil, err
+	}
+	if s != nil && s.DataConfig != nil {
+		if _, derr := data.ParseConfig(s.DataConfig, dataDefaults(s)); derr != nil {
+			out = append(out, plugins.Issue{Option: "--data_backend_config", Severity: "error", Message: derr.Error()})
+		}
+	}
+	return out, nil
+}
+
+// Run implements kit.Runner.
+func (r *Runner) Run(ctx context.Context, job *kit.Job) error {
+	ev := &emitter{job: job}
+	s, _, err := ParseSettings(job.Config)
+	if err != nil {
+		ev.failed(err)
+		return err
+	}
+	t := &trainer{opts: r.opts, job: job, ev: ev, s: s}
+	t.bgCtx, t.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer t.close()
+	err = t.run(ctx)
+	if err == nil {
+		t.bg.Wait() // a completed run lets background validation scripts finish
+	}
+	if err != nil && !isUserEnding(err) {
+		ev.failed(err)
+	}
+	return err
+}
+
+func dataDefaults(s *Settings) data.Defaults {
+	return data.Defaults{Resolution: s.Resolution, ResolutionType: s.ResolutionType, CacheDirVAE: s.CacheDirVAE}
+}

@@ -1,0 +1,266 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"simpletuner/options"
+	"simpletuner/plugins"
+	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/optim"
+	"simpletuner/trainerproc/validation"
+)
+
+// ErrConfig wraps every configuration problem Run reports; it also wraps
+// plugins.ErrInvalidConfig so the daemon classifies it as the user's error.
+var ErrConfig = fmt.Errorf("runner: %w", plugins.ErrInvalidConfig)
+
+// DefaultSeed is used when --seed is unset.
+const DefaultSeed = 42
+
+// Settings is the typed subset of a resolved configuration the trainer acts on.
+type Settings struct {
+	Cfg *options.Config // the whole resolved configuration
+
+	ModelFamily, Flavour, Pretrained, ModelType string
+	Adapters                                    model.AdapterConfig
+	OutputDir                                   string
+	DataConfig                                  []byte
+	Resolution                                  float64
+	ResolutionType, CacheDirVAE                 string
+	CaptionDropout                              float64
+	TokenizerMaxLength                          int
+
+	BatchSize, Accum, MaxSteps, Epochs int
+	Seed                               uint64
+	SeedSet                            bool
+	MaxGradNorm                        float64
+	Resume                             string
+
+	Optimizer                              string
+	OptimizerOverrides                     map[string]float64
+	LearningRate                           float64
+	Scheduler                              string
+	Warmup, NumCycles                      int
+	Power                                  float64
+	CheckpointSteps, CheckpointEpochs      int
+	TotalLimit, RollingSteps, RollingLimit int
+
+	ValidationPrompt, ValidationNegative string
+	PromptLibrary                        map[string]string
+	ValidationGuidance                   float64
+	ValidationSteps, ValidationInterval  int
+	ValidationResolution                 string
+	ValidationSeed                       uint64
+	ValidationPreview                    bool
+	ValidationPreviewSteps               int
+	ValidationMethod, ExternalScript     string
+	ExternalBackground                   bool
+}
+
+// HasValidation reports whether any validation is configured.
+func (s *Settings) HasValidation() bool {
+	if s.ValidationMethod == "external-script" {
+		return strings.TrimSpace(s.ExternalScript) != ""
+	}
+	return len(validation.Prompts(s.ValidationPrompt, s.PromptLibrary)) > 0
+}
+
+// resolveConfig parses the daemon's JSON object ("--flag" keys) over the registry defaults.
+func resolveConfig(raw json.RawMessage) (*options.Config, options.Issues, error) {
+	reg := options.Default()
+	sub, issues := reg.ParseJSON(raw)
+	if issues.HasErrors() {
+		return nil, issues, fmt.Errorf("%w: %w", ErrConfig, issues.Err())
+	}
+	cfg, more := reg.Merge(nil, sub.Values)
+	issues = append(issues, more...)
+	// The daemon checked permissions when the job was submitted; the trainer only checks
+	// that the values make sense.
+	issues = append(issues, reg.Validate(cfg, options.ValidateOptions{Permissions: []string{options.PermHooks}})...)
+	if issues.HasErrors() {
+		return cfg, issues, fmt.Errorf("%w: %w", ErrConfig, issues.Err())
+	}
+	return cfg, issues, nil
+}
+
+// readJSONOption returns an option that is either inline JSON (starting with { or [) or a
+// path to a JSON file.
+func readJSONOption(name, v string) ([]byte, error) {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, "{") || strings.HasPrefix(v, "[") {
+		return []byte(v), nil
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	return b, nil
+}
+
+// ParseSettings resolves and checks a job's configuration. Option-level problems come back
+// as issues too, so Validate can report each of them.
+func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
+	cfg, issues, err := resolveConfig(raw)
+	if err != nil {
+		return nil, issues, err
+	}
+	s := &Settings{Cfg: cfg}
+	geti := func(name string, def int) int {
+		if v, ok := cfg.Int(name); ok {
+			return v
+		}
+		return def
+	}
+	getf := func(name string, def float64) float64 {
+		if v, ok := cfg.Float(name); ok {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	bad := func(opt, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		issues = append(issues, options.Issue{Option: opt, Severity: options.SevError, Message: msg, Err: options.ErrInvalidValue})
+		errs = append(errs, fmt.Errorf("%s: %s", opt, msg))
+	}
+
+	s.ModelFamily = cfg.String("--model_family")
+	if s.ModelFamily != "dit" {
+		bad("--model_family", "this trainer trains model family \"dit\" only, not %q", s.ModelFamily)
+	}
+	s.Flavour = cfg.String("--model_flavour")
+	if s.Flavour == "" {
+		s.Flavour = "tiny"
+	}
+	if _, err := model.Flavour(s.Flavour); err != nil {
+		bad("--model_flavour", "%v", err)
+	}
+	s.Pretrained = cfg.String("--pretrained_model_name_or_path")
+	s.ModelType = cfg.String("--model_type")
+	s.OutputDir = cfg.String("--output_dir")
+	if s.OutputDir == "" {
+		bad("--output_dir", "an output directory is required")
+	}
+	if dc := cfg.String("--data_backend_config"); dc == "" {
+		bad("--data_backend_config", "a dataloader configuration is required")
+	} else if b, err := readJSONOption("--data_backend_config", dc); err != nil {
+		bad("--data_backend_config", "%v", err)
+	} else {
+		s.DataConfig = b
+	}
+	s.Resolution = getf("--resolution", 1024)
+	s.ResolutionType = cfg.String("--resolution_type")
+	s.CacheDirVAE = cfg.String("--cache_dir_vae")
+	s.CaptionDropout = getf("--caption_dropout_probability", 0.1)
+	s.TokenizerMaxLength = geti("--tokenizer_max_length", 0)
+
+	s.BatchSize = geti("--train_batch_size", 4)
+	s.Accum = max(1, geti("--gradient_accumulation_steps", 1))
+	s.MaxSteps = geti("--max_train_steps", 0)
+	s.Epochs = geti("--num_train_epochs", 1)
+	if s.MaxSteps <= 0 && s.Epochs <= 0 {
+		bad("--max_train_steps", "either --max_train_steps or --num_train_epochs must be above 0")
+	}
+	if v, ok := cfg.Int("--seed"); ok {
+		s.Seed, s.SeedSet = uint64(v), true
+	} else {
+		// SimpleTuner draws a random seed when none is set; a fixed one (its WebUI default)
+		// keeps an unseeded LoRA run resumable: its frozen base is rebuilt from the seed.
+		s.Seed = DefaultSeed
+	}
+	s.MaxGradNorm = getf("--max_grad_norm", 2)
+	s.Resume = cfg.String("--resume_from_checkpoint")
+
+	s.Optimizer = cfg.String("--optimizer")
+	s.OptimizerOverrides = map[string]float64{}
+	switch s.Optimizer {
+	case "adamw", "adamw_bf16", "optimi-adamw":
+		s.OptimizerOverrides["beta1"] = getf("--adam_beta1", 0.9)
+		s.OptimizerOverrides["beta2"] = getf("--adam_beta2", 0.999)
+		s.OptimizerOverrides["eps"] = getf("--adam_epsilon", 1e-8)
+		s.OptimizerOverrides["weight_decay"] = getf("--adam_weight_decay", 1e-2)
+	default:
+		if cfg.Source("--adam_weight_decay") != options.FromDefault {
+			s.OptimizerOverrides["weight_decay"] = getf("--adam_weight_decay", 0)
+		}
+	}
+	s.LearningRate = getf("--learning_rate", 4e-7)
+	s.Scheduler = cfg.String("--lr_scheduler")
+	s.Warmup = geti("--lr_warmup_steps", 0)
+	s.NumCycles = geti("--lr_num_cycles", 1)
+	s.Power = getf("--lr_power", 0.8)
+	if _, err := optim.NewSchedule(s.Scheduler, s.LearningRate, s.Warmup, max(1, s.MaxSteps)); err != nil {
+		bad("--lr_scheduler", "%v", err)
+	}
+
+	s.CheckpointSteps = geti("--checkpoint_step_interval", 0)
+	s.CheckpointEpochs = geti("--checkpoint_epoch_interval", 0)
+	s.TotalLimit = geti("--checkpoints_total_limit", 0)
+	s.RollingSteps = geti("--checkpointing_rolling_steps", 0)
+	s.RollingLimit = geti("--checkpoints_rolling_total_limit", 1)
+
+	if s.ModelType == "lora" {
+		s.Adapters = model.AdapterConfig{Type: cfg.String("--lora_type"), Rank: geti("--lora_rank", 16),
+			Alpha: getf("--lora_alpha", 0), Dropout: getf("--lora_dropout", 0)}
+		if s.Adapters.Type == "lycoris" {
+			b, err := readJSONOption("--lycoris_config", cfg.String("--lycoris_config"))
+			if err == nil {
+				s.Adapters.Lycoris, err = model.ParseLycorisConfig(b)
+			}
+			if err != nil {
+				bad("--lycoris_config", "%v", err)
+			}
+		}
+	}
+
+	s.ValidationPrompt = cfg.String("--validation_prompt")
+	s.ValidationNegative = cfg.String("--validation_negative_prompt")
+	if lib := cfg.String("--user_prompt_library"); lib != "" {
+		l, err := validation.LoadPromptLibrary(lib)
+		if err != nil {
+			bad("--user_prompt_library", "%v", err)
+		}
+		s.PromptLibrary = l
+	}
+	s.ValidationGuidance = getf("--validation_guidance", 7.5)
+	s.ValidationSteps = geti("--validation_num_inference_steps", 30)
+	s.ValidationInterval = geti("--validation_step_interval", 100)
+	s.ValidationResolution = cfg.String("--validation_resolution")
+	if cfgm, err := model.Flavour(s.Flavour); err == nil && s.HasValidation() {
+		if _, err := validation.ParseResolutions(s.ValidationResolution, cfgm.PatchSize); err != nil {
+			bad("--validation_resolution", "%v", err)
+		}
+	}
+	s.ValidationSeed = s.Seed
+	if v, ok := cfg.Int("--validation_seed"); ok {
+		s.ValidationSeed = uint64(v)
+	}
+	s.ValidationPreview = cfg.Bool("--validation_preview")
+	s.ValidationPreviewSteps = geti("--validation_preview_steps", 1)
+	s.ValidationMethod = cfg.String("--validation_method")
+	s.ExternalScript = cfg.String("--validation_external_script")
+	s.ExternalBackground = cfg.Bool("--validation_external_background")
+	if s.ValidationMethod == "external-script" && strings.TrimSpace(s.ExternalScript) == "" {
+		bad("--validation_external_script", "--validation_external_script is required when --validation_method=external-script.")
+	}
+	if len(errs) > 0 {
+		return s, issues, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return s, issues, nil
+}
+
+// toPluginIssues converts registry issues for the Validate RPC (suggestions are dropped).
+func toPluginIssues(is options.Issues) []plugins.Issue {
+	var out []plugins.Issue
+	for _, i := range is {
+		if i.Severity == options.SevSuggestion {
+			continue
+		}
+		out = append(out, plugins.Issue{Option: i.Option, Severity: i.Severity.String(), Message: i.Message})
+	}
+	return out
+}
