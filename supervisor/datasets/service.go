@@ -177,7 +177,7 @@ func fsErr(err error, pl *place) error {
 	case isEscape(err):
 		return errorf(ErrInvalid, "Invalid path %s: it leads outside the datasets directory (through a symlink or '..')", show(pl.shown))
 	case errors.Is(err, fs.ErrNotExist):
-		return errorf(ErrNotFound, "Directory does not exist: %s", show(pl.shown))
+		return errorf(ErrNotFound, "Directory does not exist: %s (create it first with POST /api/datasets/folders)", show(pl.shown))
 	case errors.Is(err, fs.ErrPermission):
 		return errorf(ErrInvalid, "Permission denied: %s", show(pl.shown))
 	}
