@@ -9,7 +9,8 @@ LDFLAGS  := -s -w -X simpletuner/internal/buildinfo.Version=$(VERSION) -X simple
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 ARGS     ?=
 
-.PHONY: all build run test test-short lint fuzz generate bench clean help parity bench-train torch-deps
+.PHONY: all build run test test-short lint fuzz generate bench clean help parity bench-train torch-deps \
+	kernels build-cuda vet-cuda gpu-check-bundle
 
 all: build
 
@@ -68,6 +69,31 @@ parity: torch-deps ## dit loss, output and every gradient vs the PyTorch referen
 
 bench-train: torch-deps ## dit training step time vs PyTorch (same machine, threads, batch); ARGS="-threads 2 -batch 4"
 	$(GO) run ./bench/trainstep -python $(TORCH_PYTHON) $(ARGS)
+
+# CUDA (trainerproc/engine/cuda, cmd/simpletuner-trainer-cuda). scripts/cuda-env.sh fetches
+# the CUDA headers, the stub libcuda.so and (for kernels) nvcc from Debian non-free into
+# .cache/cuda without touching the system; no GPU is needed to build.
+CUDA_ENV := scripts/cuda-env.sh
+GPU_BUNDLE ?= .cache/gpucheck
+
+kernels: ## compile trainerproc/engine/cuda/kernels/*.cu to the committed PTX (nvcc into .cache/cuda)
+	$(CUDA_ENV) kernels
+
+build-cuda: ## build bin/simpletuner-trainer-cuda (-tags cuda; headers + stub libcuda fetched, about 40 s the first time)
+	$(CUDA_ENV) $(GO) build -trimpath -tags cuda -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-trainer-cuda ./cmd/simpletuner-trainer-cuda
+
+vet-cuda: ## go vet -tags cuda ./... (CUDA headers + stub libcuda fetched like build-cuda)
+	$(CUDA_ENV) $(GO) vet -tags cuda ./...
+
+gpu-check-bundle: build ## everything scripts/gpu-check.sh needs on the GPU machine, in $(GPU_BUNDLE)
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/bin
+	$(CUDA_ENV) $(GO) build -trimpath -tags cuda -ldflags '$(LDFLAGS)' -o $(GPU_BUNDLE)/bin/simpletuner-trainer-cuda ./cmd/simpletuner-trainer-cuda
+	$(CUDA_ENV) $(GO) build -trimpath -tags cuda -ldflags '-s -w' -o $(GPU_BUNDLE)/bin/gpucheck ./bench/gpucheck
+	$(CUDA_ENV) $(GO) test -c -trimpath -tags cuda -ldflags '-s -w' -o $(GPU_BUNDLE)/bin/cuda.test ./trainerproc/engine/cuda
+	cp $(BIN)/simpletuner $(BIN)/simpletuner-trainer $(GPU_BUNDLE)/bin/
+	cp bench/torch_dit.py bench/gpucheck/torch_dit_gpu.py $(GPU_BUNDLE)/
+	cd $(GPU_BUNDLE) && tar czf bundle.tgz bin *.py && rm -rf bin *.py
+	@ls -la $(GPU_BUNDLE); echo "carry $(GPU_BUNDLE) and run: scripts/gpu-check.sh --bundle $(GPU_BUNDLE) --out \$$OUT"
 
 clean: ## remove build outputs
 	rm -rf $(BIN)

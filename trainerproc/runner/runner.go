@@ -9,6 +9,7 @@ import (
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/checkpoint"
 	"simpletuner/trainerproc/data"
+	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/model"
@@ -26,6 +27,12 @@ type Options struct {
 	// CheckpointFS, when set, performs the checkpoint manager's file operations (tests slow
 	// or fail them); nil is the real file system.
 	CheckpointFS checkpoint.FS
+	// NewBackend, when set, builds each run's engine backend instead of the CPU backend
+	// (simpletuner-trainer-cuda passes its CUDA backend here). It gets the run's
+	// --mixed_precision value ("" when Info asks).
+	NewBackend func(mixedPrecision string) (engine.Backend, error)
+	// BackendName is the backend Info reports when NewBackend is set (e.g. "cuda").
+	BackendName string
 }
 
 // Runner implements kit.Runner for the CPU dit trainer.
@@ -48,13 +55,21 @@ func New(o Options) *Runner {
 
 // Info implements kit.Runner: backend cpu, the BLAS in use, and family dit.
 func (r *Runner) Info(context.Context) (plugins.Info, error) {
-	be, err := cpu.New(cpu.Options{Threads: r.opts.Threads, BLAS: r.opts.BLAS})
+	name := "cpu"
+	var be engine.Backend
+	var err error
+	if r.opts.NewBackend != nil {
+		name = r.opts.BackendName
+		be, err = r.opts.NewBackend("")
+	} else {
+		be, err = cpu.New(cpu.Options{Threads: r.opts.Threads, BLAS: r.opts.BLAS})
+	}
 	if err != nil {
-		return plugins.Info{}, fmt.Errorf("runner: cpu backend: %w", err)
+		return plugins.Info{}, fmt.Errorf("runner: %s backend: %w", name, err)
 	}
 	desc := be.Describe()
 	_ = be.Close()
-	return plugins.Info{Version: r.opts.Version, Backend: "cpu", Devices: []string{desc},
+	return plugins.Info{Version: r.opts.Version, Backend: name, Devices: []string{desc},
 		Families: []plugins.Family{{Name: "dit", Flavours: model.Flavours(), DefaultFlavour: "tiny"}}}, nil
 }
 

@@ -28,7 +28,7 @@ type trainer struct {
 	ev   *emitter
 	s    *Settings
 
-	be      *cpu.Backend[float32]
+	be      engine.Backend
 	e       *engine.Engine
 	loader  *data.Loader
 	sampler *data.Sampler
@@ -196,9 +196,15 @@ func (t *trainer) setupModel() error {
 		t.ev.stage("init_load_base_model", "failed", "Loading base model failed: "+err.Error(), nil, nil)
 		return err
 	}
-	be, err := cpu.New(cpu.Options{Threads: t.opts.Threads, BLAS: t.opts.BLAS})
+	var be engine.Backend
+	var err error
+	if t.opts.NewBackend != nil {
+		be, err = t.opts.NewBackend(s.Cfg.String("--mixed_precision"))
+	} else {
+		be, err = cpu.New(cpu.Options{Threads: t.opts.Threads, BLAS: t.opts.BLAS})
+	}
 	if err != nil {
-		return fail(fmt.Errorf("cpu backend: %w", err))
+		return fail(fmt.Errorf("backend: %w", err))
 	}
 	t.be, t.e = be, engine.New(be)
 	fallback, err := model.Flavour(s.Flavour)
