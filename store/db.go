@@ -26,6 +26,8 @@ type DB struct {
 	bdb *badger.DB
 	dir string // "" for in-memory databases
 	log *slog.Logger
+	// ev serialises event appends and holds the server-wide event index (events.go).
+	ev eventIndex
 }
 
 // Open opens (creating if needed) the state database in dir. It fails with ErrLocked when

@@ -119,6 +119,14 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/training/checkpoints", tag: tagTraining, summary: "Checkpoints of an output directory (POST form, as the tutorial uses)", resp: checkpointsBody{},
 			query: []queryParam{{"output_dir", "string", "default: the running job's"}}, form: []formField{{name: "output_dir", help: "the output directory"}}, h: s.withJobs(s.trainingCheckpoints)},
 
+		// Events (contract §5.7, §5.8, §6.4).
+		{method: "GET", path: "/api/training/events", tag: tagTraining, summary: "Stored events of every job you can see (or one job) after a server-wide index; progress and validation included",
+			resp: eventsBody{}, query: append(eventQuery[:len(eventQuery):len(eventQuery)], queryParam{"limit", "integer", "page size (default 1000, at most 10000)"}), h: s.withEvents(s.trainingEvents)},
+		{method: "GET", path: "/api/training/events/stream", tag: tagTraining, summary: "Live events: a WebSocket when upgraded ({\"job_id\",\"event\"} messages), Server-Sent Events otherwise; resumes from Last-Event-ID or since_index",
+			contentType: "text/event-stream", query: eventQuery, h: s.withEvents(s.trainingEventStream)},
+		{method: "GET", path: "/api/events", tag: tagTraining, summary: "Live events as Server-Sent Events (id = server-wide index; heartbeat every 15 s); resumes from Last-Event-ID or since_index",
+			contentType: "text/event-stream", query: eventQuery, h: s.withEvents(s.eventStream)},
+
 		// Jobs.
 		{method: "GET", path: "/api/jobs", tag: tagTraining, summary: "Jobs, newest first (yours, or all with job.view.all)", resp: jobsBody{},
 			query: []queryParam{{"status", "string", "only jobs with this status"}}, h: s.withJobs(s.listJobs)},

@@ -15,6 +15,7 @@ import (
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
+	"simpletuner/supervisor/events"
 	"simpletuner/supervisor/gpu"
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/training"
@@ -50,6 +51,9 @@ type Config struct {
 	GPUs     *gpu.Allocator
 	// Store is read for job events.
 	Store *store.DB
+	// Events is the event hub behind /api/training/events and the event streams; nil
+	// answers 503 there.
+	Events *events.Hub
 	// OutputRoot resolves relative output_dir values of the checkpoint listing.
 	OutputRoot string
 	// SaveLimits persists concurrency limits changed through the API.

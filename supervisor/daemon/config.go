@@ -46,6 +46,13 @@ type Config struct {
 	JobAttempts int
 	// StallTimeout fails a job whose trainer is silent this long (0: no watchdog).
 	StallTimeout time.Duration
+	// EventRetention and EventRetentionAge bound the stored events (0: the hub's
+	// defaults, 100000 events and 7 days; negative: unbounded).
+	EventRetention    int
+	EventRetentionAge time.Duration
+	// EventHeartbeat is the heartbeat (and credential re-check) interval of event
+	// streams (0: 15 s).
+	EventHeartbeat time.Duration
 }
 
 // trainerPassthrough are the variables of the daemon's environment a trainer inherits;

@@ -23,6 +23,7 @@ import (
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
+	"simpletuner/supervisor/events"
 	"simpletuner/supervisor/gpu"
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/training"
@@ -80,9 +81,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		return fmt.Errorf("read queue limits: %w", err)
 	}
 	alloc := gpu.NewAllocator(inv, limits)
+	// The event hub exists before the job manager: reconciliation already reports status
+	// changes. Its streams end before the HTTP server drains (they would hold it open).
+	hub := events.New(events.Config{Store: db, Log: log.With("component", "events"), Heartbeat: cfg.EventHeartbeat,
+		RetentionCount: cfg.EventRetention, RetentionAge: cfg.EventRetentionAge})
+	defer hub.Close()
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
-		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout}, db, alloc, log.With("component", "jobs"))
+		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout,
+		Events: hub, EventBatchWindow: 20 * time.Millisecond}, db, alloc, log.With("component", "jobs"))
 	if err != nil {
 		return err
 	}
@@ -96,6 +103,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	jm.Start()
 	defer jm.Close()
+	hub.Start()
 	ts := training.New(options.Default(), cs, jm, cfg.OutputRoot, log.With("component", "training"))
 	var autostart *training.Bundle
 	if cfg.Env != "" {
@@ -107,7 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		}
 	}
 	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
-		Store: db, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
+		Store: db, Events: hub, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
 	if !as.SetupDone() {
 		tok, path, err := writeBootstrapToken(cfg.StateDir)
 		if err != nil {
@@ -181,6 +189,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	_, _ = sdnotify.Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	hub.Close() // end the event streams, or the drain would wait for them
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("drain incomplete; closing remaining connections", "err", err)
 		hs.Close()

@@ -40,6 +40,7 @@ func (m *Manager) launch(j *store.Job, d gpu.Decision) {
 		m.alloc.Ledger().Release(j.ID)
 		return
 	}
+	m.statusChanged(j)
 	if err := m.db.Sync(); err != nil {
 		m.log.Warn("sync before launch", "err", err)
 	}
@@ -113,14 +114,16 @@ func (m *Manager) start(j *store.Job, d gpu.Decision, h *handle) error {
 		client.Shutdown()
 		return fmt.Errorf("start job in trainer: %w", err)
 	}
-	if _, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
+	running, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 		if rec.Status == StatusStarting {
 			rec.Status = StatusRunning
 		}
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
+	m.statusChanged(running)
 	m.log.Info("job running", "job_id", j.ID, "pid", st.PID, "gpus", d.UUIDs, "trainer", j.Trainer)
 	m.follow(j.ID, h, 0)
 	return nil

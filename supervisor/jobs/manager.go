@@ -70,8 +70,30 @@ type Config struct {
 	// StallTimeout fails a running job that emits no event for this long: its process
 	// group gets SIGTERM, then SIGKILL after CancelGrace (0 disables the watchdog).
 	StallTimeout time.Duration
-	// OnEvents, when set, sees every batch of events after it is stored (the event hub).
+	// OnEvents, when set, sees every batch of events after it is stored.
 	OnEvents func(jobID string, evs []plugins.Event)
+	// EventBatchWindow is the longest an event waits to be stored with others (default
+	// 100 ms); it bounds the added latency of every event, the last of a burst included.
+	EventBatchWindow time.Duration
+	// Events, when set, stores the trainer events (instead of the manager writing them
+	// to the store itself) and hears of every job status change: the event hub.
+	Events EventSink
+}
+
+// EventSink stores and publishes job events (implemented by supervisor/events.Hub).
+type EventSink interface {
+	// Append stores a batch of one job's trainer events; events at or below the job's
+	// stored LastSeq must be skipped (replays after a reattach).
+	Append(jobID string, evs []plugins.Event) error
+	// JobStatus is called after every job status change the manager stores.
+	JobStatus(j *store.Job)
+}
+
+// statusChanged tells the event sink about a stored status change.
+func (m *Manager) statusChanged(j *store.Job) {
+	if m.cfg.Events != nil && j != nil {
+		m.cfg.Events.JobStatus(j)
+	}
 }
 
 // Manager runs the queue and supervises trainers. It is safe for concurrent use.
@@ -122,6 +144,9 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	}
 	if cfg.MaxAttempts < 1 {
 		cfg.MaxAttempts = 1
+	}
+	if cfg.EventBatchWindow <= 0 {
+		cfg.EventBatchWindow = 100 * time.Millisecond
 	}
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = 10 * time.Second
@@ -200,6 +225,7 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	if err := m.db.Jobs().Create(j); err != nil {
 		return nil, err
 	}
+	m.statusChanged(j)
 	m.log.Info("job queued", "job_id", j.ID, "owner", req.Owner, "gpus", j.NumGPUs)
 	if req.GPU.NoWait {
 		// Start now or not at all: advance synchronously and withdraw the job if it waits.
@@ -211,7 +237,12 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 		}
 		return cur, err
 	}
-	m.kick()
+	// Advance now rather than in the background: the caller learns at once whether the
+	// job is starting or waiting in the queue.
+	m.advance()
+	if cur, err := m.db.Jobs().Get(j.ID); err == nil {
+		j = cur
+	}
 	return j, nil
 }
 
@@ -317,13 +348,15 @@ func (m *Manager) advance() {
 // finishQueued ends a job that never started.
 func (m *Manager) finishQueued(id, status, msg string) {
 	now := time.Now().UTC()
-	_, err := m.db.Jobs().Update(id, func(j *store.Job) error {
+	j, err := m.db.Jobs().Update(id, func(j *store.Job) error {
 		j.Status, j.Error, j.FinishedAt = status, msg, &now
 		return nil
 	})
 	if err != nil {
 		m.log.Error("update job", "job_id", id, "err", err)
+		return
 	}
+	m.statusChanged(j)
 }
 
 // Get returns a job.

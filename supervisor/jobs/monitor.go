@@ -123,7 +123,7 @@ func (m *Manager) finishFromRecord(id string, h *handle) {
 // latest checkpoint.
 func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration) {
 	nb := time.Now().Add(delay).UTC()
-	_, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
+	rec, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 		var cfg map[string]any
 		if json.Unmarshal(rec.Config, &cfg) == nil {
 			cfg["--resume_from_checkpoint"] = "latest"
@@ -137,6 +137,8 @@ func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration) 
 	})
 	if err != nil {
 		m.log.Error("requeue for retry", "job_id", j.ID, "err", err)
+	} else {
+		m.statusChanged(rec)
 	}
 	m.alloc.Ledger().Release(j.ID)
 	m.mu.Lock()
@@ -176,7 +178,7 @@ func (m *Manager) ingestSpool(j *store.Job) {
 func (m *Manager) finalize(id string, h *handle, status, msg string) {
 	now := time.Now().UTC()
 	changed := false
-	_, err := m.db.Jobs().Update(id, func(j *store.Job) error {
+	rec, err := m.db.Jobs().Update(id, func(j *store.Job) error {
 		if Terminal(j.Status) {
 			return nil
 		}
@@ -201,6 +203,9 @@ func (m *Manager) finalize(id string, h *handle, status, msg string) {
 		}
 		h.cmdMu.Unlock()
 	}
+	if changed && err == nil {
+		m.statusChanged(rec)
+	}
 	if changed {
 		m.log.Info("job ended", "job_id", id, "status", status, "error", msg)
 	}
@@ -219,6 +224,7 @@ type batcher struct {
 	pending  []plugins.Event
 	last     time.Time
 	progress *plugins.Progress
+	timer    *time.Timer // flushes pending events when the batch window ends
 }
 
 func newBatcher(m *Manager, id string) *batcher {
@@ -250,15 +256,17 @@ func (b *batcher) add(e plugins.Event) {
 			b.progress = &p
 		}
 	}
-	if len(b.pending) >= 256 || e.Type == "job.status" || time.Since(b.last) >= 100*time.Millisecond {
+	if len(b.pending) >= 256 || e.Type == "job.status" || time.Since(b.last) >= b.m.cfg.EventBatchWindow {
 		b.flushLocked()
+	} else if b.timer == nil {
+		b.timer = time.AfterFunc(b.m.cfg.EventBatchWindow, b.flush)
 	}
 }
 
 func (b *batcher) flushIfDue() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if time.Since(b.last) >= 100*time.Millisecond {
+	if time.Since(b.last) >= b.m.cfg.EventBatchWindow {
 		b.flushLocked()
 	}
 }
@@ -270,16 +278,26 @@ func (b *batcher) flush() {
 }
 
 func (b *batcher) flushLocked() {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
 	b.last = time.Now()
 	if len(b.pending) == 0 {
 		return
 	}
-	evs := make([]store.StoredEvent, 0, len(b.pending))
-	for _, e := range b.pending {
-		raw, _ := json.Marshal(e)
-		evs = append(evs, store.StoredEvent{JobID: b.id, Seq: e.Seq, Event: raw})
+	var err error
+	if b.m.cfg.Events != nil {
+		err = b.m.cfg.Events.Append(b.id, b.pending)
+	} else {
+		evs := make([]store.StoredEvent, 0, len(b.pending))
+		for _, e := range b.pending {
+			raw, _ := json.Marshal(e)
+			evs = append(evs, store.StoredEvent{JobID: b.id, Seq: e.Seq, Event: raw})
+		}
+		_, err = b.m.db.Events().Append(b.id, evs)
 	}
-	if _, err := b.m.db.Events().Append(b.id, evs); err != nil {
+	if err != nil {
 		b.m.log.Error("store events", "job_id", b.id, "err", err)
 		return
 	}

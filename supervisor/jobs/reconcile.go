@@ -41,13 +41,14 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.ingestSpool(j)
 			m.finalize(j.ID, nil, exit.State, exit.Error)
 		case actRequeue:
-			_, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
+			rec, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 				rec.Status, rec.GPUs = StatusQueued, nil
 				return nil
 			})
 			if err != nil {
 				return err
 			}
+			m.statusChanged(rec)
 		case actLost:
 			m.ingestSpool(j)
 			m.finalize(j.ID, nil, StatusLost, "trainer process is gone and left no exit record (host reboot or killed while the daemon was down)")

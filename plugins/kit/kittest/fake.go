@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -27,11 +29,22 @@ const (
 	EnvIgnoreTerm = "FAKE_TRAINER_IGNORE_TERM" // "1": ignore SIGTERM
 	EnvInitMS     = "FAKE_TRAINER_INIT_MS"     // simulated start-up before the first step
 	EnvHangAt     = "FAKE_TRAINER_HANG_AT"     // step at which the loop hangs, alive and silent
+	// EnvBurst is a number of extra training.progress events emitted before the first
+	// step, as fast as possible or at EnvEventRate per second; each carries its emit time
+	// (data.emit_unix_ns) and index (data.burst). A notification titled "emit stats"
+	// follows with the slowest Emit call (data.max_emit_us, data.p99_emit_us).
+	EnvBurst     = "FAKE_TRAINER_BURST"
+	EnvEventRate = "FAKE_TRAINER_EVENT_RATE" // events per second of the burst (0: unpaced)
+	// EnvMessage is emitted once as the title and message of a notification and written
+	// verbatim to trainer.log (injection and secret tests).
+	EnvMessage = "FAKE_TRAINER_MESSAGE"
 )
 
 // Fake is a configurable fake Runner.
 type Fake struct {
 	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt int
+	Burst, EventRate                               int
+	Message                                        string
 }
 
 // FromEnv builds a Fake from the environment.
@@ -48,6 +61,9 @@ func FromEnv() *Fake {
 	geti(EnvCrashAt, &f.CrashAt)
 	geti(EnvInitMS, &f.InitMS)
 	geti(EnvHangAt, &f.HangAt)
+	geti(EnvBurst, &f.Burst)
+	geti(EnvEventRate, &f.EventRate)
+	f.Message = os.Getenv(EnvMessage)
 	if os.Getenv(EnvIgnoreTerm) == "1" {
 		signalIgnoreTerm()
 	}
@@ -72,6 +88,27 @@ func (f *Fake) Validate(_ context.Context, cfg json.RawMessage) ([]plugins.Issue
 	return nil, nil
 }
 
+// burst emits f.Burst progress events, paced at f.EventRate per second when set, and
+// reports how long the slowest Emit call took.
+func (f *Fake) burst(job *kit.Job) {
+	lat := make([]time.Duration, 0, f.Burst)
+	start := time.Now()
+	for i := 1; i <= f.Burst; i++ {
+		if f.EventRate > 0 {
+			if d := time.Until(start.Add(time.Duration(i-1) * time.Second / time.Duration(f.EventRate))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		t := time.Now()
+		job.Emit("training.progress", "info", "", "", map[string]any{"step": 0, "total_steps": f.Steps, "burst": i, "emit_unix_ns": t.UnixNano()})
+		lat = append(lat, time.Since(t))
+	}
+	slices.Sort(lat)
+	job.Emit("notification", "info", "emit stats", fmt.Sprintf("%d events in %v", f.Burst, time.Since(start)), map[string]any{
+		"events": f.Burst, "seconds": time.Since(start).Seconds(),
+		"max_emit_us": lat[len(lat)-1].Microseconds(), "p99_emit_us": lat[len(lat)*99/100].Microseconds()})
+}
+
 // Run implements kit.Runner.
 func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 	job.Emit("lifecycle.stage", "info", "Loading", "", map[string]any{"stage": "init", "status": "running"})
@@ -79,6 +116,16 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 	job.SetRunning()
 	job.Emit("training.status", "info", "Training started", "", map[string]any{"status": "running",
 		"cuda_visible_devices": os.Getenv("CUDA_VISIBLE_DEVICES"), "cuda_device_order": os.Getenv("CUDA_DEVICE_ORDER"), "pid": os.Getpid()})
+	if f.Message != "" {
+		job.Emit("notification", "info", f.Message, f.Message, map[string]any{"note": f.Message})
+		if lf, err := os.OpenFile(filepath.Join(job.Dir, plugins.LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+			fmt.Fprintln(lf, f.Message)
+			lf.Close()
+		}
+	}
+	if f.Burst > 0 {
+		f.burst(job)
+	}
 	for step := 1; step <= f.Steps; step++ {
 		time.Sleep(time.Duration(f.StepMS) * time.Millisecond)
 		if step == f.CrashAt {

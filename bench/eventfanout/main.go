@@ -1,0 +1,362 @@
+// Command eventfanout measures the event path end to end on the real daemon: a fake
+// trainer emits events (spool → go-plugin stream → daemon: sanitise, store in badger,
+// publish) and 100 SSE clients on /api/events receive them.
+//
+//	go run ./bench/eventfanout -daemon bin/simpletuner [-clients 100 -burst 100000 -rate-events 10000]
+//
+// Two runs, each with a fresh job:
+//   - throughput: the trainer emits -burst events as fast as it can; reported are the
+//     trainer's own emit rate (the baseline: nothing can go faster than the producer),
+//     the rate at which the daemon ingested them (first emit → last event stored, read
+//     back by index), and the rate at which the slowest of the clients received them;
+//   - latency: the trainer emits -rate-events events at 1,000/s; reported is the
+//     end-to-end latency (trainer Emit → client has parsed the frame) over all clients.
+//
+// Goals (issue: events): ≥ 20,000 events/s ingested, p99 < 50 ms at 1,000 events/s.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"simpletuner/plugins/kit"
+	"simpletuner/plugins/kit/kittest"
+)
+
+const asTrainer = "EVENTFANOUT_RUN_TRAINER"
+
+func main() {
+	if os.Getenv(asTrainer) == "1" {
+		kit.Main(kittest.FromEnv())
+		return
+	}
+	daemonBin := flag.String("daemon", "bin/simpletuner", "path of the simpletuner binary")
+	clients := flag.Int("clients", 100, "SSE clients")
+	burst := flag.Int("burst", 100000, "events of the throughput run")
+	rateEvents := flag.Int("rate-events", 10000, "events of the latency run (at 1,000/s)")
+	flag.Parse()
+	if err := run(*daemonBin, *clients, *burst, *rateEvents); err != nil {
+		fmt.Fprintln(os.Stderr, "eventfanout:", err)
+		os.Exit(1)
+	}
+}
+
+// client is one SSE client: it records, per event of the current job, when it arrived
+// and when the trainer emitted it.
+type client struct {
+	mu      sync.Mutex
+	got     int
+	first   time.Time
+	last    time.Time
+	lat     []time.Duration
+	measure bool
+}
+
+var emitKey = []byte(`"emit_unix_ns":`)
+
+func (c *client) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.HasPrefix(line, []byte("data: ")) {
+			continue
+		}
+		i := bytes.Index(line, emitKey)
+		if i < 0 {
+			continue
+		}
+		j := i + len(emitKey)
+		k := j
+		for k < len(line) && line[k] >= '0' && line[k] <= '9' {
+			k++
+		}
+		ns, _ := strconv.ParseInt(string(line[j:k]), 10, 64)
+		now := time.Now()
+		c.mu.Lock()
+		if c.got == 0 {
+			c.first = now
+		}
+		c.got++
+		c.last = now
+		if c.measure {
+			c.lat = append(c.lat, now.Sub(time.Unix(0, ns)))
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *client) reset(measure bool) {
+	c.mu.Lock()
+	c.got, c.lat, c.measure = 0, nil, measure
+	c.mu.Unlock()
+}
+
+func run(daemonBin string, nClients, burst, rateEvents int) error {
+	home, err := os.MkdirTemp("", "st-eventfanout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(home)
+	self, _ := os.Executable()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			p.Process.Signal(syscall.SIGTERM)
+			p.Wait()
+		}
+	}()
+	startDaemon := func(extraEnv ...string) error {
+		args := []string{"server", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warn",
+			"--event-retention", "-1", "--trainer", self, "--trainer-env", asTrainer + "=1",
+			"--trainer-env", kittest.EnvSteps + "=1", "--trainer-env", kittest.EnvStepMS + "=1"}
+		for _, e := range extraEnv {
+			args = append(args, "--trainer-env", e)
+		}
+		d := exec.Command(daemonBin, args...)
+		d.Env = append(os.Environ(), "SIMPLETUNER_HOME="+home, "SIMPLETUNER_CONFIG_DIR="+filepath.Join(home, "config"))
+		d.Stderr = os.Stderr
+		if err := d.Start(); err != nil {
+			return err
+		}
+		procs = append(procs, d)
+		return nil
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	waitUp := func() error {
+		for range 400 {
+			if res, err := c.Get(base + "/health"); err == nil {
+				res.Body.Close()
+				return nil
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		return fmt.Errorf("daemon did not start")
+	}
+
+	data := filepath.Join(home, "data")
+	os.MkdirAll(data, 0o755)
+	os.MkdirAll(filepath.Join(home, "config"), 0o755)
+	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"filename","resolution":32,"resolution_type":"pixel"},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache"))
+	os.WriteFile(filepath.Join(home, "config", "dl.json"), []byte(dl), 0o644)
+
+	// One daemon per run: the burst settings are trainer environment (daemon flags).
+	type result struct {
+		emitRate, ingestRate, slowestClientRate float64
+		delivered                               int
+		lat                                     []time.Duration
+	}
+	oneRun := func(name string, events, rate int, measure bool) (result, error) {
+		var r result
+		env := []string{fmt.Sprintf("%s=%d", kittest.EnvBurst, events)}
+		if rate > 0 {
+			env = append(env, fmt.Sprintf("%s=%d", kittest.EnvEventRate, rate))
+		}
+		if err := startDaemon(env...); err != nil {
+			return r, err
+		}
+		defer func() {
+			d := procs[len(procs)-1]
+			d.Process.Signal(syscall.SIGTERM)
+			d.Wait()
+			procs = procs[:len(procs)-1]
+		}()
+		if err := waitUp(); err != nil {
+			return r, err
+		}
+		post(c, base+"/api/auth/setup/first-admin", `{"email":"b@example.com","username":"bench","password":"bench-password"}`)
+		post(c, base+"/api/auth/login", `{"username":"bench","password":"bench-password"}`)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cls := make([]*client, nClients)
+		for i := range cls {
+			cls[i] = &client{measure: measure}
+			req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/events?types=training.progress", nil)
+			res, err := (&http.Client{Jar: jar}).Do(req)
+			if err != nil {
+				return r, err
+			}
+			if res.StatusCode != 200 {
+				return r, fmt.Errorf("stream: %s", res.Status)
+			}
+			go cls[i].read(res.Body)
+		}
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		for k, v := range map[string]string{"--model_family": "dit", "--model_type": "full", "--model_flavour": "tiny", "--output_dir": filepath.Join(home, "out", name),
+			"--data_backend_config": "config/dl.json", "--max_train_steps": "1", "--num_train_epochs": "0"} {
+			mw.WriteField(k, v)
+		}
+		mw.Close()
+		req, _ := http.NewRequest("POST", base+"/api/training/start", &buf)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Accept", "application/json")
+		res, err := c.Do(req)
+		if err != nil {
+			return r, err
+		}
+		var st struct {
+			JobID string `json:"job_id"`
+		}
+		json.NewDecoder(res.Body).Decode(&st)
+		res.Body.Close()
+		if st.JobID == "" {
+			return r, fmt.Errorf("start refused")
+		}
+		want := events // the burst's events carry emit_unix_ns (the step's does not)
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			done := 0
+			for _, cl := range cls {
+				cl.mu.Lock()
+				if cl.got >= want {
+					done++
+				}
+				cl.mu.Unlock()
+			}
+			if done == len(cls) {
+				break
+			}
+			if time.Now().After(deadline) {
+				cls[0].mu.Lock()
+				got := cls[0].got
+				cls[0].mu.Unlock()
+				return r, fmt.Errorf("%s: %d of %d clients got all %d events (client 0: %d)", name, done, len(cls), want, got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The trainer's own rate, and the daemon's ingestion (stored timestamps).
+		evs, err := readAll(c, base, st.JobID)
+		if err != nil {
+			return r, err
+		}
+		var firstEmit, lastEmit time.Time
+		for _, e := range evs {
+			if e.Title == "emit stats" {
+				r.emitRate = float64(events) / e.Data.Seconds
+			}
+			if e.Data.Emit > 0 {
+				t := time.Unix(0, e.Data.Emit)
+				if firstEmit.IsZero() {
+					firstEmit = t
+				}
+				lastEmit = t
+			}
+		}
+		_ = lastEmit
+		// An event is stored before it is published, so the fastest client's last
+		// arrival bounds the moment the last event was stored from above.
+		slowest, fastest := time.Duration(0), time.Duration(1<<62)
+		for _, cl := range cls {
+			cl.mu.Lock()
+			slowest = max(slowest, cl.last.Sub(firstEmit))
+			fastest = min(fastest, cl.last.Sub(firstEmit))
+			r.delivered += cl.got
+			r.lat = append(r.lat, cl.lat...)
+			cl.mu.Unlock()
+		}
+		r.slowestClientRate = float64(events) / slowest.Seconds()
+		r.ingestRate = float64(events) / fastest.Seconds()
+		return r, nil
+	}
+
+	tp, err := oneRun("throughput", burst, 0, false)
+	if err != nil {
+		return err
+	}
+	lt, err := oneRun("latency", rateEvents, 1000, true)
+	if err != nil {
+		return err
+	}
+	slices.Sort(lt.lat)
+	q := func(p float64) float64 { return ms(lt.lat[min(len(lt.lat)-1, int(p*float64(len(lt.lat))))]) }
+	fmt.Printf("event fan-out: fake trainer → daemon (badger, fsync per batch) → %d SSE clients, loopback\n", nClients)
+	fmt.Printf("%-52s %12s %8s\n", "", "events/s", "ratio")
+	fmt.Printf("%-52s %12.0f %8s\n", "trainer emit rate, unpaced (baseline)", tp.emitRate, "1.00")
+	fmt.Printf("%-52s %12.0f %8.2f\n", "daemon ingestion, lower bound (first emit → stored)", tp.ingestRate, tp.ingestRate/tp.emitRate)
+	fmt.Printf("%-52s %12.0f %8.2f\n", fmt.Sprintf("slowest of %d clients (first emit → last received)", nClients), tp.slowestClientRate, tp.slowestClientRate/tp.emitRate)
+	fmt.Printf("%d events × %d clients delivered: %d\n", burst, nClients, tp.delivered)
+	fmt.Printf("\nlatency at 1,000 events/s, %d events × %d clients (%d samples)\n", rateEvents, nClients, len(lt.lat))
+	fmt.Printf("%8s %8s %8s %8s\n", "p50 ms", "p90 ms", "p99 ms", "max ms")
+	fmt.Printf("%8.1f %8.1f %8.1f %8.1f\n", q(0.5), q(0.9), q(0.99), ms(lt.lat[len(lt.lat)-1]))
+	verdict := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "FAIL"
+	}
+	fmt.Printf("goal: ingestion ≥ 20,000 events/s  %s\n", verdict(tp.ingestRate >= 20000))
+	fmt.Printf("goal: p99 < 50 ms at 1,000 events/s  %s\n", verdict(q(0.99) < 50))
+	return nil
+}
+
+type storedEvent struct {
+	Index uint64 `json:"index"`
+	Title string `json:"title"`
+	Data  struct {
+		Emit    int64   `json:"emit_unix_ns"`
+		Seconds float64 `json:"seconds"`
+	} `json:"data"`
+}
+
+// readAll reads a job's events back by index.
+func readAll(c *http.Client, base, id string) ([]storedEvent, error) {
+	var out []storedEvent
+	var since uint64
+	for {
+		res, err := c.Get(fmt.Sprintf("%s/api/training/events?job_id=%s&since_index=%d&limit=10000", base, id, since))
+		if err != nil {
+			return nil, err
+		}
+		var pg struct {
+			Events []storedEvent `json:"events"`
+			Next   uint64        `json:"next_index"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&pg)
+		res.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(pg.Events) == 0 {
+			return out, nil
+		}
+		out = append(out, pg.Events...)
+		since = pg.Next
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func post(c *http.Client, url, body string) {
+	res, err := c.Post(url, "application/json", bytes.NewReader([]byte(body)))
+	if err == nil {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+}
