@@ -8,9 +8,11 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -259,5 +261,92 @@ func TestHookOptionsNeedJobHooksPermission(t *testing.T) {
 	code, body = form(t, rs, d.base+"/api/training/start", fastPathFields(t, home), "application/json")
 	if code != 200 || !strings.Contains(body, `"success":true`) {
 		t.Fatalf("researcher without hooks: %d %s", code, body)
+	}
+}
+
+// TestSeedWebhookExampleAndCheckpointHook runs the seed's webhook example against a
+// loopback receiver, and a post_checkpoint_script once per checkpoint.
+func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
+	var mu sync.Mutex
+	var got []map[string]any
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	home := t.TempDir()
+	d := start(t, home, fakeTrainerArgs(40, 25)...)
+	c := adminClient(t, d)
+	hookOut := filepath.Join(home, "hook.log")
+	script := filepath.Join(home, "hook.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 $2\" >> "+hookOut+"\n"), 0o755)
+	wh := fmt.Sprintf(`[{"webhook_type":"raw","callback_url":"%s/simpletuner","log_level":"info","ssl_no_verify":false}]`, recv.URL)
+	fields := append(fastPathFields(t, home), [2]string{"--webhook_config", wh}, [2]string{"--webhook_reporting_interval", "10"},
+		[2]string{"--post_checkpoint_script", script + " {local_checkpoint_path} {global_step}"})
+	_, body := form(t, c, d.base+"/api/training/start", fields, "application/json")
+	var st struct {
+		JobID string `json:"job_id"`
+	}
+	json.Unmarshal([]byte(body), &st)
+	if st.JobID == "" {
+		t.Fatalf("start: %s", body)
+	}
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
+	time.Sleep(200 * time.Millisecond)
+	if code, _ := call(t, c, "POST", d.base+"/api/training/checkpoint/run", nil, nil); code != 200 {
+		t.Fatalf("checkpoint/run: %d", code)
+	}
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "completed")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		done := false
+		for _, m := range got {
+			if m["type"] == "job.status" && fmt.Sprint(m["data"]) != "" && strings.Contains(fmt.Sprint(m["data"]), "completed") {
+				done = true
+			}
+		}
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver got %d events, none completed", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	progress := 0
+	for _, m := range got {
+		if m["type"] == "training.progress" {
+			progress++
+		}
+	}
+	mu.Unlock()
+	// 40 steps of 25 ms in about a second with a 10 s reporting interval: progress is
+	// throttled to very few deliveries, lifecycle events all arrive.
+	if progress > 3 {
+		t.Fatalf("%d progress deliveries: reporting interval not applied", progress)
+	}
+	var b []byte
+	for time.Now().Before(deadline) {
+		if b, _ = os.ReadFile(hookOut); len(b) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "checkpoint-") {
+		t.Fatalf("hook runs: %q", b)
+	}
+	// A metadata address is refused at submission.
+	bad := append(fastPathFields(t, home), [2]string{"--webhook_config", `[{"webhook_type":"raw","callback_url":"http://169.254.169.254/latest/meta-data/","log_level":"info"}]`})
+	code, body := form(t, c, d.base+"/api/training/start", bad, "application/json")
+	if code != 422 || !strings.Contains(body, "webhook") {
+		t.Fatalf("metadata webhook: %d %s", code, body)
 	}
 }

@@ -42,6 +42,8 @@ type Config struct {
 	Trainer string
 	// TrainerEnv adds KEY=VALUE pairs to every trainer's environment.
 	TrainerEnv []string
+	// WebhookDenyPrivate refuses webhook targets on private and loopback addresses too.
+	WebhookDenyPrivate bool
 	// JobAttempts is how many times a crashed job is launched (1: no retry).
 	JobAttempts int
 	// StallTimeout fails a job whose trainer is silent this long (0: no watchdog).

@@ -25,8 +25,10 @@ import (
 	"simpletuner/supervisor/datasets"
 	"simpletuner/supervisor/events"
 	"simpletuner/supervisor/gpu"
+	"simpletuner/supervisor/hookrunner"
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/training"
+	"simpletuner/supervisor/webhooks"
 )
 
 // limitsKey is where the queue's concurrency limits are kept in the settings store.
@@ -86,10 +88,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	hub := events.New(events.Config{Store: db, Log: log.With("component", "events"), Heartbeat: cfg.EventHeartbeat,
 		RetentionCount: cfg.EventRetention, RetentionAge: cfg.EventRetentionAge})
 	defer hub.Close()
+	wh := webhooks.New(log.With("component", "webhooks"), webhooks.Options{Policy: webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}})
+	defer wh.Close()
+	hr := hookrunner.New(db, log.With("component", "hooks"), hookrunner.Options{Emit: func(jobID, typ, sev, title, msg string, data any) {
+		hub.Emit(jobID, typ, sev, title, msg, data)
+	}})
+	defer hr.Close()
+	sink := newRelay(hub, hr, wh, db, webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}, log.With("component", "relay"))
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
 		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout,
-		Events: hub, EventBatchWindow: 20 * time.Millisecond}, db, alloc, log.With("component", "jobs"))
+		Events: sink, EventBatchWindow: 20 * time.Millisecond}, db, alloc, log.With("component", "jobs"))
 	if err != nil {
 		return err
 	}
@@ -105,6 +114,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	defer jm.Close()
 	hub.Start()
 	ts := training.New(options.Default(), cs, jm, cfg.OutputRoot, log.With("component", "training"))
+	ts.SetWebhookPolicy(webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate})
 	var autostart *training.Bundle
 	if cfg.Env != "" {
 		if autostart, err = ts.FromEnvironment(cfg.Env, []string{"*"}); err != nil {

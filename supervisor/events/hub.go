@@ -343,6 +343,20 @@ func (h *Hub) JobStatus(j *store.Job) {
 	}
 }
 
+// Emit records and publishes an event the daemon itself originates for a job (hook
+// outcomes, say): sanitised, stored under the next index, with no trainer seq.
+func (h *Hub) Emit(jobID, typ, severity, title, message string, data any) {
+	var d json.RawMessage
+	if data != nil {
+		d, _ = json.Marshal(data)
+	}
+	pe := sanitize(plugins.Event{Type: typ, Severity: severity, Time: time.Now().UTC(), Title: title, Message: message, Data: d})
+	raw, _ := json.Marshal(pe)
+	if err := h.record([]store.StoredEvent{{JobID: jobID, Event: raw}}); err != nil {
+		h.log.Error("store daemon event", "job_id", jobID, "type", typ, "err", err)
+	}
+}
+
 // Query is a paged read of stored events.
 type Query struct {
 	// Since: events with a larger index.

@@ -15,6 +15,7 @@ import (
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/gpu"
 	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/webhooks"
 )
 
 // Sentinel errors.
@@ -34,7 +35,13 @@ type Service struct {
 	jobs       *jobs.Manager
 	outputRoot string
 	log        *slog.Logger
+	// webhookPolicy is what webhook targets must satisfy (see SetWebhookPolicy).
+	webhookPolicy webhooks.Policy
 }
+
+// SetWebhookPolicy sets the policy webhook targets are validated against at submission;
+// the dispatcher checks the same policy again at dial time.
+func (s *Service) SetWebhookPolicy(p webhooks.Policy) { s.webhookPolicy = p }
 
 // New returns the training service.
 func New(reg *options.Registry, cs *configs.Service, jm *jobs.Manager, outputRoot string, log *slog.Logger) *Service {
@@ -152,6 +159,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	}
 	if b.Valid() {
 		b.Issues = append(b.Issues, s.checkDataloader(b.Config)...)
+		b.Issues = append(b.Issues, s.checkWebhooks(b.Config)...)
 	}
 	if !b.Valid() {
 		return nil, ErrInvalid
@@ -170,6 +178,33 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	}
 	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
 		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait}})
+}
+
+// checkWebhooks parses --webhook_config and refuses targets the daemon would never call
+// (link-local, cloud metadata; private too under --webhook-deny-private).
+func (s *Service) checkWebhooks(cfg *options.Config) options.Issues {
+	raw := strings.TrimSpace(cfg.String("--webhook_config"))
+	if raw == "" {
+		return nil
+	}
+	var data []byte
+	if strings.HasPrefix(raw, "[") || strings.HasPrefix(raw, "{") {
+		data = []byte(raw)
+	} else {
+		b, err := os.ReadFile(raw)
+		if err != nil {
+			return options.Issues{{Option: "--webhook_config", Severity: options.SevError, Message: fmt.Sprintf("Webhook config %s cannot be read: %v", raw, errors.Unwrap(err))}}
+		}
+		data = b
+	}
+	cfgs, err := webhooks.Parse(data)
+	if err == nil {
+		err = webhooks.Validate(cfgs, s.webhookPolicy)
+	}
+	if err != nil {
+		return options.Issues{{Option: "--webhook_config", Severity: options.SevError, Message: err.Error()}}
+	}
+	return nil
 }
 
 // checkDataloader validates the dataloader file as a start needs it: present, valid, and
