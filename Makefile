@@ -48,6 +48,7 @@ generate: ## regenerate committed generated code (protobuf, vendored API doc ass
 bench: build ## run the benchmarks in bench/ (not part of make test)
 	$(GO) run ./bench/apistatus -daemon $(BIN)/simpletuner
 	$(GO) run ./bench/startlatency -daemon $(BIN)/simpletuner
+	$(GO) run ./bench/eventfanout -daemon $(BIN)/simpletuner
 
 # The PyTorch reference (bench/torch_dit.py) runs on Debian's python3-torch, which installs
 # for /usr/bin/python3 (not a pyenv shim); libopenblas0-pthread keeps torch off the slow
