@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -368,4 +369,66 @@ func TestHungTrainerIsKilledByTheWatchdog(t *testing.T) {
 	if classifyProc(r.PID, r.ProcStart, r.BootID, bootID()) == procOurs {
 		t.Fatal("hung trainer still alive")
 	}
+}
+
+func TestCancelledTrainerLeavesNoChildren(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m := e.manager(kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10", kittest.EnvChildren+"=3")
+	j := submit(t, m, 1)
+	waitStatus(t, m, j.ID, 20*time.Second, StatusRunning)
+	var kids []int
+	deadline := time.Now().Add(10 * time.Second)
+	for len(kids) == 0 && time.Now().Before(deadline) {
+		for _, ev := range events(t, e.db, j.ID) {
+			var d struct {
+				Children []int `json:"children"`
+			}
+			if ev.Type == "training.status" && json.Unmarshal(ev.Data, &d) == nil && len(d.Children) > 0 {
+				kids = d.Children
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(kids) != 3 {
+		t.Fatalf("children %v", kids)
+	}
+	if err := m.Command(context.Background(), j.ID, plugins.CommandCancel); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m, j.ID, 10*time.Second, StatusCancelled)
+	for _, pid := range kids {
+		gone := false
+		for range 100 {
+			st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			if err != nil || strings.Contains(string(st), ") Z ") {
+				gone = true
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !gone {
+			t.Fatalf("child %d of the cancelled trainer is still running", pid)
+		}
+	}
+}
+
+func TestDeletedSocketKeepsJobRunningUntilTheProcessEnds(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	m1 := e.manager(kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10")
+	j := submit(t, m1, 1)
+	r := waitStatus(t, m1, j.ID, 20*time.Second, StatusRunning)
+	m1.Close()
+	if err := os.Remove(r.Addr); err != nil {
+		t.Fatal(err)
+	}
+	m2 := e.manager()
+	time.Sleep(500 * time.Millisecond)
+	if got, _ := m2.Get(j.ID); got.Status != StatusRunning {
+		t.Fatalf("job with a live trainer but no socket is %q", got.Status)
+	}
+	if err := m2.Command(context.Background(), j.ID, plugins.CommandStop); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("command without a socket: %v", err)
+	}
+	syscall.Kill(r.PID, syscall.SIGKILL)
+	waitStatus(t, m2, j.ID, 5*time.Second, StatusFailed)
 }

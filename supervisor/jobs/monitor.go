@@ -197,8 +197,14 @@ func (m *Manager) finalize(id string, h *handle, status, msg string) {
 	m.mu.Unlock()
 	if h != nil {
 		h.cmdMu.Lock()
-		if h.client != nil {
-			go h.client.Shutdown()
+		if client, pid := h.client, h.pid; client != nil {
+			// The trainer was reachable a moment ago, so its process group is still ours:
+			// after it shuts down, kill what it left behind (dataloader workers, a
+			// background validation script) so nothing is reparented to init.
+			go func() {
+				client.Shutdown()
+				killGroup(pid)
+			}()
 			h.client = nil
 		}
 		h.cmdMu.Unlock()

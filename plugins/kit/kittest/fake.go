@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,6 +30,7 @@ const (
 	EnvIgnoreTerm = "FAKE_TRAINER_IGNORE_TERM" // "1": ignore SIGTERM
 	EnvInitMS     = "FAKE_TRAINER_INIT_MS"     // simulated start-up before the first step
 	EnvHangAt     = "FAKE_TRAINER_HANG_AT"     // step at which the loop hangs, alive and silent
+	EnvChildren   = "FAKE_TRAINER_CHILDREN"    // number of `sleep` children to leave in the process group
 	// EnvBurst is a number of extra training.progress events emitted before the first
 	// step, as fast as possible or at EnvEventRate per second; each carries its emit time
 	// (data.emit_unix_ns) and index (data.burst). A notification titled "emit stats"
@@ -42,9 +44,9 @@ const (
 
 // Fake is a configurable fake Runner.
 type Fake struct {
-	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt int
-	Burst, EventRate                               int
-	Message                                        string
+	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt, Children int
+	Burst, EventRate                                         int
+	Message                                                  string
 }
 
 // FromEnv builds a Fake from the environment.
@@ -61,6 +63,7 @@ func FromEnv() *Fake {
 	geti(EnvCrashAt, &f.CrashAt)
 	geti(EnvInitMS, &f.InitMS)
 	geti(EnvHangAt, &f.HangAt)
+	geti(EnvChildren, &f.Children)
 	geti(EnvBurst, &f.Burst)
 	geti(EnvEventRate, &f.EventRate)
 	f.Message = os.Getenv(EnvMessage)
@@ -113,9 +116,18 @@ func (f *Fake) burst(job *kit.Job) {
 func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 	job.Emit("lifecycle.stage", "info", "Loading", "", map[string]any{"stage": "init", "status": "running"})
 	time.Sleep(time.Duration(f.InitMS) * time.Millisecond)
+	var kids []int
+	for range f.Children {
+		// Like dataloader workers: children in the trainer's process group that do not
+		// exit by themselves.
+		c := exec.Command("/bin/sleep", "600") // the trainer has no PATH in its scrubbed environment
+		if err := c.Start(); err == nil {
+			kids = append(kids, c.Process.Pid)
+		}
+	}
 	job.SetRunning()
 	job.Emit("training.status", "info", "Training started", "", map[string]any{"status": "running",
-		"cuda_visible_devices": os.Getenv("CUDA_VISIBLE_DEVICES"), "cuda_device_order": os.Getenv("CUDA_DEVICE_ORDER"), "pid": os.Getpid()})
+		"cuda_visible_devices": os.Getenv("CUDA_VISIBLE_DEVICES"), "cuda_device_order": os.Getenv("CUDA_DEVICE_ORDER"), "pid": os.Getpid(), "children": kids})
 	if f.Message != "" {
 		job.Emit("notification", "info", f.Message, f.Message, map[string]any{"note": f.Message})
 		if lf, err := os.OpenFile(filepath.Join(job.Dir, plugins.LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
