@@ -108,7 +108,11 @@ func smallOptions(o badger.Options) badger.Options {
 		WithBaseTableSize(1 << 20).
 		WithNumCompactors(2).
 		WithValueThreshold(64 << 10).
-		WithSyncWrites(true)
+		// Writes survive a crash of the daemon without an fsync (the page cache keeps
+		// them); what must also survive a power loss is synced explicitly with Sync —
+		// first-admin creation and a trainer's identity before the job is "running". An
+		// fsync per event batch would cap event ingestion at the disk's sync rate.
+		WithSyncWrites(false)
 }
 
 // checkFormat verifies (or, for a new database, writes) the format key.
