@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,17 +51,51 @@ func Launch(cfg LaunchConfig) (*Client, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	// Keep the tail of what the trainer prints before the handshake: a binary that cannot
+	// start (the CUDA trainer on a machine without a driver) says why on stderr.
+	tail := &tailBuffer{max: 4 << 10}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
 		Plugins:          PluginSet(nil),
 		Cmd:              cmd,
+		Stderr:           tail,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		SkipHostEnv:      true,
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: cfg.SocketDir},
 		StartTimeout:     cfg.StartTimeout,
 		Logger:           log,
 	})
-	return dispense(pc)
+	c, err := dispense(pc)
+	if err != nil {
+		if out := strings.TrimSpace(tail.String()); out != "" {
+			return nil, fmt.Errorf("%w; the trainer said: %s", err, out)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// tailBuffer keeps the last max bytes written to it. mu guards buf.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 // Attachment is what the daemon persists to find a trainer again after a restart.

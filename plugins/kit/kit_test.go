@@ -255,3 +255,13 @@ func TestEventsFollowLiveAppends(t *testing.T) {
 		t.Fatalf("%d events", len(evs))
 	}
 }
+
+func TestLaunchFailureCarriesTheTrainersWords(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "broken-trainer")
+	os.WriteFile(bin, []byte("#!/bin/sh\necho 'error while loading shared libraries: libcuda.so.1: cannot open shared object file' >&2\nexit 127\n"), 0o755)
+	_, err := plugins.Launch(plugins.LaunchConfig{Path: bin, SocketDir: dir})
+	if err == nil || !errors.Is(err, plugins.ErrTrainerGone) || !strings.Contains(err.Error(), "libcuda.so.1") {
+		t.Fatalf("got %v", err)
+	}
+}
