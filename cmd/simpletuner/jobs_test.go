@@ -248,7 +248,9 @@ func TestHookOptionsNeedJobHooksPermission(t *testing.T) {
 	if code, _ := call(t, rs, "POST", d.base+"/api/auth/login", map[string]any{"username": "researcher", "password": "their-password"}, nil); code != 200 {
 		t.Fatalf("login: %d", code)
 	}
-	fields := append(fastPathFields(t, home), [2]string{"--post_checkpoint_script", "/opt/hooks/run_eval.sh {local_checkpoint_path} {global_step}"})
+	script := filepath.Join(home, "run_eval.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755)
+	fields := append(fastPathFields(t, home), [2]string{"--post_checkpoint_script", script + " {local_checkpoint_path} {global_step}"})
 	code, body := form(t, rs, d.base+"/api/training/start", fields, "application/json")
 	if code != 403 || !strings.Contains(body, "job.hooks") {
 		t.Fatalf("researcher with a hook script: %d %s", code, body)
@@ -256,6 +258,11 @@ func TestHookOptionsNeedJobHooksPermission(t *testing.T) {
 	code, body = form(t, admin, d.base+"/api/training/start", fields, "application/json")
 	if code != 200 || !strings.Contains(body, `"success":true`) {
 		t.Fatalf("admin with a hook script: %d %s", code, body)
+	}
+	// A hook that is not an absolute path to a safe executable is refused at submission.
+	relative := append(fastPathFields(t, home), [2]string{"--post_checkpoint_script", "run_eval.sh {global_step}"})
+	if code, body := form(t, admin, d.base+"/api/training/start", relative, "application/json"); code != 422 || !strings.Contains(body, "absolute path") {
+		t.Fatalf("relative hook: %d %s", code, body)
 	}
 	// Without the hook the researcher may start.
 	code, body = form(t, rs, d.base+"/api/training/start", fastPathFields(t, home), "application/json")

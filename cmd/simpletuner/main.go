@@ -93,6 +93,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.IntVar(&cfg.EventRetention, "event-retention", 0, "stored events kept, oldest deleted first (0: 100000; -1: unbounded)")
 	fs.DurationVar(&cfg.EventRetentionAge, "event-retention-age", 0, "delete stored events older than this (0: 168h; -1ns: never)")
 	fs.DurationVar(&cfg.EventHeartbeat, "event-heartbeat", 0, "heartbeat and credential re-check interval of event streams (0: 15s)")
+	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -42,6 +42,8 @@ type Config struct {
 	Trainer string
 	// TrainerEnv adds KEY=VALUE pairs to every trainer's environment.
 	TrainerEnv []string
+	// HooksDir, when set, is the only directory hook scripts may be run from.
+	HooksDir string
 	// WebhookDenyPrivate refuses webhook targets on private and loopback addresses too.
 	WebhookDenyPrivate bool
 	// JobAttempts is how many times a crashed job is launched (1: no retry).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"simpletuner/hooks"
 	"simpletuner/options"
 	"simpletuner/store"
 	"simpletuner/supervisor/configs"
@@ -37,7 +38,12 @@ type Service struct {
 	log        *slog.Logger
 	// webhookPolicy is what webhook targets must satisfy (see SetWebhookPolicy).
 	webhookPolicy webhooks.Policy
+	// hooksDir, when set, is the only place hook scripts may live (SetHooksDir).
+	hooksDir string
 }
+
+// SetHooksDir restricts hook scripts to one directory ("" allows any safe path).
+func (s *Service) SetHooksDir(dir string) { s.hooksDir = dir }
 
 // SetWebhookPolicy sets the policy webhook targets are validated against at submission;
 // the dispatcher checks the same policy again at dial time.
@@ -160,6 +166,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	if b.Valid() {
 		b.Issues = append(b.Issues, s.checkDataloader(b.Config)...)
 		b.Issues = append(b.Issues, s.checkWebhooks(b.Config)...)
+		b.Issues = append(b.Issues, s.checkHooks(b.Config)...)
 	}
 	if !b.Valid() {
 		return nil, ErrInvalid
@@ -178,6 +185,22 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	}
 	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
 		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait}})
+}
+
+// checkHooks refuses hook scripts the daemon (or trainer) should not run: see
+// hooks.CheckExecutable. A mistake here is a 422 at submission, not a silent skip later.
+func (s *Service) checkHooks(cfg *options.Config) options.Issues {
+	var out options.Issues
+	for _, name := range []string{"--post_checkpoint_script", "--post_upload_script", "--validation_external_script"} {
+		tmpl := cfg.String(name)
+		if hooks.Disabled(tmpl) {
+			continue
+		}
+		if err := hooks.CheckExecutable(tmpl, s.hooksDir); err != nil {
+			out = append(out, options.Issue{Option: name, Severity: options.SevError, Message: strings.TrimPrefix(err.Error(), "hooks: ")})
+		}
+	}
+	return out
 }
 
 // checkWebhooks parses --webhook_config and refuses targets the daemon would never call
