@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 
+	"simpletuner/internal/buildinfo"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/cuda"
@@ -17,13 +17,6 @@ import (
 
 // envDevice overrides the CUDA ordinal (default 0: the first GPU CUDA_VISIBLE_DEVICES shows).
 const envDevice = "SIMPLETUNER_CUDA_DEVICE"
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 // device reads the CUDA ordinal from the environment.
 func device() (int, error) {
@@ -41,7 +34,7 @@ func device() (int, error) {
 // options builds the runner options with the CUDA backend factory for device dev.
 func options(dev int) runner.Options {
 	return runner.Options{
-		Version: version(),
+		Version: buildinfo.Version,
 		// The data loader decodes images on this many goroutines; kernels run on the GPU.
 		Threads:     runtime.GOMAXPROCS(0),
 		BackendName: "cuda",

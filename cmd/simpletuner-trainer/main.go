@@ -14,9 +14,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strconv"
 
+	"simpletuner/internal/buildinfo"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/runner"
@@ -24,13 +24,6 @@ import (
 
 // envThreads overrides the CPU thread count (default: all CPUs).
 const envThreads = "SIMPLETUNER_TRAINER_THREADS"
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 func options() (runner.Options, error) {
 	choice, err := blas.ChoiceFromEnv()
@@ -43,7 +36,7 @@ func options() (runner.Options, error) {
 			return runner.Options{}, fmt.Errorf("%s: %w", envThreads, err)
 		}
 	}
-	return runner.Options{Version: version(), Threads: threads, BLAS: choice}, nil
+	return runner.Options{Version: buildinfo.Version, Threads: threads, BLAS: choice}, nil
 }
 
 func main() {
@@ -57,7 +50,7 @@ func main() {
 	}
 	if err != nil {
 		// As a plugin nothing may be written to stdout/stderr; fall back to the defaults.
-		opts = runner.Options{Version: version()}
+		opts = runner.Options{Version: buildinfo.Version}
 	}
 	kit.Main(runner.New(opts))
 }
