@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,6 +100,7 @@ func start(t *testing.T, home string, extra ...string) *proc {
 			cmd.Process.Kill()
 			<-d.done
 		}
+		killTrainersUnder(home)
 	})
 	scheme := "http"
 	if strings.Contains(strings.Join(extra, " "), "--ssl") {
@@ -399,5 +401,22 @@ func TestCLIHelpVersionAndBadFlags(t *testing.T) {
 		return "/tmp"
 	}); code != 2 || !strings.Contains(errb.String(), "SIMPLETUNER_PORT") {
 		t.Errorf("bad SIMPLETUNER_PORT: %d %q", code, errb.String())
+	}
+}
+
+// killTrainersUnder kills trainer processes whose job directory lies under home: they run
+// in their own sessions and outlive the daemon by design, so a test must end them itself.
+func killTrainersUnder(home string) {
+	entries, _ := os.ReadDir("/proc")
+	marker := []byte("SIMPLETUNER_JOB_DIR=" + home)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && bytes.Contains(env, marker) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }

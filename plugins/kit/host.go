@@ -46,6 +46,10 @@ type Host struct {
 // Options tune a Host.
 type Options struct {
 	Linger time.Duration // default 30 s
+	// StartTimeout is how long a launched trainer waits for Start before it exits: a
+	// daemon that died between launching it and starting the job must not leave it
+	// behind forever (default 2 min).
+	StartTimeout time.Duration
 }
 
 // NewHost returns a Host for runner.
@@ -53,8 +57,21 @@ func NewHost(r Runner, log *slog.Logger, o Options) *Host {
 	if o.Linger == 0 {
 		o.Linger = 30 * time.Second
 	}
-	return &Host{runner: r, log: log, pid: os.Getpid(), linger: o.Linger, done: make(chan struct{}),
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 2 * time.Minute
+	}
+	h := &Host{runner: r, log: log, pid: os.Getpid(), linger: o.Linger, done: make(chan struct{}),
 		commands: make(chan plugins.Command, 16), state: plugins.StateIdle, changed: make(chan struct{})}
+	time.AfterFunc(o.StartTimeout, func() {
+		h.mu.Lock()
+		idle := h.job == nil
+		h.mu.Unlock()
+		if idle {
+			h.log.Warn("no job was started; exiting", "waited", o.StartTimeout)
+			h.exit()
+		}
+	})
+	return h
 }
 
 var _ plugins.Trainer = (*Host)(nil)

@@ -265,3 +265,12 @@ func TestLaunchFailureCarriesTheTrainersWords(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestTrainerNeverStartedExitsByItself(t *testing.T) {
+	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error { return nil }), slog.New(slog.DiscardHandler), kit.Options{StartTimeout: 50 * time.Millisecond})
+	select {
+	case <-h.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("an idle trainer never gave up waiting for Start")
+	}
+}

@@ -47,7 +47,10 @@ func newEnv(t *testing.T, inv gpu.Inventory) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() {
+		db.Close()
+		killTrainersUnder(home)
+	})
 	return &env{t: t, db: db, home: home, inv: inv}
 }
 
@@ -431,4 +434,50 @@ func TestDeletedSocketKeepsJobRunningUntilTheProcessEnds(t *testing.T) {
 	}
 	syscall.Kill(r.PID, syscall.SIGKILL)
 	waitStatus(t, m2, j.ID, 5*time.Second, StatusFailed)
+}
+
+func TestInterruptedLaunchIsRequeuedAndTheIdleTrainerKilled(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	// A trainer launched by a daemon that died before sending Start.
+	c, err := plugins.Launch(plugins.LaunchConfig{Path: os.Args[0], Env: []string{asTrainer + "=1"}, SocketDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.Status(context.Background())
+	att, _ := c.Attachment()
+	start, _, _ := procIdentity(st.PID)
+	j := &store.Job{ID: "interrupted", Status: StatusStarting, CreatedAt: time.Now(), Config: json.RawMessage(`{"--model_family":"dit"}`),
+		PID: st.PID, ProcStart: start, BootID: bootID(), Network: att.Network, Addr: att.Addr, Nonce: "n", JobDir: t.TempDir(), Attempts: 1}
+	if err := e.db.Jobs().Create(j); err != nil {
+		t.Fatal(err)
+	}
+	m := e.manager(kittest.EnvSteps+"=3", kittest.EnvStepMS+"=5")
+	done := waitStatus(t, m, j.ID, 20*time.Second, StatusCompleted)
+	if done.Attempts != 2 || done.PID == st.PID {
+		t.Fatalf("attempts %d pid %d (old %d)", done.Attempts, done.PID, st.PID)
+	}
+	waitGone := time.Now().Add(5 * time.Second)
+	for classifyProc(st.PID, start, bootID(), bootID()) == procOurs {
+		if time.Now().After(waitGone) {
+			t.Fatal("the idle trainer of the interrupted launch is still running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// killTrainersUnder kills trainer processes whose job directory lies under home: they
+// outlive the manager by design, so a test must end them itself.
+func killTrainersUnder(home string) {
+	entries, _ := os.ReadDir("/proc")
+	marker := []byte("SIMPLETUNER_JOB_DIR=" + home)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && strings.Contains(string(env), string(marker)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

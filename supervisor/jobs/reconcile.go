@@ -78,6 +78,26 @@ func (m *Manager) reattach(ctx context.Context, j *store.Job) {
 		switch {
 		case serr != nil:
 			err = serr
+		case st.State == plugins.StateIdle && st.JobID == "":
+			// Our process (its identity matched) that never got its Start: the previous
+			// daemon died mid-launch. Kill it and launch the job again.
+			client.Shutdown()
+			killGroup(j.PID)
+			m.mu.Lock()
+			delete(m.running, j.ID)
+			m.mu.Unlock()
+			m.alloc.Ledger().Release(j.ID)
+			rec, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
+				rec.Status, rec.GPUs, rec.PID = StatusQueued, nil, 0
+				return nil
+			})
+			if err != nil {
+				m.log.Error("requeue interrupted launch", "job_id", j.ID, "err", err)
+			} else {
+				m.statusChanged(rec)
+			}
+			m.log.Warn("trainer was launched but never started its job; requeued", "job_id", j.ID, "pid", j.PID)
+			return
 		case st.Nonce != j.Nonce || st.JobID != j.ID:
 			// Something answers on that socket, but it is not our trainer.
 			m.log.Error("reattach: identity mismatch; not touching it", "job_id", j.ID, "pid", j.PID)
