@@ -45,6 +45,8 @@ type Job struct {
 	Error    string          `json:"error,omitempty"`
 	// Attempts counts launches (1 for a job launched once).
 	Attempts int `json:"attempts"`
+	// IdempotencyKey is the client's Idempotency-Key of the submission, if it sent one.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// NotBefore holds a retried job back until its backoff has passed.
 	NotBefore *time.Time `json:"not_before,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -355,5 +356,98 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 	code, body := form(t, c, d.base+"/api/training/start", bad, "application/json")
 	if code != 422 || !strings.Contains(body, "webhook") {
 		t.Fatalf("metadata webhook: %d %s", code, body)
+	}
+}
+
+// trainersUnder lists the pids of trainer processes whose job directory is under home.
+func trainersUnder(home string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err == nil && bytes.Contains(env, []byte("SIMPLETUNER_JOB_DIR="+home)) && !bytes.Contains(st, []byte(") Z ")) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// TestDaemonCrashAtEachLaunchFailpoint is row P9: the daemon dies at each point of the
+// launch sequence; after a restart the job runs exactly once (at most one trainer, no
+// orphan), and a client retrying with the same Idempotency-Key gets the same job.
+func TestDaemonCrashAtEachLaunchFailpoint(t *testing.T) {
+	for _, fp := range []string{"launch.before_spawn", "launch.before_persist", "launch.before_start"} {
+		t.Run(fp, func(t *testing.T) {
+			home := t.TempDir()
+			args := fakeTrainerArgs(30, 20)
+			d := startEnv(t, home, []string{"SIMPLETUNER_FAILPOINTS=" + fp}, args...)
+			c := adminClient(t, d)
+			fields := fastPathFields(t, home)
+			post := func(c *http.Client, base string) (string, error) {
+				var buf bytes.Buffer
+				mw := multipart.NewWriter(&buf)
+				for _, f := range fields {
+					mw.WriteField(f[0], f[1])
+				}
+				mw.Close()
+				req, _ := http.NewRequest("POST", base+"/api/training/start", &buf)
+				req.Header.Set("Content-Type", mw.FormDataContentType())
+				req.Header.Set("Accept", "application/json")
+				req.Header.Set("Idempotency-Key", "retry-me-1")
+				res, err := c.Do(req)
+				if err != nil {
+					return "", err
+				}
+				defer res.Body.Close()
+				var st struct {
+					JobID string `json:"job_id"`
+				}
+				json.NewDecoder(res.Body).Decode(&st)
+				return st.JobID, nil
+			}
+			post(c, d.base) // the daemon dies while launching: the answer may never come
+			select {
+			case <-d.done:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("failpoint %s never fired", fp)
+			}
+			d2 := start(t, home, args...)
+			d2.waitReady(c)
+			id, err := post(c, d2.base)
+			if err != nil || id == "" {
+				t.Fatalf("retry: %q %v", id, err)
+			}
+			code, list := call(t, c, "GET", d2.base+"/api/jobs", nil, nil)
+			if n := list["total"]; code != 200 || n != float64(1) {
+				t.Fatalf("jobs after the retry: %d %v (the retry created another job)", code, n)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if n := len(trainersUnder(home)); n > 1 {
+					t.Fatalf("%d trainers for one job", n)
+				}
+				j := jobState(t, c, d2.base, id)
+				if j["status"] == "completed" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("job is %v: %v", j["status"], j["error"])
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			// A trainer lingers briefly after its job; it must then exit by itself.
+			waitDead := time.Now().Add(10 * time.Second)
+			for len(trainersUnder(home)) > 0 && time.Now().Before(waitDead) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n := len(trainersUnder(home)); n != 0 {
+				t.Fatalf("%d trainers left after the job completed", n)
+			}
+		})
 	}
 }

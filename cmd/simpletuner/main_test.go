@@ -84,10 +84,17 @@ func freePort(t *testing.T) int {
 // start runs `simpletuner server` with SIMPLETUNER_HOME=home on a free loopback port.
 func start(t *testing.T, home string, extra ...string) *proc {
 	t.Helper()
+	return startEnv(t, home, nil, extra...)
+}
+
+// startEnv is start with extra environment variables for the daemon.
+func startEnv(t *testing.T, home string, env []string, extra ...string) *proc {
+	t.Helper()
 	port := freePort(t)
 	args := append([]string{"server", "--host", "127.0.0.1", "--port", fmt.Sprint(port)}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), asDaemon+"=1", "SIMPLETUNER_HOME="+home, "SIMPLETUNER_STATE_DIR=", "SIMPLETUNER_CONFIG_DIR="+filepath.Join(home, "config"))
+	cmd.Env = append(cmd.Env, env...)
 	d := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	cmd.Stdout = d.stderr

@@ -318,7 +318,7 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		}
 		prio = *req.Priority
 	}
-	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio, NoWait: req.NoWait, AnyGPU: req.AnyGPU})
+	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio, NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r)})
 	out := submitBody{AllocatedGPUs: []string{}}
 	switch {
 	case errors.Is(err, training.ErrForbidden):

@@ -207,7 +207,8 @@ func (s *Server) trainingStart(w http.ResponseWriter, r *http.Request, p *auth.P
 	if err != nil {
 		return err
 	}
-	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username})
+	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username,
+		IdempotencyKey: idempotencyKey(r)})
 	rep := reportOf(b, false)
 	out := startBody{Validation: rep}
 	var frag string
@@ -536,4 +537,14 @@ func listCheckpoints(dir string) ([]checkpointBody, error) {
 		}
 	}
 	return out, nil
+}
+
+// idempotencyKey is the client's Idempotency-Key header, capped so it cannot bloat the
+// store: a client retrying a start after a timeout gets the same job, not a second one.
+func idempotencyKey(r *http.Request) string {
+	k := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if len(k) > 200 {
+		k = k[:200]
+	}
+	return k
 }

@@ -42,6 +42,9 @@ type Config struct {
 	Trainer string
 	// TrainerEnv adds KEY=VALUE pairs to every trainer's environment.
 	TrainerEnv []string
+	// Failpoints names launch-sequence points where the daemon kills itself, for crash
+	// tests (SIMPLETUNER_FAILPOINTS=launch.before_persist,…). Never set in production.
+	Failpoints []string
 	// HooksDir, when set, is the only directory hook scripts may be run from.
 	HooksDir string
 	// WebhookDenyPrivate refuses webhook targets on private and loopback addresses too.
@@ -129,6 +132,9 @@ func Defaults(getenv func(string) string) (Config, error) {
 	}
 	if v := getenv("SIMPLETUNER_STATE_DIR"); v != "" {
 		c.StateDir = v
+	}
+	if v := getenv("SIMPLETUNER_FAILPOINTS"); v != "" {
+		c.Failpoints = strings.Split(v, ",")
 	}
 	return c, nil
 }

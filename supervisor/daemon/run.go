@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"simpletuner/internal/sdnotify"
@@ -98,7 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
 		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout,
-		Events: sink, EventBatchWindow: 20 * time.Millisecond}, db, alloc, log.With("component", "jobs"))
+		Events: sink, EventBatchWindow: 20 * time.Millisecond, Failpoint: failpoint(cfg.Failpoints, log)}, db, alloc, log.With("component", "jobs"))
 	if err != nil {
 		return err
 	}
@@ -226,4 +228,18 @@ func writeBootstrapToken(stateDir string) (string, string, error) {
 		return "", "", fmt.Errorf("write bootstrap token: %w", err)
 	}
 	return tok, path, nil
+}
+
+// failpoint returns the job manager's crash hook for the configured failpoints: the
+// daemon SIGKILLs itself there, as a power cut or OOM kill would.
+func failpoint(names []string, log *slog.Logger) func(string) {
+	if len(names) == 0 {
+		return nil
+	}
+	return func(name string) {
+		if slices.Contains(names, name) {
+			log.Warn("failpoint reached: killing the daemon", "failpoint", name)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}
 }

@@ -1,12 +1,14 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -73,6 +75,7 @@ func (m *Manager) start(j *store.Job, d gpu.Decision, h *handle) error {
 		// A CPU job must not pick up a GPU by accident.
 		env = append(env, "CUDA_VISIBLE_DEVICES=")
 	}
+	m.failpoint("launch.before_spawn")
 	client, err := plugins.Launch(plugins.LaunchConfig{Path: j.Trainer, Args: m.cfg.TrainerArgs, Env: env, Dir: j.JobDir, SocketDir: m.cfg.RunDir})
 	if err != nil {
 		return err
@@ -96,6 +99,7 @@ func (m *Manager) start(j *store.Job, d gpu.Decision, h *handle) error {
 	}
 	// Identity first, then "running": a daemon that dies after this point finds the
 	// trainer again; one that dies before it requeues the job.
+	m.failpoint("launch.before_persist")
 	_, err = m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 		rec.PID, rec.Network, rec.Addr, rec.ProcStart, rec.BootID = st.PID, att.Network, att.Addr, start, m.boot
 		return nil
@@ -110,6 +114,7 @@ func (m *Manager) start(j *store.Job, d gpu.Decision, h *handle) error {
 	h.cmdMu.Lock()
 	h.client, h.pid, h.start = client, st.PID, start
 	h.cmdMu.Unlock()
+	m.failpoint("launch.before_start")
 	if _, err := client.Start(ctx, plugins.StartRequest{JobID: j.ID, Config: j.Config, JobDir: j.JobDir, Nonce: j.Nonce}); err != nil {
 		client.Shutdown()
 		return fmt.Errorf("start job in trainer: %w", err)
@@ -140,4 +145,37 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// failpoint lets a crash test stop the daemon at a named point of the launch sequence
+// (reliability-security.md row P9). Nothing happens unless Config.Failpoint is set.
+func (m *Manager) failpoint(name string) {
+	if m.cfg.Failpoint != nil {
+		m.cfg.Failpoint(name)
+	}
+}
+
+// killByNonce kills every process that carries this launch's nonce in its environment:
+// a trainer a crashed daemon started but never recorded. The nonce is a per-launch secret,
+// so nothing else can carry it.
+func killByNonce(nonce string) int {
+	if nonce == "" {
+		return 0
+	}
+	marker := []byte(EnvJobNonce + "=" + nonce + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && bytes.Contains(env, marker) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	return n
 }

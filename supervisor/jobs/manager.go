@@ -70,6 +70,9 @@ type Config struct {
 	// StallTimeout fails a running job that emits no event for this long: its process
 	// group gets SIGTERM, then SIGKILL after CancelGrace (0 disables the watchdog).
 	StallTimeout time.Duration
+	// Failpoint, when set, is called at named points of the launch sequence; crash tests
+	// kill the daemon there (see SIMPLETUNER_FAILPOINTS in the daemon).
+	Failpoint func(name string)
 	// OnEvents, when set, sees every batch of events after it is stored.
 	OnEvents func(jobID string, evs []plugins.Event)
 	// EventBatchWindow is the longest an event waits to be stored with others (default
@@ -200,6 +203,9 @@ type SubmitRequest struct {
 	Config   json.RawMessage // resolved, "--flag" keys
 	Priority int
 	GPU      gpu.Request
+	// IdempotencyKey, when set, makes a retried submission (same owner, same key) return
+	// the job the first one created instead of creating another.
+	IdempotencyKey string
 }
 
 // Submit validates a job against the machine and queues it; the queue starts it as soon
@@ -211,6 +217,17 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	default:
 		return nil, ErrNotReady
 	}
+	if req.IdempotencyKey != "" {
+		all, err := m.db.Jobs().List()
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range all {
+			if j.OwnerID == req.OwnerID && j.IdempotencyKey == req.IdempotencyKey {
+				return j, nil
+			}
+		}
+	}
 	gpus, err := m.alloc.Inventory().List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list GPUs: %w", err)
@@ -221,7 +238,7 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	}
 	j := &store.Job{ID: newJobID(), Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
 		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
-		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred}
+		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey}
 	if err := m.db.Jobs().Create(j); err != nil {
 		return nil, err
 	}

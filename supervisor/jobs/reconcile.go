@@ -41,6 +41,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.ingestSpool(j)
 			m.finalize(j.ID, nil, exit.State, exit.Error)
 		case actRequeue:
+			// The daemon died mid-launch before recording the trainer: a trainer may exist
+			// that nobody can reach. It carries the launch nonce; end it before relaunching.
+			if n := killByNonce(j.Nonce); n > 0 {
+				m.log.Warn("killed the unrecorded trainer of an interrupted launch", "job_id", j.ID, "processes", n)
+			}
 			rec, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 				rec.Status, rec.GPUs = StatusQueued, nil
 				return nil

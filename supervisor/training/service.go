@@ -151,6 +151,8 @@ type StartRequest struct {
 	Priority int
 	NoWait   bool
 	AnyGPU   bool
+	// IdempotencyKey is the client's Idempotency-Key header (see jobs.SubmitRequest).
+	IdempotencyKey string
 }
 
 // Start checks what only a start needs (the dataloader and its data must be there) and
@@ -184,7 +186,8 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 		}
 	}
 	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
-		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait}})
+		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait},
+		IdempotencyKey: req.IdempotencyKey})
 }
 
 // checkHooks refuses hook scripts the daemon (or trainer) should not run: see
