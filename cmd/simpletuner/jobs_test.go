@@ -451,3 +451,57 @@ func TestDaemonCrashAtEachLaunchFailpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestLogLinesWrittenWhileDaemonIsDownAreRelayed is row P6: the trainer keeps working and
+// logging while no daemon runs; after a restart every line and event is there.
+func TestLogLinesWrittenWhileDaemonIsDownAreRelayed(t *testing.T) {
+	home := t.TempDir()
+	args := fakeTrainerArgs(40, 40)
+	d := start(t, home, args...)
+	c := adminClient(t, d)
+	_, body := form(t, c, d.base+"/api/training/start", fastPathFields(t, home), "application/json")
+	var st struct {
+		JobID string `json:"job_id"`
+	}
+	json.Unmarshal([]byte(body), &st)
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
+	time.Sleep(300 * time.Millisecond)
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	time.Sleep(1200 * time.Millisecond) // the trainer goes on alone
+	d = start(t, home, args...)
+	d.waitReady(c)
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "completed")
+	time.Sleep(1500 * time.Millisecond) // the relay's last read
+	steps := map[string]bool{}
+	var since float64
+	for {
+		code, page := call(t, c, "GET", fmt.Sprintf("%s/api/training/events?job_id=%s&types=log&since_index=%d&limit=1000", d.base, st.JobID, int(since)), nil, nil)
+		if code != 200 {
+			t.Fatalf("events: %d %v", code, page)
+		}
+		evs, _ := page["events"].([]any)
+		for _, e := range evs {
+			msg := fmt.Sprint(e.(map[string]any)["message"])
+			if i := strings.Index(msg, `"step":`); i >= 0 && strings.Contains(msg, "fake step done") {
+				steps[strings.TrimRight(strings.Fields(msg[i+7:])[0], ",}")] = true
+			}
+		}
+		next, _ := page["next_index"].(float64)
+		if len(evs) == 0 || next <= since {
+			break
+		}
+		since = next
+	}
+	if len(steps) != 40 {
+		t.Fatalf("%d of 40 step log lines relayed", len(steps))
+	}
+	// And every trainer event, in order, exactly once.
+	code, evs := call(t, c, "GET", d.base+"/api/jobs/"+st.JobID+"/events?since_seq=0", nil, nil)
+	list, _ := evs["events"].([]any)
+	for i, e := range list {
+		if seq := e.(map[string]any)["seq"].(float64); int(seq) != i+1 {
+			t.Fatalf("event %d has seq %v (code %d)", i, seq, code)
+		}
+	}
+}

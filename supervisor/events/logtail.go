@@ -61,11 +61,18 @@ func (h *Hub) stopTail(id string) {
 
 func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 	var off int64
-	if fromEnd {
+	key := "logtail/" + jobID
+	var saved int64
+	if ok, err := h.db.Settings().Get(key, &saved); err == nil && ok {
+		// A previous daemon relayed up to here: continue, so the lines the trainer wrote
+		// while no daemon was running are relayed too.
+		off = saved
+	} else if fromEnd {
 		if st, err := os.Stat(path); err == nil {
 			off = st.Size()
 		}
 	}
+	lastSaved := off
 	var partial []byte
 	tick := time.NewTicker(h.cfg.LogPoll)
 	defer tick.Stop()
@@ -129,6 +136,12 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 		if len(evs) > 0 {
 			if err := h.record(evs); err != nil {
 				h.log.Warn("store log events", "job_id", jobID, "err", err)
+			}
+		}
+		// Remember how far the log is relayed (complete lines only).
+		if done := off - int64(len(partial)); done != lastSaved {
+			if err := h.db.Settings().Put(key, done); err == nil {
+				lastSaved = done
 			}
 		}
 		if final {

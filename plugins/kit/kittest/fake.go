@@ -151,6 +151,7 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 		}
 		p := plugins.Progress{Step: int64(step), TotalSteps: int64(f.Steps), Epoch: 1, TotalEpochs: 1, Loss: 1 / float64(step), LearningRate: 1e-4}
 		job.SetProgress(p)
+		job.Log.Info("fake step done", "step", step)
 		job.Emit("training.progress", "info", "", "", p)
 		for {
 			select {
