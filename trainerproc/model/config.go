@@ -52,6 +52,11 @@ type Config struct {
 	TextLayers int `json:"text_layers"`
 	// TextHeads is the number of caption encoder attention heads.
 	TextHeads int `json:"text_heads"`
+
+	// Conditioning adds a learned conditioning-token embedding ("cond_embed"): reference
+	// images (conditioning datasets paired with the training images) are patchified with
+	// the image patch embedding and appended to the image tokens, as Flux Kontext does.
+	Conditioning bool `json:"conditioning,omitempty"`
 }
 
 // Width is the transformer width D.

@@ -22,6 +22,9 @@ type Model struct {
 	// dropRNG is the stream adapter dropout draws from; set by Loss for one forward pass
 	// (nil: no dropout, as at inference).
 	dropRNG *engine.RNG
+	// cond holds the reference images of the forward pass in progress (ForwardCond, Loss
+	// with LossOptions.Cond); nil otherwise. Like dropRNG it lives for one call.
+	cond []*engine.Tensor
 }
 
 // New builds a model with PixArt's initialisation drawn from a Philox stream seeded by seed.
@@ -187,11 +190,39 @@ func (m *Model) checkInputs(x *engine.Tensor, t []float32, c Captions) error {
 // ([B], host) with captions c, returning [B,C,H,W]. Engine failures (shapes, memory) come
 // back as errors wrapping the engine's sentinels; invalid inputs wrap ErrInput.
 func (m *Model) Forward(xt *engine.Tensor, t []float32, c Captions) (out *engine.Tensor, err error) {
+	return m.ForwardCond(xt, t, c, nil)
+}
+
+// ForwardCond is Forward with reference images (one [B,C,H',W'] tensor per conditioning
+// input, clean pixels in [-1,1]; nil entries are skipped) appended as extra tokens. The
+// model must have been built with Config.Conditioning.
+func (m *Model) ForwardCond(xt *engine.Tensor, t []float32, c Captions, cond []*engine.Tensor) (out *engine.Tensor, err error) {
 	if err := m.checkInputs(xt, t, c); err != nil {
 		return nil, err
 	}
+	if err := m.checkCond(xt, cond); err != nil {
+		return nil, err
+	}
+	m.cond = cond
+	defer func() { m.cond = nil }()
 	err = engine.Catch(func() { out = m.forward(xt, t, c) })
 	return out, err
+}
+
+// checkCond validates reference images against the model and the batch.
+func (m *Model) checkCond(xt *engine.Tensor, cond []*engine.Tensor) error {
+	for i, c := range cond {
+		if c == nil {
+			continue
+		}
+		if !m.cfg.Conditioning {
+			return fmt.Errorf("%w: this model has no conditioning input (it was built without conditioning datasets)", ErrInput)
+		}
+		if c.Rank() != 4 || c.Dim(0) != xt.Dim(0) || c.Dim(1) != xt.Dim(1) || c.Dim(2)%m.cfg.PatchSize != 0 || c.Dim(3)%m.cfg.PatchSize != 0 {
+			return fmt.Errorf("%w: conditioning image %d is %v; want [%d,%d,H,W] with H and W multiples of %d", ErrInput, i, c.Shape(), xt.Dim(0), xt.Dim(1), m.cfg.PatchSize)
+		}
+	}
+	return nil
 }
 
 func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tensor {
@@ -220,10 +251,16 @@ func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tens
 	patches := e.Reshape(e.Permute(e.Reshape(xt, bsz, ch, gh, p, gw, p), 0, 2, 4, 1, 3, 5), bsz, n, ch*p*p)
 	wp := e.Reshape(m.w("pos_embed.proj.weight"), d, ch*p*p)
 	h := e.Add(e.Linear(patches, wp, m.w("pos_embed.proj.bias")), e.FromHost(m.posEmbed(gh, gw), n, d))
+	if len(m.cond) > 0 {
+		h = m.appendCondTokens(h, wp)
+	}
 
 	tmod6 := e.Reshape(tmod, bsz, 6, d)
 	for i := 0; i < cfg.NumLayers; i++ {
 		h = m.block(i, h, tmod6, y, mask)
+	}
+	if h.Dim(1) != n {
+		h = e.Slice(h, 1, 0, n) // the prediction is for the image tokens only
 	}
 
 	// Final layer: shift and scale from the raw timestep embedding.
@@ -232,6 +269,28 @@ func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tens
 	h = e.LayerNormModulate(h, scale, shift, float32(cfg.NormEps))
 	h = m.linear("proj_out", h, engine.ActNone) // [B, N, p·p·C], (p, q, c) order
 	return e.Reshape(e.Permute(e.Reshape(h, bsz, gh, gw, p, p, ch), 0, 5, 1, 3, 2, 4), bsz, ch, hgt, wid)
+}
+
+// appendCondTokens appends the tokens of each reference image (m.cond, [B,C,H',W'] clean
+// pixels) to the image tokens h: same patch embedding and 2-D positions as the image, plus
+// the learned cond_embed. Self-attention then sees them; the output drops them again.
+func (m *Model) appendCondTokens(h, wp *engine.Tensor) *engine.Tensor {
+	e, p, d := m.e, m.cfg.PatchSize, m.cfg.Width()
+	parts := []*engine.Tensor{h}
+	for _, c := range m.cond {
+		if c == nil {
+			continue
+		}
+		bsz, ch, hgt, wid := c.Dim(0), c.Dim(1), c.Dim(2), c.Dim(3)
+		gh, gw := hgt/p, wid/p
+		patches := e.Reshape(e.Permute(e.Reshape(c, bsz, ch, gh, p, gw, p), 0, 2, 4, 1, 3, 5), bsz, gh*gw, ch*p*p)
+		tok := e.Add(e.Linear(patches, wp, m.w("pos_embed.proj.bias")), e.FromHost(m.posEmbed(gh, gw), gh*gw, d))
+		parts = append(parts, e.Add(tok, m.w("cond_embed")))
+	}
+	if len(parts) == 1 {
+		return h
+	}
+	return e.Concat(1, parts...)
 }
 
 // block is one PixArt-Σ transformer block.

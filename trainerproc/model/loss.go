@@ -15,6 +15,8 @@ type LossOptions struct {
 	// CaptionDropout is the probability that a sample's caption is replaced by the null
 	// caption (all-zero mask), for classifier-free guidance.
 	CaptionDropout float64
+	// Cond are reference images appended as extra tokens (see ForwardCond); nil for none.
+	Cond []*engine.Tensor
 }
 
 // StepNoise is the randomness Loss drew for one batch, returned so callers can log or replay
@@ -78,8 +80,11 @@ func (m *Model) Loss(x0 *engine.Tensor, c Captions, rng *engine.RNG, o LossOptio
 		}
 		c.Mask = mask
 	}
-	m.dropRNG = rng
-	defer func() { m.dropRNG = nil }()
+	if err := m.checkCond(x0, o.Cond); err != nil {
+		return nil, noise, err
+	}
+	m.dropRNG, m.cond = rng, o.Cond
+	defer func() { m.dropRNG, m.cond = nil, nil }()
 	loss, err = m.FlowLoss(x0, eps, noise.T, c)
 	return loss, noise, err
 }

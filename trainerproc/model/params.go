@@ -64,6 +64,11 @@ func (c Config) paramShapes() []paramSpec {
 		lin(b+"ff.net.2", d, ff, initXavier, true)
 	}
 	s = append(s, paramSpec{"scale_shift_table", []int{2, d}, initTable})
+	if c.Conditioning {
+		// Marks reference-image tokens apart from the noisy image's (last, so the order of
+		// every other parameter is the same with and without conditioning).
+		s = append(s, paramSpec{"cond_embed", []int{d}, initNormal})
+	}
 	lin("proj_out", p*p*ch, d, initZero, true)
 
 	tw, tff := c.TextWidth, c.TextWidth*c.MLPRatio

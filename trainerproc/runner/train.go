@@ -27,6 +27,9 @@ type trainer struct {
 	job  *kit.Job
 	ev   *emitter
 	s    *Settings
+	// conditioning is set when the dataloader pairs conditioning datasets with the image
+	// datasets: the model then takes their images as extra tokens.
+	conditioning bool
 
 	be      engine.Backend
 	e       *engine.Engine
@@ -138,6 +141,12 @@ func (t *trainer) setupData(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("%w: data_backend_config: %w", ErrConfig, err))
 	}
+	for _, ds := range dcfg.Datasets {
+		if !ds.Disabled && len(ds.ConditioningData) > 0 {
+			// Paired reference images train the model's conditioning tokens.
+			t.conditioning = true
+		}
+	}
 	maxTokens := mcfg.MaxTokens
 	if s.TokenizerMaxLength > 0 {
 		maxTokens = min(maxTokens, s.TokenizerMaxLength)
@@ -211,6 +220,7 @@ func (t *trainer) setupModel() error {
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrConfig, err))
 	}
+	fallback.Conditioning = t.conditioning
 	m, loaded, err := model.FromPretrained(t.e, s.Pretrained, fallback, streamSeed(s.Seed, "model"))
 	if err != nil {
 		return fail(err)
@@ -349,6 +359,16 @@ func (t *trainer) microStep(b *data.Batch, o model.LossOptions) (float64, error)
 		sc := e.Scope()
 		defer sc.Close()
 		x0 := e.FromHost(b.Pixels, b.B, 3, b.H, b.W)
+		if t.conditioning {
+			o.Cond = nil
+			for _, c := range b.Cond {
+				// A batch whose reference_loose pairs are incomplete has no stacked tensor for
+				// that input: it trains without it.
+				if c.Stacked != nil {
+					o.Cond = append(o.Cond, e.FromHost(c.Stacked, b.B, 3, c.H, c.W))
+				}
+			}
+		}
 		l, _, err := t.model.Loss(x0, model.Captions{Tokens: b.Tokens, Mask: b.Mask, Len: b.L}, t.noise, o)
 		if err != nil {
 			inner = err
