@@ -72,5 +72,6 @@ func (s *Service) RevokeAPIKey(p *Principal, id int64) error {
 		// Someone else's key: answer as if it did not exist, so ids reveal nothing.
 		return ErrNotFound
 	}
+	defer s.invalidate()
 	return s.db.APIKeys().Update(id, func(k *store.APIKey) error { k.IsActive = false; return nil })
 }

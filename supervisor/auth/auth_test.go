@@ -220,3 +220,44 @@ func TestServiceConcurrentFirstAdmin(t *testing.T) {
 		t.Fatalf("%d first admins", ok)
 	}
 }
+
+func TestCachedKeyStopsWorkingAtOnce(t *testing.T) {
+	s := newService(t)
+	u, err := s.CreateFirstAdmin(context.Background(), NewUser{Email: "a@example.com", Username: "admin", Password: "long-enough"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Principal{User: u, Permissions: []string{"*"}, Method: "session"}
+	other, err := s.CreateUser(context.Background(), NewUser{Email: "b@example.com", Username: "bob", Password: "long-enough", Levels: []string{"researcher"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := &Principal{User: other, Permissions: PermissionsFor(other.Levels, false), Method: "session"}
+	key, rec, err := s.CreateAPIKey(bob, "k", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // the second and third come from the cache
+		if _, err := s.Authenticate(key, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	off := false
+	if _, err := s.UpdateUser(context.Background(), other.ID, UserPatch{IsActive: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(key, ""); !errors.Is(err, ErrInvalidAPIKey) {
+		t.Fatalf("disabled user's cached key: %v", err)
+	}
+	on := true
+	s.UpdateUser(context.Background(), other.ID, UserPatch{IsActive: &on})
+	if _, err := s.Authenticate(key, ""); err != nil {
+		t.Fatalf("re-enabled: %v", err)
+	}
+	if err := s.RevokeAPIKey(p, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(key, ""); !errors.Is(err, ErrInvalidAPIKey) {
+		t.Fatalf("revoked cached key: %v", err)
+	}
+}

@@ -47,7 +47,29 @@ type Service struct {
 	// key costs one write a minute rather than one per request.
 	touchMu sync.Mutex
 	touched map[int64]time.Time
+
+	// keyMu guards keys: principals of recently used API keys by key hash, so a script
+	// polling with a key costs no database read per request. Every change to a key or a
+	// user bumps gen, which invalidates all entries at once: a revoked key or disabled
+	// user is refused on the very next request.
+	keyMu sync.Mutex
+	keys  map[string]cachedKey
+	gen   atomic.Uint64
 }
+
+// cachedKey is a resolved API key.
+type cachedKey struct {
+	p   *Principal
+	exp *time.Time
+	gen uint64
+	at  time.Time
+}
+
+// keyCacheTTL bounds how long a resolved key is reused even without changes.
+const keyCacheTTL = 10 * time.Second
+
+// invalidate drops every cached credential (after any change to keys or users).
+func (s *Service) invalidate() { s.gen.Add(1) }
 
 // NewService returns the auth service over db.
 func NewService(db *store.DB, log *slog.Logger, o Options) (*Service, error) {
@@ -74,7 +96,7 @@ func NewService(db *store.DB, log *slog.Logger, o Options) (*Service, error) {
 		o.KeyTouchPeriod = time.Minute
 	}
 	s := &Service{db: db, hasher: NewHasher(o.HashParallel), limiter: NewLoginLimiter(*o.LoginLimits, o.Now),
-		now: o.Now, log: log, opts: o, touched: map[int64]time.Time{}}
+		now: o.Now, log: log, opts: o, touched: map[int64]time.Time{}, keys: map[string]cachedKey{}}
 	done, err := db.Users().SetupDone()
 	if err != nil {
 		return nil, fmt.Errorf("read setup state: %w", err)
@@ -369,6 +391,15 @@ func (s *Service) authAPIKey(key string) (*Principal, error) {
 		return nil, ErrInvalidAPIKey
 	}
 	hash := HashToken(key)
+	now := s.now()
+	gen := s.gen.Load()
+	s.keyMu.Lock()
+	c, ok := s.keys[hash]
+	s.keyMu.Unlock()
+	if ok && c.gen == gen && now.Sub(c.at) < keyCacheTTL && (c.exp == nil || !now.After(*c.exp)) {
+		s.touchKey(c.p.APIKeyID, now)
+		return c.p, nil
+	}
 	k, err := s.db.APIKeys().GetByHash(hash)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -381,7 +412,6 @@ func (s *Service) authAPIKey(key string) (*Principal, error) {
 	if subtle.ConstantTimeCompare([]byte(k.KeyHash), []byte(hash)) != 1 || !k.IsActive {
 		return nil, ErrInvalidAPIKey
 	}
-	now := s.now()
 	if k.ExpiresAt != nil && now.After(*k.ExpiresAt) {
 		return nil, ErrInvalidAPIKey
 	}
@@ -390,7 +420,14 @@ func (s *Service) authAPIKey(key string) (*Principal, error) {
 		return nil, ErrInvalidAPIKey
 	}
 	s.touchKey(k.ID, now)
-	return &Principal{User: u, Permissions: PermissionsFor(u.Levels, u.IsAdmin), Method: "api_key", APIKeyID: k.ID, Scopes: k.ScopedPermissions}, nil
+	p := &Principal{User: u, Permissions: PermissionsFor(u.Levels, u.IsAdmin), Method: "api_key", APIKeyID: k.ID, Scopes: k.ScopedPermissions}
+	s.keyMu.Lock()
+	if len(s.keys) >= 10000 {
+		clear(s.keys) // bounded: a flood of distinct keys cannot grow it
+	}
+	s.keys[hash] = cachedKey{p: p, exp: k.ExpiresAt, gen: gen, at: now}
+	s.keyMu.Unlock()
+	return p, nil
 }
 
 // touchKey records last use of a key, at most once per KeyTouchPeriod.
@@ -413,6 +450,7 @@ func (s *Service) touchKey(id int64, now time.Time) {
 
 // ChangePassword changes the caller's password and ends every other session of theirs.
 func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, next string) error {
+	defer s.invalidate()
 	if p.IsLocal() {
 		return invalidf("create the first administrator before changing passwords")
 	}

@@ -49,6 +49,7 @@ type UserPatch struct {
 // UpdateUser applies a patch. It refuses changes that would leave no active administrator.
 // A password change or deactivation ends the user's sessions.
 func (s *Service) UpdateUser(ctx context.Context, id int64, p UserPatch) (*store.User, error) {
+	defer s.invalidate()
 	cur, err := s.GetUser(id)
 	if err != nil {
 		return nil, err
@@ -125,6 +126,7 @@ func (s *Service) UpdateUser(ctx context.Context, id int64, p UserPatch) (*store
 // DeleteUser removes an account, its sessions and its keys. Callers cannot delete
 // themselves or the last administrator.
 func (s *Service) DeleteUser(p *Principal, id int64) error {
+	defer s.invalidate()
 	if p.User != nil && p.User.ID == id {
 		return invalidf("You cannot delete your own account")
 	}
