@@ -32,10 +32,7 @@ test-short: ## the test suite without the slow tests
 
 FUZZTIME ?= 10s
 fuzz: ## run every fuzz target for FUZZTIME each (CI runs this after make test)
-	@set -e; for pkg in $$(go list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; done
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 lint: ## go vet and a gofmt check
 	$(GO) vet ./...
