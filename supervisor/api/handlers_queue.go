@@ -33,6 +33,7 @@ type jobBody struct {
 	NumGPUs     int                 `json:"num_gpus"`
 	PID         int                 `json:"pid"`
 	Attempts    int                 `json:"attempts"`
+	LastSeq     uint64              `json:"last_seq"` // the trainer's events stored so far
 	Error       string              `json:"error,omitempty"`
 	Progress    json.RawMessage     `json:"progress"`
 	Config      map[string]any      `json:"config,omitempty"`
@@ -42,7 +43,7 @@ type jobBody struct {
 func toJobBody(j *store.Job, full bool) jobBody {
 	b := jobBody{JobID: j.ID, Status: j.Status, Owner: j.Owner, Environment: j.EnvName, Priority: j.Priority,
 		CreatedAt: isoTime(j.CreatedAt), StartedAt: isoPtr(j.StartedAt), FinishedAt: isoPtr(j.FinishedAt),
-		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: j.PID, Attempts: j.Attempts, Error: j.Error, Progress: j.Progress}
+		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: j.PID, Attempts: j.Attempts, LastSeq: j.LastSeq, Error: j.Error, Progress: j.Progress}
 	if b.GPUs == nil {
 		b.GPUs = []string{}
 	}
