@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -357,24 +356,6 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 	if code != 422 || !strings.Contains(body, "webhook") {
 		t.Fatalf("metadata webhook: %d %s", code, body)
 	}
-}
-
-// trainersUnder lists the pids of trainer processes whose job directory is under home.
-func trainersUnder(home string) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err == nil && bytes.Contains(env, []byte("SIMPLETUNER_JOB_DIR="+home)) && !bytes.Contains(st, []byte(") Z ")) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // TestDaemonCrashAtEachLaunchFailpoint is row P9: the daemon dies at each point of the

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 
+	"simpletuner/internal/procenv"
 	"simpletuner/plugins/kit"
 	"simpletuner/plugins/kit/kittest"
 )
@@ -414,16 +414,10 @@ func TestCLIHelpVersionAndBadFlags(t *testing.T) {
 // killTrainersUnder kills trainer processes whose job directory lies under home: they run
 // in their own sessions and outlive the daemon by design, so a test must end them itself.
 func killTrainersUnder(home string) {
-	entries, _ := os.ReadDir("/proc")
-	marker := []byte("SIMPLETUNER_JOB_DIR=" + home)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err == nil && bytes.Contains(env, marker) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+	for _, pid := range trainersUnder(home) {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// trainersUnder lists the live trainer processes whose job directory is under home.
+func trainersUnder(home string) []int { return procenv.Find("SIMPLETUNER_JOB_DIR=" + home) }

@@ -167,7 +167,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		switch j.Status {
 		case jobs.StatusQueued:
 			pending++
-			pos := s.queuePosition(j.ID)
+			pos := s.cfg.Jobs.QueuePosition(j.ID)
 			e.QueuePosition = &pos
 		case jobs.StatusRunning, jobs.StatusStarting:
 			running++
@@ -337,7 +337,7 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 			out.AllocatedGPUs = job.GPUs
 		}
 		if job.Status == jobs.StatusQueued {
-			pos := s.queuePosition(job.ID)
+			pos := s.cfg.Jobs.QueuePosition(job.ID)
 			out.QueuePosition = &pos
 			out.Reason = strp("Waiting for resources: " + strconv.Itoa(job.NumGPUs) + " GPU(s) or a free job slot")
 		}

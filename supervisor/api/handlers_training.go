@@ -232,7 +232,7 @@ func (s *Server) trainingStart(w http.ResponseWriter, r *http.Request, p *auth.P
 	default:
 		out.Success, out.JobID = true, &job.ID
 		if job.Status == jobs.StatusQueued {
-			pos := s.queuePosition(job.ID)
+			pos := s.cfg.Jobs.QueuePosition(job.ID)
 			out.Status, out.QueuePosition = "queued", &pos
 			frag = fmt.Sprintf(`<div class="alert alert-info"><h6><i class="fas fa-clock"></i> Training Queued</h6><p>Your job is queued at position %d.</p><p class="mb-0"><small>Job ID: %s</small></p></div>`, pos, job.ID)
 		} else {
@@ -250,29 +250,6 @@ func (s *Server) trainingStart(w http.ResponseWriter, r *http.Request, p *auth.P
 	}
 	writeHTML(w, http.StatusOK, frag)
 	return nil
-}
-
-// queuePosition is the 1-based place of a queued job.
-func (s *Server) queuePosition(id string) int {
-	all, _ := s.cfg.Jobs.List()
-	q := []*store.Job{}
-	for _, j := range all {
-		if j.Status == jobs.StatusQueued {
-			q = append(q, j)
-		}
-	}
-	sort.SliceStable(q, func(a, b int) bool {
-		if q[a].Priority != q[b].Priority {
-			return q[a].Priority > q[b].Priority
-		}
-		return q[a].Seq < q[b].Seq
-	})
-	for i, j := range q {
-		if j.ID == id {
-			return i + 1
-		}
-	}
-	return 0
 }
 
 // progressBody is the progress object of the status.
@@ -317,8 +294,7 @@ func statusOf(j *store.Job) trainingStatusBody {
 			if j.Status == jobs.StatusCompleted {
 				pb.Percent = 100
 			}
-			b, _ := json.Marshal(pb)
-			json.Unmarshal(b, &st.Progress)
+			st.Progress = &pb
 		}
 	}
 	return st
@@ -330,21 +306,9 @@ func (s *Server) trainingStatus(w http.ResponseWriter, _ *http.Request, _ *auth.
 		writeJSON(w, http.StatusOK, statusOf(nil))
 		return nil
 	}
-	j, err := s.cfg.Jobs.Current()
+	j, err := s.cfg.Jobs.Latest()
 	if err != nil {
 		return err
-	}
-	if j == nil {
-		all, err := s.cfg.Jobs.List()
-		if err != nil {
-			return err
-		}
-		for i := len(all) - 1; i >= 0; i-- {
-			if all[i].Status != jobs.StatusQueued {
-				j = all[i]
-				break
-			}
-		}
 	}
 	writeJSON(w, http.StatusOK, statusOf(j))
 	return nil

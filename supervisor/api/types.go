@@ -190,6 +190,6 @@ type trainingStatusBody struct {
 	Config          map[string]any `json:"config"`
 	JobID           *string        `json:"job_id"`
 	JobInfo         map[string]any `json:"job_info"`
-	Progress        map[string]any `json:"progress"`
+	Progress        *progressBody  `json:"progress"`
 	StartupProgress map[string]any `json:"startup_progress"`
 }

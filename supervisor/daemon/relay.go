@@ -3,8 +3,6 @@ package daemon
 import (
 	"encoding/json"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +103,7 @@ func (r *relay) job(id string, j *store.Job) *jobHooks {
 	jh := &jobHooks{config: cfg}
 	r.configs[id] = jh
 	if raw, _ := cfg["--webhook_config"].(string); raw != "" && !jobs.Terminal(j.Status) {
-		cfgs, err := loadWebhooks(raw)
+		cfgs, err := webhooks.Load(raw)
 		if err == nil {
 			err = webhooks.Validate(cfgs, r.pol)
 		}
@@ -123,18 +121,4 @@ func (r *relay) job(id string, j *store.Job) *jobHooks {
 		}
 	}
 	return jh
-}
-
-// loadWebhooks reads --webhook_config: inline JSON, or the path of a JSON file (already
-// resolved under the configs dir by the options registry).
-func loadWebhooks(raw string) ([]webhooks.Config, error) {
-	trimmed := strings.TrimSpace(raw)
-	if strings.HasPrefix(trimmed, "[") || strings.HasPrefix(trimmed, "{") {
-		return webhooks.Parse(trimmed)
-	}
-	b, err := os.ReadFile(trimmed)
-	if err != nil {
-		return nil, err
-	}
-	return webhooks.Parse(b)
 }

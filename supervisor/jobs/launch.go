@@ -1,17 +1,16 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
+	"simpletuner/internal/procenv"
 	"simpletuner/plugins"
 	"simpletuner/store"
 	"simpletuner/supervisor/gpu"
@@ -162,19 +161,10 @@ func killByNonce(nonce string) int {
 	if nonce == "" {
 		return 0
 	}
-	marker := []byte(EnvJobNonce + "=" + nonce + "\x00")
-	entries, _ := os.ReadDir("/proc")
 	n := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err == nil && bytes.Contains(env, marker) {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				n++
-			}
+	for _, pid := range procenv.Find(EnvJobNonce + "=" + nonce) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
 		}
 	}
 	return n

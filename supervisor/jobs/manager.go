@@ -388,6 +388,48 @@ func (m *Manager) Get(id string) (*store.Job, error) {
 // List returns all jobs, oldest first.
 func (m *Manager) List() ([]*store.Job, error) { return m.db.Jobs().List() }
 
+// QueuePosition is a queued job's 1-based place in the order the queue starts jobs
+// (0 when the job is not queued).
+func (m *Manager) QueuePosition(id string) int {
+	all, err := m.db.Jobs().List()
+	if err != nil {
+		return 0
+	}
+	var q []queued
+	for _, j := range all {
+		if j.Status == StatusQueued {
+			q = append(q, queued{ID: j.ID, Priority: j.Priority, Seq: j.Seq})
+		}
+	}
+	planOrder(q)
+	for i, j := range q {
+		if j.ID == id {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// Latest returns the job /api/training/status reports: the newest starting or running
+// job, else the newest one that has left the queue (so a finished job's outcome stays
+// visible), else nil.
+func (m *Manager) Latest() (*store.Job, error) {
+	all, err := m.db.Jobs().List()
+	if err != nil {
+		return nil, err
+	}
+	var ended *store.Job
+	for i := len(all) - 1; i >= 0; i-- {
+		switch s := all[i].Status; {
+		case s == StatusRunning || s == StatusStarting:
+			return all[i], nil
+		case s != StatusQueued && ended == nil:
+			ended = all[i]
+		}
+	}
+	return ended, nil
+}
+
 // Current returns the job /api/training/status reports: the newest starting or running
 // job, else nil.
 func (m *Manager) Current() (*store.Job, error) {

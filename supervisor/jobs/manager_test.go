@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"simpletuner/internal/procenv"
 	"simpletuner/plugins"
 	"simpletuner/plugins/kit"
 	"simpletuner/plugins/kit/kittest"
@@ -468,16 +469,7 @@ func TestInterruptedLaunchIsRequeuedAndTheIdleTrainerKilled(t *testing.T) {
 // killTrainersUnder kills trainer processes whose job directory lies under home: they
 // outlive the manager by design, so a test must end them itself.
 func killTrainersUnder(home string) {
-	entries, _ := os.ReadDir("/proc")
-	marker := []byte("SIMPLETUNER_JOB_DIR=" + home)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err == nil && strings.Contains(string(env), string(marker)) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+	for _, pid := range procenv.Find("SIMPLETUNER_JOB_DIR=" + home) {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }

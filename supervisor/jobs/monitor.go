@@ -140,20 +140,7 @@ func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration) 
 	} else {
 		m.statusChanged(rec)
 	}
-	m.alloc.Ledger().Release(j.ID)
-	m.mu.Lock()
-	if m.running[j.ID] == h {
-		delete(m.running, j.ID)
-	}
-	m.mu.Unlock()
-	if h != nil {
-		h.cmdMu.Lock()
-		if h.client != nil {
-			go h.client.Shutdown()
-			h.client = nil
-		}
-		h.cmdMu.Unlock()
-	}
+	m.letGo(j.ID, h)
 	m.log.Warn("trainer crashed; job requeued", "job_id", j.ID, "attempt", j.Attempts, "retry_in", delay)
 	time.AfterFunc(delay, m.kick)
 }
@@ -174,6 +161,31 @@ func (m *Manager) ingestSpool(j *store.Job) {
 	}
 }
 
+// letGo stops tracking a job's trainer: its GPUs return to the pool and the connection is
+// shut down. A trainer that was reachable a moment ago has a process group that is still
+// provably ours, so what it left behind (dataloader workers, a background validation
+// script) is killed after it shuts down, and nothing is reparented to init.
+func (m *Manager) letGo(id string, h *handle) {
+	m.alloc.Ledger().Release(id)
+	m.mu.Lock()
+	if m.running[id] == h {
+		delete(m.running, id)
+	}
+	m.mu.Unlock()
+	if h == nil {
+		return
+	}
+	h.cmdMu.Lock()
+	defer h.cmdMu.Unlock()
+	if client, pid := h.client, h.pid; client != nil {
+		go func() {
+			client.Shutdown()
+			killGroup(pid)
+		}()
+		h.client = nil
+	}
+}
+
 // finalize marks the job terminal exactly once, releases its GPUs and advances the queue.
 func (m *Manager) finalize(id string, h *handle, status, msg string) {
 	now := time.Now().UTC()
@@ -189,26 +201,7 @@ func (m *Manager) finalize(id string, h *handle, status, msg string) {
 	if err != nil {
 		m.log.Error("finalize job", "job_id", id, "err", err)
 	}
-	m.alloc.Ledger().Release(id)
-	m.mu.Lock()
-	if m.running[id] == h {
-		delete(m.running, id)
-	}
-	m.mu.Unlock()
-	if h != nil {
-		h.cmdMu.Lock()
-		if client, pid := h.client, h.pid; client != nil {
-			// The trainer was reachable a moment ago, so its process group is still ours:
-			// after it shuts down, kill what it left behind (dataloader workers, a
-			// background validation script) so nothing is reparented to init.
-			go func() {
-				client.Shutdown()
-				killGroup(pid)
-			}()
-			h.client = nil
-		}
-		h.cmdMu.Unlock()
-	}
+	m.letGo(id, h)
 	if changed && err == nil {
 		m.statusChanged(rec)
 	}

@@ -86,12 +86,8 @@ func (m *Manager) reattach(ctx context.Context, j *store.Job) {
 		case st.State == plugins.StateIdle && st.JobID == "":
 			// Our process (its identity matched) that never got its Start: the previous
 			// daemon died mid-launch. Kill it and launch the job again.
-			client.Shutdown()
-			killGroup(j.PID)
-			m.mu.Lock()
-			delete(m.running, j.ID)
-			m.mu.Unlock()
-			m.alloc.Ledger().Release(j.ID)
+			h.client = client
+			m.letGo(j.ID, h)
 			rec, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 				rec.Status, rec.GPUs, rec.PID = StatusQueued, nil, 0
 				return nil

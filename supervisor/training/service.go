@@ -213,17 +213,7 @@ func (s *Service) checkWebhooks(cfg *options.Config) options.Issues {
 	if raw == "" {
 		return nil
 	}
-	var data []byte
-	if strings.HasPrefix(raw, "[") || strings.HasPrefix(raw, "{") {
-		data = []byte(raw)
-	} else {
-		b, err := os.ReadFile(raw)
-		if err != nil {
-			return options.Issues{{Option: "--webhook_config", Severity: options.SevError, Message: fmt.Sprintf("Webhook config %s cannot be read: %v", raw, errors.Unwrap(err))}}
-		}
-		data = b
-	}
-	cfgs, err := webhooks.Parse(data)
+	cfgs, err := webhooks.Load(raw)
 	if err == nil {
 		err = webhooks.Validate(cfgs, s.webhookPolicy)
 	}

@@ -3,9 +3,11 @@ package webhooks
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -296,4 +298,18 @@ func clip(s string) string {
 		return string(r[:n]) + "…"
 	}
 	return s
+}
+
+// Load reads a --webhook_config value: inline JSON (an object or a list), or the path of
+// a JSON file (already resolved by the options registry).
+func Load(value string) ([]Config, error) {
+	v := strings.TrimSpace(value)
+	if strings.HasPrefix(v, "[") || strings.HasPrefix(v, "{") {
+		return Parse(v)
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: webhook config %s cannot be read: %w", ErrInvalidConfig, v, errors.Unwrap(err))
+	}
+	return Parse(b)
 }
