@@ -230,7 +230,7 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 	s.ValidationSteps = geti("--validation_num_inference_steps", 30)
 	s.ValidationInterval = geti("--validation_step_interval", 100)
 	s.ValidationResolution = cfg.String("--validation_resolution")
-	if cfgm, err := model.Flavour(s.Flavour); err == nil && s.HasValidation() {
+	if cfgm, err := model.Flavour(s.Flavour); err == nil && s.HasValidation() && s.ValidationResolution != "" {
 		if _, err := validation.ParseResolutions(s.ValidationResolution, cfgm.PatchSize); err != nil {
 			bad("--validation_resolution", "%v", err)
 		}

@@ -27,6 +27,8 @@ type trainer struct {
 	job  *kit.Job
 	ev   *emitter
 	s    *Settings
+	// lastW, lastH are the size of the latest training batch: validation's default size.
+	lastW, lastH int
 	// conditioning is set when the dataloader pairs conditioning datasets with the image
 	// datasets: the model then takes their images as extra tokens.
 	conditioning bool
@@ -290,6 +292,7 @@ func (t *trainer) loop(ctx context.Context) error {
 				return fmt.Errorf("load batch: %w", err)
 			}
 			epoch = b.Epoch
+			t.lastW, t.lastH = b.W, b.H
 			l, err := t.microStep(b, lossOpts)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", t.globalStep+1, err)

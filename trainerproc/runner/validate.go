@@ -42,9 +42,20 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 		t.ev.warn("Validation skipped", "no --validation_prompt or --user_prompt_library is configured", nil)
 		return nil
 	}
-	res, err := validation.ParseResolutions(s.ValidationResolution, t.model.Config().PatchSize)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
+	var res []validation.Resolution
+	if s.ValidationResolution != "" {
+		var err error
+		if res, err = validation.ParseResolutions(s.ValidationResolution, t.model.Config().PatchSize); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if len(res) == 0 {
+		// Unset: sample at the size the model is being trained on.
+		w, h := t.lastW, t.lastH
+		if w == 0 || h == 0 {
+			w, h = t.model.Config().SampleSize, t.model.Config().SampleSize
+		}
+		res = []validation.Resolution{{W: w, H: h}}
 	}
 	tok, err := data.NewTokenizer(t.loader.Tokenizer().MaxLen())
 	if err != nil {
@@ -64,10 +75,14 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 			if s.ValidationPreview {
 				req.Preview = func(pv validation.Preview) { t.emitPreview(p, r, pv) }
 			}
+			// Sampling takes a while (steps × 2 passes for guidance): say so on the stream.
+			t.ev.stage("validation", "running", fmt.Sprintf("Running validation %q at %s (%d steps)", p.ShortName, r, s.ValidationSteps), nil, nil)
 			img, err := smp.Sample(ctx, req)
 			if err != nil {
+				t.ev.stage("validation", "failed", fmt.Sprintf("Validation %q at %s failed: %v", p.ShortName, r, err), nil, nil)
 				return fmt.Errorf("validation %q at %s: %w", p.ShortName, r, err)
 			}
+			t.ev.stage("validation", "completed", fmt.Sprintf("Validation %q at %s done", p.ShortName, r), nil, nil)
 			b, err := validation.EncodePNG(img)
 			if err != nil {
 				return err
