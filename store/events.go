@@ -173,11 +173,11 @@ func (s *Events) appendLocked(jobID string, evs []StoredEvent) (uint64, error) {
 	var last, next uint64
 	now := time.Now().UTC()
 	err := s.db.update(func(txn *badger.Txn) error {
-		var j Job
-		if err := getJSON(txn, jobKey(jobID), &j); err != nil {
+		var err error
+		if last, err = jobLastSeq(txn, jobID); err != nil {
 			return err
 		}
-		last, next = j.LastSeq, st.last
+		next = st.last
 		for i := range evs {
 			e := &evs[i]
 			e.Index = 0
@@ -191,8 +191,7 @@ func (s *Events) appendLocked(jobID string, evs []StoredEvent) (uint64, error) {
 			}
 			last = e.Seq
 		}
-		j.LastSeq = last
-		return setJSON(txn, jobKey(jobID), &j, time.Time{})
+		return setJobSeq(txn, jobID, last)
 	})
 	if err != nil {
 		for i := range evs {

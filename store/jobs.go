@@ -1,7 +1,11 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -53,6 +57,70 @@ type Job struct {
 
 func jobKey(id string) []byte { return []byte("jobs/" + id) }
 
+// jobSeqKey holds a job's LastSeq (8 bytes, big endian) apart from the job record, so
+// storing a batch of events rewrites 8 bytes instead of the whole job (its config
+// included). A job record's own last_seq is what older state directories kept; the
+// larger of the two wins.
+func jobSeqKey(id string) []byte { return []byte("jobseq/" + id) }
+
+// getJob reads a job with its LastSeq.
+func getJob(txn *badger.Txn, id string, j *Job) error {
+	if err := getJSON(txn, jobKey(id), j); err != nil {
+		return err
+	}
+	seq, err := getJobSeq(txn, id)
+	if err != nil {
+		return err
+	}
+	j.LastSeq = max(j.LastSeq, seq)
+	return nil
+}
+
+// getJobSeq reads the LastSeq key of a job (0 when absent).
+func getJobSeq(txn *badger.Txn, id string) (uint64, error) {
+	it, err := txn.Get(jobSeqKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var seq uint64
+	err = it.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("job %s: last seq of %d bytes: %w", id, len(v), ErrCorrupt)
+		}
+		seq = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return seq, err
+}
+
+// jobLastSeq returns a job's LastSeq, decoding the job record only when the LastSeq key
+// was never written (a job from an older state directory).
+func jobLastSeq(txn *badger.Txn, id string) (uint64, error) {
+	if _, err := txn.Get(jobKey(id)); err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return 0, ErrNotFound
+		}
+		return 0, err
+	}
+	if _, err := txn.Get(jobSeqKey(id)); err == nil {
+		return getJobSeq(txn, id)
+	}
+	var j Job
+	if err := getJob(txn, id, &j); err != nil {
+		return 0, err
+	}
+	return j.LastSeq, nil
+}
+
+func setJobSeq(txn *badger.Txn, id string, seq uint64) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	return txn.Set(jobSeqKey(id), b[:])
+}
+
 // Jobs is the typed store of jobs.
 type Jobs struct{ db *DB }
 
@@ -77,7 +145,7 @@ func (s *Jobs) Create(j *Job) error {
 // Get returns a job.
 func (s *Jobs) Get(id string) (*Job, error) {
 	var j Job
-	if err := s.db.view(func(txn *badger.Txn) error { return getJSON(txn, jobKey(id), &j) }); err != nil {
+	if err := s.db.view(func(txn *badger.Txn) error { return getJob(txn, id, &j) }); err != nil {
 		return nil, err
 	}
 	return &j, nil
@@ -88,7 +156,7 @@ func (s *Jobs) Update(id string, fn func(j *Job) error) (*Job, error) {
 	var out Job
 	err := s.db.update(func(txn *badger.Txn) error {
 		var j Job
-		if err := getJSON(txn, jobKey(id), &j); err != nil {
+		if err := getJob(txn, id, &j); err != nil {
 			return err
 		}
 		if err := fn(&j); err != nil {
@@ -111,7 +179,7 @@ func (s *Jobs) List() ([]*Job, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var j Job
-			if err := getJSON(txn, it.Item().KeyCopy(nil), &j); err != nil {
+			if err := getJob(txn, strings.TrimPrefix(string(it.Item().Key()), "jobs/"), &j); err != nil {
 				return err
 			}
 			out = append(out, &j)

@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -51,8 +50,9 @@ func main() {
 	clients := flag.Int("clients", 100, "SSE clients")
 	burst := flag.Int("burst", 100000, "events of the throughput run")
 	rateEvents := flag.Int("rate-events", 10000, "events of the latency run (at 1,000/s)")
+	timeline := flag.Bool("timeline", false, "print the latency of each second of the latency run")
 	flag.Parse()
-	if err := run(*daemonBin, *clients, *burst, *rateEvents); err != nil {
+	if err := run(*daemonBin, *clients, *burst, *rateEvents, *timeline); err != nil {
 		fmt.Fprintln(os.Stderr, "eventfanout:", err)
 		os.Exit(1)
 	}
@@ -66,50 +66,77 @@ type client struct {
 	first   time.Time
 	last    time.Time
 	lat     []time.Duration
+	emitted []int64 // emit time (Unix ns) of each lat sample
 	measure bool
 }
 
-var emitKey = []byte(`"emit_unix_ns":`)
+// emitKey is the end of the key of the emit time: its first byte is rare in the frames,
+// which keeps the search fast (a leading quote would match at every JSON string).
+var emitKey = []byte(`_unix_ns":`)
 
+// read consumes the stream in large reads, as a load generator should: every complete
+// frame ("…\n\n") of a read counts, is stamped with the time of that read, and has its
+// emit time parsed out of the data line; a partial frame waits for the next read. This
+// keeps the 100 clients' own cost (they share the daemon's CPUs) to a scan per byte.
 func (c *client) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.HasPrefix(line, []byte("data: ")) {
-			continue
+	buf := make([]byte, 0, 1<<20)
+	var lat []time.Duration
+	var emitted []int64
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // a frame larger than the buffer: grow
 		}
-		i := bytes.Index(line, emitKey)
-		if i < 0 {
-			continue
-		}
-		j := i + len(emitKey)
-		k := j
-		for k < len(line) && line[k] >= '0' && line[k] <= '9' {
-			k++
-		}
-		ns, _ := strconv.ParseInt(string(line[j:k]), 10, 64)
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		now := time.Now()
-		c.mu.Lock()
-		if c.got == 0 {
-			c.first = now
+		end := bytes.LastIndex(buf, []byte("\n\n"))
+		if end >= 0 {
+			got := 0
+			lat, emitted = lat[:0], emitted[:0]
+			for rest := buf[:end]; ; {
+				i := bytes.Index(rest, emitKey)
+				if i < 0 {
+					break
+				}
+				j := i + len(emitKey)
+				k := j
+				for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
+					k++
+				}
+				ns, _ := strconv.ParseInt(string(rest[j:k]), 10, 64)
+				lat = append(lat, now.Sub(time.Unix(0, ns)))
+				emitted = append(emitted, ns)
+				got++
+				rest = rest[k:]
+			}
+			if got > 0 {
+				c.mu.Lock()
+				if c.got == 0 {
+					c.first = now
+				}
+				c.got += got
+				c.last = now
+				if c.measure {
+					c.lat = append(c.lat, lat...)
+					c.emitted = append(c.emitted, emitted...)
+				}
+				c.mu.Unlock()
+			}
+			buf = buf[:copy(buf, buf[end+2:])]
 		}
-		c.got++
-		c.last = now
-		if c.measure {
-			c.lat = append(c.lat, now.Sub(time.Unix(0, ns)))
+		if err != nil {
+			return
 		}
-		c.mu.Unlock()
 	}
 }
 
 func (c *client) reset(measure bool) {
 	c.mu.Lock()
-	c.got, c.lat, c.measure = 0, nil, measure
+	c.got, c.lat, c.emitted, c.measure = 0, nil, nil, measure
 	c.mu.Unlock()
 }
 
-func run(daemonBin string, nClients, burst, rateEvents int) error {
+func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error {
 	home, err := os.MkdirTemp("", "st-eventfanout-")
 	if err != nil {
 		return err
@@ -171,6 +198,7 @@ func run(daemonBin string, nClients, burst, rateEvents int) error {
 		emitRate, ingestRate, slowestClientRate float64
 		delivered                               int
 		lat                                     []time.Duration
+		emitted                                 []int64
 	}
 	oneRun := func(name string, events, rate int, measure bool) (result, error) {
 		var r result
@@ -310,6 +338,7 @@ func run(daemonBin string, nClients, burst, rateEvents int) error {
 			fastest = min(fastest, cl.last.Sub(firstEmit))
 			r.delivered += cl.got
 			r.lat = append(r.lat, cl.lat...)
+			r.emitted = append(r.emitted, cl.emitted...)
 			cl.mu.Unlock()
 		}
 		r.slowestClientRate = float64(events) / slowest.Seconds()
@@ -341,6 +370,9 @@ func run(daemonBin string, nClients, burst, rateEvents int) error {
 	lt, err := oneRun("latency", rateEvents, 1000, true)
 	if err != nil {
 		return err
+	}
+	if timeline {
+		printTimeline(lt.lat, lt.emitted)
 	}
 	slices.Sort(lt.lat)
 	q := func(p float64) float64 { return ms(lt.lat[min(len(lt.lat)-1, int(p*float64(len(lt.lat))))]) }
@@ -397,6 +429,29 @@ func readAll(c *http.Client, base, id string) ([]storedEvent, error) {
 		}
 		out = append(out, pg.Events...)
 		since = pg.Next
+	}
+}
+
+// printTimeline prints the latency percentiles of each second of the latency run (by
+// emit time), to tell a steady tail from a stall.
+func printTimeline(lat []time.Duration, emitted []int64) {
+	if len(lat) == 0 {
+		return
+	}
+	t0 := slices.Min(emitted)
+	buckets := map[int64][]time.Duration{}
+	for i, l := range lat {
+		s := (emitted[i] - t0) / int64(time.Second)
+		buckets[s] = append(buckets[s], l)
+	}
+	fmt.Printf("%6s %8s %8s %8s\n", "second", "p50 ms", "p99 ms", "max ms")
+	for s := int64(0); s < int64(len(buckets)); s++ {
+		b := buckets[s]
+		if len(b) == 0 {
+			continue
+		}
+		slices.Sort(b)
+		fmt.Printf("%6d %8.1f %8.1f %8.1f\n", s, ms(b[len(b)/2]), ms(b[len(b)*99/100]), ms(b[len(b)-1]))
 	}
 }
 

@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
 		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout,
-		Events: sink, EventBatchWindow: 20 * time.Millisecond, Failpoint: failpoint(cfg.Failpoints, log)}, db, alloc, log.With("component", "jobs"))
+		Events: sink, Failpoint: failpoint(cfg.Failpoints, log)}, db, alloc, log.With("component", "jobs"))
 	if err != nil {
 		return err
 	}

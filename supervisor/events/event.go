@@ -119,16 +119,23 @@ func FromStored(se store.StoredEvent) (*Event, error) {
 	if err := json.Unmarshal(se.Event, &pe); err != nil {
 		return nil, fmt.Errorf("event %d of job %s: %w", se.Index, se.JobID, err)
 	}
-	e := &Event{ID: strconv.FormatUint(se.Index, 10), Index: se.Index, Seq: se.Seq, JobID: se.JobID,
+	return typedEvent(se.Index, se.Seq, se.JobID, pe), nil
+}
+
+// typedEvent builds the typed event of a producer's event stored under index: the
+// fields clients look for (progress, stage, checkpoint, validation, images) are lifted
+// out of its data.
+func typedEvent(index, seq uint64, jobID string, pe plugins.Event) *Event {
+	e := &Event{ID: strconv.FormatUint(index, 10), Index: index, Seq: seq, JobID: jobID,
 		Type: safeName(pe.Type), Severity: pe.Severity, Timestamp: pe.Time, Title: pe.Title, Message: pe.Message, Data: pe.Data}
 	if e.Severity == "" {
 		e.Severity = "info"
 	}
-	if se.Seq > 0 && e.Type == TypeJobStatus {
+	if seq > 0 && e.Type == TypeJobStatus {
 		e.Type = TypeTrainerStatus
 	}
 	if len(e.Data) == 0 || e.Data[0] != '{' {
-		return e, nil
+		return e
 	}
 	switch e.Type {
 	case TypeTrainingProgress:
@@ -208,7 +215,7 @@ func FromStored(se store.StoredEvent) (*Event, error) {
 			}
 		}
 	}
-	return e, nil
+	return e
 }
 
 // progressData is what trainers put in a progress payload: plugins.Progress (step,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +34,14 @@ type Config struct {
 	// WriteTimeout bounds one write to a client; a client that does not take its bytes
 	// within it is dropped [10 s].
 	WriteTimeout time.Duration
-	// ClientBuffer is how many events may wait for one client before it has to catch up
-	// from the store [4096].
-	ClientBuffer int
+	// RingEvents and RingBytes bound the recent events kept in memory for every stream
+	// to read from [16384 events, 32 MiB]; a client further behind reads the store.
+	RingEvents int
+	RingBytes  int
+	// FlushInterval is the shortest time between two writes to one client [10 ms]:
+	// events that arrive meanwhile go out in the same write, which bounds the system
+	// calls per client whatever the event rate, at the cost of that much latency.
+	FlushInterval time.Duration
 	// MaxClients bounds concurrent streams [1000].
 	MaxClients int
 	// RetentionCount and RetentionAge bound the stored events [100000, 7 days]; a
@@ -63,8 +67,9 @@ type Hub struct {
 	end context.CancelFunc
 	wg  sync.WaitGroup
 
-	// pubMu serialises store-then-publish, so subscribers see indexes in order.
+	// pubMu serialises store-then-publish, so the ring holds indexes in order.
 	pubMu sync.Mutex
+	ring  *ring
 
 	// subMu guards subs and closed.
 	subMu  sync.RWMutex
@@ -89,8 +94,14 @@ func New(cfg Config) *Hub {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	if cfg.ClientBuffer <= 0 {
-		cfg.ClientBuffer = 4096
+	if cfg.RingEvents <= 0 {
+		cfg.RingEvents = 16384
+	}
+	if cfg.RingBytes <= 0 {
+		cfg.RingBytes = 32 << 20
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 10 * time.Millisecond
 	}
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = 1000
@@ -118,6 +129,7 @@ func New(cfg Config) *Hub {
 	}
 	ctx, end := context.WithCancel(context.Background())
 	return &Hub{cfg: cfg, db: cfg.Store, log: cfg.Log, ctx: ctx, end: end, subs: map[*subscriber]struct{}{},
+		ring:   newRing(cfg.RingEvents, cfg.RingBytes),
 		owners: map[string]int64{}, statuses: map[string]string{}, tails: map[string]*tailer{}}
 }
 
@@ -198,9 +210,11 @@ func (h *Hub) Dropped() int64 { return h.dropped.Load() }
 // job's LastSeq are skipped) and publishes the new ones. It sanitises every event first,
 // so what is stored is what clients may see. The job manager calls it.
 func (h *Hub) Append(jobID string, evs []plugins.Event) error {
+	pes := make([]plugins.Event, len(evs))
 	sevs := make([]store.StoredEvent, len(evs))
 	for i, e := range evs {
-		raw, err := json.Marshal(sanitize(e))
+		pes[i] = sanitize(e)
+		raw, err := json.Marshal(pes[i])
 		if err != nil {
 			return fmt.Errorf("encode event %d of job %s: %w", e.Seq, jobID, err)
 		}
@@ -211,18 +225,27 @@ func (h *Hub) Append(jobID string, evs []plugins.Event) error {
 	if _, err := h.db.Events().Append(jobID, sevs); err != nil {
 		return err
 	}
-	h.publishStored(sevs)
+	h.publish(sevs, pes)
 	return nil
 }
 
-// record stores events of daemon origin and publishes them.
-func (h *Hub) record(sevs []store.StoredEvent) error {
+// record stores events of daemon origin (already sanitised) for a job and publishes
+// them.
+func (h *Hub) record(jobID string, pes ...plugins.Event) error {
+	sevs := make([]store.StoredEvent, len(pes))
+	for i, pe := range pes {
+		raw, err := json.Marshal(pe)
+		if err != nil {
+			return fmt.Errorf("encode %s event of job %s: %w", pe.Type, jobID, err)
+		}
+		sevs[i] = store.StoredEvent{JobID: jobID, Event: raw}
+	}
 	h.pubMu.Lock()
 	defer h.pubMu.Unlock()
 	if err := h.db.Events().Record(sevs); err != nil {
 		return err
 	}
-	h.publishStored(sevs)
+	h.publish(sevs, pes)
 	return nil
 }
 
@@ -236,29 +259,20 @@ func sanitize(e plugins.Event) plugins.Event {
 	return e
 }
 
-// publishStored converts stored events (Index 0: skipped by the store) and hands them to
-// every subscriber. Called with pubMu held.
-func (h *Hub) publishStored(sevs []store.StoredEvent) {
+// publish encodes the events just stored (sevs, with the indexes the store gave them;
+// Index 0 marks one the store skipped) from their decoded form pes, and adds them to
+// the ring every stream reads. Called with pubMu held, so the ring stays in index order.
+func (h *Hub) publish(sevs []store.StoredEvent, pes []plugins.Event) {
 	frames := make([]*frame, 0, len(sevs))
-	for _, se := range sevs {
+	for i, se := range sevs {
 		if se.Index == 0 {
 			continue
 		}
-		ev, err := h.typed(se)
-		if err != nil {
-			h.log.Warn("undecodable event", "job_id", se.JobID, "index", se.Index, "err", err)
-			continue
-		}
+		ev := typedEvent(se.Index, se.Seq, se.JobID, pes[i])
+		ev.owner = h.ownerOf(se.JobID)
 		frames = append(frames, newFrame(ev))
 	}
-	if len(frames) == 0 {
-		return
-	}
-	h.subMu.RLock()
-	for s := range h.subs {
-		s.offer(frames)
-	}
-	h.subMu.RUnlock()
+	h.ring.push(frames)
 }
 
 // typed converts a stored event and attaches its job's owner.
@@ -331,8 +345,7 @@ func (h *Hub) JobStatus(j *store.Job) {
 	}
 	d, _ := json.Marshal(data)
 	pe := sanitize(plugins.Event{Type: TypeJobStatus, Severity: sev, Time: time.Now().UTC(), Title: "Job " + j.Status, Message: j.Error, Data: d})
-	raw, _ := json.Marshal(pe)
-	if err := h.record([]store.StoredEvent{{JobID: j.ID, Event: raw}}); err != nil {
+	if err := h.record(j.ID, pe); err != nil {
 		h.log.Error("store job status event", "job_id", j.ID, "status", j.Status, "err", err)
 	}
 	switch {
@@ -351,8 +364,7 @@ func (h *Hub) Emit(jobID, typ, severity, title, message string, data any) {
 		d, _ = json.Marshal(data)
 	}
 	pe := sanitize(plugins.Event{Type: typ, Severity: severity, Time: time.Now().UTC(), Title: title, Message: message, Data: d})
-	raw, _ := json.Marshal(pe)
-	if err := h.record([]store.StoredEvent{{JobID: jobID, Event: raw}}); err != nil {
+	if err := h.record(jobID, pe); err != nil {
 		h.log.Error("store daemon event", "job_id", jobID, "type", typ, "err", err)
 	}
 }
@@ -454,30 +466,6 @@ func (h *Hub) snapshot(keep func(*Event) bool) []*Event {
 		}
 	}
 	return out
-}
-
-// frame is one event encoded once for every client.
-type frame struct {
-	ev  *Event
-	sse []byte // id, event and data lines
-	ws  []byte // {"job_id":…,"event":{…}}
-}
-
-func newFrame(ev *Event) *frame {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		data, _ = json.Marshal(map[string]any{"type": ev.Type, "index": ev.Index, "error": "unencodable event"})
-	}
-	f := &frame{ev: ev}
-	f.sse = appendSSE(make([]byte, 0, len(data)+64), strconv.FormatUint(ev.Index, 10), ev.Type, data)
-	job, _ := json.Marshal(ev.JobID)
-	f.ws = make([]byte, 0, len(data)+len(job)+24)
-	f.ws = append(f.ws, `{"job_id":`...)
-	f.ws = append(f.ws, job...)
-	f.ws = append(f.ws, `,"event":`...)
-	f.ws = append(f.ws, data...)
-	f.ws = append(f.ws, '}')
-	return f
 }
 
 // appendSSE appends one SSE frame. data must be single-line JSON (json.Marshal output

@@ -359,7 +359,7 @@ func TestSecretsNeverReachClientsOrStore(t *testing.T) {
 // every event in order with p99 latency < 250 ms; publishing never waits for clients;
 // memory stays bounded.
 func TestSlowClientIsDroppedOthersUnaffected(t *testing.T) {
-	th := newTestHub(t, Config{WriteTimeout: 500 * time.Millisecond, ClientBuffer: 1024})
+	th := newTestHub(t, Config{WriteTimeout: 500 * time.Millisecond, RingEvents: 1024})
 	addr := strings.TrimPrefix(th.srv.URL, "http://")
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

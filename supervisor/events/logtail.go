@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +90,7 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 		if err == nil {
 			off = newOff
 		}
-		var evs []store.StoredEvent
+		var evs []plugins.Event
 		if skipped > 0 {
 			// The chunk starts inside a line: drop up to its end.
 			partial = nil
@@ -100,7 +99,7 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 			} else {
 				chunk = nil
 			}
-			evs = append(evs, h.logEvent(jobID, "warning", fmt.Sprintf("%d bytes of trainer log not relayed (written faster than it can be relayed); the full log is %s", skipped, plugins.LogFile)))
+			evs = append(evs, h.logEvent("warning", fmt.Sprintf("%d bytes of trainer log not relayed (written faster than it can be relayed); the full log is %s", skipped, plugins.LogFile)))
 		}
 		data := append(partial, chunk...)
 		for {
@@ -113,7 +112,7 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 			now := time.Now()
 			if now.Sub(windowStart) >= time.Second {
 				if suppressed > 0 {
-					evs = append(evs, h.logEvent(jobID, "warning", fmt.Sprintf("%d trainer log lines not relayed (rate limit %d/s); the full log is %s", suppressed, h.cfg.LogRate, plugins.LogFile)))
+					evs = append(evs, h.logEvent("warning", fmt.Sprintf("%d trainer log lines not relayed (rate limit %d/s); the full log is %s", suppressed, h.cfg.LogRate, plugins.LogFile)))
 				}
 				windowStart, inWindow, suppressed = now, 0, 0
 			}
@@ -122,19 +121,19 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 				continue
 			}
 			inWindow++
-			evs = append(evs, h.logEvent(jobID, "info", string(line)))
+			evs = append(evs, h.logEvent("info", string(line)))
 		}
 		partial = append([]byte(nil), data...)
 		if len(partial) > h.cfg.LogLineMax {
 			// A line longer than the cap: relay its start now, drop the rest of it.
-			evs = append(evs, h.logEvent(jobID, "info", string(partial)))
+			evs = append(evs, h.logEvent("info", string(partial)))
 			partial = nil
 		}
 		if final && suppressed > 0 {
-			evs = append(evs, h.logEvent(jobID, "warning", fmt.Sprintf("%d trainer log lines not relayed (rate limit %d/s)", suppressed, h.cfg.LogRate)))
+			evs = append(evs, h.logEvent("warning", fmt.Sprintf("%d trainer log lines not relayed (rate limit %d/s)", suppressed, h.cfg.LogRate)))
 		}
 		if len(evs) > 0 {
-			if err := h.record(evs); err != nil {
+			if err := h.record(jobID, evs...); err != nil {
 				h.log.Warn("store log events", "job_id", jobID, "err", err)
 			}
 		}
@@ -151,10 +150,9 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 }
 
 // logEvent builds a log event for one sanitised line.
-func (h *Hub) logEvent(jobID, severity, line string) store.StoredEvent {
+func (h *Hub) logEvent(severity, line string) plugins.Event {
 	msg := strings.TrimSpace(CleanText(Redact(line), h.cfg.LogLineMax, true))
-	raw, _ := json.Marshal(plugins.Event{Type: TypeLog, Severity: severity, Time: time.Now().UTC(), Message: msg})
-	return store.StoredEvent{JobID: jobID, Event: raw}
+	return plugins.Event{Type: TypeLog, Severity: severity, Time: time.Now().UTC(), Message: msg}
 }
 
 // readFrom reads what was appended to path after off, at most maxLogRead bytes; when

@@ -18,36 +18,12 @@ import (
 	"simpletuner/store"
 )
 
-// subscriber is one open stream's mailbox. The publisher never blocks on it: when more
-// than the buffer's worth of events wait, it stops queueing and raises lag, and the
-// stream reads what it missed from the store.
+// subscriber is one open stream as the hub sees it: something to stop. What the stream
+// has sent is its own business (it reads the ring at its own pace).
 type subscriber struct {
-	ch      chan []*frame // batches in index order
-	lag     chan struct{} // capacity 1: "events were not queued; catch up from the store"
-	pending atomic.Int64  // events queued in ch
-	limit   int64
-	done    chan struct{} // closed by stop
-	once    sync.Once
-	why     atomic.Value // error: why the hub stopped the stream
-}
-
-func (s *subscriber) offer(fs []*frame) {
-	if s.pending.Load()+int64(len(fs)) > s.limit {
-		select {
-		case s.lag <- struct{}{}:
-		default:
-		}
-		return
-	}
-	select {
-	case s.ch <- fs:
-		s.pending.Add(int64(len(fs)))
-	default:
-		select {
-		case s.lag <- struct{}{}:
-		default:
-		}
-	}
+	done chan struct{} // closed by stop
+	once sync.Once
+	why  atomic.Value // error: why the hub stopped the stream
 }
 
 func (s *subscriber) stop(err error) {
@@ -66,7 +42,7 @@ func (h *Hub) subscribe() (*subscriber, error) {
 	if len(h.subs) >= h.cfg.MaxClients {
 		return nil, ErrTooManyClients
 	}
-	s := &subscriber{ch: make(chan []*frame, 1024), lag: make(chan struct{}, 1), limit: int64(h.cfg.ClientBuffer), done: make(chan struct{})}
+	s := &subscriber{done: make(chan struct{})}
 	h.subs[s] = struct{}{}
 	return s, nil
 }
@@ -189,7 +165,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request, o StreamOptions) e
 }
 
 // run is the body of a stream: connected frame, optional reset, catch-up from the
-// store, then live events, heartbeats and credential checks.
+// store, then live events from the ring, heartbeats and credential checks.
 func (h *Hub) run(ctx context.Context, sub *subscriber, s sink, o StreamOptions) (err error) {
 	defer func() {
 		switch {
@@ -224,49 +200,81 @@ func (h *Hub) run(ctx context.Context, sub *subscriber, s sink, o StreamOptions)
 			}
 		}
 	}
-	if sent, err = h.catchUp(s, sent, o.Keep); err != nil {
-		return err
+	// Catch up from the store until the ring holds what comes next (after a daemon
+	// restart the ring holds nothing older than the restart).
+	for {
+		if oldest := h.ring.oldest(); oldest != 0 && sent+1 >= oldest {
+			break
+		}
+		next, err := h.storePage(s, sent, o.Keep)
+		if err != nil {
+			return err
+		}
+		if next == sent {
+			break
+		}
+		sent = next
 	}
 	if err := s.flush(); err != nil {
 		return err
 	}
 	hb := time.NewTicker(h.cfg.Heartbeat)
 	defer hb.Stop()
+	// pace holds the stream back for FlushInterval after each write, so events that
+	// arrive meanwhile go out together; it is nil while the stream may write.
+	pacer := time.NewTimer(0)
+	defer pacer.Stop()
+	<-pacer.C
+	var pace <-chan time.Time
+	batch := make([]*frame, 0, streamBatch)
 	for {
+		var wake <-chan struct{}
+		if pace == nil {
+			var behind bool
+			batch, wake, behind = h.ring.read(sent, streamBatch, batch[:0])
+			if behind {
+				// Further behind than the ring holds: one page from the store, then
+				// the ring again.
+				next, err := h.storePage(s, sent, o.Keep)
+				if err != nil {
+					return err
+				}
+				if next == sent {
+					// Nothing left in the store before the ring's oldest frame
+					// (retention deleted it meanwhile): go on from the ring.
+					next = max(sent, h.ring.oldest()-1)
+				}
+				sent = next
+				continue
+			}
+			if len(batch) > 0 {
+				for _, f := range batch {
+					if o.Keep == nil || o.Keep(f.ev) {
+						if err := s.event(f); err != nil {
+							return err
+						}
+					}
+					sent = f.ev.Index
+				}
+				if len(batch) == streamBatch {
+					continue // more is waiting: write it without pausing
+				}
+				if err := s.flush(); err != nil {
+					return err
+				}
+				pacer.Reset(h.cfg.FlushInterval)
+				pace, wake = pacer.C, nil
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sub.done:
 			err, _ := sub.why.Load().(error)
 			return err
-		case fs := <-sub.ch:
-			for more := true; more; {
-				sub.pending.Add(-int64(len(fs)))
-				for _, f := range fs {
-					if f.ev.Index <= sent || (o.Keep != nil && !o.Keep(f.ev)) {
-						continue
-					}
-					if err := s.event(f); err != nil {
-						return err
-					}
-					sent = f.ev.Index
-				}
-				select {
-				case fs = <-sub.ch:
-				default:
-					more = false
-				}
-			}
-			if err := s.flush(); err != nil {
-				return err
-			}
-		case <-sub.lag:
-			if sent, err = h.catchUp(s, sent, o.Keep); err != nil {
-				return err
-			}
-			if err := s.flush(); err != nil {
-				return err
-			}
+		case <-wake:
+		case <-pace:
+			pace = nil
 		case <-hb.C:
 			if o.Check != nil {
 				if cerr := o.Check(); cerr != nil {
@@ -285,33 +293,34 @@ func (h *Hub) run(ctx context.Context, sub *subscriber, s sink, o StreamOptions)
 	}
 }
 
-// catchUp writes the stored events after sent that keep accepts and returns the last
-// index examined. Events queued meanwhile are skipped later by index.
-func (h *Hub) catchUp(s sink, sent uint64, keep func(*Event) bool) (uint64, error) {
-	for {
-		var werr error
-		_, next, err := h.db.Events().Since(sent, 500, 0, func(se *store.StoredEvent) bool {
-			if werr != nil {
-				return false
-			}
-			ev, err := h.typed(*se)
-			if err != nil || (keep != nil && !keep(ev)) {
-				return false
-			}
-			werr = s.event(newFrame(ev))
-			return true
-		})
-		if err != nil {
-			return sent, err
-		}
+// streamBatch is how many frames a stream takes from the ring at a time.
+const streamBatch = 1024
+
+// storePage writes one page of the stored events after sent that keep accepts and
+// returns the last index examined (sent when there was none).
+func (h *Hub) storePage(s sink, sent uint64, keep func(*Event) bool) (uint64, error) {
+	var werr error
+	_, next, err := h.db.Events().Since(sent, 500, 0, func(se *store.StoredEvent) bool {
 		if werr != nil {
-			return sent, werr
+			return false
 		}
-		if next == sent {
-			return sent, nil
+		ev, err := h.typed(*se)
+		if err != nil || (keep != nil && !keep(ev)) {
+			return false
 		}
-		sent = next
+		werr = s.event(newFrame(ev))
+		return true
+	})
+	if err != nil {
+		return sent, err
 	}
+	if werr != nil {
+		return sent, werr
+	}
+	if err := s.flush(); err != nil {
+		return sent, err
+	}
+	return max(next, sent), nil
 }
 
 // sseSink writes SSE frames, buffered, with a write deadline per flush.
@@ -323,7 +332,7 @@ type sseSink struct {
 }
 
 func (s *sseSink) event(f *frame) error {
-	s.buf = append(s.buf, f.sse...)
+	s.buf = appendSSE(s.buf, f.ev.ID, f.ev.Type, f.data)
 	if len(s.buf) >= 64<<10 {
 		return s.flush()
 	}
@@ -360,6 +369,7 @@ type wsSink struct {
 	c       *websocket.Conn
 	ctx     context.Context
 	timeout time.Duration
+	msg     []byte // reused for {"job_id":…,"event":…}
 }
 
 func (s *wsSink) write(b []byte) error {
@@ -371,7 +381,18 @@ func (s *wsSink) write(b []byte) error {
 	return nil
 }
 
-func (s *wsSink) event(f *frame) error { return s.write(f.ws) }
+func (s *wsSink) event(f *frame) error {
+	job, err := json.Marshal(f.ev.JobID)
+	if err != nil {
+		return err
+	}
+	s.msg = append(s.msg[:0], `{"job_id":`...)
+	s.msg = append(s.msg, job...)
+	s.msg = append(s.msg, `,"event":`...)
+	s.msg = append(s.msg, f.data...)
+	s.msg = append(s.msg, '}')
+	return s.write(s.msg)
+}
 
 func (s *wsSink) control(_ string, v any) error {
 	data, err := json.Marshal(v)

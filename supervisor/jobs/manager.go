@@ -75,9 +75,6 @@ type Config struct {
 	Failpoint func(name string)
 	// OnEvents, when set, sees every batch of events after it is stored.
 	OnEvents func(jobID string, evs []plugins.Event)
-	// EventBatchWindow is the longest an event waits to be stored with others (default
-	// 100 ms); it bounds the added latency of every event, the last of a burst included.
-	EventBatchWindow time.Duration
 	// Events, when set, stores the trainer events (instead of the manager writing them
 	// to the store itself) and hears of every job status change: the event hub.
 	Events EventSink
@@ -147,9 +144,6 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	}
 	if cfg.MaxAttempts < 1 {
 		cfg.MaxAttempts = 1
-	}
-	if cfg.EventBatchWindow <= 0 {
-		cfg.EventBatchWindow = 100 * time.Millisecond
 	}
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = 10 * time.Second

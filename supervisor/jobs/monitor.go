@@ -35,6 +35,13 @@ func (m *Manager) watch(ctx context.Context, id string, h *handle, since uint64)
 	type result struct{ err error }
 	streamDone := make(chan result, 1)
 	batch := newBatcher(m, id)
+	batchCtx, stopBatch := context.WithCancel(context.Background())
+	batchDone := make(chan struct{})
+	go func() {
+		defer close(batchDone)
+		batch.run(batchCtx)
+	}()
+	defer func() { stopBatch(); <-batchDone }() // no store after watch returns
 	h.cmdMu.Lock()
 	client := h.client
 	h.cmdMu.Unlock()
@@ -69,7 +76,7 @@ func (m *Manager) watch(ctx context.Context, id string, h *handle, since uint64)
 			m.log.Warn("event stream broke", "job_id", id, "err", r.err)
 			streamDone = nil // keep polling the process; the spool will tell the rest
 		case <-tick.C:
-			batch.flushIfDue()
+			batch.flushProgress()
 			alive := classifyProc(h.pid, h.start, boot, m.boot) == procOurs
 			if !alive && h.pid != 0 {
 				batch.flush()
@@ -211,23 +218,51 @@ func (m *Manager) finalize(id string, h *handle, status, msg string) {
 	m.kick()
 }
 
-// batcher stores events in batches: one transaction per ~100 ms or 256 events, so a
-// trainer emitting thousands of events a second costs tens of writes, not thousands.
-// Its methods may be called from the stream goroutine and the watch loop at once; mu
-// guards every field.
+// batcher stores a job's events in group commits: while one batch is being stored, the
+// events that arrive meanwhile wait and go into the next. At a low rate each event is
+// stored (and so published) on its own, at once; at a high rate batches grow by
+// themselves, so a trainer emitting tens of thousands of events a second costs a few
+// hundred transactions, and no event waits for a timer. When maxBatch events wait, add
+// stores them itself: the receive loop is held back (the trainer is not; its spool
+// keeps everything) instead of memory growing.
 type batcher struct {
+	m    *Manager
+	id   string
+	kick chan struct{} // capacity 1: "events are pending" for run
+
+	// mu guards seen, pending and progress.
 	mu       sync.Mutex
 	seen     time.Time // when the last event arrived
-	m        *Manager
-	id       string
 	pending  []plugins.Event
-	last     time.Time
-	progress *plugins.Progress
-	timer    *time.Timer // flushes pending events when the batch window ends
+	progress *plugins.Progress // the newest progress not yet written to the job
+
+	// storeMu serialises stores, so batches are stored in the order they were taken;
+	// it guards progressAt.
+	storeMu    sync.Mutex
+	progressAt time.Time // when the job's progress was last written
 }
 
+// maxBatch bounds one group commit.
+const maxBatch = 4096
+
+// progressEvery is how often, at most, a job's stored progress is rewritten while
+// events stream in; the events themselves carry every step.
+const progressEvery = 250 * time.Millisecond
+
 func newBatcher(m *Manager, id string) *batcher {
-	return &batcher{m: m, id: id, last: time.Now(), seen: time.Now()}
+	return &batcher{m: m, id: id, seen: time.Now(), kick: make(chan struct{}, 1)}
+}
+
+// run stores pending events as they come until ctx ends.
+func (b *batcher) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+			b.store(false)
+		}
+	}
 }
 
 func (b *batcher) lastEvent() time.Time {
@@ -246,7 +281,6 @@ func mustJob(m *Manager, id string) *store.Job {
 
 func (b *batcher) add(e plugins.Event) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.seen = time.Now()
 	b.pending = append(b.pending, e)
 	if e.Type == "training.progress" {
@@ -255,58 +289,60 @@ func (b *batcher) add(e plugins.Event) {
 			b.progress = &p
 		}
 	}
-	if len(b.pending) >= 256 || e.Type == "job.status" || time.Since(b.last) >= b.m.cfg.EventBatchWindow {
-		b.flushLocked()
-	} else if b.timer == nil {
-		b.timer = time.AfterFunc(b.m.cfg.EventBatchWindow, b.flush)
-	}
-}
-
-func (b *batcher) flushIfDue() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if time.Since(b.last) >= b.m.cfg.EventBatchWindow {
-		b.flushLocked()
-	}
-}
-
-func (b *batcher) flush() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.flushLocked()
-}
-
-func (b *batcher) flushLocked() {
-	if b.timer != nil {
-		b.timer.Stop()
-		b.timer = nil
-	}
-	b.last = time.Now()
-	if len(b.pending) == 0 {
+	full := len(b.pending) >= maxBatch
+	b.mu.Unlock()
+	if full {
+		b.store(false)
 		return
 	}
-	var err error
-	if b.m.cfg.Events != nil {
-		err = b.m.cfg.Events.Append(b.id, b.pending)
-	} else {
-		evs := make([]store.StoredEvent, 0, len(b.pending))
-		for _, e := range b.pending {
-			raw, _ := json.Marshal(e)
-			evs = append(evs, store.StoredEvent{JobID: b.id, Seq: e.Seq, Event: raw})
-		}
-		_, err = b.m.db.Events().Append(b.id, evs)
+	select {
+	case b.kick <- struct{}{}:
+	default:
 	}
-	if err != nil {
-		b.m.log.Error("store events", "job_id", b.id, "err", err)
-		return
-	}
-	if b.progress != nil {
-		p, _ := json.Marshal(b.progress)
-		_, _ = b.m.db.Jobs().Update(b.id, func(j *store.Job) error { j.Progress = p; return nil })
+}
+
+// flush stores whatever is pending, the job's latest progress included, before it
+// returns.
+func (b *batcher) flush() { b.store(true) }
+
+// flushProgress writes a progress that was held back by progressEvery, once it is due.
+func (b *batcher) flushProgress() { b.store(false) }
+
+func (b *batcher) store(final bool) {
+	b.storeMu.Lock()
+	defer b.storeMu.Unlock()
+	b.mu.Lock()
+	batch, progress := b.pending, b.progress
+	b.pending = nil
+	writeProgress := progress != nil && (final || time.Since(b.progressAt) >= progressEvery)
+	if writeProgress {
 		b.progress = nil
 	}
-	if b.m.cfg.OnEvents != nil {
-		b.m.cfg.OnEvents(b.id, b.pending)
+	b.mu.Unlock()
+	if len(batch) > 0 {
+		var err error
+		if b.m.cfg.Events != nil {
+			err = b.m.cfg.Events.Append(b.id, batch)
+		} else {
+			evs := make([]store.StoredEvent, 0, len(batch))
+			for _, e := range batch {
+				raw, _ := json.Marshal(e)
+				evs = append(evs, store.StoredEvent{JobID: b.id, Seq: e.Seq, Event: raw})
+			}
+			_, err = b.m.db.Events().Append(b.id, evs)
+		}
+		if err != nil {
+			// The spool still has them: the next restart or finishFromRecord re-reads it.
+			b.m.log.Error("store events", "job_id", b.id, "err", err)
+			return
+		}
 	}
-	b.pending = nil
+	if writeProgress {
+		p, _ := json.Marshal(progress)
+		_, _ = b.m.db.Jobs().Update(b.id, func(j *store.Job) error { j.Progress = p; return nil })
+		b.progressAt = time.Now()
+	}
+	if len(batch) > 0 && b.m.cfg.OnEvents != nil {
+		b.m.cfg.OnEvents(b.id, batch)
+	}
 }
