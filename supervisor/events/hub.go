@@ -471,14 +471,20 @@ func (h *Hub) snapshot(keep func(*Event) bool) []*Event {
 // appendSSE appends one SSE frame. data must be single-line JSON (json.Marshal output
 // never contains a raw newline); id and name come from safe alphabets.
 func appendSSE(b []byte, id, name string, data []byte) []byte {
+	b = appendSSEHead(b, id, safeName(name))
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// appendSSEHead appends the id and event lines of a frame and the start of its data
+// line; name must already be safe (safeName).
+func appendSSEHead(b []byte, id, name string) []byte {
 	if id != "" {
 		b = append(b, "id: "...)
 		b = append(b, id...)
 		b = append(b, '\n')
 	}
 	b = append(b, "event: "...)
-	b = append(b, safeName(name)...)
-	b = append(b, "\ndata: "...)
-	b = append(b, data...)
-	return append(b, "\n\n"...)
+	b = append(b, name...)
+	return append(b, "\ndata: "...)
 }

@@ -10,11 +10,12 @@ import (
 // carries and the ring slot), for the ring's byte bound.
 const frameOverhead = 256
 
-// frame is one event encoded once for every client; SSE and WebSocket framing are added
-// as it is written, so the shared copy is the JSON alone.
+// frame is one event encoded once for every client: the whole SSE frame, of which the
+// event's JSON (what a WebSocket message wraps) is a part.
 type frame struct {
 	ev   *Event
-	data []byte
+	sse  []byte // id, event and data lines
+	data []byte // the JSON within sse
 }
 
 func newFrame(ev *Event) *frame {
@@ -22,10 +23,16 @@ func newFrame(ev *Event) *frame {
 	if err != nil {
 		data, _ = json.Marshal(map[string]any{"type": ev.Type, "index": ev.Index, "error": "unencodable event"})
 	}
-	return &frame{ev: ev, data: data}
+	sse := make([]byte, 0, len(data)+len(ev.ID)+len(ev.Type)+24)
+	sse = appendSSEHead(sse, ev.ID, safeName(ev.Type))
+	start := len(sse)
+	sse = append(sse, data...)
+	end := len(sse)
+	sse = append(sse, "\n\n"...)
+	return &frame{ev: ev, sse: sse, data: sse[start:end:end]}
 }
 
-func (f *frame) size() int { return len(f.data) + frameOverhead }
+func (f *frame) size() int { return len(f.sse) + frameOverhead }
 
 // ring is the in-memory tail of the event log that every stream reads from. The
 // publisher appends and wakes the streams; each stream keeps its own position (the last

@@ -234,7 +234,7 @@ type batcher struct {
 	mu       sync.Mutex
 	seen     time.Time // when the last event arrived
 	pending  []plugins.Event
-	progress *plugins.Progress // the newest progress not yet written to the job
+	progress json.RawMessage // the newest progress payload not yet written to the job
 
 	// storeMu serialises stores, so batches are stored in the order they were taken;
 	// it guards progressAt.
@@ -284,10 +284,7 @@ func (b *batcher) add(e plugins.Event) {
 	b.seen = time.Now()
 	b.pending = append(b.pending, e)
 	if e.Type == "training.progress" {
-		var p plugins.Progress
-		if json.Unmarshal(e.Data, &p) == nil {
-			b.progress = &p
-		}
+		b.progress = e.Data // decoded when written, so once per write, not per event
 	}
 	full := len(b.pending) >= maxBatch
 	b.mu.Unlock()
@@ -338,8 +335,11 @@ func (b *batcher) store(final bool) {
 		}
 	}
 	if writeProgress {
-		p, _ := json.Marshal(progress)
-		_, _ = b.m.db.Jobs().Update(b.id, func(j *store.Job) error { j.Progress = p; return nil })
+		var p plugins.Progress
+		if json.Unmarshal(progress, &p) == nil {
+			enc, _ := json.Marshal(p)
+			_, _ = b.m.db.Jobs().Update(b.id, func(j *store.Job) error { j.Progress = enc; return nil })
+		}
 		b.progressAt = time.Now()
 	}
 	if len(batch) > 0 && b.m.cfg.OnEvents != nil {
