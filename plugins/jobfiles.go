@@ -2,10 +2,12 @@ package plugins
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -88,6 +90,28 @@ func writeAtomic(path string, b []byte) error {
 	return d.Sync()
 }
 
+// leadingSeq reads the seq of a spool line as Event's encoding starts it, {"seq":N, —
+// ok is false for any other start, and the caller decodes the line.
+func leadingSeq(line []byte) (uint64, bool) {
+	const head = `{"seq":`
+	if !bytes.HasPrefix(line, []byte(head)) {
+		return 0, false
+	}
+	var n uint64
+	i := len(head)
+	for ; i < len(line) && line[i] >= '0' && line[i] <= '9'; i++ {
+		d := uint64(line[i] - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if i == len(head) || i >= len(line) || (line[i] != ',' && line[i] != '}') {
+		return 0, false
+	}
+	return n, true
+}
+
 // ReadSpool calls fn for each event in the spool at path with Seq > since, starting at
 // byte offset off (0 for the beginning), reading at most up to limit bytes (-1 for the
 // whole file). It returns the offset after the last complete line read, so a follower can
@@ -115,6 +139,9 @@ func ReadSpool(path string, off, limit int64, since uint64, fn func(Event) error
 			return off, err
 		}
 		off += int64(len(line))
+		if seq, ok := leadingSeq(line); ok && seq <= since {
+			continue // delivered before: skipped without decoding the rest
+		}
 		var e Event
 		if jerr := json.Unmarshal(line, &e); jerr != nil {
 			return off, fmt.Errorf("spool %s: bad line at byte %d: %w", path, off-int64(len(line)), jerr)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"simpletuner/internal/jsonx"
 )
 
 // StoredEvent is one event as the daemon keeps it.
@@ -118,8 +120,34 @@ type Events struct{ db *DB }
 func (d *DB) Events() *Events { return &Events{db: d} }
 
 // putLocked writes one event's keys and returns its record. Called with mu held.
+// appendStored appends e's record, byte for byte what json.Marshal(e) writes, without
+// encoding/json's second pass over e.Event (which its producer encoded).
+func appendStored(b []byte, e *StoredEvent) ([]byte, error) {
+	b = append(b, `{"job_id":`...)
+	b = jsonx.AppendString(b, e.JobID)
+	if e.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = jsonx.AppendUint(b, e.Seq)
+	}
+	b = append(b, `,"index":`...)
+	b = jsonx.AppendUint(b, e.Index)
+	b = append(b, `,"stored":`...)
+	b, err := jsonx.AppendTime(b, e.Stored)
+	if err != nil {
+		return b, err
+	}
+	b = append(b, `,"event":`...)
+	if b, err = jsonx.AppendRaw(b, e.Event); err != nil {
+		return b, err
+	}
+	return append(b, '}'), nil
+}
+
 func putLocked(txn *badger.Txn, e StoredEvent) error {
-	rec, err := json.Marshal(e)
+	if !json.Valid(e.Event) {
+		return fmt.Errorf("event %d of job %s is not valid JSON", e.Seq, e.JobID)
+	}
+	rec, err := appendStored(make([]byte, 0, len(e.Event)+128), &e)
 	if err != nil {
 		return err
 	}

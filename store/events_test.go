@@ -115,3 +115,62 @@ func TestEventRetention(t *testing.T) {
 		t.Fatalf("append after reopen: %d %v", e[0].Index, err)
 	}
 }
+
+func TestStoredRecordLikeMarshal(t *testing.T) {
+	ts := time.Date(2026, 11, 27, 23, 1, 2, 941502429, time.UTC)
+	for _, e := range []StoredEvent{
+		{JobID: "j-1", Seq: 3, Index: 9, Stored: ts, Event: json.RawMessage(`{"seq":3,"type":"a"}`)},
+		{JobID: "<j>", Index: 1, Stored: ts, Event: json.RawMessage(`{"message": "a <b> & c"}`)},
+		{JobID: "j", Index: 2, Stored: ts},
+	} {
+		got, err := appendStored(nil, &e)
+		want, werr := json.Marshal(e)
+		if err != nil || werr != nil || string(got) != string(want) {
+			t.Errorf("got %s (%v)\nwant %s (%v)", got, err, want, werr)
+		}
+	}
+}
+
+func TestInvalidEventJSONIsRefused(t *testing.T) {
+	db := memDB(t)
+	if err := db.Jobs().Create(&Job{ID: "j", Status: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Events().Append("j", []StoredEvent{{Seq: 1, Event: json.RawMessage(`{"a":`)}}); err == nil {
+		t.Fatal("an event that is not JSON was stored")
+	}
+	if evs, err := db.Events().List("j", 0, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("after the refusal: %v %v", evs, err)
+	}
+}
+
+// TestLastSeqKeyAndOlderRecords: LastSeq lives in its own key; a job record from an
+// older state directory (LastSeq inside the record) still resumes after it, and job
+// updates never move LastSeq back.
+func TestLastSeqKeyAndOlderRecords(t *testing.T) {
+	db := memDB(t)
+	if err := db.Jobs().Create(&Job{ID: "old", Status: "running", LastSeq: 5}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := db.Events().Append("old", evs("old", 4, 5, 6, 7))
+	if err != nil || last != 7 {
+		t.Fatalf("append: %d %v", last, err)
+	}
+	if got, _ := db.Events().List("old", 0, 10); len(got) != 2 || got[0].Seq != 6 {
+		t.Fatalf("stored %+v, want seqs 6 and 7", got)
+	}
+	if _, err := db.Jobs().Update("old", func(j *Job) error { j.LastSeq = 0; j.Status = "completed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	j, err := db.Jobs().Get("old")
+	if err != nil || j.LastSeq != 7 || j.Status != "completed" {
+		t.Fatalf("after update: %+v %v", j, err)
+	}
+	all, _ := db.Jobs().List()
+	if len(all) != 1 || all[0].LastSeq != 7 {
+		t.Fatalf("list: %+v", all)
+	}
+	if _, err := db.Events().Append("missing", evs("missing", 1)); err == nil {
+		t.Fatal("events stored for a job that does not exist")
+	}
+}

@@ -215,7 +215,12 @@ func (h *Host) emit(typ, severity, title, message string, data any) uint64 {
 	}
 	h.seq++
 	e := plugins.Event{Seq: h.seq, Type: typ, Severity: severity, Time: time.Now().UTC(), Title: title, Message: message, Data: raw}
-	line, _ := json.Marshal(e)
+	line, err := e.AppendJSON(make([]byte, 0, 256))
+	if err != nil {
+		h.log.Error("event not encodable", "type", typ, "err", err)
+		h.seq--
+		return 0
+	}
 	line = append(line, '\n')
 	if _, err := h.spool.Write(line); err != nil {
 		h.log.Error("event spool write failed", "err", err)

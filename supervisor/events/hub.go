@@ -214,7 +214,7 @@ func (h *Hub) Append(jobID string, evs []plugins.Event) error {
 	sevs := make([]store.StoredEvent, len(evs))
 	for i, e := range evs {
 		pes[i] = sanitize(e)
-		raw, err := json.Marshal(pes[i])
+		raw, err := pes[i].AppendJSON(nil)
 		if err != nil {
 			return fmt.Errorf("encode event %d of job %s: %w", e.Seq, jobID, err)
 		}
@@ -234,7 +234,7 @@ func (h *Hub) Append(jobID string, evs []plugins.Event) error {
 func (h *Hub) record(jobID string, pes ...plugins.Event) error {
 	sevs := make([]store.StoredEvent, len(pes))
 	for i, pe := range pes {
-		raw, err := json.Marshal(pe)
+		raw, err := pe.AppendJSON(nil)
 		if err != nil {
 			return fmt.Errorf("encode %s event of job %s: %w", pe.Type, jobID, err)
 		}

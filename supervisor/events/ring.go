@@ -19,7 +19,7 @@ type frame struct {
 }
 
 func newFrame(ev *Event) *frame {
-	data, err := json.Marshal(ev)
+	data, err := ev.appendJSON(make([]byte, 0, 512))
 	if err != nil {
 		data, _ = json.Marshal(map[string]any{"type": ev.Type, "index": ev.Index, "error": "unencodable event"})
 	}
