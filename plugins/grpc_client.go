@@ -7,6 +7,9 @@ import (
 	"io"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	trainerpb "simpletuner/plugins/proto"
 )
 
@@ -50,7 +53,44 @@ func (c *grpcClient) Start(ctx context.Context, req StartRequest) (int, error) {
 	return int(r.GetPid()), nil
 }
 
-func (c *grpcClient) Events(ctx context.Context, sinceSeq uint64, fn func(Event) error) error {
+func fromProtoEvent(e *trainerpb.Event) Event {
+	return Event{Seq: e.GetSeq(), Type: e.GetType(), Severity: e.GetSeverity(), Time: time.Unix(0, e.GetTimestampUnixNano()).UTC(),
+		Title: e.GetTitle(), Message: e.GetMessage(), Data: e.GetDataJson()}
+}
+
+// Events reads the trainer's events in batches (EventBatches), or one by one from a
+// trainer that predates batches.
+func (c *grpcClient) Events(ctx context.Context, sinceSeq uint64, fn func([]Event) error) error {
+	stream, err := c.c.EventBatches(ctx, &trainerpb.EventsRequest{SinceSeq: sinceSeq})
+	if err != nil {
+		return fromStatus(err)
+	}
+	var evs []Event
+	for {
+		b, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if status.Code(err) == codes.Unimplemented {
+			return c.eventsOneByOne(ctx, sinceSeq, fn)
+		}
+		if err != nil {
+			return fromStatus(err)
+		}
+		evs = evs[:0]
+		for _, e := range b.GetEvents() {
+			evs = append(evs, fromProtoEvent(e))
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		if err := fn(evs); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *grpcClient) eventsOneByOne(ctx context.Context, sinceSeq uint64, fn func([]Event) error) error {
 	stream, err := c.c.Events(ctx, &trainerpb.EventsRequest{SinceSeq: sinceSeq})
 	if err != nil {
 		return fromStatus(err)
@@ -63,9 +103,7 @@ func (c *grpcClient) Events(ctx context.Context, sinceSeq uint64, fn func(Event)
 		if err != nil {
 			return fromStatus(err)
 		}
-		ev := Event{Seq: e.GetSeq(), Type: e.GetType(), Severity: e.GetSeverity(), Time: time.Unix(0, e.GetTimestampUnixNano()).UTC(),
-			Title: e.GetTitle(), Message: e.GetMessage(), Data: e.GetDataJson()}
-		if err := fn(ev); err != nil {
+		if err := fn([]Event{fromProtoEvent(e)}); err != nil {
 			return err
 		}
 	}

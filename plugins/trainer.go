@@ -157,9 +157,22 @@ type Trainer interface {
 	Info(ctx context.Context) (Info, error)
 	Validate(ctx context.Context, config json.RawMessage) ([]Issue, error)
 	Start(ctx context.Context, req StartRequest) (pid int, err error)
-	// Events calls fn for every event with Seq > sinceSeq, in order, until the stream
-	// ends (after the terminal event), ctx is done, or fn returns an error.
-	Events(ctx context.Context, sinceSeq uint64, fn func(Event) error) error
+	// Events calls fn with every event with Seq > sinceSeq, in order, in batches of
+	// what is ready (never empty), until the stream ends (after the terminal event), ctx
+	// is done, or fn returns an error. fn must not keep the slice.
+	Events(ctx context.Context, sinceSeq uint64, fn func([]Event) error) error
 	Command(ctx context.Context, c Command) error
 	Status(ctx context.Context) (Status, error)
+}
+
+// EachEvent adapts a per-event callback to Trainer.Events.
+func EachEvent(fn func(Event) error) func([]Event) error {
+	return func(evs []Event) error {
+		for _, e := range evs {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }

@@ -98,7 +98,7 @@ func TestPluginEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var types []string
-	if err := c.Events(ctx, 0, func(e plugins.Event) error { types = append(types, e.Type); return nil }); err != nil {
+	if err := c.Events(ctx, 0, plugins.EachEvent(func(e plugins.Event) error { types = append(types, e.Type); return nil })); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := plugins.ReadExitRecord(jobDir)

@@ -41,7 +41,14 @@ type Host struct {
 	spoolSize int64         // bytes of complete lines in the spool
 	changed   chan struct{} // closed and replaced on every append and state change
 	delivered bool          // a reader streamed the terminal event
+	// recent holds the newest events appended (between recentKeep and 2×recentKeep of
+	// them, contiguous by seq), so a reader that keeps up is served from memory; the
+	// spool serves replays and readers further behind.
+	recent []plugins.Event
 }
+
+// recentKeep is how many of the newest events a Host keeps in memory.
+const recentKeep = 4096
 
 // Options tune a Host.
 type Options struct {
@@ -228,6 +235,10 @@ func (h *Host) emit(typ, severity, title, message string, data any) uint64 {
 		return 0
 	}
 	h.spoolSize += int64(len(line))
+	if len(h.recent) >= 2*recentKeep {
+		h.recent = append(make([]plugins.Event, 0, 2*recentKeep), h.recent[len(h.recent)-recentKeep:]...)
+	}
+	h.recent = append(h.recent, e)
 	if typ == "job.status" || severity == "error" {
 		// Lifecycle events must survive a power loss; progress may not pay an fsync each.
 		h.spool.Sync()
@@ -256,28 +267,58 @@ func (h *Host) setState(s string) {
 	h.mu.Unlock()
 }
 
+// spoolBatch is how many events read back from the spool go to fn at a time.
+const spoolBatch = 512
+
 // Events implements plugins.Trainer by following the spool: replay from disk, then wait
-// for appends, until the terminal event is sent.
-func (h *Host) Events(ctx context.Context, since uint64, fn func(plugins.Event) error) error {
+// for appends, until the terminal event is sent. Events still held in memory are sent
+// from there, without reading the spool back.
+func (h *Host) Events(ctx context.Context, since uint64, fn func([]plugins.Event) error) error {
 	var off int64
 	last := since
+	var batch []plugins.Event
 	for {
 		h.mu.Lock()
 		path, size, ch, state, seq := h.spoolPath, h.spoolSize, h.changed, h.state, h.seq
+		batch = batch[:0]
+		fromMemory := len(h.recent) > 0 && h.recent[0].Seq <= last+1
+		if fromMemory {
+			if i := last + 1 - h.recent[0].Seq; i < uint64(len(h.recent)) {
+				batch = append(batch, h.recent[i:]...)
+			}
+		}
 		h.mu.Unlock()
 		if path == "" {
 			return plugins.ErrNotStarted
 		}
-		var err error
-		off, err = plugins.ReadSpool(path, off, size, last, func(e plugins.Event) error {
-			if err := fn(e); err != nil {
+		sent := 0
+		if fromMemory {
+			if len(batch) > 0 {
+				if err := fn(batch); err != nil {
+					return err
+				}
+				last, sent = batch[len(batch)-1].Seq, len(batch)
+			}
+		} else {
+			var err error
+			off, err = plugins.ReadSpool(path, off, size, last, func(e plugins.Event) error {
+				batch = append(batch, e)
+				if len(batch) < spoolBatch {
+					return nil
+				}
+				if err := fn(batch); err != nil {
+					return err
+				}
+				last, sent, batch = e.Seq, sent+len(batch), batch[:0]
+				return nil
+			})
+			if err == nil && len(batch) > 0 {
+				err = fn(batch)
+				last, sent = batch[len(batch)-1].Seq, sent+len(batch)
+			}
+			if err != nil {
 				return err
 			}
-			last = e.Seq
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		if plugins.Terminal(state) && last >= seq {
 			h.mu.Lock()
@@ -285,6 +326,9 @@ func (h *Host) Events(ctx context.Context, since uint64, fn func(plugins.Event) 
 			h.broadcastLocked()
 			h.mu.Unlock()
 			return nil
+		}
+		if sent > 0 {
+			continue // more may have come meanwhile
 		}
 		select {
 		case <-ch:

@@ -43,7 +43,7 @@ func collect(t *testing.T, tr plugins.Trainer, since uint64) []plugins.Event {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out []plugins.Event
-	if err := tr.Events(ctx, since, func(e plugins.Event) error { out = append(out, e); return nil }); err != nil {
+	if err := tr.Events(ctx, since, plugins.EachEvent(func(e plugins.Event) error { out = append(out, e); return nil })); err != nil {
 		t.Fatalf("events: %v", err)
 	}
 	return out
@@ -244,7 +244,7 @@ func TestEventsFollowLiveAppends(t *testing.T) {
 	got := make(chan []plugins.Event)
 	go func() {
 		var evs []plugins.Event
-		h.Events(context.Background(), 0, func(e plugins.Event) error { evs = append(evs, e); return nil })
+		h.Events(context.Background(), 0, plugins.EachEvent(func(e plugins.Event) error { evs = append(evs, e); return nil }))
 		got <- evs
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -272,5 +272,51 @@ func TestTrainerNeverStartedExitsByItself(t *testing.T) {
 	case <-h.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("an idle trainer never gave up waiting for Start")
+	}
+}
+
+// TestEventsFromSpoolThenMemory: a reader from the start of a long stream reads the
+// events no longer held in memory from the spool, then the rest from memory, with no gap
+// or repeat; a reader near the end is served from memory; what it gets is what the spool
+// holds.
+func TestEventsFromSpoolThenMemory(t *testing.T) {
+	const n = 20000 // several times what a Host keeps in memory
+	release := make(chan struct{})
+	dir := t.TempDir()
+	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error {
+		for i := range n {
+			j.Emit("training.progress", "info", "", "", map[string]int{"i": i})
+		}
+		<-release
+		return nil
+	}), slog.New(slog.DiscardHandler), kit.Options{})
+	if _, err := h.Start(context.Background(), plugins.StartRequest{JobID: "m", Config: json.RawMessage(`{}`), JobDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, _ := h.Status(context.Background())
+		if st.LastSeq >= n+1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	all := collect(t, h, 0)
+	checkContiguous(t, all, 0)
+	if len(all) != n+2 {
+		t.Fatalf("%d events, want %d", len(all), n+2)
+	}
+	tail := collect(t, h, n-5)
+	checkContiguous(t, tail, n-5)
+	var spooled []plugins.Event
+	if _, err := plugins.ReadSpool(filepath.Join(dir, plugins.SpoolFile), 0, -1, 0, func(e plugins.Event) error { spooled = append(spooled, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range all {
+		a, _ := json.Marshal(e)
+		b, _ := json.Marshal(spooled[i])
+		if string(a) != string(b) {
+			t.Fatalf("event %d streamed %s, spooled %s", i, a, b)
+		}
 	}
 }

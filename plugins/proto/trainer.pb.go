@@ -92,7 +92,7 @@ func (x CommandRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandRequest_Kind.Descriptor instead.
 func (CommandRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trainer_proto_rawDescGZIP(), []int{10, 0}
+	return file_trainer_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type InfoRequest struct {
@@ -671,6 +671,50 @@ func (x *Event) GetDataJson() []byte {
 	return nil
 }
 
+type EventBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventBatch) Reset() {
+	*x = EventBatch{}
+	mi := &file_trainer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventBatch) ProtoMessage() {}
+
+func (x *EventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_trainer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
+func (*EventBatch) Descriptor() ([]byte, []int) {
+	return file_trainer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EventBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type CommandRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          CommandRequest_Kind    `protobuf:"varint,1,opt,name=kind,proto3,enum=simpletuner.trainer.v1.CommandRequest_Kind" json:"kind,omitempty"`
@@ -680,7 +724,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_trainer_proto_msgTypes[10]
+	mi := &file_trainer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +736,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trainer_proto_msgTypes[10]
+	mi := &file_trainer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +749,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_trainer_proto_rawDescGZIP(), []int{10}
+	return file_trainer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommandRequest) GetKind() CommandRequest_Kind {
@@ -726,7 +770,7 @@ type CommandResponse struct {
 
 func (x *CommandResponse) Reset() {
 	*x = CommandResponse{}
-	mi := &file_trainer_proto_msgTypes[11]
+	mi := &file_trainer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +782,7 @@ func (x *CommandResponse) String() string {
 func (*CommandResponse) ProtoMessage() {}
 
 func (x *CommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trainer_proto_msgTypes[11]
+	mi := &file_trainer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +795,7 @@ func (x *CommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResponse.ProtoReflect.Descriptor instead.
 func (*CommandResponse) Descriptor() ([]byte, []int) {
-	return file_trainer_proto_rawDescGZIP(), []int{11}
+	return file_trainer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommandResponse) GetAccepted() bool {
@@ -776,7 +820,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trainer_proto_msgTypes[12]
+	mi := &file_trainer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +832,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trainer_proto_msgTypes[12]
+	mi := &file_trainer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +845,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trainer_proto_rawDescGZIP(), []int{12}
+	return file_trainer_proto_rawDescGZIP(), []int{13}
 }
 
 type Progress struct {
@@ -818,7 +862,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_trainer_proto_msgTypes[13]
+	mi := &file_trainer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +874,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_trainer_proto_msgTypes[13]
+	mi := &file_trainer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +887,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_trainer_proto_rawDescGZIP(), []int{13}
+	return file_trainer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Progress) GetStep() int64 {
@@ -906,7 +950,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trainer_proto_msgTypes[14]
+	mi := &file_trainer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +962,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trainer_proto_msgTypes[14]
+	mi := &file_trainer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +975,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trainer_proto_rawDescGZIP(), []int{14}
+	return file_trainer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatusResponse) GetJobId() string {
@@ -1025,7 +1069,10 @@ const file_trainer_proto_rawDesc = "" +
 	"\x13timestamp_unix_nano\x18\x04 \x01(\x03R\x11timestampUnixNano\x12\x14\n" +
 	"\x05title\x18\x05 \x01(\tR\x05title\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1b\n" +
-	"\tdata_json\x18\a \x01(\fR\bdataJson\"\xa5\x01\n" +
+	"\tdata_json\x18\a \x01(\fR\bdataJson\"C\n" +
+	"\n" +
+	"EventBatch\x125\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.simpletuner.trainer.v1.EventR\x06events\"\xa5\x01\n" +
 	"\x0eCommandRequest\x12?\n" +
 	"\x04kind\x18\x01 \x01(\x0e2+.simpletuner.trainer.v1.CommandRequest.KindR\x04kind\"R\n" +
 	"\x04Kind\x12\x14\n" +
@@ -1056,12 +1103,13 @@ const file_trainer_proto_rawDesc = "" +
 	"\x05nonce\x18\x04 \x01(\tR\x05nonce\x12<\n" +
 	"\bprogress\x18\x05 \x01(\v2 .simpletuner.trainer.v1.ProgressR\bprogress\x12\x19\n" +
 	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error2\x98\x04\n" +
+	"\x05error\x18\a \x01(\tR\x05error2\xf5\x04\n" +
 	"\aTrainer\x12Q\n" +
 	"\x04Info\x12#.simpletuner.trainer.v1.InfoRequest\x1a$.simpletuner.trainer.v1.InfoResponse\x12]\n" +
 	"\bValidate\x12'.simpletuner.trainer.v1.ValidateRequest\x1a(.simpletuner.trainer.v1.ValidateResponse\x12T\n" +
 	"\x05Start\x12$.simpletuner.trainer.v1.StartRequest\x1a%.simpletuner.trainer.v1.StartResponse\x12P\n" +
-	"\x06Events\x12%.simpletuner.trainer.v1.EventsRequest\x1a\x1d.simpletuner.trainer.v1.Event0\x01\x12Z\n" +
+	"\x06Events\x12%.simpletuner.trainer.v1.EventsRequest\x1a\x1d.simpletuner.trainer.v1.Event0\x01\x12[\n" +
+	"\fEventBatches\x12%.simpletuner.trainer.v1.EventsRequest\x1a\".simpletuner.trainer.v1.EventBatch0\x01\x12Z\n" +
 	"\aCommand\x12&.simpletuner.trainer.v1.CommandRequest\x1a'.simpletuner.trainer.v1.CommandResponse\x12W\n" +
 	"\x06Status\x12%.simpletuner.trainer.v1.StatusRequest\x1a&.simpletuner.trainer.v1.StatusResponseB%Z#simpletuner/plugins/proto;trainerpbb\x06proto3"
 
@@ -1078,7 +1126,7 @@ func file_trainer_proto_rawDescGZIP() []byte {
 }
 
 var file_trainer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_trainer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_trainer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_trainer_proto_goTypes = []any{
 	(CommandRequest_Kind)(0), // 0: simpletuner.trainer.v1.CommandRequest.Kind
 	(*InfoRequest)(nil),      // 1: simpletuner.trainer.v1.InfoRequest
@@ -1091,34 +1139,38 @@ var file_trainer_proto_goTypes = []any{
 	(*StartResponse)(nil),    // 8: simpletuner.trainer.v1.StartResponse
 	(*EventsRequest)(nil),    // 9: simpletuner.trainer.v1.EventsRequest
 	(*Event)(nil),            // 10: simpletuner.trainer.v1.Event
-	(*CommandRequest)(nil),   // 11: simpletuner.trainer.v1.CommandRequest
-	(*CommandResponse)(nil),  // 12: simpletuner.trainer.v1.CommandResponse
-	(*StatusRequest)(nil),    // 13: simpletuner.trainer.v1.StatusRequest
-	(*Progress)(nil),         // 14: simpletuner.trainer.v1.Progress
-	(*StatusResponse)(nil),   // 15: simpletuner.trainer.v1.StatusResponse
+	(*EventBatch)(nil),       // 11: simpletuner.trainer.v1.EventBatch
+	(*CommandRequest)(nil),   // 12: simpletuner.trainer.v1.CommandRequest
+	(*CommandResponse)(nil),  // 13: simpletuner.trainer.v1.CommandResponse
+	(*StatusRequest)(nil),    // 14: simpletuner.trainer.v1.StatusRequest
+	(*Progress)(nil),         // 15: simpletuner.trainer.v1.Progress
+	(*StatusResponse)(nil),   // 16: simpletuner.trainer.v1.StatusResponse
 }
 var file_trainer_proto_depIdxs = []int32{
 	2,  // 0: simpletuner.trainer.v1.InfoResponse.families:type_name -> simpletuner.trainer.v1.ModelFamily
 	5,  // 1: simpletuner.trainer.v1.ValidateResponse.issues:type_name -> simpletuner.trainer.v1.Issue
-	0,  // 2: simpletuner.trainer.v1.CommandRequest.kind:type_name -> simpletuner.trainer.v1.CommandRequest.Kind
-	14, // 3: simpletuner.trainer.v1.StatusResponse.progress:type_name -> simpletuner.trainer.v1.Progress
-	1,  // 4: simpletuner.trainer.v1.Trainer.Info:input_type -> simpletuner.trainer.v1.InfoRequest
-	4,  // 5: simpletuner.trainer.v1.Trainer.Validate:input_type -> simpletuner.trainer.v1.ValidateRequest
-	7,  // 6: simpletuner.trainer.v1.Trainer.Start:input_type -> simpletuner.trainer.v1.StartRequest
-	9,  // 7: simpletuner.trainer.v1.Trainer.Events:input_type -> simpletuner.trainer.v1.EventsRequest
-	11, // 8: simpletuner.trainer.v1.Trainer.Command:input_type -> simpletuner.trainer.v1.CommandRequest
-	13, // 9: simpletuner.trainer.v1.Trainer.Status:input_type -> simpletuner.trainer.v1.StatusRequest
-	3,  // 10: simpletuner.trainer.v1.Trainer.Info:output_type -> simpletuner.trainer.v1.InfoResponse
-	6,  // 11: simpletuner.trainer.v1.Trainer.Validate:output_type -> simpletuner.trainer.v1.ValidateResponse
-	8,  // 12: simpletuner.trainer.v1.Trainer.Start:output_type -> simpletuner.trainer.v1.StartResponse
-	10, // 13: simpletuner.trainer.v1.Trainer.Events:output_type -> simpletuner.trainer.v1.Event
-	12, // 14: simpletuner.trainer.v1.Trainer.Command:output_type -> simpletuner.trainer.v1.CommandResponse
-	15, // 15: simpletuner.trainer.v1.Trainer.Status:output_type -> simpletuner.trainer.v1.StatusResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	10, // 2: simpletuner.trainer.v1.EventBatch.events:type_name -> simpletuner.trainer.v1.Event
+	0,  // 3: simpletuner.trainer.v1.CommandRequest.kind:type_name -> simpletuner.trainer.v1.CommandRequest.Kind
+	15, // 4: simpletuner.trainer.v1.StatusResponse.progress:type_name -> simpletuner.trainer.v1.Progress
+	1,  // 5: simpletuner.trainer.v1.Trainer.Info:input_type -> simpletuner.trainer.v1.InfoRequest
+	4,  // 6: simpletuner.trainer.v1.Trainer.Validate:input_type -> simpletuner.trainer.v1.ValidateRequest
+	7,  // 7: simpletuner.trainer.v1.Trainer.Start:input_type -> simpletuner.trainer.v1.StartRequest
+	9,  // 8: simpletuner.trainer.v1.Trainer.Events:input_type -> simpletuner.trainer.v1.EventsRequest
+	9,  // 9: simpletuner.trainer.v1.Trainer.EventBatches:input_type -> simpletuner.trainer.v1.EventsRequest
+	12, // 10: simpletuner.trainer.v1.Trainer.Command:input_type -> simpletuner.trainer.v1.CommandRequest
+	14, // 11: simpletuner.trainer.v1.Trainer.Status:input_type -> simpletuner.trainer.v1.StatusRequest
+	3,  // 12: simpletuner.trainer.v1.Trainer.Info:output_type -> simpletuner.trainer.v1.InfoResponse
+	6,  // 13: simpletuner.trainer.v1.Trainer.Validate:output_type -> simpletuner.trainer.v1.ValidateResponse
+	8,  // 14: simpletuner.trainer.v1.Trainer.Start:output_type -> simpletuner.trainer.v1.StartResponse
+	10, // 15: simpletuner.trainer.v1.Trainer.Events:output_type -> simpletuner.trainer.v1.Event
+	11, // 16: simpletuner.trainer.v1.Trainer.EventBatches:output_type -> simpletuner.trainer.v1.EventBatch
+	13, // 17: simpletuner.trainer.v1.Trainer.Command:output_type -> simpletuner.trainer.v1.CommandResponse
+	16, // 18: simpletuner.trainer.v1.Trainer.Status:output_type -> simpletuner.trainer.v1.StatusResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_trainer_proto_init() }
@@ -1132,7 +1184,7 @@ func file_trainer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trainer_proto_rawDesc), len(file_trainer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

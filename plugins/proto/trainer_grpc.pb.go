@@ -34,12 +34,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Trainer_Info_FullMethodName     = "/simpletuner.trainer.v1.Trainer/Info"
-	Trainer_Validate_FullMethodName = "/simpletuner.trainer.v1.Trainer/Validate"
-	Trainer_Start_FullMethodName    = "/simpletuner.trainer.v1.Trainer/Start"
-	Trainer_Events_FullMethodName   = "/simpletuner.trainer.v1.Trainer/Events"
-	Trainer_Command_FullMethodName  = "/simpletuner.trainer.v1.Trainer/Command"
-	Trainer_Status_FullMethodName   = "/simpletuner.trainer.v1.Trainer/Status"
+	Trainer_Info_FullMethodName         = "/simpletuner.trainer.v1.Trainer/Info"
+	Trainer_Validate_FullMethodName     = "/simpletuner.trainer.v1.Trainer/Validate"
+	Trainer_Start_FullMethodName        = "/simpletuner.trainer.v1.Trainer/Start"
+	Trainer_Events_FullMethodName       = "/simpletuner.trainer.v1.Trainer/Events"
+	Trainer_EventBatches_FullMethodName = "/simpletuner.trainer.v1.Trainer/EventBatches"
+	Trainer_Command_FullMethodName      = "/simpletuner.trainer.v1.Trainer/Command"
+	Trainer_Status_FullMethodName       = "/simpletuner.trainer.v1.Trainer/Status"
 )
 
 // TrainerClient is the client API for Trainer service.
@@ -55,6 +56,10 @@ type TrainerClient interface {
 	// Events streams the job's events with seq > since_seq: first those already spooled,
 	// then new ones as they happen. The stream ends after the terminal event.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// EventBatches is Events with the events that are ready sent together, many to a
+	// message: what the daemon asks for. A trainer without it (built before it) answers
+	// Unimplemented and the daemon falls back to Events.
+	EventBatches(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventBatch], error)
 	// Command asks the trainer to act after its next gradient sync.
 	Command(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*CommandResponse, error)
 	// Status reports the job's state and the process identity (pid, nonce).
@@ -118,6 +123,25 @@ func (c *trainerClient) Events(ctx context.Context, in *EventsRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Trainer_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *trainerClient) EventBatches(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Trainer_ServiceDesc.Streams[1], Trainer_EventBatches_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventsRequest, EventBatch]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Trainer_EventBatchesClient = grpc.ServerStreamingClient[EventBatch]
+
 func (c *trainerClient) Command(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*CommandResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommandResponse)
@@ -151,6 +175,10 @@ type TrainerServer interface {
 	// Events streams the job's events with seq > since_seq: first those already spooled,
 	// then new ones as they happen. The stream ends after the terminal event.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// EventBatches is Events with the events that are ready sent together, many to a
+	// message: what the daemon asks for. A trainer without it (built before it) answers
+	// Unimplemented and the daemon falls back to Events.
+	EventBatches(*EventsRequest, grpc.ServerStreamingServer[EventBatch]) error
 	// Command asks the trainer to act after its next gradient sync.
 	Command(context.Context, *CommandRequest) (*CommandResponse, error)
 	// Status reports the job's state and the process identity (pid, nonce).
@@ -176,6 +204,9 @@ func (UnimplementedTrainerServer) Start(context.Context, *StartRequest) (*StartR
 }
 func (UnimplementedTrainerServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedTrainerServer) EventBatches(*EventsRequest, grpc.ServerStreamingServer[EventBatch]) error {
+	return status.Error(codes.Unimplemented, "method EventBatches not implemented")
 }
 func (UnimplementedTrainerServer) Command(context.Context, *CommandRequest) (*CommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Command not implemented")
@@ -269,6 +300,17 @@ func _Trainer_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Trainer_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Trainer_EventBatches_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TrainerServer).EventBatches(m, &grpc.GenericServerStream[EventsRequest, EventBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Trainer_EventBatchesServer = grpc.ServerStreamingServer[EventBatch]
+
 func _Trainer_Command_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CommandRequest)
 	if err := dec(in); err != nil {
@@ -337,6 +379,11 @@ var Trainer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Events",
 			Handler:       _Trainer_Events_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "EventBatches",
+			Handler:       _Trainer_EventBatches_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -73,7 +73,12 @@ func Run(ctx context.Context, cfg Config, jobID string, config json.RawMessage, 
 	p := &progress{out: out, start: time.Now()}
 	done := make(chan error, 1)
 	go func() {
-		done <- client.Events(ctx, 0, func(e plugins.Event) error { p.event(e, &res); return nil })
+		done <- client.Events(ctx, 0, func(evs []plugins.Event) error {
+			for _, e := range evs {
+				p.event(e, &res)
+			}
+			return nil
+		})
 	}()
 	presses := 0
 	for {

@@ -47,7 +47,7 @@ func (m *Manager) watch(ctx context.Context, id string, h *handle, since uint64)
 	h.cmdMu.Unlock()
 	if client != nil {
 		go func() {
-			err := client.Events(ctx, since, func(e plugins.Event) error { batch.add(e); return nil })
+			err := client.Events(ctx, since, func(evs []plugins.Event) error { batch.add(evs...); return nil })
 			streamDone <- result{err}
 		}()
 	}
@@ -279,12 +279,14 @@ func mustJob(m *Manager, id string) *store.Job {
 	return j
 }
 
-func (b *batcher) add(e plugins.Event) {
+func (b *batcher) add(evs ...plugins.Event) {
 	b.mu.Lock()
 	b.seen = time.Now()
-	b.pending = append(b.pending, e)
-	if e.Type == "training.progress" {
-		b.progress = e.Data // decoded when written, so once per write, not per event
+	b.pending = append(b.pending, evs...)
+	for _, e := range evs {
+		if e.Type == "training.progress" {
+			b.progress = e.Data // decoded when written, so once per write, not per event
+		}
 	}
 	full := len(b.pending) >= maxBatch
 	b.mu.Unlock()

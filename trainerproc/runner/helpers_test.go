@@ -122,13 +122,13 @@ func (j *job) wait(t testing.TB, onEvent func(plugins.Event)) ([]plugins.Event, 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var evs []plugins.Event
-	err := j.host.Events(ctx, 0, func(e plugins.Event) error {
+	err := j.host.Events(ctx, 0, plugins.EachEvent(func(e plugins.Event) error {
 		evs = append(evs, e)
 		if onEvent != nil {
 			onEvent(e)
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		t.Fatalf("events: %v", err)
 	}

@@ -41,7 +41,7 @@ func Standalone(ctx context.Context, r kit.Runner, cfg json.RawMessage, jobDir s
 		}()
 	}
 	enc := json.NewEncoder(out)
-	if err := h.Events(ctx, 0, func(e plugins.Event) error { return enc.Encode(e) }); err != nil {
+	if err := h.Events(ctx, 0, plugins.EachEvent(func(e plugins.Event) error { return enc.Encode(e) })); err != nil {
 		return plugins.Status{}, err
 	}
 	return h.Status(ctx)
