@@ -382,7 +382,7 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 	}
 	slices.Sort(lt.lat)
 	q := func(p float64) float64 { return ms(lt.lat[min(len(lt.lat)-1, int(p*float64(len(lt.lat))))]) }
-	fmt.Printf("event fan-out: fake trainer → daemon (badger, fsync per batch) → %d SSE clients, loopback\n", nClients)
+	fmt.Printf("event fan-out: fake trainer → daemon (badger, group commit) → %d SSE clients, loopback, same CPUs\n", nClients)
 	fmt.Printf("%-52s %12s %8s\n", "", "events/s", "ratio")
 	fmt.Printf("%-52s %12.0f %8s\n", "trainer emit rate, unpaced (baseline)", tp.emitRate, "1.00")
 	fmt.Printf("%-52s %12.0f %8.2f\n", "daemon ingestion (first emit → last stored)", tp.ingestRate, tp.ingestRate/tp.emitRate)

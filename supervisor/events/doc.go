@@ -6,9 +6,14 @@
 // The store is the source of truth. An event is stored before it is published, so a
 // client that joins (or falls behind) reads what it missed from the store and then
 // continues live without a gap or a duplicate (events are deduplicated by index).
-// Publishing never blocks: each client has a bounded buffer; a client whose buffer
-// fills catches up from the store, and one that stops reading altogether is dropped
-// when its write deadline passes. Trainers, and other clients, never wait for a client.
+//
+// Publishing encodes each event once and appends it to a ring of recent frames that
+// every stream reads at its own pace, by index; nothing is queued per client, so
+// publishing never blocks. A stream writes at most once per flush interval (events that
+// arrive meanwhile go out together, which bounds the system calls per client whatever
+// the event rate); a client further behind than the ring holds reads the store, and
+// one that stops reading altogether is dropped when its write deadline passes.
+// Trainers, and other clients, never wait for a client.
 //
 // Everything that reaches a client is sanitised once, before it is stored: control
 // characters and ANSI escapes are stripped from titles, messages and log lines, long

@@ -82,7 +82,8 @@ type Hub struct {
 	statuses map[string]string
 	tails    map[string]*tailer
 
-	dropped atomic.Int64 // clients dropped for not reading
+	dropped    atomic.Int64 // clients dropped for not reading
+	storePages atomic.Int64 // pages streams read from the store (behind the ring)
 }
 
 // New returns a Hub over the store. Call Start to run retention and the log relay, and

@@ -303,6 +303,7 @@ const streamBatch = 1024
 // storePage writes one page of the stored events after sent that keep accepts and
 // returns the last index examined (sent when there was none).
 func (h *Hub) storePage(s sink, sent uint64, keep func(*Event) bool) (uint64, error) {
+	h.storePages.Add(1)
 	var werr error
 	_, next, err := h.db.Events().Since(sent, 500, 0, func(se *store.StoredEvent) bool {
 		if werr != nil {
