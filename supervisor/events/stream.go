@@ -226,9 +226,8 @@ func (h *Hub) run(ctx context.Context, sub *subscriber, s sink, o StreamOptions)
 	defer hb.Stop()
 	// pace holds the stream back for FlushInterval after each write, so events that
 	// arrive meanwhile go out together; it is nil while the stream may write.
-	pacer := time.NewTimer(0)
-	defer pacer.Stop()
-	<-pacer.C
+	pacer := time.NewTimer(time.Hour)
+	pacer.Stop() // armed after each write
 	var pace <-chan time.Time
 	batch := make([]*frame, 0, streamBatch)
 	for {
