@@ -20,11 +20,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"simpletuner/bench/internal/procstat"
 )
 
 func main() {
@@ -124,7 +125,7 @@ func run(daemonBin string, conns int, dur time.Duration) error {
 	}
 
 	time.Sleep(2 * time.Second)
-	idleBefore := rssMB(d.Process.Pid)
+	idleBefore := procstat.RSSMB(d.Process.Pid)
 
 	// Warm both up, then measure them alternately twice and keep each one's best run, so
 	// a noisy moment does not decide the ratio.
@@ -140,7 +141,7 @@ func run(daemonBin string, conns int, dur time.Duration) error {
 		return fmt.Errorf("request errors: daemon %d, bare %d (first: %s)", ours.errors, bare.errors, ours.firstErr+bare.firstErr)
 	}
 	time.Sleep(3 * time.Second)
-	idleAfter := rssMB(d.Process.Pid)
+	idleAfter := procstat.RSSMB(d.Process.Pid)
 
 	ratio := ours.rps / bare.rps
 	fmt.Printf("GET /api/training/status, %d keep-alive connections, %v per run (best of 2)\n", conns, dur)
@@ -284,19 +285,4 @@ func load(url string, hdr map[string]string, conns int, dur time.Duration) resul
 	res.p99 = lat[len(lat)*99/100]
 	res.max = lat[len(lat)-1]
 	return res
-}
-
-// rssMB reads a process's resident set size from /proc.
-func rssMB(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return -1
 }

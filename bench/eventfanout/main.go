@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"simpletuner/bench/internal/procstat"
 	"simpletuner/plugins/kit"
 	"simpletuner/plugins/kit/kittest"
 )
@@ -202,6 +203,7 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 	// One daemon per run: the burst settings are trainer environment (daemon flags).
 	type result struct {
 		emitRate, ingestRate, slowestClientRate float64
+		rssAfter                                float64 // the daemon's, once every client has every event
 		delivered                               int
 		lat                                     []time.Duration
 		emitted                                 []int64
@@ -314,6 +316,7 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(100 * time.Millisecond)
+		r.rssAfter = procstat.RSSMB(procs[len(procs)-1].Process.Pid)
 		stopWatch()
 		<-watchDone
 		// The trainer's own rate, and the daemon's ingestion (stored timestamps).
@@ -387,7 +390,7 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 	fmt.Printf("%-52s %12.0f %8s\n", "trainer emit rate, unpaced (baseline)", tp.emitRate, "1.00")
 	fmt.Printf("%-52s %12.0f %8.2f\n", "daemon ingestion (first emit → last stored)", tp.ingestRate, tp.ingestRate/tp.emitRate)
 	fmt.Printf("%-52s %12.0f %8.2f\n", fmt.Sprintf("slowest of %d clients (first emit → last received)", nClients), tp.slowestClientRate, tp.slowestClientRate/tp.emitRate)
-	fmt.Printf("%d events × %d clients delivered: %d\n", burst, nClients, tp.delivered)
+	fmt.Printf("%d events × %d clients delivered: %d; daemon RSS after: %.1f MB\n", burst, nClients, tp.delivered, tp.rssAfter)
 	fmt.Printf("\nlatency at 1,000 events/s, %d events × %d clients (%d samples)\n", rateEvents, nClients, len(lt.lat))
 	fmt.Printf("%8s %8s %8s %8s\n", "p50 ms", "p90 ms", "p99 ms", "max ms")
 	fmt.Printf("%8.1f %8.1f %8.1f %8.1f\n", q(0.5), q(0.9), q(0.99), ms(lt.lat[len(lt.lat)-1]))

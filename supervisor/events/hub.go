@@ -35,7 +35,7 @@ type Config struct {
 	// within it is dropped [10 s].
 	WriteTimeout time.Duration
 	// RingEvents and RingBytes bound the recent events kept in memory for every stream
-	// to read from [16384 events, 32 MiB]; a client further behind reads the store.
+	// to read from [8192 events, 16 MiB]; a client further behind reads the store.
 	RingEvents int
 	RingBytes  int
 	// FlushInterval is the shortest time between two writes to one client [10 ms]:
@@ -96,10 +96,10 @@ func New(cfg Config) *Hub {
 		cfg.WriteTimeout = 10 * time.Second
 	}
 	if cfg.RingEvents <= 0 {
-		cfg.RingEvents = 16384
+		cfg.RingEvents = 8192
 	}
 	if cfg.RingBytes <= 0 {
-		cfg.RingBytes = 32 << 20
+		cfg.RingBytes = 16 << 20
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 10 * time.Millisecond

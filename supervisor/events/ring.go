@@ -13,6 +13,8 @@ const frameOverhead = 256
 // frame is one event encoded once for every client: the whole SSE frame, of which the
 // event's JSON (what a WebSocket message wraps) is a part.
 type frame struct {
+	// ev holds the fields stream filters read (index, seq, job, type, severity, owner);
+	// its payload is only in the encoding.
 	ev   *Event
 	sse  []byte // id, event and data lines
 	data []byte // the JSON within sse
@@ -29,7 +31,10 @@ func newFrame(ev *Event) *frame {
 	sse = append(sse, data...)
 	end := len(sse)
 	sse = append(sse, "\n\n"...)
-	return &frame{ev: ev, sse: sse, data: sse[start:end:end]}
+	// The frame keeps only what stream filters look at; the rest of the event is in
+	// the encoding, and would double what the ring holds.
+	slim := &Event{ID: ev.ID, Index: ev.Index, Seq: ev.Seq, JobID: ev.JobID, Type: ev.Type, Severity: ev.Severity, owner: ev.owner}
+	return &frame{ev: slim, sse: sse, data: sse[start:end:end]}
 }
 
 func (f *frame) size() int { return len(f.sse) + frameOverhead }

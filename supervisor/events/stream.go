@@ -327,9 +327,14 @@ func (h *Hub) storePage(s sink, sent uint64, keep func(*Event) bool) (uint64, er
 	return max(next, sent), nil
 }
 
-// sseWriteMax is how much a stream buffers before it writes: large writes are what keep
-// the per-client cost (a system call and its TCP segments) low at high event rates.
-const sseWriteMax = 256 << 10
+// sseWriteMax is about how much a stream buffers before it writes: large writes are what
+// keep the per-client cost (a system call and its TCP segments) low at high event
+// rates. sseKeepMax is the largest buffer a stream keeps between writes; a larger one,
+// grown for a burst, is let go once the stream writes less than a quarter of it.
+const (
+	sseWriteMax = 128 << 10
+	sseKeepMax  = 16 << 10
+)
 
 // sseSink writes SSE frames, buffered, with a write deadline per flush.
 type sseSink struct {
@@ -340,10 +345,12 @@ type sseSink struct {
 }
 
 func (s *sseSink) event(f *frame) error {
-	s.buf = append(s.buf, f.sse...)
-	if len(s.buf) >= sseWriteMax {
-		return s.flush()
+	if len(s.buf) > 0 && len(s.buf)+len(f.sse) > sseWriteMax {
+		if err := s.flush(); err != nil {
+			return err
+		}
 	}
+	s.buf = append(s.buf, f.sse...)
 	return nil
 }
 
@@ -362,7 +369,11 @@ func (s *sseSink) flush() error {
 	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	_, err := s.w.Write(s.buf)
-	s.buf = s.buf[:0]
+	if cap(s.buf) > sseKeepMax && len(s.buf) < cap(s.buf)/4 {
+		s.buf = nil // the burst it grew for is over
+	} else {
+		s.buf = s.buf[:0]
+	}
 	if err == nil {
 		err = s.rc.Flush()
 	}

@@ -1,0 +1,23 @@
+// Package procstat reads what the benchmarks report about a process from /proc.
+package procstat
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// RSSMB returns a process's resident set size in MiB (-1 when it cannot be read).
+func RSSMB(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
