@@ -41,14 +41,22 @@ type Host struct {
 	spoolSize int64         // bytes of complete lines in the spool
 	changed   chan struct{} // closed and replaced on every append and state change
 	delivered bool          // a reader streamed the terminal event
-	// recent holds the newest events appended (between recentKeep and 2×recentKeep of
-	// them, contiguous by seq), so a reader that keeps up is served from memory; the
-	// spool serves replays and readers further behind.
-	recent []plugins.Event
+	// recent holds the newest events appended (at most 2×recentKeep of them and
+	// recentMaxBytes of payload, contiguous by seq), so a reader that keeps up is served
+	// from memory; the spool serves replays and readers further behind. recentBytes is
+	// the payload held.
+	recent      []plugins.Event
+	recentBytes int
 }
 
-// recentKeep is how many of the newest events a Host keeps in memory.
-const recentKeep = 4096
+// recentKeep is how many of the newest events a Host keeps in memory, and
+// recentMaxBytes how much of their payload (validation images are large).
+const (
+	recentKeep     = 4096
+	recentMaxBytes = 16 << 20
+)
+
+func eventBytes(e *plugins.Event) int { return len(e.Data) + len(e.Title) + len(e.Message) }
 
 // Options tune a Host.
 type Options struct {
@@ -235,10 +243,22 @@ func (h *Host) emit(typ, severity, title, message string, data any) uint64 {
 		return 0
 	}
 	h.spoolSize += int64(len(line))
-	if len(h.recent) >= 2*recentKeep {
-		h.recent = append(make([]plugins.Event, 0, 2*recentKeep), h.recent[len(h.recent)-recentKeep:]...)
-	}
 	h.recent = append(h.recent, e)
+	h.recentBytes += eventBytes(&e)
+	if len(h.recent) > 2*recentKeep || h.recentBytes > recentMaxBytes {
+		// Down to half of either bound (so this runs once per many appends), always
+		// keeping the newest event; a fresh array lets the dropped payloads go.
+		keep, bytes := 0, 0
+		for i := len(h.recent) - 1; i >= 0 && keep < recentKeep; i-- {
+			b := eventBytes(&h.recent[i])
+			if keep > 0 && bytes+b > recentMaxBytes/2 {
+				break
+			}
+			keep, bytes = keep+1, bytes+b
+		}
+		h.recent = append(make([]plugins.Event, 0, 2*recentKeep+1), h.recent[len(h.recent)-keep:]...)
+		h.recentBytes = bytes
+	}
 	if typ == "job.status" || severity == "error" {
 		// Lifecycle events must survive a power loss; progress may not pay an fsync each.
 		h.spool.Sync()

@@ -320,3 +320,41 @@ func TestEventsFromSpoolThenMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeEventsReadBackAcrossTheMemoryBound: events whose payloads exceed what a Host
+// keeps in memory (validation images) still all reach readers, in order, from memory
+// or the spool.
+func TestLargeEventsReadBackAcrossTheMemoryBound(t *testing.T) {
+	const n = 40
+	big := strings.Repeat("x", 1<<20)
+	release := make(chan struct{})
+	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error {
+		for i := range n {
+			j.Emit("validation.image", "info", "", "", map[string]any{"i": i, "src": big})
+		}
+		<-release
+		return nil
+	}), slog.New(slog.DiscardHandler), kit.Options{})
+	if _, err := h.Start(context.Background(), plugins.StartRequest{JobID: "big", Config: json.RawMessage(`{}`), JobDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, _ := h.Status(context.Background())
+		if st.LastSeq >= n+1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	all := collect(t, h, 0)
+	checkContiguous(t, all, 0)
+	if len(all) != n+2 {
+		t.Fatalf("%d events, want %d", len(all), n+2)
+	}
+	for _, e := range all[1 : n+1] {
+		if len(e.Data) < 1<<20 {
+			t.Fatalf("event %d lost its payload (%d bytes)", e.Seq, len(e.Data))
+		}
+	}
+	checkContiguous(t, collect(t, h, n-2), n-2)
+}
