@@ -119,7 +119,6 @@ type Events struct{ db *DB }
 // Events returns the event store.
 func (d *DB) Events() *Events { return &Events{db: d} }
 
-// putLocked writes one event's keys and returns its record. Called with mu held.
 // appendStored appends e's record, byte for byte what json.Marshal(e) writes, without
 // encoding/json's second pass over e.Event (which its producer encoded).
 func appendStored(b []byte, e *StoredEvent) ([]byte, error) {
@@ -143,6 +142,7 @@ func appendStored(b []byte, e *StoredEvent) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+// putLocked writes one event's keys. Called with mu held.
 func putLocked(txn *badger.Txn, e StoredEvent) error {
 	if !json.Valid(e.Event) {
 		return fmt.Errorf("event %d of job %s is not valid JSON", e.Seq, e.JobID)
@@ -158,9 +158,7 @@ func putLocked(txn *badger.Txn, e StoredEvent) error {
 		return err
 	}
 	if e.Seq > 0 {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], e.Index)
-		return txn.Set(eventKey(e.JobID, e.Seq), b[:])
+		return txn.Set(eventKey(e.JobID, e.Seq), be64(e.Index))
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func getJob(txn *badger.Txn, id string, j *Job) error {
 	if err := getJSON(txn, jobKey(id), j); err != nil {
 		return err
 	}
-	seq, err := getJobSeq(txn, id)
+	seq, _, err := getJobSeq(txn, id)
 	if err != nil {
 		return err
 	}
@@ -76,16 +76,15 @@ func getJob(txn *badger.Txn, id string, j *Job) error {
 	return nil
 }
 
-// getJobSeq reads the LastSeq key of a job (0 when absent).
-func getJobSeq(txn *badger.Txn, id string) (uint64, error) {
+// getJobSeq reads the LastSeq key of a job; found is false when it was never written.
+func getJobSeq(txn *badger.Txn, id string) (seq uint64, found bool, err error) {
 	it, err := txn.Get(jobSeqKey(id))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var seq uint64
 	err = it.Value(func(v []byte) error {
 		if len(v) != 8 {
 			return fmt.Errorf("job %s: last seq of %d bytes: %w", id, len(v), ErrCorrupt)
@@ -93,7 +92,7 @@ func getJobSeq(txn *badger.Txn, id string) (uint64, error) {
 		seq = binary.BigEndian.Uint64(v)
 		return nil
 	})
-	return seq, err
+	return seq, true, err
 }
 
 // jobLastSeq returns a job's LastSeq, decoding the job record only when the LastSeq key
@@ -105,21 +104,22 @@ func jobLastSeq(txn *badger.Txn, id string) (uint64, error) {
 		}
 		return 0, err
 	}
-	if _, err := txn.Get(jobSeqKey(id)); err == nil {
-		return getJobSeq(txn, id)
+	if seq, found, err := getJobSeq(txn, id); found || err != nil {
+		return seq, err
 	}
 	var j Job
-	if err := getJob(txn, id, &j); err != nil {
+	if err := getJSON(txn, jobKey(id), &j); err != nil {
 		return 0, err
 	}
 	return j.LastSeq, nil
 }
 
 func setJobSeq(txn *badger.Txn, id string, seq uint64) error {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], seq)
-	return txn.Set(jobSeqKey(id), b[:])
+	return txn.Set(jobSeqKey(id), be64(seq))
 }
+
+// be64 is the 8-byte big-endian value the store keeps counters and indexes in.
+func be64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 // Jobs is the typed store of jobs.
 type Jobs struct{ db *DB }

@@ -18,14 +18,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"simpletuner/bench/internal/procstat"
+	"simpletuner/bench/internal/benchkit"
 )
 
 func main() {
@@ -88,22 +86,16 @@ func run(daemonBin string, conns int, dur time.Duration) error {
 	}
 	defer os.RemoveAll(home)
 
-	daddr, err := freeAddr()
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
-	host, port, _ := net.SplitHostPort(daddr)
-	d := exec.Command(daemonBin, "server", "--host", host, "--port", port, "--log-level", "warn")
-	d.Env = append(os.Environ(), "SIMPLETUNER_HOME="+home, "SIMPLETUNER_CONFIG_DIR="+filepath.Join(home, "config"))
-	d.Stderr = os.Stderr
-	if err := d.Start(); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
-	base := "http://" + daddr
-	if err := waitHTTP(base+"/health", d); err != nil {
+	d, err := benchkit.StartDaemon(daemonBin, home, port)
+	if err != nil {
 		return err
 	}
+	defer d.Stop()
+	base := d.Base
 	key, err := setup(base)
 	if err != nil {
 		return err
@@ -125,7 +117,7 @@ func run(daemonBin string, conns int, dur time.Duration) error {
 	}
 
 	time.Sleep(2 * time.Second)
-	idleBefore := procstat.RSSMB(d.Process.Pid)
+	idleBefore := benchkit.RSSMB(d.Cmd.Process.Pid)
 
 	// Warm both up, then measure them alternately twice and keep each one's best run, so
 	// a noisy moment does not decide the ratio.
@@ -141,7 +133,7 @@ func run(daemonBin string, conns int, dur time.Duration) error {
 		return fmt.Errorf("request errors: daemon %d, bare %d (first: %s)", ours.errors, bare.errors, ours.firstErr+bare.firstErr)
 	}
 	time.Sleep(3 * time.Second)
-	idleAfter := procstat.RSSMB(d.Process.Pid)
+	idleAfter := benchkit.RSSMB(d.Cmd.Process.Pid)
 
 	ratio := ours.rps / bare.rps
 	fmt.Printf("GET /api/training/status, %d keep-alive connections, %v per run (best of 2)\n", conns, dur)

@@ -23,19 +23,16 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
-	"simpletuner/bench/internal/procstat"
+	"simpletuner/bench/internal/benchkit"
 	"simpletuner/plugins/kit"
 	"simpletuner/plugins/kit/kittest"
 )
@@ -150,57 +147,28 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 	}
 	defer os.RemoveAll(home)
 	self, _ := os.Executable()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-
-	var procs []*exec.Cmd
-	defer func() {
-		for _, p := range procs {
-			p.Process.Signal(syscall.SIGTERM)
-			p.Wait()
-		}
-	}()
-	startDaemon := func(extraEnv ...string) error {
-		args := []string{"server", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warn",
-			"--event-retention", "-1", "--trainer", self, "--trainer-env", asTrainer + "=1",
+	// One daemon per run: the burst settings are trainer environment (daemon flags).
+	startDaemon := func(extraEnv ...string) (*benchkit.Daemon, error) {
+		args := []string{"--event-retention", "-1", "--trainer", self, "--trainer-env", asTrainer + "=1",
 			"--trainer-env", kittest.EnvSteps + "=1", "--trainer-env", kittest.EnvStepMS + "=1"}
 		for _, e := range extraEnv {
 			args = append(args, "--trainer-env", e)
 		}
-		d := exec.Command(daemonBin, args...)
-		d.Env = append(os.Environ(), "SIMPLETUNER_HOME="+home, "SIMPLETUNER_CONFIG_DIR="+filepath.Join(home, "config"))
-		d.Stderr = os.Stderr
-		if err := d.Start(); err != nil {
-			return err
-		}
-		procs = append(procs, d)
-		return nil
+		return benchkit.StartDaemon(daemonBin, home, port, args...)
 	}
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	waitUp := func() error {
-		for range 400 {
-			if res, err := c.Get(base + "/health"); err == nil {
-				res.Body.Close()
-				return nil
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		return fmt.Errorf("daemon did not start")
-	}
-
 	data := filepath.Join(home, "data")
 	os.MkdirAll(data, 0o755)
 	os.MkdirAll(filepath.Join(home, "config"), 0o755)
 	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"filename","resolution":32,"resolution_type":"pixel"},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache"))
 	os.WriteFile(filepath.Join(home, "config", "dl.json"), []byte(dl), 0o644)
 
-	// One daemon per run: the burst settings are trainer environment (daemon flags).
 	type result struct {
 		emitRate, ingestRate, slowestClientRate float64
 		rssAfter                                float64 // the daemon's, once every client has every event
@@ -214,18 +182,11 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 		if rate > 0 {
 			env = append(env, fmt.Sprintf("%s=%d", kittest.EnvEventRate, rate))
 		}
-		if err := startDaemon(env...); err != nil {
+		d, err := startDaemon(env...)
+		if err != nil {
 			return r, err
 		}
-		defer func() {
-			d := procs[len(procs)-1]
-			d.Process.Signal(syscall.SIGTERM)
-			d.Wait()
-			procs = procs[:len(procs)-1]
-		}()
-		if err := waitUp(); err != nil {
-			return r, err
-		}
+		defer d.Stop()
 		post(c, base+"/api/auth/setup/first-admin", `{"email":"b@example.com","username":"bench","password":"bench-password"}`)
 		post(c, base+"/api/auth/login", `{"username":"bench","password":"bench-password"}`)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -316,7 +277,7 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(100 * time.Millisecond)
-		r.rssAfter = procstat.RSSMB(procs[len(procs)-1].Process.Pid)
+		r.rssAfter = benchkit.RSSMB(d.Cmd.Process.Pid)
 		stopWatch()
 		<-watchDone
 		// The trainer's own rate, and the daemon's ingestion (stored timestamps).
@@ -447,14 +408,14 @@ func printTimeline(lat []time.Duration, emitted []int64) {
 	if len(lat) == 0 {
 		return
 	}
-	t0 := slices.Min(emitted)
-	buckets := map[int64][]time.Duration{}
+	t0, t1 := slices.Min(emitted), slices.Max(emitted)
+	buckets := make([][]time.Duration, (t1-t0)/int64(time.Second)+1)
 	for i, l := range lat {
 		s := (emitted[i] - t0) / int64(time.Second)
 		buckets[s] = append(buckets[s], l)
 	}
 	fmt.Printf("%6s %8s %8s %8s\n", "second", "p50 ms", "p99 ms", "max ms")
-	for s := int64(0); s < int64(len(buckets)); s++ {
+	for s := range buckets {
 		b := buckets[s]
 		if len(b) == 0 {
 			continue

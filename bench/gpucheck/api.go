@@ -8,15 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"simpletuner/bench/internal/benchkit"
 )
 
 // runAPI starts the daemon on a scratch home, prints its NVML inventory (API line per GPU),
@@ -35,33 +34,19 @@ func runAPI(args []string) error {
 	if err := os.MkdirAll(filepath.Join(home, "config"), 0o755); err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	d := exec.Command(*daemon, "server", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warn",
+	d, err := benchkit.StartDaemon(*daemon, home, port,
 		"--state-dir", filepath.Join(home, "state"), "--datasets-dir", filepath.Join(home, "datasets"))
-	d.Env = append(os.Environ(), "SIMPLETUNER_HOME="+home, "SIMPLETUNER_CONFIG_DIR="+filepath.Join(home, "config"))
-	d.Stderr = os.Stderr
-	if err := d.Start(); err != nil {
+	if err != nil {
 		return err
 	}
-	defer func() { _ = d.Process.Signal(syscall.SIGTERM); _ = d.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	defer d.Stop()
+	base := d.Base
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	for i := 0; ; i++ {
-		if res, err := c.Get(base + "/health"); err == nil {
-			res.Body.Close()
-			break
-		}
-		if i > 400 {
-			return fmt.Errorf("daemon never answered")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 	if _, err := post(c, base+"/api/auth/setup/first-admin", "application/json",
 		bytes.NewBufferString(`{"email":"gpu@example.com","username":"gpucheck","password":"gpucheck-password"}`)); err != nil {
 		return err

@@ -17,16 +17,14 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
+	"simpletuner/bench/internal/benchkit"
 	"simpletuner/plugins"
 	"simpletuner/plugins/kit"
 	"simpletuner/plugins/kit/kittest"
@@ -71,30 +69,19 @@ func run(daemonBin string, n int) error {
 		c.Shutdown()
 	}
 
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	d := exec.Command(daemonBin, "server", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--log-level", "warn",
-		"--trainer", self, "--trainer-env", asTrainer+"=1", "--trainer-env", kittest.EnvSteps+"=1", "--trainer-env", kittest.EnvStepMS+"=1")
-	d.Env = append(os.Environ(), "SIMPLETUNER_HOME="+home, "SIMPLETUNER_CONFIG_DIR="+filepath.Join(home, "config"))
-	d.Stderr = os.Stderr
-	if err := d.Start(); err != nil {
+	port, err := benchkit.FreePort()
+	if err != nil {
 		return err
 	}
-	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	d, err := benchkit.StartDaemon(daemonBin, home, port,
+		"--trainer", self, "--trainer-env", asTrainer+"=1", "--trainer-env", kittest.EnvSteps+"=1", "--trainer-env", kittest.EnvStepMS+"=1")
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
+	base := d.Base
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	for i := 0; ; i++ {
-		if res, err := c.Get(base + "/health"); err == nil {
-			res.Body.Close()
-			break
-		}
-		if i > 200 {
-			return fmt.Errorf("daemon never answered")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 	post(c, base+"/api/auth/setup/first-admin", `{"email":"b@example.com","username":"bench","password":"bench-password"}`)
 	post(c, base+"/api/queue/concurrency", `{"local_job_max_concurrent":10}`)
 

@@ -250,17 +250,40 @@ type Created struct {
 // reserved names are folders of the configs root that are not environments.
 var reserved = map[string]bool{"webhooks": true, "templates": true}
 
+// cleanNewName cleans the name of an environment about to be made (created, copied to
+// or renamed to): a reserved folder name is refused.
+func cleanNewName(name string) (string, error) {
+	name, err := CleanName(name)
+	if err != nil {
+		return "", err
+	}
+	if reserved[name] {
+		return "", errorf(ErrInvalid, "'%s' is reserved for the configs folder's own use; choose another name", name)
+	}
+	return name, nil
+}
+
+// sourceAndFreeTarget, for a copy or rename and with mu held by the caller, finds the
+// source environment and checks that the target name is free.
+func (s *Service) sourceAndFreeTarget(name, target string) (location, error) {
+	src, ok := s.locate(KindModel, name)
+	if !ok {
+		return location{}, notFound(name)
+	}
+	if _, ok := s.locate(KindModel, target); ok || exists(filepath.Join(s.dir, target)) {
+		return location{}, errorf(ErrExists, "Configuration '%s' already exists", target)
+	}
+	return src, nil
+}
+
 // CreateEnvironment creates <root>/<name>/{config.json,.metadata.json} and, unless an
 // existing dataloader is referenced, <root>/<name>/multidatabackend.json (contract §4.2).
 // The folder is built under a temporary name and renamed into place, so a half-made
 // environment is never visible.
 func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Created, error) {
-	name, err := CleanName(req.Name)
+	name, err := cleanNewName(req.Name)
 	if err != nil {
 		return nil, err
-	}
-	if reserved[name] {
-		return nil, errorf(ErrInvalid, "'%s' is reserved for the configs folder's own use; choose another name", name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -622,20 +645,14 @@ func (s *Service) Copy(name, target string) (*Saved, error) {
 	if err != nil {
 		return nil, err
 	}
-	if target, err = CleanName(target); err != nil {
+	if target, err = cleanNewName(target); err != nil {
 		return nil, err
-	}
-	if reserved[target] {
-		return nil, errorf(ErrInvalid, "'%s' is reserved for the configs folder's own use; choose another name", target)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	src, ok := s.locate(KindModel, name)
-	if !ok {
-		return nil, notFound(name)
-	}
-	if _, ok := s.locate(KindModel, target); ok || exists(filepath.Join(s.dir, target)) {
-		return nil, errorf(ErrExists, "Configuration '%s' already exists", target)
+	src, err := s.sourceAndFreeTarget(name, target)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := readObject(src.config)
 	if err != nil {
@@ -692,20 +709,14 @@ func (s *Service) Rename(name, newName string) (*Saved, error) {
 	if err != nil {
 		return nil, err
 	}
-	if newName, err = CleanName(newName); err != nil {
+	if newName, err = cleanNewName(newName); err != nil {
 		return nil, err
-	}
-	if reserved[newName] {
-		return nil, errorf(ErrInvalid, "'%s' is reserved for the configs folder's own use; choose another name", newName)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	src, ok := s.locate(KindModel, name)
-	if !ok {
-		return nil, notFound(name)
-	}
-	if _, ok := s.locate(KindModel, newName); ok || exists(filepath.Join(s.dir, newName)) {
-		return nil, errorf(ErrExists, "Configuration '%s' already exists", newName)
+	src, err := s.sourceAndFreeTarget(name, newName)
+	if err != nil {
+		return nil, err
 	}
 	wasActive := false
 	if a, ok, _ := s.ActiveName(); ok && a == name {

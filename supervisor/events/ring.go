@@ -21,14 +21,13 @@ type frame struct {
 }
 
 func newFrame(ev *Event) *frame {
-	data, err := ev.appendJSON(make([]byte, 0, 512))
-	if err != nil {
-		data, _ = json.Marshal(map[string]any{"type": ev.Type, "index": ev.Index, "error": "unencodable event"})
-	}
-	sse := make([]byte, 0, len(data)+len(ev.ID)+len(ev.Type)+24)
-	sse = appendSSEHead(sse, ev.ID, safeName(ev.Type))
+	sse := appendSSEHead(make([]byte, 0, 512), ev.ID, safeName(ev.Type))
 	start := len(sse)
-	sse = append(sse, data...)
+	sse, err := ev.appendJSON(sse)
+	if err != nil {
+		fallback, _ := json.Marshal(map[string]any{"type": ev.Type, "index": ev.Index, "error": "unencodable event"})
+		sse = append(sse[:start], fallback...)
+	}
 	end := len(sse)
 	sse = append(sse, "\n\n"...)
 	// The frame keeps only what stream filters look at; the rest of the event is in

@@ -1,5 +1,6 @@
-// Package procstat reads what the benchmarks report about a process from /proc.
-package procstat
+// Package benchkit holds what the benchmarks share: starting a daemon of their own on a
+// free loopback port and reading what they report about a process from /proc.
+package benchkit
 
 import (
 	"os"
