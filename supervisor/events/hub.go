@@ -451,7 +451,7 @@ func (h *Hub) snapshot(keep func(*Event) bool) []*Event {
 	if err != nil {
 		return nil
 	}
-	var out []*Event
+	out := []*Event{} // a reset frame says "jobs": [], not null, when none is running
 	for _, j := range all {
 		if terminal(j.Status) {
 			continue

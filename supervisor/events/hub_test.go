@@ -625,3 +625,18 @@ func TestLogRelayRateLimitedAndClean(t *testing.T) {
 		t.Errorf("no summary of held-back lines: %q", last.Message)
 	}
 }
+
+// TestResetWithNoRunningJobsListsNone: the reset frame's jobs is an empty list, not
+// null, when nothing is running.
+func TestResetWithNoRunningJobsListsNone(t *testing.T) {
+	th := newTestHub(t, Config{})
+	if _, err := th.db.Jobs().Update("j1", func(j *store.Job) error { j.Status = "completed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ch, cancel := openSSE(t, th.srv.URL+"/sse", map[string]string{"Last-Event-ID": "999"})
+	defer cancel()
+	reset := collect(t, ch, frameReset, 1, 5*time.Second)[0]
+	if !strings.Contains(reset.data, `"jobs":[]`) || !strings.Contains(reset.data, `"reason":"unknown"`) {
+		t.Fatalf("reset frame: %s", reset.data)
+	}
+}
