@@ -5,55 +5,25 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"simpletuner/options"
 	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/configs/configstest"
 	"simpletuner/supervisor/datasets"
 )
-
-// memSettings is an in-memory settings store for the services under test.
-type memSettings struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (s *memSettings) Get(name string, v any) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.m[name]
-	if !ok {
-		return false, nil
-	}
-	return true, json.Unmarshal(b, v)
-}
-
-func (s *memSettings) Put(name string, v any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if s.m == nil {
-		s.m = map[string][]byte{}
-	}
-	s.m[name] = b
-	return nil
-}
 
 // fileHarness is a harness with a configs dir and a datasets dir under one temp root.
 type fileHarness struct {
 	*harness
 	root, configDir, datasetsDir string
-	settings                     *memSettings
+	settings                     *configstest.MemSettings
 }
 
 func newFileHarness(t *testing.T, cfg Config, lim datasets.Limits) *fileHarness {
 	t.Helper()
 	root := t.TempDir()
-	fh := &fileHarness{root: root, configDir: filepath.Join(root, "config"), datasetsDir: filepath.Join(root, "datasets"), settings: &memSettings{}}
+	fh := &fileHarness{root: root, configDir: filepath.Join(root, "config"), datasetsDir: filepath.Join(root, "datasets"), settings: &configstest.MemSettings{}}
 	cs, err := configs.New(configs.Options{Dir: fh.configDir, Registry: options.Default(), Settings: fh.settings, OutputRoot: filepath.Join(root, "output")})
 	if err != nil {
 		t.Fatal(err)

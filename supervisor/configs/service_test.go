@@ -13,42 +13,13 @@ import (
 	"time"
 
 	"simpletuner/options"
+	"simpletuner/supervisor/configs/configstest"
 )
-
-// memSettings is an in-memory Settings.
-type memSettings struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (s *memSettings) Get(name string, v any) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.m[name]
-	if !ok {
-		return false, nil
-	}
-	return true, json.Unmarshal(b, v)
-}
-
-func (s *memSettings) Put(name string, v any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if s.m == nil {
-		s.m = map[string][]byte{}
-	}
-	s.m[name] = b
-	return nil
-}
 
 func newService(t *testing.T) *Service {
 	t.Helper()
 	root := t.TempDir()
-	s, err := New(Options{Dir: filepath.Join(root, "config"), Registry: options.Default(), Settings: &memSettings{},
+	s, err := New(Options{Dir: filepath.Join(root, "config"), Registry: options.Default(), Settings: &configstest.MemSettings{},
 		OutputRoot: filepath.Join(root, "output"), Now: func() time.Time { return time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
