@@ -46,13 +46,27 @@ func ResolveOutputDir(outputRoot, value string) (string, error) {
 	if v == "" {
 		return value, nil
 	}
-	if filepath.IsAbs(v) {
-		return filepath.Clean(v), nil
-	}
-	if outputRoot == "" {
+	var (
+		out string
+		err error
+	)
+	switch {
+	case filepath.IsAbs(v):
+		out = filepath.Clean(v)
+	case outputRoot == "":
 		return "", pathError{fmt.Sprintf("no output root to resolve %q under", clip(value)), ErrInvalidValue}
+	default:
+		if out, err = joinLocal(outputRoot, filepath.ToSlash(v), value, "the output root"); err != nil {
+			return "", err
+		}
 	}
-	return joinLocal(outputRoot, filepath.ToSlash(v), value, "the output root")
+	// "run /." cleans to a directory named "run ": almost surely a typing slip, and a
+	// value no form or argv could carry back (option values are trimmed), so the
+	// trainer and the job record would disagree on where checkpoints go.
+	if strings.TrimSpace(out) != out {
+		return "", pathError{fmt.Sprintf("%q names a directory that ends in white space; remove the space", clip(value)), ErrInvalidValue}
+	}
+	return out, nil
 }
 
 // joinLocal joins rel under dir if rel stays inside it ("a/../b" is fine, "../b" is not).

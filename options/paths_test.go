@@ -60,6 +60,9 @@ func TestResolveOutputDir(t *testing.T) {
 		{"/out", "../elsewhere", "", ErrPathEscape},
 		{"/out", "a/../../b", "", ErrPathEscape},
 		{"", "run1", "", ErrInvalidValue},
+		{"/out", "0 /.", "", ErrInvalidValue},
+		{"/out", "/abs/run \t/", "", ErrInvalidValue},
+		{"/out", "a b/c", "/out/a b/c", nil},
 	}
 	for _, tt := range tests {
 		got, err := ResolveOutputDir(tt.root, tt.in)
