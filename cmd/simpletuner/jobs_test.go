@@ -121,6 +121,20 @@ func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
 	if code, _ := call(t, c, "POST", d.base+"/api/training/checkpoint/run", nil, nil); code != 400 {
 		t.Fatalf("checkpoint with no job: %d", code)
 	}
+	// An output directory outside the output root, or one whose name ends in a space,
+	// is refused before any job exists.
+	for _, tc := range []struct{ dir, want string }{
+		{"../elsewhere", "climbs out of the output root"},
+		{"run /.", "ends in white space"},
+	} {
+		withDir := append(append([][2]string{}, fields...), [2]string{"--output_dir", tc.dir})
+		if code, body := form(t, c, d.base+"/api/training/start", withDir, "application/json"); code != 422 || !strings.Contains(body, tc.want) {
+			t.Fatalf("start with --output_dir %q: %d %s", tc.dir, code, body)
+		}
+	}
+	if code, q := call(t, c, "GET", d.base+"/api/queue", nil, nil); code != 200 || len(q["entries"].([]any)) != 0 {
+		t.Fatalf("refused starts left a job: %d %v", code, q)
+	}
 
 	code, body = form(t, c, d.base+"/api/training/start", append(fields, [2]string{"--validation_prompt", "test shot of <token>"}), "application/json")
 	var st struct {
