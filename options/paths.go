@@ -1,8 +1,9 @@
 package options
 
 import (
-	"fmt"
+	"errors"
 	"path/filepath"
+	"simpletuner/internal/errmsg"
 	"strings"
 )
 
@@ -22,7 +23,7 @@ func ResolveConfigPath(configsDir, value string) (string, error) {
 		return filepath.Clean(v), nil
 	}
 	if configsDir == "" {
-		return "", pathError{fmt.Sprintf("no configs directory to resolve %q under", clip(value)), ErrInvalidValue}
+		return "", errmsg.New(ErrInvalidValue, "no configs directory to resolve %q under", clip(value))
 	}
 	rel := filepath.ToSlash(v)
 	for strings.HasPrefix(rel, "./") {
@@ -54,7 +55,7 @@ func ResolveOutputDir(outputRoot, value string) (string, error) {
 	case filepath.IsAbs(v):
 		out = filepath.Clean(v)
 	case outputRoot == "":
-		return "", pathError{fmt.Sprintf("no output root to resolve %q under", clip(value)), ErrInvalidValue}
+		return "", errmsg.New(ErrInvalidValue, "no output root to resolve %q under", clip(value))
 	default:
 		if out, err = joinLocal(outputRoot, filepath.ToSlash(v), value, "the output root"); err != nil {
 			return "", err
@@ -64,7 +65,7 @@ func ResolveOutputDir(outputRoot, value string) (string, error) {
 	// value no form or argv could carry back (option values are trimmed), so the
 	// trainer and the job record would disagree on where checkpoints go.
 	if strings.TrimSpace(out) != out {
-		return "", pathError{fmt.Sprintf("%q names a directory that ends in white space; remove the space", clip(value)), ErrInvalidValue}
+		return "", errmsg.New(ErrInvalidValue, "%q names a directory that ends in white space; remove the space", clip(value))
 	}
 	return out, nil
 }
@@ -72,7 +73,7 @@ func ResolveOutputDir(outputRoot, value string) (string, error) {
 // joinLocal joins rel under dir if rel stays inside it ("a/../b" is fine, "../b" is not).
 func joinLocal(dir, rel, original, what string) (string, error) {
 	if !filepath.IsLocal(filepath.FromSlash(rel)) {
-		return "", pathError{fmt.Sprintf("%q climbs out of %s; use a path inside it or an absolute path", clip(original), what), ErrPathEscape}
+		return "", errmsg.New(ErrPathEscape, "%q climbs out of %s; use a path inside it or an absolute path", clip(original), what)
 	}
 	return filepath.Join(dir, filepath.FromSlash(rel)), nil
 }
@@ -109,19 +110,10 @@ func (c *Config) ResolvePaths(configsDir, outputRoot string) Issues {
 	return issues
 }
 
-// pathError reads as a plain sentence and unwraps to its sentinel.
-type pathError struct {
-	msg      string
-	sentinel error
-}
-
-func (e pathError) Error() string { return e.msg }
-func (e pathError) Unwrap() error { return e.sentinel }
-
 // unwrapSentinel picks the package sentinel an error wraps, for Issue.Err.
 func unwrapSentinel(err error) error {
-	if pe, ok := err.(pathError); ok {
-		return pe.sentinel
+	if e, ok := errors.AsType[*errmsg.Error](err); ok {
+		return e.Sentinel
 	}
 	return err
 }

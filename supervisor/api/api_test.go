@@ -147,6 +147,26 @@ func TestPublicRoutesAnswerAnonymous(t *testing.T) {
 	}
 }
 
+func TestMissingServiceAnswers503(t *testing.T) {
+	h := newHarness(t, Config{})
+	_, key := h.setup()
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/api/configs/", "Configurations are not available on this server"},
+		{"GET", "/api/datasets/browse", "Dataset uploads are not available on this server"},
+		{"GET", "/api/training/events", "Events are not available on this server"},
+		{"GET", "/api/queue", "Job supervision is not available on this server"},
+	} {
+		res := h.do(req{method: tc.method, path: tc.path, key: key})
+		if res.code != http.StatusServiceUnavailable || res.detail() != tc.want {
+			t.Errorf("%s %s: %d %s, want 503 %q", tc.method, tc.path, res.code, res.body, tc.want)
+		}
+	}
+	// Examples are embedded: they need no configs service.
+	if res := h.do(req{method: "GET", path: "/api/configs/examples", key: key}); res.code != 200 {
+		t.Errorf("examples without a configs service: %d %s", res.code, res.body)
+	}
+}
+
 func TestResearcherGets403OnAdminRoutes(t *testing.T) {
 	h := newHarness(t, Config{})
 	_, adminKey := h.setup()

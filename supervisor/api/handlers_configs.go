@@ -56,11 +56,9 @@ type renameRequest struct {
 	NewName string `json:"new_name"`
 }
 
-func (s *Server) configsService() (*configs.Service, error) {
-	if s.cfg.Configs == nil {
-		return nil, errorf(http.StatusServiceUnavailable, "Configurations are not available on this server")
-	}
-	return s.cfg.Configs, nil
+// withConfigs answers 503 when the server runs without the configs service.
+func (s *Server) withConfigs(h handlerFunc) handlerFunc {
+	return requires(func() bool { return s.cfg.Configs != nil }, "Configurations are", h)
 }
 
 // optionPerms are the option permissions (options.PermHooks) the caller holds, for the
@@ -95,10 +93,7 @@ func decodeOptionalJSON(r *http.Request, v any) error {
 }
 
 func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	var req configs.EnvironmentRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -112,10 +107,7 @@ func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request, p *au
 }
 
 func (s *Server) listConfigs(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	kind, err := configKind(r)
 	if err != nil {
 		return err
@@ -129,10 +121,7 @@ func (s *Server) listConfigs(w http.ResponseWriter, r *http.Request, _ *auth.Pri
 }
 
 func (s *Server) activeConfig(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	out, err := svc.Active()
 	if err != nil {
 		return err
@@ -155,10 +144,7 @@ func (s *Server) listExamples(w http.ResponseWriter, _ *http.Request, _ *auth.Pr
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	kind, err := configKind(r)
 	if err != nil {
 		return err
@@ -172,10 +158,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request, _ *auth.Princ
 }
 
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	kind, err := configKind(r)
 	if err != nil {
 		return err
@@ -196,10 +179,7 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request, p *auth.Princ
 }
 
 func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	kind, err := configKind(r)
 	if err != nil {
 		return err
@@ -213,10 +193,7 @@ func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 }
 
 func (s *Server) activateConfig(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	name, err := svc.Activate(mux.Vars(r)["name"])
 	if err != nil {
 		return err
@@ -226,10 +203,7 @@ func (s *Server) activateConfig(w http.ResponseWriter, r *http.Request, _ *auth.
 }
 
 func (s *Server) createDataloader(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	var req configs.DataloaderRequest
 	if err := decodeOptionalJSON(r, &req); err != nil {
 		return err
@@ -243,10 +217,7 @@ func (s *Server) createDataloader(w http.ResponseWriter, r *http.Request, _ *aut
 }
 
 func (s *Server) exportConfig(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	include := true
 	if v := r.URL.Query().Get("include_metadata"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -264,10 +235,7 @@ func (s *Server) exportConfig(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 }
 
 func (s *Server) importConfig(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	var req configs.ImportRequest
 	if err := decodeJSONNumbers(r, &req); err != nil {
 		return err
@@ -281,10 +249,7 @@ func (s *Server) importConfig(w http.ResponseWriter, r *http.Request, p *auth.Pr
 }
 
 func (s *Server) copyConfig(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	var req copyRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -298,10 +263,7 @@ func (s *Server) copyConfig(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 }
 
 func (s *Server) renameConfig(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	var req renameRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -315,10 +277,7 @@ func (s *Server) renameConfig(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 }
 
 func (s *Server) validateConfig(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	svc, err := s.configsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Configs
 	out, err := svc.Validate(mux.Vars(r)["name"], optionPerms(p))
 	if err != nil {
 		return err

@@ -27,11 +27,9 @@ var (
 	}
 )
 
-func (s *Server) datasetsService() (*datasets.Service, error) {
-	if s.cfg.Datasets == nil {
-		return nil, errorf(http.StatusServiceUnavailable, "Dataset uploads are not available on this server")
-	}
-	return s.cfg.Datasets, nil
+// withDatasets answers 503 when the server runs without the datasets service.
+func (s *Server) withDatasets(h handlerFunc) handlerFunc {
+	return requires(func() bool { return s.cfg.Datasets != nil }, "Dataset uploads are", h)
 }
 
 // bodyErr remembers the first error reading the request body returned, so a body cap
@@ -65,13 +63,10 @@ func missingField(name string) error {
 }
 
 func (s *Server) createFolder(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.datasetsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Datasets
 	var parent, name string
 	var hasName bool
-	err = streamForm(r, datasets.FormHandler{Field: func(k, v string) error {
+	err := streamForm(r, datasets.FormHandler{Field: func(k, v string) error {
 		switch k {
 		case "parent_path":
 			parent = v
@@ -130,15 +125,12 @@ func (u *uploadState) close() {
 }
 
 func (s *Server) uploadFiles(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.datasetsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Datasets
 	u := &uploadState{svc: svc}
 	defer u.close()
 	res := datasets.UploadResult{Errors: []string{}}
 	files := 0
-	err = streamForm(r, datasets.FormHandler{Field: u.field, File: func(field, filename string, part io.Reader) error {
+	err := streamForm(r, datasets.FormHandler{Field: u.field, File: func(field, filename string, part io.Reader) error {
 		if field != "files" && field != "files[]" {
 			return nil // unknown file fields are skipped, as FastAPI ignores them
 		}
@@ -173,14 +165,11 @@ func (s *Server) uploadFiles(w http.ResponseWriter, r *http.Request, _ *auth.Pri
 }
 
 func (s *Server) uploadZip(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.datasetsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Datasets
 	var target string
 	var hasTarget bool
 	var res *datasets.UploadResult
-	err = streamForm(r, datasets.FormHandler{
+	err := streamForm(r, datasets.FormHandler{
 		Field: func(k, v string) error {
 			if k == "target_path" {
 				target, hasTarget = v, true
@@ -218,10 +207,7 @@ func (s *Server) uploadZip(w http.ResponseWriter, r *http.Request, _ *auth.Princ
 }
 
 func (s *Server) browseDatasets(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	svc, err := s.datasetsService()
-	if err != nil {
-		return err
-	}
+	svc := s.cfg.Datasets
 	out, err := svc.Browse(r.URL.Query().Get("path"))
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/events"
-	"simpletuner/supervisor/jobs"
 )
 
 // eventsBody answers GET /api/training/events (contract §5.7, extended: every job's
@@ -35,12 +34,7 @@ var eventQuery = []queryParam{
 
 // withEvents answers 503 when the server runs without the event hub.
 func (s *Server) withEvents(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-		if s.cfg.Events == nil {
-			return errorf(http.StatusServiceUnavailable, "Events are not available on this server")
-		}
-		return h(w, r, p)
-	}
+	return requires(func() bool { return s.cfg.Events != nil }, "Events are", h)
 }
 
 // eventFilter builds the filter of an event request: what the caller may see (their own
@@ -49,11 +43,7 @@ func (s *Server) eventFilter(r *http.Request, p *auth.Principal) (string, func(*
 	q := r.URL.Query()
 	jobID := q.Get("job_id")
 	if jobID != "" && s.cfg.Jobs != nil {
-		j, err := s.cfg.Jobs.Get(jobID)
-		if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
-			return "", nil, errorf(http.StatusNotFound, "Job not found")
-		}
-		if err != nil {
+		if _, err := s.visibleJob(jobID, p); err != nil {
 			return "", nil, err
 		}
 	}

@@ -90,12 +90,17 @@ type jobEventsBody struct {
 
 // withJobs answers 503 when the server runs without job supervision (API tests do).
 func (s *Server) withJobs(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-		if s.cfg.Jobs == nil || s.cfg.Training == nil || s.cfg.GPUs == nil {
-			return errorf(http.StatusServiceUnavailable, "Job supervision is not available on this server")
-		}
-		return h(w, r, p)
+	return requires(func() bool { return s.cfg.Jobs != nil && s.cfg.Training != nil && s.cfg.GPUs != nil }, "Job supervision is", h)
+}
+
+// visibleJob loads a job p may see. Someone else's job answers 404 as if it did not
+// exist, so job ids cannot be probed.
+func (s *Server) visibleJob(id string, p *auth.Principal) (*store.Job, error) {
+	j, err := s.cfg.Jobs.Get(id)
+	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
+		return nil, errorf(http.StatusNotFound, "Job not found")
 	}
+	return j, err
 }
 
 // visible reports whether p may see the job: its owner, or anyone with job.view.all.
@@ -120,11 +125,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p *auth.Princi
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	j, err := s.cfg.Jobs.Get(mux.Vars(r)["job_id"])
-	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
-		// Someone else's job answers as if it did not exist.
-		return errorf(http.StatusNotFound, "Job not found")
-	}
+	j, err := s.visibleJob(mux.Vars(r)["job_id"], p)
 	if err != nil {
 		return err
 	}
@@ -404,10 +405,7 @@ func (s *Server) queueConcurrency(w http.ResponseWriter, r *http.Request, _ *aut
 
 func (s *Server) queueCancel(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	id := mux.Vars(r)["job_id"]
-	j, err := s.cfg.Jobs.Get(id)
-	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
-		return errorf(http.StatusNotFound, "Job not found")
-	}
+	j, err := s.visibleJob(id, p)
 	if err != nil {
 		return err
 	}
@@ -538,10 +536,7 @@ func memPercent() *float64 {
 // jobEvents answers a job's stored events after since_seq (at most 1000 a page).
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	id := mux.Vars(r)["job_id"]
-	j, err := s.cfg.Jobs.Get(id)
-	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
-		return errorf(http.StatusNotFound, "Job not found")
-	}
+	j, err := s.visibleJob(id, p)
 	if err != nil {
 		return err
 	}

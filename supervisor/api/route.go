@@ -21,6 +21,18 @@ const (
 // writeError, so handlers only write on success.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error
 
+// requires wraps a handler that needs an optional service: while present reports false it
+// answers 503 "<what> not available on this server". present is asked per request, not
+// when the route table is built, because tests attach services after New.
+func requires(present func() bool, what string, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+		if !present() {
+			return errorf(http.StatusServiceUnavailable, "%s not available on this server", what)
+		}
+		return h(w, r, p)
+	}
+}
+
 // queryParam documents a query-string parameter.
 type queryParam struct {
 	name, typ, help string

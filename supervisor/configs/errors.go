@@ -2,7 +2,6 @@ package configs
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"simpletuner/options"
@@ -21,19 +20,6 @@ var (
 	// ErrActive: the active configuration cannot be deleted.
 	ErrActive = errors.New("Cannot delete the active configuration")
 )
-
-// msgError carries a message for a person and the sentinel it maps to.
-type msgError struct {
-	sentinel error
-	msg      string
-}
-
-func (e *msgError) Error() string { return e.msg }
-func (e *msgError) Unwrap() error { return e.sentinel }
-
-func errorf(sentinel error, format string, args ...any) error {
-	return &msgError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
-}
 
 // ValidationError lists what is wrong with a configuration or dataloader. SimpleTuner
 // answers a bare "Configuration validation failed"; the API returns every message.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"path"
+	"simpletuner/internal/errmsg"
 	"sort"
 	"strings"
 )
@@ -93,5 +94,5 @@ func exampleByName(name string) (*Example, error) {
 		}
 		names = append(names, all[i].Name)
 	}
-	return nil, errorf(ErrNotFound, "Example '%s' not found. Available examples: %s", clip(name), strings.Join(names, ", "))
+	return nil, errmsg.New(ErrNotFound, "Example '%s' not found. Available examples: %s", clip(name), strings.Join(names, ", "))
 }

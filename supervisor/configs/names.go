@@ -2,6 +2,7 @@ package configs
 
 import (
 	"regexp"
+	"simpletuner/internal/errmsg"
 	"strings"
 )
 
@@ -14,10 +15,10 @@ func CleanName(name string) (string, error) {
 	name = strings.TrimSpace(name)
 	name = strings.TrimSuffix(name, ".json")
 	if name == "" {
-		return "", errorf(ErrInvalid, "Configuration name is required")
+		return "", errmsg.New(ErrInvalid, "Configuration name is required")
 	}
 	if !nameRE.MatchString(name) || name == "." || name == ".." || len(name) > 200 {
-		return "", errorf(ErrInvalid, "Configuration name may only contain letters, numbers, '.', '_' or '-'")
+		return "", errmsg.New(ErrInvalid, "Configuration name may only contain letters, numbers, '.', '_' or '-'")
 	}
 	return name, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"simpletuner/internal/errmsg"
 	"simpletuner/options"
 )
 
@@ -45,7 +46,7 @@ func ParseKind(s string) (Kind, error) {
 	case KindDataloader, KindWebhook, KindLycoris:
 		return Kind(s), nil
 	}
-	return "", errorf(ErrInvalid, "Unknown config_type '%s' (use model, dataloader, webhook or lycoris)", clip(s))
+	return "", errmsg.New(ErrInvalid, "Unknown config_type '%s' (use model, dataloader, webhook or lycoris)", clip(s))
 }
 
 // Options configure a Service.
@@ -163,7 +164,7 @@ func (s *Service) locate(kind Kind, name string) (location, bool) {
 }
 
 func notFound(name string) error {
-	return errorf(ErrNotFound, "Configuration '%s' not found", name)
+	return errmsg.New(ErrNotFound, "Configuration '%s' not found", name)
 }
 
 // timestamp formats times as SimpleTuner does (ISO-8601 with zone).
@@ -454,7 +455,7 @@ func (s *Service) Delete(kind Kind, name string) error {
 	}
 	if kind == KindModel {
 		if active, ok, _ := s.ActiveName(); ok && active == name {
-			return errorf(ErrActive, "Cannot delete the active configuration")
+			return errmsg.New(ErrActive, "Cannot delete the active configuration")
 		}
 		if loc.folder != "" {
 			return os.RemoveAll(loc.folder)

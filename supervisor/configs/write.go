@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"simpletuner/internal/errmsg"
 	"simpletuner/options"
 )
 
@@ -70,7 +71,7 @@ func (s *Service) Put(kind Kind, name string, req PutRequest, perms []string) (*
 	case KindModel:
 		submitted, ok := req.Config.(map[string]any)
 		if !ok {
-			return nil, errorf(ErrInvalid, "config must be a JSON object of options, like {\"--learning_rate\": 0.0001}")
+			return nil, errmsg.New(ErrInvalid, "config must be a JSON object of options, like {\"--learning_rate\": 0.0001}")
 		}
 		stored, _ := readObject(loc.config) // unreadable: nothing to compare spellings with
 		cfg, is := normalise(s.reg, flatten(submitted), stored)
@@ -84,7 +85,7 @@ func (s *Service) Put(kind Kind, name string, req PutRequest, perms []string) (*
 		content = req.Config
 	case KindLycoris:
 		if _, ok := req.Config.(map[string]any); !ok {
-			return nil, errorf(ErrInvalid, "A LyCORIS config must be a JSON object")
+			return nil, errmsg.New(ErrInvalid, "A LyCORIS config must be a JSON object")
 		}
 		content = req.Config
 	}
@@ -258,7 +259,7 @@ func cleanNewName(name string) (string, error) {
 		return "", err
 	}
 	if reserved[name] {
-		return "", errorf(ErrInvalid, "'%s' is reserved for the configs folder's own use; choose another name", name)
+		return "", errmsg.New(ErrInvalid, "'%s' is reserved for the configs folder's own use; choose another name", name)
 	}
 	return name, nil
 }
@@ -271,9 +272,21 @@ func (s *Service) sourceAndFreeTarget(name, target string) (location, error) {
 		return location{}, notFound(name)
 	}
 	if _, ok := s.locate(KindModel, target); ok || exists(filepath.Join(s.dir, target)) {
-		return location{}, errorf(ErrExists, "Configuration '%s' already exists", target)
+		return location{}, errmsg.New(ErrExists, "Configuration '%s' already exists", target)
 	}
 	return src, nil
+}
+
+// retargetDataBackend points a data_backend_config that lies in environment folder from
+// into folder to instead, for a copy or rename; it reports whether cfg changed.
+func retargetDataBackend(cfg map[string]any, from, to string) bool {
+	rest, ok := strings.CutPrefix(dataBackendOf(cfg), from+"/")
+	if !ok {
+		return false
+	}
+	delete(cfg, "--"+dataBackendKey)
+	cfg[dataBackendKey] = to + "/" + rest
+	return true
 }
 
 // CreateEnvironment creates <root>/<name>/{config.json,.metadata.json} and, unless an
@@ -289,7 +302,7 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	defer s.mu.Unlock()
 	folder := filepath.Join(s.dir, name)
 	if _, ok := s.locate(KindModel, name); ok || exists(folder) {
-		return nil, errorf(ErrExists, "Environment '%s' already exists", name)
+		return nil, errmsg.New(ErrExists, "Environment '%s' already exists", name)
 	}
 	var base map[string]any
 	var exampleDL any
@@ -312,7 +325,7 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	}
 	family := str(req.ModelFamily, "--model_family")
 	if family == "" {
-		return nil, errorf(ErrInvalid, "model_family is required")
+		return nil, errmsg.New(ErrInvalid, "model_family is required")
 	}
 	modelType := str(req.ModelType, "--model_type")
 	if modelType == "" || (!isExample && (req.ModelType == nil || *req.ModelType == "")) {
@@ -341,10 +354,10 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 			return nil, err
 		}
 		if !createDL && !exists(filepath.Join(s.dir, dlRel)) {
-			return nil, errorf(ErrNotFound, "Dataloader configuration not found: %s", dlRel)
+			return nil, errmsg.New(ErrNotFound, "Dataloader configuration not found: %s", dlRel)
 		}
 	} else if !createDL {
-		return nil, errorf(ErrInvalid, "dataloader_path is required when referencing an existing configuration")
+		return nil, errmsg.New(ErrInvalid, "dataloader_path is required when referencing an existing configuration")
 	}
 	delete(cfg, "--"+dataBackendKey)
 	cfg[dataBackendKey] = dlRel
@@ -389,7 +402,7 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	}
 	if err := os.Rename(tmp, folder); err != nil {
 		if exists(folder) {
-			return nil, errorf(ErrExists, "Environment '%s' already exists", name)
+			return nil, errmsg.New(ErrExists, "Environment '%s' already exists", name)
 		}
 		return nil, fmt.Errorf("create environment %s: %w", name, err)
 	}
@@ -434,9 +447,9 @@ func (s *Service) tempFolder() (string, error) {
 // configRelative turns a dataloader path from a request into a slash path relative to
 // the configs dir, refusing anything outside it.
 func (s *Service) configRelative(p string) (string, error) {
-	outside := errorf(ErrInvalid, "Dataloader configs must live within the configs directory")
+	outside := errmsg.New(ErrInvalid, "Dataloader configs must live within the configs directory")
 	if !strings.HasSuffix(p, ".json") {
-		return "", errorf(ErrInvalid, "Dataloader config path must name a .json file")
+		return "", errmsg.New(ErrInvalid, "Dataloader config path must name a .json file")
 	}
 	abs := filepath.Clean(p)
 	if !filepath.IsAbs(p) {
@@ -529,7 +542,7 @@ func (s *Service) CreateDataloader(name string, req DataloaderRequest) (*Dataloa
 	}
 	abs := filepath.Join(s.dir, filepath.FromSlash(rel))
 	if exists(abs) {
-		return nil, errorf(ErrExists, "Dataloader config already exists at '%s'", rel)
+		return nil, errmsg.New(ErrExists, "Dataloader config already exists at '%s'", rel)
 	}
 	var content any = []any{}
 	if req.IncludeDefaults == nil || *req.IncludeDefaults {
@@ -587,7 +600,7 @@ type ImportRequest struct {
 // config) under its name or the one given, validated as a PUT is.
 func (s *Service) Import(req ImportRequest, perms []string) (*Saved, error) {
 	if req.Data == nil {
-		return nil, errorf(ErrInvalid, "data is required: send the exported configuration as \"data\"")
+		return nil, errmsg.New(ErrInvalid, "data is required: send the exported configuration as \"data\"")
 	}
 	cfgMap, meta := req.Data, Metadata{}
 	if inner, ok := req.Data["config"].(map[string]any); ok {
@@ -610,7 +623,7 @@ func (s *Service) Import(req ImportRequest, perms []string) (*Saved, error) {
 	defer s.mu.Unlock()
 	loc, existed := s.locate(KindModel, name)
 	if existed && !req.Overwrite {
-		return nil, errorf(ErrExists, "Configuration '%s' already exists", name)
+		return nil, errmsg.New(ErrExists, "Configuration '%s' already exists", name)
 	}
 	var stored map[string]any
 	if existed {
@@ -682,10 +695,7 @@ func (s *Service) Copy(name, target string) (*Saved, error) {
 			}
 		}
 	}
-	if rest, ok := strings.CutPrefix(dataBackendOf(cfg), name+"/"); ok {
-		delete(cfg, "--"+dataBackendKey)
-		cfg[dataBackendKey] = target + "/" + rest
-	}
+	retargetDataBackend(cfg, name, target)
 	now := s.timestamp()
 	meta := s.readMeta(src, name)
 	meta.Name, meta.CreatedAt, meta.ModifiedAt = target, now, now
@@ -740,9 +750,7 @@ func (s *Service) Rename(name, newName string) (*Saved, error) {
 		return nil, err
 	}
 	if cfg, err := readObject(dst.config); err == nil {
-		if rest, ok := strings.CutPrefix(dataBackendOf(cfg), name+"/"); ok {
-			delete(cfg, "--"+dataBackendKey)
-			cfg[dataBackendKey] = newName + "/" + rest
+		if retargetDataBackend(cfg, name, newName) {
 			if err := writeJSONAtomic(dst.config, cfg); err != nil {
 				return nil, err
 			}

@@ -1,9 +1,6 @@
 package datasets
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Sentinel errors; the API maps each to one status.
 var (
@@ -22,15 +19,3 @@ var (
 	// the other files goes on and the message is reported in the result.
 	ErrSkipped = errors.New("file skipped")
 )
-
-type msgError struct {
-	sentinel error
-	msg      string
-}
-
-func (e *msgError) Error() string { return e.msg }
-func (e *msgError) Unwrap() error { return e.sentinel }
-
-func errorf(sentinel error, format string, args ...any) error {
-	return &msgError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
-}

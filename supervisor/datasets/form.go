@@ -6,6 +6,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/url"
+	"simpletuner/internal/errmsg"
 	"strings"
 )
 
@@ -44,7 +45,7 @@ func ReadForm(contentType string, body io.Reader, lim FormLimits, h FormHandler)
 	lim = lim.withDefaults()
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return errorf(ErrInvalid, "Send the form as multipart/form-data (Content-Type is missing or malformed)")
+		return errmsg.New(ErrInvalid, "Send the form as multipart/form-data (Content-Type is missing or malformed)")
 	}
 	switch mt {
 	case "application/x-www-form-urlencoded":
@@ -53,11 +54,11 @@ func ReadForm(contentType string, body io.Reader, lim FormLimits, h FormHandler)
 			return err
 		}
 		if int64(len(data)) > lim.MaxFieldBytes {
-			return errorf(ErrInvalid, "Form too large (at most %d bytes urlencoded; send files as multipart/form-data)", lim.MaxFieldBytes)
+			return errmsg.New(ErrInvalid, "Form too large (at most %d bytes urlencoded; send files as multipart/form-data)", lim.MaxFieldBytes)
 		}
 		vals, err := url.ParseQuery(string(data))
 		if err != nil {
-			return errorf(ErrInvalid, "Malformed urlencoded form: %v", err)
+			return errmsg.New(ErrInvalid, "Malformed urlencoded form: %v", err)
 		}
 		for k, vs := range vals {
 			for _, v := range vs {
@@ -69,16 +70,16 @@ func ReadForm(contentType string, body io.Reader, lim FormLimits, h FormHandler)
 		return nil
 	case "multipart/form-data":
 	default:
-		return errorf(ErrInvalid, "Send the form as multipart/form-data (got %s)", show(mt))
+		return errmsg.New(ErrInvalid, "Send the form as multipart/form-data (got %s)", show(mt))
 	}
 	boundary := params["boundary"]
 	if boundary == "" {
-		return errorf(ErrInvalid, "Malformed multipart body: no boundary in Content-Type")
+		return errmsg.New(ErrInvalid, "Malformed multipart body: no boundary in Content-Type")
 	}
 	mr := multipart.NewReader(body, boundary)
 	for parts := 0; ; parts++ {
 		if parts >= lim.MaxParts {
-			return errorf(ErrInvalid, "Too many form parts (at most %d)", lim.MaxParts)
+			return errmsg.New(ErrInvalid, "Too many form parts (at most %d)", lim.MaxParts)
 		}
 		p, err := mr.NextRawPart() // raw: no transparent quoted-printable decoding
 		if errors.Is(err, io.EOF) {
@@ -96,7 +97,7 @@ func ReadForm(contentType string, body io.Reader, lim FormLimits, h FormHandler)
 			if _, isFile := params["filename"]; isFile {
 				if h.File == nil {
 					p.Close()
-					return errorf(ErrInvalid, "Unexpected file in field %s", show(name))
+					return errmsg.New(ErrInvalid, "Unexpected file in field %s", show(name))
 				}
 				pr := &partReader{r: p}
 				if err := h.File(name, p.FileName(), pr); err != nil {
@@ -118,7 +119,7 @@ func ReadForm(contentType string, body io.Reader, lim FormLimits, h FormHandler)
 			return formErr(err)
 		}
 		if int64(len(data)) > lim.MaxFieldBytes {
-			return errorf(ErrInvalid, "Form field %s is too long (at most %d bytes)", show(name), lim.MaxFieldBytes)
+			return errmsg.New(ErrInvalid, "Form field %s is too long (at most %d bytes)", show(name), lim.MaxFieldBytes)
 		}
 		if err := h.Field(name, strings.TrimSuffix(string(data), "\r")); err != nil {
 			return err
@@ -145,5 +146,5 @@ func (p *partReader) Read(b []byte) (int, error) {
 // a broken connection) also surfaces here; callers that need to tell the two apart
 // record the body's read error (the API does, to answer 413 at the cap).
 func formErr(err error) error {
-	return errorf(ErrInvalid, "Malformed multipart body: %v", err)
+	return errmsg.New(ErrInvalid, "Malformed multipart body: %v", err)
 }

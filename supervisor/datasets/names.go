@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"path/filepath"
+	"simpletuner/internal/errmsg"
 	"strconv"
 	"strings"
 )
@@ -35,17 +36,17 @@ func show(s string) string {
 func CheckFolderName(name string) error {
 	switch {
 	case name == "":
-		return errorf(ErrInvalid, "Folder name is required")
+		return errmsg.New(ErrInvalid, "Folder name is required")
 	case len(name) > 255:
-		return errorf(ErrInvalid, "Folder name is too long (at most 255 bytes)")
+		return errmsg.New(ErrInvalid, "Folder name is too long (at most 255 bytes)")
 	case strings.ContainsAny(name, `/\`):
-		return errorf(ErrInvalid, "Folder name cannot contain '/' or '\\'")
+		return errmsg.New(ErrInvalid, "Folder name cannot contain '/' or '\\'")
 	case name == "..":
-		return errorf(ErrInvalid, "Folder name cannot be '..'")
+		return errmsg.New(ErrInvalid, "Folder name cannot be '..'")
 	case hasControl(name) || strings.ContainsAny(name, `<>:"|?*`):
-		return errorf(ErrInvalid, "Folder name contains invalid characters (< > : \" | ? * or control characters): %s", show(name))
+		return errmsg.New(ErrInvalid, "Folder name contains invalid characters (< > : \" | ? * or control characters): %s", show(name))
 	case strings.HasPrefix(name, "."):
-		return errorf(ErrInvalid, "Folder name cannot start with '.'")
+		return errmsg.New(ErrInvalid, "Folder name cannot start with '.'")
 	}
 	return nil
 }
@@ -55,10 +56,10 @@ func CheckFolderName(name string) error {
 func CheckFileName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || hasControl(name) ||
 		strings.HasPrefix(name, ".") || len(name) > 255 {
-		return errorf(ErrSkipped, "Invalid filename: %s", show(name))
+		return errmsg.New(ErrSkipped, "Invalid filename: %s", show(name))
 	}
 	if !AllowedExtension(name) {
-		return errorf(ErrSkipped, "Unsupported file type: %s", show(name))
+		return errmsg.New(ErrSkipped, "Unsupported file type: %s", show(name))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/errmsg"
 	"sort"
 	"strings"
 	"time"
@@ -128,20 +129,20 @@ func (s *Service) resolve(p string) (*place, error) {
 		shown = "."
 	}
 	if hasControl(p) || strings.Contains(p, `\`) {
-		return nil, errorf(ErrInvalid, "Invalid path %s: control characters and backslashes are not allowed", show(p))
+		return nil, errmsg.New(ErrInvalid, "Invalid path %s: control characters and backslashes are not allowed", show(p))
 	}
 	c := filepath.Clean(p)
 	if strings.Count(c, "/")+1 > s.limits.MaxDepth {
-		return nil, errorf(ErrInvalid, "Invalid path %s: more than %d components", show(p), s.limits.MaxDepth)
+		return nil, errmsg.New(ErrInvalid, "Invalid path %s: more than %d components", show(p), s.limits.MaxDepth)
 	}
 	for _, part := range strings.Split(c, "/") {
 		if len(part) > 255 {
-			return nil, errorf(ErrInvalid, "Invalid path: a component is longer than 255 bytes")
+			return nil, errmsg.New(ErrInvalid, "Invalid path: a component is longer than 255 bytes")
 		}
 	}
 	if !filepath.IsAbs(c) {
 		if p != "" && !filepath.IsLocal(c) && c != "." {
-			return nil, errorf(ErrInvalid, "Invalid path %s: it climbs out of the datasets directory; give a path inside it", show(p))
+			return nil, errmsg.New(ErrInvalid, "Invalid path %s: it climbs out of the datasets directory; give a path inside it", show(p))
 		}
 		return &place{root: s.root, rel: c, abs: filepath.Join(s.dir, c), shown: shown, staging: stagingDir}, nil
 	}
@@ -151,7 +152,7 @@ func (s *Service) resolve(p string) (*place, error) {
 		}
 	}
 	if !s.allowOutside() {
-		return nil, errorf(ErrOutside, "Access denied: path is outside configured datasets directory. Enable 'allow_dataset_paths_outside_dir' to browse other locations.")
+		return nil, errmsg.New(ErrOutside, "Access denied: path is outside configured datasets directory. Enable 'allow_dataset_paths_outside_dir' to browse other locations.")
 	}
 	root, err := os.OpenRoot("/")
 	if err != nil {
@@ -175,11 +176,11 @@ func isEscape(err error) bool {
 func fsErr(err error, pl *place) error {
 	switch {
 	case isEscape(err):
-		return errorf(ErrInvalid, "Invalid path %s: it leads outside the datasets directory (through a symlink or '..')", show(pl.shown))
+		return errmsg.New(ErrInvalid, "Invalid path %s: it leads outside the datasets directory (through a symlink or '..')", show(pl.shown))
 	case errors.Is(err, fs.ErrNotExist):
-		return errorf(ErrNotFound, "Directory does not exist: %s (create it first with POST /api/datasets/folders)", show(pl.shown))
+		return errmsg.New(ErrNotFound, "Directory does not exist: %s (create it first with POST /api/datasets/folders)", show(pl.shown))
 	case errors.Is(err, fs.ErrPermission):
-		return errorf(ErrInvalid, "Permission denied: %s", show(pl.shown))
+		return errmsg.New(ErrInvalid, "Permission denied: %s", show(pl.shown))
 	}
 	return err
 }
@@ -197,7 +198,7 @@ func (s *Service) dirPlace(p string) (*place, error) {
 	}
 	if !st.IsDir() {
 		pl.close()
-		return nil, errorf(ErrInvalid, "Path is not a directory: %s", show(pl.shown))
+		return nil, errmsg.New(ErrInvalid, "Path is not a directory: %s", show(pl.shown))
 	}
 	if pl.ownsRoot {
 		if err := pl.root.MkdirAll(pl.staging, 0o750); err != nil {
@@ -229,7 +230,7 @@ func (s *Service) CreateFolder(parent, name string) (*FolderResult, error) {
 	defer pl.close()
 	if err := pl.root.Mkdir(filepath.Join(pl.rel, name), 0o750); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return nil, errorf(ErrExists, "Folder '%s' already exists", show(name))
+			return nil, errmsg.New(ErrExists, "Folder '%s' already exists", show(name))
 		}
 		return nil, fsErr(err, pl)
 	}

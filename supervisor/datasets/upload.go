@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/errmsg"
 	"strings"
 	"syscall"
 )
@@ -85,7 +86,7 @@ func (t *Target) Save(name string, r io.Reader, overwrite bool) error {
 		return err // the body: a cap (MaxBytesError) or a broken connection
 	}
 	if n > max {
-		return errorf(ErrSkipped, "File too large (max %s): %s", bytesWord(max), show(name))
+		return errmsg.New(ErrSkipped, "File too large (max %s): %s", bytesWord(max), show(name))
 	}
 	if err := f.Sync(); err != nil {
 		return err
@@ -104,11 +105,11 @@ func (t *Target) Save(name string, r io.Reader, overwrite bool) error {
 	}
 	switch {
 	case errors.Is(err, fs.ErrExist):
-		return errorf(ErrSkipped, "File already exists: %s (send overwrite=true to replace it)", show(name))
+		return errmsg.New(ErrSkipped, "File already exists: %s (send overwrite=true to replace it)", show(name))
 	case isEscape(err):
-		return errorf(ErrSkipped, "Failed to save %s: the path leads outside the datasets directory", show(name))
+		return errmsg.New(ErrSkipped, "Failed to save %s: the path leads outside the datasets directory", show(name))
 	case err != nil:
-		return errorf(ErrSkipped, "Failed to save %s: %v", show(name), errors.Unwrap(err))
+		return errmsg.New(ErrSkipped, "Failed to save %s: %v", show(name), errors.Unwrap(err))
 	}
 	placed = true
 	return nil
@@ -149,7 +150,7 @@ func checkPixels(root *os.Root, path, name string, max int64) error {
 		return nil // not decodable by the standard library; the trainer reports it
 	}
 	if int64(cfg.Width)*int64(cfg.Height) > max {
-		return errorf(ErrSkipped, "Image too large: %s is %d×%d pixels (at most %d megapixels)", show(name), cfg.Width, cfg.Height, max/1_000_000)
+		return errmsg.New(ErrSkipped, "Image too large: %s is %d×%d pixels (at most %d megapixels)", show(name), cfg.Width, cfg.Height, max/1_000_000)
 	}
 	return nil
 }
@@ -171,7 +172,7 @@ func bytesWord(n int64) string {
 // file by file without overwriting (name collisions become stem_1.ext, stem_2.ext, …).
 func (s *Service) ExtractZip(target, filename string, body io.Reader) (*UploadResult, error) {
 	if !strings.HasSuffix(strings.ToLower(filename), ".zip") {
-		return nil, errorf(ErrInvalid, "File must be a ZIP archive")
+		return nil, errmsg.New(ErrInvalid, "File must be a ZIP archive")
 	}
 	pl, err := s.dirPlace(target)
 	if err != nil {
@@ -194,11 +195,11 @@ func (s *Service) ExtractZip(target, filename string, body io.Reader) (*UploadRe
 		return nil, err
 	}
 	if n, dirSize, ok := directoryCount(f, size); ok && (n > uint64(s.limits.MaxEntries) || dirSize > uint64(s.limits.MaxEntries)*(46+65535)) {
-		return nil, errorf(ErrArchive, "Archive rejected: %d entries (at most %d)", n, s.limits.MaxEntries)
+		return nil, errmsg.New(ErrArchive, "Archive rejected: %d entries (at most %d)", n, s.limits.MaxEntries)
 	}
 	zr, err := zip.NewReader(f, size)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
-		return nil, errorf(ErrInvalid, "Invalid or corrupted zip file")
+		return nil, errmsg.New(ErrInvalid, "Invalid or corrupted zip file")
 	}
 	// With zipinsecurepath=0 archive/zip reports ErrInsecurePath but still returns the
 	// reader; CheckArchive below names the offending entry and rejects the archive.
@@ -271,17 +272,17 @@ func (s *Service) extractOne(root *os.Root, stage string, zf *zip.File, res *Upl
 	defer out.Close()
 	rc, err := zf.Open()
 	if err != nil {
-		return errorf(ErrArchive, "Archive rejected: entry %q cannot be read: %v", zf.Name, err)
+		return errmsg.New(ErrArchive, "Archive rejected: entry %q cannot be read: %v", zf.Name, err)
 	}
 	defer rc.Close()
 	// archive/zip fails once an entry yields more than its header declares, so the
 	// checked total holds; the LimitReader is a second guard.
 	n, err := io.Copy(out, io.LimitReader(rc, int64(zf.UncompressedSize64)+1))
 	if err != nil {
-		return errorf(ErrArchive, "Archive rejected: entry %q is corrupt: %v", zf.Name, err)
+		return errmsg.New(ErrArchive, "Archive rejected: entry %q is corrupt: %v", zf.Name, err)
 	}
 	if uint64(n) > zf.UncompressedSize64 {
-		return errorf(ErrArchive, "Archive rejected: entry %q is larger than its header says", zf.Name)
+		return errmsg.New(ErrArchive, "Archive rejected: entry %q is larger than its header says", zf.Name)
 	}
 	if err := out.Sync(); err != nil {
 		return err

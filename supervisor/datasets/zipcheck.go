@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"simpletuner/internal/errmsg"
 	"strings"
 	"unicode/utf8"
 )
@@ -102,27 +103,27 @@ func CheckEntryName(name string, maxDepth int) error {
 func CheckArchive(entries []Entry, l Limits) error {
 	l = l.withDefaults()
 	if len(entries) > l.MaxEntries {
-		return errorf(ErrArchive, "Archive rejected: %d entries (at most %d)", len(entries), l.MaxEntries)
+		return errmsg.New(ErrArchive, "Archive rejected: %d entries (at most %d)", len(entries), l.MaxEntries)
 	}
 	var total uint64
 	for _, e := range entries {
 		if err := CheckEntryName(e.Name, l.MaxDepth); err != nil {
-			return errorf(ErrArchive, "Archive rejected: entry %q: %v", e.Name, err)
+			return errmsg.New(ErrArchive, "Archive rejected: entry %q: %v", e.Name, err)
 		}
 		isDir := strings.HasSuffix(e.Name, "/") || e.Mode.IsDir()
 		if !isDir && !e.Mode.IsRegular() {
-			return errorf(ErrArchive, "Archive rejected: entry %q is a %s, not a regular file", e.Name, modeWord(e.Mode))
+			return errmsg.New(ErrArchive, "Archive rejected: entry %q is a %s, not a regular file", e.Name, modeWord(e.Mode))
 		}
 		if isDir {
 			continue
 		}
 		total += e.Uncompressed
 		if total > uint64(l.MaxTotalBytes) {
-			return errorf(ErrArchive, "Archive rejected: more than %d bytes uncompressed (at entry %q)", l.MaxTotalBytes, e.Name)
+			return errmsg.New(ErrArchive, "Archive rejected: more than %d bytes uncompressed (at entry %q)", l.MaxTotalBytes, e.Name)
 		}
 		if e.Uncompressed > uint64(l.RatioFloor) {
 			if e.Compressed == 0 || float64(e.Uncompressed)/float64(e.Compressed) > l.MaxRatio {
-				return errorf(ErrArchive, "Archive rejected: entry %q compresses more than %.0f:1 (%d bytes from %d)", e.Name, l.MaxRatio, e.Uncompressed, e.Compressed)
+				return errmsg.New(ErrArchive, "Archive rejected: entry %q compresses more than %.0f:1 (%d bytes from %d)", e.Name, l.MaxRatio, e.Uncompressed, e.Compressed)
 			}
 		}
 	}
