@@ -290,16 +290,22 @@ func TestHookOptionsNeedJobHooksPermission(t *testing.T) {
 func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 	var mu sync.Mutex
 	var got []map[string]any
+	var raw strings.Builder // every body received, for the secret sweep
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
 		var m map[string]any
-		json.NewDecoder(r.Body).Decode(&m)
+		json.Unmarshal(b, &m)
 		mu.Lock()
 		got = append(got, m)
+		raw.Write(b)
 		mu.Unlock()
 	}))
 	defer recv.Close()
 	home := t.TempDir()
-	d := start(t, home, fakeTrainerArgs(40, 25)...)
+	// The trainer's notification carries canary secrets: webhooks, like streams, must
+	// get it redacted.
+	secret := "\x1b[31m HF_TOKEN=CanaryEnvSecret42 st_CanaryKey0123456789"
+	d := start(t, home, append(fakeTrainerArgs(40, 25), "--trainer-env", kittest.EnvMessage+"="+secret)...)
 	c := adminClient(t, d)
 	hookOut := filepath.Join(home, "hook.log")
 	script := filepath.Join(home, "hook.sh")
@@ -352,6 +358,28 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 	// throttled to very few deliveries, lifecycle events all arrive.
 	if progress > 3 {
 		t.Fatalf("%d progress deliveries: reporting interval not applied", progress)
+	}
+	mu.Lock()
+	bodies := raw.String()
+	mu.Unlock()
+	for _, leak := range []string{"CanaryEnvSecret42", "st_CanaryKey0123456789"} {
+		if strings.Contains(bodies, leak) {
+			t.Errorf("a webhook body carries %q", leak)
+		}
+	}
+	note := false
+	mu.Lock()
+	for _, m := range got {
+		if m["type"] == "notification" {
+			note = true
+			if text := fmt.Sprint(m["title"], m["message"]); strings.Contains(text, "\x1b") {
+				t.Errorf("an escape sequence reached a webhook: %q", text)
+			}
+		}
+	}
+	mu.Unlock()
+	if !note {
+		t.Errorf("the trainer's notification was not delivered")
 	}
 	var b []byte
 	for time.Now().Before(deadline) {

@@ -42,7 +42,7 @@ func emitEvents(t *testing.T, hub *events.Hub, job string, from, n int, typ stri
 		evs[i] = plugins.Event{Seq: uint64(from + i), Type: typ, Severity: "info", Time: time.Now().UTC(),
 			Data: json.RawMessage(fmt.Sprintf(`{"step":%d,"total_steps":10}`, from+i))}
 	}
-	if err := hub.Append(job, evs); err != nil {
+	if _, err := hub.Append(job, evs); err != nil {
 		t.Fatal(err)
 	}
 }

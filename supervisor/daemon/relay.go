@@ -45,15 +45,19 @@ func newRelay(hub *events.Hub, hooks *hookrunner.Runner, wh *webhooks.Dispatcher
 
 // Append implements jobs.EventSink.
 func (r *relay) Append(jobID string, evs []plugins.Event) error {
-	if err := r.hub.Append(jobID, evs); err != nil {
+	stored, err := r.hub.Append(jobID, evs)
+	if err != nil {
 		return err
 	}
 	jh := r.job(jobID, nil)
 	if jh == nil {
 		return nil
 	}
+	// Hooks read the trainer's own checkpoint paths and keep their own exactly-once
+	// record; webhooks are clients like streams, so they get what streams get: the
+	// events just stored, sanitised.
 	r.hooks.HandleEvents(jobID, jh.config, evs)
-	for _, e := range evs {
+	for _, e := range stored {
 		r.wh.Publish(jobID, webhooks.Event{Seq: e.Seq, JobID: jobID, Type: e.Type, Severity: e.Severity,
 			Timestamp: e.Time, Title: e.Title, Message: e.Message, Data: e.Data})
 	}

@@ -36,7 +36,7 @@ func BenchmarkIngest(b *testing.B) {
 			seq++
 			evs[k] = plugins.Event{Seq: seq, Type: "training.progress", Severity: "info", Time: time.Now(), Data: data}
 		}
-		if err := h.Append("j", evs); err != nil {
+		if _, err := h.Append("j", evs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -122,17 +122,24 @@ func FromStored(se store.StoredEvent) (*Event, error) {
 	return typedEvent(se.Index, se.Seq, se.JobID, pe), nil
 }
 
+// shownType is the type an event is shown under. job.status is the daemon's alone (its
+// events have seq 0): a trainer's own status report (seq > 0) becomes trainer.status
+// and cannot pass for a status change of the job.
+func shownType(seq uint64, t string) string {
+	if seq > 0 && t == TypeJobStatus {
+		return TypeTrainerStatus
+	}
+	return t
+}
+
 // typedEvent builds the typed event of a producer's event stored under index: the
 // fields clients look for (progress, stage, checkpoint, validation, images) are lifted
 // out of its data.
 func typedEvent(index, seq uint64, jobID string, pe plugins.Event) *Event {
 	e := &Event{ID: strconv.FormatUint(index, 10), Index: index, Seq: seq, JobID: jobID,
-		Type: safeName(pe.Type), Severity: pe.Severity, Timestamp: pe.Time, Title: pe.Title, Message: pe.Message, Data: pe.Data}
+		Type: shownType(seq, safeName(pe.Type)), Severity: pe.Severity, Timestamp: pe.Time, Title: pe.Title, Message: pe.Message, Data: pe.Data}
 	if e.Severity == "" {
 		e.Severity = "info"
-	}
-	if seq > 0 && e.Type == TypeJobStatus {
-		e.Type = TypeTrainerStatus
 	}
 	if len(e.Data) == 0 || e.Data[0] != '{' {
 		return e

@@ -209,25 +209,33 @@ func (h *Hub) Dropped() int64 { return h.dropped.Load() }
 
 // Append stores a batch of one job's trainer events (idempotently: seqs at or below the
 // job's LastSeq are skipped) and publishes the new ones. It sanitises every event first,
-// so what is stored is what clients may see. The job manager calls it.
-func (h *Hub) Append(jobID string, evs []plugins.Event) error {
+// so what is stored is what clients may see, and returns the new events in that
+// sanitised form for the daemon's other clients (webhooks) to send on. The job manager
+// calls it.
+func (h *Hub) Append(jobID string, evs []plugins.Event) ([]plugins.Event, error) {
 	pes := make([]plugins.Event, len(evs))
 	sevs := make([]store.StoredEvent, len(evs))
 	for i, e := range evs {
 		pes[i] = sanitize(e)
 		raw, err := pes[i].AppendJSON(nil)
 		if err != nil {
-			return fmt.Errorf("encode event %d of job %s: %w", e.Seq, jobID, err)
+			return nil, fmt.Errorf("encode event %d of job %s: %w", e.Seq, jobID, err)
 		}
 		sevs[i] = store.StoredEvent{JobID: jobID, Seq: e.Seq, Event: raw}
 	}
 	h.pubMu.Lock()
 	defer h.pubMu.Unlock()
 	if _, err := h.db.Events().Append(jobID, sevs); err != nil {
-		return err
+		return nil, err
 	}
 	h.publish(sevs, pes)
-	return nil
+	stored := pes[:0] // publish copied what it needs out of pes
+	for i, se := range sevs {
+		if se.Index != 0 {
+			stored = append(stored, pes[i])
+		}
+	}
+	return stored, nil
 }
 
 // record stores events of daemon origin (already sanitised) for a job and publishes
@@ -252,7 +260,7 @@ func (h *Hub) record(jobID string, pes ...plugins.Event) error {
 
 // sanitize cleans what a producer put in an event (see the package comment).
 func sanitize(e plugins.Event) plugins.Event {
-	e.Type = safeName(e.Type)
+	e.Type = shownType(e.Seq, safeName(e.Type))
 	e.Severity = safeName(e.Severity)
 	e.Title = CleanText(Redact(e.Title), maxTitle, true)
 	e.Message = CleanText(Redact(e.Message), maxMessage, false)

@@ -72,7 +72,7 @@ func (th *testHub) emit(t testing.TB, n int, fn func(i int, e *plugins.Event)) {
 		}
 		evs = append(evs, e)
 	}
-	if err := th.Append("j1", evs); err != nil {
+	if _, err := th.Append("j1", evs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -638,5 +638,39 @@ func TestResetWithNoRunningJobsListsNone(t *testing.T) {
 	reset := collect(t, ch, frameReset, 1, 5*time.Second)[0]
 	if !strings.Contains(reset.data, `"jobs":[]`) || !strings.Contains(reset.data, `"reason":"unknown"`) {
 		t.Fatalf("reset frame: %s", reset.data)
+	}
+}
+
+// Append hands back what it stored, as clients see it: sanitised, a trainer's job.status
+// renamed, and nothing for a replay of events already stored.
+func TestAppendReturnsTheStoredEventsSanitised(t *testing.T) {
+	th := newTestHub(t, Config{})
+	evs := []plugins.Event{
+		{Seq: 1, Type: "notification", Title: "key st_0123456789abcdef0123456789abcdef\x1b[31m", Message: "HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz0123"},
+		{Seq: 2, Type: TypeJobStatus, Title: "Job completed"},
+	}
+	got, err := th.Append("j1", evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d events back, want 2", len(got))
+	}
+	if strings.Contains(got[0].Title, "st_0123") || strings.Contains(got[0].Title, "\x1b") || strings.Contains(got[0].Message, "hf_abc") {
+		t.Errorf("not sanitised: %q / %q", got[0].Title, got[0].Message)
+	}
+	if got[1].Type != TypeTrainerStatus {
+		t.Errorf("trainer job.status came back as %q, want %q", got[1].Type, TypeTrainerStatus)
+	}
+	if evs[0].Title == got[0].Title {
+		t.Error("the caller's events were changed in place")
+	}
+	// A replay (daemon reattached, trainer re-sent its spool) stores nothing new.
+	again, err := th.Append("j1", append(evs, plugins.Event{Seq: 3, Type: "log", Message: "new"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 1 || again[0].Seq != 3 {
+		t.Fatalf("replay gave back %+v, want only seq 3", again)
 	}
 }
