@@ -118,6 +118,17 @@ func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
 	if _, body := form(t, c, d.base+"/api/training/validate", bad, ""); !strings.Contains(body, "cannot both be set") {
 		t.Fatalf("validate with epochs and steps: %s", body)
 	}
+	// validate reports what start would refuse: a webhook to a metadata address, a hook
+	// script that is not an absolute path.
+	for _, f := range [][2]string{
+		{"--webhook_config", `[{"webhook_type":"raw","callback_url":"http://169.254.169.254/latest/meta-data/"}]`},
+		{"--post_checkpoint_script", "run_eval.sh {global_step}"},
+	} {
+		withBad := append(append([][2]string{}, fields...), f)
+		if code, body := form(t, c, d.base+"/api/training/validate", withBad, "application/json"); code != 200 || !strings.Contains(body, `"valid":false`) || !strings.Contains(body, f[0]) {
+			t.Fatalf("validate with %s %s: %d %s", f[0], f[1], code, body)
+		}
+	}
 	if code, _ := call(t, c, "POST", d.base+"/api/training/checkpoint/run", nil, nil); code != 400 {
 		t.Fatalf("checkpoint with no job: %d", code)
 	}

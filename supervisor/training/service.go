@@ -130,6 +130,10 @@ func (s *Service) resolve(env, submitted options.Values, envName string, issues 
 	issues = append(issues, mergeIssues...)
 	issues = append(issues, cfg.ResolvePaths(s.configs.Dir(), s.outputRoot)...)
 	issues = append(issues, s.reg.Validate(cfg, options.ValidateOptions{StrictEpochs: strict, Permissions: perms, FileExists: fileExists})...)
+	// Webhook targets and hook scripts are checked for every bundle, so validate
+	// reports what start would refuse.
+	issues = append(issues, s.checkWebhooks(cfg)...)
+	issues = append(issues, s.checkHooks(cfg)...)
 	return &Bundle{Config: cfg, Issues: issues, EnvName: envName}
 }
 
@@ -167,8 +171,6 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	}
 	if b.Valid() {
 		b.Issues = append(b.Issues, s.checkDataloader(b.Config)...)
-		b.Issues = append(b.Issues, s.checkWebhooks(b.Config)...)
-		b.Issues = append(b.Issues, s.checkHooks(b.Config)...)
 	}
 	if !b.Valid() {
 		return nil, ErrInvalid
