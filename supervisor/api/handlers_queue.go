@@ -455,7 +455,7 @@ type gpuInventoryBody struct {
 	Capabilities map[string]bool `json:"capabilities"`
 }
 
-func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	now := time.Now()
 	inv := s.cfg.GPUs.Inventory()
 	gpus, err := inv.List(r.Context())
@@ -473,11 +473,25 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 	}
 	if inc, _ := strconv.ParseBool(r.URL.Query().Get("include_allocation")); inc {
 		if v, err := s.cfg.GPUs.View(r.Context()); err == nil {
+			s.hideJobIDs(p, &v)
 			st.GPUAllocation = &v
 		}
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// hideJobIDs blanks the job id of every GPU held by a job p may not see: the device still
+// shows as allocated, but another user's job id is not handed out to be probed.
+func (s *Server) hideJobIDs(p *auth.Principal, v *gpu.AllocationView) {
+	for i, d := range v.Devices {
+		if d.JobID == nil {
+			continue
+		}
+		if j, err := s.cfg.Jobs.Get(*d.JobID); err != nil || !visible(p, j) {
+			v.Devices[i].JobID = nil
+		}
+	}
 }
 
 func loadAvg5() *float64 {

@@ -1,10 +1,16 @@
 package api
 
 import (
+	"log/slog"
+	"path/filepath"
 	"testing"
 
+	"simpletuner/options"
 	"simpletuner/store"
 	"simpletuner/supervisor/auth"
+	"simpletuner/supervisor/gpu"
+	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/training"
 )
 
 // TestDecideJob is the job-ownership table: own jobs with the .own permission, others'
@@ -70,6 +76,61 @@ func TestDecideJob(t *testing.T) {
 		}
 		if got := decideJob(tc.p, owner, tc.a); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestSystemStatusHidesOthersJobIDs: the GPU allocation of /api/system/status shows the
+// job id only of jobs the caller may see; other held GPUs show as allocated, id null.
+func TestSystemStatusHidesOthersJobIDs(t *testing.T) {
+	h := newHarness(t, Config{})
+	_, adminKey := h.setup()
+	research := h.createUser(adminKey, "research", "researcher")
+	var me userBody
+	h.do(req{method: "GET", path: "/api/users/me", cookie: research}).json(t, &me)
+
+	log := slog.New(slog.DiscardHandler)
+	alloc := gpu.NewAllocator(gpu.NewFake(
+		gpu.GPU{Index: 0, UUID: "GPU-0", Name: "fake", Healthy: true},
+		gpu.GPU{Index: 1, UUID: "GPU-1", Name: "fake", Healthy: true}), gpu.Limits{})
+	dir := t.TempDir()
+	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(dir, "jobs"), RunDir: filepath.Join(dir, "run")}, h.db, alloc, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv.cfg.Jobs, h.srv.cfg.GPUs = jm, alloc
+	h.srv.cfg.Training = training.New(options.Default(), nil, jm, dir, log)
+	for i, j := range []*store.Job{{ID: "mine", OwnerID: me.ID, Status: "running"}, {ID: "theirs", OwnerID: 99, Status: "running"}} {
+		if err := h.db.Jobs().Create(j); err != nil {
+			t.Fatal(err)
+		}
+		if err := alloc.Ledger().Adopt(j.ID, []string{"GPU-" + itoa(int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		q      req
+		wantID []string
+	}{
+		{"researcher", req{cookie: research}, []string{"mine", ""}},
+		{"admin", req{key: adminKey}, []string{"mine", "theirs"}},
+	} {
+		tc.q.method, tc.q.path = "GET", "/api/system/status?include_allocation=true"
+		res := h.do(tc.q)
+		var st systemStatusBody
+		res.json(t, &st)
+		if res.code != 200 || st.GPUAllocation == nil || len(st.GPUAllocation.Devices) != 2 {
+			t.Fatalf("%s: %d %s", tc.name, res.code, res.body)
+		}
+		for i, d := range st.GPUAllocation.Devices {
+			got := ""
+			if d.JobID != nil {
+				got = *d.JobID
+			}
+			if got != tc.wantID[i] || !d.Allocated {
+				t.Errorf("%s: GPU %d held by %q (allocated %v), want %q", tc.name, i, got, d.Allocated, tc.wantID[i])
+			}
 		}
 	}
 }
