@@ -13,6 +13,7 @@ import (
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
+	"simpletuner/supervisor/jobs"
 )
 
 // httpError is an error with a status and the detail shown to the client.
@@ -49,6 +50,8 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
 	case errors.Is(err, configs.ErrCorrupt):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "json_invalid", Loc: []string{"file"}, Msg: err.Error()}}})
+	case errors.Is(err, jobs.ErrNoActiveJob):
+		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
 	case errors.Is(err, datasets.ErrOutside):
 		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})
 	case errors.As(err, &he):

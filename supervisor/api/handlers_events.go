@@ -37,13 +37,14 @@ func (s *Server) withEvents(h handlerFunc) handlerFunc {
 	return requires(func() bool { return s.cfg.Events != nil }, "Events are", h)
 }
 
-// eventFilter builds the filter of an event request: what the caller may see (their own
-// jobs unless job.view.all), job_id and types. It checks job_id exists and is visible.
+// eventFilter builds the filter of an event request: what the caller may see (decideJob:
+// their own jobs unless job.view.all), job_id and types. A job_id that does not exist or
+// that the caller may not see answers 404 "Job not found" either way.
 func (s *Server) eventFilter(r *http.Request, p *auth.Principal) (string, func(*events.Event) bool, error) {
 	q := r.URL.Query()
 	jobID := q.Get("job_id")
 	if jobID != "" && s.cfg.Jobs != nil {
-		if _, err := s.visibleJob(jobID, p); err != nil {
+		if _, err := s.jobFor(p, jobID, actView); err != nil {
 			return "", nil, err
 		}
 	}
@@ -62,13 +63,8 @@ func (s *Server) eventFilter(r *http.Request, p *auth.Principal) (string, func(*
 			}
 		}
 	}
-	all := p.Can("job.view.all") || p.IsLocal()
-	var uid int64
-	if p.User != nil {
-		uid = p.User.ID
-	}
 	keep := func(e *events.Event) bool {
-		if !all && e.Owner() != uid {
+		if decideJob(p, e.Owner(), actView) != jobAllowed {
 			return false
 		}
 		if jobID != "" && e.JobID != jobID {
@@ -118,7 +114,7 @@ func (s *Server) trainingEvents(w http.ResponseWriter, r *http.Request, p *auth.
 	case jobID != "":
 		body.JobID = &jobID
 	case s.cfg.Jobs != nil:
-		if cur, err := s.cfg.Jobs.Current(); err == nil && cur != nil && visible(p, cur) {
+		if cur, err := s.currentJob(p, actView); err == nil && cur != nil {
 			body.JobID = &cur.ID
 		}
 	}

@@ -93,21 +93,6 @@ func (s *Server) withJobs(h handlerFunc) handlerFunc {
 	return requires(func() bool { return s.cfg.Jobs != nil && s.cfg.Training != nil && s.cfg.GPUs != nil }, "Job supervision is", h)
 }
 
-// visibleJob loads a job p may see. Someone else's job answers 404 as if it did not
-// exist, so job ids cannot be probed.
-func (s *Server) visibleJob(id string, p *auth.Principal) (*store.Job, error) {
-	j, err := s.cfg.Jobs.Get(id)
-	if errors.Is(err, jobs.ErrNotFound) || (err == nil && !visible(p, j)) {
-		return nil, errorf(http.StatusNotFound, "Job not found")
-	}
-	return j, err
-}
-
-// visible reports whether p may see the job: its owner, or anyone with job.view.all.
-func visible(p *auth.Principal, j *store.Job) bool {
-	return p.Can("job.view.all") || (p.User != nil && j.OwnerID == p.User.ID) || p.IsLocal()
-}
-
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	all, err := s.cfg.Jobs.List()
 	if err != nil {
@@ -125,7 +110,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p *auth.Princi
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	j, err := s.visibleJob(mux.Vars(r)["job_id"], p)
+	j, err := s.jobFor(p, mux.Vars(r)["job_id"], actView)
 	if err != nil {
 		return err
 	}
@@ -403,14 +388,12 @@ func (s *Server) queueConcurrency(w http.ResponseWriter, r *http.Request, _ *aut
 	return nil
 }
 
+// queueCancel cancels a queued or running job: own jobs with queue.cancel.own, others'
+// with queue.cancel.all.
 func (s *Server) queueCancel(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	id := mux.Vars(r)["job_id"]
-	j, err := s.visibleJob(id, p)
-	if err != nil {
+	if _, err := s.jobFor(p, id, actQueueCancel); err != nil {
 		return err
-	}
-	if j.OwnerID != p.User.ID && !p.Can("queue.cancel.all") && !p.Can("job.cancel.all") {
-		return errorf(http.StatusForbidden, "Permission denied: queue.cancel.all")
 	}
 	if err := s.cfg.Jobs.Command(r.Context(), id, plugins.CommandCancel); err != nil {
 		if errors.Is(err, jobs.ErrEnded) {
@@ -426,8 +409,14 @@ type priorityRequest struct {
 	Priority *int `json:"priority"`
 }
 
+// queuePriority changes a queued job's priority. queue.manage is checked with the job
+// (actPriority), not on the route, so a job the caller may not see answers 404 like a
+// job that does not exist.
 func (s *Server) queuePriority(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	id := mux.Vars(r)["job_id"]
+	if _, err := s.jobFor(p, id, actPriority); err != nil {
+		return err
+	}
 	var req priorityRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -437,7 +426,7 @@ func (s *Server) queuePriority(w http.ResponseWriter, r *http.Request, p *auth.P
 	}
 	if err := s.cfg.Jobs.SetPriority(id, *req.Priority); err != nil {
 		if errors.Is(err, jobs.ErrNotFound) {
-			return errorf(http.StatusNotFound, "Job not found")
+			return errJobNotFound()
 		}
 		if errors.Is(err, jobs.ErrEnded) {
 			return errorf(http.StatusConflict, "Only queued jobs can change priority")
@@ -466,7 +455,7 @@ type gpuInventoryBody struct {
 	Capabilities map[string]bool `json:"capabilities"`
 }
 
-func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	now := time.Now()
 	inv := s.cfg.GPUs.Inventory()
 	gpus, err := inv.List(r.Context())
@@ -484,11 +473,25 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 	}
 	if inc, _ := strconv.ParseBool(r.URL.Query().Get("include_allocation")); inc {
 		if v, err := s.cfg.GPUs.View(r.Context()); err == nil {
+			s.hideJobIDs(p, &v)
 			st.GPUAllocation = &v
 		}
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// hideJobIDs blanks the job id of every GPU held by a job p may not see: the device still
+// shows as allocated, but another user's job id is not handed out to be probed.
+func (s *Server) hideJobIDs(p *auth.Principal, v *gpu.AllocationView) {
+	for i, d := range v.Devices {
+		if d.JobID == nil {
+			continue
+		}
+		if j, err := s.cfg.Jobs.Get(*d.JobID); err != nil || !visible(p, j) {
+			v.Devices[i].JobID = nil
+		}
+	}
 }
 
 func loadAvg5() *float64 {
@@ -536,7 +539,7 @@ func memPercent() *float64 {
 // jobEvents answers a job's stored events after since_seq (at most 1000 a page).
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	id := mux.Vars(r)["job_id"]
-	j, err := s.visibleJob(id, p)
+	j, err := s.jobFor(p, id, actView)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io/fs"
 	"mime"
 	"net/http"
 	"os"
@@ -300,13 +301,15 @@ func statusOf(j *store.Job) trainingStatusBody {
 	return st
 }
 
-// trainingStatus reports the running job, or the most recent one when none runs.
-func (s *Server) trainingStatus(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) error {
+// trainingStatus reports the caller's current job, or their most recent one when none
+// runs: only a job the caller may see (own jobs, or any with job.view.all), so nobody
+// reads another user's config, prompts, paths or pid here; otherwise "idle".
+func (s *Server) trainingStatus(w http.ResponseWriter, _ *http.Request, p *auth.Principal) error {
 	if s.cfg.Jobs == nil {
 		writeJSON(w, http.StatusOK, statusOf(nil))
 		return nil
 	}
-	j, err := s.cfg.Jobs.Latest()
+	j, err := s.cfg.Jobs.Latest(mayDo(p, actView))
 	if err != nil {
 		return err
 	}
@@ -319,30 +322,34 @@ type messageBody struct {
 	JobID   *string `json:"job_id"`
 }
 
-// command sends c to the current job (or the job named in the form's job_id).
-func (s *Server) command(r *http.Request, c plugins.Command) (string, error) {
+// jobIDParam is the job_id of a request: the query's, else a form field's.
+func jobIDParam(r *http.Request) string {
 	id := r.URL.Query().Get("job_id")
-	if id == "" && (r.Method == http.MethodPost) {
+	if id == "" && r.Method == http.MethodPost {
 		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" || ct == "application/x-www-form-urlencoded" {
 			if form, err := readForm(r); err == nil && len(form["job_id"]) > 0 {
 				id = form["job_id"][0]
 			}
 		}
 	}
-	if id == "" {
-		j, err := s.cfg.Jobs.Current()
-		if err != nil {
-			return "", err
-		}
-		if j == nil {
-			return "", errorf(http.StatusBadRequest, "No active training job")
-		}
-		id = j.ID
+	return id
+}
+
+// command sends c to the job named by job_id (query or form), or to the caller's current
+// job, after checking the caller may do a to it (see jobFor and currentJob).
+func (s *Server) command(r *http.Request, p *auth.Principal, a jobAction, c plugins.Command) (string, error) {
+	j, err := s.jobOrCurrent(p, jobIDParam(r), a)
+	if err != nil {
+		return "", err
 	}
-	err := s.cfg.Jobs.Command(r.Context(), id, c)
+	if j == nil {
+		return "", jobs.ErrNoActiveJob
+	}
+	id := j.ID
+	err = s.cfg.Jobs.Command(r.Context(), id, c)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return id, errorf(http.StatusNotFound, "Job %s not found", id)
+		return id, errJobNotFound()
 	case errors.Is(err, jobs.ErrEnded):
 		return id, errorf(http.StatusConflict, "Job %s has already ended", id)
 	case errors.Is(err, jobs.ErrUnreachable):
@@ -351,9 +358,10 @@ func (s *Server) command(r *http.Request, c plugins.Command) (string, error) {
 	return id, err
 }
 
+// runCommand asks a running job for a checkpoint or a validation run (actSteer).
 func (s *Server) runCommand(c plugins.Command, msg string) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-		id, err := s.command(r, c)
+	return func(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+		id, err := s.command(r, p, actSteer, c)
 		if err != nil {
 			return err
 		}
@@ -362,10 +370,9 @@ func (s *Server) runCommand(c plugins.Command, msg string) handlerFunc {
 	}
 }
 
-func (s *Server) trainingStop(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	id, err := s.command(r, plugins.CommandStop)
-	var he *httpError
-	if errors.As(err, &he) && he.detail == "No active training job" {
+func (s *Server) trainingStop(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	id, err := s.command(r, p, actStop, plugins.CommandStop)
+	if errors.Is(err, jobs.ErrNoActiveJob) {
 		writeJSON(w, http.StatusOK, messageBody{Message: "No active training job to stop"})
 		return nil
 	}
@@ -376,10 +383,9 @@ func (s *Server) trainingStop(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 	return nil
 }
 
-func (s *Server) trainingCancel(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	id, err := s.command(r, plugins.CommandCancel)
-	var he *httpError
-	none := errors.As(err, &he) && he.detail == "No active training job"
+func (s *Server) trainingCancel(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	id, err := s.command(r, p, actStop, plugins.CommandCancel)
+	none := errors.Is(err, jobs.ErrNoActiveJob)
 	if err != nil && !none {
 		return err
 	}
@@ -413,6 +419,10 @@ type checkpointBody struct {
 	Complete     bool    `json:"complete"`
 }
 
+// checkpointsQuery are the query parameters of the checkpoint listing.
+var checkpointsQuery = []queryParam{{"job_id", "string", "the job (default: your running one)"},
+	{"output_dir", "string", "the output directory of a job you can see (job.view.all: any inside the output root)"}}
+
 type checkpointsBody struct {
 	OutputDir   string           `json:"output_dir"`
 	Total       int              `json:"total"`
@@ -420,36 +430,114 @@ type checkpointsBody struct {
 	Error       string           `json:"error,omitempty"`
 }
 
-// trainingCheckpoints lists checkpoint-<step> folders of an output dir (contract §5.12),
-// newest first. GET and POST both work (the tutorial uses POST).
-func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
-	dir := r.URL.Query().Get("output_dir")
-	if dir == "" && r.Method == http.MethodPost {
-		if form, err := readForm(r); err == nil && len(form["output_dir"]) > 0 {
-			dir = form["output_dir"][0]
+// errCheckpointsHidden is the one answer for an output_dir the caller may not list,
+// whether or not it exists and whatever it is: nothing about paths outside the caller's
+// jobs leaks through this route (see docs/security.md).
+func errCheckpointsHidden() error {
+	return errorf(http.StatusNotFound, "No checkpoints to show: output_dir must be the output directory of a job you can see")
+}
+
+// trainingCheckpoints lists checkpoint-<step> folders (contract §5.12), newest first, of
+// the job named by job_id, else of output_dir, else of the caller's current job. GET and
+// POST both work (the tutorial uses POST).
+func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	q := r.URL.Query()
+	dir, id := q.Get("output_dir"), q.Get("job_id")
+	if dir == "" && id == "" && r.Method == http.MethodPost {
+		if form, err := readForm(r); err == nil {
+			if v := form["output_dir"]; len(v) > 0 {
+				dir = v[0]
+			}
+			if v := form["job_id"]; len(v) > 0 {
+				id = v[0]
+			}
 		}
 	}
-	if dir == "" && s.cfg.Jobs != nil {
-		if j, _ := s.cfg.Jobs.Current(); j != nil {
-			var cfg map[string]any
-			json.Unmarshal(j.Config, &cfg)
-			dir, _ = cfg["--output_dir"].(string)
+	var resolved string
+	if id != "" || dir == "" {
+		j, err := s.jobOrCurrent(p, id, actView)
+		if err != nil {
+			return err
+		}
+		if j != nil {
+			resolved = jobOutputDir(s.cfg.OutputRoot, j)
+		}
+	} else {
+		var err error
+		if resolved, err = s.checkpointDir(p, dir); err != nil {
+			return err
 		}
 	}
-	if dir == "" {
+	if resolved == "" {
 		writeJSON(w, http.StatusOK, checkpointsBody{Error: "No output directory specified", Checkpoints: []checkpointBody{}})
 		return nil
 	}
-	resolved, err := options.ResolveOutputDir(s.cfg.OutputRoot, dir)
-	if err != nil {
-		return errorf(http.StatusBadRequest, "output_dir: %v", err)
-	}
 	list, err := listCheckpoints(resolved)
+	if errors.Is(err, fs.ErrNotExist) {
+		list, err = []checkpointBody{}, nil // the job has not saved anything yet
+	}
 	if err != nil {
-		return errorf(http.StatusNotFound, "Cannot list %s: %v", dir, errors.Unwrap(err))
+		return errCheckpointsHidden()
 	}
 	writeJSON(w, http.StatusOK, checkpointsBody{OutputDir: resolved, Total: len(list), Checkpoints: list})
 	return nil
+}
+
+// checkpointDir resolves an output_dir p asked to list. It answers only for the output
+// directory of a job p may see (decided from the job records, without touching the
+// path), or, for callers with job.view.all, a directory inside the output root once
+// symlinks are resolved; everything else is errCheckpointsHidden.
+func (s *Server) checkpointDir(p *auth.Principal, dir string) (string, error) {
+	resolved, err := options.ResolveOutputDir(s.cfg.OutputRoot, dir)
+	if err != nil || resolved == "" {
+		return "", errCheckpointsHidden()
+	}
+	all, err := s.cfg.Jobs.List()
+	if err != nil {
+		return "", err
+	}
+	for _, j := range all {
+		if jobOutputDir(s.cfg.OutputRoot, j) == resolved && visible(p, j) {
+			return resolved, nil
+		}
+	}
+	if p.Can(actView.all) && insideDir(s.cfg.OutputRoot, resolved) {
+		return resolved, nil
+	}
+	return "", errCheckpointsHidden()
+}
+
+// jobOutputDir is a job's resolved --output_dir ("" when it has none).
+func jobOutputDir(outputRoot string, j *store.Job) string {
+	var cfg struct {
+		OutputDir string `json:"--output_dir"`
+	}
+	if json.Unmarshal(j.Config, &cfg) != nil || cfg.OutputDir == "" {
+		return ""
+	}
+	dir, err := options.ResolveOutputDir(outputRoot, cfg.OutputDir)
+	if err != nil {
+		return ""
+	}
+	return dir
+}
+
+// insideDir reports whether path lies inside root once symlinks are resolved; false when
+// either cannot be resolved.
+func insideDir(root, path string) bool {
+	if root == "" {
+		return false
+	}
+	r, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return false
+	}
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(r, p)
+	return err == nil && (rel == "." || filepath.IsLocal(rel))
 }
 
 // listCheckpoints reads checkpoint-<step>[-rolling] folders. Symlinks and odd names are

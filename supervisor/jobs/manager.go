@@ -404,16 +404,20 @@ func (m *Manager) QueuePosition(id string) int {
 	return 0
 }
 
-// Latest returns the job /api/training/status reports: the newest starting or running
-// job, else the newest one that has left the queue (so a finished job's outcome stays
-// visible), else nil.
-func (m *Manager) Latest() (*store.Job, error) {
+// Latest returns the job /api/training/status reports among the jobs keep accepts (nil
+// keeps every job): the newest starting or running one, else the newest one that has
+// left the queue (so a finished job's outcome stays visible), else nil. Callers pass
+// who may see what as keep, so this package stays free of users and permissions.
+func (m *Manager) Latest(keep func(*store.Job) bool) (*store.Job, error) {
 	all, err := m.db.Jobs().List()
 	if err != nil {
 		return nil, err
 	}
 	var ended *store.Job
 	for i := len(all) - 1; i >= 0; i-- {
+		if keep != nil && !keep(all[i]) {
+			continue
+		}
 		switch s := all[i].Status; {
 		case s == StatusRunning || s == StatusStarting:
 			return all[i], nil
@@ -424,15 +428,15 @@ func (m *Manager) Latest() (*store.Job, error) {
 	return ended, nil
 }
 
-// Current returns the job /api/training/status reports: the newest starting or running
-// job, else nil.
-func (m *Manager) Current() (*store.Job, error) {
+// Current returns "the current job" among the jobs keep accepts (nil keeps every job):
+// the newest starting or running one, else nil.
+func (m *Manager) Current(keep func(*store.Job) bool) (*store.Job, error) {
 	all, err := m.db.Jobs().List()
 	if err != nil {
 		return nil, err
 	}
 	for i := len(all) - 1; i >= 0; i-- {
-		if s := all[i].Status; s == StatusRunning || s == StatusStarting {
+		if s := all[i].Status; (s == StatusRunning || s == StatusStarting) && (keep == nil || keep(all[i])) {
 			return all[i], nil
 		}
 	}
