@@ -206,6 +206,10 @@ func TestZipRejected(t *testing.T) {
 	for i := range 51 {
 		many = append(many, zipEntry{name: fmt.Sprintf("f%d.txt", i), data: []byte("x")})
 	}
+	zeros := []zipEntry{}
+	for i := range 20 {
+		zeros = append(zeros, zipEntry{name: fmt.Sprintf("z%d.txt", i), data: make([]byte, 1<<20)})
+	}
 	tests := []struct {
 		name    string
 		entries []zipEntry
@@ -224,6 +228,7 @@ func TestZipRejected(t *testing.T) {
 		{"U4 ratio bomb", []zipEntry{{name: "zeros.txt", data: bomb}}, `entry "zeros.txt" compresses more than 200:1`},
 		{"U4 lying header", []zipEntry{{name: "small.txt", data: bytes.Repeat([]byte("y"), 4096), declared: 10}}, `entry "small.txt"`},
 		{"U4 entry count", many, `51 entries (at most 50)`},
+		{"U4 many 1 MiB entries of zeros", zeros, `its entries expand more than 200:1`},
 		{"U4 deep path", []zipEntry{{name: strings.Repeat("d/", 40) + "x.txt", data: []byte("x")}}, `more than 32 path components`},
 		{"U4 long name", []zipEntry{{name: strings.Repeat("n", 300) + ".txt", data: []byte("x")}}, `longer than 255 bytes`},
 	}
