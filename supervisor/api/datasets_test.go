@@ -553,3 +553,57 @@ func TestConcurrentUploadsAllOrNothing(t *testing.T) {
 		t.Errorf("%d entries after 4 archives of 40 and 3 files", len(ents))
 	}
 }
+
+// Dataset writes need dataset.write (researcher and up); replacing an existing file needs
+// dataset.overwrite (lead and up), because files record no uploader. Browsing needs only
+// config.view, which every level holds.
+func TestDatasetWritePermissions(t *testing.T) {
+	fh := newFileHarness(t, Config{}, datasets.Limits{})
+	admin, key := fh.setup()
+	viewer := fh.createUser(key, "view", "viewer")
+	researcher := fh.createUser(key, "res", "researcher")
+	lead := fh.createUser(key, "lead", "lead")
+	fh.mkdir(admin, "", "shared")
+	if err := os.WriteFile(filepath.Join(fh.datasetsDir, "shared", "a.txt"), []byte("the admin's caption"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	zip := makeZip(t, zipEntry{name: "z.txt", data: []byte("z")})
+	writes := []struct {
+		path  string
+		parts []part
+	}{
+		{"/api/datasets/folders", []part{{field: "parent_path", value: "shared"}, {field: "folder_name", value: "new"}}},
+		{"/api/datasets/upload", []part{{field: "target_path", value: "shared"}, {field: "files", filename: "b.txt", data: []byte("b")}}},
+		{"/api/datasets/upload/zip", []part{{field: "target_path", value: "shared"}, {field: "file", filename: "z.zip", data: zip}}},
+	}
+	before := tree(t, fh.datasetsDir)
+	for _, w := range writes {
+		if res := fh.form(w.path, viewer, w.parts...); res.code != 403 || res.detail() != "Permission denied: dataset.write" {
+			t.Errorf("viewer %s: %d %s", w.path, res.code, res.body)
+		}
+	}
+	if after := tree(t, fh.datasetsDir); !equalTrees(before, after) {
+		t.Errorf("a viewer changed the datasets dir:\nbefore %q\nafter  %q", before, after)
+	}
+	if res := fh.do(req{method: "GET", path: "/api/datasets/browse?path=shared", cookie: viewer}); res.code != 200 {
+		t.Errorf("viewer browse: %d %s", res.code, res.body)
+	}
+	for _, w := range writes {
+		if res := fh.form(w.path, researcher, w.parts...); res.code != 200 {
+			t.Errorf("researcher %s: %d %s", w.path, res.code, res.body)
+		}
+	}
+	replace := []part{{field: "target_path", value: "shared"}, {field: "overwrite", value: "true"}, {field: "files", filename: "a.txt", data: []byte("replaced")}}
+	if res := fh.form("/api/datasets/upload", researcher, replace...); res.code != 403 || !strings.HasPrefix(res.detail(), "Permission denied: dataset.overwrite") {
+		t.Errorf("researcher overwrite: %d %s", res.code, res.body)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fh.datasetsDir, "shared", "a.txt")); string(b) != "the admin's caption" {
+		t.Errorf("a researcher replaced another user's file: %q", b)
+	}
+	if res := fh.form("/api/datasets/upload", lead, replace...); res.code != 200 {
+		t.Errorf("lead overwrite: %d %s", res.code, res.body)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fh.datasetsDir, "shared", "a.txt")); string(b) != "replaced" {
+		t.Errorf("lead overwrite left %q", b)
+	}
+}
