@@ -161,3 +161,55 @@ func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal("grandchild survived the process-group kill")
 	}
 }
+
+// A script changed after submission is checked again at run time and refused, not run.
+func TestRunRechecksTheScript(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	s := writeScript(t, "touch "+marker)
+	os.Chmod(s, 0o777) // made writable by others after the check
+	res, err := Run(context.Background(), []string{s}, RunOptions{})
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, ErrUnsafeExecutable) || res.ExitCode != -1 {
+		t.Fatalf("err %v exit %d", err, res.ExitCode)
+	}
+	if !strings.Contains(err.Error(), "is writable by group or others") {
+		t.Errorf("message %q does not say why", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the unsafe script ran")
+	}
+}
+
+// What runs is the file that was opened and checked, even when the path names another
+// file by the time the process starts.
+func TestRunExecutesTheOpenedFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "hook.sh")
+	os.WriteFile(good, []byte("#!/bin/sh\necho checked \"$1\"\n"), 0o755)
+	prog, err := openProgram(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	evil := filepath.Join(dir, "evil.sh")
+	os.WriteFile(evil, []byte("#!/bin/sh\necho swapped\n"), 0o755)
+	if err := os.Rename(evil, good); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runProgram(context.Background(), prog, []string{good, "arg"}, RunOptions{})
+	if err != nil || string(res.Output) != "checked arg\n" {
+		t.Fatalf("ran %q (%v), want the checked script", res.Output, err)
+	}
+}
+
+// A binary (no #!) runs by descriptor too.
+func TestRunBinary(t *testing.T) {
+	bin := "/usr/bin/env"
+	if err := CheckExecutable(bin, ""); err != nil {
+		t.Skipf("%s is not usable here: %v", bin, err)
+	}
+	res, err := Run(context.Background(), []string{bin}, RunOptions{Values: map[string]string{"global_step": "5"}})
+	if err != nil || !strings.Contains(string(res.Output), "ST_GLOBAL_STEP=5") {
+		t.Fatalf("%v: %q", err, res.Output)
+	}
+}

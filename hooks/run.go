@@ -94,14 +94,28 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Run executes argv (no shell) in a new process group and waits for it. When ctx ends or the
-// timeout expires, the whole group is killed (SIGKILL), so children the script left behind
-// die too. A non-zero exit wraps ErrFailed, a timeout ErrTimeout; the Result holds the capped
-// output in every case.
+// Run executes argv (no shell) in a new process group and waits for it. argv[0] is opened
+// and checked again as CheckExecutable checked it at submission (openProgram), and the
+// file so opened is what runs, by its descriptor: a script swapped or made unsafe since
+// the check is refused (ErrFailed wrapping ErrUnsafeExecutable), never run. A #! script
+// therefore sees /proc/self/fd/3 as its own name ($0); its arguments are unchanged.
+// When ctx ends or the timeout expires, the whole group is killed (SIGKILL), so children
+// the script left behind die too. A non-zero exit wraps ErrFailed, a timeout ErrTimeout;
+// the Result holds the capped output in every case.
 func Run(ctx context.Context, argv []string, o RunOptions) (Result, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return Result{ExitCode: -1}, fmt.Errorf("%w: empty command", ErrFailed)
 	}
+	prog, err := openProgram(argv[0])
+	if err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("%w: not run, it does not pass the check made at submission: %w", ErrFailed, err)
+	}
+	defer prog.Close()
+	return runProgram(ctx, prog, argv, o)
+}
+
+// runProgram runs the opened program prog with argv (argv[0] only names it).
+func runProgram(ctx context.Context, prog *os.File, argv []string, o RunOptions) (Result, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -112,6 +126,8 @@ func Run(ctx context.Context, argv []string, o RunOptions) (Result, error) {
 	defer cancel()
 	out := &cappedBuffer{max: o.MaxOutput}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Path = programPath // argv[0] stays the script's name, for ps
+	cmd.ExtraFiles = []*os.File{prog}
 	cmd.Dir = o.Dir
 	cmd.Env = Env(o.Values)
 	cmd.Stdin = nil

@@ -55,8 +55,11 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 			return nil, fmt.Errorf("%w: %s has a FORMAT marker but its database %s is missing or empty", ErrCorrupt, dir, bdir)
 		}
 	}
+	if err := checkTables(bdir); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, dir, err)
+	}
 	opts := smallOptions(badger.DefaultOptions(bdir)).WithDir(bdir).WithValueDir(bdir)
-	bdb, err := badger.Open(opts)
+	bdb, err := openBadger(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("%w: %s (another simpletuner daemon is running on it)", ErrLocked, dir)
@@ -77,6 +80,17 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 		}
 	}
 	return db, nil
+}
+
+// openBadger is badger.Open with a panic in this goroutine turned into ErrCorrupt
+// (checkTables covers the goroutines badger starts to open its tables).
+func openBadger(opts badger.Options) (bdb *badger.DB, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			bdb, err = nil, fmt.Errorf("%w: badger: %v", ErrCorrupt, v)
+		}
+	}()
+	return badger.Open(opts)
 }
 
 // OpenInMemory opens a database that lives only in memory, for tests.

@@ -77,6 +77,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.StringVar(&cfg.ConfigDir, "config-dir", cfg.ConfigDir, "directory of configuration environments (env SIMPLETUNER_CONFIG_DIR)")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory of the daemon's database (env SIMPLETUNER_STATE_DIR)")
 	fs.StringVar(&cfg.DatasetsDir, "datasets-dir", cfg.DatasetsDir, "root of dataset uploads")
+	fs.Int64Var(&cfg.MaxExtractBytes, "max-extract-bytes", 0, "uncompressed bytes one dataset zip upload may extract (0: 10 GiB); archives may also expand at most 200:1")
 	fs.StringVar(&cfg.OutputRoot, "output-root", cfg.OutputRoot, "directory that relative --output_dir values resolve under")
 	fs.BoolVar(&cfg.SSL, "ssl", false, "serve HTTPS; without --ssl-key/--ssl-cert a self-signed pair is made under the state dir")
 	fs.StringVar(&cfg.SSLKey, "ssl-key", "", "PEM private key for HTTPS")

@@ -206,6 +206,10 @@ func TestZipRejected(t *testing.T) {
 	for i := range 51 {
 		many = append(many, zipEntry{name: fmt.Sprintf("f%d.txt", i), data: []byte("x")})
 	}
+	zeros := []zipEntry{}
+	for i := range 20 {
+		zeros = append(zeros, zipEntry{name: fmt.Sprintf("z%d.txt", i), data: make([]byte, 1<<20)})
+	}
 	tests := []struct {
 		name    string
 		entries []zipEntry
@@ -224,6 +228,7 @@ func TestZipRejected(t *testing.T) {
 		{"U4 ratio bomb", []zipEntry{{name: "zeros.txt", data: bomb}}, `entry "zeros.txt" compresses more than 200:1`},
 		{"U4 lying header", []zipEntry{{name: "small.txt", data: bytes.Repeat([]byte("y"), 4096), declared: 10}}, `entry "small.txt"`},
 		{"U4 entry count", many, `51 entries (at most 50)`},
+		{"U4 many 1 MiB entries of zeros", zeros, `its entries expand more than 200:1`},
 		{"U4 deep path", []zipEntry{{name: strings.Repeat("d/", 40) + "x.txt", data: []byte("x")}}, `more than 32 path components`},
 		{"U4 long name", []zipEntry{{name: strings.Repeat("n", 300) + ".txt", data: []byte("x")}}, `longer than 255 bytes`},
 	}
@@ -546,5 +551,59 @@ func TestConcurrentUploadsAllOrNothing(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Join(fh.datasetsDir, "empty"))
 	if len(ents) != 40*4+3 {
 		t.Errorf("%d entries after 4 archives of 40 and 3 files", len(ents))
+	}
+}
+
+// Dataset writes need dataset.write (researcher and up); replacing an existing file needs
+// dataset.overwrite (lead and up), because files record no uploader. Browsing needs only
+// config.view, which every level holds.
+func TestDatasetWritePermissions(t *testing.T) {
+	fh := newFileHarness(t, Config{}, datasets.Limits{})
+	admin, key := fh.setup()
+	viewer := fh.createUser(key, "view", "viewer")
+	researcher := fh.createUser(key, "res", "researcher")
+	lead := fh.createUser(key, "lead", "lead")
+	fh.mkdir(admin, "", "shared")
+	if err := os.WriteFile(filepath.Join(fh.datasetsDir, "shared", "a.txt"), []byte("the admin's caption"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	zip := makeZip(t, zipEntry{name: "z.txt", data: []byte("z")})
+	writes := []struct {
+		path  string
+		parts []part
+	}{
+		{"/api/datasets/folders", []part{{field: "parent_path", value: "shared"}, {field: "folder_name", value: "new"}}},
+		{"/api/datasets/upload", []part{{field: "target_path", value: "shared"}, {field: "files", filename: "b.txt", data: []byte("b")}}},
+		{"/api/datasets/upload/zip", []part{{field: "target_path", value: "shared"}, {field: "file", filename: "z.zip", data: zip}}},
+	}
+	before := tree(t, fh.datasetsDir)
+	for _, w := range writes {
+		if res := fh.form(w.path, viewer, w.parts...); res.code != 403 || res.detail() != "Permission denied: dataset.write" {
+			t.Errorf("viewer %s: %d %s", w.path, res.code, res.body)
+		}
+	}
+	if after := tree(t, fh.datasetsDir); !equalTrees(before, after) {
+		t.Errorf("a viewer changed the datasets dir:\nbefore %q\nafter  %q", before, after)
+	}
+	if res := fh.do(req{method: "GET", path: "/api/datasets/browse?path=shared", cookie: viewer}); res.code != 200 {
+		t.Errorf("viewer browse: %d %s", res.code, res.body)
+	}
+	for _, w := range writes {
+		if res := fh.form(w.path, researcher, w.parts...); res.code != 200 {
+			t.Errorf("researcher %s: %d %s", w.path, res.code, res.body)
+		}
+	}
+	replace := []part{{field: "target_path", value: "shared"}, {field: "overwrite", value: "true"}, {field: "files", filename: "a.txt", data: []byte("replaced")}}
+	if res := fh.form("/api/datasets/upload", researcher, replace...); res.code != 403 || !strings.HasPrefix(res.detail(), "Permission denied: dataset.overwrite") {
+		t.Errorf("researcher overwrite: %d %s", res.code, res.body)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fh.datasetsDir, "shared", "a.txt")); string(b) != "the admin's caption" {
+		t.Errorf("a researcher replaced another user's file: %q", b)
+	}
+	if res := fh.form("/api/datasets/upload", lead, replace...); res.code != 200 {
+		t.Errorf("lead overwrite: %d %s", res.code, res.body)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fh.datasetsDir, "shared", "a.txt")); string(b) != "replaced" {
+		t.Errorf("lead overwrite left %q", b)
 	}
 }

@@ -17,7 +17,7 @@ var (
 	}
 	uploadForm = []formField{
 		{name: "target_path", help: "destination folder; must come before the files", required: true},
-		{name: "overwrite", help: "true replaces existing files of the same name (default false: they are reported and skipped)"},
+		{name: "overwrite", help: "true replaces existing files of the same name (default false: they are reported and skipped); needs dataset.overwrite (lead and admin)"},
 		{name: "files", help: "files to upload (also accepted as files[])", file: true, many: true},
 		{name: "files[]", help: "the tutorial's spelling of files", file: true, many: true},
 	}
@@ -92,6 +92,7 @@ func (s *Server) createFolder(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 // uploadState collects the fields of an upload form as they stream in.
 type uploadState struct {
 	svc       *datasets.Service
+	p         *auth.Principal
 	target    *datasets.Target
 	hasTarget bool
 	overwrite bool
@@ -113,6 +114,10 @@ func (u *uploadState) field(k, v string) error {
 		if err != nil {
 			return &validationError{fieldError{Type: "bool_parsing", Loc: []string{"body", "overwrite"}, Msg: "must be true or false"}}
 		}
+		if b && !u.p.Can(auth.PermDatasetOverwrite) {
+			// Files record no uploader, so replacing one may replace another user's work.
+			return errorf(http.StatusForbidden, "Permission denied: %s (existing files can only be replaced by a lead or an administrator; upload without overwrite, or under a new name)", auth.PermDatasetOverwrite)
+		}
 		u.overwrite = b
 	}
 	return nil
@@ -124,9 +129,9 @@ func (u *uploadState) close() {
 	}
 }
 
-func (s *Server) uploadFiles(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+func (s *Server) uploadFiles(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	svc := s.cfg.Datasets
-	u := &uploadState{svc: svc}
+	u := &uploadState{svc: svc, p: p}
 	defer u.close()
 	res := datasets.UploadResult{Errors: []string{}}
 	files := 0

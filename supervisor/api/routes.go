@@ -94,10 +94,10 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/configs/{name}/validate", tag: tagConfigs, perm: permConfigView, summary: "Validate a stored environment as a job start would", resp: configs.Report{}, h: s.withConfigs(s.validateConfig)},
 
 		// Datasets.
-		{method: "POST", path: "/api/datasets/folders", tag: tagDatasets, summary: "Create a folder under the datasets directory", form: folderForm, resp: datasets.FolderResult{}, h: s.withDatasets(s.createFolder)},
-		{method: "POST", path: "/api/datasets/upload", tag: tagDatasets, summary: "Upload files (field files or files[]) into a datasets folder; streamed to disk", form: uploadForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.withDatasets(s.uploadFiles)},
-		{method: "POST", path: "/api/datasets/upload/zip", tag: tagDatasets, summary: "Upload a zip archive and extract it into a datasets folder", form: zipForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.withDatasets(s.uploadZip)},
-		{method: "GET", path: "/api/datasets/browse", tag: tagDatasets, summary: "List a folder of the datasets directory", query: []queryParam{{"path", "string", "folder, relative to the datasets directory or absolute inside it (default: the datasets directory)"}}, resp: datasets.Listing{}, h: s.withDatasets(s.browseDatasets)},
+		{method: "POST", path: "/api/datasets/folders", tag: tagDatasets, perm: auth.PermDatasetWrite, summary: "Create a folder under the datasets directory", form: folderForm, resp: datasets.FolderResult{}, h: s.withDatasets(s.createFolder)},
+		{method: "POST", path: "/api/datasets/upload", tag: tagDatasets, perm: auth.PermDatasetWrite, summary: "Upload files (field files or files[]) into a datasets folder; streamed to disk; overwrite=true needs dataset.overwrite", form: uploadForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.withDatasets(s.uploadFiles)},
+		{method: "POST", path: "/api/datasets/upload/zip", tag: tagDatasets, perm: auth.PermDatasetWrite, summary: "Upload a zip archive and extract it into a datasets folder", form: zipForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.withDatasets(s.uploadZip)},
+		{method: "GET", path: "/api/datasets/browse", tag: tagDatasets, perm: permConfigView, summary: "List a folder of the datasets directory", query: []queryParam{{"path", "string", "folder, relative to the datasets directory or absolute inside it (default: the datasets directory)"}}, resp: datasets.Listing{}, h: s.withDatasets(s.browseDatasets)},
 
 		// Training control (contract §5).
 		{method: "POST", path: "/api/training/validate", aliases: []string{"/api/training/configuration/check"}, tag: tagTraining, perm: "config.view",

@@ -26,6 +26,12 @@ func TestPermissions(t *testing.T) {
 		{[]string{"lead"}, false, PermJobHooks, true},
 		{[]string{"lead"}, false, PermAdminUsers, false},
 		{[]string{"admin"}, false, PermAdminUsers, true},
+		{[]string{"viewer"}, false, PermDatasetWrite, false},
+		{[]string{"researcher"}, false, PermDatasetWrite, true},
+		{[]string{"researcher"}, false, PermDatasetOverwrite, false},
+		{[]string{"lead"}, false, PermDatasetWrite, true},
+		{[]string{"lead"}, false, PermDatasetOverwrite, true},
+		{[]string{"admin"}, false, PermDatasetOverwrite, true},
 		{nil, true, "anything.at.all", true},
 		{[]string{"unknown"}, false, "config.view", false},
 	}

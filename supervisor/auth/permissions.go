@@ -26,6 +26,13 @@ const (
 	// PermJobHooks lets a user set options that run commands on the server (hook scripts,
 	// ssl_no_verify). SimpleTuner lets anyone do that; here only lead and admin may.
 	PermJobHooks = "job.hooks"
+	// PermDatasetWrite lets a user create folders and upload files or archives under the
+	// datasets directory (researcher and up). Browsing needs only config.view.
+	PermDatasetWrite = "dataset.write"
+	// PermDatasetOverwrite lets a user replace existing dataset files (overwrite=true).
+	// Files carry no uploader, so a researcher could otherwise replace another user's
+	// images and captions; only lead and admin may.
+	PermDatasetOverwrite = "dataset.overwrite"
 )
 
 // Catalogue lists every permission, in the order the API documents them.
@@ -35,6 +42,7 @@ func Catalogue() []string {
 		"job.delete.own", "job.delete.all", "job.priority.high", "job.bypass.queue",
 		"job.bypass.approval", "job.bypass.quota", PermJobHooks,
 		"config.view", "config.create", "config.edit.own", "config.edit.all", "config.delete.own", "config.delete.all",
+		PermDatasetWrite, PermDatasetOverwrite,
 		"queue.view", "queue.view.all", "queue.cancel.own", "queue.cancel.all", "queue.approve", "queue.manage",
 		"quota.view", "quota.manage",
 		PermAdminUsers, PermAdminLevels, "admin.quotas", "admin.approve", PermAdminConfig, "admin.audit", "admin.queue", "admin.workers",
@@ -49,8 +57,8 @@ func Levels() []Level {
 	viewer := []string{"job.view.own", "config.view"}
 	researcher := []string{"job.submit", "job.view.own", "job.cancel.own", "job.delete.own", "config.view",
 		"config.create", "config.edit.own", "config.delete.own", "queue.view", "queue.cancel.own",
-		PermAPIAccess, PermAPIKeysOwn}
-	lead := append(slices.Clone(researcher), "job.view.all", "job.priority.high", "queue.view.all",
+		PermAPIAccess, PermAPIKeysOwn, PermDatasetWrite}
+	lead := append(slices.Clone(researcher), PermDatasetOverwrite, "job.view.all", "job.priority.high", "queue.view.all",
 		"queue.approve", "quota.view", "admin.approve", "admin.audit", "org.view", "team.view",
 		"team.create", "team.edit", "team.manage.members", "team.manage.quotas", PermJobHooks)
 	return []Level{

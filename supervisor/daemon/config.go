@@ -23,6 +23,10 @@ type Config struct {
 	DatasetsDir string // dataset uploads
 	OutputRoot  string // relative --output_dir values resolve here
 
+	// MaxExtractBytes caps the uncompressed bytes one dataset zip upload may extract
+	// (0: the datasets package's default, 10 GiB).
+	MaxExtractBytes int64
+
 	SSL     bool
 	SSLKey  string
 	SSLCert string
@@ -167,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.SSLKey == "") != (c.SSLCert == "") {
 		return fmt.Errorf("--ssl-key and --ssl-cert go together: give both, or neither to generate a self-signed pair")
+	}
+	if c.MaxExtractBytes < 0 {
+		return fmt.Errorf("--max-extract-bytes %d: want a byte count (0 for the default, 10 GiB)", c.MaxExtractBytes)
 	}
 	for _, kv := range c.TrainerEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	ds, err := datasets.New(datasets.Options{Dir: cfg.DatasetsDir, Settings: db.Settings()})
+	ds, err := datasets.New(datasets.Options{Dir: cfg.DatasetsDir, Settings: db.Settings(), Limits: datasets.Limits{MaxTotalBytes: cfg.MaxExtractBytes}})
 	if err != nil {
 		return err
 	}

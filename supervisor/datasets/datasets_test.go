@@ -3,6 +3,7 @@ package datasets
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"mime/multipart"
@@ -47,27 +48,65 @@ func TestCheckEntryName(t *testing.T) {
 func TestCheckArchive(t *testing.T) {
 	l := Limits{MaxEntries: 3, MaxTotalBytes: 100 << 20}
 	reg := fs.FileMode(0o644)
+	// 1 MiB entries of zeros, each about 1 KiB compressed: no entry is over the per-entry
+	// floor, the archive as a whole is a bomb.
+	zeros := make([]Entry, 3)
+	for i := range zeros {
+		zeros[i] = Entry{Name: fmt.Sprintf("z%d.txt", i), Mode: reg, Compressed: 1 << 10, Uncompressed: 1 << 20}
+	}
 	tests := []struct {
 		name    string
 		entries []Entry
+		size    int64 // the archive's bytes (default: the entries' compressed sizes plus 100 each)
 		err     string
 	}{
-		{"fine", []Entry{{Name: "a/", Mode: fs.ModeDir}, {Name: "a/b.png", Mode: reg, Compressed: 10, Uncompressed: 20}}, ""},
-		{"too many", []Entry{{Name: "a", Mode: reg}, {Name: "b", Mode: reg}, {Name: "c", Mode: reg}, {Name: "d", Mode: reg}}, "Archive rejected: 4 entries (at most 3)"},
-		{"symlink", []Entry{{Name: "l", Mode: fs.ModeSymlink}}, `Archive rejected: entry "l" is a symlink, not a regular file`},
-		{"pipe", []Entry{{Name: "p", Mode: fs.ModeNamedPipe}}, `Archive rejected: entry "p" is a named pipe, not a regular file`},
+		{"fine", []Entry{{Name: "a/", Mode: fs.ModeDir}, {Name: "a/b.png", Mode: reg, Compressed: 10, Uncompressed: 20}}, 0, ""},
+		{"too many", []Entry{{Name: "a", Mode: reg}, {Name: "b", Mode: reg}, {Name: "c", Mode: reg}, {Name: "d", Mode: reg}}, 0, "Archive rejected: 4 entries (at most 3)"},
+		{"symlink", []Entry{{Name: "l", Mode: fs.ModeSymlink}}, 0, `Archive rejected: entry "l" is a symlink, not a regular file`},
+		{"pipe", []Entry{{Name: "p", Mode: fs.ModeNamedPipe}}, 0, `Archive rejected: entry "p" is a named pipe, not a regular file`},
 		{"total", []Entry{{Name: "a", Mode: reg, Compressed: 60 << 20, Uncompressed: 60 << 20}, {Name: "b", Mode: reg, Compressed: 60 << 20, Uncompressed: 60 << 20}},
-			`Archive rejected: more than 104857600 bytes uncompressed (at entry "b")`},
-		{"ratio", []Entry{{Name: "z", Mode: reg, Compressed: 10 << 10, Uncompressed: 10 << 20}}, `Archive rejected: entry "z" compresses more than 200:1 (10485760 bytes from 10240)`},
-		{"small files may compress well", []Entry{{Name: "z", Mode: reg, Compressed: 1, Uncompressed: 1 << 19}}, ""},
-		{"zero compressed size", []Entry{{Name: "z", Mode: reg, Compressed: 0, Uncompressed: 2 << 20}}, `Archive rejected: entry "z" compresses more than 200:1 (2097152 bytes from 0)`},
-		{"bad name", []Entry{{Name: "../x", Mode: reg}}, `Archive rejected: entry "../x": '..' in the path`},
+			0, `Archive rejected: more than 104857600 bytes uncompressed (at entry "b")`},
+		{"ratio", []Entry{{Name: "z", Mode: reg, Compressed: 10 << 10, Uncompressed: 10 << 20}}, 0, `Archive rejected: entry "z" compresses more than 200:1 (10485760 bytes from 10240)`},
+		{"small files may compress well", []Entry{{Name: "z", Mode: reg, Compressed: 1, Uncompressed: 1 << 19}}, 0, ""},
+		{"zero compressed size", []Entry{{Name: "z", Mode: reg, Compressed: 0, Uncompressed: 2 << 20}}, 0, `Archive rejected: entry "z" compresses more than 200:1 (2097152 bytes from 0)`},
+		{"bad name", []Entry{{Name: "../x", Mode: reg}}, 0, `Archive rejected: entry "../x": '..' in the path`},
+		{"many small entries of zeros", zeros, 0, `Archive rejected: its entries expand more than 200:1 (3145728 bytes from 3072)`},
+		{"shared compressed data: the archive's size counts", []Entry{{Name: "a", Mode: reg, Compressed: 1 << 20, Uncompressed: 1 << 20}, {Name: "b", Mode: reg, Compressed: 1 << 20, Uncompressed: 1 << 20}},
+			4 << 10, `Archive rejected: its entries expand more than 200:1 (2097152 bytes from 4096)`},
+		{"a total under the floor may compress well", []Entry{{Name: "a", Mode: reg, Compressed: 10, Uncompressed: 1 << 19}, {Name: "b", Mode: reg, Compressed: 10, Uncompressed: 1 << 19}}, 0, ""},
+		{"images barely compress", []Entry{{Name: "a.png", Mode: reg, Compressed: 3 << 20, Uncompressed: 3 << 20}, {Name: "a.txt", Mode: reg, Compressed: 40, Uncompressed: 50}}, 0, ""},
 	}
 	for _, tt := range tests {
-		err := CheckArchive(tt.entries, l)
+		size := tt.size
+		if size == 0 {
+			for _, e := range tt.entries {
+				size += int64(e.Compressed) + 100
+			}
+		}
+		err := CheckArchive(tt.entries, size, l)
 		if (err == nil) != (tt.err == "") || err != nil && (err.Error() != tt.err || !errors.Is(err, ErrArchive)) {
 			t.Errorf("%s: %v, want %q", tt.name, err, tt.err)
 		}
+	}
+}
+
+func TestExtractBudget(t *testing.T) {
+	l := Limits{MaxTotalBytes: 100 << 20}
+	for _, tt := range []struct {
+		size, want int64
+	}{
+		{0, 1 << 20},           // the ratio floor: a tiny archive may still extract 1 MiB
+		{1 << 10, 1 << 20},     // 200 KiB by ratio, the floor is larger
+		{10 << 10, 2000 << 10}, // 200:1
+		{1 << 20, 100 << 20},   // 200 MiB by ratio, capped by MaxTotalBytes
+		{-1, 1 << 20},          // nonsense sizes count as empty
+	} {
+		if got := ExtractBudget(tt.size, l); got != tt.want {
+			t.Errorf("ExtractBudget(%d) = %d, want %d", tt.size, got, tt.want)
+		}
+	}
+	if got := ExtractBudget(1<<40, Limits{}); got != 10<<30 {
+		t.Errorf("default cap: %d, want 10 GiB", got)
 	}
 }
 

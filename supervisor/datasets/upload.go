@@ -207,9 +207,11 @@ func (s *Service) ExtractZip(target, filename string, body io.Reader) (*UploadRe
 	for i, zf := range zr.File {
 		entries[i] = Entry{Name: zf.Name, Mode: zf.Mode(), Compressed: zf.CompressedSize64, Uncompressed: zf.UncompressedSize64}
 	}
-	if err := CheckArchive(entries, s.limits); err != nil {
+	if err := CheckArchive(entries, size, s.limits); err != nil {
 		return nil, err
 	}
+	allowed := ExtractBudget(size, s.limits)
+	quota := &budget{allowed: allowed, left: allowed}
 	stage := filepath.Join(pl.staging, id)
 	if err := root.Mkdir(stage, 0o750); err != nil {
 		return nil, fmt.Errorf("create staging folder: %w", err)
@@ -217,7 +219,7 @@ func (s *Service) ExtractZip(target, filename string, body io.Reader) (*UploadRe
 	defer root.RemoveAll(stage) // empty after a whole-folder rename; cleans up otherwise
 	res := &UploadResult{Errors: []string{}, TargetPath: pl.abs}
 	for _, zf := range zr.File {
-		if err := s.extractOne(root, stage, zf, res); err != nil {
+		if err := s.extractOne(root, stage, zf, res, quota); err != nil {
 			return nil, err
 		}
 	}
@@ -235,10 +237,14 @@ func (s *Service) ExtractZip(target, filename string, body io.Reader) (*UploadRe
 	return res, nil
 }
 
-// extractOne writes one entry into the staging folder. Entries that are merely
-// unwanted (hidden files, unsupported types, images over the pixel cap) are skipped and
-// noted; a corrupt entry fails the archive.
-func (s *Service) extractOne(root *os.Root, stage string, zf *zip.File, res *UploadResult) error {
+// budget counts the bytes one extraction may still write (see ExtractBudget).
+type budget struct{ allowed, left int64 }
+
+// extractOne writes one entry into the staging folder and takes the bytes it wrote from
+// budget (see ExtractBudget); an entry that would overdraw it fails the archive. Entries
+// that are merely unwanted (hidden files, unsupported types, images over the pixel cap)
+// are skipped and noted; a corrupt entry fails the archive.
+func (s *Service) extractOne(root *os.Root, stage string, zf *zip.File, res *UploadResult, b *budget) error {
 	name := strings.TrimSuffix(zf.Name, "/")
 	if strings.HasSuffix(zf.Name, "/") || zf.Mode().IsDir() {
 		return nil // folders are created for the files in them
@@ -276,14 +282,20 @@ func (s *Service) extractOne(root *os.Root, stage string, zf *zip.File, res *Upl
 	}
 	defer rc.Close()
 	// archive/zip fails once an entry yields more than its header declares, so the
-	// checked total holds; the LimitReader is a second guard.
-	n, err := io.Copy(out, io.LimitReader(rc, int64(zf.UncompressedSize64)+1))
+	// checked total holds; the LimitReader and the budget are a second guard, counted on
+	// the bytes actually written.
+	limit := min(zf.UncompressedSize64, uint64(max(b.left, 0)))
+	n, err := io.Copy(out, io.LimitReader(rc, int64(limit)+1))
 	if err != nil {
 		return errmsg.New(ErrArchive, "Archive rejected: entry %q is corrupt: %v", zf.Name, err)
 	}
 	if uint64(n) > zf.UncompressedSize64 {
 		return errmsg.New(ErrArchive, "Archive rejected: entry %q is larger than its header says", zf.Name)
 	}
+	if n > b.left {
+		return errmsg.New(ErrArchive, "Archive rejected: it extracts more than the %d bytes allowed for it (at entry %q)", b.allowed, zf.Name)
+	}
+	b.left -= n
 	if err := out.Sync(); err != nil {
 		return err
 	}

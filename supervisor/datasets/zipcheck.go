@@ -16,10 +16,13 @@ type Limits struct {
 	MaxFileBytes int64
 	// MaxEntries caps the entries of a zip archive (default 100 000, as SimpleTuner).
 	MaxEntries int
-	// MaxTotalBytes caps the declared uncompressed size of a zip archive (default 10 GiB).
+	// MaxTotalBytes caps the uncompressed bytes one zip upload may extract (default
+	// 10 GiB, the default upload cap): checked on the sizes the archive declares and again
+	// on the bytes actually written.
 	MaxTotalBytes int64
-	// MaxRatio caps one entry's compression ratio once it is over RatioFloor bytes
-	// (default 200:1 above 1 MiB): a bomb, not a dataset.
+	// MaxRatio caps the compression ratio of each entry over RatioFloor bytes and of the
+	// whole archive once it expands to more than RatioFloor bytes (default 200:1 above
+	// 1 MiB): a bomb, not a dataset. Many small entries of zeros are a bomb too.
 	MaxRatio   float64
 	RatioFloor int64
 	// MaxDepth caps the path components of a path or zip entry (default 32).
@@ -98,14 +101,33 @@ func CheckEntryName(name string, maxDepth int) error {
 	return nil
 }
 
-// CheckArchive decides whether an archive may be extracted at all. Any bad entry
-// rejects the whole archive, with an error naming it.
-func CheckArchive(entries []Entry, l Limits) error {
+// ExtractBudget is the most bytes an archive of size bytes may extract: MaxTotalBytes,
+// and no more than MaxRatio times the archive (RatioFloor at least). Extraction counts
+// the bytes it writes against it, so a header that understates its entry's size, or
+// entries that share their compressed data, cannot extract more than CheckArchive
+// allowed.
+func ExtractBudget(size int64, l Limits) int64 {
+	l = l.withDefaults()
+	byRatio := l.MaxRatio * float64(max(size, 0))
+	if byRatio < float64(l.RatioFloor) {
+		byRatio = float64(l.RatioFloor)
+	}
+	if byRatio >= float64(l.MaxTotalBytes) {
+		return l.MaxTotalBytes
+	}
+	return int64(byRatio)
+}
+
+// CheckArchive decides whether an archive of size bytes may be extracted at all. Any bad
+// entry rejects the whole archive, with an error naming it; so does an archive whose
+// entries together expand more than MaxRatio:1 (measured against the smaller of the
+// archive's size and its entries' compressed sizes, which entries sharing data inflate).
+func CheckArchive(entries []Entry, size int64, l Limits) error {
 	l = l.withDefaults()
 	if len(entries) > l.MaxEntries {
 		return errmsg.New(ErrArchive, "Archive rejected: %d entries (at most %d)", len(entries), l.MaxEntries)
 	}
-	var total uint64
+	var total, compressed uint64
 	for _, e := range entries {
 		if err := CheckEntryName(e.Name, l.MaxDepth); err != nil {
 			return errmsg.New(ErrArchive, "Archive rejected: entry %q: %v", e.Name, err)
@@ -118,6 +140,7 @@ func CheckArchive(entries []Entry, l Limits) error {
 			continue
 		}
 		total += e.Uncompressed
+		compressed += e.Compressed
 		if total > uint64(l.MaxTotalBytes) {
 			return errmsg.New(ErrArchive, "Archive rejected: more than %d bytes uncompressed (at entry %q)", l.MaxTotalBytes, e.Name)
 		}
@@ -125,6 +148,12 @@ func CheckArchive(entries []Entry, l Limits) error {
 			if e.Compressed == 0 || float64(e.Uncompressed)/float64(e.Compressed) > l.MaxRatio {
 				return errmsg.New(ErrArchive, "Archive rejected: entry %q compresses more than %.0f:1 (%d bytes from %d)", e.Name, l.MaxRatio, e.Uncompressed, e.Compressed)
 			}
+		}
+	}
+	if total > uint64(l.RatioFloor) {
+		from := min(compressed, uint64(max(size, 0)))
+		if from == 0 || float64(total)/float64(from) > l.MaxRatio {
+			return errmsg.New(ErrArchive, "Archive rejected: its entries expand more than %.0f:1 (%d bytes from %d)", l.MaxRatio, total, from)
 		}
 	}
 	return nil

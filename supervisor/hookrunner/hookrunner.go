@@ -6,9 +6,12 @@
 // run is claimed in the store before it starts.
 //
 // The scripts come from the job's resolved configuration; only users holding job.hooks
-// can put them there (enforced at submission). Expansion and execution are package
-// hooks: one argv element per placeholder value, no shell, a timeout that kills the
-// process group, capped output, a minimal environment.
+// can put them there, and only scripts that pass hooks.CheckExecutable (enforced at
+// submission). Expansion and execution are package hooks: one argv element per
+// placeholder value, no shell, the script checked again when it runs and executed by the
+// descriptor so checked (a script swapped since submission is refused and its run
+// recorded failed with the reason), a timeout that kills the process group, capped
+// output, a minimal environment.
 package hookrunner
 
 import (

@@ -174,3 +174,37 @@ func TestUnknownPlaceholderIsReportedNotSkippedSilently(t *testing.T) {
 		t.Fatalf("events %v", em.evs)
 	}
 }
+
+// A script swapped after submission (its folder replaced by one holding another script)
+// is refused when the hook runs; the run is recorded failed with the reason.
+func TestSwappedScriptIsRefusedAndRecorded(t *testing.T) {
+	dir := t.TempDir()
+	hooksDir := filepath.Join(dir, "hooks")
+	os.MkdirAll(filepath.Join(hooksDir, "sub"), 0o755)
+	sh := script(t, filepath.Join(hooksDir, "sub"), "echo checked\n")
+	marker := filepath.Join(dir, "evil-ran")
+	evil := filepath.Join(dir, "evil")
+	os.MkdirAll(evil, 0o755)
+	os.Chmod(evil, 0o777) // anyone could have put anything in it
+	os.WriteFile(filepath.Join(evil, "hook.sh"), []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755)
+	if err := os.Rename(filepath.Join(hooksDir, "sub"), filepath.Join(hooksDir, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(evil, filepath.Join(hooksDir, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	em := &emitted{}
+	r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit})
+	defer r.Close()
+	r.HandleEvents("j", map[string]any{"--output_dir": dir, "--post_checkpoint_script": sh}, []plugins.Event{ckptEvent(1, "checkpoint-1", 1)})
+	waitFor(t, func() bool { return em.count("hook.finished") == 1 })
+	rec, err := db.HookRuns().Get("j", PostCheckpoint, filepath.Join(dir, "checkpoint-1"))
+	if err != nil || rec.ExitCode == nil || *rec.ExitCode != -1 || !strings.Contains(rec.Error, "is writable by group or others") {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the swapped-in script ran")
+	}
+}
