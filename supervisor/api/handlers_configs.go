@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"simpletuner/internal/jsondoc"
 	"simpletuner/options"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
@@ -333,10 +333,5 @@ func rawNumbers(raw json.RawMessage, v *any, field string) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return &validationError{fieldError{Type: "json_invalid", Loc: []string{"body", field}, Msg: "JSON decode error: " + err.Error()}}
-	}
-	return nil
+	return jsonBodyError(jsondoc.DecodeNumbers(raw, v), "body", field)
 }
