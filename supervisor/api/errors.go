@@ -48,6 +48,8 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	case errors.Is(err, configs.ErrInvalid), errors.Is(err, configs.ErrActive),
 		errors.Is(err, datasets.ErrInvalid), errors.Is(err, datasets.ErrExists), errors.Is(err, datasets.ErrArchive):
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
+	case errors.Is(err, configs.ErrTooLarge):
+		writeJSON(w, http.StatusRequestEntityTooLarge, detailBody{Detail: err.Error()})
 	case errors.Is(err, configs.ErrCorrupt):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "json_invalid", Loc: []string{"file"}, Msg: err.Error()}}})
 	case errors.Is(err, datasets.ErrOutside):

@@ -438,7 +438,7 @@ func (s *Service) tempFolder() (string, error) {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	p := filepath.Join(s.dir, ".tmp-"+hex.EncodeToString(b))
-	if err := os.Mkdir(p, 0o755); err != nil {
+	if err := os.Mkdir(p, dirMode); err != nil {
 		return "", err
 	}
 	return p, nil
