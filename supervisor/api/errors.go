@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"simpletuner/internal/jsondoc"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
@@ -48,6 +49,8 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	case errors.Is(err, configs.ErrInvalid), errors.Is(err, configs.ErrActive),
 		errors.Is(err, datasets.ErrInvalid), errors.Is(err, datasets.ErrExists), errors.Is(err, datasets.ErrArchive):
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
+	case errors.Is(err, configs.ErrTooLarge):
+		writeJSON(w, http.StatusRequestEntityTooLarge, detailBody{Detail: err.Error()})
 	case errors.Is(err, configs.ErrCorrupt):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "json_invalid", Loc: []string{"file"}, Msg: err.Error()}}})
 	case errors.Is(err, jobs.ErrNoActiveJob):
@@ -117,28 +120,40 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// decodeJSON reads the request body into v. Unknown fields are ignored, as SimpleTuner's
-// pydantic models do; malformed JSON is a 422 that says where.
+// decodeJSON reads the request body into v: the one place every JSON body is decoded.
+// Unknown fields are ignored, as SimpleTuner's pydantic models do; malformed JSON, a
+// body nested deeper than jsondoc.MaxDepth and anything but whitespace after the JSON
+// value are 422s that say what is wrong. Nesting is checked before decoding, so a
+// thousands-deep body costs one pass over its bytes.
 func decodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return errorf(http.StatusUnsupportedMediaType, "Send the body as JSON with Content-Type: application/json (got %q)", ct)
 	}
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return err
 		}
-		if errors.Is(err, io.EOF) {
-			return &validationError{fieldError{Type: "missing", Loc: []string{"body"}, Msg: "Field required: send a JSON object"}}
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return &validationError{fieldError{Type: "type_error", Loc: []string{"body", te.Field}, Msg: fmt.Sprintf("expected %s", te.Type)}}
-		}
-		return &validationError{fieldError{Type: "json_invalid", Loc: []string{"body"}, Msg: "JSON decode error: " + err.Error()}}
+		return errorf(http.StatusBadRequest, "Cannot read the request body: %v", err)
 	}
-	return nil
+	return jsonBodyError(jsondoc.Decode(data, v), "body")
+}
+
+// jsonBodyError maps a jsondoc decoding error of the body part at loc to its 422.
+func jsonBodyError(err error, loc ...string) error {
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF):
+		return &validationError{fieldError{Type: "missing", Loc: loc, Msg: "Field required: send a JSON object"}}
+	case errors.Is(err, jsondoc.ErrTooDeep):
+		return &validationError{fieldError{Type: "json_too_deep", Loc: loc, Msg: err.Error() + "; flatten the value"}}
+	case errors.As(err, &te):
+		return &validationError{fieldError{Type: "type_error", Loc: append(loc, te.Field), Msg: fmt.Sprintf("expected %s", te.Type)}}
+	}
+	return &validationError{fieldError{Type: "json_invalid", Loc: loc, Msg: "JSON decode error: " + err.Error()}}
 }
 
 // validationError is a 422 with a FastAPI-shaped body.

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +9,11 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"simpletuner/internal/jsondoc"
 	"simpletuner/options"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/webhooks"
 )
 
 // Permissions of the configuration routes (levels in auth.Levels). Environments carry
@@ -102,6 +103,7 @@ func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request, p *au
 	if err != nil {
 		return err
 	}
+	out.Config = redactConfig(out.Config)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -116,6 +118,12 @@ func (s *Server) listConfigs(w http.ResponseWriter, r *http.Request, _ *auth.Pri
 	if err != nil {
 		return err
 	}
+	for i, c := range out.Configs {
+		if c.WebhookConfig != nil {
+			shown, _ := webhooks.Shown(*c.WebhookConfig).(string)
+			out.Configs[i].WebhookConfig = &shown
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -126,7 +134,7 @@ func (s *Server) activeConfig(w http.ResponseWriter, _ *http.Request, _ *auth.Pr
 	if err != nil {
 		return err
 	}
-	body := activeBody{Config: out.Config, Metadata: out.Metadata}
+	body := activeBody{Config: shownConfig(configs.KindModel, out.Config), Metadata: out.Metadata}
 	if out.Name != "" {
 		body.Name = &out.Name
 	}
@@ -153,6 +161,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request, _ *auth.Princ
 	if err != nil {
 		return err
 	}
+	out.Config = shownConfig(kind, out.Config)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -230,6 +239,11 @@ func (s *Server) exportConfig(w http.ResponseWriter, r *http.Request, _ *auth.Pr
 	if err != nil {
 		return err
 	}
+	if include {
+		out["config"] = shownConfig(configs.KindModel, out["config"])
+	} else {
+		out = redactConfig(out)
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -286,6 +300,21 @@ func (s *Server) validateConfig(w http.ResponseWriter, r *http.Request, p *auth.
 	return nil
 }
 
+// shownConfig is a stored configuration of a kind as views show it: model configs
+// through redactConfig, webhook configs through webhooks.Shown; the other kinds hold no
+// secrets.
+func shownConfig(kind configs.Kind, v any) any {
+	switch kind {
+	case configs.KindModel:
+		if m, ok := v.(map[string]any); ok {
+			return redactConfig(m)
+		}
+	case configs.KindWebhook:
+		return webhooks.Shown(v)
+	}
+	return v
+}
+
 // decodeJSONNumbers is decodeJSON keeping the numbers of the config members as written
 // (json.Number), so a "1e-4" or a 20-digit seed is stored exactly as the client sent it.
 func decodeJSONNumbers(r *http.Request, v any) error {
@@ -333,10 +362,5 @@ func rawNumbers(raw json.RawMessage, v *any, field string) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return &validationError{fieldError{Type: "json_invalid", Loc: []string{"body", field}, Msg: "JSON decode error: " + err.Error()}}
-	}
-	return nil
+	return jsonBodyError(jsondoc.DecodeNumbers(raw, v), "body", field)
 }

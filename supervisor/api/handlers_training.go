@@ -20,6 +20,7 @@ import (
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/training"
+	"simpletuner/supervisor/webhooks"
 )
 
 // trainingForm documents the training form: every option of the registry, as a
@@ -130,12 +131,21 @@ func reportOf(b *training.Bundle, withConfig bool) validationReport {
 	return rep
 }
 
-// redactConfig hides values that may carry secrets (webhook URLs with tokens).
+// redactConfig returns a copy of a configuration (a job's, or a stored environment's)
+// as views show it: the one place that decides what of a config is hidden. The webhook
+// config, under either spelling, keeps its structure with its secrets (auth tokens, URL
+// paths and queries) shown as "<set>" (webhooks.Shown); nobody reads them back through
+// the API, and a save that sends "<set>" back keeps the stored secret
+// (docs/security.md, webhook secrets).
 func redactConfig(m map[string]any) map[string]any {
-	if v, ok := m["--webhook_config"].(string); ok && v != "" {
-		m["--webhook_config"] = "<set>"
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if k == "--webhook_config" || k == "webhook_config" {
+			v = webhooks.Shown(v)
+		}
+		out[k] = v
 	}
-	return m
+	return out
 }
 
 func htmlList(items []issueBody) string {

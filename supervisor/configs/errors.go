@@ -17,6 +17,8 @@ var (
 	// ErrInvalid: the request is malformed (bad name, wrong shape, path outside the
 	// configs dir); the message says what to change.
 	ErrInvalid = errors.New("invalid request")
+	// ErrTooLarge: the configuration would be written as a file larger than the cap.
+	ErrTooLarge = errors.New("configuration too large")
 	// ErrActive: the active configuration cannot be deleted.
 	ErrActive = errors.New("Cannot delete the active configuration")
 )

@@ -1,40 +1,30 @@
 package configs
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"simpletuner/internal/errmsg"
+	"simpletuner/internal/jsondoc"
 )
 
 // encodeJSON renders a config the way SimpleTuner writes it: sorted keys, two-space
-// indent, trailing newline. HTML is not escaped, so "<token>" stays readable.
-func encodeJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+// indent, trailing newline, HTML not escaped (so "<token>" stays readable). Only the top
+// levels are indented (jsondoc.Marshal): indenting every level let a small, deeply
+// nested value grow into a file thousands of times its size.
+func encodeJSON(v any) ([]byte, error) { return jsondoc.Marshal(v) }
 
 // decodeJSON decodes one JSON document, keeping numbers as written (json.Number) so a
-// stored "1e-4" or a large seed survives a load and save unchanged.
+// stored "1e-4" or a large seed survives a load and save unchanged. Nesting is capped
+// and nothing may follow the document (jsondoc.DecodeNumbers).
 func decodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := jsondoc.DecodeNumbers(data, &v); err != nil {
 		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("extra data after the JSON document")
 	}
 	return v, nil
 }
@@ -52,12 +42,25 @@ func readJSON(path string) (any, error) {
 	return v, nil
 }
 
+// File modes of everything the service writes. Configurations hold webhook secrets and
+// paths, so, like the rest of the daemon's state, they are the daemon user's alone (the
+// trainer runs as that user too).
+const (
+	fileMode fs.FileMode = 0o600
+	dirMode  fs.FileMode = 0o700
+)
+
+// maxFileBytes caps the encoded size of a configuration file the service writes: far
+// above any real configuration, and small enough that every later GET, list and job
+// start reads it cheaply.
+const maxFileBytes = 1 << 20
+
 // writeFileAtomic replaces path with data so that a reader, or a crash at any moment,
 // sees either the old file or the new one: temp file in the same directory, fsync,
-// rename, fsync of the directory.
+// rename, fsync of the directory. The file is fileMode; missing folders are dirMode.
 func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -75,7 +78,7 @@ func writeFileAtomic(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(fileMode); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -91,11 +94,16 @@ func writeFileAtomic(path string, data []byte) error {
 	return syncDir(dir)
 }
 
-// writeJSONAtomic encodes v and writes it atomically.
+// writeJSONAtomic encodes v and writes it atomically; an encoding over maxFileBytes is
+// refused with ErrTooLarge and nothing is written.
 func writeJSONAtomic(path string, v any) error {
 	data, err := encodeJSON(v)
 	if err != nil {
 		return err
+	}
+	if len(data) > maxFileBytes {
+		return errmsg.New(ErrTooLarge, "%s would be %d bytes once written; a configuration file may be at most %d bytes (1 MiB): make it smaller",
+			filepath.Base(path), len(data), maxFileBytes)
 	}
 	return writeFileAtomic(path, data)
 }

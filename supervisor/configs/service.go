@@ -89,7 +89,7 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configs dir %s: %w", o.Dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("create configs dir: %w", err)
 	}
 	s := &Service{dir: dir, reg: o.Registry, settings: o.Settings, outputRoot: o.OutputRoot, now: o.Now, dirReadable: o.DirReadable}

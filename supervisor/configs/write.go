@@ -14,6 +14,7 @@ import (
 
 	"simpletuner/internal/errmsg"
 	"simpletuner/options"
+	"simpletuner/supervisor/webhooks"
 )
 
 // PutRequest is the body of PUT /api/configs/{name} (SimpleTuner's ConfigRequest). The
@@ -75,14 +76,20 @@ func (s *Service) Put(kind Kind, name string, req PutRequest, perms []string) (*
 		}
 		stored, _ := readObject(loc.config) // unreadable: nothing to compare spellings with
 		cfg, is := normalise(s.reg, flatten(submitted), stored)
+		is = append(is, keepWebhookSecrets(s.reg, cfg, stored)...)
 		issues = append(is, s.check(cfg, perms, false, "")...)
 		content = cfg
 	case KindDataloader:
 		issues = ValidateDatasets(req.Config, DataloaderCheck{DirReadable: s.dirReadable})
 		content = req.Config
 	case KindWebhook:
-		issues = s.checkWebhook(req.Config, perms)
-		content = req.Config
+		stored, _ := readJSON(loc.config) // unreadable: no secrets to keep
+		kept, err := webhooks.KeepSecrets(req.Config, stored)
+		if err != nil {
+			return nil, &ValidationError{Subject: subject(kind), Issues: options.Issues{webhookIssue(err)}}
+		}
+		issues = s.checkWebhook(kept, perms)
+		content = kept
 	case KindLycoris:
 		if _, ok := req.Config.(map[string]any); !ok {
 			return nil, errmsg.New(ErrInvalid, "A LyCORIS config must be a JSON object")
@@ -438,7 +445,7 @@ func (s *Service) tempFolder() (string, error) {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	p := filepath.Join(s.dir, ".tmp-"+hex.EncodeToString(b))
-	if err := os.Mkdir(p, 0o755); err != nil {
+	if err := os.Mkdir(p, dirMode); err != nil {
 		return "", err
 	}
 	return p, nil
@@ -630,6 +637,7 @@ func (s *Service) Import(req ImportRequest, perms []string) (*Saved, error) {
 		stored, _ = readObject(loc.config)
 	}
 	cfg, issues := normalise(s.reg, flatten(cfgMap), stored)
+	issues = append(issues, keepWebhookSecrets(s.reg, cfg, stored)...)
 	issues = append(issues, s.check(cfg, perms, false, "")...)
 	if issues.HasErrors() {
 		return nil, &ValidationError{Subject: "config", Issues: issues}

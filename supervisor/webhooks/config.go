@@ -208,15 +208,49 @@ func parseEntry(raw json.RawMessage) (Config, error) {
 	if c.AuthToken, err = str("auth_token"); err != nil {
 		return c, err
 	}
+	if err := checkToken(c.AuthToken); err != nil {
+		return c, &fieldError{"auth_token", err.Error()}
+	}
 	if c.MessagePrefix, err = str("message_prefix"); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
-// checkURLSyntax accepts absolute http(s) URLs without userinfo. Its messages never
-// include the URL, which may hold a secret.
+// checkToken refuses an auth_token no delivery could send: it goes out in the
+// Authorization and X-API-Key headers, where a line break or other control character
+// makes every request fail (or, in a client that allowed it, would start a new header);
+// and the placeholder views show in place of a stored token is not a token.
+func checkToken(tok string) error {
+	if hasControl(tok) {
+		return errors.New("must not contain line breaks or other control characters (it is sent as an HTTP header)")
+	}
+	if tok == Hidden {
+		return fmt.Errorf("is the placeholder %s that views show in place of the stored token; send the real token", Hidden)
+	}
+	return nil
+}
+
+// hasControl reports whether s holds an ASCII control character (CR and LF among them).
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// checkURLSyntax accepts absolute http(s) URLs without userinfo, control characters or
+// the placeholder views show in place of a URL's secret path. Its messages never include
+// the URL, which may hold a secret.
 func checkURLSyntax(raw string) error {
+	if hasControl(raw) {
+		return fmt.Errorf("must not contain line breaks or other control characters")
+	}
+	if raw == Hidden || strings.HasSuffix(raw, "/"+Hidden) {
+		return fmt.Errorf("ends in the placeholder %s that views show in place of the URL's path; send the whole URL", Hidden)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("is not a valid URL")

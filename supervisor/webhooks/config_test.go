@@ -70,6 +70,15 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{`[{"webhook_type":"raw","callback_url":"http://a/","ssl_no_verify":"yes"}]`, "ssl_no_verify: must be true or false"},
 		{`[{"webhook_type":"raw","callback_url":"http://a/","auth_token":5}]`, "auth_token: must be a string"},
 		{`"str"`, "want inline JSON"},
+		// Tokens go out as headers: a line break would fail (or split) every request.
+		{`[{"webhook_type":"raw","callback_url":"http://a/","auth_token":"SECRET\r\nX-Injected: 1"}]`, "auth_token: must not contain line breaks"},
+		{`[{"webhook_type":"raw","callback_url":"http://a/","auth_token":"SECRET\nTOKEN"}]`, "auth_token: must not contain line breaks"},
+		{`[{"webhook_type":"raw","callback_url":"http://a/","auth_token":"SECRET\u0000"}]`, "auth_token: must not contain line breaks"},
+		{`[{"webhook_type":"raw","callback_url":"http://a/SECRET\r\nPATH"}]`, "callback_url: must not contain line breaks"},
+		{`[{"webhook_type":"discord","webhook_url":"https://discord.com/api/webhooks/1/SECRET\nX"}]`, "webhook_url: must not contain line breaks"},
+		// The placeholders views show are not values.
+		{`[{"webhook_type":"raw","callback_url":"http://a/","auth_token":"<set>"}]`, "auth_token: is the placeholder <set>"},
+		{`[{"webhook_type":"raw","callback_url":"https://hooks.example.com/<set>"}]`, "callback_url: ends in the placeholder <set>"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {
