@@ -12,26 +12,6 @@ import (
 	"testing"
 )
 
-// rawCall sends body as it is (JSON content type) and returns the status and raw answer.
-func rawCall(t *testing.T, c *http.Client, method, url string, body []byte, hdr map[string]string) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b
-}
-
 // newEnv creates environment name (dit tiny, full) with the admin's client and returns
 // its folder.
 func newEnv(t *testing.T, c *http.Client, d *proc, home, name string) string {
@@ -175,7 +155,7 @@ func TestSecurityWebhookSecretsHiddenInEnvironments(t *testing.T) {
 				t.Fatalf("%s GET %s: %d %s", who.name, v, code, body)
 			}
 			for _, s := range webhookSecrets {
-				if bytes.Contains(body, []byte(s)) {
+				if strings.Contains(body, s) {
 					t.Errorf("%s GET %s shows the secret %s: %s", who.name, v, s, body)
 				}
 			}

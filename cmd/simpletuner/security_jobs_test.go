@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,39 +18,6 @@ import (
 // item 2): one researcher's job is invisible to another on every route that names or
 // implies a job, status shows only jobs the caller may see, and the checkpoint listing
 // tells nothing about paths outside the caller's jobs.
-
-// rawCall sends a request (body, when given, as JSON) and returns the status and the body
-// text. An event stream's body is not read: its status is the answer.
-func rawCall(t *testing.T, c *http.Client, method, url string, body any, hdr map[string]string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = strings.NewReader(string(b))
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		return res.StatusCode, ""
-	}
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
-}
 
 // withField returns fields with name set to value (replaced, not repeated).
 func withField(fields [][2]string, name, value string) [][2]string {
@@ -268,7 +233,7 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 		for k, v := range hdr {
 			h[k] = v
 		}
-		return rawCall(t, c, r.method, b+path, r.body, h)
+		return rawCall(t, c, r.method, b+path, jsonBytes(t, r.body), h)
 	}
 	for _, who := range callers {
 		for _, r := range routes {
