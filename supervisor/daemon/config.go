@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"simpletuner/options"
+	"simpletuner/supervisor/configs"
 )
 
 // Config is everything the daemon needs to start. Defaults() fills it from the
@@ -22,6 +25,10 @@ type Config struct {
 	StateDir    string // badger database, TLS material, bootstrap token
 	DatasetsDir string // dataset uploads
 	OutputRoot  string // relative --output_dir values resolve here
+
+	// AllowFileRoots are folders, besides ConfigDir, that files named by options
+	// (data_backend_config, webhook_config, …) may be read from (--allow-file-root).
+	AllowFileRoots []string
 
 	SSL     bool
 	SSLKey  string
@@ -60,6 +67,12 @@ type Config struct {
 	// EventHeartbeat is the heartbeat (and credential re-check) interval of event
 	// streams (0: 15 s).
 	EventHeartbeat time.Duration
+}
+
+// ConfigsOptions are the configs service's options for this config, with the roots of
+// docs/security.md: files named by options are read from ConfigDir and AllowFileRoots.
+func ConfigsOptions(c *Config, reg *options.Registry, st configs.Settings) configs.Options {
+	return configs.Options{Dir: c.ConfigDir, Registry: reg, Settings: st, OutputRoot: c.OutputRoot, FileRoots: c.AllowFileRoots}
 }
 
 // trainerPassthrough are the variables of the daemon's environment a trainer inherits;
@@ -171,6 +184,11 @@ func (c *Config) Validate() error {
 	for _, kv := range c.TrainerEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("--trainer-env %q: want KEY=VALUE", kv)
+		}
+	}
+	for _, p := range c.AllowFileRoots {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("--allow-file-root %q: give an absolute path", p)
 		}
 	}
 	for _, p := range []string{c.SSLKey, c.SSLCert} {

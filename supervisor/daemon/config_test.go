@@ -55,12 +55,13 @@ func TestParseTrustedProxies(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, c := range []Config{{Port: 70000}, {Port: 1, SSLKey: "k"}, {Port: 1, SSLKey: "/nonexistent/k", SSLCert: "/nonexistent/c"}} {
+	for _, c := range []Config{{Port: 70000}, {Port: 1, SSLKey: "k"}, {Port: 1, SSLKey: "/nonexistent/k", SSLCert: "/nonexistent/c"},
+		{Port: 1, AllowFileRoots: []string{"shared"}}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
 	}
-	if err := (&Config{Port: 8001}).Validate(); err != nil {
+	if err := (&Config{Port: 8001, AllowFileRoots: []string{"/srv/cfg"}}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
