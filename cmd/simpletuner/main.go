@@ -139,6 +139,8 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 func addRootFlags(fs *flag.FlagSet, cfg *daemon.Config) {
 	fs.Func("allow-file-root", "absolute folder, besides the configs dir, that files named by options (data_backend_config, webhook_config, …) may be read from (repeatable, or a comma list)",
 		listFlag(&cfg.AllowFileRoots))
+	fs.Func("allow-data-root", "absolute folder, besides the datasets, cache and output roots, that a dataloader's instance_data_dir and cache_dir* may name (repeatable, or a comma list)",
+		listFlag(&cfg.AllowDataRoots))
 }
 
 // listFlag appends the comma-separated values of a repeatable flag to dst.

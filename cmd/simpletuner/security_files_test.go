@@ -1,7 +1,7 @@
 package main
 
-// Black-box tests of issue 11, item 2 (files an option names: special files, unbounded
-// reads, paths outside the roots).
+// Black-box tests of issue 11, items 2 (files an option names: special files, unbounded
+// reads, paths outside the roots) and 6 (dataloader folders outside the roots).
 
 import (
 	"bytes"
@@ -322,5 +322,116 @@ func TestSecurityAllowFileRootWidensWhereFilesMayLie(t *testing.T) {
 	code, body = form(t, c, d.base+"/api/training/validate", with(fields, "--webhook_config", filepath.Join(shared, "fifo.json")), "application/json")
 	if _, msgs := validationErrors(t, body, "--webhook_config"); code != 200 || !strings.Contains(fmt.Sprint(msgs), "not a regular file") {
 		t.Fatalf("FIFO in an allowed root: %d %s", code, body)
+	}
+}
+
+// Item 6: a dataloader's instance_data_dir must lie under the datasets root and its
+// cache_dir* under the cache or output root (or an --allow-data-root); otherwise validate
+// and start refuse it naming the dataset and the key, no job is made, and nothing is
+// created where it pointed.
+func TestSecurityDataloaderFoldersStayInsideTheRoots(t *testing.T) {
+	home := t.TempDir()
+	d := start(t, home, fakeTrainerArgs(1000, 20)...)
+	tm := newTeam(t, d)
+	c := &http.Client{Timeout: 20 * time.Second}
+	fields := fastPathFields(t, home)
+	cfgDir := filepath.Join(home, "config")
+	data := filepath.Join(home, "datasets", "demo")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "a.txt"), []byte("a caption"), 0o644)
+	elsewhere := t.TempDir()
+	made := filepath.Join(elsewhere, "anywhere", "made", "by", "api")
+
+	// The README's layout is accepted.
+	if code, body, err := postFields(c, d.base+"/api/training/validate", fields, tm.r1.keyed()); err != nil || code != 200 || !strings.Contains(body, `"valid":true`) {
+		t.Fatalf("dataloader under the roots: %d %s %v", code, body, err)
+	}
+
+	writeDL := func(name, instanceDir, cacheKey, cacheDir string) string {
+		dl := fmt.Sprintf(`[{"id":"demo-images","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel"},
+{"id":"demo-text-embeds","type":"local","dataset_type":"text_embeds","default":true,%q:%q}]`, instanceDir, cacheKey, cacheDir)
+		p := filepath.Join(cfgDir, name)
+		if err := os.WriteFile(p, []byte(dl), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, instanceDir, key, cacheDir string
+		wantOption, wantID               string
+	}{
+		{"cache_dir outside", data, "cache_dir", made, "datasets[1].cache_dir", "demo-text-embeds"},
+		{"cache_dir_vae outside", data, "cache_dir_vae", made, "datasets[1].cache_dir_vae", "demo-text-embeds"},
+		{"cache_dir climbing out", data, "cache_dir", "../../../../" + strings.TrimPrefix(made, "/"), "datasets[1].cache_dir", "demo-text-embeds"},
+		{"instance_data_dir outside", elsewhere, "cache_dir", filepath.Join(home, "cache", "text"), "datasets[0].instance_data_dir", "demo-images"},
+	} {
+		p := writeDL("outside.json", tc.instanceDir, tc.key, tc.cacheDir)
+		f := with(fields, "--data_backend_config", p)
+		code, body, err := postFields(c, d.base+"/api/training/validate", f, tm.r1.keyed())
+		if err != nil {
+			t.Fatalf("%s: validate: %v", tc.name, err)
+		}
+		if valid, msgs := validationErrors(t, body, tc.wantOption); code != 200 || valid || len(msgs) == 0 || !strings.Contains(msgs[0], tc.wantID) {
+			t.Errorf("%s: validate: %d %s", tc.name, code, body)
+		}
+		code, body, err = postFields(c, d.base+"/api/training/start", f, tm.r1.keyed())
+		if err != nil {
+			t.Fatalf("%s: start: %v", tc.name, err)
+		}
+		if code != 422 || !strings.Contains(body, `"status":"invalid"`) || !strings.Contains(body, tc.wantOption) || !strings.Contains(body, tc.wantID) {
+			t.Errorf("%s: start: %d %s", tc.name, code, body)
+		}
+	}
+	// Through the environment API too: a dataloader saved with a cache outside is refused.
+	if code, body, err := doJSON(c, "POST", d.base+"/api/configs/environments", map[string]any{"name": "env1", "model_family": "dit"}, tm.r1.keyed()); err != nil || code != 200 {
+		t.Fatalf("create environment: %d %s %v", code, body, err)
+	}
+	dl := []map[string]any{
+		{"id": "demo-images", "type": "local", "dataset_type": "image", "instance_data_dir": data, "caption_strategy": "textfile"},
+		{"id": "demo-text-embeds", "type": "local", "dataset_type": "text_embeds", "default": true, "cache_dir": made},
+	}
+	if code, body, err := doJSON(c, "PUT", d.base+"/api/configs/env1?config_type=dataloader", map[string]any{"config": dl}, tm.r1.keyed()); err != nil || code != 422 ||
+		!strings.Contains(body, "datasets[1].cache_dir") || !strings.Contains(body, "demo-text-embeds") {
+		t.Errorf("PUT dataloader with an outside cache_dir: %d %s %v", code, body, err)
+	}
+
+	// instance_data_dir outside: the answer does not tell whether the folder exists.
+	msgFor := func(dir string) string {
+		p := writeDL("outside.json", dir, "cache_dir", filepath.Join(home, "cache", "text"))
+		_, body, err := postFields(c, d.base+"/api/training/validate", with(fields, "--data_backend_config", p), tm.r1.keyed())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, msgs := validationErrors(t, body, "datasets[0].instance_data_dir")
+		return strings.ReplaceAll(strings.Join(msgs, " | "), dir, "DIR")
+	}
+	if a, b := msgFor(elsewhere), msgFor(filepath.Join(elsewhere, "nope")); a != b || a == "" {
+		t.Errorf("instance_data_dir outside: %q vs %q", a, b)
+	}
+
+	if code, jobs := call(t, tm.admin.cookie, "GET", d.base+"/api/jobs", nil, nil); code != 200 || jobs["total"] != float64(0) {
+		t.Errorf("refused starts left jobs: %d %v", code, jobs)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "anywhere")); err == nil {
+		t.Errorf("%s was created", filepath.Join(elsewhere, "anywhere"))
+	}
+}
+
+// Item 6, the admin's side: --allow-data-root lets a dataloader use folders elsewhere.
+func TestSecurityAllowDataRootWidensWhereDataMayLie(t *testing.T) {
+	home, shared := t.TempDir(), t.TempDir()
+	d := start(t, home, "--allow-data-root", shared)
+	c := adminClient(t, d)
+	fields := fastPathFields(t, home)
+	data := filepath.Join(shared, "images")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "a.txt"), []byte("a caption"), 0o644)
+	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel"},
+{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(shared, "cache", "text"))
+	p := filepath.Join(home, "config", "shared.json")
+	os.WriteFile(p, []byte(dl), 0o600)
+	code, body := form(t, c, d.base+"/api/training/validate", with(fields, "--data_backend_config", p), "application/json")
+	if code != 200 || !strings.Contains(body, `"valid":true`) {
+		t.Fatalf("dataloader under an allowed data root: %d %s", code, body)
 	}
 }

@@ -2,11 +2,15 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"simpletuner/internal/errmsg"
 	"simpletuner/internal/safefile"
+	"simpletuner/options"
 )
 
 // fileLimit caps every file the service reads: its own configurations and the files
@@ -59,4 +63,95 @@ func fileErr(path string, err error) error {
 // of ours.
 func readOwn(path string) ([]byte, error) {
 	return safefile.New(filepath.Dir(path)).ReadFile(path, fileLimit)
+}
+
+// Folders are the roots a dataloader's folders must lie in (docs/security.md,
+// "dataloader folders"): the trainer reads instance_data_dir and creates and writes
+// every cache_dir* folder with the daemon's rights, so a dataloader may name only
+// folders under these.
+type Folders struct {
+	// Data holds instance_data_dir: the datasets root and any --allow-data-root.
+	Data safefile.Roots
+	// Cache holds cache_dir, cache_dir_vae and every other cache_dir* key (and the
+	// --cache_dir_vae option): the cache root, the output root and any --allow-data-root.
+	Cache safefile.Roots
+}
+
+// cacheKey reports whether a dataset key names a cache folder.
+func cacheKey(k string) bool { return strings.HasPrefix(k, "cache_dir") }
+
+// check says why a folder value may not be used, or returns "". A relative cache folder
+// that stays where it is lies inside the job's own directory (the trainer's working
+// directory) and is allowed; one that climbs out is not. A relative instance_data_dir
+// is refused: the job's directory is new and holds no data, and probing the name
+// relative to the daemon's working directory would tell what exists there.
+func (f *Folders) check(data bool, value string) string {
+	roots, what := f.Cache, "caches"
+	if data {
+		roots, what = f.Data, "datasets"
+	}
+	if !filepath.IsAbs(value) {
+		switch {
+		case data:
+			return fmt.Sprintf("'%s' is not an absolute path; use the absolute path of a folder under %s", clip(value), strings.Join(roots.Dirs(), " or "))
+		case !filepath.IsLocal(value):
+			return fmt.Sprintf("'%s' climbs out of the job's folder; use an absolute path under %s", clip(value), strings.Join(roots.Dirs(), " or "))
+		}
+		return ""
+	}
+	if roots.Within(value) == nil {
+		return ""
+	}
+	return fmt.Sprintf("'%s' is outside the folders %s may use (%s; an admin may allow more with --allow-data-root)", clip(value), what, strings.Join(roots.Dirs(), ", "))
+}
+
+// OptionFolders checks the options that name a dataloader folder (--cache_dir_vae, the
+// default of every dataset's cache_dir_vae) as the datasets' own keys are checked.
+func (s *Service) OptionFolders(c *options.Config) options.Issues {
+	const name = "--cache_dir_vae"
+	v := c.String(name)
+	if s.folders == nil || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	if msg := s.folders.check(false, v); msg != "" {
+		return options.Issues{{Option: name, Severity: options.SevError, Err: options.ErrPathEscape, Message: name + " " + msg}}
+	}
+	return nil
+}
+
+// datasetFolders checks one dataset's instance_data_dir and cache_dir* values. dataOK
+// is false when instance_data_dir was refused, so its readability is not probed: that
+// would say whether a folder outside the roots exists.
+func datasetFolders(i int, name string, ds map[string]any, f *Folders) (issues options.Issues, dataOK bool) {
+	if f == nil {
+		return nil, true
+	}
+	keys := make([]string, 0, len(ds))
+	for k := range ds {
+		if k == "instance_data_dir" || cacheKey(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	dataOK = true
+	for _, k := range keys {
+		v, isStr := ds[k].(string)
+		if ds[k] == nil || (isStr && strings.TrimSpace(v) == "") {
+			continue
+		}
+		if !isStr {
+			if k != "instance_data_dir" { // instanceDir reports its own type error
+				issues = append(issues, dlErr(loc(i, k), "%s: %s must be a folder path; got %s", name, k, show(ds[k])))
+			}
+			continue
+		}
+		if msg := f.check(k == "instance_data_dir", v); msg != "" {
+			issues = append(issues, options.Issue{Option: loc(i, k), Severity: options.SevError, Err: options.ErrPathEscape,
+				Message: fmt.Sprintf("%s: %s %s", name, k, msg)})
+			if k == "instance_data_dir" {
+				dataOK = false
+			}
+		}
+	}
+	return issues, dataOK
 }

@@ -67,6 +67,9 @@ type Options struct {
 	// FileRoots are folders besides Dir that files named by options may be read from
 	// (--allow-file-root).
 	FileRoots []string
+	// Folders, when set, bound the folders a dataloader names (see Folders); nil leaves
+	// them unchecked.
+	Folders *Folders
 }
 
 // Service manages the configurations under one root. It is safe for concurrent use.
@@ -79,6 +82,8 @@ type Service struct {
 	dirReadable func(string) error
 	// files are the roots files named by options are read from: dir and FileRoots.
 	files safefile.Roots
+	// folders bound a dataloader's folders (nil: unchecked).
+	folders *Folders
 	// mu serialises every write under dir and every read-modify-write sequence (a PUT
 	// merges metadata; a rename moves a folder and rewrites its config), so concurrent
 	// writers never interleave. Readers take no lock: files are replaced by rename, so a
@@ -99,7 +104,7 @@ func New(o Options) (*Service, error) {
 		return nil, fmt.Errorf("create configs dir: %w", err)
 	}
 	s := &Service{dir: dir, reg: o.Registry, settings: o.Settings, outputRoot: o.OutputRoot, now: o.Now, dirReadable: o.DirReadable,
-		files: safefile.New(append([]string{dir}, o.FileRoots...)...)}
+		files: safefile.New(append([]string{dir}, o.FileRoots...)...), folders: o.Folders}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -113,9 +118,9 @@ func New(o Options) (*Service, error) {
 func (s *Service) Dir() string { return s.dir }
 
 // DataloaderCheck is how dataloaders are checked on this server: instance_data_dir
-// readable (an error atStart, else a warning).
+// readable (an error atStart, else a warning) and every folder inside its roots.
 func (s *Service) DataloaderCheck(atStart bool) DataloaderCheck {
-	return DataloaderCheck{AtStart: atStart, DirReadable: s.dirReadable}
+	return DataloaderCheck{AtStart: atStart, DirReadable: s.dirReadable, Folders: s.folders}
 }
 
 // Registry returns the options registry the service validates with.

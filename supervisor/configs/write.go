@@ -138,6 +138,7 @@ func (s *Service) check(cfg map[string]any, perms []string, atStart bool, pendin
 		return s.CheckFile(p)
 	}
 	issues = append(issues, s.reg.Validate(c, options.ValidateOptions{Permissions: perms, CheckFile: checkFile})...)
+	issues = append(issues, s.OptionFolders(c)...)
 	p := c.String("--data_backend_config")
 	if p == "" || p == pending || !filepath.IsAbs(p) || issues.For("--data_backend_config").HasErrors() {
 		return issues

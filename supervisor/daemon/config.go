@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"simpletuner/internal/safefile"
 	"simpletuner/options"
 	"simpletuner/supervisor/configs"
 )
@@ -25,10 +26,14 @@ type Config struct {
 	StateDir    string // badger database, TLS material, bootstrap token
 	DatasetsDir string // dataset uploads
 	OutputRoot  string // relative --output_dir values resolve here
+	CacheDir    string // the default root of dataloader caches (cache_dir*), with OutputRoot
 
 	// AllowFileRoots are folders, besides ConfigDir, that files named by options
 	// (data_backend_config, webhook_config, …) may be read from (--allow-file-root).
 	AllowFileRoots []string
+	// AllowDataRoots are folders, besides DatasetsDir, CacheDir and OutputRoot, that a
+	// dataloader's instance_data_dir and cache_dir* may name (--allow-data-root).
+	AllowDataRoots []string
 
 	SSL     bool
 	SSLKey  string
@@ -70,9 +75,15 @@ type Config struct {
 }
 
 // ConfigsOptions are the configs service's options for this config, with the roots of
-// docs/security.md: files named by options are read from ConfigDir and AllowFileRoots.
+// docs/security.md: files named by options are read from ConfigDir and AllowFileRoots;
+// a dataloader's instance_data_dir lies under DatasetsDir, its cache_dir* under CacheDir
+// or OutputRoot, either also under AllowDataRoots.
 func ConfigsOptions(c *Config, reg *options.Registry, st configs.Settings) configs.Options {
-	return configs.Options{Dir: c.ConfigDir, Registry: reg, Settings: st, OutputRoot: c.OutputRoot, FileRoots: c.AllowFileRoots}
+	return configs.Options{Dir: c.ConfigDir, Registry: reg, Settings: st, OutputRoot: c.OutputRoot, FileRoots: c.AllowFileRoots,
+		Folders: &configs.Folders{
+			Data:  safefile.New(append([]string{c.DatasetsDir}, c.AllowDataRoots...)...),
+			Cache: safefile.New(append([]string{c.CacheDir, c.OutputRoot}, c.AllowDataRoots...)...),
+		}}
 }
 
 // trainerPassthrough are the variables of the daemon's environment a trainer inherits;
@@ -130,6 +141,7 @@ func Defaults(getenv func(string) string) (Config, error) {
 	c.StateDir = filepath.Join(home, "state")
 	c.DatasetsDir = filepath.Join(home, "datasets")
 	c.OutputRoot = filepath.Join(home, "output")
+	c.CacheDir = filepath.Join(home, "cache")
 	if v := getenv("SIMPLETUNER_HOST"); v != "" {
 		c.Host = v
 	}
@@ -189,6 +201,11 @@ func (c *Config) Validate() error {
 	for _, p := range c.AllowFileRoots {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("--allow-file-root %q: give an absolute path", p)
+		}
+	}
+	for _, p := range c.AllowDataRoots {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("--allow-data-root %q: give an absolute path", p)
 		}
 	}
 	for _, p := range []string{c.SSLKey, c.SSLCert} {

@@ -128,6 +128,7 @@ func (s *Service) resolve(env, submitted options.Values, envName string, issues 
 	issues = append(issues, mergeIssues...)
 	issues = append(issues, cfg.ResolvePaths(s.configs.Dir(), s.outputRoot)...)
 	issues = append(issues, s.reg.Validate(cfg, options.ValidateOptions{StrictEpochs: strict, Permissions: perms, CheckFile: s.configs.CheckFile})...)
+	issues = append(issues, s.configs.OptionFolders(cfg)...)
 	// Webhook targets, hook scripts and the dataloader are checked for every bundle, so
 	// validate reports what start would refuse. A file already refused is not read.
 	if !issues.For("--webhook_config").HasErrors() {
@@ -220,7 +221,8 @@ func (s *Service) checkWebhooks(cfg *options.Config) options.Issues {
 }
 
 // checkDataloader validates the dataloader as a start needs it: readable (see
-// configs.Service.ReadFile), valid, and every instance_data_dir readable on this machine.
+// configs.Service.ReadFile), valid, every instance_data_dir readable on this machine and
+// every folder inside its roots.
 func (s *Service) checkDataloader(cfg *options.Config) options.Issues {
 	path := cfg.String("--data_backend_config")
 	if path == "" {
