@@ -2,6 +2,7 @@ package options
 
 import (
 	"encoding/json"
+	"io/fs"
 	"reflect"
 	"testing"
 )
@@ -21,7 +22,7 @@ func checkPipeline(t *testing.T, r *Registry, vals Values) {
 		t.Fatalf("re-merging parsed values: %q", issues.Messages())
 	}
 	_ = c.ResolvePaths("/configs", "/output")
-	_ = r.Validate(c, ValidateOptions{StrictEpochs: true, FileExists: func(string) bool { return false }})
+	_ = r.Validate(c, ValidateOptions{StrictEpochs: true, CheckFile: func(string) error { return fs.ErrNotExist }})
 	if _, err := json.Marshal(c.Map()); err != nil {
 		t.Fatalf("Map not JSON-encodable: %v", err)
 	}

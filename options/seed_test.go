@@ -2,6 +2,7 @@ package options
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,9 +47,12 @@ func copyFile(t *testing.T, fixture, dst string) {
 	}
 }
 
-func fileExists(p string) bool {
+func checkFile(p string) error {
 	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular()
+	if err == nil && !st.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	return err
 }
 
 // readForm reads the named sections of testdata/fast-path.form into form fields.
@@ -131,7 +135,7 @@ func TestSeedExamples(t *testing.T) {
 				if issues := cfg.ResolvePaths(configs, output); len(issues) > 0 {
 					t.Fatalf("resolve paths: %v", issues.Messages())
 				}
-				issues = r.Validate(cfg, ValidateOptions{StrictEpochs: strict, FileExists: fileExists})
+				issues = r.Validate(cfg, ValidateOptions{StrictEpochs: strict, CheckFile: checkFile})
 				if errs := issues.Errors(); len(errs) > 0 {
 					t.Fatalf("validation errors (strict=%v): %v", strict, errs.Messages())
 				}
@@ -219,7 +223,7 @@ func TestSeedFastPath(t *testing.T) {
 			if got, want := cfg.String("--data_backend_config"), filepath.Join(configs, "multidatabackend-once.json"); got != want {
 				t.Errorf("data_backend_config = %q, want %q", got, want)
 			}
-			issues = r.Validate(cfg, ValidateOptions{StrictEpochs: tt.strict, Permissions: tt.perms, FileExists: fileExists})
+			issues = r.Validate(cfg, ValidateOptions{StrictEpochs: tt.strict, Permissions: tt.perms, CheckFile: checkFile})
 			if got := issues.Errors().Messages(); !slices.Equal(got, tt.wantErrs) {
 				t.Errorf("errors = %q, want %q", got, tt.wantErrs)
 			}

@@ -266,6 +266,17 @@ func (is Issues) Warnings() Issues { return is.filter(SevWarning) }
 // Suggestions returns the suggestion-level issues.
 func (is Issues) Suggestions() Issues { return is.filter(SevSuggestion) }
 
+// For returns the issues about one option ("--data_backend_config").
+func (is Issues) For(option string) Issues {
+	var out Issues
+	for _, x := range is {
+		if x.Option == option {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // HasErrors reports whether any issue is an error.
 func (is Issues) HasErrors() bool { return len(is.Errors()) > 0 }
 

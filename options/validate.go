@@ -1,7 +1,9 @@
 package options
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,10 +17,13 @@ type ValidateOptions struct {
 	// Permissions are the ones the submitter holds ("job.hooks", …). Options that need
 	// a permission the submitter lacks are errors.
 	Permissions []string
-	// FileExists, when set, is asked about file paths the configuration points at
-	// (after path resolution, see Config.ResolvePaths). Nil skips those checks, which
-	// keeps Validate free of filesystem access.
-	FileExists func(path string) bool
+	// CheckFile, when set, is asked about file paths the configuration points at (after
+	// path resolution, see Config.ResolvePaths). It returns nil for a file that may be
+	// used, an error wrapping fs.ErrNotExist for a missing one (SimpleTuner's "not found"
+	// messages), or another error whose text is shown after the option name: it must not
+	// quote the file or say whether a path it refuses exists. Nil skips those checks,
+	// which keeps Validate free of filesystem access.
+	CheckFile func(path string) error
 }
 
 // Validate checks a resolved configuration and returns every error, warning and
@@ -198,28 +203,37 @@ func (v *validator) validation() {
 	}
 }
 
-// files checks that files the configuration points at exist, when the caller lets us ask.
+// files checks the files the configuration points at, when the caller lets us ask.
 func (v *validator) files() {
-	if v.vo.FileExists == nil {
+	if v.vo.CheckFile == nil {
 		return
 	}
-	if p := v.c.String("--user_prompt_library"); p != "" && !isInlineJSON(p) && !v.vo.FileExists(p) {
-		v.add(errIssue("--user_prompt_library", ErrNotFound, "User prompt library not found at '%s'. Please provide a valid JSON file path.", clip(p)))
-	}
-	if p := v.c.String("--data_backend_config"); p != "" && !isInlineJSON(p) && !strings.Contains(p, "{env:") && !v.vo.FileExists(p) {
-		v.add(errIssue("--data_backend_config", ErrNotFound, "Data backend config not found at '%s'. Create the dataloader JSON there or point --data_backend_config at an existing file.", clip(p)))
+	v.file("--user_prompt_library", "User prompt library not found at '%s'. Please provide a valid JSON file path.")
+	if p := v.c.String("--data_backend_config"); !strings.Contains(p, "{env:") {
+		v.file("--data_backend_config", "Data backend config not found at '%s'. Create the dataloader JSON there or point --data_backend_config at an existing file.")
 	}
 	// The default LyCORIS config is optional: without the file the trainer uses its
 	// built-in LyCORIS settings, so only a path someone chose must exist.
 	if v.c.String("--model_type") == "lora" && v.c.String("--lora_type") == "lycoris" && v.c.sources["--lycoris_config"] != FromDefault {
-		if p := v.c.String("--lycoris_config"); p != "" && !isInlineJSON(p) && !v.vo.FileExists(p) {
-			v.add(errIssue("--lycoris_config", ErrNotFound, "LyCORIS config not found at '%s'. Create it or point --lycoris_config at an existing file.", clip(p)))
-		}
+		v.file("--lycoris_config", "LyCORIS config not found at '%s'. Create it or point --lycoris_config at an existing file.")
 	}
-	for _, name := range []string{"--webhook_config", "--publishing_config"} {
-		if p := v.c.String(name); p != "" && !isInlineJSON(p) && !v.vo.FileExists(p) {
-			v.add(errIssue(name, ErrNotFound, "%s file not found at '%s'", name, clip(p)))
-		}
+	v.file("--webhook_config", "--webhook_config file not found at '%s'")
+	v.file("--publishing_config", "--publishing_config file not found at '%s'")
+}
+
+// file checks one file option whose value is a path (not inline JSON); notFound is the
+// message for a missing file, with the path as its argument.
+func (v *validator) file(name, notFound string) {
+	p := v.c.String(name)
+	if p == "" || isInlineJSON(p) {
+		return
+	}
+	switch err := v.vo.CheckFile(p); {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		v.add(errIssue(name, ErrNotFound, notFound, clip(p)))
+	default:
+		v.add(errIssue(name, ErrInvalidValue, "%s: %v", name, err))
 	}
 }
 

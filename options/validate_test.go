@@ -2,7 +2,9 @@ package options
 
 import (
 	"errors"
+	"io/fs"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +29,15 @@ func TestValidateBaseIsClean(t *testing.T) {
 func TestValidateMessages(t *testing.T) {
 	pixart := Capabilities{Families: append(DefaultFamilies(), SimpleTunerFamilies()...), Trackers: []string{"tensorboard"}}
 	files := map[string]bool{"/configs/db.json": true, "/configs/prompts.json": true}
+	checkFile := func(p string) error {
+		switch {
+		case files[p]:
+			return nil
+		case strings.HasPrefix(p, "/configs/"):
+			return fs.ErrNotExist
+		}
+		return errors.New("the file is outside the allowed folders")
+	}
 	tests := []struct {
 		name  string
 		caps  *Capabilities
@@ -49,7 +60,7 @@ func TestValidateMessages(t *testing.T) {
 		{name: "both zero, steps unset", set: Values{"--max_train_steps": nil}, err: ErrInvalidValue, msg: "Either num_train_epochs or max_train_steps must be greater than 0. You cannot set both to 0."},
 		{name: "both set (validate)", set: Values{"--num_train_epochs": 2}, vo: ValidateOptions{StrictEpochs: true}, err: ErrConflict, msg: "num_train_epochs and max_train_steps cannot both be set. Set one of them to 0."},
 		{name: "project name", set: Values{"--tracker_project_name": nil}, err: ErrRequired, msg: "Project name is required."},
-		{name: "prompt library missing", set: Values{"--user_prompt_library": "/configs/nope.json"}, vo: ValidateOptions{FileExists: func(p string) bool { return files[p] }}, err: ErrNotFound, msg: "User prompt library not found at '/configs/nope.json'. Please provide a valid JSON file path."},
+		{name: "prompt library missing", set: Values{"--user_prompt_library": "/configs/nope.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrNotFound, msg: "User prompt library not found at '/configs/nope.json'. Please provide a valid JSON file path."},
 		{name: "pretrained empty", env: Values{"--pretrained_model_name_or_path": ""}, err: ErrInvalidValue, msg: "Field '--pretrained_model_name_or_path' cannot be empty"},
 		{name: "output empty", env: Values{"--output_dir": ""}, err: ErrInvalidValue, msg: "Field '--output_dir' cannot be empty"},
 		{name: "full with quantisation", set: Values{"--base_model_precision": "int8-quanto"}, err: ErrConflict, msg: "Full model training is incompatible with base model quantisation. Set base_model_precision to 'no_change' or switch to LoRA."},
@@ -92,8 +103,12 @@ func TestValidateMessages(t *testing.T) {
 		{name: "hub id", set: Values{"--push_to_hub": true}, err: ErrRequired, msg: "--push_to_hub needs --hub_model_id: name the hub repository to upload to"},
 		{name: "hub checkpoints", set: Values{"--push_checkpoints_to_hub": true}, sev: SevWarning, msg: "--push_checkpoints_to_hub has no effect without --push_to_hub"},
 		{name: "warmup longer than run", set: Values{"--lr_warmup_steps": 50}, sev: SevWarning, msg: "--lr_warmup_steps (50) is more than --max_train_steps (10); the learning rate never reaches its peak"},
-		{name: "dataloader missing", set: Values{"--data_backend_config": "/configs/missing.json"}, vo: ValidateOptions{FileExists: func(p string) bool { return files[p] }}, err: ErrNotFound, msg: "Data backend config not found at '/configs/missing.json'. Create the dataloader JSON there or point --data_backend_config at an existing file."},
-		{name: "lycoris missing", set: Values{"--model_type": "lora", "--lora_type": "lycoris", "--lycoris_config": "/configs/ly.json"}, vo: ValidateOptions{FileExists: func(p string) bool { return files[p] }}, err: ErrNotFound, msg: "LyCORIS config not found at '/configs/ly.json'. Create it or point --lycoris_config at an existing file."},
+		{name: "dataloader missing", set: Values{"--data_backend_config": "/configs/missing.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrNotFound, msg: "Data backend config not found at '/configs/missing.json'. Create the dataloader JSON there or point --data_backend_config at an existing file."},
+		{name: "webhook file missing", set: Values{"--webhook_config": "/configs/hooks.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrNotFound, msg: "--webhook_config file not found at '/configs/hooks.json'"},
+		{name: "dataloader refused", set: Values{"--data_backend_config": "/etc/passwd"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrInvalidValue, msg: "--data_backend_config: the file is outside the allowed folders"},
+		{name: "prompt library refused", set: Values{"--user_prompt_library": "/dev/zero"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrInvalidValue, msg: "--user_prompt_library: the file is outside the allowed folders"},
+		{name: "publishing refused", set: Values{"--publishing_config": "/srv/p.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrInvalidValue, msg: "--publishing_config: the file is outside the allowed folders"},
+		{name: "lycoris missing", set: Values{"--model_type": "lora", "--lora_type": "lycoris", "--lycoris_config": "/configs/ly.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrNotFound, msg: "LyCORIS config not found at '/configs/ly.json'. Create it or point --lycoris_config at an existing file."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

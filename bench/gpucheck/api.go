@@ -79,7 +79,7 @@ func runAPI(args []string) error {
 	}
 	uuid := st.GPUAllocation.Devices[0].UUID
 
-	dataDir := filepath.Join(home, "data")
+	dataDir := filepath.Join(home, "datasets", "shapes")
 	if err := writeDataset(dataDir, 4, 16); err != nil {
 		return err
 	}

@@ -85,10 +85,10 @@ func run(daemonBin string, n int) error {
 	post(c, base+"/api/auth/setup/first-admin", `{"email":"b@example.com","username":"bench","password":"bench-password"}`)
 	post(c, base+"/api/queue/concurrency", `{"local_job_max_concurrent":10}`)
 
-	data := filepath.Join(home, "data")
+	data := filepath.Join(home, "datasets", "bench")
 	os.MkdirAll(data, 0o755)
 	os.MkdirAll(filepath.Join(home, "config"), 0o755)
-	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"filename","resolution":32,"resolution_type":"pixel"},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache"))
+	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"filename","resolution":32,"resolution_type":"pixel"},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache", "text"))
 	os.WriteFile(filepath.Join(home, "config", "dl.json"), []byte(dl), 0o644)
 
 	var total []time.Duration

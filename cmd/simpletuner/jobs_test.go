@@ -63,13 +63,15 @@ func form(t *testing.T, c *http.Client, url string, fields [][2]string, accept s
 }
 
 // fastPathFields are the seed's fast-path fields with the dit family this trainer has.
+// The data lies under the datasets root and the cache under the cache root, where a
+// dataloader's folders must be.
 func fastPathFields(t *testing.T, home string) [][2]string {
-	data := filepath.Join(home, "data")
+	data := filepath.Join(home, "datasets", "demo")
 	os.MkdirAll(data, 0o755)
 	os.WriteFile(filepath.Join(data, "a.txt"), []byte("a caption"), 0o644)
 	os.MkdirAll(filepath.Join(home, "config"), 0o755)
 	dl := fmt.Sprintf(`[{"id":"demo-images","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel"},
-{"id":"demo-text-embeds","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache"))
+{"id":"demo-text-embeds","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache", "text"))
 	if err := os.WriteFile(filepath.Join(home, "config", "multidatabackend-once.json"), []byte(dl), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.DurationVar(&cfg.EventRetentionAge, "event-retention-age", 0, "delete stored events older than this (0: 168h; -1ns: never)")
 	fs.DurationVar(&cfg.EventHeartbeat, "event-heartbeat", 0, "heartbeat and credential re-check interval of event streams (0: 15s)")
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
+	addRootFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -132,6 +133,27 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 		return 1
 	}
 	return 0
+}
+
+// addRootFlags adds the flags that widen the folders requests may name (server and
+// train): each is repeatable and takes comma lists.
+func addRootFlags(fs *flag.FlagSet, cfg *daemon.Config) {
+	fs.Func("allow-file-root", "absolute folder, besides the configs dir, that files named by options (data_backend_config, webhook_config, …) may be read from (repeatable, or a comma list)",
+		listFlag(&cfg.AllowFileRoots))
+	fs.Func("allow-data-root", "absolute folder, besides the datasets, cache and output roots, that a dataloader's instance_data_dir and cache_dir* may name (repeatable, or a comma list)",
+		listFlag(&cfg.AllowDataRoots))
+}
+
+// listFlag appends the comma-separated values of a repeatable flag to dst.
+func listFlag(dst *[]string) func(string) error {
+	return func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				*dst = append(*dst, p)
+			}
+		}
+		return nil
+	}
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

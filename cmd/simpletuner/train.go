@@ -42,6 +42,7 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return nil
 	})
 	trainer := fs.String("trainer", "", "path of the trainer binary (default: simpletuner-trainer next to this binary)")
+	addRootFlags(fs, &cfg)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: simpletuner train --env NAME [--option=value …]\n\nTrains NAME in the foreground, without a server. Options after the flags override the\nenvironment's values. Ctrl-C saves a checkpoint and stops; a second Ctrl-C cancels.\n\nFlags:\n")
 		printFlags(stderr, fs)
@@ -68,7 +69,7 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return 2
 	}
 	log := slog.New(slog.DiscardHandler)
-	cs, err := configs.New(configs.Options{Dir: cfg.ConfigDir, Registry: reg, Settings: memSettings{}, OutputRoot: cfg.OutputRoot})
+	cs, err := configs.New(daemon.ConfigsOptions(&cfg, reg, memSettings{}))
 	if err != nil {
 		fmt.Fprintln(stderr, "simpletuner train:", err)
 		return 1

@@ -13,11 +13,11 @@ import (
 func writeEnv(t *testing.T, home, name string) string {
 	t.Helper()
 	cdir := filepath.Join(home, "config")
-	data := filepath.Join(home, "data")
+	data := filepath.Join(home, "datasets", name)
 	os.MkdirAll(filepath.Join(cdir, name), 0o755)
 	os.MkdirAll(data, 0o755)
 	os.WriteFile(filepath.Join(data, "x.txt"), []byte("caption"), 0o644)
-	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel"},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache"))
+	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel"},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`, data, filepath.Join(home, "cache", "text"))
 	os.WriteFile(filepath.Join(cdir, name, "multidatabackend.json"), []byte(dl), 0o644)
 	cfg := fmt.Sprintf(`{"--model_family":"dit","--model_flavour":"tiny","--model_type":"full","--output_dir":%q,"--data_backend_config":%q,"--max_train_steps":100,"--num_train_epochs":0}`,
 		filepath.Join(home, "out"), filepath.Join(cdir, name, "multidatabackend.json"))

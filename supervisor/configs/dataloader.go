@@ -35,6 +35,9 @@ type DataloaderCheck struct {
 	// DirReadable, when set, is asked about each local instance_data_dir; it returns nil
 	// for a readable directory. Nil skips the check.
 	DirReadable func(path string) error
+	// Folders, when set, are the roots instance_data_dir and the cache_dir* keys must
+	// lie in; a folder outside them is an error at any time. Nil skips the check.
+	Folders *Folders
 }
 
 // ValidateDataloader checks a dataloader JSON document (multidatabackend.json) and
@@ -118,7 +121,9 @@ func ValidateDatasets(doc any, chk DataloaderCheck) options.Issues {
 			}
 		}
 		issues = append(issues, conditioningData(i, name, ds, ids)...)
-		if ds["type"] == "local" && slices.Contains(sampleTypes, dtype) {
+		folderIssues, dataOK := datasetFolders(i, name, ds, chk.Folders)
+		issues = append(issues, folderIssues...)
+		if ds["type"] == "local" && slices.Contains(sampleTypes, dtype) && dataOK {
 			issues = append(issues, instanceDir(i, name, ds, chk)...)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"simpletuner/internal/errmsg"
 	"simpletuner/internal/jsondoc"
+	"simpletuner/internal/safefile"
 )
 
 // encodeJSON renders a config the way SimpleTuner writes it: sorted keys, two-space
@@ -29,9 +30,9 @@ func decodeJSON(data []byte) (any, error) {
 	return v, nil
 }
 
-// readJSON reads and decodes a file. A missing file wraps fs.ErrNotExist.
+// readJSON reads (see readOwn) and decodes a file. A missing file wraps fs.ErrNotExist.
 func readJSON(path string) (any, error) {
-	data, err := os.ReadFile(path)
+	data, err := readOwn(path)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +129,7 @@ func exists(path string) bool {
 // firstByte returns the first non-space byte of a file (to tell a config object from a
 // dataloader list without decoding it), or 0.
 func firstByte(path string) byte {
-	f, err := os.Open(path)
+	f, err := safefile.New(filepath.Dir(path)).Open(path, fileLimit)
 	if err != nil {
 		return 0
 	}

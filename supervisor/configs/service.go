@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"simpletuner/internal/errmsg"
+	"simpletuner/internal/safefile"
 	"simpletuner/options"
 )
 
@@ -63,6 +64,12 @@ type Options struct {
 	Now func() time.Time
 	// DirReadable checks a dataloader's instance_data_dir (an os.Stat-based check when nil).
 	DirReadable func(path string) error
+	// FileRoots are folders besides Dir that files named by options may be read from
+	// (--allow-file-root).
+	FileRoots []string
+	// Folders, when set, bound the folders a dataloader names (see Folders); nil leaves
+	// them unchecked.
+	Folders *Folders
 }
 
 // Service manages the configurations under one root. It is safe for concurrent use.
@@ -73,6 +80,10 @@ type Service struct {
 	outputRoot  string
 	now         func() time.Time
 	dirReadable func(string) error
+	// files are the roots files named by options are read from: dir and FileRoots.
+	files safefile.Roots
+	// folders bound a dataloader's folders (nil: unchecked).
+	folders *Folders
 	// mu serialises every write under dir and every read-modify-write sequence (a PUT
 	// merges metadata; a rename moves a folder and rewrites its config), so concurrent
 	// writers never interleave. Readers take no lock: files are replaced by rename, so a
@@ -92,7 +103,8 @@ func New(o Options) (*Service, error) {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("create configs dir: %w", err)
 	}
-	s := &Service{dir: dir, reg: o.Registry, settings: o.Settings, outputRoot: o.OutputRoot, now: o.Now, dirReadable: o.DirReadable}
+	s := &Service{dir: dir, reg: o.Registry, settings: o.Settings, outputRoot: o.OutputRoot, now: o.Now, dirReadable: o.DirReadable,
+		files: safefile.New(append([]string{dir}, o.FileRoots...)...), folders: o.Folders}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -104,6 +116,12 @@ func New(o Options) (*Service, error) {
 
 // Dir returns the absolute configs root.
 func (s *Service) Dir() string { return s.dir }
+
+// DataloaderCheck is how dataloaders are checked on this server: instance_data_dir
+// readable (an error atStart, else a warning) and every folder inside its roots.
+func (s *Service) DataloaderCheck(atStart bool) DataloaderCheck {
+	return DataloaderCheck{AtStart: atStart, DirReadable: s.dirReadable, Folders: s.folders}
+}
 
 // Registry returns the options registry the service validates with.
 func (s *Service) Registry() *options.Registry { return s.reg }
@@ -174,7 +192,7 @@ func (s *Service) timestamp() string { return s.now().UTC().Format("2006-01-02T1
 func (s *Service) readMeta(loc location, name string) Metadata {
 	m := Metadata{Name: name, Tags: []string{}}
 	if loc.meta != "" {
-		if b, err := os.ReadFile(loc.meta); err == nil {
+		if b, err := readOwn(loc.meta); err == nil {
 			_ = json.Unmarshal(b, &m) // a broken sidecar is rebuilt from the file's times
 		}
 	}
@@ -309,8 +327,10 @@ func (s *Service) List(kind Kind) (*Listing, error) {
 				if p := dataBackendOf(cfg); p != "" {
 					item.DataBackendConfig = &p
 					item.DataloaderPath = &p
+					// Asked through the confined reader: a listing must not say whether
+					// a path outside the roots exists.
 					abs, err := options.ResolveConfigPath(s.dir, p)
-					item.HasDataloader = err == nil && exists(abs)
+					item.HasDataloader = err == nil && s.CheckFile(abs) == nil
 				}
 				if w, ok := cfg["--webhook_config"].(string); ok && w != "" {
 					item.WebhookConfig = &w

@@ -80,7 +80,7 @@ func (s *Service) Put(kind Kind, name string, req PutRequest, perms []string) (*
 		issues = append(is, s.check(cfg, perms, false, "")...)
 		content = cfg
 	case KindDataloader:
-		issues = ValidateDatasets(req.Config, DataloaderCheck{DirReadable: s.dirReadable})
+		issues = ValidateDatasets(req.Config, s.DataloaderCheck(false))
 		content = req.Config
 	case KindWebhook:
 		stored, _ := readJSON(loc.config) // unreadable: no secrets to keep
@@ -138,24 +138,24 @@ func (s *Service) check(cfg map[string]any, perms []string, atStart bool, pendin
 	c, is := s.reg.Merge(sub.Values, nil)
 	issues = append(issues, is...)
 	issues = append(issues, c.ResolvePaths(s.dir, s.outputRoot)...)
-	fileExists := func(p string) bool {
+	checkFile := func(p string) error {
 		if p == pending {
-			return true
+			return nil
 		}
-		st, err := os.Stat(p)
-		return err == nil && st.Mode().IsRegular()
+		return s.CheckFile(p)
 	}
-	issues = append(issues, s.reg.Validate(c, options.ValidateOptions{Permissions: perms, FileExists: fileExists})...)
+	issues = append(issues, s.reg.Validate(c, options.ValidateOptions{Permissions: perms, CheckFile: checkFile})...)
+	issues = append(issues, s.OptionFolders(c)...)
 	p := c.String("--data_backend_config")
-	if p == "" || p == pending || !filepath.IsAbs(p) || !fileExists(p) {
+	if p == "" || p == pending || !filepath.IsAbs(p) || issues.For("--data_backend_config").HasErrors() {
 		return issues
 	}
-	data, err := os.ReadFile(p)
+	data, err := s.ReadFile(p)
 	if err != nil {
 		return append(issues, options.Issue{Option: "--data_backend_config", Severity: options.SevWarning, Message: "dataloader cannot be read: " + err.Error()})
 	}
 	rel, _ := filepath.Rel(s.dir, p)
-	for _, i := range ValidateDataloader(data, DataloaderCheck{AtStart: atStart, DirReadable: s.dirReadable}) {
+	for _, i := range ValidateDataloader(data, s.DataloaderCheck(atStart)) {
 		i.Message = "dataloader " + filepath.ToSlash(rel) + ": " + i.Message
 		if !atStart && i.Severity == options.SevError {
 			i.Severity, i.Err = options.SevWarning, nil
@@ -423,7 +423,7 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	}
 	if writeDL {
 		data, _ := encodeJSON(dlContent)
-		for _, i := range ValidateDataloader(data, DataloaderCheck{DirReadable: s.dirReadable}) {
+		for _, i := range ValidateDataloader(data, s.DataloaderCheck(false)) {
 			if i.Severity == options.SevError {
 				i.Severity, i.Err = options.SevWarning, nil
 			}
@@ -694,7 +694,7 @@ func (s *Service) Copy(name, target string) (*Saved, error) {
 			if !e.Type().IsRegular() || n == "config.json" || strings.HasPrefix(n, ".") {
 				continue
 			}
-			data, err := os.ReadFile(filepath.Join(src.folder, n))
+			data, err := readOwn(filepath.Join(src.folder, n))
 			if err != nil {
 				return nil, err
 			}

@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"simpletuner/internal/safefile"
+	"simpletuner/options"
+	"simpletuner/supervisor/configs"
 )
 
 // Config is everything the daemon needs to start. Defaults() fills it from the
@@ -22,6 +26,14 @@ type Config struct {
 	StateDir    string // badger database, TLS material, bootstrap token
 	DatasetsDir string // dataset uploads
 	OutputRoot  string // relative --output_dir values resolve here
+	CacheDir    string // the default root of dataloader caches (cache_dir*), with OutputRoot
+
+	// AllowFileRoots are folders, besides ConfigDir, that files named by options
+	// (data_backend_config, webhook_config, …) may be read from (--allow-file-root).
+	AllowFileRoots []string
+	// AllowDataRoots are folders, besides DatasetsDir, CacheDir and OutputRoot, that a
+	// dataloader's instance_data_dir and cache_dir* may name (--allow-data-root).
+	AllowDataRoots []string
 
 	// MaxExtractBytes caps the uncompressed bytes one dataset zip upload may extract
 	// (0: the datasets package's default, 10 GiB).
@@ -64,6 +76,18 @@ type Config struct {
 	// EventHeartbeat is the heartbeat (and credential re-check) interval of event
 	// streams (0: 15 s).
 	EventHeartbeat time.Duration
+}
+
+// ConfigsOptions are the configs service's options for this config, with the roots of
+// docs/security.md: files named by options are read from ConfigDir and AllowFileRoots;
+// a dataloader's instance_data_dir lies under DatasetsDir, its cache_dir* under CacheDir
+// or OutputRoot, either also under AllowDataRoots.
+func ConfigsOptions(c *Config, reg *options.Registry, st configs.Settings) configs.Options {
+	return configs.Options{Dir: c.ConfigDir, Registry: reg, Settings: st, OutputRoot: c.OutputRoot, FileRoots: c.AllowFileRoots,
+		Folders: &configs.Folders{
+			Data:  safefile.New(append([]string{c.DatasetsDir}, c.AllowDataRoots...)...),
+			Cache: safefile.New(append([]string{c.CacheDir, c.OutputRoot}, c.AllowDataRoots...)...),
+		}}
 }
 
 // trainerPassthrough are the variables of the daemon's environment a trainer inherits;
@@ -121,6 +145,7 @@ func Defaults(getenv func(string) string) (Config, error) {
 	c.StateDir = filepath.Join(home, "state")
 	c.DatasetsDir = filepath.Join(home, "datasets")
 	c.OutputRoot = filepath.Join(home, "output")
+	c.CacheDir = filepath.Join(home, "cache")
 	if v := getenv("SIMPLETUNER_HOST"); v != "" {
 		c.Host = v
 	}
@@ -178,6 +203,16 @@ func (c *Config) Validate() error {
 	for _, kv := range c.TrainerEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("--trainer-env %q: want KEY=VALUE", kv)
+		}
+	}
+	for _, p := range c.AllowFileRoots {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("--allow-file-root %q: give an absolute path", p)
+		}
+	}
+	for _, p := range c.AllowDataRoots {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("--allow-data-root %q: give an absolute path", p)
 		}
 	}
 	for _, p := range []string{c.SSLKey, c.SSLCert} {

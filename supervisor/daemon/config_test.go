@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func TestDefaultsFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Host != "0.0.0.0" || c.Port != 8001 || c.ConfigDir != "config" || c.StateDir != "/srv/st/state" ||
-		c.DatasetsDir != "/srv/st/datasets" || c.OutputRoot != "/srv/st/output" || c.ShutdownTimeout != 10*time.Second {
+		c.DatasetsDir != "/srv/st/datasets" || c.OutputRoot != "/srv/st/output" || c.CacheDir != "/srv/st/cache" || c.ShutdownTimeout != 10*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 	c, err = Defaults(env(map[string]string{"SIMPLETUNER_HOME": "/h", "SIMPLETUNER_HOST": "127.0.0.1", "SIMPLETUNER_PORT": "9000",
@@ -55,12 +56,13 @@ func TestParseTrustedProxies(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, c := range []Config{{Port: 70000}, {Port: 1, SSLKey: "k"}, {Port: 1, SSLKey: "/nonexistent/k", SSLCert: "/nonexistent/c"}} {
+	for _, c := range []Config{{Port: 70000}, {Port: 1, SSLKey: "k"}, {Port: 1, SSLKey: "/nonexistent/k", SSLCert: "/nonexistent/c"},
+		{Port: 1, AllowFileRoots: []string{"shared"}}, {Port: 1, AllowDataRoots: []string{"/srv/data", "data"}}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
 	}
-	if err := (&Config{Port: 8001}).Validate(); err != nil {
+	if err := (&Config{Port: 8001, AllowFileRoots: []string{"/srv/cfg"}, AllowDataRoots: []string{"/srv/data"}}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -87,5 +89,23 @@ func TestSelfSignedCertificate(t *testing.T) {
 	}
 	if cert.NotAfter.Sub(now) < 364*24*time.Hour {
 		t.Fatalf("expires %v", cert.NotAfter)
+	}
+}
+
+// TestConfigsOptionsRoots: files are read from the configs dir and --allow-file-root;
+// dataloader data lies under the datasets root, caches under the cache or output root,
+// either under --allow-data-root too.
+func TestConfigsOptionsRoots(t *testing.T) {
+	c := Config{ConfigDir: "/h/config", DatasetsDir: "/h/datasets", CacheDir: "/h/cache", OutputRoot: "/h/output",
+		AllowFileRoots: []string{"/srv/cfg"}, AllowDataRoots: []string{"/srv/data"}}
+	o := ConfigsOptions(&c, nil, nil)
+	if o.Dir != "/h/config" || !slices.Equal(o.FileRoots, []string{"/srv/cfg"}) {
+		t.Errorf("files: %+v", o)
+	}
+	if got := o.Folders.Data.Dirs(); !slices.Equal(got, []string{"/h/datasets", "/srv/data"}) {
+		t.Errorf("data roots %v", got)
+	}
+	if got := o.Folders.Cache.Dirs(); !slices.Equal(got, []string{"/h/cache", "/h/output", "/srv/data"}) {
+		t.Errorf("cache roots %v", got)
 	}
 }

@@ -25,6 +25,9 @@ type relay struct {
 	db    *store.DB
 	log   *slog.Logger
 	pol   webhooks.Policy
+	// read reads a --webhook_config file (configs.Service.ReadFile: confined, capped,
+	// never blocking, so holding mu while it runs is safe).
+	read func(path string) ([]byte, error)
 
 	// mu guards configs: each known job's resolved configuration, and whether its
 	// webhooks are registered.
@@ -39,8 +42,8 @@ type jobHooks struct {
 
 var _ jobs.EventSink = (*relay)(nil)
 
-func newRelay(hub *events.Hub, hooks *hookrunner.Runner, wh *webhooks.Dispatcher, db *store.DB, pol webhooks.Policy, log *slog.Logger) *relay {
-	return &relay{hub: hub, hooks: hooks, wh: wh, db: db, pol: pol, log: log, configs: map[string]*jobHooks{}}
+func newRelay(hub *events.Hub, hooks *hookrunner.Runner, wh *webhooks.Dispatcher, db *store.DB, pol webhooks.Policy, read func(string) ([]byte, error), log *slog.Logger) *relay {
+	return &relay{hub: hub, hooks: hooks, wh: wh, db: db, pol: pol, read: read, log: log, configs: map[string]*jobHooks{}}
 }
 
 // Append implements jobs.EventSink.
@@ -107,7 +110,7 @@ func (r *relay) job(id string, j *store.Job) *jobHooks {
 	jh := &jobHooks{config: cfg}
 	r.configs[id] = jh
 	if raw, _ := cfg["--webhook_config"].(string); raw != "" && !jobs.Terminal(j.Status) {
-		cfgs, err := webhooks.Load(raw)
+		cfgs, err := webhooks.Load(raw, r.read)
 		if err == nil {
 			err = webhooks.Validate(cfgs, r.pol)
 		}

@@ -66,7 +66,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	cs, err := configs.New(configs.Options{Dir: cfg.ConfigDir, Registry: options.Default(), Settings: db.Settings(), OutputRoot: cfg.OutputRoot})
+	cs, err := configs.New(ConfigsOptions(&cfg, options.Default(), db.Settings()))
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		hub.Emit(jobID, typ, sev, title, msg, data)
 	}})
 	defer hr.Close()
-	sink := newRelay(hub, hr, wh, db, webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}, log.With("component", "relay"))
+	sink := newRelay(hub, hr, wh, db, webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}, cs.ReadFile, log.With("component", "relay"))
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
 		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout,

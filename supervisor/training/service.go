@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"simpletuner/hooks"
@@ -147,17 +145,18 @@ func (s *Service) resolve(env, submitted options.Values, envName string, issues 
 	cfg, mergeIssues := s.reg.Merge(env, submitted)
 	issues = append(issues, mergeIssues...)
 	issues = append(issues, cfg.ResolvePaths(s.configs.Dir(), s.outputRoot)...)
-	issues = append(issues, s.reg.Validate(cfg, options.ValidateOptions{StrictEpochs: strict, Permissions: perms, FileExists: fileExists})...)
-	// Webhook targets and hook scripts are checked for every bundle, so validate
-	// reports what start would refuse.
-	issues = append(issues, s.checkWebhooks(cfg)...)
+	issues = append(issues, s.reg.Validate(cfg, options.ValidateOptions{StrictEpochs: strict, Permissions: perms, CheckFile: s.configs.CheckFile})...)
+	issues = append(issues, s.configs.OptionFolders(cfg)...)
+	// Webhook targets, hook scripts and the dataloader are checked for every bundle, so
+	// validate reports what start would refuse. A file already refused is not read.
+	if !issues.For("--webhook_config").HasErrors() {
+		issues = append(issues, s.checkWebhooks(cfg)...)
+	}
 	issues = append(issues, s.checkHooks(cfg)...)
+	if !issues.For("--data_backend_config").HasErrors() {
+		issues = append(issues, s.checkDataloader(cfg)...)
+	}
 	return &Bundle{Config: cfg, Issues: issues, EnvName: envName}
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 func truthy(s string) bool {
@@ -177,18 +176,14 @@ type StartRequest struct {
 	IdempotencyKey string
 }
 
-// Start checks what only a start needs (the dataloader and its data must be there) and
-// submits the job. Errors: ErrForbidden, ErrInvalid (with the bundle's issues extended),
-// jobs.ErrRejected.
+// Start submits the job of a valid bundle. Errors: ErrForbidden, ErrInvalid (the
+// bundle's issues say why), jobs.ErrRejected.
 func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, error) {
 	b := req.Bundle
 	for _, is := range b.Issues.Errors() {
 		if errors.Is(is.Err, options.ErrPermission) {
 			return nil, fmt.Errorf("%w: %s", ErrForbidden, is.Message)
 		}
-	}
-	if b.Valid() {
-		b.Issues = append(b.Issues, s.checkDataloader(b.Config)...)
 	}
 	if !b.Valid() {
 		return nil, ErrInvalid
@@ -233,7 +228,7 @@ func (s *Service) checkWebhooks(cfg *options.Config) options.Issues {
 	if raw == "" {
 		return nil
 	}
-	cfgs, err := webhooks.Load(raw)
+	cfgs, err := webhooks.Load(raw, s.configs.ReadFile)
 	if err == nil {
 		err = webhooks.Validate(cfgs, s.webhookPolicy)
 	}
@@ -243,39 +238,22 @@ func (s *Service) checkWebhooks(cfg *options.Config) options.Issues {
 	return nil
 }
 
-// checkDataloader validates the dataloader file as a start needs it: present, valid, and
-// every instance_data_dir readable on this machine.
+// checkDataloader validates the dataloader as a start needs it: readable (see
+// configs.Service.ReadFile), valid, every instance_data_dir readable on this machine and
+// every folder inside its roots.
 func (s *Service) checkDataloader(cfg *options.Config) options.Issues {
 	path := cfg.String("--data_backend_config")
 	if path == "" {
 		return options.Issues{{Option: "--data_backend_config", Severity: options.SevError, Message: "Select a data backend configuration"}}
 	}
+	chk := s.configs.DataloaderCheck(true)
 	if strings.HasPrefix(strings.TrimSpace(path), "[") {
-		return configs.ValidateDataloader([]byte(path), configs.DataloaderCheck{AtStart: true, DirReadable: dirReadable})
+		return configs.ValidateDataloader([]byte(path), chk)
 	}
-	data, err := os.ReadFile(path)
+	data, err := s.configs.ReadFile(path)
 	if err != nil {
-		return options.Issues{{Option: "--data_backend_config", Severity: options.SevError,
-			Message: fmt.Sprintf("Data backend config %s cannot be read: %v", path, errors.Unwrap(err))}}
+		return options.Issues{{Option: "--data_backend_config", Severity: options.SevError, Err: options.ErrInvalidValue,
+			Message: "Data backend config cannot be read: " + err.Error()}}
 	}
-	return configs.ValidateDataloader(data, configs.DataloaderCheck{AtStart: true, DirReadable: dirReadable})
-}
-
-func dirReadable(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s is not a directory", p)
-	}
-	if _, err = f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
+	return configs.ValidateDataloader(data, chk)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -335,15 +334,18 @@ func clip(s string) string {
 }
 
 // Load reads a --webhook_config value: inline JSON (an object or a list), or the path of
-// a JSON file (already resolved by the options registry).
-func Load(value string) ([]Config, error) {
+// a JSON file (already resolved by the options registry), read with read. read must be
+// the daemon's confined reader (configs.Service.ReadFile: inside the allowed roots, a
+// regular file, size-capped), never os.ReadFile: the path comes from a request. Its error
+// comes back wrapped with ErrInvalidConfig; its text must not quote the file.
+func Load(value string, read func(path string) ([]byte, error)) ([]Config, error) {
 	v := strings.TrimSpace(value)
 	if strings.HasPrefix(v, "[") || strings.HasPrefix(v, "{") {
 		return Parse(v)
 	}
-	b, err := os.ReadFile(v)
+	b, err := read(v)
 	if err != nil {
-		return nil, fmt.Errorf("%w: webhook config %s cannot be read: %w", ErrInvalidConfig, v, errors.Unwrap(err))
+		return nil, fmt.Errorf("%w: webhook config: %w", ErrInvalidConfig, err)
 	}
 	return Parse(b)
 }
