@@ -90,7 +90,9 @@ func TestValidateMessages(t *testing.T) {
 		// webhooks
 		{name: "webhook type", set: Values{"--webhook_config": `[{"webhook_type":"slack"}]`}, err: ErrInvalidValue, msg: `invalid value for --webhook_config: webhook 1: webhook_type must be "raw" or "discord"`},
 		{name: "webhook url", set: Values{"--webhook_config": `{"webhook_type":"raw"}`}, err: ErrInvalidValue, msg: "invalid value for --webhook_config: webhook 1: a raw webhook needs callback_url"},
-		{name: "webhook scheme", set: Values{"--webhook_config": `[{"webhook_type":"raw","callback_url":"file:///etc/passwd"}]`}, err: ErrInvalidValue, msg: `invalid value for --webhook_config: webhook 1: "file:///etc/passwd" is not an http(s) URL`},
+		{name: "webhook scheme", set: Values{"--webhook_config": `[{"webhook_type":"raw","callback_url":"file:///etc/passwd"}]`}, err: ErrInvalidValue, msg: `invalid value for --webhook_config: webhook 1: callback_url must be an absolute http(s) URL`},
+		{name: "webhook token with a line break", set: Values{"--webhook_config": `[{"webhook_type":"raw","callback_url":"https://h.example/x","auth_token":"a\r\nX-Injected: 1"}]`}, err: ErrInvalidValue,
+			msg: `invalid value for --webhook_config: webhook 1: auth_token: must not contain line breaks or other control characters (it is sent in HTTP requests)`},
 		{name: "webhook discord", set: Values{"--webhook_config": `[{"webhook_type":"discord"}]`}, err: ErrInvalidValue, msg: "invalid value for --webhook_config: webhook 1: a discord webhook needs webhook_url"},
 		{name: "webhook level", set: Values{"--webhook_config": `[{"webhook_type":"raw","callback_url":"http://h/cb","log_level":"loud"}]`}, err: ErrInvalidValue, msg: "invalid value for --webhook_config: webhook 1: log_level must be one of critical, error, warning, info, debug"},
 		{name: "webhook json", set: Values{"--webhook_config": `[{`}, err: ErrInvalidValue, msg: "invalid value for --webhook_config: not valid JSON: unexpected end of JSON input"},

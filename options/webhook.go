@@ -59,23 +59,31 @@ func checkWebhookConfig(v any) string {
 	for i, e := range entries {
 		n := i + 1
 		typ, _ := e["webhook_type"].(string)
-		var target string
+		var field, target string
 		switch typ {
 		case "raw":
-			target = firstString(e, "callback_url", "webhook_url")
+			field, target = firstString(e, "callback_url", "webhook_url")
 			if target == "" {
 				return fmt.Sprintf("webhook %d: a raw webhook needs callback_url", n)
 			}
 		case "discord":
-			target = firstString(e, "webhook_url")
+			field, target = firstString(e, "webhook_url")
 			if target == "" {
 				return fmt.Sprintf("webhook %d: a discord webhook needs webhook_url", n)
 			}
 		default:
 			return fmt.Sprintf("webhook %d: webhook_type must be \"raw\" or \"discord\"", n)
 		}
+		// Both values go out in HTTP requests: a line break cannot be sent (and must never
+		// start a header). Messages do not quote URLs, whose paths may hold secrets.
+		tok, _ := e["auth_token"].(string)
+		for _, f := range [][2]string{{field, target}, {"auth_token", tok}} {
+			if hasControl(f[1]) {
+				return fmt.Sprintf("webhook %d: %s: must not contain line breaks or other control characters (it is sent in HTTP requests)", n, f[0])
+			}
+		}
 		if u, err := url.Parse(target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Sprintf("webhook %d: %q is not an http(s) URL", n, clip(target))
+			return fmt.Sprintf("webhook %d: %s must be an absolute http(s) URL", n, field)
 		}
 		if lvl, ok := e["log_level"]; ok {
 			if s, _ := lvl.(string); !webhookLogLevels[s] {
@@ -105,11 +113,17 @@ func webhookSkipsTLS(s string) bool {
 	return false
 }
 
-func firstString(m map[string]any, keys ...string) string {
+// firstString returns the first of keys that holds a non-empty string, and its value.
+func firstString(m map[string]any, keys ...string) (string, string) {
 	for _, k := range keys {
 		if s, _ := m[k].(string); s != "" {
-			return s
+			return k, s
 		}
 	}
-	return ""
+	return keys[0], ""
+}
+
+// hasControl reports whether s holds an ASCII control character (CR and LF among them).
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
