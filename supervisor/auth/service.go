@@ -98,6 +98,9 @@ func NewService(db *store.DB, log *slog.Logger, o Options) (*Service, error) {
 	s := &Service{db: db, hasher: NewHasher(o.HashParallel), limiter: NewLoginLimiter(*o.LoginLimits, o.Now),
 		now: o.Now, log: log, opts: o, touched: map[int64]time.Time{}, keys: map[string]cachedKey{}}
 	done, err := db.Users().SetupDone()
+	if err == nil && !done {
+		done, err = db.Users().RepairSetup()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read setup state: %w", err)
 	}
@@ -284,7 +287,18 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (*store.User, error
 	if err := s.db.Users().Create(u); err != nil {
 		return nil, mapStoreErr(err)
 	}
+	s.noteAdmin(u)
 	return u, nil
+}
+
+// noteAdmin closes setup in memory once an active administrator exists, by whichever
+// route it was made (first-admin, POST /api/users, a promotion, the offline reset). The
+// store already recorded it in the same transaction as the write (store.markSetup); this
+// only updates the cache that principal resolution reads on every request.
+func (s *Service) noteAdmin(u *store.User) {
+	if u.IsAdmin && u.IsActive && s.setupDone.CompareAndSwap(false, true) {
+		s.log.Info("setup complete: an administrator exists; loopback callers are no longer implicit administrators", "username", u.Username, "id", u.ID)
+	}
 }
 
 // Login checks credentials for a client at addr and opens a session. It returns the user,
@@ -486,6 +500,8 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 
 func mapStoreErr(err error) error {
 	switch {
+	case errors.Is(err, store.ErrLastAdmin):
+		return invalidf("this is the last active administrator; make another user an administrator first")
 	case errors.Is(err, store.ErrExists):
 		return fmt.Errorf("%w: %s", ErrExists, strings.TrimPrefix(err.Error(), store.ErrExists.Error()+": "))
 	case errors.Is(err, store.ErrNotFound):
