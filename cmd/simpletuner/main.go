@@ -1,6 +1,7 @@
 // Command simpletuner is the training server and its command-line client.
 //
 //	simpletuner server [flags]   run the daemon (HTTP API on port 8001)
+//	simpletuner admin reset      restore administrator access offline
 //	simpletuner version          print the version
 //
 // Flags are parsed here; everything else lives in the supervisor packages.
@@ -28,6 +29,7 @@ Usage:
   simpletuner server [flags]    run the daemon; see 'simpletuner server --help'
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
   simpletuner train --env NAME  train one environment in the foreground, without a server
+  simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
   simpletuner help              show this text
 
@@ -52,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return jobsCmd(args[1:], stdout, stderr, getenv)
 	case "train":
 		return trainCmd(args[1:], stdout, stderr, getenv)
+	case "admin":
+		return adminCmd(args[1:], os.Stdin, stdout, stderr, getenv)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "simpletuner %s\n", buildinfo.Version)
 		return 0
