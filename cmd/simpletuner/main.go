@@ -100,6 +100,11 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
+	fs.Func("allowed-host", "before the first administrator exists, also treat requests from this machine addressed to this `NAME` as the administrator (besides localhost and loopback addresses); repeatable or comma-separated", func(v string) error {
+		hosts, err := daemon.ParseAllowedHosts(v)
+		cfg.AllowedHosts = append(cfg.AllowedHosts, hosts...)
+		return err
+	})
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {

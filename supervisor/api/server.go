@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 
 	"github.com/gorilla/mux"
 
@@ -34,9 +35,13 @@ type Config struct {
 	SetupToken string
 	// SetupTokenPath is shown in error messages so the operator knows where to look.
 	SetupTokenPath string
-	// OnSetupDone runs once after the first administrator is created (the daemon deletes
-	// the bootstrap token file there).
+	// OnSetupDone runs once after the first administrator is created, by any route (the
+	// daemon deletes the bootstrap token file there).
 	OnSetupDone func()
+	// AllowedHosts are names, besides localhost and loopback addresses, by which a caller
+	// on this machine may address the server and act as the administrator before setup
+	// (see loopbackHost).
+	AllowedHosts []string
 	// Configs serves /api/configs; nil answers 503 there.
 	Configs *configs.Service
 	// Datasets serves /api/datasets; nil answers 503 there.
@@ -72,6 +77,8 @@ type Server struct {
 	spec    []byte // the OpenAPI document, rendered once
 	version buildinfo.Info
 	started time.Time
+	// setupOnce runs cfg.OnSetupDone once (afterSetup).
+	setupOnce sync.Once
 }
 
 // New builds the API server over the auth service.

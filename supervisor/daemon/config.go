@@ -29,6 +29,9 @@ type Config struct {
 
 	// TrustedProxies may set X-Forwarded-For/-Proto.
 	TrustedProxies []netip.Prefix
+	// AllowedHosts are extra names by which a caller on this machine may address the
+	// server before setup and act as the administrator (--allowed-host).
+	AllowedHosts []string
 
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration
@@ -156,6 +159,23 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 			return nil, fmt.Errorf("--trusted-proxy %q: not an IP address or CIDR prefix", part)
 		}
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// ParseAllowedHosts parses a comma-separated list of host names or addresses, without
+// ports (--allowed-host).
+func ParseAllowedHosts(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(strings.Trim(part, "[]")); err != nil && strings.ContainsAny(part, ":/@ \t*[]") {
+			return nil, fmt.Errorf("--allowed-host %q: want a host name or address without port, scheme or wildcard", part)
+		}
+		out = append(out, part)
 	}
 	return out, nil
 }

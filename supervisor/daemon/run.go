@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 			return fmt.Errorf("--env %s is not valid:\n  %s", cfg.Env, strings.Join(autostart.Issues.Errors().Messages(), "\n  "))
 		}
 	}
-	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
+	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, AllowedHosts: cfg.AllowedHosts, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
 		Store: db, Events: hub, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
 	if !as.SetupDone() {
 		tok, path, err := writeBootstrapToken(cfg.StateDir)
