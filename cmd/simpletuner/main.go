@@ -105,6 +105,8 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 		cfg.AllowedHosts = append(cfg.AllowedHosts, hosts...)
 		return err
 	})
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", 0, "time a client has to send a request body, plus 1 s per 32 KiB it sends (0: 30s; event streams are exempt)")
+	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", daemon.DefaultMaxConnsPerAddr, "connections one client address may hold open at once; further ones are closed (-1: no cap; --trusted-proxy peers are exempt)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {

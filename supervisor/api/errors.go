@@ -33,9 +33,13 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	var he *httpError
 	var rl *auth.RateLimitError
 	var mbe *http.MaxBytesError
+	var bte *bodyTimeoutError
 	var ve *validationError
 	var cve *configs.ValidationError
 	switch {
+	case errors.As(err, &bte):
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestTimeout, detailBody{Detail: bte.Error()})
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{ve.fe}})
 	case errors.As(err, &cve):
@@ -122,9 +126,8 @@ func decodeJSON(r *http.Request, v any) error {
 	}
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
+		if te := transportError(err); te != nil {
+			return te
 		}
 		if errors.Is(err, io.EOF) {
 			return &validationError{fieldError{Type: "missing", Loc: []string{"body"}, Msg: "Field required: send a JSON object"}}

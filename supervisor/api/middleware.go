@@ -88,6 +88,9 @@ func (s *Server) wrap(rt *route) http.Handler {
 			return
 		}
 		if r.Body != nil {
+			if !rt.streams() {
+				r.Body = s.bodyDeadline(w, r)
+			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		if rt.raw != nil {

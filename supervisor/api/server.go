@@ -42,6 +42,11 @@ type Config struct {
 	// on this machine may address the server and act as the administrator before setup
 	// (see loopbackHost).
 	AllowedHosts []string
+	// BodyTimeout bounds reading a request body (default 30 s); bodies that keep arriving
+	// at MinBodyRate bytes a second or more (default 32 KiB/s) get longer, in proportion
+	// to what they sent. Event streams have none (see bodyDeadline).
+	BodyTimeout time.Duration
+	MinBodyRate int64
 	// Configs serves /api/configs; nil answers 503 there.
 	Configs *configs.Service
 	// Datasets serves /api/datasets; nil answers 503 there.
@@ -88,6 +93,12 @@ func New(cfg Config, as *auth.Service, log *slog.Logger) (*Server, error) {
 	}
 	if cfg.MaxUploadBytes == 0 {
 		cfg.MaxUploadBytes = 10 << 30
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = 32 << 10
 	}
 	s := &Server{cfg: cfg, auth: as, log: log, docs: apidocs.New(apidocs.DefaultSpecURL),
 		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get(), started: time.Now()}

@@ -32,6 +32,11 @@ type Config struct {
 	// AllowedHosts are extra names by which a caller on this machine may address the
 	// server before setup and act as the administrator (--allowed-host).
 	AllowedHosts []string
+	// BodyTimeout bounds reading a request body (0: 30 s; see api.Config.BodyTimeout).
+	BodyTimeout time.Duration
+	// MaxConnsPerAddr caps the connections one client address holds open at once
+	// (0: DefaultMaxConnsPerAddr; negative: no cap).
+	MaxConnsPerAddr int
 
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration
@@ -184,6 +189,9 @@ func ParseAllowedHosts(s string) ([]string, error) {
 func (c *Config) Validate() error {
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("--port %d: want a port number from 1 to 65535 (0 picks a free one)", c.Port)
+	}
+	if c.BodyTimeout < 0 {
+		return fmt.Errorf("--body-timeout %s: want a positive duration such as 30s", c.BodyTimeout)
 	}
 	if (c.SSLKey == "") != (c.SSLCert == "") {
 		return fmt.Errorf("--ssl-key and --ssl-cert go together: give both, or neither to generate a self-signed pair")
