@@ -16,4 +16,6 @@ var (
 	ErrCorrupt = errors.New("state directory is damaged or unreadable")
 	// ErrSetupDone means the first administrator already exists.
 	ErrSetupDone = errors.New("setup already completed")
+	// ErrLastAdmin means a change would leave no active administrator.
+	ErrLastAdmin = errors.New("no other active administrator")
 )

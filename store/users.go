@@ -45,9 +45,113 @@ type Users struct{ db *DB }
 func (d *DB) Users() *Users { return &Users{db: d} }
 
 // Create stores a new user, assigning u.ID. It fails with ErrExists when the username or
-// e-mail is taken (case-insensitively).
+// e-mail is taken (case-insensitively). Creating an active administrator completes setup
+// in the same transaction (see markSetup), whichever route asked for it.
 func (s *Users) Create(u *User) error {
-	return s.db.update(func(txn *badger.Txn) error { return createUser(txn, u) })
+	first := false
+	err := s.db.update(func(txn *badger.Txn) error {
+		if err := createUser(txn, u); err != nil {
+			return err
+		}
+		var err error
+		first, err = markSetup(txn, u)
+		return err
+	})
+	return s.syncIfFirst(first, err)
+}
+
+// markSetup records, inside txn, that setup is done when u is an active administrator and
+// no administrator was recorded before; it reports whether this was the first. Every write
+// that can make an administrator calls it, so "an admin exists" and "setup is done" never
+// disagree: before, an admin created through POST /api/users left setup open (and every
+// loopback caller an implicit administrator).
+func markSetup(txn *badger.Txn, u *User) (bool, error) {
+	if !u.IsAdmin || !u.IsActive {
+		return false, nil
+	}
+	if _, err := txn.Get(keyAdminInitialized); err == nil {
+		return false, nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, err
+	}
+	return true, txn.Set(keyAdminInitialized, fmt.Appendf(nil, "%d", u.ID))
+}
+
+// syncIfFirst makes the setup flag durable before anyone is told setup succeeded.
+func (s *Users) syncIfFirst(first bool, err error) error {
+	if err != nil || !first {
+		return err
+	}
+	return s.db.Sync()
+}
+
+// ensureOtherAdmin fails with ErrLastAdmin unless an active administrator other than
+// except exists. It runs inside the transaction that demotes, deactivates or deletes
+// except: the iterator records every user it reads, so two transactions that each remove
+// the other's administrator conflict at commit and the loser retries, sees the winner's
+// write and is refused. A check outside the transaction let two administrators disable
+// each other at once and leave none.
+func ensureOtherAdmin(txn *badger.Txn, except int64) error {
+	prefix := []byte("users/id/")
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var u User
+		if err := getJSON(txn, it.Item().KeyCopy(nil), &u); err != nil {
+			return err
+		}
+		if u.ID != except && u.IsAdmin && u.IsActive {
+			return nil
+		}
+	}
+	return ErrLastAdmin
+}
+
+// RepairSetup completes setup when an active administrator exists but setup was never
+// recorded: state written by builds in which POST /api/users could create an
+// administrator and leave setup open. It reports whether setup is done.
+func (s *Users) RepairSetup() (bool, error) {
+	done, first := false, false
+	err := s.db.update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("users/id/"), PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var u User
+			if err := getJSON(txn, it.Item().KeyCopy(nil), &u); err != nil {
+				return err
+			}
+			if u.IsAdmin && u.IsActive {
+				done = true
+				var err error
+				first, err = markSetup(txn, &u)
+				return err
+			}
+		}
+		return nil
+	})
+	return done, s.syncIfFirst(first, err)
+}
+
+// FirstAdminID returns the id of the administrator whose creation completed setup; ok is
+// false before setup.
+func (s *Users) FirstAdminID() (id int64, ok bool, err error) {
+	err = s.db.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyAdminInitialized)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			if _, err := fmt.Sscanf(string(b), "%d", &id); err != nil {
+				return fmt.Errorf("%w: record %s: %w", ErrCorrupt, keyAdminInitialized, err)
+			}
+			ok = true
+			return nil
+		})
+	})
+	return id, ok, err
 }
 
 // CreateFirstAdmin creates u as the first administrator, atomically with the check that no
@@ -157,9 +261,12 @@ func (s *Users) List() ([]*User, error) {
 }
 
 // Update applies fn to the stored user and saves the result atomically. fn may change
-// the username and e-mail; uniqueness is enforced.
+// the username and e-mail; uniqueness is enforced. A change that takes the last active
+// administrator's rights or activity away fails with ErrLastAdmin; one that makes the
+// first administrator completes setup (markSetup).
 func (s *Users) Update(id int64, fn func(u *User) error) (*User, error) {
 	var out User
+	first := false
 	err := s.db.update(func(txn *badger.Txn) error {
 		var u User
 		if err := getJSON(txn, userKey(id), &u); err != nil {
@@ -170,15 +277,24 @@ func (s *Users) Update(id int64, fn func(u *User) error) (*User, error) {
 			return err
 		}
 		u.ID = id
+		if old.IsAdmin && old.IsActive && (!u.IsAdmin || !u.IsActive) {
+			if err := ensureOtherAdmin(txn, id); err != nil {
+				return err
+			}
+		}
 		if !strings.EqualFold(old.Username, u.Username) || !strings.EqualFold(old.Email, u.Email) {
 			if err := reindexUser(txn, &old, &u); err != nil {
 				return err
 			}
 		}
+		var err error
+		if first, err = markSetup(txn, &u); err != nil {
+			return err
+		}
 		out = u
 		return setJSON(txn, userKey(id), &u, time.Time{})
 	})
-	if err != nil {
+	if err = s.syncIfFirst(first, err); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -206,12 +322,18 @@ func reindexUser(txn *badger.Txn, old, u *User) error {
 	return nil
 }
 
-// Delete removes a user and its indexes. Sessions and keys are removed by their stores.
+// Delete removes a user and its indexes; deleting the last active administrator fails
+// with ErrLastAdmin. Sessions and keys are removed by their stores.
 func (s *Users) Delete(id int64) error {
 	return s.db.update(func(txn *badger.Txn) error {
 		var u User
 		if err := getJSON(txn, userKey(id), &u); err != nil {
 			return err
+		}
+		if u.IsAdmin && u.IsActive {
+			if err := ensureOtherAdmin(txn, id); err != nil {
+				return err
+			}
 		}
 		for _, k := range [][]byte{userKey(id), userNameKey(u.Username), userEmailKey(u.Email)} {
 			if err := txn.Delete(k); err != nil {

@@ -155,7 +155,9 @@ func run(daemonBin string, nClients, burst, rateEvents int, timeline bool) error
 	// One daemon per run: the burst settings are trainer environment (daemon flags).
 	startDaemon := func(extraEnv ...string) (*benchkit.Daemon, error) {
 		args := []string{"--event-retention", "-1", "--trainer", self, "--trainer-env", asTrainer + "=1",
-			"--trainer-env", kittest.EnvSteps + "=1", "--trainer-env", kittest.EnvStepMS + "=1"}
+			"--trainer-env", kittest.EnvSteps + "=1", "--trainer-env", kittest.EnvStepMS + "=1",
+			// Every client shares the one loopback address: lift the per-address cap.
+			"--max-conns-per-addr", fmt.Sprint(nClients + 16)}
 		for _, e := range extraEnv {
 			args = append(args, "--trainer-env", e)
 		}

@@ -1,6 +1,7 @@
 // Command simpletuner is the training server and its command-line client.
 //
 //	simpletuner server [flags]   run the daemon (HTTP API on port 8001)
+//	simpletuner admin reset      restore administrator access offline
 //	simpletuner version          print the version
 //
 // Flags are parsed here; everything else lives in the supervisor packages.
@@ -28,6 +29,7 @@ Usage:
   simpletuner server [flags]    run the daemon; see 'simpletuner server --help'
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
   simpletuner train --env NAME  train one environment in the foreground, without a server
+  simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
   simpletuner help              show this text
 
@@ -52,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return jobsCmd(args[1:], stdout, stderr, getenv)
 	case "train":
 		return trainCmd(args[1:], stdout, stderr, getenv)
+	case "admin":
+		return adminCmd(args[1:], os.Stdin, stdout, stderr, getenv)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "simpletuner %s\n", buildinfo.Version)
 		return 0
@@ -98,6 +102,13 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	addRootFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
+	fs.Func("allowed-host", "before the first administrator exists, also treat requests from this machine addressed to this `NAME` as the administrator (besides localhost and loopback addresses); repeatable or comma-separated", func(v string) error {
+		hosts, err := daemon.ParseAllowedHosts(v)
+		cfg.AllowedHosts = append(cfg.AllowedHosts, hosts...)
+		return err
+	})
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", 0, "time a client has to send a request body, plus 1 s per 32 KiB it sends (0: 30s; event streams are exempt)")
+	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", daemon.DefaultMaxConnsPerAddr, "connections one client address may hold open at once; further ones are closed (-1: no cap; --trusted-proxy peers are exempt)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {

@@ -290,7 +290,7 @@ func TestFirstAdminRaceFiftyCalls(t *testing.T) {
 			<-start
 			r := httptest.NewRequest("POST", "/api/auth/setup/first-admin", strings.NewReader(
 				`{"email":"admin`+string(rune('a'+i%26))+string(rune('a'+i/26))+`@example.com","username":"admin`+string(rune('a'+i%26))+string(rune('a'+i/26))+`","password":"your-secure-password"}`))
-			r.RemoteAddr = loopbackAddr
+			r.RemoteAddr, r.Host = loopbackAddr, "localhost:8001"
 			w := httptest.NewRecorder()
 			h.h.ServeHTTP(w, r)
 			codes[i] = w.Code

@@ -35,9 +35,13 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	var he *httpError
 	var rl *auth.RateLimitError
 	var mbe *http.MaxBytesError
+	var bte *bodyTimeoutError
 	var ve *validationError
 	var cve *configs.ValidationError
 	switch {
+	case errors.As(err, &bte):
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestTimeout, detailBody{Detail: bte.Error()})
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{ve.fe}})
 	case errors.As(err, &cve):
@@ -131,9 +135,8 @@ func decodeJSON(r *http.Request, v any) error {
 	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
+		if te := transportError(err); te != nil {
+			return te
 		}
 		return errorf(http.StatusBadRequest, "Cannot read the request body: %v", err)
 	}

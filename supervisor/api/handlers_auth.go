@@ -28,7 +28,7 @@ func (s *Server) firstAdmin(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if !s.isLocal(r) {
+	if !s.localBeforeSetup(r) {
 		tok := r.Header.Get("X-Setup-Token")
 		if tok == "" {
 			tok = req.SetupToken
@@ -38,7 +38,7 @@ func (s *Server) firstAdmin(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 			if s.cfg.SetupTokenPath != "" {
 				where = s.cfg.SetupTokenPath
 			}
-			return errorf(http.StatusForbidden, "Creating the first administrator from another machine needs the bootstrap token: send the contents of %s as the X-Setup-Token header, or run this request on the server machine itself", where)
+			return errorf(http.StatusForbidden, "Creating the first administrator needs the bootstrap token unless the request comes from the server machine itself, addressed as localhost or 127.0.0.1 (or a name allowed with --allowed-host): send the contents of %s as the X-Setup-Token header", where)
 		}
 	}
 	n := auth.NewUser{Email: req.Email, Username: req.Username, Password: req.Password}
@@ -49,9 +49,7 @@ func (s *Server) firstAdmin(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 	if err != nil {
 		return err
 	}
-	if s.cfg.OnSetupDone != nil {
-		s.cfg.OnSetupDone()
-	}
+	s.afterSetup() // before the answer: a client told "created" finds the token file gone
 	tok, ttl, err := s.auth.NewSession(u.ID, true)
 	if err != nil {
 		return err

@@ -92,9 +92,8 @@ func readForm(r *http.Request) (map[string][]string, error) {
 }
 
 func formError(err error) error {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return err
+	if te := transportError(err); te != nil {
+		return te
 	}
 	return errorf(http.StatusBadRequest, "Cannot read the form: %v", err)
 }

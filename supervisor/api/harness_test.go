@@ -124,6 +124,13 @@ func (h *harness) do(q req) resp {
 	if r.RemoteAddr == "" {
 		r.RemoteAddr = remoteAddr
 	}
+	if r.RemoteAddr == loopbackAddr {
+		// A client on the machine addresses it as such (httptest's default is example.com).
+		r.Host = "127.0.0.1:8001"
+	}
+	if h, ok := q.header["Host"]; ok {
+		r.Host = h
+	}
 	if q.key != "" {
 		r.Header.Set("X-API-Key", q.key)
 	}

@@ -79,12 +79,18 @@ func (s *Server) wrap(rt *route) http.Handler {
 		maxBody = s.cfg.MaxBodyBytes
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.auth.SetupDone() {
+			defer s.afterSetup()
+		}
 		p, err := s.authorize(rt, r)
 		if err != nil {
 			writeError(w, s.log, r, err)
 			return
 		}
 		if r.Body != nil {
+			if !rt.streams() {
+				r.Body = s.bodyDeadline(w, r)
+			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		if rt.raw != nil {
@@ -95,6 +101,14 @@ func (s *Server) wrap(rt *route) http.Handler {
 			writeError(w, s.log, r, err)
 		}
 	})
+}
+
+// afterSetup runs the operator's hook (the daemon deletes the bootstrap token file) once,
+// after the first request that completed setup, whichever route made the administrator.
+func (s *Server) afterSetup() {
+	if s.cfg.OnSetupDone != nil && s.auth.SetupDone() {
+		s.setupOnce.Do(s.cfg.OnSetupDone)
+	}
 }
 
 // authorize resolves the caller and checks the route's access rule.
@@ -125,12 +139,16 @@ func (s *Server) authorize(rt *route, r *http.Request) (*auth.Principal, error) 
 	return p, nil
 }
 
-// principal resolves the caller. Before setup, callers on the server machine itself act as
-// the local administrator and everyone else gets ErrSetupRequired.
+// principal resolves the caller. Before setup, callers on the server machine itself that
+// name it by a loopback name act as the local administrator (localBeforeSetup); everyone
+// else is refused.
 func (s *Server) principal(r *http.Request, key string) (*auth.Principal, error) {
 	if !s.auth.SetupDone() {
-		if s.isLocal(r) {
+		if s.localBeforeSetup(r) {
 			return s.auth.LocalAdmin(), nil
+		}
+		if s.isLocal(r) {
+			return nil, errForeignHost
 		}
 		return nil, auth.ErrSetupRequired
 	}

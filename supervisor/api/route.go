@@ -71,6 +71,11 @@ type formField struct {
 	required   bool
 }
 
+// streams reports whether the route answers with a long-lived stream (Server-Sent Events,
+// or a WebSocket on the same path): such routes get no body read deadline, which would end
+// the stream.
+func (rt *route) streams() bool { return rt.contentType == "text/event-stream" }
+
 func (rt *route) paths() []string { return append([]string{rt.path}, rt.aliases...) }
 
 func (rt *route) methods() []string {

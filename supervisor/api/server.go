@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 
 	"github.com/gorilla/mux"
 
@@ -34,9 +35,18 @@ type Config struct {
 	SetupToken string
 	// SetupTokenPath is shown in error messages so the operator knows where to look.
 	SetupTokenPath string
-	// OnSetupDone runs once after the first administrator is created (the daemon deletes
-	// the bootstrap token file there).
+	// OnSetupDone runs once after the first administrator is created, by any route (the
+	// daemon deletes the bootstrap token file there).
 	OnSetupDone func()
+	// AllowedHosts are names, besides localhost and loopback addresses, by which a caller
+	// on this machine may address the server and act as the administrator before setup
+	// (see loopbackHost).
+	AllowedHosts []string
+	// BodyTimeout bounds reading a request body (default 30 s); bodies that keep arriving
+	// at MinBodyRate bytes a second or more (default 32 KiB/s) get longer, in proportion
+	// to what they sent. Event streams have none (see bodyDeadline).
+	BodyTimeout time.Duration
+	MinBodyRate int64
 	// Configs serves /api/configs; nil answers 503 there.
 	Configs *configs.Service
 	// Datasets serves /api/datasets; nil answers 503 there.
@@ -72,6 +82,8 @@ type Server struct {
 	spec    []byte // the OpenAPI document, rendered once
 	version buildinfo.Info
 	started time.Time
+	// setupOnce runs cfg.OnSetupDone once (afterSetup).
+	setupOnce sync.Once
 }
 
 // New builds the API server over the auth service.
@@ -81,6 +93,12 @@ func New(cfg Config, as *auth.Service, log *slog.Logger) (*Server, error) {
 	}
 	if cfg.MaxUploadBytes == 0 {
 		cfg.MaxUploadBytes = 10 << 30
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = 32 << 10
 	}
 	s := &Server{cfg: cfg, auth: as, log: log, docs: apidocs.New(apidocs.DefaultSpecURL),
 		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get(), started: time.Now()}

@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"simpletuner/store"
 )
 
 // LoginLimits configures login throttling.
@@ -128,3 +131,13 @@ func (l *LoginLimiter) gc(now time.Time) {
 }
 
 func normAccount(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// accountKey is the limiter's account for a login attempt: the resolved user, so that its
+// username and e-mail share one failure count, or, for a login that names no account, the
+// login string itself (unknown logins are throttled as a real account would be).
+func accountKey(u *store.User, login string) string {
+	if u != nil {
+		return "user:" + strconv.FormatInt(u.ID, 10)
+	}
+	return "login:" + normAccount(login)
+}

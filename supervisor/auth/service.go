@@ -2,7 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +51,10 @@ type Service struct {
 	// key costs one write a minute rather than one per request.
 	touchMu sync.Mutex
 	touched map[int64]time.Time
+
+	// fpKey keys the fingerprints of unknown logins in the log (fingerprint): random per
+	// process, so a logged fingerprint cannot be reversed by hashing guessed passwords.
+	fpKey []byte
 
 	// keyMu guards keys: principals of recently used API keys by key hash, so a script
 	// polling with a key costs no database read per request. Every change to a key or a
@@ -96,8 +104,12 @@ func NewService(db *store.DB, log *slog.Logger, o Options) (*Service, error) {
 		o.KeyTouchPeriod = time.Minute
 	}
 	s := &Service{db: db, hasher: NewHasher(o.HashParallel), limiter: NewLoginLimiter(*o.LoginLimits, o.Now),
-		now: o.Now, log: log, opts: o, touched: map[int64]time.Time{}, keys: map[string]cachedKey{}}
+		now: o.Now, log: log, opts: o, touched: map[int64]time.Time{}, keys: map[string]cachedKey{}, fpKey: make([]byte, 32)}
+	_, _ = rand.Read(s.fpKey)
 	done, err := db.Users().SetupDone()
+	if err == nil && !done {
+		done, err = db.Users().RepairSetup()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read setup state: %w", err)
 	}
@@ -284,7 +296,18 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (*store.User, error
 	if err := s.db.Users().Create(u); err != nil {
 		return nil, mapStoreErr(err)
 	}
+	s.noteAdmin(u)
 	return u, nil
+}
+
+// noteAdmin closes setup in memory once an active administrator exists, by whichever
+// route it was made (first-admin, POST /api/users, a promotion, the offline reset). The
+// store already recorded it in the same transaction as the write (store.markSetup); this
+// only updates the cache that principal resolution reads on every request.
+func (s *Service) noteAdmin(u *store.User) {
+	if u.IsAdmin && u.IsActive && s.setupDone.CompareAndSwap(false, true) {
+		s.log.Info("setup complete: an administrator exists; loopback callers are no longer implicit administrators", "username", u.Username, "id", u.ID)
+	}
 }
 
 // Login checks credentials for a client at addr and opens a session. It returns the user,
@@ -297,11 +320,15 @@ func (s *Service) Login(ctx context.Context, addr, login, password string, remem
 	if len(password) > MaxPasswordLen || len(login) > 254 {
 		return nil, "", 0, ErrInvalidCredentials
 	}
-	if err := s.limiter.Allow(addr, login); err != nil {
-		return nil, "", 0, err
-	}
 	u, err := s.db.Users().GetByLogin(login)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, "", 0, err
+	}
+	// One lock per account, whichever of its names was typed: the username and the e-mail
+	// share the free failures. Unknown logins are counted per string, so they are throttled
+	// (and answer) exactly as a real account would.
+	account := accountKey(u, login)
+	if err := s.limiter.Allow(addr, account); err != nil {
 		return nil, "", 0, err
 	}
 	phc := ""
@@ -319,12 +346,17 @@ func (s *Service) Login(ctx context.Context, addr, login, password string, remem
 		ok = false
 	}
 	if !ok || u == nil || !u.IsActive {
-		s.limiter.Failed(login)
-		// Usernames are logged sanitised and truncated: people type passwords there.
-		s.log.Info("failed login", "login", truncate(sanitize(login), 32), "addr", addr)
+		s.limiter.Failed(account)
+		if u != nil {
+			s.log.Info("failed login", "user_id", u.ID, "username", u.Username, "addr", addr)
+		} else {
+			// A login that names no account is never logged: people type passwords
+			// there. The fingerprint lets an operator see repeats within this run only.
+			s.log.Info("failed login for an unknown account", "login_fingerprint", s.fingerprint(login), "addr", addr)
+		}
 		return nil, "", 0, ErrInvalidCredentials
 	}
-	s.limiter.Succeeded(login)
+	s.limiter.Succeeded(account)
 	now := s.now().UTC()
 	u, err = s.db.Users().Update(u.ID, func(u *store.User) error { u.LastLoginAt = &now; return nil })
 	if err != nil {
@@ -486,6 +518,8 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 
 func mapStoreErr(err error) error {
 	switch {
+	case errors.Is(err, store.ErrLastAdmin):
+		return invalidf("this is the last active administrator; make another user an administrator first")
 	case errors.Is(err, store.ErrExists):
 		return fmt.Errorf("%w: %s", ErrExists, strings.TrimPrefix(err.Error(), store.ErrExists.Error()+": "))
 	case errors.Is(err, store.ErrNotFound):
@@ -495,14 +529,12 @@ func mapStoreErr(err error) error {
 	}
 }
 
-// sanitize drops control characters so log lines cannot be forged.
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
+// fingerprint is a short keyed digest of an unknown login for the log: equal strings give
+// equal fingerprints within one run, and nothing about the string itself is revealed.
+func (s *Service) fingerprint(login string) string {
+	m := hmac.New(sha256.New, s.fpKey)
+	m.Write([]byte(normAccount(login)))
+	return hex.EncodeToString(m.Sum(nil)[:6])
 }
 
 func truncate(s string, n int) string {

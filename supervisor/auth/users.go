@@ -99,11 +99,8 @@ func (s *Service) UpdateUser(ctx context.Context, id int64, p UserPatch) (*store
 	if p.IsActive != nil {
 		active = *p.IsActive
 	}
-	if cur.IsAdmin && cur.IsActive && (!isAdmin || !active) {
-		if err := s.ensureAnotherAdmin(id); err != nil {
-			return nil, err
-		}
-	}
+	// The store refuses, in the same transaction as the write, a change that would leave
+	// no active administrator (store.ErrLastAdmin).
 	u, err := s.db.Users().Update(id, func(u *store.User) error {
 		u.Email, u.Username, u.DisplayName = next.Email, next.Username, next.DisplayName
 		if hash != "" {
@@ -115,6 +112,7 @@ func (s *Service) UpdateUser(ctx context.Context, id int64, p UserPatch) (*store
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
+	s.noteAdmin(u)
 	if hash != "" || !active {
 		if _, err := s.db.Sessions().DeleteForUser(id, ""); err != nil {
 			return nil, err
@@ -130,33 +128,14 @@ func (s *Service) DeleteUser(p *Principal, id int64) error {
 	if p.User != nil && p.User.ID == id {
 		return invalidf("You cannot delete your own account")
 	}
-	u, err := s.GetUser(id)
-	if err != nil {
-		return err
-	}
-	if u.IsAdmin && u.IsActive {
-		if err := s.ensureAnotherAdmin(id); err != nil {
-			return err
-		}
+	// The account goes first: its deletion is what the last-administrator check guards
+	// (in the store's transaction), and sessions or keys left behind by a failure after it
+	// resolve to no user and are refused.
+	if err := s.db.Users().Delete(id); err != nil {
+		return mapStoreErr(err)
 	}
 	if _, err := s.db.Sessions().DeleteForUser(id, ""); err != nil {
 		return err
 	}
-	if err := s.db.APIKeys().RevokeForUser(id); err != nil {
-		return err
-	}
-	return mapStoreErr(s.db.Users().Delete(id))
-}
-
-func (s *Service) ensureAnotherAdmin(except int64) error {
-	all, err := s.db.Users().List()
-	if err != nil {
-		return err
-	}
-	for _, u := range all {
-		if u.ID != except && u.IsAdmin && u.IsActive {
-			return nil
-		}
-	}
-	return invalidf("this is the last active administrator; make another user an administrator first")
+	return s.db.APIKeys().RevokeForUser(id)
 }

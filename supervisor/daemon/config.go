@@ -45,6 +45,14 @@ type Config struct {
 
 	// TrustedProxies may set X-Forwarded-For/-Proto.
 	TrustedProxies []netip.Prefix
+	// AllowedHosts are extra names by which a caller on this machine may address the
+	// server before setup and act as the administrator (--allowed-host).
+	AllowedHosts []string
+	// BodyTimeout bounds reading a request body (0: 30 s; see api.Config.BodyTimeout).
+	BodyTimeout time.Duration
+	// MaxConnsPerAddr caps the connections one client address holds open at once
+	// (0: DefaultMaxConnsPerAddr; negative: no cap).
+	MaxConnsPerAddr int
 
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration
@@ -189,10 +197,30 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// ParseAllowedHosts parses a comma-separated list of host names or addresses, without
+// ports (--allowed-host).
+func ParseAllowedHosts(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(strings.Trim(part, "[]")); err != nil && strings.ContainsAny(part, ":/@ \t*[]") {
+			return nil, fmt.Errorf("--allowed-host %q: want a host name or address without port, scheme or wildcard", part)
+		}
+		out = append(out, part)
+	}
+	return out, nil
+}
+
 // Validate checks the values a person may have typed.
 func (c *Config) Validate() error {
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("--port %d: want a port number from 1 to 65535 (0 picks a free one)", c.Port)
+	}
+	if c.BodyTimeout < 0 {
+		return fmt.Errorf("--body-timeout %s: want a positive duration such as 30s", c.BodyTimeout)
 	}
 	if (c.SSLKey == "") != (c.SSLCert == "") {
 		return fmt.Errorf("--ssl-key and --ssl-cert go together: give both, or neither to generate a self-signed pair")

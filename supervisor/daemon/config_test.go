@@ -109,3 +109,15 @@ func TestConfigsOptionsRoots(t *testing.T) {
 		t.Errorf("cache roots %v", got)
 	}
 }
+
+func TestParseAllowedHosts(t *testing.T) {
+	got, err := ParseAllowedHosts(" gpu-box , train.lab.example,192.0.2.10,[fd00::5],fd00::6")
+	if err != nil || len(got) != 5 || got[0] != "gpu-box" || got[3] != "[fd00::5]" {
+		t.Fatalf("%q %v", got, err)
+	}
+	for _, bad := range []string{"gpu-box:8001", "http://gpu-box", "*.example", "user@host", "a b"} {
+		if _, err := ParseAllowedHosts(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 			return fmt.Errorf("--env %s is not valid:\n  %s", cfg.Env, strings.Join(autostart.Issues.Errors().Messages(), "\n  "))
 		}
 	}
-	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
+	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, AllowedHosts: cfg.AllowedHosts, BodyTimeout: cfg.BodyTimeout, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
 		Store: db, Events: hub, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
 	if !as.SetupDone() {
 		tok, path, err := writeBootstrapToken(cfg.StateDir)
@@ -152,6 +152,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return fmt.Errorf("listen on %s:%d: %w", cfg.Host, cfg.Port, err)
 	}
+	maxConns := cfg.MaxConnsPerAddr
+	if maxConns == 0 {
+		maxConns = DefaultMaxConnsPerAddr
+	}
+	ln = limitConnsPerAddr(ln, maxConns, cfg.TrustedProxies, log.With("component", "http"))
 	scheme := "http"
 	hs := &http.Server{
 		Handler:           srv.Handler(),
