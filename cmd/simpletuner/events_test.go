@@ -69,19 +69,6 @@ func openStream(t *testing.T, ctx context.Context, c *http.Client, url string, h
 	return out
 }
 
-func startFastJob(t *testing.T, c *http.Client, d *proc, home string) string {
-	t.Helper()
-	_, body := form(t, c, d.base+"/api/training/start", fastPathFields(t, home), "application/json")
-	var st struct {
-		JobID string `json:"job_id"`
-	}
-	json.Unmarshal([]byte(body), &st)
-	if st.JobID == "" {
-		t.Fatalf("start: %s", body)
-	}
-	return st.JobID
-}
-
 // TestEventStreamResumesAcrossDaemonRestart is row E4 against the real daemon: a client
 // reads part of the stream, the daemon is SIGKILLed while the trainer keeps emitting,
 // and the client resumes with Last-Event-ID on the new daemon: every event of the job
@@ -96,7 +83,7 @@ func TestEventStreamResumesAcrossDaemonRestart(t *testing.T) {
 	if f := <-frames; f.Name != "connection" {
 		t.Fatalf("first frame %+v", f)
 	}
-	id := startFastJob(t, c, d, home)
+	id := startJob(t, d, c, fastPathFields(t, home))
 
 	var idx []uint64
 	seqs := map[float64]int{}
@@ -184,7 +171,7 @@ func TestEventBurstTenThousandPerSecond(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	frames := openStream(t, ctx, c, d.base+"/api/events?types=training.progress,job.status,notification", nil)
-	id := startFastJob(t, c, d, home)
+	id := startJob(t, d, c, fastPathFields(t, home))
 	got, done := 0, false
 	var stats map[string]any
 	deadline := time.After(45 * time.Second)
@@ -256,7 +243,7 @@ func TestStreamInjectionAndSecretsEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	frames := openStream(t, ctx, c, d.base+"/api/training/events/stream?since_index=0", nil)
-	id := startFastJob(t, c, d, home)
+	id := startJob(t, d, c, fastPathFields(t, home))
 	var all strings.Builder
 	sawNote, sawLog := false, false
 	deadline := time.After(30 * time.Second)

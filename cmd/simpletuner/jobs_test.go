@@ -39,29 +39,6 @@ func adminClient(t *testing.T, d *proc) *http.Client {
 	return c
 }
 
-// form posts multipart fields the way curl -F does.
-func form(t *testing.T, c *http.Client, url string, fields [][2]string, accept string) (int, string) {
-	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for _, f := range fields {
-		mw.WriteField(f[0], f[1])
-	}
-	mw.Close()
-	req, _ := http.NewRequest("POST", url, &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
-}
-
 // fastPathFields are the seed's fast-path fields with the dit family this trainer has.
 // The data lies under the datasets root and the cache under the cache root, where a
 // dataloader's folders must be.

@@ -29,34 +29,6 @@ import (
 // lockout per account; unknown logins never logged) and 12 (slow bodies; connections per
 // address).
 
-// hostCall is call with the Host header set to host (Go's client takes it from req.Host).
-func hostCall(t *testing.T, c *http.Client, method, u, host string, body any, hdr map[string]string) (int, map[string]any) {
-	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, u, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = host
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	out := map[string]any{}
-	b, _ := io.ReadAll(res.Body)
-	_ = json.Unmarshal(b, &out)
-	return res.StatusCode, out
-}
-
 func portOf(t *testing.T, base string) string {
 	t.Helper()
 	u, err := url.Parse(base)
@@ -138,20 +110,6 @@ func TestSecurityAdminByUsersRouteClosesSetup(t *testing.T) {
 		t.Fatalf("first-admin after setup: %d, want 409", code)
 	}
 	loginMember(t, d, "boss", nil)
-}
-
-// keyStatus is a request safe to make from any goroutine: it returns the status, or 0 when
-// the request failed.
-func keyStatus(c *http.Client, method, u, key string) int {
-	req, _ := http.NewRequest(method, u, nil)
-	req.Header.Set("X-API-Key", key)
-	res, err := c.Do(req)
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode
 }
 
 // Item 10: two administrators deactivating each other at the same moment never leave

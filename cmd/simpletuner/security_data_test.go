@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,46 +20,6 @@ import (
 // Black-box tests of issue 11's data items against the real daemon: dataset writes by
 // viewers (4), hook scripts swapped after the check (5), zip bombs of many small entries
 // (13) and a state directory with truncated tables (14).
-
-// mpart is one part of a multipart form: a field, or a file when filename is set.
-type mpart struct {
-	field, value, filename string
-	data                   []byte
-}
-
-// postParts posts a multipart form the way curl -F does, parts in order.
-func postParts(t *testing.T, c *http.Client, url string, hdr map[string]string, parts ...mpart) (int, string) {
-	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for _, p := range parts {
-		if p.filename == "" {
-			mw.WriteField(p.field, p.value)
-			continue
-		}
-		w, err := mw.CreateFormFile(p.field, p.filename)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(p.data)
-	}
-	mw.Close()
-	req, err := http.NewRequest("POST", url, &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
-}
 
 // zipOf builds an archive of the named entries.
 func zipOf(t *testing.T, entries map[string][]byte) []byte {
@@ -322,15 +279,7 @@ func TestSecurityHookScriptSwappedAfterSubmitIsNotRun(t *testing.T) {
 	goodMarker, evilMarker := filepath.Join(home, "good-ran"), filepath.Join(home, "evil-ran")
 	hookScript(t, filepath.Join(hooks, "sub", "h.sh"), "touch "+goodMarker+"\n")
 	fields := append(fastPathFields(t, home), [2]string{"--post_checkpoint_script", filepath.Join(hooks, "sub", "h.sh") + " {local_checkpoint_path}"})
-	code, body := form(t, c, d.base+"/api/training/start", fields, "application/json")
-	var st struct {
-		JobID string `json:"job_id"`
-	}
-	json.Unmarshal([]byte(body), &st)
-	if code != 200 || st.JobID == "" {
-		t.Fatalf("start: %d %s", code, body)
-	}
-	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
+	jobID := startRunning(t, d, c, fields)
 
 	evil := filepath.Join(home, "evil")
 	hookScript(t, filepath.Join(evil, "h.sh"), "touch "+evilMarker+"\n")
@@ -343,7 +292,7 @@ func TestSecurityHookScriptSwappedAfterSubmitIsNotRun(t *testing.T) {
 	if err := os.Rename(evil, filepath.Join(hooks, "sub")); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := call(t, c, "POST", d.base+"/api/training/checkpoint/run?job_id="+url.QueryEscape(st.JobID), nil, nil); code != 200 {
+	if code, body := call(t, c, "POST", d.base+"/api/training/checkpoint/run?job_id="+url.QueryEscape(jobID), nil, nil); code != 200 {
 		t.Fatalf("checkpoint/run: %d %v", code, body)
 	}
 	var fin map[string]any
@@ -353,14 +302,14 @@ func TestSecurityHookScriptSwappedAfterSubmitIsNotRun(t *testing.T) {
 			t.Fatalf("no hook.finished event within 30 s\n%s", d.stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
-		fin = jobEvent(t, c, d.base, st.JobID, "hook.finished")
+		fin = jobEvent(t, c, d.base, jobID, "hook.finished")
 	}
 	data, _ := fin["data"].(map[string]any)
 	reason, _ := data["error"].(string)
 	if data["exit_code"] != float64(-1) || !strings.Contains(reason, "owned by uid 65534") {
 		t.Errorf("hook run not recorded as refused: %v", fin)
 	}
-	call(t, c, "POST", d.base+"/api/queue/"+st.JobID+"/cancel", nil, nil)
+	call(t, c, "POST", d.base+"/api/queue/"+jobID+"/cancel", nil, nil)
 	for _, m := range []string{evilMarker, goodMarker} {
 		if _, err := os.Stat(m); err == nil {
 			t.Errorf("%s: a script ran after the swap", filepath.Base(m))

@@ -4,11 +4,8 @@ package main
 // reads, paths outside the roots) and 6 (dataloader folders outside the roots).
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -95,47 +92,6 @@ func vmRSS(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-// postFields posts multipart fields (like curl -F) with headers and returns the status
-// and body, or the transport error (a client timeout) for the caller to report.
-func postFields(c *http.Client, url string, fields [][2]string, hdr map[string]string) (int, string, error) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for _, f := range fields {
-		mw.WriteField(f[0], f[1])
-	}
-	mw.Close()
-	req, _ := http.NewRequest("POST", url, &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("Accept", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b), nil
-}
-
-// doJSON sends a JSON body and returns the status and body, or the transport error.
-func doJSON(c *http.Client, method, url string, body any, hdr map[string]string) (int, string, error) {
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, url, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(out), nil
 }
 
 // with returns fields with one more (a later field wins in the form).

@@ -30,21 +30,6 @@ func withField(fields [][2]string, name, value string) [][2]string {
 	return append(out, [2]string{name, value})
 }
 
-// startAs starts a training job with fields as c and waits until it runs.
-func startAs(t *testing.T, d *proc, c *http.Client, fields [][2]string) string {
-	t.Helper()
-	code, body := form(t, c, d.base+"/api/training/start", fields, "application/json")
-	var st struct {
-		JobID string `json:"job_id"`
-	}
-	json.Unmarshal([]byte(body), &st)
-	if code != 200 || st.JobID == "" {
-		t.Fatalf("start: %d %s", code, body)
-	}
-	waitJob(t, c, d.base, st.JobID, 30*time.Second, "running")
-	return st.JobID
-}
-
 // jobRoute is one route that names a job or implies "the current job", as /openapi.json
 // lists it.
 type jobRoute struct {
@@ -197,7 +182,7 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 	if code, body := call(t, tm.admin.cookie, "POST", b+"/api/queue/concurrency", map[string]any{"local_job_max_concurrent": 2}, nil); code != 200 {
 		t.Fatalf("concurrency: %d %v", code, body)
 	}
-	jobA = startAs(t, d, tm.r1.cookie, withField(fields, "--output_dir", outA))
+	jobA = startRunning(t, d, tm.r1.cookie, withField(fields, "--output_dir", outA))
 	before := jobState(t, tm.r1.cookie, b, jobA)
 
 	// Everyone below research1 who is not research1: research2 by key and by cookie, and
@@ -269,7 +254,7 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 	}
 
 	// research2 now runs a newer job; research1's "current job" stays research1's own.
-	jobB := startAs(t, d, tm.r2.cookie, withField(fields, "--output_dir", filepath.Join(home, "out", "research2-run")))
+	jobB := startRunning(t, d, tm.r2.cookie, withField(fields, "--output_dir", filepath.Join(home, "out", "research2-run")))
 	for _, path := range []string{"/api/training/validation/run", "/api/training/checkpoint/run"} {
 		if code, r := call(t, tm.r1.cookie, "POST", b+path, nil, nil); code != 200 || r["job_id"] != jobA {
 			t.Fatalf("research1 %s without job_id: %d %v, want job %s", path, code, r, jobA)
@@ -341,7 +326,7 @@ func TestSecurityStatusShowsOnlyVisibleJobs(t *testing.T) {
 	out := filepath.Join(home, "out", "private-run")
 	const prompt = "a private prompt of research1"
 	fields := withField(withField(fastPathFields(t, home), "--output_dir", out), "--validation_prompt", prompt)
-	id := startAs(t, d, tm.r1.cookie, fields)
+	id := startRunning(t, d, tm.r1.cookie, fields)
 	pid := fmt.Sprint(jobState(t, tm.r1.cookie, d.base, id)["pid"])
 
 	for _, who := range []struct {
@@ -386,7 +371,7 @@ func TestSecurityCheckpointListingRevealsNoPaths(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(out, "checkpoint-5"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	startAs(t, d, tm.r1.cookie, withField(fastPathFields(t, home), "--output_dir", out))
+	startRunning(t, d, tm.r1.cookie, withField(fastPathFields(t, home), "--output_dir", out))
 
 	list := func(c *http.Client, hdr map[string]string, dir string) (int, string) {
 		return rawCall(t, c, "GET", d.base+"/api/training/checkpoints?output_dir="+url.QueryEscape(dir), nil, hdr)

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"strings"
 	"testing"
 	"time"
 )
@@ -81,45 +76,4 @@ func loginMember(t *testing.T, d *proc, name string, c *http.Client) member {
 	}
 	m.key, _ = body["key"].(string)
 	return m
-}
-
-// rawCall sends body (JSON bytes, nil for none) and returns the status and the answer as
-// text. An event stream's body is not read: its status is the answer.
-func rawCall(t *testing.T, c *http.Client, method, url string, body []byte, hdr map[string]string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		return res.StatusCode, ""
-	}
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
-}
-
-// jsonBytes encodes v as a request body (nil stays nil: no body).
-func jsonBytes(t *testing.T, v any) []byte {
-	t.Helper()
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
