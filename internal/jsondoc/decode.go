@@ -31,22 +31,12 @@ var (
 // decoder that runs after it.
 func CheckDepth(data []byte, max int) error {
 	depth := 0
-	inString, escaped := false, false
+	var lit literal
 	for i, c := range data {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
+		if lit.holds(c) {
 			continue
 		}
 		switch c {
-		case '"':
-			inString = true
 		case '[', '{':
 			depth++
 			if depth > max {

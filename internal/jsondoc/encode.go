@@ -39,25 +39,14 @@ func Indent(dst, src []byte, levels int) []byte {
 		}
 	}
 	depth := 0
-	inString, escaped := false, false
+	var lit literal
 	for i, c := range src {
-		if inString {
+		if lit.holds(c) {
 			dst = append(dst, c)
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
 			continue
 		}
 		switch c {
 		case ' ', '\t', '\r', '\n':
-		case '"':
-			inString = true
-			dst = append(dst, c)
 		case '[', '{':
 			dst = append(dst, c)
 			depth++
