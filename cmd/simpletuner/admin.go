@@ -58,15 +58,8 @@ func adminCmd(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv f
 		fmt.Fprint(stderr, adminUsage)
 		printFlags(stderr, fs)
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "simpletuner admin reset: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, stop := parseFlagsOnly(fs, args[1:], "admin reset", stderr); stop {
+		return code
 	}
 	if err := adminReset(*dir, *username, *email, *fromStdin, stdin, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "simpletuner admin reset:", err)

@@ -115,15 +115,8 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 		fmt.Fprintf(stderr, "Usage: simpletuner server [flags]\n\nRuns the training server. Defaults live under SIMPLETUNER_HOME (%s).\n\nFlags:\n", cfg.Home)
 		printFlags(stderr, fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "simpletuner server: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, stop := parseFlagsOnly(fs, args, "server", stderr); stop {
+		return code
 	}
 	if cfg.TrustedProxies, err = daemon.ParseTrustedProxies(*proxies); err != nil {
 		fmt.Fprintln(stderr, "simpletuner server:", err)
@@ -197,4 +190,21 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// parseFlagsOnly parses args into fs for a command that takes flags and no arguments.
+// stop is true when the command must end at once with code: 0 after --help, 2 after a
+// bad flag (the flag package has said why) or a stray argument.
+func parseFlagsOnly(fs *flag.FlagSet, args []string, command string, stderr io.Writer) (code int, stop bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "simpletuner %s: unexpected argument %q\n", command, fs.Arg(0))
+		return 2, true
+	}
+	return 0, false
 }
