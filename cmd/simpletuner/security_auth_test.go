@@ -24,9 +24,9 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
-// Black-box tests of issue 11, items 3 (pre-setup DNS rebinding; an administrator made by
-// any route closes setup), 10 (last-administrator race; offline recovery), 11 (login
-// lockout per account; unknown logins never logged) and 12 (slow bodies; connections per
+// Black-box tests of docs/security.md, rows H3 (pre-setup DNS rebinding; an administrator made by
+// any route closes setup), H10 (last-administrator race; offline recovery), H11 (login
+// lockout per account; unknown logins never logged) and H12 (slow bodies; connections per
 // address).
 
 func portOf(t *testing.T, base string) string {
@@ -47,7 +47,7 @@ func setupStatus(t *testing.T, d *proc) map[string]any {
 	return st
 }
 
-// Item 3: the issue's reproduction. A page on http://attacker.example:PORT whose name
+// Row H3: the reported reproduction. A page on http://attacker.example:PORT whose name
 // now resolves to 127.0.0.1 posts same-origin to first-admin from the loopback peer:
 // refused, and no administrator exists. The server's own loopback names still work.
 func TestSecurityPreSetupDNSRebindingRefused(t *testing.T) {
@@ -84,7 +84,7 @@ func TestSecurityPreSetupDNSRebindingRefused(t *testing.T) {
 	}
 }
 
-// Item 3, second part: an administrator created through POST /api/users before setup
+// Row H3, second part: an administrator created through POST /api/users before setup
 // closes setup as first-admin does.
 func TestSecurityAdminByUsersRouteClosesSetup(t *testing.T) {
 	home := t.TempDir()
@@ -112,7 +112,7 @@ func TestSecurityAdminByUsersRouteClosesSetup(t *testing.T) {
 	loginMember(t, d, "boss", nil)
 }
 
-// Item 10: two administrators deactivating each other at the same moment never leave
+// Row H10: two administrators deactivating each other at the same moment never leave
 // zero active administrators.
 func TestSecurityMutualAdminDeactivationLeavesAnAdmin(t *testing.T) {
 	d := start(t, t.TempDir())
@@ -254,7 +254,7 @@ func lockOutAdmins(t *testing.T, state string) {
 	}
 }
 
-// Item 10, recovery: with every administrator locked out, `simpletuner admin reset` run
+// Row H10, recovery: with every administrator locked out, `simpletuner admin reset` run
 // with the daemon stopped restores access (refusing while the daemon runs).
 func TestSecurityAdminResetOffline(t *testing.T) {
 	home := t.TempDir()
@@ -309,7 +309,7 @@ func TestSecurityAdminResetOffline(t *testing.T) {
 	}
 }
 
-// Item 11: failures by username and by e-mail count against one account. On the old
+// Row H11: failures by username and by e-mail count against one account. On the old
 // code each name had its own five free failures, so ten failures split between the two
 // never locked anything.
 func TestSecurityLoginLockoutSharedByUsernameAndEmail(t *testing.T) {
@@ -365,7 +365,7 @@ func TestSecurityLoginLockoutSharedByUsernameAndEmail(t *testing.T) {
 	}
 }
 
-// Item 11: a login string that names no account (a password typed into the username
+// Row H11: a login string that names no account (a password typed into the username
 // field) never reaches the log, at any level.
 func TestSecurityUnknownLoginNeverLogged(t *testing.T) {
 	d := start(t, t.TempDir(), "--log-level", "debug")
@@ -389,7 +389,7 @@ func TestSecurityUnknownLoginNeverLogged(t *testing.T) {
 	}
 }
 
-// Item 12: a body trickled a byte a second to the public login route is cut off once the
+// Row H12: a body trickled a byte a second to the public login route is cut off once the
 // body deadline passes (--body-timeout 2s): the server answers 408 or closes.
 func TestSecuritySlowBodyCutOff(t *testing.T) {
 	d := start(t, t.TempDir(), "--body-timeout", "2s")
@@ -427,7 +427,7 @@ func TestSecuritySlowBodyCutOff(t *testing.T) {
 	}
 }
 
-// Item 12: one address holds at most --max-conns-per-addr connections; the ones over the
+// Row H12: one address holds at most --max-conns-per-addr connections; the ones over the
 // cap are closed while the first ones keep working, and a closed one frees its slot.
 func TestSecurityConnectionCapPerAddress(t *testing.T) {
 	const limit = 4
@@ -497,7 +497,7 @@ func TestSecurityConnectionCapPerAddress(t *testing.T) {
 	}
 }
 
-// Item 12: event streams have no body deadline: an SSE stream keeps delivering
+// Row H12: event streams have no body deadline: an SSE stream keeps delivering
 // heartbeats well past --body-timeout.
 func TestSecurityEventStreamOutlivesBodyDeadline(t *testing.T) {
 	d := start(t, t.TempDir(), "--body-timeout", "1s", "--event-heartbeat", "300ms")

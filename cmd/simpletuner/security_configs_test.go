@@ -54,7 +54,7 @@ func nested(depth int) string {
 	return strings.Repeat("[", depth) + `"x"` + strings.Repeat("]", depth)
 }
 
-// Item 7: a small body nested thousands deep is refused before anything is written, so
+// Row H7: a small body nested thousands deep is refused before anything is written, so
 // it can no longer become a config.json thousands of times its size.
 func TestSecurityDeeplyNestedConfigRefused(t *testing.T) {
 	home := t.TempDir()
@@ -120,7 +120,7 @@ var webhookSecrets = []string{"SECRETPATH", "SECRETQUERY", "st_SECRETTOKEN", "DI
 const secretWebhooks = `[{"webhook_type":"raw","callback_url":"https://hooks.example.com/cb/SECRETPATH?k=SECRETQUERY","auth_token":"st_SECRETTOKEN","log_level":"info"},` +
 	`{"webhook_type":"discord","webhook_url":"https://discord.com/api/webhooks/123/DISCORDTOKEN","message_prefix":"team"}]`
 
-// Item 9: webhook secrets stored in an environment are shown to nobody (viewer or admin)
+// Row H9: webhook secrets stored in an environment are shown to nobody (viewer or admin)
 // by GET, export, the active config or the list, and sending the shown form back keeps
 // the stored secrets.
 func TestSecurityWebhookSecretsHiddenInEnvironments(t *testing.T) {
@@ -213,7 +213,7 @@ func TestSecurityWebhookSecretsHiddenInEnvironments(t *testing.T) {
 	}
 }
 
-// Item 15a: a JSON body with anything but whitespace after the value is refused with
+// Row H15: a JSON body with anything but whitespace after the value is refused with
 // 422 wherever it is sent.
 func TestSecurityJSONBodyWithTrailingDataRefused(t *testing.T) {
 	home := t.TempDir()
@@ -241,7 +241,7 @@ func TestSecurityJSONBodyWithTrailingDataRefused(t *testing.T) {
 	}
 }
 
-// Item 15b: an auth_token or URL with a line break is refused when the webhooks are
+// Row H15: an auth_token or URL with a line break is refused when the webhooks are
 // validated, naming the field, instead of failing every delivery later.
 func TestSecurityWebhookTokenWithLineBreakRefused(t *testing.T) {
 	home := t.TempDir()
@@ -291,7 +291,7 @@ func wantPrivate(t *testing.T, step, root string) {
 	}
 }
 
-// Item 15c: everything the configs service writes is the daemon user's alone: files
+// Row H15: everything the configs service writes is the daemon user's alone: files
 // 0600, folders 0700, after each kind of write.
 func TestSecurityConfigFilesArePrivate(t *testing.T) {
 	home := t.TempDir()

@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// Black-box tests of issue 11's data items against the real daemon: dataset writes by
+// Black-box tests of the data rows of docs/security.md (H4, H5, H13, H14) against the real daemon: dataset writes by
 // viewers (4), hook scripts swapped after the check (5), zip bombs of many small entries
 // (13) and a state directory with truncated tables (14).
 
@@ -75,7 +75,7 @@ func dirState(t *testing.T, dir string) string {
 	return strings.Join(out, "\n")
 }
 
-// Item 4: a viewer may browse the datasets directory but not create folders, upload or
+// Row H4: a viewer may browse the datasets directory but not create folders, upload or
 // upload archives; nothing reaches the disk. A researcher may write, but may not replace
 // a file someone else uploaded (files record no uploader); a lead may.
 func TestSecurityViewerCannotWriteDatasets(t *testing.T) {
@@ -165,7 +165,7 @@ func refusedWhole(t *testing.T, c *http.Client, d *proc, datasets string, archiv
 	}
 }
 
-// Item 13: an archive of sixty 1 MiB entries of zeros (each under the per-entry ratio
+// Row H13: an archive of sixty 1 MiB entries of zeros (each under the per-entry ratio
 // floor, about 70 KB in all) is refused as a whole and nothing is extracted. An ordinary
 // archive still extracts.
 func TestSecurityZipOfManySmallZeroEntriesRefused(t *testing.T) {
@@ -190,7 +190,7 @@ func TestSecurityZipOfManySmallZeroEntriesRefused(t *testing.T) {
 	}
 }
 
-// Item 13: --max-extract-bytes caps what one zip upload may extract, whatever its ratio.
+// Row H13: --max-extract-bytes caps what one zip upload may extract, whatever its ratio.
 func TestSecurityZipOverExtractCapRefused(t *testing.T) {
 	home := t.TempDir()
 	d := start(t, home, "--max-extract-bytes", fmt.Sprint(1<<20))
@@ -218,7 +218,7 @@ func hookScript(t *testing.T, path, body string) {
 	}
 }
 
-// Item 5, at submission: the issue's layout (a hook at D/sub/h.sh where D is 0777) and a
+// Row H5, at submission: the reported layout (a hook at D/sub/h.sh where D is 0777) and a
 // symlinked folder in the path are refused with 422, and no job is created.
 func TestSecurityHookScriptUnsafeFolderRefusedAtSubmit(t *testing.T) {
 	home := t.TempDir()
@@ -264,7 +264,7 @@ func jobEvent(t *testing.T, c *http.Client, base, id, typ string) map[string]any
 	return m
 }
 
-// Item 5, at run time (the issue's reproduction): the hook passes the check at
+// Row H5, at run time (the reported reproduction): the hook passes the check at
 // submission; before the checkpoint, its folder is swapped for one holding a script owned
 // by nobody. The daemon checks again when the hook runs, refuses it, records the run
 // failed with the reason, and the swapped-in script never runs.
@@ -317,7 +317,7 @@ func TestSecurityHookScriptSwappedAfterSubmitIsNotRun(t *testing.T) {
 	}
 }
 
-// Item 14: truncated table files make the daemon exit at once with the clear "state
+// Row H14: truncated table files make the daemon exit at once with the clear "state
 // directory is damaged" message, not a badger panic with a stack trace.
 func TestSecurityTruncatedStateTablesRefuseToStart(t *testing.T) {
 	home := t.TempDir()

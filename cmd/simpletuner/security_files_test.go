@@ -1,7 +1,7 @@
 package main
 
-// Black-box tests of issue 11, items 2 (files an option names: special files, unbounded
-// reads, paths outside the roots) and 6 (dataloader folders outside the roots).
+// Black-box tests of docs/security.md, rows H2 (files an option names: special files, unbounded
+// reads, paths outside the roots) and H6 (dataloader folders outside the roots).
 
 import (
 	"encoding/json"
@@ -143,7 +143,7 @@ func foreignFiles(t *testing.T) (existing, missing string) {
 	return existing, filepath.Join(dir, "missing.json")
 }
 
-// Item 2: a file an option names is opened without blocking, must be a regular file of at
+// Row H2: a file an option names is opened without blocking, must be a regular file of at
 // most 1 MiB inside the configs dir (or an allowed root), and a path outside gets one
 // message whether or not it exists, never a word of the file.
 func TestSecurityFilesNamedByOptionsAreConfinedAndBounded(t *testing.T) {
@@ -259,7 +259,7 @@ func TestSecurityFilesNamedByOptionsAreConfinedAndBounded(t *testing.T) {
 	}
 }
 
-// Item 2, the admin's side: --allow-file-root lets files outside the configs dir be
+// Row H2, the admin's side: --allow-file-root lets files outside the configs dir be
 // named; the FIFO and size checks still hold there.
 func TestSecurityAllowFileRootWidensWhereFilesMayLie(t *testing.T) {
 	home, shared := t.TempDir(), t.TempDir()
@@ -281,7 +281,7 @@ func TestSecurityAllowFileRootWidensWhereFilesMayLie(t *testing.T) {
 	}
 }
 
-// Item 6: a dataloader's instance_data_dir must lie under the datasets root and its
+// Row H6: a dataloader's instance_data_dir must lie under the datasets root and its
 // cache_dir* under the cache or output root (or an --allow-data-root); otherwise validate
 // and start refuse it naming the dataset and the key, no job is made, and nothing is
 // created where it pointed.
@@ -373,7 +373,7 @@ func TestSecurityDataloaderFoldersStayInsideTheRoots(t *testing.T) {
 	}
 }
 
-// Item 6, the admin's side: --allow-data-root lets a dataloader use folders elsewhere.
+// Row H6, the admin's side: --allow-data-root lets a dataloader use folders elsewhere.
 func TestSecurityAllowDataRootWidensWhereDataMayLie(t *testing.T) {
 	home, shared := t.TempDir(), t.TempDir()
 	d := start(t, home, "--allow-data-root", shared)

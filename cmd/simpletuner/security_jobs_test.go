@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// Black-box tests of job ownership (issue 11, items 1, 8 and the checkpoint listing of
-// item 2): one researcher's job is invisible to another on every route that names or
+// Black-box tests of job ownership (rows H1, H8 and the checkpoint listing of H2 in
+// docs/security.md): one researcher's job is invisible to another on every route that names or
 // implies a job, status shows only jobs the caller may see, and the checkpoint listing
 // tells nothing about paths outside the caller's jobs.
 
@@ -97,7 +97,7 @@ func jobRoutesOfDoc(t *testing.T, base string) []string {
 	return out
 }
 
-// TestSecurityJobRoutesHideOthersJobs is issue 11 item 1: a second researcher gets 404 —
+// TestSecurityJobRoutesHideOthersJobs is row H1 of docs/security.md: a second researcher gets 404 —
 // the very answer a job id that does not exist gets — on every route that names another
 // user's job, by API key and by session cookie (a viewer gets the same answer as for a
 // missing job); without job_id they act on nothing of the first researcher's; the job
@@ -316,7 +316,7 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 	waitJob(t, tm.r1.cookie, b, jobA, 30*time.Second, "cancelled")
 }
 
-// TestSecurityStatusShowsOnlyVisibleJobs is issue 11 item 8: GET /api/training/status
+// TestSecurityStatusShowsOnlyVisibleJobs is row H8 of docs/security.md: GET /api/training/status
 // shows a viewer and a second researcher "idle" while another user's job runs — not its
 // config, prompts, paths or pid; its owner and a lead (job.view.all) see it.
 func TestSecurityStatusShowsOnlyVisibleJobs(t *testing.T) {
@@ -358,8 +358,8 @@ func TestSecurityStatusShowsOnlyVisibleJobs(t *testing.T) {
 	}
 }
 
-// TestSecurityCheckpointListingRevealsNoPaths is the checkpoint listing of issue 11 item
-// 2: an output_dir that is not the output directory of a job the caller may see gets one
+// TestSecurityCheckpointListingRevealsNoPaths is the checkpoint listing of docs/security.md row H2:
+// an output_dir that is not the output directory of a job the caller may see gets one
 // and the same 404, whether it is /etc/shadow, /etc, a path that does not exist, a path
 // climbing out of the output root, or another user's output directory; the job's owner
 // lists it, a lead (job.view.all) lists it but nothing outside the output root.
