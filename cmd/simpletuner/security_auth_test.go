@@ -64,6 +64,9 @@ func TestSecurityPreSetupDNSRebindingRefused(t *testing.T) {
 	if code == 200 || code < 400 {
 		t.Fatalf("rebound first-admin from loopback: %d %v (the attacker's administrator was created)", code, body)
 	}
+	if detail := fmt.Sprint(body["detail"]); !strings.Contains(detail, "X-Setup-Token") || strings.Contains(detail, home) {
+		t.Fatalf("refusal %q: want how to proceed, without the server's paths", detail)
+	}
 	if code, _ := hostCall(t, c, "GET", d.base+"/api/users", evil, nil, rebound); code != 403 && code != 401 {
 		t.Fatalf("rebound GET /api/users before setup: %d, want 401 or 403", code)
 	}

@@ -34,11 +34,10 @@ func (s *Server) firstAdmin(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 			tok = req.SetupToken
 		}
 		if s.cfg.SetupToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.SetupToken)) != 1 {
-			where := "the bootstrap token file in the state directory"
-			if s.cfg.SetupTokenPath != "" {
-				where = s.cfg.SetupTokenPath
-			}
-			return errorf(http.StatusForbidden, "Creating the first administrator needs the bootstrap token unless the request comes from the server machine itself, addressed as localhost or 127.0.0.1 (or a name allowed with --allowed-host): send the contents of %s as the X-Setup-Token header", where)
+			// The file's path is not told to a caller nobody has authenticated (the
+			// operator finds it in the daemon's start-up log).
+			return errorf(http.StatusForbidden, "Creating the first administrator needs the bootstrap token unless the request comes from the server machine itself, addressed as localhost or 127.0.0.1 (or a name allowed with --allowed-host): "+
+				"send the contents of the file bootstrap-token in the server's state directory (its path is in the daemon's log) as the X-Setup-Token header")
 		}
 	}
 	n := auth.NewUser{Email: req.Email, Username: req.Username, Password: req.Password}

@@ -33,8 +33,6 @@ type Config struct {
 	// SetupToken, when non-empty, lets a remote client create the first administrator by
 	// presenting it; without it only the server machine itself can.
 	SetupToken string
-	// SetupTokenPath is shown in error messages so the operator knows where to look.
-	SetupTokenPath string
 	// OnSetupDone runs once after the first administrator is created, by any route (the
 	// daemon deletes the bootstrap token file there).
 	OnSetupDone func()

@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		if err != nil {
 			return err
 		}
-		apiCfg.SetupToken, apiCfg.SetupTokenPath = tok, path
+		apiCfg.SetupToken = tok
 		apiCfg.OnSetupDone = func() {
 			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				log.Warn("remove bootstrap token", "path", path, "err", err)
