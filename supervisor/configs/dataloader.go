@@ -1,13 +1,14 @@
 package configs
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
+	"simpletuner/internal/jsondoc"
 	"simpletuner/options"
 )
 
@@ -43,14 +44,12 @@ type DataloaderCheck struct {
 // ValidateDataloader checks a dataloader JSON document (multidatabackend.json) and
 // returns every problem found, in document order. Only error issues make it invalid.
 func ValidateDataloader(data []byte, chk DataloaderCheck) options.Issues {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return options.Issues{dlErr("", "Dataloader config is not valid JSON: %v", err)}
-	}
-	if dec.More() {
+	switch err := jsondoc.DecodeNumbers(data, &doc); {
+	case errors.Is(err, jsondoc.ErrTrailing):
 		return options.Issues{dlErr("", "Dataloader config has extra data after the JSON list")}
+	case err != nil:
+		return options.Issues{dlErr("", "Dataloader config is not valid JSON: %v", err)}
 	}
 	return ValidateDatasets(doc, chk)
 }

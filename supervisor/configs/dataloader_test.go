@@ -40,6 +40,8 @@ func TestValidateDataloaderMessages(t *testing.T) {
 		{name: "seed pixart dataloader", doc: `[{"id":"pixart-camera","type":"local","dataset_type":"image","instance_data_dir":"/data/datasets/pseudo-camera-10k","caption_strategy":"filename","resolution":1.0,"resolution_type":"area","minimum_image_size":0.25,"maximum_image_size":1.0,"target_downsample_size":1.0,"cache_dir_vae":"/data/cache/vae","crop":true,"crop_style":"random","crop_aspect":"square","metadata_backend":"discovery"},{"id":"pixart-text-embeds","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":"/data/cache/text","write_batch_size":128}]`},
 		{name: "not JSON", doc: `[{`, errs: []string{"Dataloader config is not valid JSON: unexpected EOF"}},
 		{name: "trailing data", doc: `[] []`, errs: []string{"Dataloader config has extra data after the JSON list"}},
+		{name: "a stray bracket after the list", doc: `[{"id": "a"}]]`, errs: []string{"Dataloader config has extra data after the JSON list"}},
+		{name: "nested past the cap", doc: strings.Repeat("[", 40) + strings.Repeat("]", 40), errs: []string{"Dataloader config is not valid JSON: JSON nests too deeply: more than 32 levels of arrays and objects inside each other (at byte 32)"}},
 		{name: "object, not list", doc: `{"id": "a"}`, errs: []string{`Dataloader config must be a JSON list of datasets, like [{"id": "my-images", "type": "local", ...}]`}},
 		{name: "empty", doc: `[]`, errs: []string{"Dataloader config must contain at least one dataset"}},
 		{name: "item not object", doc: list(`3`, textEmbeds), errs: []string{"Dataset #1 must be a JSON object"}},
