@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrUnsafeExecutable means a hook's program may not be run (see CheckExecutable).
@@ -50,29 +51,18 @@ func CheckExecutable(template, hooksDir string) error {
 	return f.Close()
 }
 
-// fileType is the S_IFMT part of a raw stat mode.
-const fileType = 0o170000
-
-// Raw stat file types, and the sticky bit (S_ISVTX).
-const (
-	typeDir     = 0o040000
-	typeRegular = 0o100000
-	typeSymlink = 0o120000
-	sticky      = 0o1000
-)
-
 // checkDir decides whether a directory on the way to a hook's program is safe: mode and
 // uid as fstat reports them, euid the daemon's user. Whoever may write a directory may
 // rename what is in it, and so swap the program after the check.
 func checkDir(path string, mode, uid, euid uint32) error {
 	switch {
-	case mode&fileType == typeSymlink:
+	case mode&syscall.S_IFMT == syscall.S_IFLNK:
 		return fmt.Errorf("%w: %s is a symlink; name the real path of the script", ErrUnsafeExecutable, path)
-	case mode&fileType != typeDir:
+	case mode&syscall.S_IFMT != syscall.S_IFDIR:
 		return fmt.Errorf("%w: %s is not a directory", ErrUnsafeExecutable, path)
 	case uid != 0 && uid != euid:
 		return fmt.Errorf("%w: directory %s is owned by uid %d, not by root or the daemon's user (uid %d)", ErrUnsafeExecutable, path, uid, euid)
-	case mode&0o022 != 0 && !(mode&sticky != 0 && uid == 0):
+	case mode&0o022 != 0 && !(mode&syscall.S_ISVTX != 0 && uid == 0):
 		// A sticky directory owned by root (/tmp) lets others add entries but not rename
 		// or remove the ones they do not own, and the next component is checked too.
 		return fmt.Errorf("%w: directory %s is writable by group or others (chmod go-w it)", ErrUnsafeExecutable, path)
@@ -83,9 +73,9 @@ func checkDir(path string, mode, uid, euid uint32) error {
 // checkFile decides whether a hook's program itself is safe to run (see checkDir).
 func checkFile(path string, mode, uid, euid uint32) error {
 	switch {
-	case mode&fileType == typeSymlink:
+	case mode&syscall.S_IFMT == syscall.S_IFLNK:
 		return fmt.Errorf("%w: %s is a symlink; name the file it points to", ErrUnsafeExecutable, path)
-	case mode&fileType != typeRegular || mode&0o111 == 0:
+	case mode&syscall.S_IFMT != syscall.S_IFREG || mode&0o111 == 0:
 		return fmt.Errorf("%w: %s is not an executable file (chmod +x it)", ErrUnsafeExecutable, path)
 	case mode&0o022 != 0:
 		return fmt.Errorf("%w: %s is writable by group or others (chmod go-w it)", ErrUnsafeExecutable, path)

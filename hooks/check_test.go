@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -65,16 +66,16 @@ func TestCheckDirAndFile(t *testing.T) {
 		mode, uid uint32
 		ok        bool
 	}{
-		{"root 0755", typeDir | 0o755, 0, true},
-		{"daemon user 0700", typeDir | 0o700, me, true},
-		{"another user", typeDir | 0o755, other, false},
-		{"group-writable", typeDir | 0o775, 0, false},
-		{"world-writable", typeDir | 0o777, me, false},
-		{"sticky and root-owned (/tmp)", typeDir | sticky | 0o777, 0, true},
-		{"sticky but the daemon user's", typeDir | sticky | 0o777, me, false},
-		{"sticky but another user's", typeDir | sticky | 0o777, other, false},
-		{"symlink", typeSymlink | 0o777, 0, false},
-		{"regular file", typeRegular | 0o755, 0, false},
+		{"root 0755", syscall.S_IFDIR | 0o755, 0, true},
+		{"daemon user 0700", syscall.S_IFDIR | 0o700, me, true},
+		{"another user", syscall.S_IFDIR | 0o755, other, false},
+		{"group-writable", syscall.S_IFDIR | 0o775, 0, false},
+		{"world-writable", syscall.S_IFDIR | 0o777, me, false},
+		{"sticky and root-owned (/tmp)", syscall.S_IFDIR | syscall.S_ISVTX | 0o777, 0, true},
+		{"sticky but the daemon user's", syscall.S_IFDIR | syscall.S_ISVTX | 0o777, me, false},
+		{"sticky but another user's", syscall.S_IFDIR | syscall.S_ISVTX | 0o777, other, false},
+		{"symlink", syscall.S_IFLNK | 0o777, 0, false},
+		{"regular file", syscall.S_IFREG | 0o755, 0, false},
 	}
 	for _, d := range dirs {
 		err := checkDir("/d", d.mode, d.uid, me)
@@ -87,14 +88,14 @@ func TestCheckDirAndFile(t *testing.T) {
 		mode, uid uint32
 		ok        bool
 	}{
-		{"root 0755", typeRegular | 0o755, 0, true},
-		{"daemon user 0700", typeRegular | 0o700, me, true},
-		{"execute only", typeRegular | 0o711, 0, true},
-		{"another user", typeRegular | 0o755, other, false},
-		{"group-writable", typeRegular | 0o775, me, false},
-		{"not executable", typeRegular | 0o644, 0, false},
-		{"symlink", typeSymlink | 0o777, 0, false},
-		{"directory", typeDir | 0o755, 0, false},
+		{"root 0755", syscall.S_IFREG | 0o755, 0, true},
+		{"daemon user 0700", syscall.S_IFREG | 0o700, me, true},
+		{"execute only", syscall.S_IFREG | 0o711, 0, true},
+		{"another user", syscall.S_IFREG | 0o755, other, false},
+		{"group-writable", syscall.S_IFREG | 0o775, me, false},
+		{"not executable", syscall.S_IFREG | 0o644, 0, false},
+		{"symlink", syscall.S_IFLNK | 0o777, 0, false},
+		{"directory", syscall.S_IFDIR | 0o755, 0, false},
 		{"fifo", 0o010000 | 0o755, 0, false},
 	}
 	for _, f := range files {

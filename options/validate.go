@@ -28,7 +28,7 @@ type ValidateOptions struct {
 
 // Validate checks a resolved configuration and returns every error, warning and
 // suggestion found, in a stable order. Messages use SimpleTuner's wording where it has
-// one (contract §5.4, §5.5). Only errors make the configuration invalid; a warning is
+// one (its validation messages). Only errors make the configuration invalid; a warning is
 // e.g. an option that does not apply to the chosen model family, or a tracker the
 // trainer cannot feed.
 func (r *Registry) Validate(c *Config, vo ValidateOptions) Issues {

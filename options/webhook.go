@@ -42,7 +42,7 @@ func webhookEntries(s string) ([]map[string]any, error) {
 
 var webhookLogLevels = map[string]bool{"critical": true, "error": true, "warning": true, "info": true, "debug": true}
 
-// checkWebhookConfig checks an inline webhook list against contract §6.1; a value that
+// checkWebhookConfig checks an inline webhook list against SimpleTuner's webhook format; a value that
 // is not inline JSON must name a .json file.
 func checkWebhookConfig(v any) string {
 	s, _ := v.(string)

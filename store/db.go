@@ -109,7 +109,7 @@ func OpenInMemory(log *slog.Logger) (*DB, error) {
 }
 
 // smallOptions keeps badger's footprint small: the daemon's state is tiny, and the default
-// 64 MiB memtables would dominate the daemon's memory (see reference/go-deps.md §5).
+// 64 MiB memtables would dominate the daemon's memory.
 func smallOptions(o badger.Options) badger.Options {
 	return o.WithLogger(nil).
 		WithMemTableSize(4 << 20).

@@ -20,8 +20,9 @@ import (
 // tables in goroutines of its own, where a truncated or overwritten .sst makes it panic
 // (an index read out of bounds) and takes the whole process down with a stack trace
 // nobody can recover; and a table whose block checksums do not match, badger leaves out
-// without a word, coming up without the records it held. Here both are errors, which Open reports as
-// ErrCorrupt. A directory without a MANIFEST (a new database) has nothing to check.
+// without a word, coming up without the records it held. Here both are errors, which
+// Open reports as ErrCorrupt. A directory without a MANIFEST (a new database) has
+// nothing to check.
 func checkTables(bdir string) error {
 	f, err := os.Open(filepath.Join(bdir, badger.ManifestFilename))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -66,15 +67,18 @@ func (s *Users) Create(u *User) error {
 // disagree: before, an admin created through POST /api/users left setup open (and every
 // loopback caller an implicit administrator).
 func markSetup(txn *badger.Txn, u *User) (bool, error) {
-	if !u.IsAdmin || !u.IsActive {
+	if !activeAdmin(u) {
 		return false, nil
 	}
-	if _, err := txn.Get(keyAdminInitialized); err == nil {
-		return false, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+	if _, done, err := firstAdminID(txn); done || err != nil {
 		return false, err
 	}
-	return true, txn.Set(keyAdminInitialized, fmt.Appendf(nil, "%d", u.ID))
+	return true, recordSetup(txn, u.ID)
+}
+
+// recordSetup writes the setup record: administrator id completed setup.
+func recordSetup(txn *badger.Txn, id int64) error {
+	return txn.Set(keyAdminInitialized, fmt.Appendf(nil, "%d", id))
 }
 
 // syncIfFirst makes the setup flag durable before anyone is told setup succeeded.
@@ -92,42 +96,62 @@ func (s *Users) syncIfFirst(first bool, err error) error {
 // write and is refused. A check outside the transaction let two administrators disable
 // each other at once and leave none.
 func ensureOtherAdmin(txn *badger.Txn, except int64) error {
-	prefix := []byte("users/id/")
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
+	other, err := findUser(txn, func(u *User) bool { return u.ID != except && activeAdmin(u) })
+	if err == nil && other == nil {
+		err = ErrLastAdmin
+	}
+	return err
+}
+
+// activeAdmin reports whether u holds administrator rights and may use them.
+func activeAdmin(u *User) bool { return u.IsAdmin && u.IsActive }
+
+// eachUser calls fn with every user in id order, inside txn, until fn returns false.
+func eachUser(txn *badger.Txn, fn func(u *User) bool) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("users/id/"), PrefetchValues: true, PrefetchSize: 16})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		var u User
 		if err := getJSON(txn, it.Item().KeyCopy(nil), &u); err != nil {
 			return err
 		}
-		if u.ID != except && u.IsAdmin && u.IsActive {
+		if !fn(&u) {
 			return nil
 		}
 	}
-	return ErrLastAdmin
+	return nil
 }
 
-// RepairSetup completes setup when an active administrator exists but setup was never
-// recorded: state written by builds in which POST /api/users could create an
-// administrator and leave setup open. It reports whether setup is done.
+// findUser returns the first user, in id order, that match accepts (nil when none does).
+func findUser(txn *badger.Txn, match func(u *User) bool) (*User, error) {
+	var found *User
+	err := eachUser(txn, func(u *User) bool {
+		if match(u) {
+			found = u
+		}
+		return found == nil
+	})
+	return found, err
+}
+
+// RepairSetup reports whether setup is done, completing it first when an active
+// administrator exists but setup was never recorded: state written by builds in which
+// POST /api/users could create an administrator and leave setup open.
 func (s *Users) RepairSetup() (bool, error) {
 	done, first := false, false
 	err := s.db.update(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("users/id/"), PrefetchValues: true, PrefetchSize: 16})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var u User
-			if err := getJSON(txn, it.Item().KeyCopy(nil), &u); err != nil {
-				return err
-			}
-			if u.IsAdmin && u.IsActive {
-				done = true
-				var err error
-				first, err = markSetup(txn, &u)
-				return err
-			}
+		_, recorded, err := firstAdminID(txn)
+		if recorded || err != nil {
+			done = recorded
+			return err
 		}
-		return nil
+		admin, err := findUser(txn, activeAdmin)
+		if admin == nil || err != nil {
+			return err
+		}
+		done = true
+		first, err = markSetup(txn, admin)
+		return err
 	})
 	return done, s.syncIfFirst(first, err)
 }
@@ -136,56 +160,50 @@ func (s *Users) RepairSetup() (bool, error) {
 // false before setup.
 func (s *Users) FirstAdminID() (id int64, ok bool, err error) {
 	err = s.db.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyAdminInitialized)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error {
-			if _, err := fmt.Sscanf(string(b), "%d", &id); err != nil {
-				return fmt.Errorf("%w: record %s: %w", ErrCorrupt, keyAdminInitialized, err)
-			}
-			ok = true
-			return nil
-		})
+		id, ok, err = firstAdminID(txn)
+		return err
 	})
 	return id, ok, err
+}
+
+// firstAdminID reads the setup record inside txn (see FirstAdminID).
+func firstAdminID(txn *badger.Txn) (id int64, ok bool, err error) {
+	item, err := txn.Get(keyAdminInitialized)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	err = item.Value(func(b []byte) error {
+		if _, err := fmt.Sscanf(string(b), "%d", &id); err != nil {
+			return fmt.Errorf("%w: record %s: %w", ErrCorrupt, keyAdminInitialized, err)
+		}
+		return nil
+	})
+	return id, err == nil, err
 }
 
 // CreateFirstAdmin creates u as the first administrator, atomically with the check that no
 // administrator has been created before; otherwise ErrSetupDone.
 func (s *Users) CreateFirstAdmin(u *User) error {
+	first := false
 	err := s.db.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(keyAdminInitialized); err == nil {
-			return ErrSetupDone
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+		if _, done, err := firstAdminID(txn); done || err != nil {
+			return cmp.Or(err, ErrSetupDone)
 		}
 		if err := createUser(txn, u); err != nil {
 			return err
 		}
-		return txn.Set(keyAdminInitialized, fmt.Appendf(nil, "%d", u.ID))
+		first = true
+		return recordSetup(txn, u.ID)
 	})
-	if err != nil {
-		return err
-	}
-	// The flag must be durable before anyone is told setup succeeded.
-	return s.db.Sync()
+	return s.syncIfFirst(first, err)
 }
 
 // SetupDone reports whether the first administrator exists.
 func (s *Users) SetupDone() (bool, error) {
-	done := false
-	err := s.db.view(func(txn *badger.Txn) error {
-		_, err := txn.Get(keyAdminInitialized)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		done = err == nil
-		return err
-	})
+	_, done, err := s.FirstAdminID()
 	return done, err
 }
 
@@ -245,17 +263,7 @@ func (s *Users) GetByLogin(login string) (*User, error) {
 func (s *Users) List() ([]*User, error) {
 	var out []*User
 	err := s.db.view(func(txn *badger.Txn) error {
-		prefix := []byte("users/id/")
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var u User
-			if err := getJSON(txn, it.Item().KeyCopy(nil), &u); err != nil {
-				return err
-			}
-			out = append(out, &u)
-		}
-		return nil
+		return eachUser(txn, func(u *User) bool { out = append(out, u); return true })
 	})
 	return out, err
 }
@@ -277,7 +285,7 @@ func (s *Users) Update(id int64, fn func(u *User) error) (*User, error) {
 			return err
 		}
 		u.ID = id
-		if old.IsAdmin && old.IsActive && (!u.IsAdmin || !u.IsActive) {
+		if activeAdmin(&old) && !activeAdmin(&u) {
 			if err := ensureOtherAdmin(txn, id); err != nil {
 				return err
 			}
@@ -330,7 +338,7 @@ func (s *Users) Delete(id int64) error {
 		if err := getJSON(txn, userKey(id), &u); err != nil {
 			return err
 		}
-		if u.IsAdmin && u.IsActive {
+		if activeAdmin(&u) {
 			if err := ensureOtherAdmin(txn, id); err != nil {
 				return err
 			}

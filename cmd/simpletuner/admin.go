@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 
 	"simpletuner/store"
 	"simpletuner/supervisor/auth"
-	"simpletuner/supervisor/daemon"
 )
 
 const adminUsage = `Usage: simpletuner admin reset [flags]
@@ -43,13 +41,10 @@ func adminCmd(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv f
 		}
 		return 2
 	}
-	cfg, err := daemon.Defaults(getenv)
+	cfg, fs, err := commandFlags("admin reset", stderr, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, "simpletuner:", err)
 		return 2
 	}
-	fs := flag.NewFlagSet("admin reset", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dir := fs.String("state-dir", cfg.StateDir, "the daemon's state directory (env SIMPLETUNER_STATE_DIR)")
 	username := fs.String("username", "", "account to reset, by username or e-mail (default: the administrator setup created, or a new account \"admin\" if there never was one)")
 	email := fs.String("email", "", "e-mail of the account when it has to be created (default: USERNAME@localhost)")

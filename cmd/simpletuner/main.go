@@ -69,13 +69,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 }
 
 func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	cfg, err := daemon.Defaults(getenv)
+	cfg, fs, err := commandFlags("server", stderr, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, "simpletuner:", err)
 		return 2
 	}
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Host, "host", cfg.Host, "address to bind (env SIMPLETUNER_HOST); use 127.0.0.1 behind a reverse proxy")
 	fs.IntVar(&cfg.Port, "port", cfg.Port, "port to bind (env SIMPLETUNER_PORT)")
 	fs.StringVar(&cfg.ConfigDir, "config-dir", cfg.ConfigDir, "directory of configuration environments (env SIMPLETUNER_CONFIG_DIR)")
@@ -190,6 +187,19 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// commandFlags starts a command's flags: the embedded defaults (SIMPLETUNER_HOME and the
+// other variables) and a flag set that reports to stderr. An error has been printed.
+func commandFlags(command string, stderr io.Writer, getenv func(string) string) (daemon.Config, *flag.FlagSet, error) {
+	cfg, err := daemon.Defaults(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "simpletuner %s: %v\n", command, err)
+		return cfg, nil, err
+	}
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return cfg, fs, nil
 }
 
 // parseFlagsOnly parses args into fs for a command that takes flags and no arguments.

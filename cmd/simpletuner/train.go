@@ -23,14 +23,11 @@ import (
 
 // trainCmd runs one job in the foreground: simpletuner train --env NAME [--key=value …].
 func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	cfg, err := daemon.Defaults(getenv)
+	cfg, fs, err := commandFlags("train", stderr, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, "simpletuner train:", err)
 		return 2
 	}
 	reg := options.Default()
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	env := fs.String("env", "", "the environment to train (config/<NAME>/config.json)")
 	fs.StringVar(&cfg.ConfigDir, "config-dir", cfg.ConfigDir, "directory of configuration environments (env SIMPLETUNER_CONFIG_DIR)")
 	fs.StringVar(&cfg.OutputRoot, "output-root", cfg.OutputRoot, "directory that relative --output_dir values resolve under")

@@ -14,15 +14,24 @@ const IndentLevels = 3
 // unescaped (so "<token>" stays readable), two-space indent for the members of the top
 // IndentLevels levels, deeper values compact, and a trailing newline.
 func Marshal(v any) ([]byte, error) {
-	var compact bytes.Buffer
-	enc := json.NewEncoder(&compact)
+	src, err := Compact(v)
+	if err != nil {
+		return nil, err
+	}
+	out := Indent(make([]byte, 0, len(src)+len(src)/4+1), src, IndentLevels)
+	return append(out, '\n'), nil
+}
+
+// Compact encodes v on one line: sorted keys, HTML left unescaped (so "<token>" stays
+// readable), no trailing newline.
+func Compact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	src := bytes.TrimSuffix(compact.Bytes(), []byte("\n"))
-	out := Indent(make([]byte, 0, len(src)+len(src)/4+1), src, IndentLevels)
-	return append(out, '\n'), nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Indent appends compact JSON src to dst with the members of its top levels levels of

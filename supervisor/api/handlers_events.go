@@ -10,7 +10,7 @@ import (
 	"simpletuner/supervisor/events"
 )
 
-// eventsBody answers GET /api/training/events (contract §5.7, extended: every job's
+// eventsBody answers GET /api/training/events (SimpleTuner's shape, extended: every job's
 // events by server-wide index, not only the current job's).
 type eventsBody struct {
 	Events []*events.Event `json:"events"`

@@ -164,7 +164,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	return nil
 }
 
-// queueStatsBody is GET /api/queue/stats (contract §9.2), local part only: no workers.
+// queueStatsBody is GET /api/queue/stats (SimpleTuner's shape), local part only: no workers.
 type queueStatsBody struct {
 	ByStatus              map[string]int `json:"by_status"`
 	ByUser                map[string]int `json:"by_user"`
@@ -240,7 +240,7 @@ func nonNil(v []int) []int {
 	return v
 }
 
-// submitRequest is POST /api/queue/submit (contract §9.3).
+// submitRequest is POST /api/queue/submit (SimpleTuner's body).
 type submitRequest struct {
 	ConfigName   string   `json:"config_name"`
 	NoWait       bool     `json:"no_wait"`
@@ -437,7 +437,7 @@ func (s *Server) queuePriority(w http.ResponseWriter, r *http.Request, p *auth.P
 	return nil
 }
 
-// systemStatusBody is GET /api/system/status (contract §9.1).
+// systemStatusBody is GET /api/system/status (SimpleTuner's shape).
 type systemStatusBody struct {
 	Timestamp     float64             `json:"timestamp"`
 	UptimeSeconds float64             `json:"uptime_seconds"`

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"simpletuner/internal/safefile"
 	"simpletuner/options"
 	"simpletuner/plugins"
 	"simpletuner/store"
@@ -155,7 +156,7 @@ func htmlList(items []issueBody) string {
 	return b.String()
 }
 
-// validationHTML renders SimpleTuner's fragments (contract §5.2), which scripts grep for.
+// validationHTML renders SimpleTuner's fragments, which scripts grep for.
 func validationHTML(rep validationReport) string {
 	if !rep.Valid {
 		return `<div class="alert alert-danger"><h6><i class="fas fa-exclamation-triangle"></i> Validation Failed</h6><ul class="mb-0">` +
@@ -273,7 +274,7 @@ type progressBody struct {
 	LearningRate float64 `json:"learning_rate"`
 }
 
-// statusOf maps a job to the training status shape (contract §5.6).
+// statusOf maps a job to the training status shape SimpleTuner answers.
 func statusOf(j *store.Job) trainingStatusBody {
 	st := trainingStatusBody{Status: "idle", Config: map[string]any{}, StartupProgress: map[string]any{}}
 	if j == nil {
@@ -446,7 +447,7 @@ func errCheckpointsHidden() error {
 	return errorf(http.StatusNotFound, "No checkpoints to show: output_dir must be the output directory of a job you can see")
 }
 
-// trainingCheckpoints lists checkpoint-<step> folders (contract §5.12), newest first, of
+// trainingCheckpoints lists checkpoint-<step> folders, newest first, of
 // the job named by job_id, else of output_dir, else of the caller's current job. GET and
 // POST both work (the tutorial uses POST).
 func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -510,7 +511,7 @@ func (s *Server) checkpointDir(p *auth.Principal, dir string) (string, error) {
 			return resolved, nil
 		}
 	}
-	if p.Can(actView.all) && insideDir(s.cfg.OutputRoot, resolved) {
+	if p.Can(actView.all) && safefile.New(s.cfg.OutputRoot).Within(resolved) == nil {
 		return resolved, nil
 	}
 	return "", errCheckpointsHidden()
@@ -529,24 +530,6 @@ func jobOutputDir(outputRoot string, j *store.Job) string {
 		return ""
 	}
 	return dir
-}
-
-// insideDir reports whether path lies inside root once symlinks are resolved; false when
-// either cannot be resolved.
-func insideDir(root, path string) bool {
-	if root == "" {
-		return false
-	}
-	r, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return false
-	}
-	p, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return false
-	}
-	rel, err := filepath.Rel(r, p)
-	return err == nil && (rel == "." || filepath.IsLocal(rel))
 }
 
 // listCheckpoints reads checkpoint-<step>[-rolling] folders. Symlinks and odd names are

@@ -99,7 +99,7 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/datasets/upload/zip", tag: tagDatasets, perm: auth.PermDatasetWrite, summary: "Upload a zip archive and extract it into a datasets folder", form: zipForm, maxBody: s.cfg.MaxUploadBytes, resp: datasets.UploadResult{}, h: s.withDatasets(s.uploadZip)},
 		{method: "GET", path: "/api/datasets/browse", tag: tagDatasets, perm: permConfigView, summary: "List a folder of the datasets directory", query: []queryParam{{"path", "string", "folder, relative to the datasets directory or absolute inside it (default: the datasets directory)"}}, resp: datasets.Listing{}, h: s.withDatasets(s.browseDatasets)},
 
-		// Training control (contract §5).
+		// Training control.
 		{method: "POST", path: "/api/training/validate", aliases: []string{"/api/training/configuration/check"}, tag: tagTraining, perm: "config.view",
 			summary: "Validate training fields merged over the active environment (the seed's \"Configuration Valid\")", form: s.trainingForm(),
 			contentType: "text/html", resp: validationReport{}, h: s.withJobs(s.trainingValidate)},
@@ -119,7 +119,7 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/training/checkpoints", tag: tagTraining, summary: "Checkpoints of a job's output directory (POST form, as the tutorial uses)", resp: checkpointsBody{},
 			query: checkpointsQuery, form: []formField{{name: "output_dir", help: "the output directory of a job you can see"}, {name: "job_id", help: "the job"}}, h: s.withJobs(s.trainingCheckpoints)},
 
-		// Events (contract §5.7, §5.8, §6.4).
+		// Events.
 		{method: "GET", path: "/api/training/events", tag: tagTraining, summary: "Stored events of every job you can see (or one job) after a server-wide index; progress and validation included",
 			resp: eventsBody{}, query: append(eventQuery[:len(eventQuery):len(eventQuery)], queryParam{"limit", "integer", "page size (default 1000, at most 10000)"}), h: s.withEvents(s.trainingEvents)},
 		{method: "GET", path: "/api/training/events/stream", tag: tagTraining, summary: "Live events: a WebSocket when upgraded ({\"job_id\",\"event\"} messages), Server-Sent Events otherwise; resumes from Last-Event-ID or since_index",
@@ -134,7 +134,7 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/jobs/{job_id:[A-Za-z0-9_-]+}/events", tag: tagTraining, summary: "A job's stored events after since_seq", resp: jobEventsBody{},
 			query: []queryParam{{"since_seq", "integer", "return events with a larger sequence number"}}, h: s.withJobs(s.jobEvents)},
 
-		// Queue (contract §9).
+		// Queue.
 		{method: "GET", path: "/api/queue", tag: tagQueue, perm: "queue.view", summary: "Queued and running jobs", resp: queueListBody{},
 			query: []queryParam{{"include_completed", "boolean", "include ended jobs"}}, h: s.withJobs(s.listQueue)},
 		{method: "GET", path: "/api/queue/stats", tag: tagQueue, perm: "queue.view", summary: "Queue depth, limits and local GPU use", resp: queueStatsBody{}, h: s.withJobs(s.queueStats)},

@@ -106,10 +106,7 @@ func NewService(db *store.DB, log *slog.Logger, o Options) (*Service, error) {
 	s := &Service{db: db, hasher: NewHasher(o.HashParallel), limiter: NewLoginLimiter(*o.LoginLimits, o.Now),
 		now: o.Now, log: log, opts: o, touched: map[int64]time.Time{}, keys: map[string]cachedKey{}, fpKey: make([]byte, 32)}
 	_, _ = rand.Read(s.fpKey)
-	done, err := db.Users().SetupDone()
-	if err == nil && !done {
-		done, err = db.Users().RepairSetup()
-	}
+	done, err := db.Users().RepairSetup()
 	if err != nil {
 		return nil, fmt.Errorf("read setup state: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"simpletuner/options"
 )
 
-// Allowed values of the dataloader keys the validator checks (contract §14).
+// Allowed values of the dataloader keys the validator checks (SimpleTuner's values).
 var (
 	backendTypes      = []string{"local", "aws", "memory", "csv", "huggingface", "webshart"}
 	datasetTypes      = []string{"image", "video", "audio", "text_embeds", "image_embeds", "conditioning_image_embeds", "conditioning", "caption", "eval"}

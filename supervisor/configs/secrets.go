@@ -10,13 +10,14 @@ import (
 // webhookKey is the option whose value holds webhook secrets.
 const webhookKey = "--webhook_config"
 
-// keepWebhookSecrets puts back, into a normalised model config about to be saved, the
-// webhook secrets that views hide (webhooks.Shown), taking them from the stored config
-// it replaces: a client that loads an environment and saves it back unchanged keeps its
-// webhooks working. A placeholder with no stored secret behind it is an error issue.
-func keepWebhookSecrets(reg *options.Registry, cfg, stored map[string]any) options.Issues {
+// KeepWebhookSecrets puts back, into cfg (options by their canonical names: a config
+// about to be saved, or a submitted training form), the webhook secrets that views hide
+// (webhooks.Shown), taking them from stored, the config cfg replaces or is merged over
+// (any spelling): a client that loads an environment and sends it back unchanged keeps
+// its webhooks working. A placeholder with no stored secret behind it is an error issue.
+func KeepWebhookSecrets(reg *options.Registry, cfg, stored map[string]any) options.Issues {
 	v, ok := cfg[webhookKey]
-	if !ok {
+	if !ok || v == nil {
 		return nil
 	}
 	var old any

@@ -76,7 +76,7 @@ func (s *Service) Put(kind Kind, name string, req PutRequest, perms []string) (*
 		}
 		stored, _ := readObject(loc.config) // unreadable: nothing to compare spellings with
 		cfg, is := normalise(s.reg, flatten(submitted), stored)
-		is = append(is, keepWebhookSecrets(s.reg, cfg, stored)...)
+		is = append(is, KeepWebhookSecrets(s.reg, cfg, stored)...)
 		issues = append(is, s.check(cfg, perms, false, "")...)
 		content = cfg
 	case KindDataloader:
@@ -297,7 +297,7 @@ func retargetDataBackend(cfg map[string]any, from, to string) bool {
 }
 
 // CreateEnvironment creates <root>/<name>/{config.json,.metadata.json} and, unless an
-// existing dataloader is referenced, <root>/<name>/multidatabackend.json (contract §4.2).
+// existing dataloader is referenced, <root>/<name>/multidatabackend.json (SimpleTuner's layout).
 // The folder is built under a temporary name and renamed into place, so a half-made
 // environment is never visible.
 func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Created, error) {
@@ -637,7 +637,7 @@ func (s *Service) Import(req ImportRequest, perms []string) (*Saved, error) {
 		stored, _ = readObject(loc.config)
 	}
 	cfg, issues := normalise(s.reg, flatten(cfgMap), stored)
-	issues = append(issues, keepWebhookSecrets(s.reg, cfg, stored)...)
+	issues = append(issues, KeepWebhookSecrets(s.reg, cfg, stored)...)
 	issues = append(issues, s.check(cfg, perms, false, "")...)
 	if issues.HasErrors() {
 		return nil, &ValidationError{Subject: "config", Issues: issues}

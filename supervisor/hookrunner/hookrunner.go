@@ -1,7 +1,7 @@
 // Package hookrunner runs the daemon's hook scripts: post_checkpoint_script after every
 // checkpoint a trainer reports (scheduled, manual, final), and post_upload_script after
 // each upload — with no upload target, after each local checkpoint and the final save,
-// with {remote_checkpoint_path} empty (contract §7). Each hook runs exactly once per
+// with {remote_checkpoint_path} empty (SimpleTuner's placeholders). Each hook runs exactly once per
 // checkpoint, even when the daemon restarts and the trainer's events are replayed: the
 // run is claimed in the store before it starts.
 //
@@ -124,7 +124,7 @@ func (r *Runner) HandleEvents(jobID string, config map[string]any, evs []plugins
 	}
 }
 
-// Values are the placeholder values of contract §7 for one checkpoint.
+// Values are the placeholder values (SimpleTuner's names) for one checkpoint.
 func Values(config map[string]any, checkpoint, step, remote string) map[string]string {
 	str := func(k string) string {
 		switch v := config["--"+k].(type) {

@@ -84,25 +84,8 @@ func (s *Service) FromForm(form map[string][]string, strict bool, perms []string
 			issues = append(issues, envIssues...)
 		}
 	}
-	issues = append(issues, keepWebhookSecrets(sub.Values, env)...)
+	issues = append(issues, configs.KeepWebhookSecrets(s.reg, sub.Values, env)...)
 	return s.resolve(env, sub.Values, envName, issues, strict, perms), nil
-}
-
-// keepWebhookSecrets puts back, into a submitted form, the webhook secrets views hide
-// (webhooks.Shown), from the active environment the form is merged over: a client that
-// loads the active config and submits it whole keeps its webhooks working.
-func keepWebhookSecrets(submitted, env options.Values) options.Issues {
-	const key = "--webhook_config"
-	v, ok := submitted[key]
-	if !ok || v == nil {
-		return nil
-	}
-	kept, err := webhooks.KeepSecrets(v, env[key])
-	if err != nil {
-		return options.Issues{{Option: key, Severity: options.SevError, Err: options.ErrInvalidValue, Message: err.Error()}}
-	}
-	submitted[key] = kept
-	return nil
 }
 
 // FromEnvironment builds a bundle from a stored environment alone (queue submit, CLI).

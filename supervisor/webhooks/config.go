@@ -12,7 +12,7 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// Webhook types (contract §6.1).
+// Webhook types, as SimpleTuner names them.
 const (
 	TypeRaw     = "raw"
 	TypeDiscord = "discord"
@@ -85,14 +85,14 @@ var logLevels = map[string]int{
 	"debug": 4,
 }
 
-// canonicalLevel maps accepted spellings onto the five names of contract §6.1.
+// canonicalLevel maps accepted spellings onto the five names SimpleTuner uses.
 var canonicalLevel = map[string]string{
 	"critical": "critical", "error": "error", "warning": "warning", "warn": "warning",
 	"info": "info", "debug": "debug",
 }
 
 // Parse decodes --webhook_config: a JSON list of webhook objects or a single object
-// (contract §6.1). The caller resolves a path value to the file's bytes first. An empty
+// (SimpleTuner's format). The caller resolves a path value to the file's bytes first. An empty
 // value means no webhooks. Keys the contract does not list are ignored, as SimpleTuner
 // ignores them. SimpleTuner's SIMPLETUNER_SSL_NO_VERIFY environment override is not
 // honoured: turning verification off is per webhook and needs job.hooks. Errors wrap
@@ -314,7 +314,7 @@ func isASCII(s string) bool {
 }
 
 // NeedsHooksPermission reports whether any webhook turns TLS verification off, which only
-// holders of job.hooks may do (reliability-security.md §3.8, W5).
+// holders of job.hooks may do (docs/security.md, row W5).
 func NeedsHooksPermission(cfgs []Config) bool {
 	for _, c := range cfgs {
 		if c.SSLNoVerify {

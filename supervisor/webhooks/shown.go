@@ -1,8 +1,6 @@
 package webhooks
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -27,8 +25,9 @@ var urlKeys = map[string]bool{"callback_url": true, "webhook_url": true}
 // webhooks (a JSON string, or the list or object a stored environment may hold) keep
 // their structure: a URL keeps its scheme and host, and a path, query or fragment
 // becomes "/<set>" (Discord and Slack put the token in the path); auth_token and every
-// key the contract does not list become Hidden. A path to a webhook file is shown as it
-// is (the file is not), and an inline value that does not parse is Hidden as a whole.
+// key SimpleTuner's webhook format does not list become Hidden. A path to a webhook file
+// is shown as it is (the file is not), and an inline value that does not parse is
+// Hidden as a whole.
 // The result has v's representation; v is not modified.
 func Shown(v any) any {
 	d, err := parseInline(v)
@@ -199,11 +198,9 @@ func (d inlineDoc) render(entries []any) any {
 	if !d.str {
 		return v
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // "<set>" stays readable
-	if err := enc.Encode(v); err != nil {
+	b, err := jsondoc.Compact(v) // "<set>" stays readable
+	if err != nil {
 		return Hidden
 	}
-	return strings.TrimSuffix(buf.String(), "\n")
+	return string(b)
 }
