@@ -485,10 +485,11 @@ func TestLogLinesWrittenWhileDaemonIsDownAreRelayed(t *testing.T) {
 	d = start(t, home, args...)
 	d.waitReady(c)
 	waitJob(t, c, d.base, st.JobID, 20*time.Second, "completed")
-	time.Sleep(1500 * time.Millisecond) // the relay's last read
+	// The relay reads trainer.log on its own schedule: wait for the lines, within a
+	// generous bound, instead of sleeping a fixed time.
 	steps := map[string]bool{}
 	var since float64
-	for {
+	for deadline := time.Now().Add(20 * time.Second); len(steps) < 40 && time.Now().Before(deadline); {
 		code, page := call(t, c, "GET", fmt.Sprintf("%s/api/training/events?job_id=%s&types=log&since_index=%d&limit=1000", d.base, st.JobID, int(since)), nil, nil)
 		if code != 200 {
 			t.Fatalf("events: %d %v", code, page)
@@ -500,11 +501,11 @@ func TestLogLinesWrittenWhileDaemonIsDownAreRelayed(t *testing.T) {
 				steps[strings.TrimRight(strings.Fields(msg[i+7:])[0], ",}")] = true
 			}
 		}
-		next, _ := page["next_index"].(float64)
-		if len(evs) == 0 || next <= since {
-			break
+		if next, _ := page["next_index"].(float64); next > since {
+			since = next
+		} else if len(evs) == 0 {
+			time.Sleep(100 * time.Millisecond)
 		}
-		since = next
 	}
 	if len(steps) != 40 {
 		t.Fatalf("%d of 40 step log lines relayed", len(steps))
