@@ -51,6 +51,9 @@ type Job struct {
 	Attempts int `json:"attempts"`
 	// IdempotencyKey is the client's Idempotency-Key of the submission, if it sent one.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// WorkerLabels is the submission's worker selector (label name → glob pattern), kept
+	// as sent; see jobs.LabelsMatch.
+	WorkerLabels map[string]string `json:"worker_labels,omitempty"`
 	// NotBefore holds a retried job back until its backoff has passed.
 	NotBefore *time.Time `json:"not_before,omitempty"`
 }

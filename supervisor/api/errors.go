@@ -57,6 +57,8 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		writeJSON(w, http.StatusRequestEntityTooLarge, detailBody{Detail: err.Error()})
 	case errors.Is(err, configs.ErrCorrupt):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "json_invalid", Loc: []string{"file"}, Msg: err.Error()}}})
+	case errors.Is(err, jobs.ErrInvalidLabels):
+		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "value_error", Loc: []string{"body", "worker_labels"}, Msg: err.Error()}}})
 	case errors.Is(err, jobs.ErrNoActiveJob):
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
 	case errors.Is(err, datasets.ErrOutside):

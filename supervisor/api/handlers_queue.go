@@ -21,29 +21,32 @@ import (
 
 // jobBody is a job as the API shows it, with its resolved config and how it ended.
 type jobBody struct {
-	JobID       string              `json:"job_id"`
-	Status      string              `json:"status"`
-	Owner       string              `json:"owner"`
-	Environment string              `json:"environment"`
-	Priority    int                 `json:"priority"`
-	CreatedAt   string              `json:"created_at"`
-	StartedAt   *string             `json:"started_at"`
-	FinishedAt  *string             `json:"finished_at"`
-	GPUs        []string            `json:"gpus"`
-	NumGPUs     int                 `json:"num_gpus"`
-	PID         int                 `json:"pid"`
-	Attempts    int                 `json:"attempts"`
-	LastSeq     uint64              `json:"last_seq"` // the trainer's events stored so far
-	Error       string              `json:"error,omitempty"`
-	Progress    json.RawMessage     `json:"progress"`
-	Config      map[string]any      `json:"config,omitempty"`
-	Exit        *plugins.ExitRecord `json:"exit,omitempty"`
+	JobID       string          `json:"job_id"`
+	Status      string          `json:"status"`
+	Owner       string          `json:"owner"`
+	Environment string          `json:"environment"`
+	Priority    int             `json:"priority"`
+	CreatedAt   string          `json:"created_at"`
+	StartedAt   *string         `json:"started_at"`
+	FinishedAt  *string         `json:"finished_at"`
+	GPUs        []string        `json:"gpus"`
+	NumGPUs     int             `json:"num_gpus"`
+	PID         int             `json:"pid"`
+	Attempts    int             `json:"attempts"`
+	LastSeq     uint64          `json:"last_seq"` // the trainer's events stored so far
+	Error       string          `json:"error,omitempty"`
+	Progress    json.RawMessage `json:"progress"`
+	// WorkerLabels is the worker selector the job was submitted with (queue submit).
+	WorkerLabels map[string]string   `json:"worker_labels,omitempty"`
+	Config       map[string]any      `json:"config,omitempty"`
+	Exit         *plugins.ExitRecord `json:"exit,omitempty"`
 }
 
 func toJobBody(j *store.Job, full bool) jobBody {
 	b := jobBody{JobID: j.ID, Status: j.Status, Owner: j.Owner, Environment: j.EnvName, Priority: j.Priority,
 		CreatedAt: isoTime(j.CreatedAt), StartedAt: isoPtr(j.StartedAt), FinishedAt: isoPtr(j.FinishedAt),
-		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: j.PID, Attempts: j.Attempts, LastSeq: j.LastSeq, Error: j.Error, Progress: j.Progress}
+		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: j.PID, Attempts: j.Attempts, LastSeq: j.LastSeq, Error: j.Error, Progress: j.Progress,
+		WorkerLabels: j.WorkerLabels}
 	if b.GPUs == nil {
 		b.GPUs = []string{}
 	}
@@ -129,6 +132,8 @@ type queueEntry struct {
 	NumGPUs       int      `json:"num_gpus"`
 	GPUs          []string `json:"gpus"`
 	QueuedAt      string   `json:"queued_at"`
+	// WorkerLabels is the worker selector the job was submitted with (queue submit).
+	WorkerLabels map[string]string `json:"worker_labels,omitempty"`
 }
 
 func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -146,7 +151,8 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		if jobs.Terminal(j.Status) && !includeDone {
 			continue
 		}
-		e := queueEntry{JobID: j.ID, Status: j.Status, Priority: j.Priority, Owner: j.Owner, Environment: j.EnvName, NumGPUs: j.NumGPUs, GPUs: j.GPUs, QueuedAt: isoTime(j.CreatedAt)}
+		e := queueEntry{JobID: j.ID, Status: j.Status, Priority: j.Priority, Owner: j.Owner, Environment: j.EnvName, NumGPUs: j.NumGPUs, GPUs: j.GPUs, QueuedAt: isoTime(j.CreatedAt),
+			WorkerLabels: j.WorkerLabels}
 		if e.GPUs == nil {
 			e.GPUs = []string{}
 		}
@@ -240,15 +246,18 @@ func nonNil(v []int) []int {
 	return v
 }
 
-// submitRequest is POST /api/queue/submit (SimpleTuner's body).
+// submitRequest is POST /api/queue/submit (SimpleTuner's body). worker_labels is the
+// tutorial's selector, label name → glob ({"gpu_type":"a100*"}); SimpleTuner ignores it,
+// this server keeps it on the job for worker dispatch (jobs.LabelsMatch). A local run
+// ignores it: this machine is not a worker and has no labels to match.
 type submitRequest struct {
-	ConfigName   string   `json:"config_name"`
-	NoWait       bool     `json:"no_wait"`
-	AnyGPU       bool     `json:"any_gpu"`
-	ForApproval  bool     `json:"for_approval"`
-	Target       string   `json:"target"`
-	WorkerLabels []string `json:"worker_labels"`
-	Priority     *int     `json:"priority"`
+	ConfigName   string            `json:"config_name"`
+	NoWait       bool              `json:"no_wait"`
+	AnyGPU       bool              `json:"any_gpu"`
+	ForApproval  bool              `json:"for_approval"`
+	Target       string            `json:"target"`
+	WorkerLabels map[string]string `json:"worker_labels"`
+	Priority     *int              `json:"priority"`
 }
 
 // submitBody is its answer; like SimpleTuner's it is 200 with success:false for refusals.
@@ -270,6 +279,10 @@ func strp(s string) *string { return &s }
 func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var req submitRequest
 	if err := decodeJSON(r, &req); err != nil {
+		var ve *validationError
+		if errors.As(err, &ve) && len(ve.fe.Loc) > 1 && strings.HasPrefix(ve.fe.Loc[1], "worker_labels") {
+			ve.fe.Msg = jobs.LabelsHelp // not "expected map[string]string"
+		}
 		return err
 	}
 	if !p.Can("job.submit") {
@@ -305,27 +318,34 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		}
 		prio = *req.Priority
 	}
-	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio, NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r)})
-	out := submitBody{AllocatedGPUs: []string{}}
-	switch {
-	case errors.Is(err, training.ErrForbidden):
+	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio,
+		NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r), WorkerLabels: req.WorkerLabels})
+	if errors.Is(err, training.ErrForbidden) {
 		return errorf(http.StatusForbidden, "Permission denied: %s", auth.PermJobHooks)
-	case errors.Is(err, training.ErrInvalid):
-		out.Status, out.Error, out.Issues = "rejected", strp("Configuration validation failed: "+strings.Join(b.Issues.Errors().Messages(), "; ")), issuesBody(b.Issues.Errors())
-	case errors.Is(err, jobs.ErrRejected):
-		reason := strings.TrimPrefix(err.Error(), jobs.ErrRejected.Error()+": ")
-		out.Status, out.Error, out.Reason = "rejected", &reason, &reason
-	case err != nil:
+	}
+	outcome, ok := outcomeOf(job, err)
+	if !ok {
 		return err
-	default:
-		out.Success, out.JobID, out.Status = true, &job.ID, job.Status
+	}
+	out := submitBody{Status: queueWords[outcome], AllocatedGPUs: []string{}}
+	switch outcome {
+	case outcomeInvalid:
+		out.Error, out.Issues = strp("Configuration validation failed: "+strings.Join(b.Issues.Errors().Messages(), "; ")), issuesBody(b.Issues.Errors())
+	case outcomeRejected:
+		reason := rejectionReason(job, err)
+		if job != nil {
+			out.JobID = &job.ID
+		}
+		out.Error, out.Reason = &reason, &reason
+	case outcomeQueued:
+		out.Success, out.JobID = true, &job.ID
+		pos := s.cfg.Jobs.QueuePosition(job.ID)
+		out.QueuePosition = &pos
+		out.Reason = strp("Waiting for resources: " + strconv.Itoa(job.NumGPUs) + " GPU(s) or a free job slot")
+	case outcomeStarted:
+		out.Success, out.JobID = true, &job.ID
 		if job.GPUs != nil {
 			out.AllocatedGPUs = job.GPUs
-		}
-		if job.Status == jobs.StatusQueued {
-			pos := s.cfg.Jobs.QueuePosition(job.ID)
-			out.QueuePosition = &pos
-			out.Reason = strp("Waiting for resources: " + strconv.Itoa(job.NumGPUs) + " GPU(s) or a free job slot")
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -199,7 +199,7 @@ func (s *Server) trainingValidate(w http.ResponseWriter, r *http.Request, p *aut
 // startBody is the JSON answer of a training start.
 type startBody struct {
 	Success       bool             `json:"success"`
-	Status        string           `json:"status"` // starting | queued | rejected | invalid
+	Status        string           `json:"status"` // trainingWords: starting | queued | rejected | invalid
 	JobID         *string          `json:"job_id"`
 	QueuePosition *int             `json:"queue_position"`
 	Reason        *string          `json:"reason"`
@@ -220,40 +220,40 @@ func (s *Server) trainingStart(w http.ResponseWriter, r *http.Request, p *auth.P
 	}
 	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username,
 		IdempotencyKey: idempotencyKey(r)})
-	rep := reportOf(b, false)
-	out := startBody{Validation: rep}
-	var frag string
-	switch {
-	case errors.Is(err, training.ErrForbidden):
+	if errors.Is(err, training.ErrForbidden) {
 		return errorf(http.StatusForbidden, "Permission denied: %s (%s)", auth.PermJobHooks, strings.TrimPrefix(err.Error(), training.ErrForbidden.Error()+": "))
-	case errors.Is(err, training.ErrInvalid):
-		out.Status = "invalid"
-		out.Validation = reportOf(b, false)
+	}
+	outcome, ok := outcomeOf(job, err)
+	if !ok {
+		return err
+	}
+	out := startBody{Status: trainingWords[outcome], Validation: reportOf(b, false)}
+	var frag string
+	switch outcome {
+	case outcomeInvalid:
 		msgs := out.Validation.Errors
 		if len(msgs) == 0 {
 			msgs = []issueBody{{Message: err.Error()}}
 		}
 		frag = `<div class="alert alert-danger"><h6><i class="fas fa-exclamation-triangle"></i> Cannot Start Training</h6><ul class="mb-0">` + htmlList(msgs) + `</ul></div>`
-	case errors.Is(err, jobs.ErrRejected):
-		reason := strings.TrimPrefix(err.Error(), jobs.ErrRejected.Error()+": ")
-		out.Status, out.Reason = "rejected", &reason
-		frag = `<div class="alert alert-warning"><h6><i class="fas fa-ban"></i> Training Rejected</h6><p>` + html.EscapeString(reason) + `</p></div>`
-	case err != nil:
-		return err
-	default:
-		out.Success, out.JobID = true, &job.ID
-		if job.Status == jobs.StatusQueued {
-			pos := s.cfg.Jobs.QueuePosition(job.ID)
-			out.Status, out.QueuePosition = "queued", &pos
-			frag = fmt.Sprintf(`<div class="alert alert-info"><h6><i class="fas fa-clock"></i> Training Queued</h6><p>Your job is queued at position %d.</p><p class="mb-0"><small>Job ID: %s</small></p></div>`, pos, job.ID)
-		} else {
-			out.Status = "starting"
-			frag = `<div class="alert alert-info"><h6><i class="fas fa-cog fa-spin"></i> Training Starting</h6><p>Your training job is being initialized.</p><p class="mb-0"><small>Job ID: ` + job.ID + `</small></p></div>`
+	case outcomeRejected:
+		reason := rejectionReason(job, err)
+		if job != nil {
+			out.JobID = &job.ID
 		}
+		out.Reason = &reason
+		frag = `<div class="alert alert-warning"><h6><i class="fas fa-ban"></i> Training Rejected</h6><p>` + html.EscapeString(reason) + `</p></div>`
+	case outcomeQueued:
+		pos := s.cfg.Jobs.QueuePosition(job.ID)
+		out.Success, out.JobID, out.QueuePosition = true, &job.ID, &pos
+		frag = fmt.Sprintf(`<div class="alert alert-info"><h6><i class="fas fa-clock"></i> Training Queued</h6><p>Your job is queued at position %d.</p><p class="mb-0"><small>Job ID: %s</small></p></div>`, pos, job.ID)
+	case outcomeStarted:
+		out.Success, out.JobID = true, &job.ID
+		frag = `<div class="alert alert-info"><h6><i class="fas fa-cog fa-spin"></i> Training Starting</h6><p>Your training job is being initialized.</p><p class="mb-0"><small>Job ID: ` + job.ID + `</small></p></div>`
 	}
 	if wantsJSON(r) {
 		status := http.StatusOK
-		if out.Status == "invalid" {
+		if outcome == outcomeInvalid {
 			status = http.StatusUnprocessableEntity
 		}
 		writeJSON(w, status, out)

@@ -41,6 +41,8 @@ var (
 	ErrEnded       = errors.New("job already ended")
 	ErrUnreachable = errors.New("trainer unreachable")
 	ErrNotReady    = errors.New("job manager is still reconciling")
+	// ErrInvalidLabels wraps what ValidateLabels found wrong with a submission's labels.
+	ErrInvalidLabels = errors.New("invalid worker_labels")
 )
 
 // Config configures the Manager.
@@ -200,6 +202,10 @@ type SubmitRequest struct {
 	// IdempotencyKey, when set, makes a retried submission (same owner, same key) return
 	// the job the first one created instead of creating another.
 	IdempotencyKey string
+	// WorkerLabels select the workers that may run the job (see LabelsMatch); they are
+	// checked with ValidateLabels and kept on the job. The local executor ignores them:
+	// this machine is not a worker and has no labels to match.
+	WorkerLabels map[string]string
 }
 
 // Submit validates a job against the machine and queues it; the queue starts it as soon
@@ -210,6 +216,9 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	case <-m.ready:
 	default:
 		return nil, ErrNotReady
+	}
+	if err := ValidateLabels(req.WorkerLabels); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidLabels, err)
 	}
 	if req.IdempotencyKey != "" {
 		all, err := m.db.Jobs().List()
@@ -232,7 +241,7 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	}
 	j := &store.Job{ID: newJobID(), Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
 		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
-		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey}
+		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels}
 	if err := m.db.Jobs().Create(j); err != nil {
 		return nil, err
 	}

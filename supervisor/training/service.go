@@ -157,10 +157,12 @@ type StartRequest struct {
 	AnyGPU   bool
 	// IdempotencyKey is the client's Idempotency-Key header (see jobs.SubmitRequest).
 	IdempotencyKey string
+	// WorkerLabels is the queue submission's worker selector (see jobs.SubmitRequest).
+	WorkerLabels map[string]string
 }
 
 // Start submits the job of a valid bundle. Errors: ErrForbidden, ErrInvalid (the
-// bundle's issues say why), jobs.ErrRejected.
+// bundle's issues say why), jobs.ErrRejected, jobs.ErrInvalidLabels.
 func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, error) {
 	b := req.Bundle
 	for _, is := range b.Issues.Errors() {
@@ -185,7 +187,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	}
 	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
 		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait},
-		IdempotencyKey: req.IdempotencyKey})
+		IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels})
 }
 
 // checkHooks refuses hook scripts the daemon (or trainer) should not run: see
