@@ -274,16 +274,31 @@ type progressBody struct {
 	LearningRate float64 `json:"learning_rate"`
 }
 
+// trainingStatusOf maps a job's status, and the message it ended with, to the words of
+// /api/training/status (SimpleTuner's): a failed or lost job is "error"; every other
+// status keeps its name (starting, running, completed, stopped, cancelled). detail is
+// job_info.status_detail, which only an error has: "error_with_details" when the job
+// says why, else "crashed_without_details". A stopped or cancelled job is no error,
+// whatever note it ended with ("cancelled before it started").
+func trainingStatusOf(status, message string) (word, detail string) {
+	switch status {
+	case jobs.StatusFailed, jobs.StatusLost:
+		if message != "" {
+			return "error", "error_with_details"
+		}
+		return "error", "crashed_without_details"
+	}
+	return status, ""
+}
+
 // statusOf maps a job to the training status shape SimpleTuner answers.
 func statusOf(j *store.Job) trainingStatusBody {
 	st := trainingStatusBody{Status: "idle", Config: map[string]any{}, StartupProgress: map[string]any{}}
 	if j == nil {
 		return st
 	}
-	st.Status = j.Status
-	if j.Status == jobs.StatusFailed || j.Status == jobs.StatusLost {
-		st.Status = "error"
-	}
+	var detail string
+	st.Status, detail = trainingStatusOf(j.Status, j.Error)
 	id := j.ID
 	st.JobID = &id
 	var cfg map[string]any
@@ -293,7 +308,9 @@ func statusOf(j *store.Job) trainingStatusBody {
 	st.JobInfo = map[string]any{"status": j.Status, "gpus": j.GPUs, "pid": j.PID, "attempts": j.Attempts}
 	if j.Error != "" {
 		st.JobInfo["message"] = j.Error
-		st.JobInfo["status_detail"] = "error_with_details"
+	}
+	if detail != "" {
+		st.JobInfo["status_detail"] = detail
 	}
 	if len(j.Progress) > 0 {
 		var p plugins.Progress
