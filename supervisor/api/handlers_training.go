@@ -447,7 +447,7 @@ type checkpointBody struct {
 }
 
 // checkpointsQuery are the query parameters of the checkpoint listing.
-var checkpointsQuery = []queryParam{{"job_id", "string", "the job (default: your running one)"},
+var checkpointsQuery = []queryParam{{"job_id", "string", "the job (default: your running one, else your latest one that ran)"},
 	{"output_dir", "string", "the output directory of a job you can see (job.view.all: any inside the output root)"}}
 
 type checkpointsBody struct {
@@ -465,8 +465,10 @@ func errCheckpointsHidden() error {
 }
 
 // trainingCheckpoints lists checkpoint-<step> folders, newest first, of
-// the job named by job_id, else of output_dir, else of the caller's current job. GET and
-// POST both work (the tutorial uses POST).
+// the job named by job_id, else of output_dir, else of the caller's current job, else of
+// the caller's own latest job that ran (SimpleTuner keeps the last job's output_dir after
+// it ends, so the listing still answers then). GET and POST both work (the tutorial uses
+// POST).
 func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	q := r.URL.Query()
 	dir, id := q.Get("output_dir"), q.Get("job_id")
@@ -483,6 +485,9 @@ func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, p *
 	var resolved string
 	if id != "" || dir == "" {
 		j, err := s.jobOrCurrent(p, id, actView)
+		if err == nil && j == nil && id == "" {
+			j, err = s.latestRunJob(p)
+		}
 		if err != nil {
 			return err
 		}
@@ -508,6 +513,15 @@ func (s *Server) trainingCheckpoints(w http.ResponseWriter, r *http.Request, p *
 	}
 	writeJSON(w, http.StatusOK, checkpointsBody{OutputDir: resolved, Total: len(list), Checkpoints: list})
 	return nil
+}
+
+// latestRunJob is p's own newest job that has started, whatever became of it since: the
+// job a checkpoint listing without job_id or output_dir falls back to once nothing runs.
+// Only p's own, even for callers who may see everyone's: the listing names paths, and a
+// default should not show another user's. A job that never started wrote nothing.
+func (s *Server) latestRunJob(p *auth.Principal) (*store.Job, error) {
+	own := ownJobs(p, actView)
+	return s.cfg.Jobs.Latest(func(j *store.Job) bool { return j.StartedAt != nil && own(j) })
 }
 
 // checkpointDir resolves an output_dir p asked to list. It answers only for the output

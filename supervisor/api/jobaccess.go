@@ -95,6 +95,15 @@ func mayDo(p *auth.Principal, a jobAction) func(*store.Job) bool {
 	return func(j *store.Job) bool { return decideJob(p, j.OwnerID, a) == jobAllowed }
 }
 
+// ownJobs is the filter of p's own jobs that p may do a to: narrower than mayDo for a
+// caller who may act on everyone's jobs, where a default must not land on another
+// user's job.
+func ownJobs(p *auth.Principal, a jobAction) func(*store.Job) bool {
+	return func(j *store.Job) bool {
+		return p != nil && p.User != nil && j.OwnerID == p.User.ID && decideJob(p, j.OwnerID, a) == jobAllowed
+	}
+}
+
 // currentJob is "the current job" of p for a: the newest starting or running job p may do
 // a to. That is p's own latest running job, unless p may do a to everyone's (then the
 // newest of all, as SimpleTuner's single-user API means it). Nil when there is none.

@@ -134,3 +134,33 @@ func TestSystemStatusHidesOthersJobIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnJobs: the default of a checkpoint listing lands only on the caller's own jobs,
+// even for a caller who may see everyone's.
+func TestOwnJobs(t *testing.T) {
+	level := func(name string, id int64) *auth.Principal {
+		l, _ := auth.LevelByName(name)
+		return &auth.Principal{User: &store.User{ID: id, IsActive: true}, Permissions: l.Permissions, Method: "api_key"}
+	}
+	admin, researcher := level("admin", 4), level("researcher", 2)
+	inactive := level("researcher", 6)
+	inactive.User.IsActive = false
+	for _, tc := range []struct {
+		name  string
+		p     *auth.Principal
+		owner int64
+		want  bool
+	}{
+		{"researcher's own", researcher, 2, true},
+		{"researcher, another's", researcher, 99, false},
+		{"admin's own", admin, 4, true},
+		{"admin, another's it may see", admin, 99, false},
+		{"local admin's own", (&auth.Service{}).LocalAdmin(), 0, true},
+		{"deactivated owner", inactive, 6, false},
+		{"nobody", nil, 0, false},
+	} {
+		if got := ownJobs(tc.p, actView)(&store.Job{OwnerID: tc.owner}); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
