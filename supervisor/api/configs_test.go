@@ -250,7 +250,7 @@ func TestConfigErrorsAndPermissions(t *testing.T) {
 		{"POST", "/api/configs/environments", map[string]any{"name": "pixart-api-demo", "model_family": "dit"}, 409, "Environment 'pixart-api-demo' already exists"},
 		{"POST", "/api/configs/environments", map[string]any{"name": "x"}, 400, "model_family is required"},
 		{"POST", "/api/configs/environments", map[string]any{"name": "x", "model_family": "dit", "example": "nope"}, 404, "Example 'nope' not found. Available examples: dit-tiny, dit-tiny-lora"},
-		{"POST", "/api/configs/pixart-api-demo/dataloader", nil, 409, "Dataloader config already exists at 'pixart-api-demo/multidatabackend.json'"},
+		{"POST", "/api/configs/pixart-api-demo/dataloader", nil, 409, "Dataloader config already exists at 'pixart-api-demo/multidatabackend.json'; send \"overwrite\": true to replace it with a new one"},
 		{"POST", "/api/configs/pixart-api-demo/copy", map[string]any{"target_name": "../x"}, 400, "Configuration name may only contain letters, numbers, '.', '_' or '-'"},
 		{"POST", "/api/configs/pixart-api-demo/copy", map[string]any{"target_name": "pixart-copy"}, 200, ""},
 		{"POST", "/api/configs/pixart-copy/rename", map[string]any{"new_name": "pixart-api-demo"}, 409, "Configuration 'pixart-api-demo' already exists"},

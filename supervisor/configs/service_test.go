@@ -474,7 +474,7 @@ func TestDataloaderKindAndCreateDataloader(t *testing.T) {
 	s := newService(t)
 	seedEnv(t, s)
 	if _, err := s.CreateDataloader("pixart-api-demo", DataloaderRequest{}); !errors.Is(err, ErrExists) ||
-		err.Error() != "Dataloader config already exists at 'pixart-api-demo/multidatabackend.json'" {
+		err.Error() != `Dataloader config already exists at 'pixart-api-demo/multidatabackend.json'; send "overwrite": true to replace it with a new one` {
 		t.Errorf("existing: %v", err)
 	}
 	d, err := s.CreateDataloader("pixart-api-demo", DataloaderRequest{Path: sp("pixart-api-demo/second.json"), IncludeDefaults: new(bool)})

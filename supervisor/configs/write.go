@@ -511,10 +511,13 @@ func defaultDataloader(name string) []any {
 	}
 }
 
-// DataloaderRequest is the body of POST /api/configs/{name}/dataloader.
+// DataloaderRequest is the body of POST /api/configs/{name}/dataloader: SimpleTuner's
+// {"path": null, "include_defaults": true}, plus overwrite, named as import's, which
+// regenerates a dataloader that already exists (SimpleTuner always refuses with 409).
 type DataloaderRequest struct {
 	Path            *string `json:"path"`
 	IncludeDefaults *bool   `json:"include_defaults"`
+	Overwrite       bool    `json:"overwrite"`
 }
 
 // DataloaderCreated is the answer of POST /api/configs/{name}/dataloader.
@@ -525,7 +528,9 @@ type DataloaderCreated struct {
 }
 
 // CreateDataloader writes a starter dataloader (or []) for an environment and points its
-// data_backend_config at it.
+// data_backend_config at it. An existing file is replaced only with Overwrite, and only
+// when it is a dataloader (a JSON list): an environment's config.json or a webhook config
+// at that path is never replaced by one.
 func (s *Service) CreateDataloader(name string, req DataloaderRequest) (*DataloaderCreated, error) {
 	name, err := CleanName(name)
 	if err != nil {
@@ -548,8 +553,15 @@ func (s *Service) CreateDataloader(name string, req DataloaderRequest) (*Dataloa
 		}
 	}
 	abs := filepath.Join(s.dir, filepath.FromSlash(rel))
+	msg := fmt.Sprintf("Dataloader for environment '%s' created", name)
 	if exists(abs) {
-		return nil, errmsg.New(ErrExists, "Dataloader config already exists at '%s'", rel)
+		msg += " (replacing the previous " + rel + ")"
+		switch {
+		case !req.Overwrite:
+			return nil, errmsg.New(ErrExists, "Dataloader config already exists at '%s'; send \"overwrite\": true to replace it with a new one", rel)
+		case firstByte(abs) != '[':
+			return nil, errmsg.New(ErrExists, "'%s' exists and is not a dataloader (a JSON list), so it is not replaced; choose another \"path\"", rel)
+		}
 	}
 	var content any = []any{}
 	if req.IncludeDefaults == nil || *req.IncludeDefaults {
@@ -571,7 +583,7 @@ func (s *Service) CreateDataloader(name string, req DataloaderRequest) (*Dataloa
 			return nil, err
 		}
 	}
-	return &DataloaderCreated{Message: fmt.Sprintf("Dataloader for environment '%s' created", name),
+	return &DataloaderCreated{Message: msg,
 		Environment: EnvironmentInfo{Metadata: meta, Path: filepath.Dir(loc.config)},
 		Dataloader:  DataloaderRef{Path: rel, AbsolutePath: abs}}, nil
 }
