@@ -8,7 +8,7 @@ import (
 )
 
 // ResolveConfigPath resolves a config-relative JSON file reference the way SimpleTuner's
-// server does (contract §5.1): a relative value ending in .json is taken under
+// server does (docs/compatibility.md §5): a relative value ending in .json is taken under
 // configsDir after stripping leading "./" and one leading "config/" or
 // "<basename of configsDir>/" segment, so "config/multidatabackend-once.json" becomes
 // "<configsDir>/multidatabackend-once.json". Absolute paths are only cleaned. Inline

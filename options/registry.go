@@ -9,7 +9,8 @@ import (
 	"sync"
 )
 
-// Family is a model family a trainer can train, as its Info RPC reports it.
+// Family is a model family a trainer can train (the name and flavours a trainer's Info
+// RPC reports), with the rules the registry validates it by.
 type Family struct {
 	Name string
 	// Flavours lists the accepted --model_flavour values; empty accepts any flavour.
@@ -21,8 +22,10 @@ type Family struct {
 	MinResolution int
 }
 
-// Capabilities describe what the trainer in use understands. The daemon builds them from
-// the trainer's Info answer.
+// Capabilities describe what a trainer understands. The daemon does not ask a trainer's
+// Info for them: the daemon, the trainer and the CLI all use Default(), whose families are
+// what the bundled trainers report (family dit). New builds a registry for other
+// capabilities, as the tests do to add SimpleTuner's families.
 type Capabilities struct {
 	// Families are the model families; nil means DefaultFamilies().
 	Families []Family
@@ -38,7 +41,7 @@ func DefaultFamilies() []Family {
 	return []Family{{Name: "dit", Flavours: []string{"tiny", "small", "base", "xl"}, DefaultFlavour: "tiny"}}
 }
 
-// SimpleTunerFamilies lists SimpleTuner's model families (contract §13) with the
+// SimpleTunerFamilies lists SimpleTuner's model families (docs/compatibility.md §12) with the
 // flavours the tutorial uses. A daemon may append them to its trainer's families so
 // that SimpleTuner configurations (pixart_sigma, flux, …) validate before a trainer for
 // them exists; this package never adds them by itself.
@@ -142,7 +145,7 @@ var defaultRegistry = sync.OnceValue(func() *Registry {
 })
 
 // Default returns the shared registry for the static fallback capabilities (family
-// "dit", no trackers). It is read-only; build your own with New for a trainer's Info.
+// "dit", no trackers). It is read-only; build your own with New for other capabilities.
 func Default() *Registry { return defaultRegistry() }
 
 func (r *Registry) familyNames() []string {

@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// required lists options the brief, the contract (§13) and the seed need; the registry
-// must keep all of them.
+// required lists options the tutorial and its examples use (docs/compatibility.md §12);
+// the registry must keep all of them.
 var required = []string{
 	"--user_prompt_library", "--tracker_run_name", "--tracker_project_name", "--lora_alpha", "--lora_rank",
 	"--lora_dropout", "--lora_type", "--lycoris_config", "--max_grad_norm", "--mixed_precision", "--num_processes",

@@ -238,7 +238,7 @@ func (v *validator) file(name, notFound string) {
 }
 
 // safeHookValue is what a value substituted into a hook script's argv may look like
-// (reliability-security §3.9): no spaces, quotes or leading dash.
+// (docs/security.md row W6): no spaces, quotes or leading dash.
 var safeHookValue = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]{0,127}$`)
 
 // hooks checks permissions for options that run commands or weaken TLS, and that the

@@ -49,13 +49,13 @@ func TestValidateMessages(t *testing.T) {
 		msg   string
 		extra bool // other issues may come too
 	}{
-		// §5.4 required arguments
+		// Required arguments (docs/compatibility.md §5)
 		{name: "family required", set: Values{"--model_family": nil}, err: ErrRequired, msg: "Model family is required"},
 		{name: "type required", set: Values{"--model_type": nil}, err: ErrRequired, msg: "Model type is required"},
 		{name: "output required", set: Values{"--output_dir": nil}, err: ErrRequired, msg: "Output directory is required"},
 		{name: "optimizer required", set: Values{"--optimizer": nil}, err: ErrRequired, msg: "Optimizer is required"},
 		{name: "dataloader required", set: Values{"--data_backend_config": nil}, err: ErrRequired, msg: "Select a data backend configuration"},
-		// §5.5 errors
+		// Errors, in SimpleTuner's words (docs/compatibility.md §5)
 		{name: "both zero", set: Values{"--max_train_steps": 0}, err: ErrInvalidValue, msg: "Either num_train_epochs or max_train_steps must be greater than 0. You cannot set both to 0."},
 		{name: "both zero, steps unset", set: Values{"--max_train_steps": nil}, err: ErrInvalidValue, msg: "Either num_train_epochs or max_train_steps must be greater than 0. You cannot set both to 0."},
 		{name: "both set (validate)", set: Values{"--num_train_epochs": 2}, vo: ValidateOptions{StrictEpochs: true}, err: ErrConflict, msg: "num_train_epochs and max_train_steps cannot both be set. Set one of them to 0."},
@@ -66,7 +66,7 @@ func TestValidateMessages(t *testing.T) {
 		{name: "full with quantisation", set: Values{"--base_model_precision": "int8-quanto"}, err: ErrConflict, msg: "Full model training is incompatible with base model quantisation. Set base_model_precision to 'no_change' or switch to LoRA."},
 		{name: "resolution minimum", caps: &pixart, set: Values{"--model_family": "pixart_sigma", "--resolution": 128}, err: ErrInvalidValue, msg: "Resolution must be at least 256"},
 		{name: "external script required", set: Values{"--validation_method": "external-script"}, err: ErrRequired, msg: "--validation_external_script is required when --validation_method=external-script."},
-		// §5.5 warnings and suggestions
+		// Warnings and suggestions
 		{name: "resolution large", set: Values{"--resolution": 8192}, sev: SevWarning, msg: "Resolution above 4096 may cause memory issues"},
 		{name: "lora rank suggestion", set: Values{"--model_type": "lora"}, sev: SevSuggestion, msg: "Consider setting '--lora_rank' for LoRA training"},
 		// families, flavours, enums

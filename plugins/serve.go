@@ -14,7 +14,7 @@ import (
 // called from main, before anything else writes to stdout: go-plugin's handshake line
 // goes there. logOut receives the plugin library's own log; give it a file, never
 // stderr: the daemon that reads our stderr may die, and a write to its broken pipe would
-// kill the trainer with SIGPIPE (see reference/go-deps.md §2).
+// kill the trainer with SIGPIPE (docs/architecture.md §10).
 func Serve(impl Trainer, logOut io.Writer) {
 	// A trainer outlives the daemon that launched it: writes to a dead daemon's pipes must
 	// fail with EPIPE rather than kill the process.

@@ -8,7 +8,7 @@
 #   scripts/cuda-env.sh kernels          # kernels/*.cu → kernels/*.ptx, checked with ptxas
 #   scripts/cuda-env.sh CMD ARGS...      # run CMD with CGO_CFLAGS/CGO_LDFLAGS pointing there
 #
-# Recipe (shared/reference/go-deps.md §0, §4): the CUDA packages are in Debian's non-free
+# Recipe (docs/architecture.md §12): the CUDA packages are in Debian's non-free
 # component, which the system sources leave off. A private APT configuration under
 # .cache/cuda/apt copies the system's deb822 sources with every component enabled, so the
 # system's own files are never edited; `apt-get download` fetches the .debs and `dpkg-deb -x`
@@ -112,7 +112,7 @@ kernels() {
     log "nvcc $(basename "$cu") → $(basename "$out") ($PTX_ARCH)"
     "$nvcc" --ptx -arch="$PTX_ARCH" -O3 -allow-unsupported-compiler -ccbin "$cxx" -I"$KERNELS" "$cu" -o "$out"
     # Assemble for Hopper too: catches PTX the driver would reject at load time and prints
-    # register use and spills (what HOPPER.md asks to read before timing).
+    # register use and spills, which matter before any timing on Hopper.
     "$ptxas" -arch=sm_90 -v "$out" -o /dev/null 2>&1 | grep -E "error|spill stores, [1-9]" >&2 || true
   done
 }

@@ -1,5 +1,5 @@
-// Package store keeps the daemon's durable state (users, sessions, API keys, settings, and
-// later jobs and events) in badger, behind small typed stores.
+// Package store keeps the daemon's durable state (users, sessions, API keys, settings, jobs,
+// job events and hook runs) in badger, behind small typed stores.
 //
 // Layout of the state directory:
 //

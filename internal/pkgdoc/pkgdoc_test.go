@@ -76,7 +76,8 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 	}
 }
 
-// TestImportRules enforces DESIGN.md §2: the daemon and the trainer meet only in plugins/.
+// TestImportRules enforces docs/architecture.md §2: the daemon and the trainer meet only in
+// plugins/.
 func TestImportRules(t *testing.T) {
 	root := repoRoot(t)
 	rules := []struct {

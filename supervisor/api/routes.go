@@ -22,8 +22,8 @@ const (
 	tagQueue    = "queue"
 )
 
-// authAliases returns the paths of an auth route: SimpleTuner's current /api/auth/… and
-// the /api/cloud/auth/… prefix the tutorial uses.
+// authPath returns the path of an auth route, SimpleTuner's current /api/auth/…, and its
+// one alias under the /api/cloud/auth/… prefix the tutorial uses (docs/compatibility.md §3).
 func authPath(suffix string) (string, []string) {
 	return "/api/auth" + suffix, []string{"/api/cloud/auth" + suffix}
 }

@@ -1,5 +1,5 @@
 // Package configs stores training environments on disk, laid out as SimpleTuner's config
-// store does (contract §4.1): an environment <name> is <root>/<name>/config.json, the
+// store does (docs/compatibility.md §4): an environment <name> is <root>/<name>/config.json, the
 // metadata sidecar <root>/<name>/.metadata.json and, normally, the dataloader
 // <root>/<name>/multidatabackend.json. Legacy root-level <root>/<name>.json files are
 // still read. Webhook configs live under <root>/webhooks/.

@@ -10,7 +10,8 @@ import (
 	"simpletuner/options"
 )
 
-// dataBackendKey is the one option SimpleTuner stores without its dashes (§4.2); the
+// dataBackendKey is the one option SimpleTuner stores without its dashes
+// (docs/compatibility.md §4); the
 // store keeps that spelling so files stay interchangeable with SimpleTuner's.
 const dataBackendKey = "data_backend_config"
 

@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// Extensions an upload may have: images and caption/metadata files (contract §8).
+// Extensions an upload may have: images and caption/metadata files, SimpleTuner's list
+// (docs/compatibility.md §10).
 var allowedExt = map[string]bool{
 	".png": true, ".jpg": true, ".jpeg": true, ".webp": true, ".jxl": true, ".bmp": true, ".gif": true,
 	".tiff": true, ".tif": true, ".txt": true, ".parquet": true, ".jsonl": true, ".csv": true, ".json": true,
@@ -32,7 +33,7 @@ func show(s string) string {
 	return s
 }
 
-// CheckFolderName applies SimpleTuner's folder-name rules (contract §8).
+// CheckFolderName applies SimpleTuner's folder-name rules (docs/compatibility.md §10).
 func CheckFolderName(name string) error {
 	switch {
 	case name == "":

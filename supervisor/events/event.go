@@ -11,7 +11,7 @@ import (
 	"simpletuner/store"
 )
 
-// Event types of the catalogue (contract §6.3) plus the daemon's own.
+// Event types of SimpleTuner's catalogue plus the daemon's own (docs/compatibility.md §7).
 const (
 	TypeLifecycleStage     = "lifecycle.stage"
 	TypeTrainingStatus     = "training.status"
@@ -74,7 +74,7 @@ type Event struct {
 // Owner returns the user id of the job's owner (0 when unknown).
 func (e *Event) Owner() int64 { return e.owner }
 
-// Progress is training progress (contract §6.3 "progress").
+// Progress is training progress: the "progress" object of SimpleTuner's typed events.
 type Progress struct {
 	Label        string         `json:"label,omitempty"`
 	Current      int64          `json:"current"`
@@ -88,7 +88,7 @@ type Progress struct {
 	Metrics      map[string]any `json:"metrics,omitempty"`
 }
 
-// Stage is a start-up or lifecycle stage (contract §6.3 "stage").
+// Stage is a start-up or lifecycle stage: the "stage" object of SimpleTuner's typed events.
 type Stage struct {
 	Key      string    `json:"key"`
 	Label    string    `json:"label,omitempty"`

@@ -23,7 +23,7 @@ const (
 // ansiRE matches ANSI escape sequences (CSI and OSC).
 var ansiRE = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])`)
 
-// secret patterns (reliability-security.md §3.10). Each keeps JSON intact when applied
+// secret patterns (docs/security.md row E6). Each keeps JSON intact when applied
 // to encoded JSON: no replacement introduces or removes a quote or backslash.
 var (
 	apiKeyRE = regexp.MustCompile(`\b(st|hf)_[A-Za-z0-9_]{8,}`)

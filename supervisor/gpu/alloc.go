@@ -10,7 +10,7 @@ import (
 // DefaultLocalJobMaxConcurrent is SimpleTuner's default for local_job_max_concurrent.
 const DefaultLocalJobMaxConcurrent = 1
 
-// Request is what a job asks of the local allocator (contract §9.4).
+// Request is what a job asks of the local allocator (docs/compatibility.md §11).
 type Request struct {
 	// NumProcesses is --num_processes: the number of GPUs wanted. Values below 1 mean 1.
 	NumProcesses int
@@ -25,13 +25,14 @@ type Request struct {
 	NoWait bool
 }
 
-// Limits are the local concurrency limits (contract §9.2, §9.5).
+// Limits are the local concurrency limits of GET /api/queue/stats and
+// POST /api/queue/concurrency (docs/compatibility.md §11).
 type Limits struct {
 	// MaxJobs is local_job_max_concurrent, counting CPU jobs too; 0 or less means
 	// DefaultLocalJobMaxConcurrent.
 	MaxJobs int
 	// MaxGPUs is local_gpu_max_concurrent, the GPUs held by all local jobs together;
-	// 0 or less means unlimited (the contract's null).
+	// 0 or less means unlimited (the API's null).
 	MaxGPUs int
 }
 
@@ -52,7 +53,7 @@ const (
 	Start Outcome = iota + 1
 	// StartCPU: run now on the CPU trainer, because the host has no GPUs at all.
 	StartCPU
-	// Queue: cannot start now; Decision.Reason is the contract's text. Something that
+	// Queue: cannot start now; Decision.Reason is SimpleTuner's text. Something that
 	// can change (a job ending, a limit raised, a GPU healthy again) may let it start.
 	Queue
 	// Reject: can never start on this host as asked (or NoWait was set and it would
@@ -86,7 +87,7 @@ type Decision struct {
 	Reason string
 }
 
-// Decide is the local GPU allocation decision of contract §9.4, as a pure function.
+// Decide is the local GPU allocation decision (docs/compatibility.md §11), as a pure function.
 //
 // gpus is the inventory; held maps each running local job to the GPU UUIDs it holds
 // (an empty list for a job on the CPU trainer: it still counts against MaxJobs).

@@ -122,8 +122,8 @@ func TestDecide(t *testing.T) {
 		{name: "lowest index even from an unsorted list", req: Request{NumProcesses: 2}, gpus: reversed, want: Start, idx: []int{0, 1}},
 		{name: "holes are filled lowest first", req: Request{NumProcesses: 2}, gpus: h8,
 			held: map[string][]string{"a": {u(0), u(2)}}, lim: Limits{MaxJobs: 2}, want: Start, idx: []int{1, 3}},
-		// Contract §9.1 example: GPUs 0,1 allocated, 2,3 available.
-		{name: "contract example: next job gets 2 and 3", req: Request{NumProcesses: 2}, gpus: h4,
+		// SimpleTuner's documented example: GPUs 0,1 allocated, 2,3 available.
+		{name: "SimpleTuner's example: next job gets 2 and 3", req: Request{NumProcesses: 2}, gpus: h4,
 			held: map[string][]string{"3f2a9c1d": {u(0), u(1)}}, lim: Limits{MaxJobs: 2}, want: Start, idx: []int{2, 3}},
 	}
 	for _, tc := range tests {

@@ -9,9 +9,9 @@
 //     without any NVIDIA library. Open falls back to None (zero GPUs, with the reason)
 //     when the library or the driver is missing; it never panics. Fake is an in-memory
 //     inventory for tests, with fixtures modelled on real H100 machines.
-//   - Decide is the allocation decision of the API contract §9.4 as a pure function of
+//   - Decide is the allocation decision of docs/compatibility.md §11 as a pure function of
 //     (request, inventory, holdings, limits): start on these GPU UUIDs, start on the CPU
-//     (the host has no GPUs), queue (with the contract's reason) or reject (the request
+//     (the host has no GPUs), queue (with SimpleTuner's reason) or reject (the request
 //     can never be met on this machine, e.g. more GPUs than exist).
 //   - Ledger records which GPU UUIDs each running job holds and applies Decide under its
 //     mutex, so concurrent submits for the last free GPU cannot both win. Allocator puts
@@ -20,7 +20,7 @@
 // GPUs are keyed by UUID, never by index: NVML and CUDA may number devices differently,
 // and indexes shift when a device disappears. Launched trainers therefore get
 // CUDA_VISIBLE_DEVICES=GPU-<uuid>,… and CUDA_DEVICE_ORDER=PCI_BUS_ID (LaunchEnv).
-// Indexes are kept for display and for the contract's preferred-device lists.
+// Indexes are kept for display and for the API's preferred-device lists.
 //
 // This package does not import github.com/NVIDIA/go-nvml, whose bindings and even whose
 // mock package need cgo; see NVML and Fake.

@@ -30,8 +30,8 @@ type GPU struct {
 	HealthReason string `json:"health_reason,omitempty"`
 }
 
-// Info describes where an inventory's GPUs come from, for the system status
-// (contract §9.1 "gpu_inventory").
+// Info describes where an inventory's GPUs come from, for the "gpu_inventory" object of
+// GET /api/system/status (docs/compatibility.md §11).
 type Info struct {
 	// Backend is "cuda" when NVML is in use and "cpu" when the host has no usable GPU
 	// driver.

@@ -7,8 +7,8 @@ import (
 )
 
 // AllocationView is the "gpu_allocation" object of GET /api/system/status with
-// include_allocation=true (contract §9.1), and the source of the "local" block of
-// GET /api/queue/stats (§9.2). Index lists hold NVML indexes.
+// include_allocation=true, and the source of the "local" block of GET /api/queue/stats
+// (docs/compatibility.md §11). Index lists hold NVML indexes.
 type AllocationView struct {
 	AllocatedGPUs    []int              `json:"allocated_gpus"`
 	AvailableGPUs    []int              `json:"available_gpus"` // healthy and not held
@@ -63,7 +63,8 @@ func View(gpus []GPU, held map[string][]string) AllocationView {
 	return v
 }
 
-// StatusGPU is one entry of the "gpus" list of GET /api/system/status (contract §9.1).
+// StatusGPU is one entry of the "gpus" list of GET /api/system/status
+// (docs/compatibility.md §11).
 type StatusGPU struct {
 	Index              int      `json:"index"`
 	Name               string   `json:"name"`

@@ -10,7 +10,7 @@
 //	   │                     │                               │         stopped | cancelled
 //	   └─cancel─▶ cancelled  └─launch error─▶ failed          └─trainer vanished, no exit record─▶ lost
 //
-// Launch order (reliability-security.md §8): the job is written "starting" with its nonce;
+// Launch order (docs/architecture.md §8): the job is written "starting" with its nonce;
 // the trainer is started with setsid; {socket, pid, process start time, boot id} are
 // persisted; only then is the job "running". On start-up Reconcile runs before any new
 // work is admitted: each non-terminal job is reattached if its process is provably the

@@ -55,7 +55,7 @@ func (m *Manager) launch(j *store.Job, d gpu.Decision) {
 	})
 }
 
-// start runs the launch sequence of reliability-security.md §8.
+// start runs the launch sequence of docs/architecture.md §8.
 func (m *Manager) start(j *store.Job, d gpu.Decision, h *handle) error {
 	if err := os.MkdirAll(j.JobDir, 0o750); err != nil {
 		return fmt.Errorf("create job dir: %w", err)
@@ -147,7 +147,7 @@ func randomHex(n int) string {
 }
 
 // failpoint lets a crash test stop the daemon at a named point of the launch sequence
-// (reliability-security.md row P9). Nothing happens unless Config.Failpoint is set.
+// (docs/security.md row P9). Nothing happens unless Config.Failpoint is set.
 func (m *Manager) failpoint(name string) {
 	if m.cfg.Failpoint != nil {
 		m.cfg.Failpoint(name)

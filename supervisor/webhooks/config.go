@@ -93,7 +93,7 @@ var canonicalLevel = map[string]string{
 
 // Parse decodes --webhook_config: a JSON list of webhook objects or a single object
 // (SimpleTuner's format). The caller resolves a path value to the file's bytes first. An empty
-// value means no webhooks. Keys the contract does not list are ignored, as SimpleTuner
+// value means no webhooks. Keys SimpleTuner does not define are ignored, as SimpleTuner
 // ignores them. SimpleTuner's SIMPLETUNER_SSL_NO_VERIFY environment override is not
 // honoured: turning verification off is per webhook and needs job.hooks. Errors wrap
 // ErrInvalidConfig and name the webhook (1-based) and the field.

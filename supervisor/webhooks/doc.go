@@ -1,5 +1,5 @@
 // Package webhooks delivers a job's events to the webhooks named in its --webhook_config
-// (contract §6.1–§6.2): "raw" receivers get the structured event as a JSON POST, "discord"
+// (docs/compatibility.md §8): "raw" receivers get the structured event as a JSON POST, "discord"
 // receivers get a chat message with the event's images attached.
 //
 // Delivery never slows the trainer or the event hub: Publish only appends to a bounded
@@ -11,7 +11,7 @@
 // events per webhook; log_level filters by severity.
 //
 // A webhook URL is user input pointing the daemon at an arbitrary host, so every request
-// goes through a guarded dialer (reliability-security.md §3.8): link-local, unspecified,
+// goes through a guarded dialer (docs/security.md rows W1, W3): link-local, unspecified,
 // multicast and cloud metadata addresses are always refused, private and loopback ones
 // when Policy.DenyPrivate is set. The check runs when the configuration is validated and
 // again in the dialer's Control hook on the address actually being connected to, so DNS

@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// Event is one job event as the daemon's hub hands it over. Fields the contract puts at
+// Event is one job event as the daemon's hub hands it over. Fields SimpleTuner puts at
 // the top level of a webhook body (stage, progress, checkpoint, images, …) may travel
-// inside Data; the raw body lifts them out (contract §6.2).
+// inside Data; the raw body lifts them out (docs/compatibility.md §8).
 type Event struct {
 	// ID is the event's stable identifier (the hub's index); it is the idempotency key.
 	// When empty, JobID and Seq make one.
@@ -103,11 +103,11 @@ func (ev *Event) isEssential() bool {
 }
 
 // liftedKeys are copied from data to the top level of a raw body, where SimpleTuner's
-// structured events carry them (contract §6.3).
+// structured events carry them (docs/compatibility.md §7).
 var liftedKeys = []string{"stage", "progress", "checkpoint", "validation", "fault", "body",
 	"images", "videos", "audios"}
 
-// rawBody is the JSON body of a raw webhook (contract §6.2): the structured event with
+// rawBody is the JSON body of a raw webhook (docs/compatibility.md §8): the structured event with
 // type, job_id, severity and timestamp filled in.
 func rawBody(ev *Event) ([]byte, error) {
 	m := map[string]any{}

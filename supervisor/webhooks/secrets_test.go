@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestSecretSweep (reliability-security.md §3.10): webhook URLs with tokens in the path and
+// TestSecretSweep (docs/security.md row E6): webhook URLs with tokens in the path and
 // query, auth tokens, and every failure mode that builds an error message from the URL
 // (connection refused wraps the full URL in *url.Error; 500s; blocked; TLS; a rejected
 // config) — nothing secret reaches the log, the stats or an error.

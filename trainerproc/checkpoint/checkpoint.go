@@ -8,7 +8,7 @@
 // The layout follows SimpleTuner (training_state.json, checkpoint_manifest.json, .guard,
 // pytorch_lora_weights.safetensors or transformer/diffusion_pytorch_model.safetensors,
 // checkpoint-<n>-rolling) so its tooling recognises our checkpoints; the durability rules
-// follow reliability-security.md §2, which SimpleTuner itself does not implement.
+// are those of docs/security.md rows C1–C7, which SimpleTuner itself does not implement.
 package checkpoint
 
 import (

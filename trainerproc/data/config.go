@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Dataset types (contract §14 dataset_type) this trainer implements.
+// Dataset types (dataset_type, docs/compatibility.md §13) this trainer implements.
 const (
 	TypeImage        = "image"
 	TypeConditioning = "conditioning"
@@ -20,7 +20,7 @@ const (
 	TypeImageEmbeds  = "image_embeds"
 )
 
-// Resolution types (contract §14 resolution_type).
+// Resolution types (resolution_type, docs/compatibility.md §13).
 const (
 	ResPixel     = "pixel"      // resolution is the shorter edge in pixels
 	ResPixelArea = "pixel_area" // resolution² is the target area in pixels

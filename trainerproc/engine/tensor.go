@@ -215,7 +215,7 @@ func (t *Tensor) String() string {
 	return fmt.Sprintf("Tensor%v%s", t.shape, state)
 }
 
-// sameEngine panics unless all tensors (nil entries ignored) belong to e and are live.
+// check panics unless all tensors (nil entries ignored) belong to e and are live.
 func (e *Engine) check(ts ...*Tensor) {
 	for _, t := range ts {
 		if t == nil {

@@ -1,5 +1,6 @@
 // Package runner is the real trainer: the kit.Runner that turns a resolved configuration
-// into a training run of the dit model on the CPU engine.
+// into a training run of the dit model, on the CPU engine backend unless Options.NewBackend
+// supplies another (simpletuner-trainer-cuda passes its CUDA backend).
 //
 // One Run is: parse the configuration (settings.go) → open the dataloader (trainerproc/data)
 // → build the model, full or with LoRA/LoKr adapters (trainerproc/model) → optimizer and
@@ -8,10 +9,11 @@
 // gradient clipping, scheduled checkpoints and validation, the daemon's commands after every
 // gradient sync → final validation → the final model in output_dir.
 //
-// Events follow the contract's catalogue (§6.3) so the daemon can relay them unchanged:
+// Events follow SimpleTuner's catalogue (docs/compatibility.md §7) so the daemon can relay
+// them unchanged:
 // lifecycle.stage for each start-up and shut-down stage, training.status and
 // training.progress after every optimizer step, training.checkpoint, training.validation
-// and validation.image, notification for warnings. Payload fields the contract puts at
+// and validation.image, notification for warnings. Payload fields SimpleTuner puts at
 // the top level of a webhook body (stage, progress, checkpoint, images) are carried in the
 // event's data.
 //

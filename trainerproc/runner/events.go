@@ -9,7 +9,7 @@ import (
 	"simpletuner/plugins/kit"
 )
 
-// emitter shapes the contract's events (§6.3) onto the kit's event stream.
+// emitter shapes SimpleTuner's events (docs/compatibility.md §7) onto the kit's event stream.
 type emitter struct {
 	job *kit.Job
 }

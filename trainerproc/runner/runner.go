@@ -35,7 +35,7 @@ type Options struct {
 	BackendName string
 }
 
-// Runner implements kit.Runner for the CPU dit trainer.
+// Runner implements kit.Runner for the dit trainer, on whichever engine backend Options picks.
 type Runner struct {
 	opts Options
 }
@@ -53,7 +53,8 @@ func New(o Options) *Runner {
 	return &Runner{opts: o}
 }
 
-// Info implements kit.Runner: backend cpu, the BLAS in use, and family dit.
+// Info implements kit.Runner: the backend (cpu, or Options.BackendName), its device
+// description (the BLAS in use on the CPU), and family dit.
 func (r *Runner) Info(context.Context) (plugins.Info, error) {
 	name := "cpu"
 	var be engine.Backend

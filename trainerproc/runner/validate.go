@@ -119,7 +119,8 @@ func (t *trainer) emitPreview(p validation.Prompt, r validation.Resolution, pv v
 		"body": p.Text, "images": []validation.Asset{validation.PNGAsset(b)}})
 }
 
-// placeholderValues are the values of a validation script's placeholders (contract §7).
+// placeholderValues are the values of a validation script's placeholders, SimpleTuner's
+// names (docs/compatibility.md §9).
 func (t *trainer) placeholderValues(ckptPath string) map[string]string {
 	s := t.s
 	v := map[string]string{

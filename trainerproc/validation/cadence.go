@@ -3,8 +3,8 @@ package validation
 // PreviewSteps returns the 1-based sampler steps at which an intermediate image is shown
 // for a sampling run of total steps with validation_preview_steps = every: step 1, then
 // every `every` steps after it (1+every, 1+2·every, …), then the last step. This is the
-// seed tutorial's cadence (1,5,9,13,17,20 for every=4 and 20 steps); SimpleTuner's code
-// emits 1,4,8,… instead (contract §6.3), and DESIGN.md §6 picks the seed.
+// tutorial's cadence (1,5,9,13,17,20 for every=4 and 20 steps); SimpleTuner's code emits
+// 1,4,8,… instead, and the tutorial wins (docs/compatibility.md §7).
 func PreviewSteps(total, every int) []int {
 	if total <= 0 {
 		return nil

@@ -268,7 +268,7 @@ func (h *cublasHandle) close() error {
 	return err
 }
 
-// versionString renders cuBLAS's version integer (major·10000 + minor·100 + patch for 11+).
+// cublasVersionString renders cuBLAS's version integer (major·10000 + minor·100 + patch for 11+).
 func cublasVersionString(v int32) string {
 	return fmt.Sprintf("%d.%d.%d", v/10000, (v/100)%100, v%100)
 }
