@@ -2,6 +2,7 @@ package options
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -30,6 +31,14 @@ func seedDirs(t *testing.T) (configs, output string) {
 	copyFile(t, "pixart-sigma.multidatabackend.json", filepath.Join(configs, "pixart-api-demo", "multidatabackend.json"))
 	copyFile(t, "flux-kontext.multidatabackend.json", filepath.Join(configs, "kontext-api-demo", "multidatabackend.json"))
 	copyFile(t, "multidatabackend-once.json", filepath.Join(configs, "multidatabackend-once.json"))
+	// Creating the LyCORIS environment writes its default LyCORIS config.
+	ly, err := json.Marshal(DefaultLycorisConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(configs, "kontext-api-demo", "lycoris_config.json"), ly, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return configs, output
 }
 
@@ -166,13 +175,17 @@ func TestSeedExamples(t *testing.T) {
 // TestSeedFastPath submits the fast path's forms with no environment at all.
 func TestSeedFastPath(t *testing.T) {
 	r := seedRegistry(t)
+	const noUpload = "--post_upload_script runs after an upload, and nothing is uploaded without --push_to_hub or --publishing_config: it will not run (use --post_checkpoint_script to act on each local checkpoint)"
 	tests := []struct {
 		name     string
 		sections []string
 		perms    []string
 		strict   bool
 		wantErrs []string
-		check    func(t *testing.T, cfg *Config)
+		// wantWarns: the seed's post_upload_script has no upload to follow (no
+		// --push_to_hub), which validate says.
+		wantWarns []string
+		check     func(t *testing.T, cfg *Config)
 	}{
 		{name: "validate", sections: []string{"validate"}, strict: true},
 		{name: "start", sections: []string{"validate", "start"}, check: func(t *testing.T, cfg *Config) {
@@ -196,12 +209,12 @@ func TestSeedFastPath(t *testing.T) {
 			}
 		}},
 		{name: "external validation with permission", sections: []string{"validate", "external-validation"}, perms: []string{PermHooks}},
-		{name: "hooks with permission", sections: []string{"validate", "hooks"}, perms: []string{PermHooks}},
+		{name: "hooks with permission", sections: []string{"validate", "hooks"}, perms: []string{PermHooks}, wantWarns: []string{noUpload}},
 		{name: "hooks without permission", sections: []string{"validate", "hooks", "external-validation"}, wantErrs: []string{
 			"setting --post_checkpoint_script needs the job.hooks permission; ask an admin, or leave it unset",
 			"setting --post_upload_script needs the job.hooks permission; ask an admin, or leave it unset",
 			"setting --validation_external_script needs the job.hooks permission; ask an admin, or leave it unset",
-		}},
+		}, wantWarns: []string{noUpload}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,8 +240,8 @@ func TestSeedFastPath(t *testing.T) {
 			if got := issues.Errors().Messages(); !slices.Equal(got, tt.wantErrs) {
 				t.Errorf("errors = %q, want %q", got, tt.wantErrs)
 			}
-			if w := issues.Warnings(); len(w) > 0 {
-				t.Errorf("unexpected warnings: %q", w.Messages())
+			if got := issues.Warnings().Messages(); !slices.Equal(got, tt.wantWarns) {
+				t.Errorf("warnings = %q, want %q", got, tt.wantWarns)
 			}
 			if tt.check != nil {
 				tt.check(t, cfg)

@@ -194,6 +194,11 @@ func (v *validator) training() {
 	if v.c.Bool("--push_checkpoints_to_hub") && !v.c.Bool("--push_to_hub") {
 		v.add(warnIssue("--push_checkpoints_to_hub", "--push_checkpoints_to_hub has no effect without --push_to_hub"))
 	}
+	// The post-upload hook follows an upload (the daemon runs it when a checkpoint event
+	// says the checkpoint was uploaded); with nothing set to upload it never runs.
+	if hookSet(v.c.String("--post_upload_script")) && !v.c.Bool("--push_to_hub") && !v.set("--publishing_config") {
+		v.add(warnIssue("--post_upload_script", "--post_upload_script runs after an upload, and nothing is uploaded without --push_to_hub or --publishing_config: it will not run (use --post_checkpoint_script to act on each local checkpoint)"))
+	}
 }
 
 // validation checks the validation method and preview settings.
@@ -212,9 +217,9 @@ func (v *validator) files() {
 	if p := v.c.String("--data_backend_config"); !strings.Contains(p, "{env:") {
 		v.file("--data_backend_config", "Data backend config not found at '%s'. Create the dataloader JSON there or point --data_backend_config at an existing file.")
 	}
-	// The default LyCORIS config is optional: without the file the trainer uses its
-	// built-in LyCORIS settings, so only a path someone chose must exist.
-	if v.c.String("--model_type") == "lora" && v.c.String("--lora_type") == "lycoris" && v.c.sources["--lycoris_config"] != FromDefault {
+	// The trainer reads the LyCORIS config whether its path was chosen or is the default,
+	// so the file must exist either way (a new LyCORIS environment gets one).
+	if v.c.String("--model_type") == "lora" && v.c.String("--lora_type") == "lycoris" {
 		v.file("--lycoris_config", "LyCORIS config not found at '%s'. Create it or point --lycoris_config at an existing file.")
 	}
 	v.file("--webhook_config", "--webhook_config file not found at '%s'")

@@ -33,7 +33,7 @@ func TestValidateMessages(t *testing.T) {
 		switch {
 		case files[p]:
 			return nil
-		case strings.HasPrefix(p, "/configs/"):
+		case strings.HasPrefix(p, "/configs/"), p == "config/lycoris_config.json":
 			return fs.ErrNotExist
 		}
 		return errors.New("the file is outside the allowed folders")
@@ -100,7 +100,7 @@ func TestValidateMessages(t *testing.T) {
 		{name: "webhook tls off", set: Values{"--webhook_config": `[{"webhook_type":"raw","callback_url":"https://h/cb","ssl_no_verify":true}]`}, err: ErrPermission, msg: "a webhook with ssl_no_verify=true needs the job.hooks permission; remove ssl_no_verify or ask an admin"},
 		// permissions and hook-safe values
 		{name: "hook permission", set: Values{"--post_checkpoint_script": "/opt/h.sh {global_step}"}, err: ErrPermission, msg: "setting --post_checkpoint_script needs the job.hooks permission; ask an admin, or leave it unset"},
-		{name: "hook-safe run name", set: Values{"--post_upload_script": "/opt/h.sh {tracker_run_name}", "--tracker_run_name": "-rf x"}, vo: ValidateOptions{Permissions: []string{PermHooks}}, err: ErrInvalidValue, msg: `--tracker_run_name is passed to hook scripts, so it may only use letters, digits, '.', '_' and '-' (at most 128, not starting with '-'); got "-rf x"`},
+		{name: "hook-safe run name", set: Values{"--post_checkpoint_script": "/opt/h.sh {tracker_run_name}", "--tracker_run_name": "-rf x"}, vo: ValidateOptions{Permissions: []string{PermHooks}}, err: ErrInvalidValue, msg: `--tracker_run_name is passed to hook scripts, so it may only use letters, digits, '.', '_' and '-' (at most 128, not starting with '-'); got "-rf x"`},
 		// other cross-option checks
 		{name: "hub id", set: Values{"--push_to_hub": true}, err: ErrRequired, msg: "--push_to_hub needs --hub_model_id: name the hub repository to upload to"},
 		{name: "hub checkpoints", set: Values{"--push_checkpoints_to_hub": true}, sev: SevWarning, msg: "--push_checkpoints_to_hub has no effect without --push_to_hub"},
@@ -110,6 +110,9 @@ func TestValidateMessages(t *testing.T) {
 		{name: "dataloader refused", set: Values{"--data_backend_config": "/etc/passwd"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrInvalidValue, msg: "--data_backend_config: the file is outside the allowed folders"},
 		{name: "prompt library refused", set: Values{"--user_prompt_library": "/dev/zero"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrInvalidValue, msg: "--user_prompt_library: the file is outside the allowed folders"},
 		{name: "publishing refused", set: Values{"--publishing_config": "/srv/p.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrInvalidValue, msg: "--publishing_config: the file is outside the allowed folders"},
+		{name: "lycoris default missing", set: Values{"--model_type": "lora", "--lora_type": "lycoris"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrNotFound, msg: "LyCORIS config not found at 'config/lycoris_config.json'. Create it or point --lycoris_config at an existing file."},
+		{name: "post-upload hook with nothing to upload", set: Values{"--post_upload_script": "/opt/h.sh {remote_checkpoint_path}"}, vo: ValidateOptions{Permissions: []string{PermHooks}}, sev: SevWarning,
+			msg: "--post_upload_script runs after an upload, and nothing is uploaded without --push_to_hub or --publishing_config: it will not run (use --post_checkpoint_script to act on each local checkpoint)"},
 		{name: "lycoris missing", set: Values{"--model_type": "lora", "--lora_type": "lycoris", "--lycoris_config": "/configs/ly.json"}, vo: ValidateOptions{CheckFile: checkFile}, err: ErrNotFound, msg: "LyCORIS config not found at '/configs/ly.json'. Create it or point --lycoris_config at an existing file."},
 	}
 	for _, tt := range tests {

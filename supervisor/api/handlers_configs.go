@@ -364,3 +364,53 @@ func rawNumbers(raw json.RawMessage, v *any, field string) error {
 	}
 	return jsonBodyError(jsondoc.DecodeNumbers(raw, v), "body", field)
 }
+
+func (s *Server) getLycoris(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	out, err := s.cfg.Configs.GetLycoris(mux.Vars(r)["env"])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// lycorisBody decodes {"config": {...}}, keeping numbers as written (a LyCORIS config is
+// stored as sent).
+func lycorisBody(r *http.Request) (configs.LycorisRequest, error) {
+	var raw struct {
+		Config json.RawMessage `json:"config"`
+	}
+	var req configs.LycorisRequest
+	if err := decodeJSON(r, &raw); err != nil {
+		return req, err
+	}
+	if err := rawNumbers(raw.Config, &req.Config, "config"); err != nil {
+		return req, err
+	}
+	if req.Config == nil {
+		return req, &validationError{fieldError{Type: "missing", Loc: []string{"body", "config"}, Msg: "Field required: send the LyCORIS config as \"config\""}}
+	}
+	return req, nil
+}
+
+func (s *Server) putLycoris(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	req, err := lycorisBody(r)
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Configs.PutLycoris(mux.Vars(r)["env"], req.Config)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) validateLycoris(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
+	req, err := lycorisBody(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, configs.ValidateLycoris(req.Config))
+	return nil
+}

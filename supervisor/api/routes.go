@@ -79,6 +79,9 @@ func (s *Server) routeTable() []route {
 
 		// Configurations (environments). Fixed paths come before /api/configs/{name}.
 		{method: "POST", path: "/api/configs/environments", tag: tagConfigs, perm: permConfigCreate, summary: "Create an environment: config/<name>/config.json, .metadata.json and a starter multidatabackend.json", req: configs.EnvironmentRequest{}, resp: configs.Created{}, h: s.withConfigs(s.createEnvironment)},
+		{method: "GET", path: "/api/configs/environments/{env}/lycoris", tag: tagConfigs, perm: permConfigView, summary: "An environment's LyCORIS config (the file its --lycoris_config names)", resp: configs.LycorisBody{}, h: s.withConfigs(s.getLycoris)},
+		{method: "PUT", path: "/api/configs/environments/{env}/lycoris", tag: tagConfigs, perm: permConfigEdit, summary: "Check and save an environment's LyCORIS config; invalid ones get 422 with every message", req: configs.LycorisRequest{}, resp: configs.LycorisSaved{}, h: s.withConfigs(s.putLycoris)},
+		{method: "POST", path: "/api/configs/lycoris/validate", tag: tagConfigs, perm: permConfigView, summary: "Check a LyCORIS config without saving it", req: configs.LycorisRequest{}, resp: configs.LycorisReport{}, h: s.validateLycoris},
 		{method: "GET", path: "/api/configs/", aliases: []string{"/api/configs"}, tag: tagConfigs, perm: permConfigView, summary: "List configurations of one type", query: []queryParam{configTypeParam}, resp: configs.Listing{}, h: s.withConfigs(s.listConfigs)},
 		{method: "GET", path: "/api/configs/active", tag: tagConfigs, perm: permConfigView, summary: "The active environment (name null when none)", resp: activeBody{}, h: s.withConfigs(s.activeConfig)},
 		{method: "GET", path: "/api/configs/examples", tag: tagConfigs, perm: permConfigView, summary: "Bundled example environments (model family dit)", resp: examplesBody{}, h: s.listExamples},

@@ -157,7 +157,7 @@ func (s *Service) locate(kind Kind, name string) (location, bool) {
 		p := filepath.Join(s.dir, "webhooks", name+".json")
 		return location{config: p}, exists(p)
 	case KindLycoris:
-		p := filepath.Join(folder, "lycoris_config.json")
+		p := filepath.Join(folder, lycorisFile)
 		return location{config: p, folder: folder}, exists(p)
 	case KindDataloader:
 		p := filepath.Join(folder, "multidatabackend.json")

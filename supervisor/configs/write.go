@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"simpletuner/internal/errmsg"
@@ -94,6 +95,7 @@ func (s *Service) Put(kind Kind, name string, req PutRequest, perms []string) (*
 		if _, ok := req.Config.(map[string]any); !ok {
 			return nil, errmsg.New(ErrInvalid, "A LyCORIS config must be a JSON object")
 		}
+		issues = options.CheckLycoris(req.Config)
 		content = req.Config
 	}
 	if issues.HasErrors() {
@@ -130,24 +132,27 @@ func subject(k Kind) string {
 
 // check validates a normalised model config: registry defaults ← config, paths resolved
 // under the configs dir and output root, files checked, and the dataloader it points at
-// validated. pending names a dataloader path about to be created (treated as present).
-// At save time dataloader problems are warnings (the data may come later); atStart
-// makes them errors.
-func (s *Service) check(cfg map[string]any, perms []string, atStart bool, pending string) options.Issues {
+// validated, and so is the LyCORIS config it trains with. pending names files about to be
+// created (a dataloader, a LyCORIS config: treated as present and valid). At save time
+// dataloader problems are warnings (the data may come later); atStart makes them errors.
+func (s *Service) check(cfg map[string]any, perms []string, atStart bool, pending ...string) options.Issues {
 	sub, issues := s.reg.ParseMap(cfg)
 	c, is := s.reg.Merge(sub.Values, nil)
 	issues = append(issues, is...)
 	issues = append(issues, c.ResolvePaths(s.dir, s.outputRoot)...)
 	checkFile := func(p string) error {
-		if p == pending {
+		if slices.Contains(pending, p) {
 			return nil
 		}
 		return s.CheckFile(p)
 	}
 	issues = append(issues, s.reg.Validate(c, options.ValidateOptions{Permissions: perms, CheckFile: checkFile})...)
 	issues = append(issues, s.OptionFolders(c)...)
+	if !issues.For(lycorisOption).HasErrors() {
+		issues = append(issues, s.LycorisIssues(c, pending...)...)
+	}
 	p := c.String("--data_backend_config")
-	if p == "" || p == pending || !filepath.IsAbs(p) || issues.For("--data_backend_config").HasErrors() {
+	if p == "" || slices.Contains(pending, p) || !filepath.IsAbs(p) || issues.For("--data_backend_config").HasErrors() {
 		return issues
 	}
 	data, err := s.ReadFile(p)
@@ -284,16 +289,21 @@ func (s *Service) sourceAndFreeTarget(name, target string) (location, error) {
 	return src, nil
 }
 
-// retargetDataBackend points a data_backend_config that lies in environment folder from
-// into folder to instead, for a copy or rename; it reports whether cfg changed.
-func retargetDataBackend(cfg map[string]any, from, to string) bool {
-	rest, ok := strings.CutPrefix(dataBackendOf(cfg), from+"/")
-	if !ok {
-		return false
+// retargetFolderFiles points a data_backend_config or a --lycoris_config that lies in
+// environment folder from into folder to instead, for a copy or rename; it reports
+// whether cfg changed.
+func retargetFolderFiles(cfg map[string]any, from, to string) bool {
+	changed := false
+	if rest, ok := strings.CutPrefix(dataBackendOf(cfg), from+"/"); ok {
+		delete(cfg, "--"+dataBackendKey)
+		cfg[dataBackendKey] = to + "/" + rest
+		changed = true
 	}
-	delete(cfg, "--"+dataBackendKey)
-	cfg[dataBackendKey] = to + "/" + rest
-	return true
+	if v, _ := cfg[lycorisOption].(string); strings.HasPrefix(v, from+"/") {
+		cfg[lycorisOption] = to + "/" + strings.TrimPrefix(v, from+"/")
+		changed = true
+	}
+	return changed
 }
 
 // CreateEnvironment creates <root>/<name>/{config.json,.metadata.json} and, unless an
@@ -375,7 +385,8 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 		pending = dlAbs
 	}
 	cfg, issues := normalise(s.reg, cfg, nil)
-	issues = append(issues, s.check(cfg, perms, false, pending)...)
+	lycoris := s.lycorisDefault(name, cfg)
+	issues = append(issues, s.check(cfg, perms, false, pending, lycoris)...)
 	if issues.HasErrors() {
 		return nil, &ValidationError{Subject: "config", Issues: issues}
 	}
@@ -404,6 +415,11 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	inFolder := strings.HasPrefix(dlRel, name+"/")
 	if writeDL && inFolder {
 		if err := writeJSONAtomic(filepath.Join(tmp, filepath.FromSlash(strings.TrimPrefix(dlRel, name+"/"))), dlContent); err != nil {
+			return nil, err
+		}
+	}
+	if lycoris != "" {
+		if err := writeJSONAtomic(filepath.Join(tmp, lycorisFile), options.DefaultLycorisConfig()); err != nil {
 			return nil, err
 		}
 	}
@@ -715,7 +731,7 @@ func (s *Service) Copy(name, target string) (*Saved, error) {
 			}
 		}
 	}
-	retargetDataBackend(cfg, name, target)
+	retargetFolderFiles(cfg, name, target)
 	now := s.timestamp()
 	meta := s.readMeta(src, name)
 	meta.Name, meta.CreatedAt, meta.ModifiedAt = target, now, now
@@ -770,7 +786,7 @@ func (s *Service) Rename(name, newName string) (*Saved, error) {
 		return nil, err
 	}
 	if cfg, err := readObject(dst.config); err == nil {
-		if retargetDataBackend(cfg, name, newName) {
+		if retargetFolderFiles(cfg, name, newName) {
 			if err := writeJSONAtomic(dst.config, cfg); err != nil {
 				return nil, err
 			}

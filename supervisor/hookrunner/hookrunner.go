@@ -1,7 +1,10 @@
 // Package hookrunner runs the daemon's hook scripts: post_checkpoint_script after every
 // checkpoint a trainer reports (scheduled, manual, final), and post_upload_script after
-// each upload — with no upload target, after each local checkpoint and the final save,
-// with {remote_checkpoint_path} empty (SimpleTuner's placeholders). Each hook runs exactly once per
+// each checkpoint the trainer reports uploaded, with its {remote_checkpoint_path}
+// (SimpleTuner's placeholders). A checkpoint that was only saved locally runs no
+// post-upload hook: SimpleTuner runs it then too, with an empty remote path, but a hook
+// named for uploads that fires with nothing uploaded misleads whoever wrote it. The
+// trainer uploads nothing yet, so today it never fires. Each hook runs exactly once per
 // checkpoint, even when the daemon restarts and the trainer's events are replayed: the
 // run is claimed in the store before it starts.
 //
@@ -85,6 +88,8 @@ type checkpointData struct {
 	Path       string `json:"path"`
 	Step       *int64 `json:"step"`
 	GlobalStep *int64 `json:"global_step"`
+	// RemotePath and Uploaded are set once the checkpoint has been uploaded (the event
+	// that reports an upload as complete); only then does post_upload_script run.
 	RemotePath string `json:"remote_path"`
 	Uploaded   bool   `json:"uploaded"`
 }
@@ -115,7 +120,7 @@ func (r *Runner) HandleEvents(jobID string, config map[string]any, evs []plugins
 		}
 		for _, name := range []string{PostCheckpoint, PostUpload} {
 			tmpl, _ := config["--"+name].(string)
-			if hooks.Disabled(tmpl) {
+			if hooks.Disabled(tmpl) || (name == PostUpload && !cd.Uploaded) {
 				continue
 			}
 			values := Values(config, path, step, cd.RemotePath)

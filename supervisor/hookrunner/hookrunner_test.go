@@ -62,6 +62,12 @@ func ckptEvent(seq uint64, path string, step int) plugins.Event {
 	return plugins.Event{Seq: seq, Type: "training.checkpoint", Time: time.Now(), Data: b}
 }
 
+// uploadedEvent is a checkpoint event that reports the checkpoint uploaded to remote.
+func uploadedEvent(seq uint64, path string, step int, remote string) plugins.Event {
+	b, _ := json.Marshal(map[string]any{"path": path, "step": step, "uploaded": true, "remote_path": remote})
+	return plugins.Event{Seq: seq, Type: "training.checkpoint", Time: time.Now(), Data: b}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -78,7 +84,7 @@ func TestEachHookRunsOncePerCheckpointAcrossRestarts(t *testing.T) {
 	log := filepath.Join(dir, "runs.log")
 	sh := script(t, dir, `echo "$1 $2" >> `+log+"\n")
 	cfg := map[string]any{"--output_dir": dir, "--post_checkpoint_script": sh + " {local_checkpoint_path} {global_step}", "--post_upload_script": sh + " upload{remote_checkpoint_path} {global_step}"}
-	evs := []plugins.Event{ckptEvent(3, "checkpoint-10", 10), ckptEvent(7, "checkpoint-20", 20)}
+	evs := []plugins.Event{uploadedEvent(3, "checkpoint-10", 10, "hub/checkpoint-10"), uploadedEvent(7, "checkpoint-20", 20, "hub/checkpoint-20")}
 	state := filepath.Join(dir, "state")
 	for round := range 3 {
 		db := openDB(t, state)
@@ -97,11 +103,59 @@ func TestEachHookRunsOncePerCheckpointAcrossRestarts(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("%d runs, want 4 (2 hooks × 2 checkpoints):\n%s", len(lines), b)
 	}
-	want := []string{filepath.Join(dir, "checkpoint-10") + " 10", "upload 10", filepath.Join(dir, "checkpoint-20") + " 20", "upload 20"}
+	want := []string{filepath.Join(dir, "checkpoint-10") + " 10", "uploadhub/checkpoint-10 10", filepath.Join(dir, "checkpoint-20") + " 20", "uploadhub/checkpoint-20 20"}
 	for _, w := range want {
 		if !strings.Contains(string(b), w+"\n") {
 			t.Errorf("no run %q in:\n%s", w, b)
 		}
+	}
+}
+
+// TestPostUploadHookWaitsForAnUpload: checkpoints saved only locally run
+// post_checkpoint_script and never post_upload_script; the checkpoint event that reports
+// an upload runs it, once.
+func TestPostUploadHookWaitsForAnUpload(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "checkpoints.log")
+	marker := filepath.Join(dir, "uploaded")
+	ck := script(t, dir, `echo "$1" >> `+log+"\n")
+	up := filepath.Join(dir, "upload.sh")
+	if err := os.WriteFile(up, []byte("#!/bin/sh\necho \"$1\" >> "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{"--output_dir": dir, "--post_checkpoint_script": ck + " {local_checkpoint_path}", "--post_upload_script": up + " {remote_checkpoint_path}"}
+	db := openDB(t, filepath.Join(dir, "state"))
+	defer db.Close()
+	em := &emitted{}
+	r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit})
+	defer r.Close()
+	r.HandleEvents("j", cfg, []plugins.Event{ckptEvent(1, "checkpoint-10", 10), ckptEvent(2, "checkpoint-20", 20)})
+	// HandleEvents claims a run before it starts one: no claim, no run.
+	for _, c := range []string{"checkpoint-10", "checkpoint-20"} {
+		if rec, err := db.HookRuns().Get("j", PostUpload, filepath.Join(dir, c)); err == nil {
+			t.Fatalf("post_upload_script claimed for %s, which was not uploaded: %+v", c, rec)
+		}
+	}
+	waitFor(t, func() bool { return em.count("hook.finished") == 2 })
+	em.mu.Lock()
+	for _, e := range em.evs {
+		if !strings.Contains(e, `"hook":"`+PostCheckpoint+`"`) {
+			t.Errorf("not a post_checkpoint_script event: %s", e)
+		}
+	}
+	em.mu.Unlock()
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("post_upload_script ran for a checkpoint that was not uploaded")
+	}
+	// The upload of checkpoint-10 completes: its post-upload hook runs with the remote
+	// path; its post-checkpoint hook does not run again.
+	r.HandleEvents("j", cfg, []plugins.Event{uploadedEvent(3, "checkpoint-10", 10, "hub/checkpoint-10")})
+	waitFor(t, func() bool { return em.count("hook.finished") == 3 })
+	if b, _ := os.ReadFile(marker); string(b) != "hub/checkpoint-10\n" {
+		t.Fatalf("post_upload_script runs: %q", b)
+	}
+	if b, _ := os.ReadFile(log); strings.Count(string(b), "\n") != 2 {
+		t.Fatalf("post_checkpoint_script runs: %q", b)
 	}
 }
 

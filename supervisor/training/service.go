@@ -130,12 +130,16 @@ func (s *Service) resolve(env, submitted options.Values, envName string, issues 
 	issues = append(issues, cfg.ResolvePaths(s.configs.Dir(), s.outputRoot)...)
 	issues = append(issues, s.reg.Validate(cfg, options.ValidateOptions{StrictEpochs: strict, Permissions: perms, CheckFile: s.configs.CheckFile})...)
 	issues = append(issues, s.configs.OptionFolders(cfg)...)
-	// Webhook targets, hook scripts and the dataloader are checked for every bundle, so
-	// validate reports what start would refuse. A file already refused is not read.
+	// Webhook targets, hook scripts, the LyCORIS config and the dataloader are checked for
+	// every bundle, so validate reports what start would refuse. A file already refused is
+	// not read.
 	if !issues.For("--webhook_config").HasErrors() {
 		issues = append(issues, s.checkWebhooks(cfg)...)
 	}
 	issues = append(issues, s.checkHooks(cfg)...)
+	if !issues.For("--lycoris_config").HasErrors() {
+		issues = append(issues, s.configs.LycorisIssues(cfg)...)
+	}
 	if !issues.For("--data_backend_config").HasErrors() {
 		issues = append(issues, s.checkDataloader(cfg)...)
 	}

@@ -1,13 +1,13 @@
 package model
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
 	"strings"
 
+	"simpletuner/options"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/philox"
 	"simpletuner/trainerproc/safetensors"
@@ -34,41 +34,10 @@ type AdapterConfig struct {
 	// Targets are module-name suffixes to adapt for standard LoRA; empty means PixArt's
 	// default (to_q, to_k, to_v, to_out.0 of every attention).
 	Targets []string
-	// Lycoris is the parsed lycoris_config (Type "lycoris").
-	Lycoris LycorisConfig
+	// Lycoris is the lycoris_config, checked by options.ParseLycoris (Type "lycoris").
+	Lycoris options.LycorisConfig
 	// Seed seeds the adapters' initialisation.
 	Seed uint64
-}
-
-// LycorisConfig is the subset of a LyCORIS config.json that LoKr uses.
-type LycorisConfig struct {
-	Algo        string  `json:"algo"`
-	Multiplier  float64 `json:"multiplier"`
-	LinearDim   int     `json:"linear_dim"`
-	LinearAlpha float64 `json:"linear_alpha"`
-	Factor      int     `json:"factor"`
-	FullMatrix  bool    `json:"full_matrix"`
-	ApplyPreset struct {
-		TargetModule  []string `json:"target_module"`
-		ModuleAlgoMap map[string]struct {
-			Factor int `json:"factor"`
-		} `json:"module_algo_map"`
-	} `json:"apply_preset"`
-}
-
-// ParseLycorisConfig parses a lycoris_config file. Only algo "lokr" is supported.
-func ParseLycorisConfig(data []byte) (LycorisConfig, error) {
-	c := LycorisConfig{Multiplier: 1, LinearDim: 4, LinearAlpha: 1, Factor: -1}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, fmt.Errorf("%w: lycoris_config: %w", ErrConfig, err)
-	}
-	if c.Algo != "lokr" {
-		return c, fmt.Errorf("%w: lycoris algo %q is not supported (supported: lokr)", ErrConfig, c.Algo)
-	}
-	if c.LinearDim <= 0 {
-		return c, fmt.Errorf("%w: lycoris linear_dim must be positive, got %d", ErrConfig, c.LinearDim)
-	}
-	return c, nil
 }
 
 // defaultLoRATargets is SimpleTuner's PixArt LoRA target list.
@@ -138,17 +107,15 @@ func (m *Model) AttachAdapters(c AdapterConfig) (err error) {
 			}
 		case "lycoris":
 			lc := c.Lycoris
-			if lc.Algo != "lokr" {
-				cfgErr = fmt.Errorf("%w: lycoris algo %q is not supported (supported: lokr)", ErrConfig, lc.Algo)
-				return
-			}
-			if lc.LinearDim <= 0 {
-				cfgErr = fmt.Errorf("%w: lycoris linear_dim must be positive, got %d", ErrConfig, lc.LinearDim)
+			// options.ParseLycoris refuses anything else; a config built in code that
+			// skipped it must not reach newLoKr (a zero linear_dim divides by zero).
+			if lc.Algo != options.TrainedLycorisAlgo || lc.LinearDim <= 0 {
+				cfgErr = fmt.Errorf("%w: lycoris config not checked (algo %q, linear_dim %d): read it with options.ParseLycoris", ErrConfig, lc.Algo, lc.LinearDim)
 				return
 			}
 			kinds := lc.ApplyPreset.TargetModule
 			if len(kinds) == 0 {
-				kinds = []string{"Attention", "FeedForward"}
+				kinds = options.LycorisModules()
 			}
 			for _, t := range targets {
 				if !slices.Contains(kinds, t.kind) {
@@ -331,7 +298,7 @@ func factorization(dimension, factor int) (int, int) {
 	return m, n
 }
 
-func newLoKr(m *Model, module string, out, in, factor int, c LycorisConfig, rng *engine.RNG) *lokr {
+func newLoKr(m *Model, module string, out, in, factor int, c options.LycorisConfig, rng *engine.RNG) *lokr {
 	e := m.e
 	inM, inN := factorization(in, factor)
 	outL, outK := factorization(out, factor)

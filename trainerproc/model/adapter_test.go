@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"simpletuner/options"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
@@ -89,15 +90,15 @@ func TestAdapterSaveNamesAndDropout(t *testing.T) {
 	if err := m.AttachAdapters(AdapterConfig{Type: "loha", Rank: 4}); !errors.Is(err, ErrConfig) {
 		t.Errorf("loha: %v", err)
 	}
-	if _, err := ParseLycorisConfig([]byte(`{"algo":"locon"}`)); err == nil || !strings.Contains(err.Error(), "lokr") {
-		t.Errorf("locon: %v", err)
+	if err := m.AttachAdapters(AdapterConfig{Type: "lycoris", Lycoris: options.LycorisConfig{Algo: "locon"}}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "options.ParseLycoris") {
+		t.Errorf("unchecked locon config: %v", err)
 	}
 }
 
-func mustLycoris(t *testing.T, s string) LycorisConfig {
-	c, err := ParseLycorisConfig([]byte(s))
-	if err != nil {
-		t.Fatal(err)
+func mustLycoris(t *testing.T, s string) options.LycorisConfig {
+	c, is := options.ParseLycoris([]byte(s))
+	if is.HasErrors() {
+		t.Fatal(is.Messages())
 	}
 	return c
 }

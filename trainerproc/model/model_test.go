@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"simpletuner/options"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
@@ -160,8 +161,8 @@ func TestModelGradCheck(t *testing.T) {
 func TestAdapterGradCheck(t *testing.T) {
 	for _, ac := range []AdapterConfig{
 		{Type: "standard", Rank: 4, Alpha: 8, Seed: 3},
-		{Type: "lycoris", Seed: 4, Lycoris: LycorisConfig{Algo: "lokr", Multiplier: 1, LinearDim: 10000, LinearAlpha: 1, Factor: 4}},
-		{Type: "lycoris", Seed: 4, Lycoris: LycorisConfig{Algo: "lokr", Multiplier: 1, LinearDim: 2, LinearAlpha: 1, Factor: 4}},
+		{Type: "lycoris", Seed: 4, Lycoris: options.LycorisConfig{Algo: "lokr", Multiplier: 1, LinearDim: 10000, LinearAlpha: 1, Factor: 4}},
+		{Type: "lycoris", Seed: 4, Lycoris: options.LycorisConfig{Algo: "lokr", Multiplier: 1, LinearDim: 2, LinearAlpha: 1, Factor: 4}},
 	} {
 		t.Run(ac.Type, func(t *testing.T) {
 			e, be := newF64(t)

@@ -88,17 +88,14 @@ func resolveConfig(raw json.RawMessage) (*options.Config, options.Issues, error)
 }
 
 // readJSONOption returns an option that is either inline JSON (starting with { or [) or a
-// path to a JSON file.
-func readJSONOption(name, v string) ([]byte, error) {
+// path to a JSON file. The error is the bare read error: callers report it through bad,
+// which names the option, and ParseSettings wraps ErrConfig once for all of them.
+func readJSONOption(v string) ([]byte, error) {
 	v = strings.TrimSpace(v)
 	if strings.HasPrefix(v, "{") || strings.HasPrefix(v, "[") {
 		return []byte(v), nil
 	}
-	b, err := os.ReadFile(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
-	}
-	return b, nil
+	return os.ReadFile(v)
 }
 
 // ParseSettings resolves and checks a job's configuration. Option-level problems come back
@@ -147,7 +144,7 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 	}
 	if dc := cfg.String("--data_backend_config"); dc == "" {
 		bad("--data_backend_config", "a dataloader configuration is required")
-	} else if b, err := readJSONOption("--data_backend_config", dc); err != nil {
+	} else if b, err := readJSONOption(dc); err != nil {
 		bad("--data_backend_config", "%v", err)
 	} else {
 		s.DataConfig = b
@@ -207,12 +204,18 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 		s.Adapters = model.AdapterConfig{Type: cfg.String("--lora_type"), Rank: geti("--lora_rank", 16),
 			Alpha: getf("--lora_alpha", 0), Dropout: getf("--lora_dropout", 0)}
 		if s.Adapters.Type == "lycoris" {
-			b, err := readJSONOption("--lycoris_config", cfg.String("--lycoris_config"))
-			if err == nil {
-				s.Adapters.Lycoris, err = model.ParseLycorisConfig(b)
-			}
-			if err != nil {
+			if b, err := readJSONOption(cfg.String("--lycoris_config")); err != nil {
 				bad("--lycoris_config", "%v", err)
+			} else {
+				lc, lis := options.ParseLycoris(b)
+				for _, i := range lis {
+					if i.Severity == options.SevError {
+						bad(i.Option, "%s", i.Message)
+					} else {
+						issues = append(issues, i)
+					}
+				}
+				s.Adapters.Lycoris = lc
 			}
 		}
 	}
