@@ -143,3 +143,38 @@ type validationAnswer struct {
 		Message string `json:"message"`
 	} `json:"errors"`
 }
+
+// TestWebhookConfigSavedIsOneThatStarts: a webhook config is checked when it is saved by
+// the reader the dispatcher sends with, so a URL with credentials before the host, which
+// every start refused, cannot be saved either.
+func TestWebhookConfigSavedIsOneThatStarts(t *testing.T) {
+	home := t.TempDir()
+	d := start(t, home)
+	c := adminClient(t, d)
+	hookFile := filepath.Join(home, "config", "webhooks", "team.json")
+	if err := os.MkdirAll(filepath.Dir(hookFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hookFile, []byte(`[{"webhook_type":"raw","callback_url":"https://hooks.example.com/cb"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	put := func(url string) (int, string) {
+		t.Helper()
+		code, body, err := doJSON(c, "PUT", d.base+"/api/configs/team?config_type=webhook",
+			map[string]any{"config": []any{map[string]any{"webhook_type": "raw", "callback_url": url}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, body
+	}
+	if code, body := put("https://hooks.example.com/other"); code != 200 {
+		t.Fatalf("a plain webhook: %d %s", code, body)
+	}
+	code, body := put("https://user:secret@hooks.example.com/cb")
+	if code != 422 || !strings.Contains(body, "webhook 1: callback_url: must not carry credentials before the host; use auth_token") {
+		t.Errorf("a webhook with credentials in its URL: %d %s, want 422 and why", code, body)
+	}
+	if strings.Contains(body, "secret") {
+		t.Errorf("the answer quotes the URL's credentials: %s", body)
+	}
+}
