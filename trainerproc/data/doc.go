@@ -1,5 +1,5 @@
-// Package data is the trainer's data pipeline: it parses SimpleTuner's dataloader JSON
-// (multidatabackend.json, contract §14), discovers images on the local backend, derives
+// Package data is the trainer's data pipeline: it reads SimpleTuner's dataloader JSON
+// (multidatabackend.json) with the contract's parser (plugins/dataloader), discovers images on the local backend, derives
 // captions, preprocesses images into aspect-bucketed pixel tensors, tokenizes captions, keeps
 // both in on-disk caches, and yields deterministic, resumable batches.
 //
