@@ -1,9 +1,12 @@
 // Package plugins is the trainer plugin contract shared by the daemon (supervisor/jobs) and
 // the trainer processes (trainerproc): the Trainer interface, the versioned go-plugin
 // handshake, the thin gRPC client and server shims (proto/ holds the protocol and its
-// generated code), and the files a trainer leaves in its job directory for a daemon that
-// was not there to see it finish (the event spool and the exit record). Nothing else lives
-// here, and it imports neither side.
+// generated code), the files a trainer leaves in its job directory for a daemon that was
+// not there to see it finish (the event spool and the exit record), and every format both
+// sides read: the event types (Event*) and the checkpoint event's data (CheckpointData),
+// the checkpoint folders' names (CheckpointName, ParseCheckpointName), and the dataloader
+// document (package plugins/dataloader). Nothing else lives here, and it imports neither
+// side.
 //
 // A trainer binary serves one job:
 //

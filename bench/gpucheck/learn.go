@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"simpletuner/plugins"
 )
 
 // writeDataset writes n red squares captioned "red" and n blue circles captioned "blue" on a
@@ -115,7 +117,7 @@ func runLearn(args []string) error {
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue
 		}
-		if l, ok := ev.Data["loss"].(float64); ok && ev.Type == "training.progress" {
+		if l, ok := ev.Data["loss"].(float64); ok && ev.Type == plugins.EventTrainingProgress {
 			losses = append(losses, l)
 		}
 		if b, ok := ev.Data["backend"].(string); ok {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"simpletuner/client"
+	"simpletuner/plugins"
 )
 
 const jobsUsage = `Usage: simpletuner jobs <command> [flags]
@@ -216,7 +217,7 @@ func formatEvent(e client.Event) string {
 		ts = t.Local().Format("15:04:05")
 	}
 	text := strings.TrimSpace(strings.Join(nonEmpty(e.Title, e.Message), ": "))
-	if e.Type == "training.progress" {
+	if e.Type == plugins.EventTrainingProgress {
 		var p struct {
 			Step         int64   `json:"step"`
 			TotalSteps   int64   `json:"total_steps"`

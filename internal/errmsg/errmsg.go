@@ -4,7 +4,11 @@
 // "sentinel: " prefix that fmt.Errorf("%w: …") would put in front of it.
 package errmsg
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Error is a message for a person that unwraps to Sentinel.
 type Error struct {
@@ -22,4 +26,17 @@ func (e *Error) Unwrap() error { return e.Sentinel }
 // New formats the message and ties it to sentinel.
 func New(sentinel error, format string, args ...any) error {
 	return &Error{Sentinel: sentinel, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Clip prepares user input echoed in a message: at most 80 characters (the rest is
+// "…"), control characters shown escaped so they cannot break a line or a terminal.
+func Clip(s string) string {
+	if r := []rune(s); len(r) > 80 {
+		s = string(r[:80]) + "…"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		q := strconv.Quote(s)
+		return q[1 : len(q)-1]
+	}
+	return s
 }

@@ -24,3 +24,16 @@ func TestNewReadsAsItsMessageAndIsItsSentinel(t *testing.T) {
 		t.Errorf("errors.As = %v, %+v", errors.As(wrapped, &e), e)
 	}
 }
+
+func TestClip(t *testing.T) {
+	long := "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé"
+	for in, want := range map[string]string{
+		"pixart":     "pixart",
+		"a\u0007b\n": `a\ab\n`,
+		long:         long[:160] + "…",
+	} {
+		if got := Clip(in); got != want {
+			t.Errorf("Clip(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -129,7 +129,7 @@ func (h *Host) Start(ctx context.Context, req plugins.StartRequest) (int, error)
 	h.mu.Unlock()
 
 	unlock, lockErr := lockOutputDir(req.Config)
-	h.emit("job.status", "info", "Trainer started", "", map[string]any{"status": plugins.StateStarting, "pid": h.pid})
+	h.emit(plugins.EventJobStatus, "info", "Trainer started", "", map[string]any{"status": plugins.StateStarting, "pid": h.pid})
 	go h.run(job, unlock, lockErr)
 	return h.pid, nil
 }
@@ -173,7 +173,7 @@ func (h *Host) finish(state, msg string) {
 	h.errMsg = msg
 	progress := h.progress
 	h.mu.Unlock()
-	seq := h.emit("job.status", severity, "Job "+state, msg, map[string]any{"status": state, "error": msg})
+	seq := h.emit(plugins.EventJobStatus, severity, "Job "+state, msg, map[string]any{"status": state, "error": msg})
 	h.mu.Lock()
 	h.spool.Sync()
 	rec := plugins.ExitRecord{JobID: h.job.ID, Nonce: h.nonce, State: state, Error: msg, LastSeq: seq, Progress: progress, PID: h.pid, FinishedAt: time.Now().UTC()}
@@ -259,7 +259,7 @@ func (h *Host) emit(typ, severity, title, message string, data any) uint64 {
 		h.recent = append(make([]plugins.Event, 0, 2*recentKeep+1), h.recent[len(h.recent)-keep:]...)
 		h.recentBytes = bytes
 	}
-	if typ == "job.status" || severity == "error" {
+	if typ == plugins.EventJobStatus || severity == "error" {
 		// Lifecycle events must survive a power loss; progress may not pay an fsync each.
 		h.spool.Sync()
 	}

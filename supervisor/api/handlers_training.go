@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"simpletuner/internal/safefile"
@@ -563,8 +562,9 @@ func jobOutputDir(outputRoot string, j *store.Job) string {
 	return dir
 }
 
-// listCheckpoints reads checkpoint-<step>[-rolling] folders. Symlinks and odd names are
-// skipped; only folders whose .guard exists are complete.
+// listCheckpoints reads checkpoint-<step>[-rolling] folders, named as the trainer names
+// them (plugins.ParseCheckpointName). Symlinks and other names are skipped; only folders
+// whose guard file exists are complete.
 func listCheckpoints(dir string) ([]checkpointBody, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -576,13 +576,8 @@ func listCheckpoints(dir string) ([]checkpointBody, error) {
 			continue
 		}
 		name := e.Name()
-		rest, ok := strings.CutPrefix(name, "checkpoint-")
+		step, _, ok := plugins.ParseCheckpointName(name)
 		if !ok {
-			continue
-		}
-		rest = strings.TrimSuffix(rest, "-rolling")
-		step, err := strconv.Atoi(rest)
-		if err != nil || step < 0 {
 			continue
 		}
 		path := filepath.Join(dir, name)
@@ -590,7 +585,7 @@ func listCheckpoints(dir string) ([]checkpointBody, error) {
 		if info, err := e.Info(); err == nil {
 			cb.Timestamp = float64(info.ModTime().UnixNano()) / 1e9
 		}
-		if _, err := os.Stat(filepath.Join(path, ".guard")); err == nil {
+		if _, err := os.Stat(filepath.Join(path, plugins.CheckpointGuardFile)); err == nil {
 			cb.Complete = true
 		}
 		var st struct {
@@ -599,7 +594,7 @@ func listCheckpoints(dir string) ([]checkpointBody, error) {
 			Loss         float64 `json:"loss"`
 			LearningRate float64 `json:"learning_rate"`
 		}
-		if b, err := os.ReadFile(filepath.Join(path, "training_state.json")); err == nil && json.Unmarshal(b, &st) == nil {
+		if b, err := os.ReadFile(filepath.Join(path, plugins.CheckpointStateFile)); err == nil && json.Unmarshal(b, &st) == nil {
 			cb.GlobalStep, cb.Epoch, cb.Loss, cb.LearningRate = st.GlobalStep, st.Epoch, st.Loss, st.LearningRate
 		}
 		out = append(out, cb)

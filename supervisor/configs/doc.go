@@ -5,7 +5,8 @@
 // still read. Webhook configs live under <root>/webhooks/.
 //
 // The service validates names, coerces and checks configs with the options registry,
-// validates dataloader JSON (ValidateDataloader), writes every file atomically (temp
+// validates dataloader JSON (ValidateDataloader: the trainer's parser, plugins/dataloader,
+// plus the folders on this machine), writes every file atomically (temp
 // file, fsync, rename, fsync of the directory) and serialises writers, so two concurrent
 // PUTs never interleave. It knows no HTTP: the API layer maps its sentinel errors and
 // *ValidationError to statuses.

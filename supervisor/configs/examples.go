@@ -94,5 +94,5 @@ func exampleByName(name string) (*Example, error) {
 		}
 		names = append(names, all[i].Name)
 	}
-	return nil, errmsg.New(ErrNotFound, "Example '%s' not found. Available examples: %s", clip(name), strings.Join(names, ", "))
+	return nil, errmsg.New(ErrNotFound, "Example '%s' not found. Available examples: %s", errmsg.Clip(name), strings.Join(names, ", "))
 }

@@ -11,6 +11,7 @@ import (
 	"simpletuner/internal/errmsg"
 	"simpletuner/internal/safefile"
 	"simpletuner/options"
+	"simpletuner/plugins/dataloader"
 )
 
 // fileLimit caps every file the service reads: its own configurations and the files
@@ -46,15 +47,15 @@ func fileErr(path string, err error) error {
 	case errors.Is(err, safefile.ErrOutside):
 		return errOutsideFiles
 	case errors.Is(err, fs.ErrNotExist):
-		return errmsg.New(fs.ErrNotExist, "'%s' does not exist", clip(path))
+		return errmsg.New(fs.ErrNotExist, "'%s' does not exist", errmsg.Clip(path))
 	case errors.Is(err, safefile.ErrNotRegular):
-		return errmsg.New(ErrInvalid, "'%s' is not a regular file", clip(path))
+		return errmsg.New(ErrInvalid, "'%s' is not a regular file", errmsg.Clip(path))
 	case errors.Is(err, safefile.ErrTooLarge):
-		return errmsg.New(ErrInvalid, "'%s' is larger than %d MiB", clip(path), fileLimit>>20)
+		return errmsg.New(ErrInvalid, "'%s' is larger than %d MiB", errmsg.Clip(path), fileLimit>>20)
 	case errors.Is(err, fs.ErrPermission):
-		return errmsg.New(ErrInvalid, "'%s' cannot be read by the server", clip(path))
+		return errmsg.New(ErrInvalid, "'%s' cannot be read by the server", errmsg.Clip(path))
 	}
-	return errmsg.New(ErrInvalid, "'%s' cannot be opened (%v)", clip(path), err)
+	return errmsg.New(ErrInvalid, "'%s' cannot be opened (%v)", errmsg.Clip(path), err)
 }
 
 // readOwn reads one of the service's own files (a config, a sidecar, an environment's
@@ -77,9 +78,6 @@ type Folders struct {
 	Cache safefile.Roots
 }
 
-// cacheKey reports whether a dataset key names a cache folder.
-func cacheKey(k string) bool { return strings.HasPrefix(k, "cache_dir") }
-
 // check says why a folder value may not be used, or returns "". A relative cache folder
 // that stays where it is lies inside the job's own directory (the trainer's working
 // directory) and is allowed; one that climbs out is not. A relative instance_data_dir
@@ -93,16 +91,16 @@ func (f *Folders) check(data bool, value string) string {
 	if !filepath.IsAbs(value) {
 		switch {
 		case data:
-			return fmt.Sprintf("'%s' is not an absolute path; use the absolute path of a folder under %s", clip(value), strings.Join(roots.Dirs(), " or "))
+			return fmt.Sprintf("'%s' is not an absolute path; use the absolute path of a folder under %s", errmsg.Clip(value), strings.Join(roots.Dirs(), " or "))
 		case !filepath.IsLocal(value):
-			return fmt.Sprintf("'%s' climbs out of the job's folder; use an absolute path under %s", clip(value), strings.Join(roots.Dirs(), " or "))
+			return fmt.Sprintf("'%s' climbs out of the job's folder; use an absolute path under %s", errmsg.Clip(value), strings.Join(roots.Dirs(), " or "))
 		}
 		return ""
 	}
 	if roots.Within(value) == nil {
 		return ""
 	}
-	return fmt.Sprintf("'%s' is outside the folders %s may use (%s; an admin may allow more with --allow-data-root)", clip(value), what, strings.Join(roots.Dirs(), ", "))
+	return fmt.Sprintf("'%s' is outside the folders %s may use (%s; an admin may allow more with --allow-data-root)", errmsg.Clip(value), what, strings.Join(roots.Dirs(), ", "))
 }
 
 // OptionFolders checks the options that name a dataloader folder (--cache_dir_vae, the
@@ -119,16 +117,17 @@ func (s *Service) OptionFolders(c *options.Config) options.Issues {
 	return nil
 }
 
-// datasetFolders checks one dataset's instance_data_dir and cache_dir* values. dataOK
-// is false when instance_data_dir was refused, so its readability is not probed: that
-// would say whether a folder outside the roots exists.
+// datasetFolders checks one dataset's folder values (dataloader.IsFolderKey:
+// instance_data_dir and every cache_dir* key; the parser has refused those that are not
+// strings). dataOK is false when instance_data_dir was refused, so its readability is
+// not probed: that would say whether a folder outside the roots exists.
 func datasetFolders(i int, name string, ds map[string]any, f *Folders) (issues options.Issues, dataOK bool) {
 	if f == nil {
 		return nil, true
 	}
 	keys := make([]string, 0, len(ds))
 	for k := range ds {
-		if k == "instance_data_dir" || cacheKey(k) {
+		if dataloader.IsFolderKey(k) {
 			keys = append(keys, k)
 		}
 	}
@@ -136,17 +135,11 @@ func datasetFolders(i int, name string, ds map[string]any, f *Folders) (issues o
 	dataOK = true
 	for _, k := range keys {
 		v, isStr := ds[k].(string)
-		if ds[k] == nil || (isStr && strings.TrimSpace(v) == "") {
-			continue
-		}
-		if !isStr {
-			if k != "instance_data_dir" { // instanceDir reports its own type error
-				issues = append(issues, dlErr(loc(i, k), "%s: %s must be a folder path; got %s", name, k, show(ds[k])))
-			}
+		if !isStr || strings.TrimSpace(v) == "" {
 			continue
 		}
 		if msg := f.check(k == "instance_data_dir", v); msg != "" {
-			issues = append(issues, options.Issue{Option: loc(i, k), Severity: options.SevError, Err: options.ErrPathEscape,
+			issues = append(issues, options.Issue{Option: fmt.Sprintf("datasets[%d].%s", i, k), Severity: options.SevError, Err: options.ErrPathEscape,
 				Message: fmt.Sprintf("%s: %s %s", name, k, msg)})
 			if k == "instance_data_dir" {
 				dataOK = false

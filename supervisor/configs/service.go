@@ -47,7 +47,7 @@ func ParseKind(s string) (Kind, error) {
 	case KindDataloader, KindWebhook, KindLycoris:
 		return Kind(s), nil
 	}
-	return "", errmsg.New(ErrInvalid, "Unknown config_type '%s' (use model, dataloader, webhook or lycoris)", clip(s))
+	return "", errmsg.New(ErrInvalid, "Unknown config_type '%s' (use model, dataloader, webhook or lycoris)", errmsg.Clip(s))
 }
 
 // Options configure a Service.

@@ -79,7 +79,7 @@ func (r *relay) JobStatus(j *store.Job) {
 	if j.Status == jobs.StatusFailed || j.Status == jobs.StatusLost {
 		sev = "error"
 	}
-	r.wh.Publish(j.ID, webhooks.Event{JobID: j.ID, Type: "job.status", Severity: sev, Timestamp: time.Now().UTC(),
+	r.wh.Publish(j.ID, webhooks.Event{JobID: j.ID, Type: plugins.EventJobStatus, Severity: sev, Timestamp: time.Now().UTC(),
 		Title: "Job " + j.Status, Message: j.Error, Data: data})
 	if jobs.Terminal(j.Status) {
 		r.mu.Lock()

@@ -11,21 +11,12 @@ import (
 	"simpletuner/store"
 )
 
-// Event types of SimpleTuner's catalogue plus the daemon's own (docs/compatibility.md §7).
+// Event types of the daemon's own; the trainer's are the contract's (plugins.Event*).
 const (
-	TypeLifecycleStage     = "lifecycle.stage"
-	TypeTrainingStatus     = "training.status"
-	TypeTrainingProgress   = "training.progress"
-	TypeTrainingCheckpoint = "training.checkpoint"
-	TypeTrainingValidation = "training.validation"
-	TypeValidationImage    = "validation.image"
-	TypeNotification       = "notification"
-	TypeError              = "error"
-	// TypeJobStatus is a job status change made by the daemon: queued, starting,
-	// running, completed, failed, cancelled, stopped, lost. It is the one authoritative
-	// status event; the trainer's own status reports appear as TypeTrainerStatus.
-	TypeJobStatus = "job.status"
-	// TypeTrainerStatus is a status report of the trainer process itself.
+	// TypeTrainerStatus is a status report of the trainer process itself: a trainer's
+	// plugins.EventJobStatus (seq > 0) is shown under it, so that only the daemon's own
+	// (seq 0) is the authoritative status change of a job (queued, starting, running,
+	// completed, failed, cancelled, stopped, lost).
 	TypeTrainerStatus = "trainer.status"
 	// TypeLog is a line of the trainer's log (rate-limited, sanitised).
 	TypeLog = "log"
@@ -126,7 +117,7 @@ func FromStored(se store.StoredEvent) (*Event, error) {
 // events have seq 0): a trainer's own status report (seq > 0) becomes trainer.status
 // and cannot pass for a status change of the job.
 func shownType(seq uint64, t string) string {
-	if seq > 0 && t == TypeJobStatus {
+	if seq > 0 && t == plugins.EventJobStatus {
 		return TypeTrainerStatus
 	}
 	return t
@@ -145,16 +136,16 @@ func typedEvent(index, seq uint64, jobID string, pe plugins.Event) *Event {
 		return e
 	}
 	switch e.Type {
-	case TypeTrainingProgress:
+	case plugins.EventTrainingProgress:
 		e.Progress = progressOf(e.Data)
-	case TypeTrainingStatus:
+	case plugins.EventTrainingStatus:
 		var d struct {
 			Progress *progressData `json:"progress"`
 		}
 		if json.Unmarshal(e.Data, &d) == nil && d.Progress != nil {
 			e.Progress = d.Progress.typed()
 		}
-	case TypeLifecycleStage:
+	case plugins.EventLifecycleStage:
 		var d struct {
 			Stage  json.RawMessage `json:"stage"`
 			Key    string          `json:"key"`
@@ -180,17 +171,8 @@ func typedEvent(index, seq uint64, jobID string, pe plugins.Event) *Event {
 				e.Stage.Progress = st.Progress.typed()
 			}
 		}
-	case TypeTrainingCheckpoint:
-		var d struct {
-			Path       string `json:"path"`
-			Step       int64  `json:"step"`
-			Checkpoint *struct {
-				Path    string `json:"path"`
-				Label   string `json:"label"`
-				IsFinal bool   `json:"is_final"`
-			} `json:"checkpoint"`
-			IsFinal bool `json:"is_final"`
-		}
+	case plugins.EventTrainingCheckpoint:
+		var d plugins.CheckpointData
 		if json.Unmarshal(e.Data, &d) == nil {
 			c := &Checkpoint{Path: d.Path, Label: e.Title, IsFinal: d.IsFinal, Step: d.Step}
 			if d.Checkpoint != nil {
@@ -201,7 +183,7 @@ func typedEvent(index, seq uint64, jobID string, pe plugins.Event) *Event {
 			}
 			e.Checkpoint = c
 		}
-	case TypeTrainingValidation, TypeValidationImage:
+	case plugins.EventTrainingValidation, plugins.EventValidationImage:
 		var m map[string]json.RawMessage
 		if json.Unmarshal(e.Data, &m) == nil {
 			var v Validation

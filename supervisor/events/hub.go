@@ -353,7 +353,7 @@ func (h *Hub) JobStatus(j *store.Job) {
 		data["progress"] = j.Progress
 	}
 	d, _ := json.Marshal(data)
-	pe := sanitize(plugins.Event{Type: TypeJobStatus, Severity: sev, Time: time.Now().UTC(), Title: "Job " + j.Status, Message: j.Error, Data: d})
+	pe := sanitize(plugins.Event{Type: plugins.EventJobStatus, Severity: sev, Time: time.Now().UTC(), Title: "Job " + j.Status, Message: j.Error, Data: d})
 	if err := h.record(j.ID, pe); err != nil {
 		h.log.Error("store job status event", "job_id", j.ID, "status", j.Status, "err", err)
 	}
@@ -465,7 +465,7 @@ func (h *Hub) snapshot(keep func(*Event) bool) []*Event {
 			continue
 		}
 		d, _ := json.Marshal(map[string]any{"status": j.Status})
-		ev := &Event{ID: "", JobID: j.ID, Type: TypeJobStatus, Severity: "info", Timestamp: time.Now().UTC(),
+		ev := &Event{ID: "", JobID: j.ID, Type: plugins.EventJobStatus, Severity: "info", Timestamp: time.Now().UTC(),
 			Title: "Job " + j.Status, Data: d, owner: j.OwnerID}
 		if len(j.Progress) > 0 {
 			ev.Progress = progressOf(j.Progress)

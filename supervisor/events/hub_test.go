@@ -214,7 +214,7 @@ func TestEventShapeAndTypes(t *testing.T) {
 	if e[3].Checkpoint == nil || e[3].Checkpoint.Path != "/out/checkpoint-4" {
 		t.Errorf("checkpoint: %+v", e[3].Checkpoint)
 	}
-	if e[4].Type != TypeTrainerStatus || e[5].Type != TypeJobStatus || e[5].Seq != 0 || e[5].Index != 6 || e[5].Owner() != 7 {
+	if e[4].Type != TypeTrainerStatus || e[5].Type != plugins.EventJobStatus || e[5].Seq != 0 || e[5].Index != 6 || e[5].Owner() != 7 {
 		t.Errorf("status events: %s / %s seq %d index %d", e[4].Type, e[5].Type, e[5].Seq, e[5].Index)
 	}
 	b, _ := json.Marshal(e[0])
@@ -322,7 +322,7 @@ func TestSecretsNeverReachClientsOrStore(t *testing.T) {
 	})
 	th.JobStatus(&store.Job{ID: "j1", Status: "failed", Error: msg, OwnerID: 7})
 	var seen strings.Builder
-	want := map[string]bool{TypeNotification: true, TypeLog: true, TypeJobStatus: true}
+	want := map[string]bool{plugins.EventNotification: true, TypeLog: true, plugins.EventJobStatus: true}
 	deadline := time.After(5 * time.Second)
 	for got := map[string]bool{}; len(got) < len(want); {
 		select {
@@ -390,7 +390,7 @@ func TestSlowClientIsDroppedOthersUnaffected(t *testing.T) {
 				t.Errorf("normal client's stream ended at %d", next)
 				return
 			}
-			if f.event != TypeTrainingProgress {
+			if f.event != plugins.EventTrainingProgress {
 				continue
 			}
 			var e struct {
@@ -479,7 +479,7 @@ func TestHundredClientsInOrderAndReleased(t *testing.T) {
 					switch f.event {
 					case frameHeartbeat:
 						beats++
-					case TypeTrainingProgress:
+					case plugins.EventTrainingProgress:
 						if got := indexOf(t, f); got != want {
 							t.Errorf("client %d: index %d, want %d", i, got, want)
 							return
@@ -512,7 +512,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	th := newTestHub(t, Config{RetentionCount: 50})
 	th.emit(t, 10, nil)
 	ch, cancel := openSSE(t, th.srv.URL+"/sse", map[string]string{"Last-Event-ID": "4"})
-	got := collect(t, ch, TypeTrainingProgress, 6, 5*time.Second)
+	got := collect(t, ch, plugins.EventTrainingProgress, 6, 5*time.Second)
 	cancel()
 	for i, f := range got {
 		if indexOf(t, f) != uint64(5+i) {
@@ -521,7 +521,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	}
 	th.emit(t, 100, nil) // indexes 11..110
 	ch, cancel = openSSE(t, th.srv.URL+"/sse?since_index=10", nil)
-	got = collect(t, ch, TypeTrainingProgress, 100, 5*time.Second)
+	got = collect(t, ch, plugins.EventTrainingProgress, 100, 5*time.Second)
 	cancel()
 	if indexOf(t, got[0]) != 11 || indexOf(t, got[99]) != 110 {
 		t.Fatalf("resume after 10: %s..%s", got[0].id, got[99].id)
@@ -541,7 +541,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	if r.Reason != "expired" || r.Oldest != 61 || len(r.Jobs) != 1 || reset.id != "" {
 		t.Fatalf("reset frame: %s", reset.data)
 	}
-	if first := collect(t, ch, TypeTrainingProgress, 1, 5*time.Second)[0]; indexOf(t, first) != 61 {
+	if first := collect(t, ch, plugins.EventTrainingProgress, 1, 5*time.Second)[0]; indexOf(t, first) != 61 {
 		t.Fatalf("after reset: %s", first.id)
 	}
 	if pg, _ := th.Read(Query{Since: 20}); !pg.Reset || pg.Events[0].Index != 61 {
@@ -565,7 +565,7 @@ func TestWebSocketGetsTheSameEvents(t *testing.T) {
 	ch, cancelSSE := openSSE(t, th.srv.URL+"/sse?since_index=0", nil)
 	defer cancelSSE()
 	th.emit(t, 5, nil)
-	sse := collect(t, ch, TypeTrainingProgress, 10, 5*time.Second)
+	sse := collect(t, ch, plugins.EventTrainingProgress, 10, 5*time.Second)
 	var n int
 	for n < 10 {
 		_, b, err := c.Read(ctx)
@@ -643,7 +643,7 @@ func TestAppendReturnsTheStoredEventsSanitised(t *testing.T) {
 	th := newTestHub(t, Config{})
 	evs := []plugins.Event{
 		{Seq: 1, Type: "notification", Title: "key st_0123456789abcdef0123456789abcdef\x1b[31m", Message: "HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz0123"},
-		{Seq: 2, Type: TypeJobStatus, Title: "Job completed"},
+		{Seq: 2, Type: plugins.EventJobStatus, Title: "Job completed"},
 	}
 	got, err := th.Append("j1", evs)
 	if err != nil {

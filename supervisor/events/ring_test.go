@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"simpletuner/plugins"
 )
 
 func testFrames(from, to uint64, size int) []*frame {
@@ -221,7 +223,7 @@ func TestWritesArePacedNotPerEvent(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	got := collect(t, out, TypeTrainingProgress, batches*per, 10*time.Second)
+	got := collect(t, out, plugins.EventTrainingProgress, batches*per, 10*time.Second)
 	var worst time.Duration
 	for _, f := range got {
 		var e struct {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"simpletuner/plugins"
 )
 
 // Field caps. A trainer can put anything in an event; clients get bounded fields.
@@ -125,7 +127,7 @@ func CleanText(s string, limit int, oneLine bool) string {
 // [A-Za-z0-9._:-], at most maxName bytes; anything else becomes "_".
 func safeName(s string) string {
 	if s == "" {
-		return TypeNotification
+		return plugins.EventNotification
 	}
 	ok := len(s) <= maxName
 	for i := 0; ok && i < len(s); i++ {

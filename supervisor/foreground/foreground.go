@@ -124,7 +124,7 @@ type progress struct {
 
 func (p *progress) event(e plugins.Event, res *Result) {
 	switch e.Type {
-	case "training.progress":
+	case plugins.EventTrainingProgress:
 		var pr plugins.Progress
 		if json.Unmarshal(e.Data, &pr) != nil {
 			return
@@ -134,7 +134,7 @@ func (p *progress) event(e plugins.Event, res *Result) {
 		}
 		fmt.Fprint(p.out, "\r"+progressLine(pr, e.Time.Sub(p.first), pr.Step-p.firstStep))
 		p.drawn = true
-	case "job.status":
+	case plugins.EventJobStatus:
 		var st struct {
 			Status string `json:"status"`
 			Error  string `json:"error"`

@@ -38,6 +38,13 @@ const (
 	PostUpload     = "post_upload_script"
 )
 
+// Event types of the hook runs this package reports through Options.Emit (the daemon's
+// own; the trainer never sends them).
+const (
+	EventHookStarted  = "hook.started"
+	EventHookFinished = "hook.finished"
+)
+
 // Options tune a Runner.
 type Options struct {
 	Timeout   time.Duration // per run (default hooks.DefaultTimeout)
@@ -83,25 +90,14 @@ func (r *Runner) Close() {
 	r.wg.Wait()
 }
 
-// checkpointData is what a training.checkpoint event carries.
-type checkpointData struct {
-	Path       string `json:"path"`
-	Step       *int64 `json:"step"`
-	GlobalStep *int64 `json:"global_step"`
-	// RemotePath and Uploaded are set once the checkpoint has been uploaded (the event
-	// that reports an upload as complete); only then does post_upload_script run.
-	RemotePath string `json:"remote_path"`
-	Uploaded   bool   `json:"uploaded"`
-}
-
 // HandleEvents looks for checkpoint events of a job and starts its hooks. config is the
 // job's resolved configuration ("--flag" keys). It never blocks on a hook.
 func (r *Runner) HandleEvents(jobID string, config map[string]any, evs []plugins.Event) {
 	for _, e := range evs {
-		if e.Type != "training.checkpoint" {
+		if e.Type != plugins.EventTrainingCheckpoint {
 			continue
 		}
-		var cd checkpointData
+		var cd plugins.CheckpointData
 		if err := json.Unmarshal(e.Data, &cd); err != nil || cd.Path == "" {
 			r.log.Warn("checkpoint event without a path; hooks skipped", "job_id", jobID, "seq", e.Seq)
 			continue
@@ -112,12 +108,7 @@ func (r *Runner) HandleEvents(jobID string, config map[string]any, evs []plugins
 				path = filepath.Join(out, path)
 			}
 		}
-		step := ""
-		if cd.GlobalStep != nil {
-			step = strconv.FormatInt(*cd.GlobalStep, 10)
-		} else if cd.Step != nil {
-			step = strconv.FormatInt(*cd.Step, 10)
-		}
+		step := strconv.FormatInt(cd.Step, 10)
 		for _, name := range []string{PostCheckpoint, PostUpload} {
 			tmpl, _ := config["--"+name].(string)
 			if hooks.Disabled(tmpl) || (name == PostUpload && !cd.Uploaded) {
@@ -189,7 +180,7 @@ func (r *Runner) start(jobID, name, tmpl, checkpoint string, values map[string]s
 			return
 		}
 		defer func() { <-r.sem }()
-		r.opts.Emit(jobID, "hook.started", "info", "Hook "+name+" started", "", map[string]any{"hook": name, "checkpoint": checkpoint})
+		r.opts.Emit(jobID, EventHookStarted, "info", "Hook "+name+" started", "", map[string]any{"hook": name, "checkpoint": checkpoint})
 		res, err := hooks.Run(r.ctx, argv, hooks.RunOptions{Timeout: r.opts.Timeout, MaxOutput: r.opts.MaxOutput, Values: values, Dir: filepath.Dir(checkpoint)})
 		msg := ""
 		if err != nil {
@@ -214,6 +205,6 @@ func (r *Runner) finish(jobID, name, checkpoint string, code int, took time.Dura
 	if len(output) > 0 {
 		data["output"] = string(output)
 	}
-	r.opts.Emit(jobID, "hook.finished", sev, fmt.Sprintf("Hook %s finished (exit %d)", name, code), errMsg, data)
+	r.opts.Emit(jobID, EventHookFinished, sev, fmt.Sprintf("Hook %s finished (exit %d)", name, code), errMsg, data)
 	r.log.Info("hook finished", "job_id", jobID, "hook", name, "exit_code", code, "duration", took, "err", errMsg)
 }

@@ -284,7 +284,7 @@ func (b *batcher) add(evs ...plugins.Event) {
 	b.seen = time.Now()
 	b.pending = append(b.pending, evs...)
 	for _, e := range evs {
-		if e.Type == "training.progress" {
+		if e.Type == plugins.EventTrainingProgress {
 			b.progress = e.Data // decoded when written, so once per write, not per event
 		}
 	}

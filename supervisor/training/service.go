@@ -10,6 +10,7 @@ import (
 
 	"simpletuner/hooks"
 	"simpletuner/options"
+	"simpletuner/plugins/dataloader"
 	"simpletuner/store"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/gpu"
@@ -227,6 +228,12 @@ func (s *Service) checkWebhooks(cfg *options.Config) options.Issues {
 	return nil
 }
 
+// dataloaderDefaults are the options a dataset falls back to, as the trainer reads them.
+func dataloaderDefaults(cfg *options.Config) dataloader.Defaults {
+	res, _ := cfg.Float("--resolution")
+	return dataloader.Defaults{Resolution: res, ResolutionType: cfg.String("--resolution_type"), CacheDirVAE: cfg.String("--cache_dir_vae")}
+}
+
 // checkDataloader validates the dataloader as a start needs it: readable (see
 // configs.Service.ReadFile), valid, every instance_data_dir readable on this machine and
 // every folder inside its roots.
@@ -236,6 +243,7 @@ func (s *Service) checkDataloader(cfg *options.Config) options.Issues {
 		return options.Issues{{Option: "--data_backend_config", Severity: options.SevError, Message: "Select a data backend configuration"}}
 	}
 	chk := s.configs.DataloaderCheck(true)
+	chk.Defaults = dataloaderDefaults(cfg)
 	if strings.HasPrefix(strings.TrimSpace(path), "[") {
 		return configs.ValidateDataloader([]byte(path), chk)
 	}

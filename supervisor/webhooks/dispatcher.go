@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"simpletuner/plugins"
 )
 
 // Header names sent with every delivery.
@@ -235,7 +237,7 @@ func (d *Dispatcher) Publish(jobID string, ev Event) {
 		}
 	}
 	if ev.Type == "" {
-		ev.Type = "notification"
+		ev.Type = plugins.EventNotification
 	}
 	if ev.ID == "" {
 		if ev.Seq != 0 {

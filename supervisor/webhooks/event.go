@@ -9,6 +9,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"simpletuner/plugins"
 )
 
 // Event is one job event as the daemon's hub hands it over. Fields SimpleTuner puts at
@@ -69,6 +71,10 @@ func (ev *Event) dataStatus() string {
 	return d.Status
 }
 
+// legacyTrainingProgress is an older SimpleTuner spelling of training.progress that its
+// trainers may still send; it is throttled the same way.
+const legacyTrainingProgress = "training_progress"
+
 // isProgress reports the events --webhook_reporting_interval throttles: training.progress
 // and the per-step training.status ("running" with progress). A failed or otherwise final
 // status, and anything at error severity, is not progress.
@@ -77,9 +83,9 @@ func (ev *Event) isProgress() bool {
 		return false
 	}
 	switch ev.Type {
-	case "training.progress", "training_progress":
+	case plugins.EventTrainingProgress, legacyTrainingProgress:
 		return true
-	case "training.status":
+	case plugins.EventTrainingStatus:
 		s := ev.dataStatus()
 		return s == "" || s == "running"
 	}
@@ -93,10 +99,10 @@ func (ev *Event) isEssential() bool {
 		return true
 	}
 	switch ev.Type {
-	case "job.status", "lifecycle.stage", "training.checkpoint", "training.validation",
-		"validation.image", "error", "training.summary", "gpu.fault":
+	case plugins.EventJobStatus, plugins.EventLifecycleStage, plugins.EventTrainingCheckpoint, plugins.EventTrainingValidation,
+		plugins.EventValidationImage, plugins.EventError, plugins.EventTrainingSummary, plugins.EventGPUFault:
 		return true
-	case "training.status":
+	case plugins.EventTrainingStatus:
 		return !ev.isProgress()
 	}
 	return false

@@ -8,11 +8,13 @@ import (
 	"strings"
 
 	"simpletuner/internal/jsondoc"
+	"simpletuner/options"
 )
 
 // Hidden is what a view shows in place of a stored secret: a value is set, and it is not
-// shown. Job views have always shown a --webhook_config this way.
-const Hidden = "<set>"
+// shown. Job views have always shown a --webhook_config this way; the webhook reader
+// refuses it as a URL's path or a token.
+const Hidden = options.WebhookSecretShown
 
 // shownKeys are the webhook keys that hold no secret: views show them as stored.
 var shownKeys = map[string]bool{"webhook_type": true, "log_level": true, "ssl_no_verify": true, "message_prefix": true}

@@ -15,8 +15,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+
+	"simpletuner/plugins"
 )
 
 // Sentinel errors at the package boundary.
@@ -36,16 +36,17 @@ var (
 
 // File names inside a checkpoint, spelled as SimpleTuner spells them.
 const (
-	// NamePrefix starts every checkpoint directory name.
-	NamePrefix = "checkpoint-"
+	// NamePrefix starts every checkpoint directory name (the contract names the
+	// folders: plugins.CheckpointName, plugins.ParseCheckpointName).
+	NamePrefix = plugins.CheckpointPrefix
 	// RollingSuffix ends rolling checkpoint names (checkpoint-300-rolling).
-	RollingSuffix = "-rolling"
+	RollingSuffix = plugins.CheckpointRollingSuffix
 	// TrainingStateFile holds TrainingState.
-	TrainingStateFile = "training_state.json"
+	TrainingStateFile = plugins.CheckpointStateFile
 	// ManifestFile lists every other file with its size and SHA-256.
 	ManifestFile = "checkpoint_manifest.json"
 	// GuardFile is written last; without it a checkpoint is incomplete.
-	GuardFile = ".guard"
+	GuardFile = plugins.CheckpointGuardFile
 	// GuardContent is the guard's content.
 	GuardContent = "complete\n"
 	// LoRAWeightsFile is where LoRA/LyCORIS weights go.
@@ -69,40 +70,6 @@ const (
 	corruptSuffix  = ".corrupt"
 	manifestFormat = "simpletuner-go/1"
 )
-
-// Name returns the directory name of a checkpoint.
-func Name(step int, rolling bool) string {
-	n := NamePrefix + strconv.Itoa(step)
-	if rolling {
-		n += RollingSuffix
-	}
-	return n
-}
-
-// ParseName parses checkpoint-<step> and checkpoint-<step>-rolling. The step must be
-// canonical decimal (no sign, no leading zeros) so that exactly one name maps to a step.
-func ParseName(name string) (step int, rolling bool, ok bool) {
-	rest, found := strings.CutPrefix(name, NamePrefix)
-	if !found {
-		return 0, false, false
-	}
-	if r, cut := strings.CutSuffix(rest, RollingSuffix); cut {
-		rest, rolling = r, true
-	}
-	if rest == "" || len(rest) > 1 && rest[0] == '0' {
-		return 0, false, false
-	}
-	for _, c := range rest {
-		if c < '0' || c > '9' {
-			return 0, false, false
-		}
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil {
-		return 0, false, false
-	}
-	return n, rolling, true
-}
 
 // Ref identifies a checkpoint directory found in output_dir.
 type Ref struct {

@@ -4,44 +4,9 @@ import (
 	"errors"
 	"reflect"
 	"testing"
-)
 
-func TestParseName(t *testing.T) {
-	cases := []struct {
-		in      string
-		step    int
-		rolling bool
-		ok      bool
-	}{
-		{"checkpoint-0", 0, false, true},
-		{"checkpoint-500", 500, false, true},
-		{"checkpoint-300-rolling", 300, true, true},
-		{"checkpoint-", 0, false, false},
-		{"checkpoints", 0, false, false},
-		{"checkpoint-abc", 0, false, false},
-		{"checkpoint-0500", 0, false, false},
-		{"checkpoint--5", 0, false, false},
-		{"checkpoint-+5", 0, false, false},
-		{"checkpoint-100.safetensors", 0, false, false},
-		{"checkpoint-100-tmp", 0, false, false},
-		{"checkpoint-100.corrupt", 0, false, false},
-		{"checkpoint-rolling", 0, false, false},
-		{"checkpoint-1-rolling-rolling", 0, false, false},
-		{"checkpoint-99999999999999999999999", 0, false, false},
-		{".tmp-checkpoint-100-ab", 0, false, false},
-	}
-	for _, c := range cases {
-		step, rolling, ok := ParseName(c.in)
-		if step != c.step || rolling != c.rolling || ok != c.ok {
-			t.Errorf("ParseName(%q) = %d,%v,%v want %d,%v,%v", c.in, step, rolling, ok, c.step, c.rolling, c.ok)
-		}
-		if ok {
-			if back := Name(step, rolling); back != c.in {
-				t.Errorf("Name(%d,%v) = %q, want %q", step, rolling, back, c.in)
-			}
-		}
-	}
-}
+	"simpletuner/plugins"
+)
 
 func TestParseResumeSpec(t *testing.T) {
 	cases := []struct {
@@ -81,7 +46,7 @@ func refs(specs ...string) []Ref {
 		if s[0] == '!' { // "!" marks an incomplete checkpoint
 			complete, s = false, s[1:]
 		}
-		step, rolling, ok := ParseName(s)
+		step, rolling, ok := plugins.ParseCheckpointName(s)
 		if !ok {
 			panic(s)
 		}

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"simpletuner/plugins"
 	"simpletuner/trainerproc/safetensors"
 )
 
@@ -52,7 +53,7 @@ func (m *Manager) list(warn bool) ([]Ref, error) {
 		if !strings.HasPrefix(name, "checkpoint") || strings.Contains(name, corruptSuffix) {
 			continue // not ours, or already quarantined
 		}
-		step, rolling, ok := ParseName(name)
+		step, rolling, ok := plugins.ParseCheckpointName(name)
 		if !ok {
 			if !strings.HasSuffix(name, "-tmp") { // SimpleTuner temp dirs: Cleanup's business
 				ignore(name, "not a checkpoint name (want checkpoint-<step> or checkpoint-<step>-rolling); ignored")
@@ -196,7 +197,7 @@ func Verify(fsys FS, dir string, wantStep int) (*Loaded, error) {
 	}
 
 	ref := Ref{Name: name, Path: dir, Step: state.GlobalStep, Complete: true}
-	if step, rolling, ok := ParseName(name); ok {
+	if step, rolling, ok := plugins.ParseCheckpointName(name); ok {
 		ref.Step, ref.Rolling = step, rolling
 	}
 	return &Loaded{Ref: ref, State: state, Manifest: man, fs: fsys, index: index}, nil
@@ -461,7 +462,7 @@ func ParseResumeSpec(s string) (ResumeSpec, error) {
 	if filepath.IsAbs(s) {
 		return ResumeSpec{Kind: ResumePath, Path: filepath.Clean(s)}, nil
 	}
-	if _, _, ok := ParseName(s); ok {
+	if _, _, ok := plugins.ParseCheckpointName(s); ok {
 		return ResumeSpec{Kind: ResumeName, Name: s}, nil
 	}
 	return ResumeSpec{}, errf(ErrInvalid, "resume_from_checkpoint %q: want latest, a checkpoint name like checkpoint-500, or an absolute path", s)
@@ -484,11 +485,11 @@ func (m *Manager) Resume(spec string) (*Loaded, error) {
 	case ResumeNone:
 		return nil, errf(ErrNotFound, "resume_from_checkpoint is disabled")
 	case ResumeName:
-		step, _, _ := ParseName(rs.Name)
+		step, _, _ := plugins.ParseCheckpointName(rs.Name)
 		return Verify(m.fs, filepath.Join(m.dir, rs.Name), step)
 	case ResumePath:
 		want := -1
-		if step, _, ok := ParseName(filepath.Base(rs.Path)); ok {
+		if step, _, ok := plugins.ParseCheckpointName(filepath.Base(rs.Path)); ok {
 			want = step
 		}
 		return Verify(m.fs, rs.Path, want)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"simpletuner/plugins"
 )
 
 // PlanPrune decides which checkpoints retention removes: per kind (standard, rolling), the
@@ -139,7 +141,7 @@ func (m *Manager) Cleanup() ([]string, error) {
 			if i := strings.LastIndexByte(orig, '-'); i > 0 {
 				orig = orig[:i]
 			}
-			if _, _, ok := ParseName(orig); ok && e.IsDir() {
+			if _, _, ok := plugins.ParseCheckpointName(orig); ok && e.IsDir() {
 				if _, err := m.fs.Lstat(filepath.Join(m.dir, orig)); isNotExist(err) {
 					if err := m.fs.Rename(p, filepath.Join(m.dir, orig)); err != nil {
 						errs = append(errs, err)
@@ -154,7 +156,7 @@ func (m *Manager) Cleanup() ([]string, error) {
 		case strings.HasPrefix(name, tmpPrefix), strings.HasPrefix(name, trashPrefix):
 			remove(p)
 		case strings.HasSuffix(name, "-tmp") && e.IsDir():
-			if _, _, ok := ParseName(strings.TrimSuffix(name, "-tmp")); ok {
+			if _, _, ok := plugins.ParseCheckpointName(strings.TrimSuffix(name, "-tmp")); ok {
 				remove(p)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"simpletuner/plugins"
 	"simpletuner/trainerproc/safetensors"
 )
 
@@ -68,7 +69,7 @@ func (m *Manager) warn(w Warning) {
 // Lease protects checkpoint name from retention until release is called (release is
 // idempotent). A hook or upload takes a lease before it reads the checkpoint.
 func (m *Manager) Lease(name string) (release func(), err error) {
-	if _, _, ok := ParseName(name); !ok {
+	if _, _, ok := plugins.ParseCheckpointName(name); !ok {
 		return nil, errf(ErrInvalid, "lease: %q is not a checkpoint name", name)
 	}
 	m.leaseMu.Lock()
@@ -290,7 +291,7 @@ func (m *Manager) Save(ctx context.Context, ck Checkpoint) (Saved, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	name := Name(ck.Step, ck.Rolling)
+	name := plugins.CheckpointName(ck.Step, ck.Rolling)
 	fail := func(stage string, err error) (Saved, error) {
 		return Saved{}, fmt.Errorf("%w: %s: %s: %w", ErrSaveFailed, name, stage, err)
 	}

@@ -1,8 +1,8 @@
-// Package data is the trainer's data pipeline: it parses SimpleTuner's dataloader JSON
-// (multidatabackend.json, docs/compatibility.md §13), discovers images on the local
-// backend, derives captions, preprocesses images into aspect-bucketed pixel tensors,
-// tokenizes captions, keeps both in on-disk caches, and yields deterministic, resumable
-// batches.
+// Package data is the trainer's data pipeline: it reads SimpleTuner's dataloader JSON
+// (multidatabackend.json, docs/compatibility.md §13) with the contract's parser
+// (plugins/dataloader), discovers images on the local backend, derives captions,
+// preprocesses images into aspect-bucketed pixel tensors, tokenizes captions, keeps both
+// in on-disk caches, and yields deterministic, resumable batches.
 //
 // The model trains in pixel space, so the "VAE cache" (cache_dir_vae) holds preprocessed
 // pixel tensors: decoded, optionally downsampled, resized to cover the aspect bucket, cropped,

@@ -1,14 +1,19 @@
 package data
 
-import "errors"
+import (
+	"errors"
+
+	"simpletuner/plugins/dataloader"
+)
 
 // Sentinel errors; every error this package returns wraps one of them.
 var (
-	// ErrInvalidConfig marks a dataloader document that is malformed or inconsistent.
-	ErrInvalidConfig = errors.New("invalid dataloader config")
+	// ErrInvalidConfig marks a dataloader document that is malformed or inconsistent
+	// (the contract's dataloader.ErrInvalid), or options of this package that are.
+	ErrInvalidConfig = dataloader.ErrInvalid
 	// ErrUnsupported marks a value SimpleTuner knows but this trainer does not implement
 	// (e.g. type "aws" or caption_strategy "parquet").
-	ErrUnsupported = errors.New("unsupported dataloader setting")
+	ErrUnsupported = dataloader.ErrUnsupported
 	// ErrNoData marks a dataset (or the whole loader) that ends up with no usable samples or
 	// no complete batch.
 	ErrNoData = errors.New("no usable training data")

@@ -64,7 +64,7 @@ func (e *emitter) stage(key, status, message string, progress *stageProgress, ex
 	if title == "" {
 		title = stageLabels[key]
 	}
-	e.job.Emit("lifecycle.stage", sev, title, message, d)
+	e.job.Emit(plugins.EventLifecycleStage, sev, title, message, d)
 	if e.job.Log != nil { // the job dir's trainer.log mirrors the stages
 		e.job.Log.Info("stage", "key", key, "status", status, "message", message)
 	}
@@ -72,7 +72,7 @@ func (e *emitter) stage(key, status, message string, progress *stageProgress, ex
 
 // warn emits a warning notification (skipped checkpoints, skipped images, …).
 func (e *emitter) warn(title, message string, extra map[string]any) {
-	e.job.Emit("notification", "warning", title, message, extra)
+	e.job.Emit(plugins.EventNotification, "warning", title, message, extra)
 	if e.job.Log != nil {
 		e.job.Log.Warn(title, "message", message)
 	}
@@ -81,7 +81,7 @@ func (e *emitter) warn(title, message string, extra map[string]any) {
 // failed emits training.status failed as SimpleTuner does before the job ends.
 func (e *emitter) failed(err error) {
 	msg := "Training failed: " + err.Error()
-	e.job.Emit("training.status", "error", "Training failed", msg, map[string]any{"status": "failed", "error": err.Error()})
+	e.job.Emit(plugins.EventTrainingStatus, "error", "Training failed", msg, map[string]any{"status": "failed", "error": err.Error()})
 }
 
 // statusData is the data of a per-step training.status event.
@@ -124,9 +124,9 @@ func (e *emitter) step(r stepReport) {
 	p := plugins.Progress{Step: int64(r.step), TotalSteps: int64(r.total), Epoch: int64(r.epoch), TotalEpochs: int64(r.totalEpochs),
 		Loss: r.loss, LearningRate: r.lr}
 	e.job.SetProgress(p)
-	e.job.Emit("training.status", "info", "Running", "", statusData{Status: "running", GlobalStep: r.step, CurrentEpoch: r.epoch,
+	e.job.Emit(plugins.EventTrainingStatus, "info", "Running", "", statusData{Status: "running", GlobalStep: r.step, CurrentEpoch: r.epoch,
 		FinalEpoch: r.totalEpochs, Progress: stageProgress{Current: int64(r.step), Total: int64(r.total), Percent: pct, ETASeconds: eta, Metrics: metrics}})
-	e.job.Emit("training.progress", "info", "", "", progressData{Progress: p, Percent: pct, ETASeconds: eta, Metrics: metrics})
+	e.job.Emit(plugins.EventTrainingProgress, "info", "", "", progressData{Progress: p, Percent: pct, ETASeconds: eta, Metrics: metrics})
 }
 
 // isUserEnding reports a stop or cancel (not a failure).

@@ -33,7 +33,7 @@ func TestExternalValidationScript(t *testing.T) {
 	got := strings.Split(strings.TrimSpace(string(readFile(t, record))), "CALL\n")
 	got = slices.DeleteFunc(got, func(s string) bool { return s == "" })
 	want := func(step int) string {
-		return strings.Join([]string{"[" + filepath.Join(out, checkpoint.Name(step, false)) + "]", "[--step=" + itoa(step) + "]", "[]",
+		return strings.Join([]string{"[" + filepath.Join(out, plugins.CheckpointName(step, false)) + "]", "[--step=" + itoa(step) + "]", "[]",
 			"[a red thing; $(touch /tmp/pwned) `id` $HOME]", "[run-1]", "[dit]", "env=" + itoa(step)}, "\n")
 	}
 	if len(got) != 2 || strings.TrimSpace(got[0]) != want(2) || strings.TrimSpace(got[1]) != want(4) {

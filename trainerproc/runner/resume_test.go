@@ -83,7 +83,7 @@ func TestResumeBitIdentical(t *testing.T) {
 			}
 			for _, k := range []int{3, 6} {
 				resumed := filepath.Join(t.TempDir(), "resumed")
-				name := checkpoint.Name(k, false)
+				name := plugins.CheckpointName(k, false)
 				copyDir(t, filepath.Join(straight, name), filepath.Join(resumed, name))
 				cfg["--output_dir"] = resumed
 				evs := runJob(t, cfg, plugins.StateCompleted)
@@ -178,7 +178,7 @@ func TestStopCancelAndCorruptResume(t *testing.T) {
 	t.Run("corrupt newest", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out")
 		for _, k := range []int{3, 6} {
-			n := checkpoint.Name(k, false)
+			n := plugins.CheckpointName(k, false)
 			copyDir(t, filepath.Join(straight, n), filepath.Join(out, n))
 		}
 		// Truncate the newest checkpoint's weights: its manifest no longer matches.
@@ -213,7 +213,7 @@ func TestStopCancelAndCorruptResume(t *testing.T) {
 		for _, spec := range []string{"checkpoint-3", "path"} {
 			out := filepath.Join(t.TempDir(), "out")
 			for _, k := range []int{3, 6} {
-				n := checkpoint.Name(k, false)
+				n := plugins.CheckpointName(k, false)
 				copyDir(t, filepath.Join(straight, n), filepath.Join(out, n))
 			}
 			cfg := clone(cfg)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"simpletuner/plugins"
 	"simpletuner/trainerproc/checkpoint"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/model"
@@ -117,7 +118,7 @@ func (t *trainer) checkpoint(ctx context.Context, rolling bool) error {
 	if t.lastCheckpointStep == t.globalStep && t.globalStep > 0 {
 		return nil
 	}
-	name := checkpoint.Name(t.globalStep, rolling)
+	name := plugins.CheckpointName(t.globalStep, rolling)
 	dir := filepath.Join(t.s.OutputDir, name)
 	t.ev.stage("checkpoint_save", "running", "Saving checkpoint to "+dir, nil, map[string]any{"path": dir, "step": t.globalStep})
 	ck, err := t.buildCheckpoint(rolling)
@@ -127,7 +128,7 @@ func (t *trainer) checkpoint(ctx context.Context, rolling bool) error {
 	}
 	if err != nil {
 		t.ev.stage("checkpoint_save", "failed", "Saving checkpoint failed: "+err.Error(), nil, map[string]any{"path": dir, "step": t.globalStep})
-		t.job.Emit("notification", "error", "checkpoint_failed", fmt.Sprintf("Checkpoint at step %d failed: %v", t.globalStep, err),
+		t.job.Emit(plugins.EventNotification, "error", "checkpoint_failed", fmt.Sprintf("Checkpoint at step %d failed: %v", t.globalStep, err),
 			map[string]any{"status": "checkpoint_failed", "step": t.globalStep, "path": dir, "error": err.Error()})
 		return fmt.Errorf("checkpoint at step %d: %w", t.globalStep, err)
 	}
@@ -135,9 +136,9 @@ func (t *trainer) checkpoint(ctx context.Context, rolling bool) error {
 	p := saved.Ref.Path
 	t.ev.stage("checkpoint_save", "completed", "Saved checkpoint to "+p, nil, map[string]any{"path": p, "step": t.globalStep})
 	label := "Checkpoint saved to " + p
-	t.job.Emit("training.checkpoint", "info", label, label, map[string]any{
-		"path": p, "step": t.globalStep, "rolling": rolling, "pruned": saved.Pruned,
-		"checkpoint": map[string]any{"path": p, "label": label, "is_final": false}})
+	t.job.Emit(plugins.EventTrainingCheckpoint, "info", label, label, plugins.CheckpointData{
+		Path: p, Step: int64(t.globalStep), Rolling: rolling, Pruned: saved.Pruned,
+		Checkpoint: &plugins.CheckpointInfo{Path: p, Label: label}})
 	return nil
 }
 

@@ -84,7 +84,7 @@ func (t *trainer) close() {
 
 func (t *trainer) run(ctx context.Context) error {
 	s := t.s
-	t.ev.job.Emit("notification", "info", "Training job has started, configuration has begun.",
+	t.ev.job.Emit(plugins.EventNotification, "info", "Training job has started, configuration has begun.",
 		"Training job has started, configuration has begun.", nil)
 	if err := t.setupData(ctx); err != nil {
 		return err
@@ -102,7 +102,7 @@ func (t *trainer) run(ctx context.Context) error {
 	remaining := t.totalSteps - t.globalStep
 	summary := fmt.Sprintf("***** Running training *****\n-  Num batches = %d\n-  Num Epochs = %d\n  - Current Epoch = %d\n-  Total train batch size (w. parallel, distributed & accumulation) = %d\n  - Instantaneous batch size per device = %d\n  - Gradient Accumulation steps = %d\n-  Total optimization steps = %d\n  - Steps completed: %d\n-  Total optimization steps remaining = %d",
 		t.sampler.EpochBatches(), t.totalEpochs, t.completedEpochs+1, s.BatchSize*s.Accum, s.BatchSize, s.Accum, t.totalSteps, t.globalStep, remaining)
-	t.job.Emit("training.status", "info", "***** Running training *****", summary, map[string]any{
+	t.job.Emit(plugins.EventTrainingStatus, "info", "***** Running training *****", summary, map[string]any{
 		"status": "running", "total_num_batches": t.sampler.EpochBatches(), "total_num_epochs": t.totalEpochs,
 		"total_num_steps": t.totalSteps, "current_epoch": t.completedEpochs + 1, "total_batch_size": s.BatchSize * s.Accum,
 		"micro_batch_size": s.BatchSize, "global_step": t.globalStep, "remaining_num_steps": remaining,

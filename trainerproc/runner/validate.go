@@ -11,6 +11,7 @@ import (
 
 	"simpletuner/hooks"
 	"simpletuner/options"
+	"simpletuner/plugins"
 	"simpletuner/trainerproc/checkpoint"
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/validation"
@@ -98,7 +99,7 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 		if final {
 			kind = "final"
 		}
-		t.job.Emit("training.validation", "info", "Validation: "+p.ShortName, "Validation: "+p.ShortName, map[string]any{
+		t.job.Emit(plugins.EventTrainingValidation, "info", "Validation: "+p.ShortName, "Validation: "+p.ShortName, map[string]any{
 			"step": t.globalStep, "shortname": p.ShortName, "prompt": p.Text, "resolutions": res, "paths": paths,
 			"validation_type": kind, "images": assets})
 	}
@@ -113,7 +114,7 @@ func (t *trainer) emitPreview(p validation.Prompt, r validation.Resolution, pv v
 	}
 	label := fmt.Sprintf("%d/%d", pv.Step, pv.Total)
 	title := fmt.Sprintf("Validation (step %s): %s", label, p.ShortName)
-	t.job.Emit("validation.image", "info", title, title, map[string]any{
+	t.job.Emit(plugins.EventValidationImage, "info", title, title, map[string]any{
 		"step": pv.Step, "timestep": pv.Timestep, "resolution": []int{r.W, r.H}, "validation_type": "intermediary",
 		"prompt": p.Text, "shortname": p.ShortName, "step_label": label, "global_step": t.globalStep,
 		"body": p.Text, "images": []validation.Asset{validation.PNGAsset(b)}})
@@ -182,10 +183,10 @@ func (t *trainer) validateExternal(ctx context.Context) {
 		data := map[string]any{"step": step, "validation_type": "external-script", "argv": argv, "exit_code": res.ExitCode,
 			"output": string(res.Output), "checkpoint": latest.Path}
 		if err != nil {
-			t.job.Emit("training.validation", "error", "Validation script failed", err.Error(), data)
+			t.job.Emit(plugins.EventTrainingValidation, "error", "Validation script failed", err.Error(), data)
 			return
 		}
-		t.job.Emit("training.validation", "info", "Validation: external script", "Validation script finished", data)
+		t.job.Emit(plugins.EventTrainingValidation, "info", "Validation: external script", "Validation script finished", data)
 	}
 	if t.s.ExternalBackground {
 		t.bg.Add(1)

@@ -103,18 +103,18 @@ func (f *Fake) burst(job *kit.Job) {
 			}
 		}
 		t := time.Now()
-		job.Emit("training.progress", "info", "", "", map[string]any{"step": 0, "total_steps": f.Steps, "burst": i, "emit_unix_ns": t.UnixNano()})
+		job.Emit(plugins.EventTrainingProgress, "info", "", "", map[string]any{"step": 0, "total_steps": f.Steps, "burst": i, "emit_unix_ns": t.UnixNano()})
 		lat = append(lat, time.Since(t))
 	}
 	slices.Sort(lat)
-	job.Emit("notification", "info", "emit stats", fmt.Sprintf("%d events in %v", f.Burst, time.Since(start)), map[string]any{
+	job.Emit(plugins.EventNotification, "info", "emit stats", fmt.Sprintf("%d events in %v", f.Burst, time.Since(start)), map[string]any{
 		"events": f.Burst, "seconds": time.Since(start).Seconds(),
 		"max_emit_us": lat[len(lat)-1].Microseconds(), "p99_emit_us": lat[len(lat)*99/100].Microseconds()})
 }
 
 // Run implements kit.Runner.
 func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
-	job.Emit("lifecycle.stage", "info", "Loading", "", map[string]any{"stage": "init", "status": "running"})
+	job.Emit(plugins.EventLifecycleStage, "info", "Loading", "", map[string]any{"stage": "init", "status": "running"})
 	time.Sleep(time.Duration(f.InitMS) * time.Millisecond)
 	var kids []int
 	for range f.Children {
@@ -126,10 +126,10 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 		}
 	}
 	job.SetRunning()
-	job.Emit("training.status", "info", "Training started", "", map[string]any{"status": "running",
+	job.Emit(plugins.EventTrainingStatus, "info", "Training started", "", map[string]any{"status": "running",
 		"cuda_visible_devices": os.Getenv("CUDA_VISIBLE_DEVICES"), "cuda_device_order": os.Getenv("CUDA_DEVICE_ORDER"), "pid": os.Getpid(), "children": kids})
 	if f.Message != "" {
-		job.Emit("notification", "info", f.Message, f.Message, map[string]any{"note": f.Message})
+		job.Emit(plugins.EventNotification, "info", f.Message, f.Message, map[string]any{"note": f.Message})
 		if lf, err := os.OpenFile(filepath.Join(job.Dir, plugins.LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
 			fmt.Fprintln(lf, f.Message)
 			lf.Close()
@@ -152,17 +152,17 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 		p := plugins.Progress{Step: int64(step), TotalSteps: int64(f.Steps), Epoch: 1, TotalEpochs: 1, Loss: 1 / float64(step), LearningRate: 1e-4}
 		job.SetProgress(p)
 		job.Log.Info("fake step done", "step", step)
-		job.Emit("training.progress", "info", "", "", p)
+		job.Emit(plugins.EventTrainingProgress, "info", "", "", p)
 		for {
 			select {
 			case c := <-job.Commands():
 				switch c {
 				case plugins.CommandCheckpoint:
-					job.Emit("training.checkpoint", "info", "Checkpoint saved", "", map[string]any{"step": step, "path": fmt.Sprintf("checkpoint-%d", step)})
+					job.Emit(plugins.EventTrainingCheckpoint, "info", "Checkpoint saved", "", plugins.CheckpointData{Step: int64(step), Path: plugins.CheckpointName(step, false)})
 				case plugins.CommandValidation:
-					job.Emit("training.validation", "info", "Validation ran", "", map[string]any{"step": step})
+					job.Emit(plugins.EventTrainingValidation, "info", "Validation ran", "", map[string]any{"step": step})
 				case plugins.CommandStop:
-					job.Emit("training.checkpoint", "info", "Checkpoint saved", "", map[string]any{"step": step, "path": fmt.Sprintf("checkpoint-%d", step)})
+					job.Emit(plugins.EventTrainingCheckpoint, "info", "Checkpoint saved", "", plugins.CheckpointData{Step: int64(step), Path: plugins.CheckpointName(step, false)})
 					return kit.ErrStopped
 				case plugins.CommandCancel:
 					return kit.ErrCancelled
