@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"simpletuner/client"
+	"simpletuner/supervisor/foreground"
 )
 
 const jobsUsage = `Usage: simpletuner jobs <command> [flags]
@@ -215,7 +215,7 @@ func formatEvent(e client.Event) string {
 	if t, err := time.Parse(time.RFC3339Nano, e.Time); err == nil {
 		ts = t.Local().Format("15:04:05")
 	}
-	text := strings.TrimSpace(strings.Join(nonEmpty(e.Title, e.Message), ": "))
+	text := foreground.EventText(e.Title, e.Message)
 	if e.Type == "training.progress" {
 		var p struct {
 			Step         int64   `json:"step"`
@@ -231,16 +231,6 @@ func formatEvent(e client.Event) string {
 		text = string(e.Data)
 	}
 	return fmt.Sprintf("%s [%d] %-20s %s", ts, e.Seq, e.Type, text)
-}
-
-func nonEmpty(ss ...string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // dryRun previews a submission: the environment's validation and the GPU situation.
