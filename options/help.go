@@ -32,13 +32,11 @@ func (o Option) Metavar() string {
 	return "TEXT"
 }
 
-// WriteHelp writes the `simpletuner train --help` text: every option, grouped by
-// category, with its value form, help, default, allowed values or range, aliases and
-// restrictions.
+// WriteHelp writes the training options of `simpletuner train --help` (the command prints
+// its usage line and own flags above): every option, grouped by category, with its value
+// form, help, default, allowed values or range, aliases and restrictions.
 func (r *Registry) WriteHelp(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintln(bw, "Usage: simpletuner train [--env NAME] [--option=value | option=value ...]")
-	fmt.Fprintln(bw)
 	fmt.Fprintln(bw, "Training options. Each is also accepted without the leading \"--\". Values given")
 	fmt.Fprintln(bw, "here override the environment's config.json, which overrides the defaults below.")
 	for cat := Category(0); cat < numCategories; cat++ {

@@ -14,7 +14,7 @@ func TestWriteHelp(t *testing.T) {
 	}
 	out := buf.String()
 	flat := strings.Join(strings.Fields(out), " ")
-	if !strings.HasPrefix(out, "Usage: simpletuner train") {
+	if !strings.HasPrefix(out, "Training options.") {
 		t.Errorf("help starts %q", out[:40])
 	}
 	for _, o := range Default().Options() {

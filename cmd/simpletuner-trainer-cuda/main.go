@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"simpletuner/internal/buildinfo"
+	"simpletuner/internal/clihelp"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/cuda"
@@ -50,6 +51,10 @@ func options(dev int) runner.Options {
 
 func main() {
 	dev, err := device()
+	if clihelp.Asked(os.Args[1:]) {
+		runner.Usage(os.Stdout, "simpletuner-trainer-cuda")
+		os.Exit(0)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "run" {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "simpletuner-trainer-cuda:", err)

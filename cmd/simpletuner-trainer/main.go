@@ -17,6 +17,7 @@ import (
 	"strconv"
 
 	"simpletuner/internal/buildinfo"
+	"simpletuner/internal/clihelp"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/runner"
@@ -41,6 +42,10 @@ func options() (runner.Options, error) {
 
 func main() {
 	opts, err := options()
+	if clihelp.Asked(os.Args[1:]) {
+		runner.Usage(os.Stdout, "simpletuner-trainer")
+		os.Exit(0)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "run" {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "simpletuner-trainer:", err)

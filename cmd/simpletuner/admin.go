@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"simpletuner/internal/clihelp"
 	"simpletuner/store"
 	"simpletuner/supervisor/auth"
 )
@@ -33,14 +34,9 @@ Flags:
 `
 
 // adminCmd runs `simpletuner admin …`; stdin is read for --password-stdin.
+// `admin` has one subcommand, reset, so `admin --help` and `admin reset --help` print the
+// same usage.
 func adminCmd(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] != "reset" {
-		fmt.Fprint(stderr, adminUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return 0
-		}
-		return 2
-	}
 	cfg, fs, err := commandFlags("admin reset", stderr, getenv)
 	if err != nil {
 		return 2
@@ -50,10 +46,20 @@ func adminCmd(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv f
 	email := fs.String("email", "", "e-mail of the account when it has to be created (default: USERNAME@localhost)")
 	fromStdin := fs.Bool("password-stdin", false, "read the new password from the first line of standard input instead of generating one")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, adminUsage)
-		printFlags(stderr, fs)
+		fmt.Fprint(fs.Output(), adminUsage)
+		printFlags(fs.Output(), fs)
 	}
-	if code, stop := parseFlagsOnly(fs, args[1:], "admin reset", stderr); stop {
+	switch {
+	case len(args) > 0 && args[0] != "reset" && (args[0] == "help" || clihelp.Asked(args)):
+		args = []string{"reset", "--help"}
+	case len(args) == 0 || args[0] != "reset":
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "simpletuner admin: unknown command %q\n\n", args[0])
+		}
+		fs.Usage()
+		return 2
+	}
+	if code, stop := parseFlagsOnly(fs, args[1:], "admin reset", stdout); stop {
 		return code
 	}
 	if err := adminReset(*dir, *username, *email, *fromStdin, stdin, stdout, stderr); err != nil {

@@ -14,31 +14,70 @@ import (
 	"time"
 
 	"simpletuner/client"
+	"simpletuner/internal/clihelp"
 	"simpletuner/plugins"
+	"simpletuner/supervisor/foreground"
 )
 
-const jobsUsage = `Usage: simpletuner jobs <command> [flags]
+// jobsCommand is one `simpletuner jobs` subcommand as its usage shows it.
+type jobsCommand struct {
+	name, args, about string
+}
 
-Talks to the server at SIMPLETUNER_HOST:SIMPLETUNER_PORT (default localhost:8001) with
-the API key in SIMPLETUNER_API_KEY.
+// jobsCommands lists the subcommands in the order the usage shows them.
+func jobsCommands() []jobsCommand {
+	return []jobsCommand{
+		{"submit", "NAME [flags]", "queue the stored environment NAME"},
+		{"list", "[flags]", "list jobs, newest first"},
+		{"status", "ID", "show one job"},
+		{"cancel", "ID", "cancel a queued or running job"},
+		{"logs", "ID [flags]", "print a job's events (--follow: until it ends)"},
+	}
+}
 
-Commands:
-  submit NAME [--no-wait] [--any-gpu] [--dry-run] [--target local|worker|auto]
-                         queue the stored environment NAME
-  list [--status S] [--format table|json]
-                         list jobs, newest first
-  status ID              show one job
-  cancel ID              cancel a queued or running job
-  logs ID [--follow]     print a job's events (--follow: until it ends)
-`
+// jobsUsage prints the usage of `simpletuner jobs`.
+func jobsUsage(w io.Writer) {
+	fmt.Fprint(w, "Usage: simpletuner jobs <command> [flags]\n\n"+jobsServerNote+"\n\nCommands:\n")
+	for _, c := range jobsCommands() {
+		fmt.Fprintf(w, "  %-22s %s\n", c.name+" "+c.args, c.about)
+	}
+	fmt.Fprint(w, "\nRun 'simpletuner jobs <command> --help' for a command's flags.\n")
+}
+
+// jobUsage prints the usage of one subcommand with the flags defined on fs.
+func jobUsage(w io.Writer, c jobsCommand, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: simpletuner jobs %s %s\n\n%s%s.\n\n%s\n", c.name, c.args, strings.ToUpper(c.about[:1]), c.about[1:], jobsServerNote)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprint(w, "\nFlags:\n")
+		printFlags(w, fs)
+	}
+}
+
+// jobsServerNote says which server the jobs commands talk to.
+const jobsServerNote = `Talks to the server at SIMPLETUNER_HOST:SIMPLETUNER_PORT (default localhost:8001) with
+the API key in SIMPLETUNER_API_KEY.`
 
 func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, jobsUsage)
-		if len(args) == 0 {
-			return 2
+	if len(args) == 0 {
+		jobsUsage(stderr)
+		return 2
+	}
+	var sub jobsCommand
+	for _, c := range jobsCommands() {
+		if c.name == args[0] {
+			sub = c
 		}
+	}
+	if sub.name == "" && (args[0] == "help" || clihelp.Asked(args)) {
+		jobsUsage(stdout)
 		return 0
+	}
+	if sub.name == "" {
+		fmt.Fprintf(stderr, "simpletuner jobs: unknown command %q\n\n", args[0])
+		jobsUsage(stderr)
+		return 2
 	}
 	c := client.FromEnv(getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -46,6 +85,18 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("jobs "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { jobUsage(fs.Output(), sub, fs) }
+	// usageErr ends the command after parseWithArg failed: help was shown (exit 0) or a
+	// usage error (exit 2).
+	usageErr := func(err error) int {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if !errors.Is(err, errFlagSaid) {
+			fmt.Fprintln(stderr, "Error:", err)
+		}
+		return 2
+	}
 	var err error
 	switch cmd {
 	case "submit":
@@ -55,9 +106,9 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 		fs.BoolVar(dry, "n", false, "short for --dry-run")
 		target := fs.String("target", "auto", "local, worker or auto")
 		fs.StringVar(target, "t", "auto", "short for --target")
-		name, perr := parseWithArg(fs, rest, "environment name")
+		name, perr := parseWithArg(fs, rest, "environment name", stdout)
 		if perr != nil {
-			return usageErr(stderr, perr)
+			return usageErr(perr)
 		}
 		if *dry {
 			err = dryRun(ctx, c, stdout, name, *target)
@@ -89,8 +140,8 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 	case "list":
 		status := fs.String("status", "", "only jobs with this status")
 		format := fs.String("format", "table", "table or json")
-		if perr := fs.Parse(rest); perr != nil {
-			return 2
+		if _, perr := parseWithArg(fs, rest, "", stdout); perr != nil {
+			return usageErr(perr)
 		}
 		var list []client.Job
 		list, err = c.Jobs(ctx, *status)
@@ -98,9 +149,9 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 			err = printJobs(stdout, list, *format)
 		}
 	case "status":
-		id, perr := parseWithArg(fs, rest, "job id")
+		id, perr := parseWithArg(fs, rest, "job id", stdout)
 		if perr != nil {
-			return usageErr(stderr, perr)
+			return usageErr(perr)
 		}
 		var j *client.Job
 		if j, err = c.Job(ctx, id); err == nil {
@@ -108,9 +159,9 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 			fmt.Fprintln(stdout, string(b))
 		}
 	case "cancel":
-		id, perr := parseWithArg(fs, rest, "job id")
+		id, perr := parseWithArg(fs, rest, "job id", stdout)
 		if perr != nil {
-			return usageErr(stderr, perr)
+			return usageErr(perr)
 		}
 		if err = c.Cancel(ctx, id); err == nil {
 			fmt.Fprintf(stdout, "Cancel requested for job %s\n", id)
@@ -118,9 +169,9 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 	case "logs":
 		follow := fs.Bool("follow", false, "keep printing until the job ends")
 		fs.BoolVar(follow, "f", false, "short for --follow")
-		id, perr := parseWithArg(fs, rest, "job id")
+		id, perr := parseWithArg(fs, rest, "job id", stdout)
 		if perr != nil {
-			return usageErr(stderr, perr)
+			return usageErr(perr)
 		}
 		print := func(e client.Event) { fmt.Fprintln(stdout, formatEvent(e)) }
 		if *follow {
@@ -138,9 +189,6 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 				}
 			}
 		}
-	default:
-		fmt.Fprintf(stderr, "simpletuner jobs: unknown command %q\n\n%s", cmd, jobsUsage)
-		return 2
 	}
 	if err != nil {
 		var ce *client.Error
@@ -156,12 +204,20 @@ func jobsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string
 	return 0
 }
 
-// parseWithArg parses flags given before or after the one positional argument.
-func parseWithArg(fs *flag.FlagSet, args []string, what string) (string, error) {
+// errFlagSaid is a parse error the flag package has already printed.
+var errFlagSaid = errors.New("bad flag")
+
+// parseWithArg parses flags given before or after the one positional argument (none when
+// what is empty). Help asked anywhere is shown on stdout before anything is parsed, and
+// answers flag.ErrHelp.
+func parseWithArg(fs *flag.FlagSet, args []string, what string, stdout io.Writer) (string, error) {
+	if showHelp(fs, args, stdout) {
+		return "", flag.ErrHelp
+	}
 	var pos []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
-			return "", err
+			return "", errFlagSaid
 		}
 		args = fs.Args()
 		if len(args) > 0 {
@@ -169,17 +225,16 @@ func parseWithArg(fs *flag.FlagSet, args []string, what string) (string, error) 
 			args = args[1:]
 		}
 	}
-	if len(pos) != 1 {
+	switch {
+	case what == "" && len(pos) > 0:
+		return "", fmt.Errorf("unexpected argument %q", pos[0])
+	case what != "" && len(pos) != 1:
 		return "", fmt.Errorf("want exactly one %s", what)
 	}
-	return pos[0], nil
-}
-
-func usageErr(w io.Writer, err error) int {
-	if !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(w, "Error:", err)
+	if what == "" {
+		return "", nil
 	}
-	return 2
+	return pos[0], nil
 }
 
 func printJobs(w io.Writer, list []client.Job, format string) error {
@@ -216,7 +271,7 @@ func formatEvent(e client.Event) string {
 	if t, err := time.Parse(time.RFC3339Nano, e.Time); err == nil {
 		ts = t.Local().Format("15:04:05")
 	}
-	text := strings.TrimSpace(strings.Join(nonEmpty(e.Title, e.Message), ": "))
+	text := foreground.EventText(e.Title, e.Message)
 	if e.Type == plugins.EventTrainingProgress {
 		var p struct {
 			Step         int64   `json:"step"`
@@ -232,16 +287,6 @@ func formatEvent(e client.Event) string {
 		text = string(e.Data)
 	}
 	return fmt.Sprintf("%s [%d] %-20s %s", ts, e.Seq, e.Type, text)
-}
-
-func nonEmpty(ss ...string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // dryRun previews a submission: the environment's validation and the GPU situation.

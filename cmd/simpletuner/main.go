@@ -1,15 +1,18 @@
 // Command simpletuner is the training server and its command-line client.
 //
 //	simpletuner server [flags]   run the daemon (HTTP API on port 8001)
+//	simpletuner jobs <command>   submit, list, follow and cancel jobs on a running server
+//	simpletuner train --env NAME train one environment in the foreground
 //	simpletuner admin reset      restore administrator access offline
 //	simpletuner version          print the version
+//
+// Each command answers --help or -h, anywhere on its line, with its usage on stdout.
 //
 // Flags are parsed here; everything else lives in the supervisor packages.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,18 +23,23 @@ import (
 	"syscall"
 
 	"simpletuner/internal/buildinfo"
+	"simpletuner/internal/clihelp"
 	"simpletuner/supervisor/daemon"
 )
 
+// usage is the top-level usage; each command has its own printer beside it.
 const usage = `simpletuner: a training server for diffusion models (SimpleTuner-compatible HTTP API).
 
 Usage:
-  simpletuner server [flags]    run the daemon; see 'simpletuner server --help'
+  simpletuner server [flags]    run the daemon
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
   simpletuner train --env NAME  train one environment in the foreground, without a server
   simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
-  simpletuner help              show this text
+  simpletuner help [COMMAND]    show this text, or COMMAND's usage
+
+'simpletuner COMMAND --help' (or -h) shows a command's usage and flags; for train it
+lists every training option.
 
 Quick start:
   simpletuner server                     # API on http://localhost:8001, docs at /docs
@@ -47,6 +55,9 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if args[0] == "help" && len(args) > 1 {
+		return run([]string{args[1], "--help"}, stdout, stderr, getenv)
+	}
 	switch args[0] {
 	case "server":
 		return serverCmd(args[1:], stdout, stderr, getenv)
@@ -57,12 +68,20 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	case "admin":
 		return adminCmd(args[1:], os.Stdin, stdout, stderr, getenv)
 	case "version", "--version", "-v":
+		if clihelp.Asked(args[1:]) {
+			fmt.Fprint(stdout, "Usage: simpletuner version\n\nPrints the version of this binary.\n")
+			return 0
+		}
 		fmt.Fprintf(stdout, "simpletuner %s\n", buildinfo.Version)
 		return 0
-	case "help", "--help", "-h":
+	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
+		if clihelp.Asked(args) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 		fmt.Fprintf(stderr, "simpletuner: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
@@ -109,10 +128,10 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: simpletuner server [flags]\n\nRuns the training server. Defaults live under SIMPLETUNER_HOME (%s).\n\nFlags:\n", cfg.Home)
-		printFlags(stderr, fs)
+		fmt.Fprintf(fs.Output(), "Usage: simpletuner server [flags]\n\nRuns the training server. Defaults live under SIMPLETUNER_HOME (%s).\n\nFlags:\n", cfg.Home)
+		printFlags(fs.Output(), fs)
 	}
-	if code, stop := parseFlagsOnly(fs, args, "server", stderr); stop {
+	if code, stop := parseFlagsOnly(fs, args, "server", stdout); stop {
 		return code
 	}
 	if cfg.TrustedProxies, err = daemon.ParseTrustedProxies(*proxies); err != nil {
@@ -203,18 +222,33 @@ func commandFlags(command string, stderr io.Writer, getenv func(string) string) 
 }
 
 // parseFlagsOnly parses args into fs for a command that takes flags and no arguments.
-// stop is true when the command must end at once with code: 0 after --help, 2 after a
-// bad flag (the flag package has said why) or a stray argument.
-func parseFlagsOnly(fs *flag.FlagSet, args []string, command string, stderr io.Writer) (code int, stop bool) {
+// stop is true when the command must end at once with code: 0 after help (fs.Usage
+// printed on stdout), 2 after a bad flag (the flag package has said why on fs.Output())
+// or a stray argument.
+func parseFlagsOnly(fs *flag.FlagSet, args []string, command string, stdout io.Writer) (code int, stop bool) {
+	if showHelp(fs, args, stdout) {
+		return 0, true
+	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
 		return 2, true
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "simpletuner %s: unexpected argument %q\n", command, fs.Arg(0))
+		fmt.Fprintf(fs.Output(), "simpletuner %s: unexpected argument %q\n", command, fs.Arg(0))
 		return 2, true
 	}
 	return 0, false
+}
+
+// showHelp prints a command's usage (its fs.Usage, which writes to fs.Output()) on stdout
+// when args ask for help anywhere (clihelp.Asked), and reports whether it did: the
+// command then exits 0. Asked before parsing, help needs no other flag to be valid.
+func showHelp(fs *flag.FlagSet, args []string, stdout io.Writer) bool {
+	if !clihelp.Asked(args) {
+		return false
+	}
+	out := fs.Output()
+	fs.SetOutput(stdout)
+	defer fs.SetOutput(out)
+	fs.Usage()
+	return true
 }

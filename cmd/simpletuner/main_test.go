@@ -362,7 +362,7 @@ func TestCLIHelpVersionAndBadFlags(t *testing.T) {
 		t.Fatalf("server --help: %d", code)
 	}
 	for _, want := range []string{"--host", "--port", "--config-dir", "--state-dir", "--datasets-dir", "--output-root", "--ssl", "--trusted-proxy", "/srv/st"} {
-		if !strings.Contains(errb.String(), want) {
+		if !strings.Contains(out.String(), want) {
 			t.Errorf("server --help lacks %q", want)
 		}
 	}

@@ -28,7 +28,7 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return 2
 	}
 	reg := options.Default()
-	env := fs.String("env", "", "the environment to train (config/<NAME>/config.json)")
+	env := fs.String("env", "", "the environment `NAME` to train (config/NAME/config.json)")
 	fs.StringVar(&cfg.ConfigDir, "config-dir", cfg.ConfigDir, "directory of configuration environments (env SIMPLETUNER_CONFIG_DIR)")
 	fs.StringVar(&cfg.OutputRoot, "output-root", cfg.OutputRoot, "directory that relative --output_dir values resolve under")
 	fs.Func("trainer-env", "KEY=VALUE added to the trainer's environment (repeatable)", func(v string) error {
@@ -41,18 +41,19 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	trainer := fs.String("trainer", "", "path of the trainer binary (default: simpletuner-trainer next to this binary)")
 	addRootFlags(fs, &cfg)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: simpletuner train --env NAME [--option=value …]\n\nTrains NAME in the foreground, without a server. Options after the flags override the\nenvironment's values. Ctrl-C saves a checkpoint and stops; a second Ctrl-C cancels.\n\nFlags:\n")
-		printFlags(stderr, fs)
-		fmt.Fprint(stderr, "\nTraining options:\n")
-		reg.WriteHelp(stderr)
+		w := fs.Output()
+		fmt.Fprint(w, "Usage: simpletuner train --env NAME [--option=value | option=value …]\n\nTrains NAME in the foreground, without a server. Training options override the\nenvironment's values. Ctrl-C saves a checkpoint and stops; a second Ctrl-C cancels.\n\nFlags:\n")
+		printFlags(w, fs)
+		fmt.Fprintln(w)
+		reg.WriteHelp(w)
+	}
+	if showHelp(fs, args, stdout) {
+		return 0
 	}
 	// Our own flags come first; everything from the first unknown --option on is a
 	// training option.
 	own, rest := splitTrainArgs(args, fs)
 	if err := fs.Parse(own); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
 		return 2
 	}
 	rest = append(rest, fs.Args()...)

@@ -1,7 +1,9 @@
 // Package foreground runs one training job in the foreground, without a server: the
 // `simpletuner train` command. It launches the trainer plugin like the daemon does,
-// starts the job, draws a progress line (step, loss, it/s, ETA) from the event stream,
-// and turns Ctrl-C into "save a checkpoint and stop" (a second Ctrl-C cancels).
+// starts the job, renders the event stream for a person (render.go: on a terminal one
+// redrawn progress line with step, loss, it/s and ETA; elsewhere plain lines at a bounded
+// rate; each message once), and turns Ctrl-C into "save a checkpoint and stop" (a second
+// Ctrl-C cancels).
 package foreground
 
 import (
@@ -70,7 +72,7 @@ func Run(ctx context.Context, cfg Config, jobID string, config json.RawMessage, 
 	if _, err := client.Start(ctx, plugins.StartRequest{JobID: jobID, Config: config, JobDir: cfg.JobDir, Nonce: jobID}); err != nil {
 		return res, err
 	}
-	p := &progress{out: out, start: time.Now()}
+	p := newRenderer(out, terminalWidth(out))
 	done := make(chan error, 1)
 	go func() {
 		done <- client.Events(ctx, 0, func(evs []plugins.Event) error {
@@ -96,73 +98,20 @@ func Run(ctx context.Context, cfg Config, jobID string, config json.RawMessage, 
 			return res, nil
 		case <-interrupts:
 			presses++
-			p.finish()
 			switch presses {
 			case 1:
-				fmt.Fprintln(out, "Interrupted: saving a checkpoint, then stopping (Ctrl-C again to cancel without saving)")
+				p.say("Interrupted: saving a checkpoint, then stopping (Ctrl-C again to cancel without saving)")
 				client.Command(ctx, plugins.CommandStop)
 			case 2:
-				fmt.Fprintln(out, "Cancelling without saving (Ctrl-C again to kill the trainer)")
+				p.say("Cancelling without saving (Ctrl-C again to kill the trainer)")
 				client.Command(ctx, plugins.CommandCancel)
 			default:
+				p.finish()
 				fmt.Fprintln(out, "Killing the trainer")
 				client.Shutdown()
 				return Result{JobID: jobID, State: plugins.StateCancelled, Error: "killed"}, nil
 			}
 		}
-	}
-}
-
-// progress draws one updating line for training.progress events and prints the rest.
-type progress struct {
-	out       io.Writer
-	start     time.Time
-	drawn     bool
-	first     time.Time
-	firstStep int64
-}
-
-func (p *progress) event(e plugins.Event, res *Result) {
-	switch e.Type {
-	case plugins.EventTrainingProgress:
-		var pr plugins.Progress
-		if json.Unmarshal(e.Data, &pr) != nil {
-			return
-		}
-		if p.first.IsZero() {
-			p.first, p.firstStep = e.Time, pr.Step
-		}
-		fmt.Fprint(p.out, "\r"+progressLine(pr, e.Time.Sub(p.first), pr.Step-p.firstStep))
-		p.drawn = true
-	case plugins.EventJobStatus:
-		var st struct {
-			Status string `json:"status"`
-			Error  string `json:"error"`
-		}
-		json.Unmarshal(e.Data, &st)
-		if plugins.Terminal(st.Status) {
-			res.State, res.Error = st.Status, st.Error
-		}
-		p.line(fmt.Sprintf("%s %s", e.Title, e.Message))
-	case "log", "debug":
-	default:
-		text := strings.TrimSpace(e.Title + " " + e.Message)
-		if text == "" {
-			text = string(e.Data)
-		}
-		p.line(fmt.Sprintf("[%s] %s", e.Type, text))
-	}
-}
-
-func (p *progress) line(s string) {
-	p.finish()
-	fmt.Fprintln(p.out, strings.TrimSpace(s))
-}
-
-func (p *progress) finish() {
-	if p.drawn {
-		fmt.Fprintln(p.out)
-		p.drawn = false
 	}
 }
 

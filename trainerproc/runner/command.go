@@ -25,16 +25,16 @@ const (
 // it trains one job without a daemon, printing events as JSON lines to stdout. SIGINT or
 // SIGTERM asks the job to stop (checkpoint, then end), a second one cancels it. It returns
 // the exit status (ExitCompleted, ExitFailed, …). name prefixes error messages.
+// The binary's main answers help (clihelp.Asked, then Usage) before it gets here.
 func RunCommand(name string, args []string, opts Options, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs, cfgPath, jobDir := runFlags(name)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "resolved configuration (JSON object with --flag keys)")
-	jobDir := fs.String("job-dir", "", "job directory (trainer.log, events.ndjson, exit.json)")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
 	if *cfgPath == "" || *jobDir == "" {
-		fmt.Fprintf(stderr, "usage: %s run --config resolved.json --job-dir DIR\n", name)
+		fmt.Fprintf(stderr, "%s run: --config and --job-dir are required\n\n", name)
+		fs.Usage()
 		return ExitUsage
 	}
 	cfg, err := os.ReadFile(*cfgPath)
@@ -70,4 +70,35 @@ func RunCommand(name string, args []string, opts Options, stdout, stderr io.Writ
 		}
 		return ExitFailed
 	}
+}
+
+// runFlags defines the flags of the `run` subcommand; its usage is the binary's (Usage).
+func runFlags(name string) (fs *flag.FlagSet, cfgPath, jobDir *string) {
+	fs = flag.NewFlagSet(name+" run", flag.ContinueOnError)
+	cfgPath = fs.String("config", "", "resolved configuration (JSON object with --flag keys)")
+	jobDir = fs.String("job-dir", "", "job directory (trainer.log, events.ndjson, exit.json)")
+	fs.Usage = func() { Usage(fs.Output(), name) }
+	return fs, cfgPath, jobDir
+}
+
+// Usage prints the usage of the trainer binary called name; its main prints it on stdout
+// when --help or -h stands anywhere on its command line (internal/clihelp decides).
+func Usage(w io.Writer, name string) {
+	fmt.Fprintf(w, `Usage:
+  %[1]s
+      (no arguments) serve one job to the simpletuner daemon over go-plugin; the daemon
+      starts it, with the job directory in $%[2]s
+  %[1]s run --config resolved.json --job-dir DIR
+      train one job without a daemon, printing its events as JSON lines on stdout;
+      SIGINT or SIGTERM asks it to stop (checkpoint, then end), a second one cancels
+  %[1]s --help
+      show this text
+
+Exit status of run: %[3]d completed, %[4]d failed, %[5]d usage error, %[6]d stopped, %[7]d cancelled.
+
+Flags of run:
+`, name, plugins.EnvJobDir, ExitCompleted, ExitFailed, ExitUsage, ExitStopped, ExitCancelled)
+	fs, _, _ := runFlags(name)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }

@@ -196,7 +196,7 @@ func (t *trainer) restore(l *checkpoint.Loaded) error {
 	}
 	if extra.Seed != t.s.Seed {
 		if t.s.SeedSet {
-			t.ev.warn("Seed changed since the checkpoint", fmt.Sprintf("checkpoint seed %d, configured %d: the continuation is not identical", extra.Seed, t.s.Seed), nil)
+			t.ev.warn("Seed changed since the checkpoint", fmt.Sprintf("saved with seed %d, now %d: the continuation is not identical", extra.Seed, t.s.Seed), nil)
 		}
 	}
 	if t.model.HasAdapters() {
@@ -258,7 +258,7 @@ func (t *trainer) restore(l *checkpoint.Loaded) error {
 	if len(st.LRScheduler) > 0 && json.Unmarshal(st.LRScheduler, &ss) == nil {
 		if ss.Name != t.sched.Name || ss.Total != t.sched.Total || ss.Warmup != t.sched.Warmup || ss.BaseLR != t.sched.BaseLR {
 			t.ev.warn("Learning-rate schedule changed since the checkpoint",
-				fmt.Sprintf("checkpoint: %s lr=%g warmup=%d total=%d; now: %s lr=%g warmup=%d total=%d",
+				fmt.Sprintf("saved with %s lr=%g warmup=%d total=%d, now %s lr=%g warmup=%d total=%d",
 					ss.Name, ss.BaseLR, ss.Warmup, ss.Total, t.sched.Name, t.sched.BaseLR, t.sched.Warmup, t.sched.Total), nil)
 		}
 	}
