@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -37,7 +38,16 @@ func (s *Server) openAPI() (*openapi3.T, error) {
 		Info: &openapi3.Info{Title: "simpletuner API", Version: s.version.Version,
 			Description: "Training server compatible with SimpleTuner's HTTP API. Authenticate with the " +
 				"`X-API-Key` header (or `Authorization: Bearer st_…`) or the `simpletuner_session` cookie from login."},
-		Paths: openapi3.NewPaths(),
+		// A relative server: the API is where this document was fetched from (OpenAPI
+		// 3.0.3 resolves a relative url against the document's own location), which is
+		// right for a daemon reachable at any address, port or host name, directly or
+		// through a reverse proxy (packaging/ mounts it at the root). "/" is also what the
+		// specification assumes when servers is absent, written out because linters and
+		// client generators want it. An absolute url would be wrong somewhere: the listen
+		// address may be 0.0.0.0, behind a proxy scheme and host are the proxy's, and the
+		// request's Host header is the client's to choose (the document is rendered once).
+		Servers: openapi3.Servers{{URL: "/", Description: "This daemon: the address this document was fetched from"}},
+		Paths:   openapi3.NewPaths(),
 		Components: &openapi3.Components{
 			Schemas: openapi3.Schemas{},
 			SecuritySchemes: openapi3.SecuritySchemes{
@@ -47,7 +57,7 @@ func (s *Server) openAPI() (*openapi3.T, error) {
 			},
 		},
 	}
-	gen := openapi3gen.NewGenerator(openapi3gen.SchemaCustomizer(nullableCollections))
+	gen := openapi3gen.NewGenerator(openapi3gen.SchemaCustomizer(nullability))
 	schemaOf := func(v any) (*openapi3.SchemaRef, error) {
 		return gen.NewSchemaRefForValue(v, doc.Components.Schemas)
 	}
@@ -77,12 +87,28 @@ func (s *Server) openAPI() (*openapi3.T, error) {
 			item.SetOperation(rt.method, op)
 		}
 	}
-	for _, t := range []string{tagAuth, tagUsers, tagSettings, tagConfigs, tagDatasets, tagTraining, tagQueue, tagSystem} {
-		if tags[t] {
-			doc.Tags = append(doc.Tags, &openapi3.Tag{Name: t})
+	for _, t := range documentTags() {
+		if tags[t.Name] {
+			doc.Tags = append(doc.Tags, t)
 		}
 	}
 	return doc, nil
+}
+
+// documentTags are the document's tags, in the order the documentation pages list them,
+// each with the line the pages show under its name.
+func documentTags() []*openapi3.Tag {
+	return []*openapi3.Tag{
+		{Name: tagAuth, Description: "Logging in and out, the first administrator, passwords and API keys. " +
+			"Every route also answers under /api/cloud/auth/, the prefix the tutorial uses."},
+		{Name: tagUsers, Description: "Accounts, permission levels and the permission catalogue."},
+		{Name: tagSettings, Description: "Server-wide settings an administrator changes, such as public registration."},
+		{Name: tagConfigs, Description: "Environments (a training config with its dataloader), stored under the config directory."},
+		{Name: tagDatasets, Description: "Folders and uploads under the datasets directory."},
+		{Name: tagTraining, Description: "Validating and starting training, the running job, checkpoints, jobs and their events."},
+		{Name: tagQueue, Description: "The job queue: what waits and runs, its limits, priorities and cancellation."},
+		{Name: tagSystem, Description: "Health, version, this document, its documentation pages and the machine's resources."},
+	}
 }
 
 func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.SchemaRef, error), errSchema, valSchema *openapi3.SchemaRef) (*openapi3.Operation, error) {
@@ -198,11 +224,26 @@ func formBody(fields []formField) *openapi3.RequestBody {
 	return openapi3.NewRequestBody().WithRequired(true).WithContent(openapi3.NewContentWithSchema(sch, types))
 }
 
-// nullableCollections marks slices and maps nullable: Go encodes a nil one as null, and
+// nullability marks slices and maps nullable: Go encodes a nil one as null, and
 // SimpleTuner's shapes use null for "none" (e.g. scoped_permissions).
-func nullableCollections(_ string, t reflect.Type, _ reflect.StructTag, schema *openapi3.Schema) error {
-	if k := t.Kind(); k == reflect.Slice || k == reflect.Map || k == reflect.Interface {
-		schema.Nullable = true // an interface holds any JSON value, null included
+//
+// OpenAPI 3.0 gives nullable a meaning only beside a type ("adds null to the allowed
+// types"), and linters refuse it alone (redocly's nullable-type-sibling). A schema without
+// a type (an interface, json.RawMessage: any JSON value) already admits null, so it is
+// left bare. A struct encodes as a JSON object even with no fields to list, unless it
+// encodes itself.
+func nullability(_ string, t reflect.Type, _ reflect.StructTag, schema *openapi3.Schema) error {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Map:
+		schema.Nullable = true
+	case reflect.Struct:
+		marshaler := reflect.TypeFor[json.Marshaler]()
+		if schema.Type.IsEmpty() && !t.Implements(marshaler) && !reflect.PointerTo(t).Implements(marshaler) {
+			schema.Type = &openapi3.Types{openapi3.TypeObject}
+		}
+	}
+	if schema.Type.IsEmpty() {
+		schema.Nullable = false
 	}
 	return nil
 }
