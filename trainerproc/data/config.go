@@ -82,8 +82,11 @@ type DatasetConfig struct {
 	// DisableMultilineSplit keeps a caption file whole instead of one caption per line.
 	DisableMultilineSplit bool
 
-	Resolution           float64
-	ResolutionType       string
+	Resolution     float64
+	ResolutionType string
+	// ResolutionSet is true when the object sets resolution or resolution_type itself
+	// (else --resolution and --resolution_type apply).
+	ResolutionSet        bool
 	MinimumImageSize     float64 // 0 = no minimum; unit of ResolutionType
 	MaximumImageSize     float64 // with TargetDownsampleSize: downsample larger images first
 	TargetDownsampleSize float64
@@ -484,6 +487,7 @@ func (p *fieldParser) sampleFields(ds *DatasetConfig, d Defaults) {
 
 	ds.ResolutionType = p.enum("resolution_type", d.ResolutionType, []string{ResPixel, ResPixelArea, ResArea}, nil, nil)
 	ds.Resolution = p.num("resolution", d.Resolution)
+	ds.ResolutionSet = p.present("resolution") || p.present("resolution_type")
 	if ds.Resolution == 0 {
 		p.fail(ErrInvalidConfig, "resolution", "must be greater than 0")
 		ds.Resolution = d.Resolution
