@@ -213,9 +213,10 @@ func (s *Service) askTrainer(cfg *options.Config, have options.Issues) options.I
 func gpuRequest(cfg *options.Config) (gpu.Request, error) {
 	n, _ := cfg.Int("--num_processes")
 	req := gpu.Request{NumProcesses: n}
-	if v := cfg.String("--accelerate_visible_devices"); v != "" {
+	// A list option: the registry keeps it as []string (String would read it as unset).
+	if v := cfg.List("--accelerate_visible_devices"); len(v) > 0 {
 		var err error
-		if req.Preferred, err = gpu.ParseDeviceList(v); err != nil {
+		if req.Preferred, err = gpu.ParseDeviceList(strings.Join(v, ",")); err != nil {
 			return req, err
 		}
 	}
