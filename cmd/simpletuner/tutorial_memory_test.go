@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"simpletuner/options"
 	"simpletuner/plugins/kit/kittest"
 )
 
@@ -33,17 +34,25 @@ func buildRealTrainer(t *testing.T) string {
 	return bin
 }
 
-// TestTutorialResolutionIsRefusedWithMemoryNumbers: the tutorial's fast-path dataloader
-// (1024 px, pixel_area) on dit/tiny, and --validation_resolution=1024x1024, are refused by
-// validate (HTML and JSON) and by start (422, status invalid) with the memory the job needs
-// and the memory the machine has, and no job is created; the same job at the fast path's
-// 32 px is valid. The real trainer answers: the daemon asks it.
-func TestTutorialResolutionIsRefusedWithMemoryNumbers(t *testing.T) {
+// TestTutorialMemoryWithTheRealTrainer runs the daemon with the real trainer (the memory
+// check is the trainer's: the daemon asks it).
+//
+// The tutorial's fast-path dataloader (1024 px, pixel_area) on dit/tiny, and
+// --validation_resolution=1024x1024, are refused by validate (HTML and JSON) and by start
+// (422, status invalid) with the memory the job needs and the memory the machine has, and
+// no job is created; the same job at the fast path's 32 px is valid. A new dit
+// environment starts at the family's resolution, which validate accepts on this machine.
+func TestTutorialMemoryWithTheRealTrainer(t *testing.T) {
 	trainer := buildRealTrainer(t)
 	home := t.TempDir()
 	d := start(t, home, "--trainer", trainer)
 	c := adminClient(t, d)
 	fields := fastPathFields(t, home)
+	t.Run("tutorial resolution refused", func(t *testing.T) { tutorialResolutionRefused(t, d, c, home, fields) })
+	t.Run("new dit environment fits", func(t *testing.T) { newDitEnvironmentFits(t, d, c, home) })
+}
+
+func tutorialResolutionRefused(t *testing.T, d *proc, c *http.Client, home string, fields [][2]string) {
 
 	code, body := form(t, c, d.base+"/api/training/validate", fields, "")
 	if code != 200 || !strings.Contains(body, "Configuration Valid") {
@@ -110,6 +119,46 @@ func TestTutorialResolutionIsRefusedWithMemoryNumbers(t *testing.T) {
 	}
 	if code, q := call(t, c, "GET", d.base+"/api/queue", nil, nil); code != 200 || len(q["entries"].([]any)) != 0 {
 		t.Fatalf("refused starts left a job: %d %v", code, q)
+	}
+}
+
+func newDitEnvironmentFits(t *testing.T, d *proc, c *http.Client, home string) {
+	dir := newEnv(t, c, d, home, "fresh")
+	want := options.Default().DefaultResolution("dit")
+	cfg := storedConfig(t, c, d, "fresh", nil)
+	if fmt.Sprint(cfg["--resolution"]) != fmt.Sprint(want) || want >= 1024 {
+		t.Fatalf("a new dit environment has --resolution %v, want the family's %g", cfg["--resolution"], want)
+	}
+	dlPath := filepath.Join(dir, "multidatabackend.json")
+	raw, err := os.ReadFile(dlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl []map[string]any
+	if err := json.Unmarshal(raw, &dl); err != nil || len(dl) != 2 {
+		t.Fatalf("starter dataloader %s: %v", raw, err)
+	}
+	if fmt.Sprint(dl[0]["resolution"]) != fmt.Sprint(want) {
+		t.Fatalf("starter dataset resolution %v, want %g", dl[0]["resolution"], want)
+	}
+	// Point the starter dataloader at data, as a person would, and validate the
+	// environment as it stands.
+	dl[0]["instance_data_dir"] = filepath.Join(home, "datasets", "demo")
+	dl[1]["cache_dir"] = filepath.Join(home, "cache", "text", "fresh")
+	raw, _ = json.Marshal(dl)
+	if err := os.WriteFile(dlPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call(t, c, "POST", d.base+"/api/configs/fresh/activate", nil, nil); code != 200 {
+		t.Fatalf("activate: %d %v", code, body)
+	}
+	code, body := form(t, c, d.base+"/api/training/validate", [][2]string{{"__active_tab__", "model"}}, "application/json")
+	var rep struct {
+		Valid  bool `json:"valid"`
+		Errors []struct{ Option, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || code != 200 || !rep.Valid {
+		t.Fatalf("validate the new environment: %d %s", code, body)
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"simpletuner/internal/sysmem"
+	"simpletuner/options"
 	"simpletuner/plugins"
 	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/model"
 )
 
 // smallHost is a kernel file tree of a host with 1 GiB of RAM and no cgroup limit.
@@ -101,5 +103,29 @@ func TestMemoryCheck(t *testing.T) {
 		if strings.Contains(string(e.Data), "init_data_backend") {
 			t.Fatalf("the data stage ran before the refusal: %s", e.Data)
 		}
+	}
+}
+
+// TestFamilyDefaultResolutionIsTheModelsSampleSize: the dit family's default resolution
+// (options, where new environments take it from) is the sample size of the flavour this
+// trainer defaults to, and that flavour is the family's default in both lists.
+func TestFamilyDefaultResolutionIsTheModelsSampleSize(t *testing.T) {
+	fam, ok := options.Default().Family("dit")
+	if !ok {
+		t.Fatal("no dit family in the registry")
+	}
+	info, err := testRunner().Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Families) != 1 || info.Families[0].DefaultFlavour != fam.DefaultFlavour {
+		t.Fatalf("trainer families %+v, registry %+v", info.Families, fam)
+	}
+	cfg, err := model.Flavour(fam.DefaultFlavour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fam.DefaultResolution != cfg.SampleSize {
+		t.Errorf("registry default resolution %d, %s's sample size %d", fam.DefaultResolution, fam.DefaultFlavour, cfg.SampleSize)
 	}
 }
