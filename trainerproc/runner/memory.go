@@ -43,7 +43,7 @@ type need struct {
 	mem    model.Memory
 	option string // the option to lower
 	lower  string // how to say so: "lower --resolution"
-	what   string // "training on dataset \"x\" (resolution 1024 pixel_area): 1024x1024 images, batch 1"
+	what   string // `training on dataset "x" (resolution 1024 pixel_area) at 1024x1024, batch 1`
 	// fit, when set, returns whether the job would fit with this square edge instead (to
 	// say how far to lower it).
 	fit func(edge int) bool

@@ -216,15 +216,15 @@ func hasConditioning(dcfg *data.Config) bool {
 // machine validate never saw.
 func (t *trainer) checkMemory() error {
 	s := t.s
-	dcfg, err := data.ParseConfig(s.DataConfig, dataDefaults(s))
-	if err != nil {
-		return fmt.Errorf("%w: data_backend_config: %w", ErrConfig, err)
-	}
 	be, err := t.r.newBackend(s.Cfg.String("--mixed_precision"))
 	if err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
 	t.be, t.e = be, engine.New(be)
+	dcfg, err := data.ParseConfig(s.DataConfig, dataDefaults(s))
+	if err != nil {
+		return nil // setupData reports it, in its stage
+	}
 	is, err := t.r.checkMemory(s, dcfg, be)
 	if err != nil {
 		return err
