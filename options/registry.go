@@ -20,6 +20,10 @@ type Family struct {
 	// MinResolution is the smallest numeric --resolution (pixel units) the family
 	// trains at; 0 means no minimum. SimpleTuner's latent families use 256.
 	MinResolution int
+	// DefaultResolution is the --resolution (pixel_area) a new environment of the family
+	// starts with, in its config and its starter dataloader; 0 means the option's own
+	// default (SimpleTuner's 1024, sized for latent models).
+	DefaultResolution int
 }
 
 // Capabilities describe what a trainer understands. The daemon does not ask a trainer's
@@ -36,9 +40,12 @@ type Capabilities struct {
 }
 
 // DefaultFamilies is the static fallback family list, used when no trainer has reported
-// its own: the project's pixel-space diffusion transformer.
+// its own: the project's pixel-space diffusion transformer. Its default resolution is its
+// default flavour's sample size (16 px for tiny; the trainer's tests hold the two equal):
+// attention runs over every 2×2 pixel patch, so SimpleTuner's 1024 px would be 262144
+// tokens, whose attention scores alone need hundreds of GiB.
 func DefaultFamilies() []Family {
-	return []Family{{Name: "dit", Flavours: []string{"tiny", "small", "base", "xl"}, DefaultFlavour: "tiny"}}
+	return []Family{{Name: "dit", Flavours: []string{"tiny", "small", "base", "xl"}, DefaultFlavour: "tiny", DefaultResolution: 16}}
 }
 
 // SimpleTunerFamilies lists SimpleTuner's model families (docs/compatibility.md §12) with the
@@ -175,6 +182,20 @@ func (r *Registry) Family(name string) (Family, bool) {
 	c := *f
 	c.Flavours = slices.Clone(f.Flavours)
 	return c, true
+}
+
+// DefaultResolution is the --resolution a new environment of family starts with: the
+// family's DefaultResolution, else the option's default.
+func (r *Registry) DefaultResolution(family string) float64 {
+	if f, ok := r.family[family]; ok && f.DefaultResolution > 0 {
+		return float64(f.DefaultResolution)
+	}
+	if o := r.lookup("--resolution"); o != nil {
+		if v, ok := o.Default.(float64); ok {
+			return v
+		}
+	}
+	return 1024
 }
 
 // TrackerAvailable reports whether the trainer can report to the tracker.

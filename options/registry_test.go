@@ -224,6 +224,20 @@ func TestFamilyLookup(t *testing.T) {
 	}
 }
 
+// TestDefaultResolution: a family with its own default resolution gets it; the others
+// (SimpleTuner's latent families) and unknown names get the option's default, 1024.
+func TestDefaultResolution(t *testing.T) {
+	r, err := New(Capabilities{Families: append(DefaultFamilies(), SimpleTunerFamilies()...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fam, want := range map[string]float64{"dit": 16, "pixart_sigma": 1024, "flux": 1024, "nope": 1024} {
+		if got := r.DefaultResolution(fam); got != want {
+			t.Errorf("DefaultResolution(%q) = %g, want %g", fam, got, want)
+		}
+	}
+}
+
 func TestIssuesHelpers(t *testing.T) {
 	is := Issues{
 		errIssue("--a", ErrInvalidValue, "bad a"),

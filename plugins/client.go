@@ -35,6 +35,10 @@ type LaunchConfig struct {
 type Client struct {
 	Trainer
 	pc *plugin.Client
+	// cmd and stderr are set for a trainer this process launched (nil after Reattach):
+	// its wait status and what it printed on stderr say how it ended.
+	cmd    *exec.Cmd
+	stderr *tailBuffer
 }
 
 // Launch starts a trainer in its own session (setsid), so signals to the daemon's process
@@ -51,14 +55,18 @@ func Launch(cfg LaunchConfig) (*Client, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	// Keep the tail of what the trainer prints before the handshake: a binary that cannot
-	// start (the CUDA trainer on a machine without a driver) says why on stderr.
-	tail := &tailBuffer{max: 4 << 10}
+	// Keep the tail of what the trainer prints on stderr: a binary that cannot start (the
+	// CUDA trainer on a machine without a driver) says why there, and so does one that
+	// crashes (a Go panic or fatal error, a CUDA error).
+	tail := &tailBuffer{max: StderrTailBytes}
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  Handshake(),
-		Plugins:          PluginSet(nil),
-		Cmd:              cmd,
-		Stderr:           tail,
+		HandshakeConfig: Handshake(),
+		Plugins:         PluginSet(nil),
+		Cmd:             cmd,
+		Stderr:          tail,
+		// What the trainer writes to os.Stderr after the handshake (go-plugin's server
+		// points it at a stream of its own) belongs to the same tail.
+		SyncStderr:       tail,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		SkipHostEnv:      true,
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: cfg.SocketDir},
@@ -72,14 +80,22 @@ func Launch(cfg LaunchConfig) (*Client, error) {
 		}
 		return nil, err
 	}
+	c.cmd, c.stderr = cmd, tail
 	return c, nil
 }
 
-// tailBuffer keeps the last max bytes written to it. mu guards buf.
+// StderrTailBytes is how much of a trainer's stderr the daemon keeps: the end of it.
+const StderrTailBytes = 4 << 10
+
+// tailBuffer keeps the last max bytes written to it, and the first line that starts a Go
+// panic or fatal error (its message is at the top, above a stack that may not fit). mu
+// guards the rest.
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu       sync.Mutex
+	max      int
+	buf      []byte
+	line     []byte // the line being written, until its newline (bounded by max)
+	headline string
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
@@ -89,6 +105,23 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	if over := len(t.buf) - t.max; over > 0 {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
+	if t.headline != "" {
+		return len(p), nil
+	}
+	for _, b := range p {
+		if b != '\n' {
+			if len(t.line) < t.max {
+				t.line = append(t.line, b)
+			}
+			continue
+		}
+		if l := string(t.line); strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			t.headline = l
+			t.line = nil
+			break
+		}
+		t.line = t.line[:0]
+	}
 	return len(p), nil
 }
 
@@ -96,6 +129,35 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// Stderr returns what a trainer this process launched printed on stderr: the first line
+// of a Go panic or fatal error, if there was one, and the last StderrTailBytes. Both are
+// empty for a reattached trainer (its stderr went to the daemon that launched it).
+func (c *Client) Stderr() (headline, tail string) {
+	if c.stderr == nil {
+		return "", ""
+	}
+	c.stderr.mu.Lock()
+	defer c.stderr.mu.Unlock()
+	return c.stderr.headline, string(c.stderr.buf)
+}
+
+// ExitStatus returns the wait status of a trainer this process launched once it has been
+// reaped; ok is false while it runs and for a reattached trainer (the daemon is not its
+// parent, so the kernel tells it nothing).
+func (c *Client) ExitStatus() (ws syscall.WaitStatus, ok bool) {
+	if c.cmd == nil || !c.pc.Exited() {
+		return 0, false
+	}
+	// Exited is set under go-plugin's lock after cmd.Wait returned, so ProcessState is
+	// complete here.
+	st := c.cmd.ProcessState
+	if st == nil {
+		return 0, false
+	}
+	ws, ok = st.Sys().(syscall.WaitStatus)
+	return ws, ok
 }
 
 // Attachment is what the daemon persists to find a trainer again after a restart.

@@ -34,8 +34,11 @@ type Dataset struct {
 	// DisableMultilineSplit keeps a caption file whole instead of one caption per line.
 	DisableMultilineSplit bool
 
-	Resolution           float64
-	ResolutionType       string
+	Resolution     float64
+	ResolutionType string
+	// ResolutionSet is true when the object sets resolution or resolution_type itself
+	// (else --resolution and --resolution_type apply).
+	ResolutionSet        bool
 	MinimumImageSize     float64 // 0 = no minimum; unit of ResolutionType
 	MaximumImageSize     float64 // with TargetDownsampleSize: downsample larger images first
 	TargetDownsampleSize float64

@@ -269,6 +269,8 @@ func (r *reader) dataset(d Defaults) (ds Dataset, kindOK bool) {
 		r.samples(&ds, d, typ)
 		ds.CaptionStrategy = pick(captionOK && r.supported(&captionEnum, caption), caption, d.CaptionStrategy)
 		ds.ResolutionType = pick(resTypeOK && r.supported(&resolutionTypeEnum, resType), resType, d.ResolutionType)
+		_, resTypeSet := r.value("resolution_type")
+		ds.ResolutionSet = resolutionSet || resTypeSet
 		ds.CropStyle = pick(cropStyleOK && r.supported(&cropStyleEnum, cropStyle), cropStyle, CropRandom)
 		ds.CropAspect = pick(cropAspectOK && r.supported(&cropAspectEnum, cropAspect), cropAspect, AspectSquare)
 		if metadataOK {

@@ -350,6 +350,9 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	}
 	cfg := base
 	cfg["--model_family"] = family
+	if !isExample {
+		sizeForFamily(s.reg, cfg, family)
+	}
 	if fl := str(req.ModelFlavour, "--model_flavour"); fl != "" {
 		cfg["--model_flavour"] = fl
 	}
@@ -408,7 +411,7 @@ func (s *Service) CreateEnvironment(req EnvironmentRequest, perms []string) (*Cr
 	if err := writeJSONAtomic(filepath.Join(tmp, ".metadata.json"), meta); err != nil {
 		return nil, err
 	}
-	var dlContent any = defaultDataloader(name)
+	var dlContent any = defaultDataloader(name, resolutionOf(s.reg, cfg, family))
 	if exampleDL != nil {
 		dlContent = exampleDL
 	}
@@ -516,12 +519,47 @@ func (s *Service) defaultConfig() (map[string]any, error) {
 	return readObject(p)
 }
 
-// defaultDataloader is the starter dataloader SimpleTuner writes for a new environment.
-func defaultDataloader(name string) []any {
+// sizeForFamily gives a new environment of family the family's default resolution
+// (options.Registry.DefaultResolution) unless default.json sets one of its own: its
+// --resolution is absent or the option's generic default, which a family with a default
+// of its own cannot train at (SimpleTuner's 1024 px is sized for latent models).
+func sizeForFamily(reg *options.Registry, cfg map[string]any, family string) {
+	if raw, set := cfg["--resolution"]; set && raw != nil {
+		if v, ok := numericResolution(reg, cfg); !ok || v != reg.DefaultResolution("") {
+			return // a value of the user's own in default.json
+		}
+	}
+	cfg["--resolution"] = reg.DefaultResolution(family)
+}
+
+// numericResolution reads cfg's --resolution as the registry types it.
+func numericResolution(reg *options.Registry, cfg map[string]any) (float64, bool) {
+	raw, ok := cfg["--resolution"]
+	if !ok || raw == nil {
+		return 0, false
+	}
+	_, v, err := reg.Coerce("--resolution", raw)
+	f, isNum := v.(float64)
+	return f, err == nil && isNum
+}
+
+// resolutionOf is the numeric --resolution of a new environment's config, for its
+// starter dataloader.
+func resolutionOf(reg *options.Registry, cfg map[string]any, family string) float64 {
+	if v, ok := numericResolution(reg, cfg); ok {
+		return v
+	}
+	return reg.DefaultResolution(family)
+}
+
+// defaultDataloader is the starter dataloader SimpleTuner writes for a new environment, at
+// resolution res (pixel_area): SimpleTuner's sizes at 1024 (images below 256 px are
+// skipped, above 4096 px downsampled to 1024 first), scaled with res.
+func defaultDataloader(name string, res float64) []any {
 	return []any{
 		map[string]any{"id": name + "-images", "type": "local", "dataset_type": "image", "instance_data_dir": "",
-			"resolution": 1024, "resolution_type": "pixel_area", "caption_strategy": "textfile",
-			"minimum_image_size": 256, "maximum_image_size": 4096, "target_downsample_size": 1024,
+			"resolution": res, "resolution_type": "pixel_area", "caption_strategy": "textfile",
+			"minimum_image_size": res / 4, "maximum_image_size": res * 4, "target_downsample_size": res,
 			"crop": true, "crop_style": "center", "crop_aspect": "square"},
 		map[string]any{"id": name + "-text-embeds", "type": "local", "dataset_type": "text_embeds", "default": true, "cache_dir": ""},
 	}
@@ -581,7 +619,8 @@ func (s *Service) CreateDataloader(name string, req DataloaderRequest) (*Dataloa
 	}
 	var content any = []any{}
 	if req.IncludeDefaults == nil || *req.IncludeDefaults {
-		content = defaultDataloader(name)
+		family, _ := cfg["--model_family"].(string)
+		content = defaultDataloader(name, resolutionOf(s.reg, cfg, family))
 	}
 	if err := writeJSONAtomic(abs, content); err != nil {
 		return nil, err

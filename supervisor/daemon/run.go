@@ -118,6 +118,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	ts := training.New(options.Default(), cs, jm, cfg.OutputRoot, log.With("component", "training"))
 	ts.SetWebhookPolicy(webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate})
 	ts.SetHooksDir(cfg.HooksDir)
+	ts.SetTrainerCheck(jm.Validate)
 	var autostart *training.Bundle
 	if cfg.Env != "" {
 		if autostart, err = ts.FromEnvironment(cfg.Env, []string{"*"}); err != nil {

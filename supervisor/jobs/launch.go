@@ -75,6 +75,7 @@ func (m *Manager) start(j *store.Job, d gpu.Decision, h *handle) error {
 		env = append(env, "CUDA_VISIBLE_DEVICES=")
 	}
 	m.failpoint("launch.before_spawn")
+	h.watchOOM(0) // before the trainer exists: it starts in the daemon's cgroup
 	client, err := plugins.Launch(plugins.LaunchConfig{Path: j.Trainer, Args: m.cfg.TrainerArgs, Env: env, Dir: j.JobDir, SocketDir: m.cfg.RunDir})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"simpletuner/internal/sysmem"
 	"simpletuner/plugins"
 	"simpletuner/store"
 	"simpletuner/supervisor/gpu"
@@ -120,6 +121,9 @@ type Manager struct {
 	mu       sync.Mutex
 	running  map[string]*handle
 	bypassed map[string]int
+
+	// validating holds a token per trainer launched by Validate (capacity maxValidations).
+	validating chan struct{}
 }
 
 // handle is a trainer the manager follows.
@@ -129,8 +133,25 @@ type handle struct {
 	pid    int
 	start  uint64
 	cancel context.CancelFunc
-	// cmdMu guards client replacement and command sends.
+	// oom counts the OOM kills of the trainer's memory cgroup; oomBase is its value when
+	// the daemon took the trainer on (launch or reattach), -1 when there is no counter.
+	oom     sysmem.OOMCounter
+	oomBase int64
+	// cmdMu guards client replacement, command sends and the fields above.
 	cmdMu sync.Mutex
+}
+
+// watchOOM starts counting the OOM kills of the memory cgroup of pid (0: the daemon's own,
+// which a trainer it launches inherits).
+func (h *handle) watchOOM(pid int) {
+	c := sysmem.FS{}.OOMCounterOf(pid)
+	base, ok := c.Read()
+	if !ok {
+		base = -1
+	}
+	h.cmdMu.Lock()
+	h.oom, h.oomBase = c, base
+	h.cmdMu.Unlock()
 }
 
 // New returns a Manager. Call Reconcile before serving requests that change jobs.
@@ -163,7 +184,8 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, db: db, alloc: alloc, log: log, boot: bootID(), ready: make(chan struct{}),
-		wake: make(chan struct{}, 1), ctx: ctx, stop: stop, running: map[string]*handle{}, bypassed: map[string]int{}}, nil
+		wake: make(chan struct{}, 1), ctx: ctx, stop: stop, running: map[string]*handle{}, bypassed: map[string]int{},
+		validating: make(chan struct{}, maxValidations)}, nil
 }
 
 // Close stops following trainers without touching them: they keep running and the next

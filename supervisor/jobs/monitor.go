@@ -118,17 +118,59 @@ func (m *Manager) finishFromRecord(id string, h *handle) {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		m.finalize(id, h, StatusFailed, "trainer exit record unreadable: "+err.Error())
 	default:
+		cause := exitCause(m.crashFacts(h))
 		if retry, delay := retryDelay(j.Attempts, m.cfg.MaxAttempts, m.cfg.RetryBase, m.cfg.RetryMax); retry {
-			m.requeueForRetry(j, h, delay)
+			m.requeueForRetry(j, h, delay, cause)
 			return
 		}
-		m.finalize(id, h, StatusFailed, "trainer exited without an exit record (killed or crashed)")
+		m.finalize(id, h, StatusFailed, cause)
+	}
+}
+
+// crashFacts gathers what tells how a trainer without an exit record ended: its wait
+// status and stderr (when this daemon launched it) and the OOM kills its cgroup counted.
+func (m *Manager) crashFacts(h *handle) exitFacts {
+	f := exitFacts{OOMKills: -1}
+	if h == nil {
+		return f
+	}
+	h.cmdMu.Lock()
+	client, pid, oom, base := h.client, h.pid, h.oom, h.oomBase
+	h.cmdMu.Unlock()
+	if base >= 0 {
+		if n, ok := oom.Read(); ok {
+			f.OOMKills = n - base
+		}
+	}
+	if client == nil {
+		return f
+	}
+	// The process is gone; go-plugin reaps it once its stdout and stderr close. Children
+	// that inherited them (a data worker) keep them open: they are killed (their group is
+	// the trainer's, which letGo kills anyway) and the reaping is waited for again.
+	f.Status, f.HaveStatus = waitExitStatus(client, 2*time.Second)
+	if !f.HaveStatus {
+		killGroup(pid)
+		f.Status, f.HaveStatus = waitExitStatus(client, 3*time.Second)
+	}
+	f.Headline, f.Stderr = client.Stderr()
+	return f
+}
+
+// waitExitStatus polls for a launched trainer's wait status for up to d.
+func waitExitStatus(c *plugins.Client, d time.Duration) (syscall.WaitStatus, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		if ws, ok := c.ExitStatus(); ok || time.Now().After(deadline) {
+			return ws, ok
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // requeueForRetry puts a crashed job back in the queue after a backoff, resuming from its
-// latest checkpoint.
-func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration) {
+// latest checkpoint; cause (exitCause) is kept in the job's error meanwhile.
+func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration, cause string) {
 	nb := time.Now().Add(delay).UTC()
 	rec, err := m.db.Jobs().Update(j.ID, func(rec *store.Job) error {
 		var cfg map[string]any
@@ -139,7 +181,7 @@ func (m *Manager) requeueForRetry(j *store.Job, h *handle, delay time.Duration) 
 			}
 		}
 		rec.Status, rec.NotBefore, rec.GPUs, rec.PID = StatusQueued, &nb, nil, 0
-		rec.Error = fmt.Sprintf("trainer crashed (attempt %d of %d); retrying after %v", rec.Attempts, m.cfg.MaxAttempts, delay)
+		rec.Error = fmt.Sprintf("trainer crashed (attempt %d of %d); retrying after %v. %s", rec.Attempts, m.cfg.MaxAttempts, delay, cause)
 		return nil
 	})
 	if err != nil {

@@ -72,6 +72,7 @@ func (m *Manager) reattach(ctx context.Context, j *store.Job) {
 		m.log.Warn("re-take GPUs", "job_id", j.ID, "err", err)
 	}
 	h := &handle{id: j.ID, pid: j.PID, start: j.ProcStart}
+	h.watchOOM(j.PID) // OOM kills before the restart are not counted
 	m.mu.Lock()
 	m.running[j.ID] = h
 	m.mu.Unlock()

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"simpletuner/hooks"
 	"simpletuner/options"
+	"simpletuner/plugins"
 	"simpletuner/plugins/dataloader"
 	"simpletuner/store"
 	"simpletuner/supervisor/configs"
@@ -39,7 +41,21 @@ type Service struct {
 	webhookPolicy webhooks.Policy
 	// hooksDir, when set, is the only place hook scripts may live (SetHooksDir).
 	hooksDir string
+	// trainerCheck, when set, consults the trainer about every bundle (SetTrainerCheck).
+	trainerCheck TrainerCheck
 }
+
+// TrainerCheck asks the trainer a job would run on about its resolved configuration
+// (jobs.Manager.Validate): issues only the trainer can find, such as a job that does not
+// fit the machine's memory. ok is false when the trainer was not consulted.
+type TrainerCheck func(ctx context.Context, config json.RawMessage, req gpu.Request) (issues []plugins.Issue, ok bool, err error)
+
+// trainerCheckTimeout bounds a consultation from a bundle (launch, handshake, Validate).
+const trainerCheckTimeout = time.Minute
+
+// SetTrainerCheck makes every bundle whose own checks pass consult the trainer, so validate
+// reports what the trainer would refuse and start refuses it before a job exists.
+func (s *Service) SetTrainerCheck(c TrainerCheck) { s.trainerCheck = c }
 
 // SetHooksDir restricts hook scripts to one directory ("" allows any safe path).
 func (s *Service) SetHooksDir(dir string) { s.hooksDir = dir }
@@ -144,7 +160,72 @@ func (s *Service) resolve(env, submitted options.Values, envName string, issues 
 	if !issues.For("--data_backend_config").HasErrors() {
 		issues = append(issues, s.checkDataloader(cfg)...)
 	}
+	if !issues.HasErrors() {
+		issues = append(issues, s.askTrainer(cfg, issues)...)
+	}
 	return &Bundle{Config: cfg, Issues: issues, EnvName: envName}
+}
+
+// askTrainer is the one place the daemon consults the trainer about a configuration (see
+// SetTrainerCheck); issues it already has are not repeated. A trainer that cannot be asked
+// is a warning: starting the job will show what is wrong with it.
+func (s *Service) askTrainer(cfg *options.Config, have options.Issues) options.Issues {
+	if s.trainerCheck == nil {
+		return nil
+	}
+	req, err := gpuRequest(cfg)
+	if err != nil {
+		return nil // Start refuses the device list with its own message
+	}
+	raw, err := json.Marshal(cfg.Map())
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), trainerCheckTimeout)
+	defer cancel()
+	found, ok, err := s.trainerCheck(ctx, raw, req)
+	if err != nil {
+		s.log.Warn("trainer check failed", "err", err)
+		return options.Issues{{Severity: options.SevWarning, Message: "The trainer could not check this configuration (whether it fits this machine's memory): " + err.Error()}}
+	}
+	if !ok {
+		return nil
+	}
+	var out options.Issues
+	for _, is := range found {
+		if is.Severity != "error" {
+			// The trainer's warnings come from the options registry run again over the
+			// resolved configuration, where every default looks submitted: the daemon
+			// already reported the registry's findings.
+			continue
+		}
+		dup := false
+		for _, h := range have {
+			if h.Option == is.Option && h.Message == is.Message {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, options.Issue{Option: is.Option, Severity: options.SevError, Message: is.Message, Err: options.ErrInvalidValue})
+		}
+	}
+	return out
+}
+
+// gpuRequest is what a bundle asks of the GPU allocator: --num_processes devices, the
+// ones --accelerate_visible_devices names when it does.
+func gpuRequest(cfg *options.Config) (gpu.Request, error) {
+	n, _ := cfg.Int("--num_processes")
+	req := gpu.Request{NumProcesses: n}
+	// A list option: the registry keeps it as []string (String would read it as unset).
+	if v := cfg.List("--accelerate_visible_devices"); len(v) > 0 {
+		var err error
+		if req.Preferred, err = gpu.ParseDeviceList(strings.Join(v, ",")); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
 }
 
 func truthy(s string) bool {
@@ -182,17 +263,14 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	if err != nil {
 		return nil, err
 	}
-	n, _ := b.Config.Int("--num_processes")
-	var preferred []string
-	if v := b.Config.String("--accelerate_visible_devices"); v != "" {
-		if preferred, err = gpu.ParseDeviceList(v); err != nil {
-			b.Issues = append(b.Issues, options.Issue{Option: "--accelerate_visible_devices", Severity: options.SevError, Message: err.Error()})
-			return nil, ErrInvalid
-		}
+	gr, err := gpuRequest(b.Config)
+	if err != nil {
+		b.Issues = append(b.Issues, options.Issue{Option: "--accelerate_visible_devices", Severity: options.SevError, Message: err.Error()})
+		return nil, ErrInvalid
 	}
+	gr.AnyGPU, gr.NoWait = req.AnyGPU, req.NoWait
 	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
-		Priority: req.Priority, GPU: gpu.Request{NumProcesses: n, Preferred: preferred, AnyGPU: req.AnyGPU, NoWait: req.NoWait},
-		IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels})
+		Priority: req.Priority, GPU: gr, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels})
 }
 
 // checkHooks refuses hook scripts the daemon (or trainer) should not run: see

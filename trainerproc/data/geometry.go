@@ -155,3 +155,81 @@ func makePlan(ds *DatasetConfig, w0, h0, align int, ident uint64) (plan, error) 
 	}
 	return p, nil
 }
+
+// BatchPlan is the largest micro-batch one image dataset can produce, for memory planning:
+// the bucket of the largest area its settings allow, its batch size and the reference
+// images paired with each sample.
+type BatchPlan struct {
+	// DatasetID, Resolution and ResolutionType name the dataset and the settings that
+	// decided the bucket, for messages; FromOptions is set when they are --resolution's
+	// (the dataset object does not set its own).
+	DatasetID      string
+	Resolution     float64
+	ResolutionType string
+	FromOptions    bool
+	// W and H are the bucket in pixels; Batch the images per micro-batch.
+	W, H, Batch int
+	// Cond are the sizes (width, height) of the reference images paired with each sample.
+	Cond [][2]int
+}
+
+// BatchPlans returns a plan for every enabled image dataset; batch is --train_batch_size
+// and align the model's patch size. Square images are assumed unless the settings allow a
+// larger bucket: crop_aspect_buckets, or (resolution_type pixel, where the shorter edge is
+// fixed) maximum_aspect_ratio and minimum_aspect_ratio.
+func BatchPlans(c *Config, batch, align int) []BatchPlan {
+	byID := map[string]*DatasetConfig{}
+	for i := range c.Datasets {
+		byID[c.Datasets[i].ID] = &c.Datasets[i]
+	}
+	var out []BatchPlan
+	for i := range c.Datasets {
+		ds := &c.Datasets[i]
+		if ds.Disabled || ds.DatasetType != TypeImage {
+			continue
+		}
+		p := BatchPlan{DatasetID: ds.ID, Resolution: ds.Resolution, ResolutionType: ds.ResolutionType, FromOptions: !ds.ResolutionSet, Batch: batch}
+		if ds.TrainBatchSize > 0 {
+			p.Batch = ds.TrainBatchSize
+		}
+		p.W, p.H = largestBucket(ds, align)
+		for _, id := range ds.ConditioningData {
+			cd := byID[id]
+			if cd == nil || cd.Disabled {
+				continue
+			}
+			if cd.ConditioningType == CondReferenceLoose {
+				w, h := largestBucket(cd, align)
+				p.Cond = append(p.Cond, [2]int{w, h})
+			} else {
+				p.Cond = append(p.Cond, [2]int{p.W, p.H}) // strict pairs share the target's bucket
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// largestBucket is the bucket of the largest area among the aspect ratios ds can produce
+// (see BatchPlans).
+func largestBucket(ds *DatasetConfig, align int) (int, int) {
+	ratios := []float64{1}
+	if ds.Crop && (ds.CropAspect == AspectClosest || ds.CropAspect == AspectRandom) {
+		ratios = append(ratios, ds.CropAspectBuckets...)
+	}
+	if ds.ResolutionType == ResPixel {
+		if ds.MaximumAspectRatio > 0 {
+			ratios = append(ratios, ds.MaximumAspectRatio)
+		}
+		if ds.MinimumAspectRatio > 0 {
+			ratios = append(ratios, ds.MinimumAspectRatio)
+		}
+	}
+	bw, bh := 0, 0
+	for _, r := range ratios {
+		if w, h := bucketFor(ds, r, align); w*h > bw*bh {
+			bw, bh = w, h
+		}
+	}
+	return bw, bh
+}

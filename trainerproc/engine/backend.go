@@ -220,3 +220,21 @@ type Backend interface {
 	// RandNormal fills dst with normal(mean, std) values from stream (seed, offset).
 	RandNormal(dst Buffer, seed, offset uint64, mean, std float32)
 }
+
+// Workspacer is implemented by backends whose attention kernels hold scratch memory beyond
+// their operands while they run (score matrices, row statistics). A memory estimate (see
+// model.Config.TrainingMemory) adds it to what the tensors take: at high resolution the
+// scores of one head are the largest single allocation of a step.
+type Workspacer interface {
+	// AttentionWorkspace is the bytes of scratch one Attention call (backward: one
+	// AttentionBackward call) over [b, h, nq, dh] queries and nk keys holds.
+	AttentionWorkspace(b, h, nq, nk, dh int, backward bool) int64
+}
+
+// MemoryReporter is implemented by backends whose tensors live in memory of their own (a
+// GPU): it says how much there is. A backend without it keeps tensors in host memory.
+type MemoryReporter interface {
+	// DeviceMemory returns the device's total memory in bytes and a name for messages
+	// ("GPU 0 (NVIDIA H100 80GB HBM3)").
+	DeviceMemory() (total int64, name string)
+}

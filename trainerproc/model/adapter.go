@@ -43,18 +43,46 @@ type AdapterConfig struct {
 // defaultLoRATargets is SimpleTuner's PixArt LoRA target list.
 var defaultLoRATargets = []string{"to_q", "to_k", "to_v", "to_out.0"}
 
-// AttachAdapters freezes every base weight and adds adapters to the transformer's Linear
-// modules; afterwards Trainable returns only adapter weights.
-func (m *Model) AttachAdapters(c AdapterConfig) (err error) {
-	if len(m.adapters) > 0 {
-		return fmt.Errorf("%w: adapters already attached", ErrConfig)
+// adapterSpec is one adapter AttachAdapters will add: the module it adapts, the module's
+// weight shape and its kind ("Attention" or "FeedForward", LyCORIS' preset names).
+type adapterSpec struct {
+	module  string
+	kind    string
+	out, in int
+	factor  int // LoKr factor of this module (lycoris only)
+}
+
+// adapterPlan lists the adapters c asks for, in the order AttachAdapters adds them, after
+// checking c. It allocates nothing, so memory estimates use it too.
+func (c Config) adapterPlan(ac AdapterConfig) ([]adapterSpec, error) {
+	var specs []adapterSpec
+	switch ac.Type {
+	case "standard", "lora", "":
+		if ac.Rank <= 0 {
+			return nil, fmt.Errorf("%w: lora_rank must be positive, got %d", ErrConfig, ac.Rank)
+		}
+		if ac.Dropout < 0 || ac.Dropout >= 1 {
+			return nil, fmt.Errorf("%w: lora_dropout %g outside [0,1)", ErrConfig, ac.Dropout)
+		}
+	case "lycoris":
+		lc := ac.Lycoris
+		// options.ParseLycoris refuses anything else; a config built in code that
+		// skipped it must not reach newLoKr (a zero linear_dim divides by zero).
+		if lc.Algo != options.TrainedLycorisAlgo || lc.LinearDim <= 0 {
+			return nil, fmt.Errorf("%w: lycoris config not checked (algo %q, linear_dim %d): read it with options.ParseLycoris", ErrConfig, lc.Algo, lc.LinearDim)
+		}
+	default:
+		return nil, fmt.Errorf("%w: lora_type %q (supported: standard, lycoris)", ErrConfig, ac.Type)
 	}
-	type target struct {
-		module string
-		kind   string // "Attention" or "FeedForward"
+	want := ac.Targets
+	if len(want) == 0 {
+		want = defaultLoRATargets
 	}
-	var targets []target
-	for _, sp := range m.cfg.paramShapes() {
+	kinds := ac.Lycoris.ApplyPreset.TargetModule
+	if len(kinds) == 0 {
+		kinds = options.LycorisModules()
+	}
+	for _, sp := range c.paramShapes() {
 		name, ok := strings.CutSuffix(sp.name, ".weight")
 		if !ok || !strings.HasPrefix(name, "transformer_blocks.") {
 			continue
@@ -63,86 +91,62 @@ func (m *Model) AttachAdapters(c AdapterConfig) (err error) {
 		if strings.Contains(name, ".ff.") {
 			kind = "FeedForward"
 		}
-		targets = append(targets, target{name, kind})
+		a := adapterSpec{module: name, kind: kind, out: sp.shape[0], in: sp.shape[1]}
+		if ac.Type == "lycoris" {
+			if !slices.Contains(kinds, kind) {
+				continue
+			}
+			a.factor = ac.Lycoris.Factor
+			if f, ok := ac.Lycoris.ApplyPreset.ModuleAlgoMap[kind]; ok && f.Factor != 0 {
+				a.factor = f.Factor
+			}
+		} else if !slices.ContainsFunc(want, func(s string) bool { return strings.HasSuffix(name, "."+s) }) {
+			continue
+		}
+		specs = append(specs, a)
+	}
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("%w: no module matched the adapter targets", ErrConfig)
+	}
+	return specs, nil
+}
+
+// AttachAdapters freezes every base weight and adds adapters to the transformer's Linear
+// modules; afterwards Trainable returns only adapter weights.
+func (m *Model) AttachAdapters(c AdapterConfig) (err error) {
+	if len(m.adapters) > 0 {
+		return fmt.Errorf("%w: adapters already attached", ErrConfig)
+	}
+	specs, err := m.cfg.adapterPlan(c)
+	if err != nil {
+		return err
 	}
 	rng := engine.NewRNG(c.Seed)
 	var made []Adapter
-	defer func() {
-		if err != nil {
-			for _, a := range made {
-				for _, p := range a.Params() {
-					p.Free()
-				}
-			}
-		}
-	}()
-	var cfgErr error
 	err = engine.Catch(func() {
-		switch c.Type {
-		case "standard", "lora", "":
-			if c.Rank <= 0 {
-				cfgErr = fmt.Errorf("%w: lora_rank must be positive, got %d", ErrConfig, c.Rank)
-				return
+		alpha := c.Alpha
+		if alpha == 0 {
+			alpha = float64(c.Rank)
+		}
+		for _, sp := range specs {
+			var a Adapter
+			if c.Type == "lycoris" {
+				a = newLoKr(m, sp.module, sp.out, sp.in, sp.factor, c.Lycoris, rng)
+			} else {
+				a = newLoRA(m, sp.module, sp.out, sp.in, c.Rank, alpha, c.Dropout, rng)
 			}
-			if c.Dropout < 0 || c.Dropout >= 1 {
-				cfgErr = fmt.Errorf("%w: lora_dropout %g outside [0,1)", ErrConfig, c.Dropout)
-				return
-			}
-			want := c.Targets
-			if len(want) == 0 {
-				want = defaultLoRATargets
-			}
-			alpha := c.Alpha
-			if alpha == 0 {
-				alpha = float64(c.Rank)
-			}
-			for _, t := range targets {
-				if !slices.ContainsFunc(want, func(s string) bool { return strings.HasSuffix(t.module, "."+s) }) {
-					continue
-				}
-				w := m.w(t.module + ".weight")
-				a := newLoRA(m, t.module, w.Dim(0), w.Dim(1), c.Rank, alpha, c.Dropout, rng)
-				m.addAdapter(t.module, a)
-				made = append(made, a)
-			}
-		case "lycoris":
-			lc := c.Lycoris
-			// options.ParseLycoris refuses anything else; a config built in code that
-			// skipped it must not reach newLoKr (a zero linear_dim divides by zero).
-			if lc.Algo != options.TrainedLycorisAlgo || lc.LinearDim <= 0 {
-				cfgErr = fmt.Errorf("%w: lycoris config not checked (algo %q, linear_dim %d): read it with options.ParseLycoris", ErrConfig, lc.Algo, lc.LinearDim)
-				return
-			}
-			kinds := lc.ApplyPreset.TargetModule
-			if len(kinds) == 0 {
-				kinds = options.LycorisModules()
-			}
-			for _, t := range targets {
-				if !slices.Contains(kinds, t.kind) {
-					continue
-				}
-				factor := lc.Factor
-				if f, ok := lc.ApplyPreset.ModuleAlgoMap[t.kind]; ok && f.Factor != 0 {
-					factor = f.Factor
-				}
-				w := m.w(t.module + ".weight")
-				a := newLoKr(m, t.module, w.Dim(0), w.Dim(1), factor, lc, rng)
-				m.addAdapter(t.module, a)
-				made = append(made, a)
-			}
-		default:
-			cfgErr = fmt.Errorf("%w: lora_type %q (supported: standard, lycoris)", ErrConfig, c.Type)
+			m.addAdapter(sp.module, a)
+			made = append(made, a)
 		}
 	})
-	if err == nil {
-		err = cfgErr
-	}
 	if err != nil {
+		for _, a := range made {
+			for _, p := range a.Params() {
+				p.Free()
+			}
+		}
 		m.adapters, m.adapterOrder = map[string]Adapter{}, nil
 		return err
-	}
-	if len(made) == 0 {
-		return fmt.Errorf("%w: no module matched the adapter targets", ErrConfig)
 	}
 	for _, p := range m.params {
 		p.SetRequiresGrad(false)
@@ -298,16 +302,23 @@ func factorization(dimension, factor int) (int, int) {
 	return m, n
 }
 
+// lokrShape is the factorisation LoKr uses for an out×in weight: W1 is [outL, inM]; W2 is
+// [outK, inN] when full, else W2a [outK, linear_dim] · W2b [linear_dim, inN].
+func lokrShape(out, in, factor int, c options.LycorisConfig) (outL, outK, inM, inN int, full bool) {
+	inM, inN = factorization(in, factor)
+	outL, outK = factorization(out, factor)
+	return outL, outK, inM, inN, c.FullMatrix || 2*c.LinearDim >= max(outK, inN)
+}
+
 func newLoKr(m *Model, module string, out, in, factor int, c options.LycorisConfig, rng *engine.RNG) *lokr {
 	e := m.e
-	inM, inN := factorization(in, factor)
-	outL, outK := factorization(out, factor)
+	outL, outK, inM, inN, full := lokrShape(out, in, factor, c)
 	k := &lokr{outL: outL, outK: outK, inM: inM, inN: inN, prefix: "lycoris_" + strings.ReplaceAll(module, ".", "_")}
 	dim := c.LinearDim
 	alpha := c.LinearAlpha
 	bound := func(fanIn int) float32 { return float32(1 / math.Sqrt(float64(fanIn))) }
 	k.w1 = e.NewParameter(k.prefix+".lokr_w1", e.RandU(rng, -bound(inM), bound(inM), outL, inM))
-	if c.FullMatrix || 2*dim >= max(outK, inN) {
+	if full {
 		k.w2 = e.NewParameter(k.prefix+".lokr_w2", e.Zeros(outK, inN))
 		alpha = float64(dim) // both factors full: LyCORIS sets alpha = dim, so scale = 1
 	} else {

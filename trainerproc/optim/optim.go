@@ -119,17 +119,7 @@ func New(name string, params []*engine.Parameter, overrides map[string]float64, 
 		}
 		seen[p.Name] = true
 	}
-	o := &opt{name: name, h: h, params: params, seed: seed, state: map[string][][]float32{}}
-	switch name {
-	case "adamw", "adamw_bf16", "optimi-adamw":
-		o.slots = []string{"exp_avg", "exp_avg_sq"}
-	case "optimi-lion":
-		o.slots = []string{"exp_avg"}
-	case "optimi-sgd":
-		if h.Momentum > 0 {
-			o.slots = []string{"momentum_buffer"}
-		}
-	}
+	o := &opt{name: name, h: h, params: params, seed: seed, state: map[string][][]float32{}, slots: stateSlots(name, h)}
 	if name == "adamw_bf16" {
 		for _, p := range params {
 			if err := o.update(p, func(w []float32) {
@@ -142,6 +132,35 @@ func New(name string, params []*engine.Parameter, overrides map[string]float64, 
 		}
 	}
 	return o, nil
+}
+
+// stateSlots names the per-parameter state an optimizer keeps (one float32 per weight each).
+func stateSlots(name string, h Hyper) []string {
+	switch name {
+	case "adamw", "adamw_bf16", "optimi-adamw":
+		return []string{"exp_avg", "exp_avg_sq"}
+	case "optimi-lion":
+		return []string{"exp_avg"}
+	case "optimi-sgd":
+		if h.Momentum > 0 {
+			return []string{"momentum_buffer"}
+		}
+	}
+	return nil
+}
+
+// StateSlots is the number of float32 values the named optimizer keeps per trainable weight
+// (2 for the AdamW variants, 1 for Lion and for SGD with momentum, 0 for plain SGD), for
+// memory estimates. overrides are New's (momentum matters).
+func StateSlots(name string, overrides map[string]float64) (int, error) {
+	h, ok := defaults[name]
+	if !ok {
+		return 0, fmt.Errorf("%w: optimizer %q (supported: %s)", ErrUnsupported, name, strings.Join(supported, ", "))
+	}
+	if m, ok := overrides["momentum"]; ok {
+		h.Momentum = m
+	}
+	return len(stateSlots(name, h)), nil
 }
 
 // opt implements every supported optimizer; the per-element rule is picked by name.

@@ -244,3 +244,46 @@ func TestClipGradNorm(t *testing.T) {
 		t.Fatalf("clip: norm %v grads %v %v", norm, ga, gb)
 	}
 }
+
+// TestStateSlotsMatchesTheState: the count memory estimates use is the number of values
+// per weight the optimizer's state really holds after a step.
+func TestStateSlotsMatchesTheState(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		overrides map[string]float64
+	}{{"adamw", nil}, {"adamw_bf16", nil}, {"optimi-adamw", nil}, {"optimi-lion", nil}, {"optimi-sgd", nil}, {"optimi-sgd", map[string]float64{"momentum": 0.9}}} {
+		n, err := StateSlots(tc.name, tc.overrides)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEngine(t)
+		p := e.NewParameter("w", e.Zeros(3, 5))
+		o, err := New(tc.name, []*engine.Parameter{p}, tc.overrides, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setGrad(t, e, p, make([]float32, 15))
+		if err := o.Step(1e-3); err != nil {
+			t.Fatal(err)
+		}
+		ts, _, err := o.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		values := 0
+		for _, st := range ts {
+			k := 1
+			for _, d := range st.Shape {
+				k *= d
+			}
+			values += k
+		}
+		if values != n*15 {
+			t.Errorf("%s %v: StateSlots %d, the state holds %d values for 15 weights", tc.name, tc.overrides, n, values)
+		}
+		p.Free()
+	}
+	if _, err := StateSlots("adafactor", nil); err == nil {
+		t.Error("unknown optimizer accepted")
+	}
+}

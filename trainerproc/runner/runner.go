@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"simpletuner/internal/sysmem"
 	"simpletuner/plugins"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/checkpoint"
@@ -33,6 +34,9 @@ type Options struct {
 	NewBackend func(mixedPrecision string) (engine.Backend, error)
 	// BackendName is the backend Info reports when NewBackend is set (e.g. "cuda").
 	BackendName string
+	// Memory reads host memory and the cgroup's limit for the memory check (the zero
+	// value reads the real /proc and /sys; tests give a tree of their own).
+	Memory sysmem.FS
 }
 
 // Runner implements kit.Runner for the dit trainer, on whichever engine backend Options picks.
@@ -57,14 +61,10 @@ func New(o Options) *Runner {
 // description (the BLAS in use on the CPU), and family dit.
 func (r *Runner) Info(context.Context) (plugins.Info, error) {
 	name := "cpu"
-	var be engine.Backend
-	var err error
 	if r.opts.NewBackend != nil {
 		name = r.opts.BackendName
-		be, err = r.opts.NewBackend("")
-	} else {
-		be, err = cpu.New(cpu.Options{Threads: r.opts.Threads, BLAS: r.opts.BLAS})
 	}
+	be, err := r.newBackend("")
 	if err != nil {
 		return plugins.Info{}, fmt.Errorf("runner: %s backend: %w", name, err)
 	}
@@ -74,8 +74,18 @@ func (r *Runner) Info(context.Context) (plugins.Info, error) {
 		Families: []plugins.Family{{Name: "dit", Flavours: model.Flavours(), DefaultFlavour: "tiny"}}}, nil
 }
 
+// newBackend builds the engine backend of a run (or of Info and Validate, which close it):
+// Options.NewBackend's, else the CPU backend.
+func (r *Runner) newBackend(mixedPrecision string) (engine.Backend, error) {
+	if r.opts.NewBackend != nil {
+		return r.opts.NewBackend(mixedPrecision)
+	}
+	return cpu.New(cpu.Options{Threads: r.opts.Threads, BLAS: r.opts.BLAS})
+}
+
 // Validate implements kit.Runner: the registry's checks plus what this trainer needs (family
-// dit, a known flavour, a dataloader document that parses, a lycoris config that parses).
+// dit, a known flavour, a dataloader document that parses, a lycoris config that parses)
+// and, when all of that holds, whether the job fits this machine's memory (memoryIssue).
 func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
 	s, issues, err := ParseSettings(raw)
 	out := toPluginIssues(issues)
@@ -84,11 +94,37 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 		return nil, err
 	}
 	if s != nil && s.DataConfig != nil {
-		if _, derr := data.ParseConfig(s.DataConfig, dataDefaults(s)); derr != nil {
+		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))
+		if derr != nil {
 			out = append(out, plugins.Issue{Option: "--data_backend_config", Severity: "error", Message: derr.Error()})
+		} else if err == nil {
+			is, merr := r.checkMemory(s, dcfg, nil)
+			if merr != nil {
+				return nil, merr
+			}
+			if is != nil {
+				out = append(out, *is)
+			}
 		}
 	}
 	return out, nil
+}
+
+// checkMemory runs memoryIssue for a parsed job on be (nil: a backend of its own, closed
+// afterwards).
+func (r *Runner) checkMemory(s *Settings, dcfg *data.Config, be engine.Backend) (*plugins.Issue, error) {
+	mcfg, err := modelConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	mcfg.Conditioning = hasConditioning(dcfg)
+	if be == nil {
+		if be, err = r.newBackend(s.Cfg.String("--mixed_precision")); err != nil {
+			return nil, fmt.Errorf("%w: backend: %w", ErrConfig, err)
+		}
+		defer be.Close()
+	}
+	return memoryIssue(s, mcfg, dcfg, be, r.opts.Memory)
 }
 
 // Run implements kit.Runner.
@@ -99,7 +135,7 @@ func (r *Runner) Run(ctx context.Context, job *kit.Job) error {
 		ev.failed(err)
 		return err
 	}
-	t := &trainer{opts: r.opts, job: job, ev: ev, s: s}
+	t := &trainer{r: r, opts: r.opts, job: job, ev: ev, s: s}
 	t.bgCtx, t.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer t.close()
 	err = t.run(ctx)

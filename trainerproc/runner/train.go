@@ -15,7 +15,6 @@ import (
 	"simpletuner/trainerproc/checkpoint"
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/engine"
-	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/model"
 	"simpletuner/trainerproc/optim"
 	"simpletuner/trainerproc/safetensors"
@@ -23,6 +22,7 @@ import (
 
 // trainer is one run's state; it lives for one Run call.
 type trainer struct {
+	r    *Runner
 	opts Options
 	job  *kit.Job
 	ev   *emitter
@@ -86,6 +86,9 @@ func (t *trainer) run(ctx context.Context) error {
 	s := t.s
 	t.ev.job.Emit(plugins.EventNotification, "info", "Training job has started, configuration has begun.",
 		"Training job has started, configuration has begun.", nil)
+	if err := t.checkMemory(); err != nil {
+		return err
+	}
 	if err := t.setupData(ctx); err != nil {
 		return err
 	}
@@ -135,7 +138,7 @@ func (t *trainer) setupData(ctx context.Context) error {
 		t.ev.stage("init_data_backend", "failed", "Configuring data backends failed: "+err.Error(), nil, nil)
 		return err
 	}
-	mcfg, err := t.modelConfig()
+	mcfg, err := modelConfig(s)
 	if err != nil {
 		return fail(err)
 	}
@@ -143,12 +146,7 @@ func (t *trainer) setupData(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("%w: data_backend_config: %w", ErrConfig, err))
 	}
-	for _, ds := range dcfg.Datasets {
-		if !ds.Disabled && len(ds.ConditioningData) > 0 {
-			// Paired reference images train the model's conditioning tokens.
-			t.conditioning = true
-		}
-	}
+	t.conditioning = hasConditioning(dcfg)
 	maxTokens := mcfg.MaxTokens
 	if s.TokenizerMaxLength > 0 {
 		maxTokens = min(maxTokens, s.TokenizerMaxLength)
@@ -187,17 +185,54 @@ func (t *trainer) setupData(ctx context.Context) error {
 	return nil
 }
 
-func (t *trainer) modelConfig() (model.Config, error) {
-	cfg, err := model.Flavour(t.s.Flavour)
+// modelConfig is the configuration of the model a run trains: the pretrained model's when
+// it has one, else the flavour's.
+func modelConfig(s *Settings) (model.Config, error) {
+	cfg, err := model.Flavour(s.Flavour)
 	if err != nil {
 		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if t.s.Pretrained != "" {
-		if c, err := model.ReadConfig(t.s.Pretrained); err == nil {
+	if s.Pretrained != "" {
+		if c, err := model.ReadConfig(s.Pretrained); err == nil {
 			return c, nil
 		}
 	}
 	return cfg, nil
+}
+
+// hasConditioning reports whether image datasets are paired with conditioning datasets:
+// the model then takes reference images as extra tokens.
+func hasConditioning(dcfg *data.Config) bool {
+	for _, ds := range dcfg.Datasets {
+		if !ds.Disabled && len(ds.ConditioningData) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkMemory opens the run's backend and refuses the job, before anything big is
+// allocated, when its estimate exceeds the machine (memoryIssue): a queued job meets a
+// machine validate never saw.
+func (t *trainer) checkMemory() error {
+	s := t.s
+	be, err := t.r.newBackend(s.Cfg.String("--mixed_precision"))
+	if err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	t.be, t.e = be, engine.New(be)
+	dcfg, err := data.ParseConfig(s.DataConfig, dataDefaults(s))
+	if err != nil {
+		return nil // setupData reports it, in its stage
+	}
+	is, err := t.r.checkMemory(s, dcfg, be)
+	if err != nil {
+		return err
+	}
+	if is != nil {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, is.Option, is.Message)
+	}
+	return nil
 }
 
 func (t *trainer) setupModel() error {
@@ -207,17 +242,7 @@ func (t *trainer) setupModel() error {
 		t.ev.stage("init_load_base_model", "failed", "Loading base model failed: "+err.Error(), nil, nil)
 		return err
 	}
-	var be engine.Backend
-	var err error
-	if t.opts.NewBackend != nil {
-		be, err = t.opts.NewBackend(s.Cfg.String("--mixed_precision"))
-	} else {
-		be, err = cpu.New(cpu.Options{Threads: t.opts.Threads, BLAS: t.opts.BLAS})
-	}
-	if err != nil {
-		return fail(fmt.Errorf("backend: %w", err))
-	}
-	t.be, t.e = be, engine.New(be)
+	be := t.be
 	fallback, err := model.Flavour(s.Flavour)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrConfig, err))

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,12 @@ const (
 	EnvInitMS     = "FAKE_TRAINER_INIT_MS"     // simulated start-up before the first step
 	EnvHangAt     = "FAKE_TRAINER_HANG_AT"     // step at which the loop hangs, alive and silent
 	EnvChildren   = "FAKE_TRAINER_CHILDREN"    // number of `sleep` children to leave in the process group
+	// EnvStderr is written to the process's stderr, one line per "|"-separated part, when
+	// the job starts (crash reports quote the end of a trainer's stderr).
+	EnvStderr = "FAKE_TRAINER_STDERR"
+	// EnvPanicAt is the step at which a goroutine panics: the process dies (exit status 2)
+	// with the panic on stderr and no exit record, as a crash outside the run loop does.
+	EnvPanicAt = "FAKE_TRAINER_PANIC_AT"
 	// EnvBurst is a number of extra training.progress events emitted before the first
 	// step, as fast as possible or at EnvEventRate per second; each carries its emit time
 	// (data.emit_unix_ns) and index (data.burst). A notification titled "emit stats"
@@ -45,13 +52,13 @@ const (
 // Fake is a configurable fake Runner.
 type Fake struct {
 	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt, Children int
-	Burst, EventRate                                         int
-	Message                                                  string
+	Burst, EventRate, PanicAt                                int
+	Message, Stderr                                          string
 }
 
 // FromEnv builds a Fake from the environment.
 func FromEnv() *Fake {
-	f := &Fake{Steps: 20, StepMS: 20, FailAt: -1, CrashAt: -1, HangAt: -1}
+	f := &Fake{Steps: 20, StepMS: 20, FailAt: -1, CrashAt: -1, HangAt: -1, PanicAt: -1}
 	geti := func(k string, dst *int) {
 		if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
 			*dst = v
@@ -66,7 +73,9 @@ func FromEnv() *Fake {
 	geti(EnvChildren, &f.Children)
 	geti(EnvBurst, &f.Burst)
 	geti(EnvEventRate, &f.EventRate)
+	geti(EnvPanicAt, &f.PanicAt)
 	f.Message = os.Getenv(EnvMessage)
+	f.Stderr = os.Getenv(EnvStderr)
 	if os.Getenv(EnvIgnoreTerm) == "1" {
 		signalIgnoreTerm()
 	}
@@ -125,6 +134,14 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 			kids = append(kids, c.Process.Pid)
 		}
 	}
+	if f.Stderr != "" {
+		// File descriptor 2 itself, where the Go runtime and C libraries write (the plugin
+		// server points os.Stderr at its stdio stream instead).
+		fd2 := os.NewFile(2, "stderr")
+		for _, line := range strings.Split(f.Stderr, "|") {
+			fmt.Fprintln(fd2, line)
+		}
+	}
 	job.SetRunning()
 	job.Emit(plugins.EventTrainingStatus, "info", "Training started", "", map[string]any{"status": "running",
 		"cuda_visible_devices": os.Getenv("CUDA_VISIBLE_DEVICES"), "cuda_device_order": os.Getenv("CUDA_DEVICE_ORDER"), "pid": os.Getpid(), "children": kids})
@@ -142,6 +159,10 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 		time.Sleep(time.Duration(f.StepMS) * time.Millisecond)
 		if step == f.CrashAt {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		if step == f.PanicAt {
+			go panic(fmt.Sprintf("simulated panic at step %d", step))
+			select {} // the panicking goroutine takes the process down
 		}
 		if step == f.HangAt {
 			select {} // a deadlocked trainer: alive, silent

@@ -32,7 +32,8 @@ func (b *Backend[T]) Attention(p engine.AttentionParams) {
 		mustLen("Attention mask", len(mask), p.B*nk)
 	}
 	chunk := b.attnChunk(bh, nq, nk)
-	s := make([]T, chunk*nq*nk)
+	s, done := b.scratch(chunk * nq * nk)
+	defer done()
 	sb := &Buffer[T]{data: s}
 	for h0 := 0; h0 < bh; h0 += chunk {
 		hc := min(chunk, bh-h0)
@@ -75,8 +76,10 @@ func (b *Backend[T]) AttentionBackward(p engine.AttentionGradParams) {
 	mustLen("AttentionBackward dK", len(Data[T](p.DK)), bh*nk*dh)
 	mustLen("AttentionBackward dV", len(Data[T](p.DV)), bh*nk*dh)
 	chunk := b.attnChunk(bh, nq, nk)
-	s := make([]T, chunk*nq*nk)
-	dp := make([]T, chunk*nq*nk)
+	s, doneS := b.scratch(chunk * nq * nk)
+	defer doneS()
+	dp, doneDP := b.scratch(chunk * nq * nk)
+	defer doneDP()
 	sb, dpb := &Buffer[T]{data: s}, &Buffer[T]{data: dp}
 	for h0 := 0; h0 < bh; h0 += chunk {
 		hc := min(chunk, bh-h0)
@@ -136,4 +139,14 @@ func (b *Backend[T]) AttentionBackward(p engine.AttentionGradParams) {
 			B: p.Q, OffB: h0 * nq * dh, StrideB: nq * dh,
 			C: p.DK, OffC: h0 * nk * dh, StrideC: nk * dh, Batch: hc})
 	}
+}
+
+// AttentionWorkspace implements engine.Workspacer: one chunk of scores forward, scores and
+// their gradient backward (see attnChunk).
+func (b *Backend[T]) AttentionWorkspace(bsz, h, nq, nk, _ int, backward bool) int64 {
+	n := int64(b.attnChunk(bsz*h, nq, nk)) * int64(nq) * int64(nk) * b.elemSize
+	if backward {
+		return 2 * n
+	}
+	return n
 }

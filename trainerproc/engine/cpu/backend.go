@@ -41,7 +41,8 @@ type Backend[T Float] struct {
 	attnScratch  int // max elements of attention score scratch per chunk of heads
 
 	liveBuffers atomic.Int64
-	liveBytes   atomic.Int64
+	liveBytes   atomic.Int64 // live buffers plus the scratch of kernels in progress
+	peakBytes   atomic.Int64 // high-water mark of liveBytes since New or ResetPeak
 }
 
 var (
@@ -122,6 +123,34 @@ func (b *Backend[T]) Stats() (buffers, bytes int64) {
 	return b.liveBuffers.Load(), b.liveBytes.Load()
 }
 
+// Peak reports the high-water mark of live bytes since the backend was made or ResetPeak
+// was called: buffers plus the scratch kernels hold while they run (attention scores,
+// layer-norm weight gradients). Memory estimates are checked against it.
+func (b *Backend[T]) Peak() int64 { return b.peakBytes.Load() }
+
+// ResetPeak starts a new high-water mark at the current live bytes.
+func (b *Backend[T]) ResetPeak() { b.peakBytes.Store(b.liveBytes.Load()) }
+
+// grow adds n bytes to the live count and raises the high-water mark.
+func (b *Backend[T]) grow(n int64) {
+	live := b.liveBytes.Add(n)
+	for {
+		p := b.peakBytes.Load()
+		if live <= p || b.peakBytes.CompareAndSwap(p, live) {
+			return
+		}
+	}
+}
+
+// scratch returns n zeroed elements of kernel scratch, counted as live until done is called.
+// The scratch is not subject to MaxBytes: kernels cannot fail, and the estimate of
+// engine.Workspacer says how much they take.
+func (b *Backend[T]) scratch(n int) (s []T, done func()) {
+	bytes := int64(n) * b.elemSize
+	b.grow(bytes)
+	return make([]T, n), func() { b.liveBytes.Add(-bytes) }
+}
+
 // Buffer is a CPU buffer: a Go slice. freed is set by Free so a double free or a use after free
 // is caught.
 type Buffer[T Float] struct {
@@ -158,7 +187,7 @@ func (b *Backend[T]) Alloc(n int) (engine.Buffer, error) {
 		return nil, fmt.Errorf("cpu: alloc %d bytes with %d live of %d: %w", bytes, b.liveBytes.Load(), b.maxBytes, engine.ErrOutOfMemory)
 	}
 	b.liveBuffers.Add(1)
-	b.liveBytes.Add(bytes)
+	b.grow(bytes)
 	return &Buffer[T]{data: make([]T, n)}, nil
 }
 

@@ -105,7 +105,8 @@ func (b *Backend[T]) LayerNormBackward(p engine.LayerNormGradParams) {
 	}
 	if p.DWeight != nil {
 		// dW[g,c] = Σ_r dy·n over the group's rows: form dy·n, then a deterministic column sum.
-		tmp := make([]T, rows*cols)
+		tmp, done := b.scratch(rows * cols)
+		defer done()
 		b.pool.rangeFor(rows, grainFor(cols), func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				mu, rs := float64(mean[r]), float64(rstd[r])

@@ -223,6 +223,16 @@ func (b *Backend) Describe() string { return b.desc }
 // Info describes the device.
 func (b *Backend) Info() DeviceInfo { return b.info }
 
+// DeviceMemory implements engine.MemoryReporter: the GPU's memory, or the MaxBytes cap when
+// it is lower.
+func (b *Backend) DeviceMemory() (int64, string) {
+	total := b.info.TotalBytes
+	if b.opts.MaxBytes > 0 && b.opts.MaxBytes < total {
+		total = b.opts.MaxBytes
+	}
+	return total, fmt.Sprintf("GPU %d (%s)", b.info.Ordinal, b.info.Name)
+}
+
 // Precision is the GEMM precision in use.
 func (b *Backend) Precision() Precision { return b.opts.Precision }
 

@@ -347,6 +347,23 @@ func attnChunk(bh, nq, nk int) int {
 	return max(1, min(bh, attnScratchBytes/f32Bytes/max(1, nq*nk)))
 }
 
+// AttentionWorkspace implements engine.Workspacer: the flash kernels keep only one float
+// per query row (backward); the unfused path holds a chunk of scores (and, backward, their
+// gradient) as the CPU backend does.
+func (b *Backend) AttentionWorkspace(bsz, h, nq, nk, dh int, backward bool) int64 {
+	if _, ok := b.useFlash(dh); ok {
+		if backward {
+			return int64(bsz) * int64(h) * int64(nq) * f32Bytes
+		}
+		return 0
+	}
+	n := int64(attnChunk(bsz*h, nq, nk)) * int64(nq) * int64(nk) * f32Bytes
+	if backward {
+		return 2 * n
+	}
+	return n
+}
+
 // internal wraps a scratch block as a Buffer for the GEMM path; it is never handed out.
 func (b *Backend) internal(p uintptr, n int) *Buffer { return &Buffer{ptr: p, n: n, owner: b} }
 

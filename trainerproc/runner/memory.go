@@ -1,0 +1,227 @@
+package runner
+
+import (
+	"fmt"
+	"strings"
+
+	"simpletuner/internal/sysmem"
+	"simpletuner/plugins"
+	"simpletuner/trainerproc/data"
+	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/optim"
+	"simpletuner/trainerproc/validation"
+)
+
+// capacity is the memory a job can have on this trainer's backend.
+type capacity struct {
+	// device is the memory tensors live in and what it is called in messages ("GPU 0
+	// (NVIDIA H100 80GB HBM3)"); zero when the backend keeps tensors in host memory.
+	device     int64
+	deviceName string
+	// host is host memory (the optimizer state lives there on every backend).
+	host sysmem.Host
+}
+
+// readCapacity asks the backend for its device memory (engine.MemoryReporter) and the
+// kernel for host memory, the cgroup's limit included (sysmem.Host.Capacity).
+func readCapacity(be engine.Backend, mem sysmem.FS) (capacity, error) {
+	var c capacity
+	if r, ok := be.(engine.MemoryReporter); ok {
+		c.device, c.deviceName = r.DeviceMemory()
+	}
+	h, err := mem.ReadHost(0)
+	if err != nil {
+		return c, fmt.Errorf("read host memory: %w", err)
+	}
+	c.host = h
+	return c, nil
+}
+
+// need is the largest estimate of a job with what decided it.
+type need struct {
+	mem    model.Memory
+	option string // the option to lower
+	lower  string // how to say so: "lower --resolution"
+	what   string // `training on dataset "x" (resolution 1024 pixel_area) at 1024x1024, batch 1`
+	// fit, when set, returns whether the job would fit with this square edge instead (to
+	// say how far to lower it).
+	fit func(edge int) bool
+	// edge is the configured edge fit starts from.
+	edge int
+}
+
+// memoryIssue estimates the job's peak memory (model.Config.TrainingMemory for the largest
+// batch of every image dataset, model.Config.SamplingMemory for every validation image)
+// and returns an error issue when it exceeds what the machine has, naming both and what to
+// lower; nil when the job fits.
+func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Backend, mem sysmem.FS) (*plugins.Issue, error) {
+	capa, err := readCapacity(be, mem)
+	if err != nil {
+		return nil, err
+	}
+	ws, _ := be.(engine.Workspacer)
+	slots, err := optim.StateSlots(s.Optimizer, s.OptimizerOverrides)
+	if err != nil {
+		slots = 2 // the optimizer is refused elsewhere; size as AdamW meanwhile
+	}
+	maxTokens := mcfg.MaxTokens
+	if s.TokenizerMaxLength > 0 {
+		maxTokens = min(maxTokens, s.TokenizerMaxLength)
+	}
+	var adapters *model.AdapterConfig
+	if s.ModelType == "lora" {
+		ac := s.Adapters
+		adapters = &ac
+	}
+	fits := func(m model.Memory) bool {
+		if capa.device > 0 {
+			return m.Device() <= capa.device && m.Host() <= capa.host.Capacity()
+		}
+		return m.Total() <= capa.host.Capacity()
+	}
+	size := func(m model.Memory) int64 {
+		if capa.device > 0 {
+			return m.Device()
+		}
+		return m.Total()
+	}
+	var worst *need
+	consider := func(n need) {
+		if worst == nil || size(n.mem) > size(worst.mem) {
+			worst = &n
+		}
+	}
+	train := func(p data.BatchPlan, w, h int) (model.Memory, error) {
+		return mcfg.TrainingMemory(model.TrainShape{Batch: p.Batch, Width: w, Height: h, CaptionLen: maxTokens, Cond: p.Cond,
+			Adapters: adapters, OptimizerSlots: slots, Accumulation: s.Accum}, ws)
+	}
+	plans := data.BatchPlans(dcfg, s.BatchSize, mcfg.PatchSize)
+	for _, p := range plans {
+		m, err := train(p, p.W, p.H)
+		if err != nil {
+			return nil, err
+		}
+		opt, lower := "--data_backend_config", fmt.Sprintf("lower the resolution of dataset %q in the dataloader (--data_backend_config)", p.DatasetID)
+		if p.FromOptions {
+			opt, lower = "--resolution", "lower --resolution"
+		}
+		p := p
+		consider(need{mem: m, option: opt, lower: lower, edge: max(p.W, p.H),
+			what: fmt.Sprintf("training on dataset %q (resolution %g %s) at %dx%d, batch %d", p.DatasetID, p.Resolution, p.ResolutionType, p.W, p.H, p.Batch),
+			fit: func(edge int) bool {
+				w, h := scaleEdge(p.W, p.H, edge, mcfg.PatchSize)
+				m, err := train(p, w, h)
+				return err == nil && fits(m)
+			}})
+	}
+	if s.HasValidation() && s.ValidationMethod != "external-script" {
+		bsz := 1
+		if s.ValidationGuidance > 1 {
+			bsz = 2 // both guidance branches run as one batch
+		}
+		var res []validation.Resolution
+		opt := "--validation_resolution"
+		if s.ValidationResolution != "" {
+			res, _ = validation.ParseResolutions(s.ValidationResolution, mcfg.PatchSize)
+		} else {
+			opt = "--resolution" // validation samples at the training size
+			for _, p := range plans {
+				res = append(res, validation.Resolution{W: p.W, H: p.H})
+			}
+		}
+		trainable, err := mcfg.TrainableParams(adapters)
+		if err != nil {
+			return nil, err
+		}
+		sample := func(w, h int) (model.Memory, error) {
+			m, err := mcfg.SamplingMemory(model.SampleShape{Width: w, Height: h, Batch: bsz, CaptionLen: maxTokens}, adapters, ws)
+			// Validation runs inside the job: the optimizer state is held meanwhile.
+			m.Optimizer = trainable * int64(slots) * 4
+			return m, err
+		}
+		for _, r := range res {
+			m, err := sample(r.W, r.H)
+			if err != nil {
+				return nil, err
+			}
+			r := r
+			consider(need{mem: m, option: opt, lower: "lower " + opt, edge: max(r.W, r.H),
+				what: fmt.Sprintf("validation images at %dx%d (batch %d with guidance)", r.W, r.H, bsz),
+				fit: func(edge int) bool {
+					w, h := scaleEdge(r.W, r.H, edge, mcfg.PatchSize)
+					m, err := sample(w, h)
+					return err == nil && fits(m)
+				}})
+		}
+	}
+	if worst == nil || fits(worst.mem) {
+		return nil, nil
+	}
+	return &plugins.Issue{Option: worst.option, Severity: "error", Message: describeNeed(*worst, capa, mcfg, s)}, nil
+}
+
+// scaleEdge scales a w×h bucket so its longer edge is edge, aligned to align.
+func scaleEdge(w, h, edge, align int) (int, int) {
+	long := max(w, h)
+	sw := max(align, w*edge/long/align*align)
+	sh := max(align, h*edge/long/align*align)
+	return sw, sh
+}
+
+// describeNeed is the refusal: what the job needs and why, what the machine has, what to
+// lower and how far.
+func describeNeed(n need, c capacity, mcfg model.Config, s *Settings) string {
+	var b strings.Builder
+	total := n.mem.Total()
+	if c.device > 0 {
+		total = n.mem.Device()
+	}
+	fmt.Fprintf(&b, "this job needs about %s of memory for %s on dit/%s (%s), ", model.FormatBytes(total), n.what, mcfg.Flavour, n.mem)
+	switch {
+	case c.device > 0 && n.mem.Device() > c.device:
+		fmt.Fprintf(&b, "but %s has %s", c.deviceName, model.FormatBytes(c.device))
+	case c.device > 0:
+		fmt.Fprintf(&b, "and %s of it in host memory, but the machine has %s", model.FormatBytes(n.mem.Host()), c.host)
+	default:
+		fmt.Fprintf(&b, "but the machine has %s", c.host)
+	}
+	// How far to lower: the largest edge that fits, found by halving then stepping.
+	best := 0
+	for e := n.edge; e >= mcfg.PatchSize; e /= 2 {
+		if n.fit(e) {
+			best = e
+			break
+		}
+	}
+	if best > 0 {
+		for e := best + mcfg.PatchSize; e < n.edge && e <= 2*best; e += mcfg.PatchSize {
+			if !n.fit(e) {
+				break
+			}
+			best = e
+		}
+	}
+	fmt.Fprintf(&b, "; %s", n.lower)
+	if best > 0 {
+		fmt.Fprintf(&b, " (up to about %d px on the longer edge fits; the model's own sample size is %d px)", best, mcfg.SampleSize)
+	} else {
+		fmt.Fprintf(&b, " (even %d px does not fit)", mcfg.PatchSize)
+	}
+	if strings.HasPrefix(n.what, "training") {
+		if s.BatchSize > 1 {
+			b.WriteString(", --train_batch_size")
+		}
+		if s.ModelType != "lora" && n.mem.Gradients+n.mem.Optimizer > total/4 {
+			b.WriteString(", or train adapters (--model_type=lora)")
+		}
+	}
+	b.WriteString(".")
+	if n.mem.Workspace > total/2 {
+		b.WriteString(" Most of it is attention scratch (the scores of one head: tokens² values), which grows with the fourth power of the edge.")
+	}
+	if s.Cfg != nil && s.Cfg.Bool("--gradient_checkpointing") {
+		b.WriteString(" --gradient_checkpointing is not implemented by this trainer and does not lower it.")
+	}
+	return b.String()
+}
