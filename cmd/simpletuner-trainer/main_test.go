@@ -16,25 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"simpletuner/internal/buildtest"
 	"simpletuner/plugins"
 )
 
-// buildTrainer builds this command into a temp dir, so the tests drive the real binary.
+// buildTrainer builds this command, so the tests drive the real binary.
 func buildTrainer(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the trainer binary")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
-	bin := filepath.Join(t.TempDir(), "simpletuner-trainer")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return buildtest.Binary(t, "simpletuner/cmd/simpletuner-trainer")
 }
 
 func writeImages(t *testing.T, dir string) {

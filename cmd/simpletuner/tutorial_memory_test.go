@@ -5,33 +5,22 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"simpletuner/internal/buildtest"
 	"simpletuner/options"
 	"simpletuner/plugins/kit/kittest"
 )
 
-// buildRealTrainer builds cmd/simpletuner-trainer into a temp dir: the memory check is the
-// trainer's, so these tests need the real binary, not the fake.
+// buildRealTrainer builds cmd/simpletuner-trainer: the memory check is the trainer's, so
+// these tests need the real binary, not the fake.
 func buildRealTrainer(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the trainer binary")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
-	bin := filepath.Join(t.TempDir(), "simpletuner-trainer")
-	if out, err := exec.Command(goBin, "build", "-o", bin, "simpletuner/cmd/simpletuner-trainer").CombinedOutput(); err != nil {
-		t.Fatalf("build the trainer: %v\n%s", err, out)
-	}
-	return bin
+	return buildtest.Binary(t, "simpletuner/cmd/simpletuner-trainer")
 }
 
 // TestTutorialMemoryWithTheRealTrainer runs the daemon with the real trainer (the memory
