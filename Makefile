@@ -30,6 +30,20 @@ test: lint openapi-lint ## vet, format check, the OpenAPI lint and the whole tes
 test-short: ## the test suite without the slow tests
 	$(GO) test -short -count=1 ./...
 
+# The packages whose goroutines share state (event hub, job manager, auth, store,
+# webhook dispatcher), under the race detector. -race needs cgo, so a C compiler: see
+# race-deps.
+RACE_PKGS ?= ./supervisor/events/ ./supervisor/jobs/ ./supervisor/auth/ ./store/ ./supervisor/webhooks/
+.PHONY: test-race race-deps
+test-race: race-deps ## the concurrent packages (events, jobs, auth, store, webhooks) under go test -race
+	CGO_ENABLED=1 $(GO) test -race $(GOTEST_FLAGS) $(RACE_PKGS)
+
+race-deps: ## install gcc (Debian) unless a C compiler is there: -race needs cgo
+	@if ! command -v "$$($(GO) env CC)" >/dev/null 2>&1; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y gcc libc6-dev; \
+	fi
+
 FUZZTIME ?= 10s
 fuzz: ## run every fuzz target for FUZZTIME each (CI runs this after make test)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh

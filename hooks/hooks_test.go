@@ -145,18 +145,34 @@ func TestRunFailureAndCap(t *testing.T) {
 func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "survived")
+	pidFile := filepath.Join(dir, "grandchild.pid")
 	// The script backgrounds a grandchild that would write the marker later; killing only
-	// the script would let it survive.
-	s := writeScript(t, "(sleep 1; touch "+marker+") & sleep 30")
-	start := time.Now()
-	_, err := Run(context.Background(), []string{s}, RunOptions{Timeout: 200 * time.Millisecond})
+	// the script would let it survive. The script records the grandchild's pid, and the
+	// grandchild waits far longer than the test does, so a survivor is seen alive
+	// whatever the machine's load.
+	s := writeScript(t, "(sleep 60; touch "+marker+") & echo $! > "+pidFile+".tmp; mv "+pidFile+".tmp "+pidFile+"; sleep 60")
+	_, err := Run(context.Background(), []string{s}, RunOptions{Timeout: time.Second})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("err = %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("timeout took %s", d)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		// Killed before it got to write its pid: it cannot have survived either.
+		t.Logf("the grandchild was killed before it wrote its pid: %v", err)
+		return
 	}
-	time.Sleep(1500 * time.Millisecond)
+	pid := strings.TrimSpace(string(b))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %s survived the process-group kill", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("grandchild survived the process-group kill")
 	}

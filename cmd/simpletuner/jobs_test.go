@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"simpletuner/plugins"
 	"simpletuner/plugins/kit/kittest"
 )
 
@@ -30,7 +31,7 @@ func fakeTrainerArgs(steps, stepMS int) []string {
 func adminClient(t *testing.T, d *proc) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	d.waitReady(c)
 	code, _ := call(t, c, "POST", d.base+"/api/auth/setup/first-admin", map[string]any{"email": "a@example.com", "username": "admin", "password": "your-secure-password"}, nil)
 	if code != 200 {
@@ -64,6 +65,42 @@ func jobState(t *testing.T, c *http.Client, base, id string) map[string]any {
 		t.Fatalf("job %s: %d %v", id, code, j)
 	}
 	return j
+}
+
+// trainerSteps counts the steps the fake trainer of job id has logged to its trainer.log
+// (which it writes whether or not a daemon runs).
+func trainerSteps(home, id string) int {
+	b, _ := os.ReadFile(filepath.Join(home, "jobs", id, plugins.LogFile))
+	return strings.Count(string(b), "fake step done")
+}
+
+// waitTrainerSteps waits until the fake trainer of job id has logged n steps.
+func waitTrainerSteps(t *testing.T, home, id string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for trainerSteps(home, id) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the trainer logged %d steps, want %d", trainerSteps(home, id), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitStep waits until the job's stored progress has reached step.
+func waitStep(t *testing.T, c *http.Client, base, id string, step float64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j := jobState(t, c, base, id)
+		p, _ := j["progress"].(map[string]any)
+		if s, _ := p["step"].(float64); s >= step {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s is %v at progress %v, want step %v", id, j["status"], j["progress"], step)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func waitJob(t *testing.T, c *http.Client, base, id string, within time.Duration, want ...string) map[string]any {
@@ -151,7 +188,7 @@ func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
 	if code != 200 || !strings.Contains(fmt.Sprint(r["message"]), "stop requested") {
 		t.Fatalf("stop: %d %v", code, r)
 	}
-	waitJob(t, c, d.base, st.JobID, 10*time.Second, "stopped")
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "stopped")
 	code, evs := call(t, c, "GET", d.base+"/api/jobs/"+st.JobID+"/events", nil, nil)
 	kinds := fmt.Sprint(evs["events"])
 	for _, want := range []string{"training.validation", "training.checkpoint", "stopped"} {
@@ -167,7 +204,7 @@ func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
 	if _, body := form(t, c, d.base+"/api/training/cancel", [][2]string{{"job_id", st.JobID}}, ""); !strings.Contains(body, "Training Cancelled") {
 		t.Fatalf("cancel: %s", body)
 	}
-	waitJob(t, c, d.base, st.JobID, 10*time.Second, "cancelled")
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "cancelled")
 
 	// Queue endpoints.
 	code, stats := call(t, c, "GET", d.base+"/api/queue/stats", nil, nil)
@@ -219,7 +256,7 @@ func TestDaemonKill9TenTimesReattachesSameTrainer(t *testing.T) {
 		}
 		d = start(t, home, args...)
 		d.waitReady(c)
-		j = waitJob(t, c, d.base, st.JobID, 10*time.Second, "running")
+		j = waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
 		if got := int(j["pid"].(float64)); got != pid || j["attempts"].(float64) != 1 {
 			t.Fatalf("round %d: pid %d attempts %v, want the same trainer %d launched once", i, got, j["attempts"], pid)
 		}
@@ -228,7 +265,7 @@ func TestDaemonKill9TenTimesReattachesSameTrainer(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("stop after 10 restarts: %d %v", code, r)
 	}
-	waitJob(t, c, d.base, st.JobID, 10*time.Second, "stopped")
+	waitJob(t, c, d.base, st.JobID, 20*time.Second, "stopped")
 	// Every event made it into the store exactly once, across all ten restarts.
 	code, evs := call(t, c, "GET", d.base+"/api/jobs/"+st.JobID+"/events?since_seq=0", nil, nil)
 	list, _ := evs["events"].([]any)
@@ -295,7 +332,7 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 	// The trainer's notification carries canary secrets: webhooks, like streams, must
 	// get it redacted.
 	secret := "\x1b[31m HF_TOKEN=CanaryEnvSecret42 st_CanaryKey0123456789"
-	d := start(t, home, append(fakeTrainerArgs(40, 25), "--trainer-env", kittest.EnvMessage+"="+secret)...)
+	d := start(t, home, append(fakeTrainerArgs(100, 25), "--trainer-env", kittest.EnvMessage+"="+secret)...)
 	c := adminClient(t, d)
 	hookOut := filepath.Join(home, "hook.log")
 	script := filepath.Join(home, "hook.sh")
@@ -312,12 +349,12 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 		t.Fatalf("start: %s", body)
 	}
 	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
-	time.Sleep(200 * time.Millisecond)
+	waitStep(t, c, d.base, st.JobID, 1) // the training loop runs: the command reaches it
 	if code, _ := call(t, c, "POST", d.base+"/api/training/checkpoint/run", nil, nil); code != 200 {
 		t.Fatalf("checkpoint/run: %d", code)
 	}
-	waitJob(t, c, d.base, st.JobID, 20*time.Second, "completed")
-	deadline := time.Now().Add(10 * time.Second)
+	waitJob(t, c, d.base, st.JobID, 30*time.Second, "completed")
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
 		n := len(got)
@@ -344,7 +381,7 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	// 40 steps of 25 ms in about a second with a 10 s reporting interval: progress is
+	// 100 steps of 25 ms in a few seconds with a 10 s reporting interval: progress is
 	// throttled to very few deliveries, lifecycle events all arrive.
 	if progress > 3 {
 		t.Fatalf("%d progress deliveries: reporting interval not applied", progress)
@@ -372,7 +409,7 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 		t.Errorf("the trainer's notification was not delivered")
 	}
 	var b []byte
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if b, _ = os.ReadFile(hookOut); len(b) > 0 {
 			break
 		}
@@ -426,7 +463,7 @@ func TestDaemonCrashAtEachLaunchFailpoint(t *testing.T) {
 			post(c, d.base) // the daemon dies while launching: the answer may never come
 			select {
 			case <-d.done:
-			case <-time.After(15 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatalf("failpoint %s never fired", fp)
 			}
 			d2 := start(t, home, args...)
@@ -454,7 +491,7 @@ func TestDaemonCrashAtEachLaunchFailpoint(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			// A trainer lingers briefly after its job; it must then exit by itself.
-			waitDead := time.Now().Add(10 * time.Second)
+			waitDead := time.Now().Add(30 * time.Second)
 			for len(trainersUnder(home)) > 0 && time.Now().Before(waitDead) {
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -478,10 +515,11 @@ func TestLogLinesWrittenWhileDaemonIsDownAreRelayed(t *testing.T) {
 	}
 	json.Unmarshal([]byte(body), &st)
 	waitJob(t, c, d.base, st.JobID, 20*time.Second, "running")
-	time.Sleep(300 * time.Millisecond)
+	waitStep(t, c, d.base, st.JobID, 3) // the first daemon has relayed some of the log
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
-	time.Sleep(1200 * time.Millisecond) // the trainer goes on alone
+	// The trainer goes on alone: wait until it has logged more steps (or all 40).
+	waitTrainerSteps(t, home, st.JobID, min(trainerSteps(home, st.JobID)+5, 40))
 	d = start(t, home, args...)
 	d.waitReady(c)
 	waitJob(t, c, d.base, st.JobID, 20*time.Second, "completed")

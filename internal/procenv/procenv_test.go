@@ -14,7 +14,7 @@ func TestFindMarkedProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !slices.Contains(Find("PROCENV_TEST_MARK=abc123"), cmd.Process.Pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("marked process not found")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,7 +146,17 @@ func TestReattachAndStop(t *testing.T) {
 	if err != nil || st.Nonce != "secret" || st.PID != pid || st.JobID != "j1" {
 		t.Fatalf("status over reattach: %+v %v", st, err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Stop it mid-training: once a step has been reported.
+	deadline := time.Now().Add(30 * time.Second)
+	for st.Progress.Step < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no step reported: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if st, err = r.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := r.Command(ctx, plugins.CommandStop); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +181,7 @@ func (f runnerFunc) Run(ctx context.Context, j *kit.Job) error { return f(ctx, j
 
 func waitEnd(t *testing.T, h *kit.Host) plugins.Status {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		st, _ := h.Status(context.Background())
 		if plugins.Terminal(st.State) {
@@ -192,8 +203,7 @@ func TestTwoTrainersCannotShareAnOutputDir(t *testing.T) {
 	if _, err := a.Start(context.Background(), plugins.StartRequest{JobID: "a", Config: cfg(t, out), JobDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
-	dirB := t.TempDir()
+	dirB := t.TempDir() // a's Start took the output dir's lock before it returned
 	if _, err := b.Start(context.Background(), plugins.StartRequest{JobID: "b", Config: cfg(t, out), JobDir: dirB}); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +228,7 @@ func TestRunnerPanicBecomesFailedJob(t *testing.T) {
 	}
 	select {
 	case <-h.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("host did not finish after the linger")
 	}
 	if rec, err := plugins.ReadExitRecord(dir); err != nil || rec.State != plugins.StateFailed {
@@ -242,12 +252,20 @@ func TestEventsFollowLiveAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan []plugins.Event)
+	var read atomic.Int64
 	go func() {
 		var evs []plugins.Event
-		h.Events(context.Background(), 0, plugins.EachEvent(func(e plugins.Event) error { evs = append(evs, e); return nil }))
+		h.Events(context.Background(), 0, plugins.EachEvent(func(e plugins.Event) error { evs = append(evs, e); read.Add(1); return nil }))
 		got <- evs
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// The reader has everything emitted so far and waits for more when the rest comes.
+	deadline := time.Now().Add(30 * time.Second)
+	for read.Load() < 1+100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reader got %d of the first 101 events", read.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	close(release)
 	evs := <-got
 	checkContiguous(t, evs, 0)
@@ -270,7 +288,7 @@ func TestTrainerNeverStartedExitsByItself(t *testing.T) {
 	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error { return nil }), slog.New(slog.DiscardHandler), kit.Options{StartTimeout: 50 * time.Millisecond})
 	select {
 	case <-h.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("an idle trainer never gave up waiting for Start")
 	}
 }

@@ -95,7 +95,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: err.Error()})
 	case errors.Is(err, auth.ErrSetupRequired):
 		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: err.Error()})
-	case errors.Is(err, auth.ErrSetupDone):
+	case errors.Is(err, auth.ErrSetupDone), errors.Is(err, auth.ErrSetupInProgress):
 		writeJSON(w, http.StatusConflict, detailBody{Detail: err.Error()})
 	case errors.Is(err, auth.ErrRegistrationDisabled), errors.Is(err, auth.ErrForbidden):
 		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})

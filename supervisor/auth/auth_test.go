@@ -216,7 +216,7 @@ func TestServiceConcurrentFirstAdmin(t *testing.T) {
 				mu.Lock()
 				ok++
 				mu.Unlock()
-			} else if !errors.Is(err, ErrSetupDone) {
+			} else if !errors.Is(err, ErrSetupDone) && !errors.Is(err, ErrSetupInProgress) {
 				t.Errorf("unexpected: %v", err)
 			}
 		}()
@@ -224,6 +224,95 @@ func TestServiceConcurrentFirstAdmin(t *testing.T) {
 	wg.Wait()
 	if ok != 1 {
 		t.Fatalf("%d first admins", ok)
+	}
+}
+
+// newServiceWith is newService with options (the hasher's slots and wait).
+func newServiceWith(t *testing.T, o Options) *Service {
+	t.Helper()
+	db, err := store.OpenInMemory(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := NewService(db, slog.New(slog.DiscardHandler), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestFirstAdminBurstHashesOnce: fifty calls at once against a hasher with one slot and
+// (almost) no patience get one success and refusals that say setup is done or under
+// way; none is told the server is busy, because only the call that claimed setup hashes
+// a password. Hashing first made every call queue for the slot and most give up (503).
+func TestFirstAdminBurstHashesOnce(t *testing.T) {
+	s := newServiceWith(t, Options{HashParallel: 1, HashWait: time.Millisecond})
+	const n = 50
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			name := "admin" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+			_, errs[i] = s.CreateFirstAdmin(context.Background(), NewUser{Email: name + "@example.com", Username: name, Password: "long-enough"})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrSetupDone), errors.Is(err, ErrSetupInProgress):
+		default:
+			t.Errorf("unexpected: %v", err)
+		}
+	}
+	if ok != 1 || !s.SetupDone() {
+		t.Fatalf("%d first admins, setup done %v", ok, s.SetupDone())
+	}
+}
+
+// TestFirstAdminClaimReleasedOnFailure: a call that claimed setup and then failed (no
+// hash slot in time) leaves setup open, and the next call creates the administrator.
+func TestFirstAdminClaimReleasedOnFailure(t *testing.T) {
+	s := newServiceWith(t, Options{HashParallel: 1, HashWait: time.Millisecond})
+	nu := NewUser{Email: "a@example.com", Username: "admin", Password: "long-enough"}
+	s.hasher.sem <- struct{}{} // the only slot is taken
+	if _, err := s.CreateFirstAdmin(context.Background(), nu); !errors.Is(err, ErrBusy) {
+		t.Fatalf("with no hash slot: %v, want ErrBusy", err)
+	}
+	<-s.hasher.sem
+	if s.SetupDone() {
+		t.Fatal("a failed call completed setup")
+	}
+	if _, err := s.CreateFirstAdmin(context.Background(), NewUser{Password: "short"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("invalid request: %v, want ErrInvalid", err)
+	}
+	u, err := s.CreateFirstAdmin(context.Background(), nu)
+	if err != nil || !u.IsAdmin {
+		t.Fatalf("after a failed call: %+v %v", u, err)
+	}
+	if _, err := s.CreateFirstAdmin(context.Background(), NewUser{Email: "b@example.com", Username: "other", Password: "long-enough"}); !errors.Is(err, ErrSetupDone) {
+		t.Fatalf("after setup: %v, want ErrSetupDone", err)
+	}
+}
+
+// TestHasherTakesAFreeSlotPastItsDeadline: an idle hasher never answers busy, even to a
+// caller whose deadline has already passed (a descheduled caller on a loaded machine).
+func TestHasherTakesAFreeSlotPastItsDeadline(t *testing.T) {
+	h := NewHasher(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 5 {
+		if _, err := h.Hash(ctx, "correct horse"); err != nil {
+			t.Fatalf("idle hasher: %v", err)
+		}
 	}
 }
 

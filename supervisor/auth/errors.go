@@ -20,6 +20,8 @@ var (
 	ErrSetupRequired = errors.New("Setup required")
 	// ErrSetupDone: the first administrator already exists.
 	ErrSetupDone = errors.New("Setup already completed. Use normal registration.")
+	// ErrSetupInProgress: another request is creating the first administrator right now.
+	ErrSetupInProgress = errors.New("Another request is creating the first administrator; check GET /api/auth/setup/status, then log in or try again")
 	// ErrInvalid: the request is malformed; the wrapped message says how.
 	ErrInvalid = errors.New("invalid request")
 	// ErrExists: a user with that username or e-mail exists.

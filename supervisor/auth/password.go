@@ -84,6 +84,14 @@ func (h *Hasher) Verify(ctx context.Context, phc, password string) (bool, error)
 }
 
 func (h *Hasher) acquire(ctx context.Context) error {
+	// A free slot is taken even when ctx is already done: select picks at random among
+	// ready cases, and a caller descheduled past its deadline must not be told "busy"
+	// by an idle hasher.
+	select {
+	case h.sem <- struct{}{}:
+		return nil
+	default:
+	}
 	select {
 	case h.sem <- struct{}{}:
 		return nil

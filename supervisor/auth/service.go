@@ -41,11 +41,14 @@ type Service struct {
 	log     *slog.Logger
 	opts    Options
 
-	// setupMu serialises first-admin creation inside this process; the store transaction
-	// makes it safe across processes too. setupDone caches "an admin exists": it only ever
-	// goes from false to true.
-	setupMu   sync.Mutex
-	setupDone atomic.Bool
+	// setupClaim is held by the one first-admin call in progress in this process, from
+	// before its password is hashed until its user is stored or it failed: concurrent
+	// calls are refused at once instead of each hashing a password (slow, and bounded by
+	// the hasher's slots) only to lose at commit. The store transaction makes creation
+	// safe across processes too. setupDone caches "an admin exists": it only ever goes
+	// from false to true.
+	setupClaim atomic.Bool
+	setupDone  atomic.Bool
 
 	// touchMu guards touched: when each API key's last_used_at was last written, so a busy
 	// key costs one write a minute rather than one per request.
@@ -235,6 +238,11 @@ func (s *Service) newStoreUser(ctx context.Context, n NewUser) (*store.User, err
 	if err := n.validate(); err != nil {
 		return nil, err
 	}
+	return s.hashedUser(ctx, n)
+}
+
+// hashedUser builds the store record of a validated n, hashing its password.
+func (s *Service) hashedUser(ctx context.Context, n NewUser) (*store.User, error) {
 	hctx, cancel := s.hashCtx(ctx)
 	defer cancel()
 	hash, err := s.hasher.Hash(hctx, n.Password)
@@ -257,19 +265,30 @@ func (s *Service) newStoreUser(ctx context.Context, n NewUser) (*store.User, err
 }
 
 // CreateFirstAdmin creates the first administrator. Exactly one call ever succeeds; the
-// rest get ErrSetupDone.
+// rest get ErrSetupDone, or ErrSetupInProgress while another call is creating it. The
+// order is claim, hash, commit: a burst of calls costs one password hash, so none of
+// them waits for a hash slot (and fails busy) behind the others; a call that fails after
+// claiming releases the claim, so a later one may try again.
 func (s *Service) CreateFirstAdmin(ctx context.Context, n NewUser) (*store.User, error) {
 	if s.SetupDone() {
 		return nil, ErrSetupDone
 	}
 	n.IsAdmin = true
 	n.Levels = []string{"admin"}
-	u, err := s.newStoreUser(ctx, n)
+	if err := n.validate(); err != nil {
+		return nil, err // a malformed request never holds the claim
+	}
+	if !s.setupClaim.CompareAndSwap(false, true) {
+		return nil, ErrSetupInProgress
+	}
+	defer s.setupClaim.Store(false)
+	if s.SetupDone() {
+		return nil, ErrSetupDone // the previous holder finished while this call validated
+	}
+	u, err := s.hashedUser(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	s.setupMu.Lock()
-	defer s.setupMu.Unlock()
 	if err := s.db.Users().CreateFirstAdmin(u); err != nil {
 		if errors.Is(err, store.ErrSetupDone) || errors.Is(err, store.ErrConflict) {
 			return nil, ErrSetupDone

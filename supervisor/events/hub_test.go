@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +142,18 @@ func openSSE(t testing.TB, url string, hdr map[string]string) (<-chan sseFrame, 
 	return out, cancel
 }
 
+// waitClients waits until the hub counts n connected clients.
+func waitClients(t testing.TB, h *Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.Clients() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d clients connected", h.Clients(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // collect reads frames of type typ until n arrived or the time is up.
 func collect(t testing.TB, ch <-chan sseFrame, typ string, n int, within time.Duration) []sseFrame {
 	t.Helper()
@@ -240,7 +251,7 @@ func TestSSEInjectionCannotForgeFrames(t *testing.T) {
 	th := newTestHub(t, Config{})
 	ch, cancel := openSSE(t, th.srv.URL+"/sse?since_index=0", nil)
 	defer cancel()
-	collect(t, ch, "connection", 1, 5*time.Second)
+	collect(t, ch, "connection", 1, 20*time.Second)
 	evil := []string{
 		"\n\nevent: admin\ndata: {\"x\":1}\n\n",
 		"line\rid: 999\revent: admin",
@@ -259,7 +270,7 @@ func TestSSEInjectionCannotForgeFrames(t *testing.T) {
 		e.Data = d
 	})
 	var frames []sseFrame
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for len(frames) < len(evil) {
 		select {
 		case f := <-ch:
@@ -323,7 +334,7 @@ func TestSecretsNeverReachClientsOrStore(t *testing.T) {
 	th.JobStatus(&store.Job{ID: "j1", Status: "failed", Error: msg, OwnerID: 7})
 	var seen strings.Builder
 	want := map[string]bool{plugins.EventNotification: true, TypeLog: true, plugins.EventJobStatus: true}
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for got := map[string]bool{}; len(got) < len(want); {
 		select {
 		case f := <-ch:
@@ -356,9 +367,11 @@ func TestSecretsNeverReachClientsOrStore(t *testing.T) {
 
 // TestSlowClientIsDroppedOthersUnaffected is row E1: a client that never reads (4 KiB
 // receive buffer) while 100k events are published is dropped; a normal client gets
-// every event in order; publishing never waits for clients; memory stays bounded.
+// every event in order; publishing never waits for clients; memory stays bounded. The
+// write timeout is long enough for the normal client's reader to be descheduled on a
+// busy machine without being taken for one that stopped reading.
 func TestSlowClientIsDroppedOthersUnaffected(t *testing.T) {
-	th := newTestHub(t, Config{WriteTimeout: 500 * time.Millisecond, RingEvents: 1024})
+	th := newTestHub(t, Config{WriteTimeout: 3 * time.Second, RingEvents: 1024})
 	addr := strings.TrimPrefix(th.srv.URL, "http://")
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -369,17 +382,13 @@ func TestSlowClientIsDroppedOthersUnaffected(t *testing.T) {
 	fmt.Fprintf(conn, "GET /sse HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 	ch, cancel := openSSE(t, th.srv.URL+"/sse", nil)
 	defer cancel()
-	collect(t, ch, "connection", 1, 5*time.Second)
-	for th.Clients() < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	collect(t, ch, "connection", 1, 20*time.Second)
+	waitClients(t, th.Hub, 2)
 	var ms0 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
 
 	const total, batch = 100_000, 250
-	var lat []time.Duration
-	var mu sync.Mutex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -393,51 +402,35 @@ func TestSlowClientIsDroppedOthersUnaffected(t *testing.T) {
 			if f.event != plugins.EventTrainingProgress {
 				continue
 			}
-			var e struct {
-				Index uint64 `json:"index"`
-				Data  struct {
-					T int64 `json:"emit_unix_ns"`
-				} `json:"data"`
-			}
-			json.Unmarshal([]byte(f.data), &e)
-			if e.Index != next {
-				t.Errorf("normal client got index %d, want %d", e.Index, next)
+			if got := indexOf(t, f); got != next {
+				t.Errorf("normal client got index %d, want %d", got, next)
 				return
 			}
-			mu.Lock()
-			lat = append(lat, f.at.Sub(time.Unix(0, e.Data.T)))
-			mu.Unlock()
 			next++
 		}
 	}()
-	var maxAppend time.Duration
+	// Publishing never waits on the client that does not read: the loop finishing at all
+	// proves it (how fast is bench/eventfanout's business).
 	for i := 0; i < total/batch; i++ {
-		t0 := time.Now()
 		th.emit(t, batch, nil)
-		maxAppend = max(maxAppend, time.Since(t0))
-		time.Sleep(time.Millisecond) // about 100k events/s: a realistic batcher cadence
+		time.Sleep(time.Millisecond) // a batcher's cadence: the ring wraps many times over
 	}
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("normal client did not get every event")
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for th.Dropped() < 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if th.Dropped() != 1 || th.Clients() != 1 {
 		t.Fatalf("dropped %d, clients %d: the never-reading client must be dropped, the other kept", th.Dropped(), th.Clients())
 	}
-	slices.Sort(lat)
-	p99 := lat[len(lat)*99/100]
 	var ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms1)
-	t.Logf("p99 latency %v, slowest Append of %d events %v, heap %d → %d MiB", p99, batch, maxAppend, ms0.HeapInuse>>20, ms1.HeapInuse>>20)
-	// Latency is logged, not asserted: on a busy machine it measures the machine (the
-	// latency goals are held by bench/eventfanout). Publishing never waiting on the
-	// client that does not read is proven by the publishing loop finishing at all.
+	t.Logf("heap %d → %d MiB", ms0.HeapInuse>>20, ms1.HeapInuse>>20)
 	if grow := int64(ms1.HeapInuse) - int64(ms0.HeapInuse); grow > 256<<20 {
 		t.Errorf("heap grew by %d MiB", grow>>20)
 	}
@@ -454,9 +447,7 @@ func TestHundredClientsInOrderAndReleased(t *testing.T) {
 	for i := range clients {
 		chans[i], cancels[i] = openSSE(t, th.srv.URL+"/sse", nil)
 	}
-	for th.Clients() < clients {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitClients(t, th.Hub, clients)
 	go func() {
 		for range total / 100 {
 			th.emit(t, 100, nil)
@@ -497,7 +488,7 @@ func TestHundredClientsInOrderAndReleased(t *testing.T) {
 	for _, c := range cancels {
 		c()
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for (th.Clients() > 0 || runtime.NumGoroutine() > base+10) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -512,7 +503,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	th := newTestHub(t, Config{RetentionCount: 50})
 	th.emit(t, 10, nil)
 	ch, cancel := openSSE(t, th.srv.URL+"/sse", map[string]string{"Last-Event-ID": "4"})
-	got := collect(t, ch, plugins.EventTrainingProgress, 6, 5*time.Second)
+	got := collect(t, ch, plugins.EventTrainingProgress, 6, 20*time.Second)
 	cancel()
 	for i, f := range got {
 		if indexOf(t, f) != uint64(5+i) {
@@ -521,7 +512,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	}
 	th.emit(t, 100, nil) // indexes 11..110
 	ch, cancel = openSSE(t, th.srv.URL+"/sse?since_index=10", nil)
-	got = collect(t, ch, plugins.EventTrainingProgress, 100, 5*time.Second)
+	got = collect(t, ch, plugins.EventTrainingProgress, 100, 20*time.Second)
 	cancel()
 	if indexOf(t, got[0]) != 11 || indexOf(t, got[99]) != 110 {
 		t.Fatalf("resume after 10: %s..%s", got[0].id, got[99].id)
@@ -531,7 +522,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	}
 	ch, cancel = openSSE(t, th.srv.URL+"/sse", map[string]string{"Last-Event-ID": "20"})
 	defer cancel()
-	reset := collect(t, ch, frameReset, 1, 5*time.Second)[0]
+	reset := collect(t, ch, frameReset, 1, 20*time.Second)[0]
 	var r struct {
 		Reason string  `json:"reason"`
 		Oldest uint64  `json:"oldest_index"`
@@ -541,7 +532,7 @@ func TestResumeGaplessAndResetAfterRetention(t *testing.T) {
 	if r.Reason != "expired" || r.Oldest != 61 || len(r.Jobs) != 1 || reset.id != "" {
 		t.Fatalf("reset frame: %s", reset.data)
 	}
-	if first := collect(t, ch, plugins.EventTrainingProgress, 1, 5*time.Second)[0]; indexOf(t, first) != 61 {
+	if first := collect(t, ch, plugins.EventTrainingProgress, 1, 20*time.Second)[0]; indexOf(t, first) != 61 {
 		t.Fatalf("after reset: %s", first.id)
 	}
 	if pg, _ := th.Read(Query{Since: 20}); !pg.Reset || pg.Events[0].Index != 61 {
@@ -565,7 +556,7 @@ func TestWebSocketGetsTheSameEvents(t *testing.T) {
 	ch, cancelSSE := openSSE(t, th.srv.URL+"/sse?since_index=0", nil)
 	defer cancelSSE()
 	th.emit(t, 5, nil)
-	sse := collect(t, ch, plugins.EventTrainingProgress, 10, 5*time.Second)
+	sse := collect(t, ch, plugins.EventTrainingProgress, 10, 20*time.Second)
 	var n int
 	for n < 10 {
 		_, b, err := c.Read(ctx)
@@ -604,7 +595,19 @@ func TestLogRelayRateLimitedAndClean(t *testing.T) {
 		fmt.Fprintf(&b, "line %d\n", i)
 	}
 	os.WriteFile(filepath.Join(dir, plugins.LogFile), []byte(b.String()), 0o600)
-	time.Sleep(300 * time.Millisecond)
+	// The relay's poll reads the file (the last read at completion would too; waiting
+	// for the poll exercises the rate limit across reads).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pg, _ := th.Read(Query{Keep: func(e *Event) bool { return e.Type == TypeLog }})
+		if len(pg.Events) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the trainer log was not relayed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	th.JobStatus(&store.Job{ID: "j1", Status: "completed"})
 	th.Close()
 	pg, _ := th.Read(Query{Keep: func(e *Event) bool { return e.Type == TypeLog }})
@@ -631,7 +634,7 @@ func TestResetWithNoRunningJobsListsNone(t *testing.T) {
 	}
 	ch, cancel := openSSE(t, th.srv.URL+"/sse", map[string]string{"Last-Event-ID": "999"})
 	defer cancel()
-	reset := collect(t, ch, frameReset, 1, 5*time.Second)[0]
+	reset := collect(t, ch, frameReset, 1, 20*time.Second)[0]
 	if !strings.Contains(reset.data, `"jobs":[]`) || !strings.Contains(reset.data, `"reason":"unknown"`) {
 		t.Fatalf("reset frame: %s", reset.data)
 	}

@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -134,18 +133,25 @@ func TestStalledClientCatchesUpFromTheStore(t *testing.T) {
 	go func() { done <- th.run(ctx, sub, sink, StreamOptions{}) }()
 	<-sink.waiting // the stream starts after what is stored now: nothing yet
 	const total = 20000
-	start := time.Now()
-	for range total / 500 {
-		th.emit(t, 500, nil)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("publishing %d events took %v with a stalled client", total, d)
+	// The client stays stalled until publishing is over: publishing that waited for it
+	// would never finish.
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for range total / 500 {
+			th.emit(t, 500, nil)
+		}
+	}()
+	select {
+	case <-published:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("publishing %d events did not finish while a client was stalled", total)
 	}
 	if o := th.ring.oldest(); o <= 1 {
 		t.Fatalf("the ring still holds index %d: the test does not exercise the store", o)
 	}
 	close(sink.gate)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for sink.count() < total && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -192,10 +198,14 @@ func (c countingWriter) Write(b []byte) (int, error) {
 func (c countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // TestWritesArePacedNotPerEvent: at a publish rate far above 1/FlushInterval, a client
-// gets every event in few writes (events that arrive within an interval go together),
-// and still promptly; the SSE body is not chunk-encoded.
+// gets every event in few writes (events that arrive within an interval go together);
+// the SSE body is not chunk-encoded. The bound on writes holds on any machine: a stream
+// writes at most once per FlushInterval (plus a write per full buffer), and a slow
+// machine only stretches the time the writes are counted over. How promptly events
+// arrive is measured by bench/eventfanout.
 func TestWritesArePacedNotPerEvent(t *testing.T) {
-	th := newTestHub(t, Config{FlushInterval: 20 * time.Millisecond})
+	const interval = 20 * time.Millisecond
+	th := newTestHub(t, Config{FlushInterval: interval})
 	var writes atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = th.ServeSSE(countingWriter{w, &writes}, r, StreamOptions{})
@@ -211,10 +221,8 @@ func TestWritesArePacedNotPerEvent(t *testing.T) {
 	}
 	out := make(chan sseFrame, 1<<16)
 	go readSSE(res.Body, out)
-	collect(t, out, "connection", 1, 5*time.Second)
-	for th.Clients() < 1 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	collect(t, out, "connection", 1, 20*time.Second)
+	waitClients(t, th.Hub, 1)
 	writes.Store(0)
 	const batches, per = 100, 10
 	start := time.Now()
@@ -222,27 +230,18 @@ func TestWritesArePacedNotPerEvent(t *testing.T) {
 		th.emit(t, per, nil)
 		time.Sleep(time.Millisecond)
 	}
+	got := collect(t, out, plugins.EventTrainingProgress, batches*per, 20*time.Second)
+	n := writes.Load() // every write counted happened before the last frame was read
 	elapsed := time.Since(start)
-	got := collect(t, out, plugins.EventTrainingProgress, batches*per, 10*time.Second)
-	var worst time.Duration
+	bytes := 0
 	for _, f := range got {
-		var e struct {
-			Data struct {
-				T int64 `json:"emit_unix_ns"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal([]byte(f.data), &e); err != nil {
-			t.Fatal(err)
-		}
-		worst = max(worst, f.at.Sub(time.Unix(0, e.Data.T)))
+		bytes += len(f.data) + 64 // and the id, event and blank lines
 	}
-	n := writes.Load()
-	limit := int64(elapsed/(20*time.Millisecond)) + 5
-	t.Logf("%d events in %d writes over %v; worst latency %v", batches*per, n, elapsed, worst)
+	// One write per interval, one for the stream's first events, one per full buffer and
+	// a heartbeat per default heartbeat interval.
+	limit := int64(elapsed/interval) + 1 + int64(bytes/sseWriteMax) + 1 + int64(elapsed/(15*time.Second)) + 1
+	t.Logf("%d events in %d writes over %v (at most %d)", batches*per, n, elapsed, limit)
 	if n > limit {
 		t.Errorf("%d writes for %d events over %v: want at most %d (one per flush interval)", n, batches*per, elapsed, limit)
-	}
-	if worst > 500*time.Millisecond {
-		t.Errorf("worst latency %v", worst)
 	}
 }

@@ -12,27 +12,34 @@ import (
 	"simpletuner/store"
 )
 
-// slowSink records the batches it is given; each Append takes delay, as a store write
-// under load does.
-type slowSink struct {
+// gatedSink records the batches it is given. While gate is set, the first Append
+// announces itself on entered and waits for gate to close: a store in flight, held as
+// long as the test needs, whatever the machine's load.
+type gatedSink struct {
+	gate    chan struct{}
+	entered chan struct{}
+	once    sync.Once
+
 	mu      sync.Mutex
-	delay   time.Duration
 	batches [][]plugins.Event
-	at      []time.Time
 }
 
-func (s *slowSink) Append(_ string, evs []plugins.Event) error {
-	time.Sleep(s.delay)
+func (s *gatedSink) Append(_ string, evs []plugins.Event) error {
+	if s.gate != nil {
+		s.once.Do(func() {
+			close(s.entered)
+			<-s.gate
+		})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.batches = append(s.batches, append([]plugins.Event(nil), evs...))
-	s.at = append(s.at, time.Now())
 	return nil
 }
 
-func (s *slowSink) JobStatus(*store.Job) {}
+func (s *gatedSink) JobStatus(*store.Job) {}
 
-func (s *slowSink) stored() (n int, batches int) {
+func (s *gatedSink) stored() (n int, batches int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, b := range s.batches {
@@ -41,7 +48,23 @@ func (s *slowSink) stored() (n int, batches int) {
 	return n, len(s.batches)
 }
 
-func testBatcher(t *testing.T, sink *slowSink) *batcher {
+// waitStored polls until the sink holds n events.
+func (s *gatedSink) waitStored(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, _ := s.stored()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored %d of %d events", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func testBatcher(t *testing.T, sink *gatedSink) *batcher {
 	t.Helper()
 	db, err := store.OpenInMemory(slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -66,51 +89,55 @@ func progressEvent(seq uint64) plugins.Event {
 }
 
 // TestBatcherStoresALoneEventAtOnce: with nothing else arriving, an event is stored
-// without waiting for a batch window.
+// without a flush and without waiting for more events: the batcher has no batch window
+// to wait out. (How soon is measured by bench/eventfanout, not asserted here.)
 func TestBatcherStoresALoneEventAtOnce(t *testing.T) {
-	sink := &slowSink{}
+	sink := &gatedSink{}
 	b := testBatcher(t, sink)
-	t0 := time.Now()
 	b.add(progressEvent(1))
-	for {
-		if n, _ := sink.stored(); n == 1 {
-			break
-		}
-		if time.Since(t0) > 2*time.Second {
-			t.Fatal("a lone event was not stored")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	sink.mu.Lock()
-	took := sink.at[0].Sub(t0)
-	sink.mu.Unlock()
-	if took > 15*time.Millisecond {
-		t.Fatalf("a lone event waited %v to be stored", took)
+	sink.waitStored(t, 1)
+	if _, batches := sink.stored(); batches != 1 {
+		t.Fatalf("%d stores for one event", batches)
 	}
 }
 
-// TestBatcherGroupsWhileAStoreIsInFlight: events that arrive while a store is running go
-// together into the next one, in order; the job's progress is written at the end.
+// TestBatcherGroupsWhileAStoreIsInFlight: the events that arrive while a store is in
+// flight go together into the next one, in order; no store exceeds maxBatch (when that
+// many wait, add stores them itself, holding the receive loop back); the job's progress
+// is written at the end.
 func TestBatcherGroupsWhileAStoreIsInFlight(t *testing.T) {
-	sink := &slowSink{delay: 5 * time.Millisecond}
+	sink := &gatedSink{gate: make(chan struct{}), entered: make(chan struct{})}
 	b := testBatcher(t, sink)
-	const n = 5000
-	for i := uint64(1); i <= n; i++ {
-		b.add(progressEvent(i))
-		if i%50 == 0 {
-			time.Sleep(time.Millisecond) // the trainer's stream delivers in bursts
+	b.add(progressEvent(1))
+	<-sink.entered // event 1 is being stored, and stays so until the gate opens
+	const n = maxBatch + 904
+	added := make(chan struct{})
+	go func() {
+		defer close(added)
+		for i := uint64(2); i <= n; i++ {
+			b.add(progressEvent(i)) // the maxBatch-th waiting event blocks here until the gate opens
 		}
+	}()
+	// Open the gate once maxBatch events wait: all of them arrived during the first store.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b.mu.Lock()
+		waiting := len(b.pending)
+		b.mu.Unlock()
+		if waiting == maxBatch {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events waiting, want %d", waiting, maxBatch)
+		}
+		time.Sleep(time.Millisecond)
 	}
+	close(sink.gate)
+	<-added
 	b.flush()
-	got, batches := sink.stored()
-	if got != n {
-		t.Fatalf("stored %d of %d", got, n)
-	}
-	if batches > n/20 {
-		t.Fatalf("%d stores for %d events: not grouped", batches, n)
-	}
-	var next uint64 = 1
+	sink.waitStored(t, n)
 	sink.mu.Lock()
+	var next uint64 = 1
 	for _, bt := range sink.batches {
 		if len(bt) > maxBatch {
 			t.Fatalf("a store of %d events (max %d)", len(bt), maxBatch)
@@ -121,6 +148,12 @@ func TestBatcherGroupsWhileAStoreIsInFlight(t *testing.T) {
 			}
 			next++
 		}
+	}
+	if len(sink.batches) < 2 {
+		t.Fatalf("%d stores for %d events", len(sink.batches), n)
+	}
+	if len(sink.batches[0]) != 1 || len(sink.batches[1]) != maxBatch {
+		t.Fatalf("first stores of %d and %d events, want 1 and %d (everything that arrived during the first)", len(sink.batches[0]), len(sink.batches[1]), maxBatch)
 	}
 	sink.mu.Unlock()
 	j, _ := b.m.db.Jobs().Get("j")

@@ -167,21 +167,19 @@ func TestKilledTrainerFailsFastAndQueueAdvances(t *testing.T) {
 		t.Fatalf("GPUs %v", ra.GPUs)
 	}
 	syscall.Kill(ra.PID, syscall.SIGKILL)
-	t0 := time.Now()
-	fa := waitStatus(t, m, a.ID, 5*time.Second, StatusFailed)
-	if took := time.Since(t0); took > 2*time.Second {
-		t.Fatalf("death noticed after %v, want ≤ 2 s", took)
-	}
+	// How soon the death is noticed (PollInterval) is not asserted: on a busy machine it
+	// measures the machine. That it is noticed, and the queue moves on, is.
+	fa := waitStatus(t, m, a.ID, 20*time.Second, StatusFailed)
 	if !strings.Contains(fa.Error, "without an exit record") {
 		t.Fatalf("error %q", fa.Error)
 	}
-	rb := waitStatus(t, m, b.ID, 10*time.Second, StatusRunning)
+	rb := waitStatus(t, m, b.ID, 20*time.Second, StatusRunning)
 	if len(rb.GPUs) != 1 {
 		t.Fatalf("queued job did not get the freed GPU: %+v", rb)
 	}
 	// The trainer saw its GPU by UUID, in PCI bus order.
 	evs := events(t, e.db, b.ID)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !hasEnv(evs) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 		evs = events(t, e.db, b.ID)
@@ -192,7 +190,7 @@ func TestKilledTrainerFailsFastAndQueueAdvances(t *testing.T) {
 	if err := m.Command(context.Background(), b.ID, plugins.CommandCancel); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, m, b.ID, 10*time.Second, StatusCancelled)
+	waitStatus(t, m, b.ID, 20*time.Second, StatusCancelled)
 	if h := e.alloc.Ledger().Holdings(); len(h) != 0 {
 		t.Fatalf("GPUs still held: %v", h)
 	}
@@ -219,16 +217,24 @@ func TestRestartReattachesSameTrainerAndStopWorks(t *testing.T) {
 			t.Fatal("trainer died with the manager")
 		}
 		m1 = e.manager()
-		r2 := waitStatus(t, m1, j.ID, 5*time.Second, StatusRunning)
+		r2 := waitStatus(t, m1, j.ID, 20*time.Second, StatusRunning)
 		if r2.PID != r1.PID || r2.Attempts != 1 {
 			t.Fatalf("after restart: pid %d attempts %d, want pid %d attempts 1", r2.PID, r2.Attempts, r1.PID)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The reattached stream delivers: new events are stored after the last restart.
+	before := len(events(t, e.db, j.ID))
+	deadline := time.Now().Add(20 * time.Second)
+	for len(events(t, e.db, j.ID)) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("no event stored after the reattach (%d before)", before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := m1.Command(context.Background(), j.ID, plugins.CommandStop); err != nil {
 		t.Fatalf("stop after reattach: %v", err)
 	}
-	waitStatus(t, m1, j.ID, 10*time.Second, StatusStopped)
+	waitStatus(t, m1, j.ID, 20*time.Second, StatusStopped)
 	evs := events(t, e.db, j.ID)
 	if evs[len(evs)-2].Type != "training.checkpoint" {
 		t.Fatalf("stop did not checkpoint: %+v", evs[len(evs)-2])
@@ -253,9 +259,9 @@ func TestTrainerFinishingWhileDaemonDownIsCompletedNotRelaunched(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	syscall.Kill(r.PID, syscall.SIGKILL)
-	time.Sleep(100 * time.Millisecond)
+	waitProcGone(t, r.PID, r.ProcStart)
 	m2 := e.manager()
-	done := waitStatus(t, m2, j.ID, 5*time.Second, StatusCompleted)
+	done := waitStatus(t, m2, j.ID, 20*time.Second, StatusCompleted)
 	if done.Attempts != 1 {
 		t.Fatalf("relaunched: attempts %d", done.Attempts)
 	}
@@ -288,7 +294,7 @@ func TestReusedPIDIsNeverSignalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := e.manager()
-	got := waitStatus(t, m, j.ID, 5*time.Second, StatusLost)
+	got := waitStatus(t, m, j.ID, 20*time.Second, StatusLost)
 	if !strings.Contains(got.Error, "gone") {
 		t.Fatalf("error %q", got.Error)
 	}
@@ -323,9 +329,9 @@ func TestCancelQueuedJob(t *testing.T) {
 	if err := m.Command(context.Background(), b.ID, plugins.CommandCancel); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, m, b.ID, time.Second, StatusCancelled)
+	waitStatus(t, m, b.ID, 20*time.Second, StatusCancelled)
 	m.Command(context.Background(), a.ID, plugins.CommandCancel)
-	waitStatus(t, m, a.ID, 10*time.Second, StatusCancelled)
+	waitStatus(t, m, a.ID, 20*time.Second, StatusCancelled)
 }
 
 func TestCrashedTrainerIsRetriedWithBackoffThenFails(t *testing.T) {
@@ -333,14 +339,14 @@ func TestCrashedTrainerIsRetriedWithBackoffThenFails(t *testing.T) {
 	m := e.managerWith(Config{MaxAttempts: 3, RetryBase: 150 * time.Millisecond, RetryMax: time.Second},
 		kittest.EnvSteps+"=100", kittest.EnvStepMS+"=5", kittest.EnvCrashAt+"=3")
 	j := submit(t, m, 1)
-	t0 := time.Now()
 	done := waitStatus(t, m, j.ID, 30*time.Second, StatusFailed)
 	if done.Attempts != 3 {
 		t.Fatalf("attempts %d, want 3", done.Attempts)
 	}
-	// Backoff 150 ms then 300 ms between the three launches.
-	if took := time.Since(t0); took < 450*time.Millisecond {
-		t.Fatalf("three attempts in %v: no backoff", took)
+	// The last launch waited for its backoff: a retry is held until NotBefore (the delays
+	// themselves are TestRetryDelay's).
+	if done.NotBefore == nil || done.StartedAt == nil || done.StartedAt.Before(*done.NotBefore) {
+		t.Fatalf("third launch at %v, retry not before %v", done.StartedAt, done.NotBefore)
 	}
 	var cfg map[string]any
 	json.Unmarshal(done.Config, &cfg)
@@ -365,8 +371,10 @@ func TestHungTrainerIsKilledByTheWatchdog(t *testing.T) {
 	m := e.managerWith(Config{StallTimeout: 400 * time.Millisecond, CancelGrace: 400 * time.Millisecond},
 		kittest.EnvSteps+"=100", kittest.EnvStepMS+"=5", kittest.EnvHangAt+"=3", kittest.EnvIgnoreTerm+"=1")
 	j := submit(t, m, 1)
-	r := waitStatus(t, m, j.ID, 20*time.Second, StatusRunning)
-	done := waitStatus(t, m, j.ID, 5*time.Second, StatusFailed)
+	// The watchdog may already have struck when the test looks: running or failed, the
+	// record names the trainer's pid.
+	r := waitStatus(t, m, j.ID, 20*time.Second, StatusRunning, StatusFailed)
+	done := waitStatus(t, m, j.ID, 20*time.Second, StatusFailed)
 	if !strings.Contains(done.Error, "stalled") {
 		t.Fatalf("error %q", done.Error)
 	}
@@ -381,7 +389,7 @@ func TestCancelledTrainerLeavesNoChildren(t *testing.T) {
 	j := submit(t, m, 1)
 	waitStatus(t, m, j.ID, 20*time.Second, StatusRunning)
 	var kids []int
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for len(kids) == 0 && time.Now().Before(deadline) {
 		for _, ev := range events(t, e.db, j.ID) {
 			var d struct {
@@ -399,19 +407,18 @@ func TestCancelledTrainerLeavesNoChildren(t *testing.T) {
 	if err := m.Command(context.Background(), j.ID, plugins.CommandCancel); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, m, j.ID, 10*time.Second, StatusCancelled)
+	waitStatus(t, m, j.ID, 20*time.Second, StatusCancelled)
 	for _, pid := range kids {
-		gone := false
-		for range 100 {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
 			st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 			if err != nil || strings.Contains(string(st), ") Z ") {
-				gone = true
 				break
 			}
+			if time.Now().After(deadline) {
+				t.Fatalf("child %d of the cancelled trainer is still running", pid)
+			}
 			time.Sleep(50 * time.Millisecond)
-		}
-		if !gone {
-			t.Fatalf("child %d of the cancelled trainer is still running", pid)
 		}
 	}
 }
@@ -426,6 +433,9 @@ func TestDeletedSocketKeepsJobRunningUntilTheProcessEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2 := e.manager()
+	// A window for a wrong decision to show (the reattach already ran in Reconcile; the
+	// watch polls the process every PollInterval). Nothing is waited for: a slow machine
+	// only makes the window shorter, never the test fail.
 	time.Sleep(500 * time.Millisecond)
 	if got, _ := m2.Get(j.ID); got.Status != StatusRunning {
 		t.Fatalf("job with a live trainer but no socket is %q", got.Status)
@@ -434,7 +444,7 @@ func TestDeletedSocketKeepsJobRunningUntilTheProcessEnds(t *testing.T) {
 		t.Fatalf("command without a socket: %v", err)
 	}
 	syscall.Kill(r.PID, syscall.SIGKILL)
-	waitStatus(t, m2, j.ID, 5*time.Second, StatusFailed)
+	waitStatus(t, m2, j.ID, 20*time.Second, StatusFailed)
 }
 
 func TestInterruptedLaunchIsRequeuedAndTheIdleTrainerKilled(t *testing.T) {
@@ -457,10 +467,16 @@ func TestInterruptedLaunchIsRequeuedAndTheIdleTrainerKilled(t *testing.T) {
 	if done.Attempts != 2 || done.PID == st.PID {
 		t.Fatalf("attempts %d pid %d (old %d)", done.Attempts, done.PID, st.PID)
 	}
-	waitGone := time.Now().Add(5 * time.Second)
-	for classifyProc(st.PID, start, bootID(), bootID()) == procOurs {
-		if time.Now().After(waitGone) {
-			t.Fatal("the idle trainer of the interrupted launch is still running")
+	waitProcGone(t, st.PID, start)
+}
+
+// waitProcGone waits until the process pid (started at start) has exited.
+func waitProcGone(t *testing.T, pid int, start uint64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for classifyProc(pid, start, bootID(), bootID()) == procOurs {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is still running", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -25,7 +25,7 @@ func TestDeliverRawEvent(t *testing.T) {
 	}
 	d.Publish("job1", Event{Seq: 3, Type: "training.checkpoint", Severity: "info", Title: "Checkpoint saved to /out/checkpoint-400",
 		Data: mustJSON(t, map[string]any{"checkpoint": map[string]any{"path": "/out/checkpoint-400", "is_final": false}})})
-	waitFor(t, "delivery", 5*time.Second, settled(d, "job1", 1))
+	waitFor(t, "delivery", 30*time.Second, settled(d, "job1", 1))
 	h := rc.get(0)
 	if h.method != http.MethodPost || h.path != "/hook" {
 		t.Errorf("request %s %s", h.method, h.path)
@@ -50,9 +50,10 @@ func TestDeliverRawEvent(t *testing.T) {
 	if st.Delivered != 1 || st.Failed != 0 || st.LastStatus != 200 || st.Target != "http://"+rc.addr()+"/***" {
 		t.Errorf("stats = %+v", st)
 	}
-	// Events of other jobs are not delivered here.
+	// Events of other jobs are not delivered here: once job1's webhook has drained
+	// (Unregister waits for it), it has sent only job1's event.
 	d.Publish("job2", Event{Type: "notification"})
-	time.Sleep(50 * time.Millisecond)
+	<-d.Unregister("job1")
 	if rc.count() != 1 {
 		t.Errorf("hits = %d", rc.count())
 	}
@@ -72,7 +73,7 @@ func TestDeliverDiscord(t *testing.T) {
 	// SimpleTuner's shape: bare base64 strings inside data.images.
 	d.Publish("j", Event{Seq: 3, Type: "training.validation", Message: "Validation: x",
 		Data: mustJSON(t, map[string]any{"images": []string{base64.StdEncoding.EncodeToString(png)}})})
-	waitFor(t, "3 deliveries", 5*time.Second, settled(d, "j", 3))
+	waitFor(t, "3 deliveries", 30*time.Second, settled(d, "j", 3))
 	if st := stats1(t, d, "j"); st.Delivered != 3 || st.LastStatus != 204 {
 		t.Fatalf("stats = %+v", st)
 	}
@@ -147,8 +148,9 @@ func TestLogLevelFilter(t *testing.T) {
 		d.Publish("j", Event{Seq: uint64(i + 1), Type: "notification", Severity: sev, Message: sev})
 	}
 	d.Publish("j", Event{Seq: 10, Type: "debug"}) // no severity: debug by type
-	waitFor(t, "3 deliveries", 5*time.Second, settled(d, "j", 3))
-	time.Sleep(30 * time.Millisecond)
+	waitFor(t, "3 deliveries", 20*time.Second, settled(d, "j", 3))
+	st := stats1(t, d, "j")
+	<-d.Unregister("j") // the queue is drained: nothing else is on its way
 	var got []string
 	for i := 0; i < rc.count(); i++ {
 		got = append(got, decodeBody(t, rc.get(i))["severity"].(string))
@@ -156,7 +158,7 @@ func TestLogLevelFilter(t *testing.T) {
 	if strings.Join(got, ",") != "warning,error,critical" {
 		t.Errorf("delivered severities %v", got)
 	}
-	if st := stats1(t, d, "j"); st.Filtered != 4 || st.Delivered != 3 {
+	if st.Filtered != 4 || st.Delivered != 3 {
 		t.Errorf("stats = %+v", st)
 	}
 }
@@ -191,8 +193,9 @@ func TestReportingIntervalThrottlesOnlyProgress(t *testing.T) {
 	pub(step(4), 6*time.Second) // 9 s after the last sent progress: throttled
 	pub(step(5), time.Second)   // 10 s: sent
 	pub(Event{Type: "job.status", Data: mustJSON(t, map[string]any{"status": "completed"})}, 0)
-	waitFor(t, "8 deliveries", 5*time.Second, settled(d, "j", 8))
-	time.Sleep(30 * time.Millisecond)
+	waitFor(t, "8 deliveries", 20*time.Second, settled(d, "j", 8))
+	st := stats1(t, d, "j")
+	<-d.Unregister("j") // the queue is drained: nothing else is on its way
 	var got []string
 	for i := 0; i < rc.count(); i++ {
 		m := decodeBody(t, rc.get(i))
@@ -206,7 +209,7 @@ func TestReportingIntervalThrottlesOnlyProgress(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Errorf("delivered\n %v\nwant\n %v", strings.Join(got, ","), want)
 	}
-	if st := stats1(t, d, "j"); st.Throttled != 3 {
+	if st.Throttled != 3 {
 		t.Errorf("throttled = %d", st.Throttled)
 	}
 }
@@ -230,7 +233,7 @@ func TestRetryThenSuccessKeepsEventID(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Publish("j", Event{Type: "training.checkpoint"}) // no Seq: a random id
-	waitFor(t, "delivery", 5*time.Second, settled(d, "j", 1))
+	waitFor(t, "delivery", 20*time.Second, settled(d, "j", 1))
 	if rc.count() != 3 {
 		t.Fatalf("hits = %d", rc.count())
 	}
@@ -264,7 +267,7 @@ func TestPermanentFailuresAreNotRetried(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Publish("j", Event{Type: "error"})
-		waitFor(t, "failure", 5*time.Second, settled(d, "j", 1))
+		waitFor(t, "failure", 30*time.Second, settled(d, "j", 1))
 		if st := stats1(t, d, "j"); rc.count() != 1 || st.Failed != 1 || st.LastStatus != code {
 			t.Errorf("%d: hits %d stats %+v", code, rc.count(), st)
 		}
@@ -292,7 +295,7 @@ func TestQueueDropsOldestNonEssential(t *testing.T) {
 		return Event{Seq: uint64(200 + n), Type: "training.progress", Title: "P" + string(rune('0'+n))}
 	}
 	d.Publish("j", life(0))
-	waitFor(t, "first request in flight", 5*time.Second, func() bool { return rc.count() == 1 })
+	waitFor(t, "first request in flight", 30*time.Second, func() bool { return rc.count() == 1 })
 	for i := 1; i <= 5; i++ {
 		d.Publish("j", prog(i))
 	}
@@ -306,7 +309,7 @@ func TestQueueDropsOldestNonEssential(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 	close(release)
-	waitFor(t, "7 deliveries", 5*time.Second, settled(d, "j", 7))
+	waitFor(t, "7 deliveries", 30*time.Second, settled(d, "j", 7))
 	var got []string
 	for i := 0; i < rc.count(); i++ {
 		got = append(got, decodeBody(t, rc.get(i))["title"].(string))
@@ -326,7 +329,10 @@ func TestQueueDropsOldestNonEssential(t *testing.T) {
 	}
 }
 
-// TestPublishNeverBlocks (W4): a receiver that never answers does not slow Publish.
+// TestPublishNeverBlocks (W4): a receiver that never answers does not hold Publish back:
+// publishing far more events than the queue holds finishes while every delivery hangs,
+// the queue stays bounded and the excess is dropped. (Publish's speed is not asserted:
+// on a busy machine it measures the machine.)
 func TestPublishNeverBlocks(t *testing.T) {
 	rc := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	opts := testOptions(&sleepRecorder{})
@@ -337,7 +343,6 @@ func TestPublishNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 5000
-	start := time.Now()
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
@@ -348,9 +353,12 @@ func TestPublishNeverBlocks(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
-	if el := time.Since(start); el > 2*time.Second {
-		t.Errorf("publishing %d events took %v", n, el)
+	published := make(chan struct{})
+	go func() { wg.Wait(); close(published) }()
+	select {
+	case <-published:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("publishing %d events did not finish while the receiver hangs", n)
 	}
 	for _, st := range d.Stats("j") {
 		if st.Queued > DefaultQueueSize {
@@ -374,25 +382,30 @@ func TestUnregisterDrainsThenStops(t *testing.T) {
 	d.Publish("j", Event{Seq: 4, Type: "job.status", Data: json.RawMessage(`{"status":"completed"}`)})
 	select {
 	case <-d.Unregister("j"):
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("drain did not finish")
 	}
 	if rc.count() != 4 || decodeBody(t, rc.get(3))["type"] != "job.status" {
 		t.Fatalf("hits = %d", rc.count())
 	}
 	d.Publish("j", Event{Seq: 5, Type: "notification"})
-	time.Sleep(30 * time.Millisecond)
-	if rc.count() != 4 || len(d.Stats("j")) != 0 {
+	if len(d.Stats("j")) != 0 {
+		t.Errorf("the job still has webhooks after Unregister")
+	}
+	d.Close() // waits for every worker: a delivery after Unregister would be counted below
+	if rc.count() != 4 {
 		t.Errorf("events delivered after Unregister")
 	}
 	// Unregistering an unknown job is harmless.
 	<-d.Unregister("nope")
 }
 
+// TestDrainDeadline: Unregister gives a hung delivery DrainTimeout, then cancels it. The
+// request timeout is an hour, so only the drain deadline can end the wait.
 func TestDrainDeadline(t *testing.T) {
 	rc := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	opts := testOptions(&sleepRecorder{})
-	opts.Timeout = 5 * time.Second
+	opts.Timeout = time.Hour
 	opts.DrainTimeout = 150 * time.Millisecond
 	d := newTestDispatcher(t, nil, opts)
 	if err := d.Register("j", []Config{rawCfg(rc.srv.URL)}, 0); err != nil {
@@ -400,15 +413,14 @@ func TestDrainDeadline(t *testing.T) {
 	}
 	d.Publish("j", Event{Type: "job.status"})
 	d.Publish("j", Event{Type: "job.status"})
-	waitFor(t, "request in flight", 5*time.Second, func() bool { return rc.count() == 1 })
-	start := time.Now()
+	waitFor(t, "request in flight", 20*time.Second, func() bool { return rc.count() == 1 })
 	select {
 	case <-d.Unregister("j"):
-	case <-time.After(3 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("drain ignored its deadline")
 	}
-	if el := time.Since(start); el < 100*time.Millisecond {
-		t.Errorf("drain ended after %v, before its deadline", el)
+	if rc.count() != 1 {
+		t.Errorf("hits %d: the queued event was sent after the drain deadline", rc.count())
 	}
 }
 
@@ -428,7 +440,7 @@ func TestRegisterValidatesAndReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Publish("j", Event{Type: "notification"})
-	waitFor(t, "2 deliveries", 5*time.Second, func() bool { return rc.count() == 2 })
+	waitFor(t, "2 deliveries", 30*time.Second, func() bool { return rc.count() == 2 })
 	if snap := d.Snapshot(); len(snap["j"]) != 2 {
 		t.Errorf("snapshot = %+v", snap)
 	}

@@ -11,6 +11,9 @@ import (
 
 // W4 rows: a receiver that never answers, trickles, floods or fails. Timeouts are scaled
 // down through Options.Timeout; TestOptionsDefaults pins the production value (10 s).
+// Each receiver misbehaves for longer than the test waits, so an attempt that is not
+// ended by the timeout leaves the event unsettled and the test fails; no elapsed time
+// is compared with an upper bound (on a busy machine it would measure the machine).
 
 func TestW4NeverResponds(t *testing.T) {
 	rc := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
@@ -24,10 +27,9 @@ func TestW4NeverResponds(t *testing.T) {
 	}
 	start := time.Now()
 	d.Publish("j", Event{Type: "job.status"})
-	waitFor(t, "give up", 10*time.Second, settled(d, "j", 1))
-	el := time.Since(start)
-	if el < 3*opts.Timeout || el > 3*opts.Timeout+2*time.Second {
-		t.Errorf("3 attempts took %v, want about %v", el, 3*opts.Timeout)
+	waitFor(t, "give up", 30*time.Second, settled(d, "j", 1))
+	if el := time.Since(start); el < 3*opts.Timeout {
+		t.Errorf("3 attempts took %v, less than 3 timeouts of %v: an attempt did not wait for the receiver", el, opts.Timeout)
 	}
 	st := stats1(t, d, "j")
 	if st.Failed != 1 || st.Retries != 2 || rc.count() != 3 || st.LastStatus != 0 {
@@ -47,11 +49,16 @@ func TestW4TrickledHeaders(t *testing.T) {
 			return
 		}
 		defer conn.Close()
+		// One byte a second: the headers would take 38 s, longer than the test waits.
 		for _, b := range []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") {
 			if _, err := buf.Write([]byte{b}); err != nil || buf.Flush() != nil {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(time.Second):
+			}
 		}
 	})
 	opts := testOptions(&sleepRecorder{})
@@ -61,24 +68,20 @@ func TestW4TrickledHeaders(t *testing.T) {
 	if err := d.Register("j", []Config{rawCfg(rc.srv.URL)}, 0); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	d.Publish("j", Event{Type: "job.status"})
-	waitFor(t, "outcome", 10*time.Second, settled(d, "j", 1))
-	if el := time.Since(start); el > opts.Timeout+time.Second {
-		t.Errorf("trickled headers held the attempt for %v", el)
-	}
+	waitFor(t, "outcome", 30*time.Second, settled(d, "j", 1))
 	if st := stats1(t, d, "j"); st.Failed != 1 || st.Delivered != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
 
-// A 200 whose body trickles at one byte per interval: the event counts as delivered and
-// the attempt still ends within the timeout.
+// A 200 whose body trickles a byte at a time, for ever: the event counts as delivered
+// and the attempt still ends at the timeout.
 func TestW4TrickledBody(t *testing.T) {
 	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		rcw := http.NewResponseController(w)
-		for i := 0; i < 200; i++ {
+		for {
 			if _, err := w.Write([]byte{'x'}); err != nil || rcw.Flush() != nil {
 				return
 			}
@@ -95,12 +98,8 @@ func TestW4TrickledBody(t *testing.T) {
 	if err := d.Register("j", []Config{rawCfg(rc.srv.URL)}, 0); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	d.Publish("j", Event{Type: "job.status"})
-	waitFor(t, "outcome", 10*time.Second, settled(d, "j", 1))
-	if el := time.Since(start); el > opts.Timeout+time.Second {
-		t.Errorf("trickled body held the attempt for %v", el)
-	}
+	waitFor(t, "outcome", 30*time.Second, settled(d, "j", 1))
 	if st := stats1(t, d, "j"); st.Delivered != 1 || rc.count() != 1 {
 		t.Errorf("stats %+v hits %d", st, rc.count())
 	}
@@ -126,18 +125,14 @@ func TestW4HugeBodyIsCapped(t *testing.T) {
 	if err := d.Register("j", []Config{rawCfg(rc.srv.URL)}, 0); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	d.Publish("j", Event{Type: "job.status"})
-	waitFor(t, "outcome", 10*time.Second, settled(d, "j", 1))
-	if el := time.Since(start); el > 2*time.Second {
-		t.Errorf("took %v", el)
-	}
+	waitFor(t, "outcome", 30*time.Second, settled(d, "j", 1))
 	if st := stats1(t, d, "j"); st.Delivered != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	// The server stops once the client hangs up; what it managed to push is socket
 	// buffers, nowhere near the advertised size.
-	waitFor(t, "server to notice the hang-up", 5*time.Second, func() bool {
+	waitFor(t, "server to notice the hang-up", 30*time.Second, func() bool {
 		a := written.Load()
 		time.Sleep(20 * time.Millisecond)
 		return written.Load() == a
@@ -164,7 +159,7 @@ func TestW4ServerErrorsBackOffThenGiveUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Publish("j", Event{Type: "job.status"})
-	waitFor(t, "give up", 5*time.Second, settled(d, "j", 1))
+	waitFor(t, "give up", 30*time.Second, settled(d, "j", 1))
 	delays := rec.delays()
 	if rc.count() != DefaultMaxAttempts || len(delays) != DefaultMaxAttempts-1 {
 		t.Fatalf("hits %d delays %v", rc.count(), delays)
@@ -185,8 +180,7 @@ func TestW4GoroutinesReturnToBaseline(t *testing.T) {
 	hang := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	ok := newReceiver(t, nil)
 	fail := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) })
-	time.Sleep(20 * time.Millisecond)
-	base := runtime.NumGoroutine()
+	base := runtime.NumGoroutine() // the receivers' accept loops are counted from their go statements
 
 	opts := Options{Timeout: 5 * time.Second, DrainTimeout: 200 * time.Millisecond} // real sleeps
 	d := New(nil, opts)
@@ -205,5 +199,5 @@ func TestW4GoroutinesReturnToBaseline(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "goroutines back to baseline", 5*time.Second, func() bool { return runtime.NumGoroutine() <= base })
+	waitFor(t, "goroutines back to baseline", 30*time.Second, func() bool { return runtime.NumGoroutine() <= base })
 }

@@ -53,7 +53,7 @@ func TestSecretSweep(t *testing.T) {
 	}
 	d.Publish("job", Event{Type: "job.status", Title: "Running", Message: "job started"})
 	d.Publish("job", Event{Type: "debug", Message: "a debug line"})
-	waitFor(t, "all outcomes", 10*time.Second, func() bool {
+	waitFor(t, "all outcomes", 30*time.Second, func() bool {
 		var n uint64
 		for _, st := range d.Stats("job") {
 			n += st.Delivered + st.Failed

@@ -68,7 +68,7 @@ func TestSeedWebhookExample(t *testing.T) {
 	pub(stage("training_complete", "completed"), 0)
 	select {
 	case <-d.Unregister("3f2a9c1d"):
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("drain timed out")
 	}
 

@@ -63,7 +63,7 @@ func TestW1BlockedFormsNeverConnect(t *testing.T) {
 				}
 				if verr == nil {
 					d.Publish("j", Event{Type: "job.status"})
-					waitFor(t, "blocked delivery", 5*time.Second, settled(d, "j", 1))
+					waitFor(t, "blocked delivery", 30*time.Second, settled(d, "j", 1))
 					if st := stats1(t, d, "j"); st.Blocked != 1 || st.Failed != 1 || st.Retries != 0 {
 						t.Errorf("stats = %+v", st)
 					}
@@ -99,7 +99,7 @@ func TestW1BlockedFormsNeverConnect(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Publish("j", Event{Type: "job.status"})
-		waitFor(t, "delivery", 5*time.Second, settled(d, "j", 1))
+		waitFor(t, "delivery", 30*time.Second, settled(d, "j", 1))
 		if st := stats1(t, d, "j"); st.Delivered != 1 || meta.count() != 1 {
 			t.Fatalf("stats %+v hits %d", st, meta.count())
 		}
@@ -119,7 +119,7 @@ func TestW2RedirectNotFollowed(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Publish("j", Event{Type: "training.checkpoint"})
-		waitFor(t, "delivery", 5*time.Second, settled(d, "j", 1))
+		waitFor(t, "delivery", 30*time.Second, settled(d, "j", 1))
 		st := stats1(t, d, "j")
 		if st.Failed != 1 || st.LastStatus != code || st.Retries != 0 || !strings.Contains(st.LastError, "redirects are not followed") {
 			t.Errorf("%d: stats = %+v", code, st)
@@ -152,7 +152,7 @@ func TestW3DNSRebinding(t *testing.T) {
 		}
 		d.Publish("j", Event{Seq: 1, Type: "job.status"})
 		d.Publish("j", Event{Seq: 2, Type: "job.status"})
-		waitFor(t, "2 outcomes", 5*time.Second, settled(d, "j", 2))
+		waitFor(t, "2 outcomes", 30*time.Second, settled(d, "j", 2))
 		st := stats1(t, d, "j")
 		if st.Delivered != 1 || st.Blocked != 1 || rc.count() != 1 || connects.Load() != 1 {
 			t.Errorf("stats %+v hits %d connects %d", st, rc.count(), connects.Load())
@@ -175,7 +175,7 @@ func TestW3DNSRebinding(t *testing.T) {
 		}
 		d.Publish("j", Event{Seq: 1, Type: "job.status"})
 		d.Publish("j", Event{Seq: 2, Type: "job.status"})
-		waitFor(t, "2 outcomes", 5*time.Second, settled(d, "j", 2))
+		waitFor(t, "2 outcomes", 30*time.Second, settled(d, "j", 2))
 		if st := stats1(t, d, "j"); st.Delivered != 1 || st.Blocked != 1 || rc.count() != 1 {
 			t.Errorf("stats %+v hits %d", st, rc.count())
 		}
@@ -197,7 +197,7 @@ func TestW3DNSRebinding(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Publish("j", Event{Type: "job.status"})
-		waitFor(t, "outcome", 5*time.Second, settled(d, "j", 1))
+		waitFor(t, "outcome", 30*time.Second, settled(d, "j", 1))
 		if st := stats1(t, d, "j"); st.Blocked != 1 || rc.connCount() != 0 || connects.Load() != 0 {
 			t.Errorf("stats %+v conns %d connects %d", st, rc.connCount(), connects.Load())
 		}

@@ -24,7 +24,7 @@ func TestW5TLSVerification(t *testing.T) {
 		}
 		before := rc.count()
 		d.Publish("j", Event{Type: "job.status"})
-		waitFor(t, "outcome", 5*time.Second, settled(d, "j", 1))
+		waitFor(t, "outcome", 30*time.Second, settled(d, "j", 1))
 		st := stats1(t, d, "j")
 		if st.Failed != 1 || st.Retries != 0 || st.Delivered != 0 {
 			t.Errorf("stats %+v", st)
@@ -50,7 +50,7 @@ func TestW5TLSVerification(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Publish("j", Event{Type: "job.status"})
-		waitFor(t, "outcomes", 5*time.Second, func() bool {
+		waitFor(t, "outcomes", 30*time.Second, func() bool {
 			st := d.Stats("j")
 			return st[0].Delivered+st[0].Failed == 1 && st[1].Delivered+st[1].Failed == 1
 		})
@@ -77,7 +77,7 @@ func TestW5TLSVerification(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Publish("j", Event{Type: "job.status"})
-		waitFor(t, "outcome", 5*time.Second, settled(d, "j", 1))
+		waitFor(t, "outcome", 30*time.Second, settled(d, "j", 1))
 		if st := stats1(t, d, "j"); st.Delivered != 1 {
 			t.Errorf("stats %+v", st)
 		}
