@@ -85,7 +85,7 @@ MODELS = [
     dict(name="uni1k", vocab_size=1000, normalization_rule_name="nmt_nfkc"),
     dict(name="uni2k_bytes", vocab_size=2000, normalization_rule_name="nmt_nfkc", byte_fallback=True),
     dict(name="uni800_cf_udef", vocab_size=800, normalization_rule_name="nmt_nfkc_cf",
-         user_defined_symbols=["<sks>", "4k"], control_symbols=["<extra_id_0>"]),
+         user_defined_symbols=["<sks>", "4k", "<SKS>", "\u216b"], control_symbols=["<extra_id_0>"]),
     dict(name="uni600_ident", vocab_size=600, normalization_rule_name="identity",
          remove_extra_whitespaces=False, add_dummy_prefix=False),
 ]
@@ -108,7 +108,7 @@ def main():
             f.write(data)
         procs[name] = spm.SentencePieceProcessor(model_proto=data)
     caps = [caption(100000 + i) for i in range(2400)]
-    caps += ["", " ", "   ", "\t\n", "a", "<sks> photo", "<extra_id_0>", "\u2581already", "x\u0301", "ﬁ ligature"]
+    caps += ["", " ", "   ", "\t\n", "a", "<sks> photo", "<SKS> PHOTO \u216b xii", "<extra_id_0>", "\u2581already", "x\u0301", "ﬁ ligature"]
     with gzip.GzipFile(os.path.join(HERE, "golden.jsonl.gz"), "wb", mtime=0) as f:
         for c in caps:
             rec = {"text": c}
