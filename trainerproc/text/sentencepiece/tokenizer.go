@@ -160,9 +160,9 @@ func (t *Tokenizer) viterbi(s string) []segment {
 		return nil
 	}
 	type node struct {
-		score  float32
-		start  int // -1: not reached yet
-		pieceI int
+		score float32
+		start int // -1: not reached yet
+		id    int
 	}
 	best := make([]node, len(s)+1)
 	for i := 1; i < len(best); i++ {
@@ -188,7 +188,7 @@ func (t *Tokenizer) viterbi(s string) []segment {
 			cand := score + float64(base)
 			end := &best[pos+length]
 			if end.start == -1 || cand > float64(end.score) {
-				*end = node{score: float32(cand), start: pos, pieceI: id}
+				*end = node{score: float32(cand), start: pos, id: id}
 			}
 			if length == mblen {
 				single = true
@@ -198,7 +198,7 @@ func (t *Tokenizer) viterbi(s string) []segment {
 			end := &best[pos+mblen]
 			cand := unkScore + base
 			if end.start == -1 || cand > end.score {
-				*end = node{score: cand, start: pos, pieceI: t.unkID}
+				*end = node{score: cand, start: pos, id: t.unkID}
 			}
 		}
 		pos += mblen
@@ -206,7 +206,7 @@ func (t *Tokenizer) viterbi(s string) []segment {
 	var rev []segment
 	for end := len(s); end > 0; {
 		n := best[end]
-		rev = append(rev, segment{id: n.pieceI, text: s[n.start:end]})
+		rev = append(rev, segment{id: n.id, text: s[n.start:end]})
 		end = n.start
 	}
 	out := make([]segment, 0, len(rev))
