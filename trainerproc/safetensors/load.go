@@ -9,7 +9,7 @@ import (
 // chunkBytes is how much raw data the converting readers stage at a time: large enough to
 // amortise the read calls, small enough that converting a multi-gigabyte tensor never holds
 // a second full copy of it.
-const chunkBytes = 1 << 20
+const chunkBytes = 256 << 10
 
 // TensorSource is what a loader needs from a checkpoint, whether it is one file, a memory
 // mapping or a set of shards: the names, the description of each tensor, and reads of one

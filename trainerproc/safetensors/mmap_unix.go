@@ -92,3 +92,24 @@ func (m *Mapped) Close() error {
 
 // errSyncUnsupported is what fsync of a directory returns where the filesystem cannot.
 const errSyncUnsupported = syscall.EINVAL
+
+// Float32Into decodes a float tensor straight from the mapping into dst: no staging buffer
+// at all, so the only memory a load allocates is the destination itself.
+func (m *Mapped) Float32Into(name string, dst []float32) error {
+	ti, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	if len(dst) != ti.Numel() {
+		return fmt.Errorf("%w: tensor %q has %d elements, buffer holds %d", ErrInvalid, name, ti.Numel(), len(dst))
+	}
+	if !floatType(ti.DType) {
+		return fmt.Errorf("%w: tensor %q: no float32 conversion from %s", ErrUnsupported, name, ti.DType)
+	}
+	raw, err := m.View(name)
+	if err != nil {
+		return err
+	}
+	decodeFloat32(ti.DType, raw, dst)
+	return nil
+}
