@@ -166,7 +166,7 @@ func TestLoadErrors(t *testing.T) {
 // streaming writer, so the test itself never holds the file.
 func largeFile(t *testing.T, size int, dt DType) string {
 	t.Helper()
-	const nTensors = 16
+	const nTensors = 32
 	per := size / nTensors / dt.Size()
 	specs := make([]Spec, nTensors)
 	for i := range specs {

@@ -94,7 +94,8 @@ func (m *Mapped) Close() error {
 const errSyncUnsupported = syscall.EINVAL
 
 // Float32Into decodes a float tensor straight from the mapping into dst: no staging buffer
-// at all, so the only memory a load allocates is the destination itself.
+// at all, so the only memory a load allocates is the destination itself; the tensor's pages
+// are then dropped from the resident set (Linux), so RSS stays near the decoded size.
 func (m *Mapped) Float32Into(name string, dst []float32) error {
 	ti, err := m.lookup(name)
 	if err != nil {
@@ -111,5 +112,6 @@ func (m *Mapped) Float32Into(name string, dst []float32) error {
 		return err
 	}
 	decodeFloat32(ti.DType, raw, dst)
+	release(raw)
 	return nil
 }

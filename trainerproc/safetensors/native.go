@@ -41,3 +41,6 @@ type closedReaderAt struct{}
 func (closedReaderAt) ReadAt([]byte, int64) (int, error) {
 	return 0, fmt.Errorf("%w: read after Close", ErrInvalid)
 }
+
+// addrOf is the address of b's first byte (b non-empty), for page alignment.
+func addrOf(b []byte) int { return int(uintptr(unsafe.Pointer(&b[0]))) }
