@@ -133,13 +133,52 @@ func ConvertInto(src TensorSource, name string, to DType, dst []byte) error {
 	if to == F32 && nativeLittleEndian() && aligned4(dst) {
 		return src.Float32Into(name, bytesFloat32(dst))
 	}
-	// The source interface reads whole tensors, so a narrowing (or unaligned) conversion
-	// stages this one tensor as float32: a transient of one tensor, never of the model.
+	if c, ok := src.(chunkConverter); ok {
+		return c.convertInto(name, to, dst)
+	}
+	// A source that can only read whole tensors stages this one tensor as float32: a
+	// transient of one tensor, never of the model.
 	tmp := make([]float32, n)
 	if err := src.Float32Into(name, tmp); err != nil {
 		return err
 	}
 	encodeFloat32(to, tmp, dst)
+	return nil
+}
+
+// chunkConverter is implemented by the sources that can convert a tensor a chunk at a time
+// (Reader, and through it File and Mapped; Sharded by delegation).
+type chunkConverter interface {
+	convertInto(name string, to DType, dst []byte) error
+}
+
+// convertInto converts a float tensor to dtype to a chunk at a time: raw bytes are read into
+// a small staging buffer, widened to float32 and narrowed into dst, so the transient memory
+// is bounded by chunkBytes whatever the tensor's size. The caller (ConvertInto) has checked
+// the target dtype and dst's length.
+func (r *Reader) convertInto(name string, to DType, dst []byte) error {
+	ti, err := r.lookup(name)
+	if err != nil {
+		return err
+	}
+	if !floatType(ti.DType) {
+		return fmt.Errorf("%w: tensor %q: no float32 conversion from %s", ErrUnsupported, name, ti.DType)
+	}
+	n, es, ts := ti.Numel(), ti.DType.Size(), to.Size()
+	perChunk := max(chunkBytes/es, 1)
+	raw := make([]byte, min(n, perChunk)*es)
+	vals := make([]float32, min(n, perChunk))
+	off := r.header.DataStart + ti.Begin
+	for done := 0; done < n; {
+		k := min(n-done, perChunk)
+		if _, err := r.r.ReadAt(raw[:k*es], off); err != nil {
+			return fmt.Errorf("%w: read tensor %q: %w", ErrCorrupt, name, err)
+		}
+		decodeFloat32(ti.DType, raw[:k*es], vals[:k])
+		encodeFloat32(to, vals[:k], dst[done*ts:(done+k)*ts])
+		done += k
+		off += int64(k * es)
+	}
 	return nil
 }
 

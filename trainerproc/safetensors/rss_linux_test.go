@@ -63,6 +63,9 @@ func TestLoadPeakRSS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 64 MiB and starts child processes")
 	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory inflates RSS")
+	}
 	path := largeFile(t, 64<<20, F32)
 	st, err := os.Stat(path)
 	if err != nil {

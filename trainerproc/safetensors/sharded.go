@@ -249,6 +249,18 @@ func (s *Sharded) Float32Into(name string, dst []float32) error {
 	return f.Float32Into(name, dst)
 }
 
+// convertInto converts a tensor a chunk at a time in the shard holding it.
+func (s *Sharded) convertInto(name string, to DType, dst []byte) error {
+	f, err := s.shard(name)
+	if err != nil {
+		return err
+	}
+	if c, ok := f.(chunkConverter); ok {
+		return c.convertInto(name, to, dst)
+	}
+	return ConvertInto(f, name, to, dst)
+}
+
 // Verify opens every shard (checking each against the index, which also refuses names
 // held by two shards) and, when the index records metadata.total_size, that it equals the
 // sum of the tensors' byte sizes.

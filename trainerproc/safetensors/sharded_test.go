@@ -183,3 +183,61 @@ func mustReadDir(t *testing.T, dir string) []os.DirEntry {
 	}
 	return ents
 }
+
+// Concurrent readers share the lazily opened shards safely (run with -race), and narrowing
+// conversions through the index match the scalar rounding.
+func TestShardedConcurrentReads(t *testing.T) {
+	dir := t.TempDir()
+	var ts []Tensor
+	for i := range 8 {
+		v := make([]float32, 1000)
+		for j := range v {
+			v[j] = float32(i) + float32(j)/7
+		}
+		tt, _ := FromFloat32(fmt.Sprintf("w%d", i), F32, []int{1000}, v)
+		ts = append(ts, tt)
+	}
+	w, err := CreateSharded(dir, "m", specsOf(ts), nil, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range ts {
+		if err := w.WriteTensor(tt.Name, tt.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenSharded(w.IndexPath(), ShardOptions{Map: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	errs := make(chan error, len(ts))
+	for _, tt := range ts {
+		go func() {
+			got := make([]byte, 2000)
+			if err := ConvertInto(s, tt.Name, BF16, got); err != nil {
+				errs <- err
+				return
+			}
+			v, _ := tt.Float32()
+			want := make([]byte, 2000)
+			encodeFloat32(BF16, v, want)
+			if !bytes.Equal(got, want) {
+				errs <- fmt.Errorf("%s: BF16 conversion differs", tt.Name)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range ts {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := len(s.Index().Shards()); n != 8 {
+		t.Fatalf("%d shards, want one per 4000-byte tensor", n)
+	}
+}
