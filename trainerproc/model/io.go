@@ -34,25 +34,25 @@ type configFile struct {
 }
 
 // Save writes the base weights and configs to dir in the diffusers layout (float32),
-// creating dir. Files are written whole then renamed, so a crash leaves no half file under
-// its final name.
+// creating dir. Weights stream to disk one parameter at a time (only that parameter's host
+// copy is held, never the encoded file), and every file goes through a temporary that is
+// fsynced and then renamed, so a crash leaves no half file under its final name.
 func (m *Model) Save(dir string) error {
-	var tr, te []safetensors.Tensor
+	type weightsFile struct {
+		path   string
+		specs  []safetensors.Spec
+		params []*engine.Parameter
+	}
+	tr := &weightsFile{path: filepath.Join(dir, TransformerDir, TransformerWeights)}
+	te := &weightsFile{path: filepath.Join(dir, TextEncoderDir, TextEncoderWeights)}
 	for _, p := range m.params {
-		v, err := p.ToHost()
-		if err != nil {
-			return fmt.Errorf("model: read %s: %w", p.Name, err)
-		}
 		name, isText := strings.CutPrefix(p.Name, textPrefix)
-		t, err := safetensors.FromFloat32(name, safetensors.F32, p.Shape(), v)
-		if err != nil {
-			return fmt.Errorf("model: encode %s: %w", p.Name, err)
-		}
+		f := tr
 		if isText {
-			te = append(te, t)
-		} else {
-			tr = append(tr, t)
+			f = te
 		}
+		f.specs = append(f.specs, safetensors.Spec{Name: name, DType: safetensors.F32, Shape: p.Shape()})
+		f.params = append(f.params, p)
 	}
 	cfg, err := json.MarshalIndent(configFile{ClassName, m.cfg}, "", "  ")
 	if err != nil {
@@ -64,37 +64,67 @@ func (m *Model) Save(dir string) error {
 		TextEncoderDir: []string{"simpletuner", "SimpleTunerCaptionEncoder"},
 	}, "", "  ")
 	meta := map[string]string{"format": "pt", "flavour": m.cfg.Flavour}
-	writes := []struct {
-		path string
-		data func() ([]byte, error)
-	}{
-		{filepath.Join(dir, TransformerDir, ConfigFile), func() ([]byte, error) { return cfg, nil }},
-		{filepath.Join(dir, TransformerDir, TransformerWeights), func() ([]byte, error) { return safetensors.Marshal(tr, meta) }},
-		{filepath.Join(dir, TextEncoderDir, ConfigFile), func() ([]byte, error) { return cfg, nil }},
-		{filepath.Join(dir, TextEncoderDir, TextEncoderWeights), func() ([]byte, error) { return safetensors.Marshal(te, meta) }},
-		{filepath.Join(dir, ModelIndexFile), func() ([]byte, error) { return index, nil }},
-	}
-	for _, w := range writes {
-		data, err := w.data()
-		if err != nil {
-			return fmt.Errorf("model: encode %s: %w", w.path, err)
+	writeWeights := func(f *weightsFile) error {
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
+			return fmt.Errorf("model: %w", err)
 		}
-		if err := writeFileAtomic(w.path, data); err != nil {
+		w, err := safetensors.Create(f.path, f.specs, meta)
+		if err != nil {
+			return fmt.Errorf("model: encode %s: %w", f.path, err)
+		}
+		for i, p := range f.params {
+			v, err := p.ToHost()
+			if err == nil {
+				err = w.WriteFloat32(f.specs[i].Name, v)
+			}
+			if err != nil {
+				w.Abort()
+				return fmt.Errorf("model: write %s: %w", p.Name, err)
+			}
+		}
+		if err := w.Commit(); err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		return nil
+	}
+	steps := []func() error{
+		func() error { return writeFileAtomic(filepath.Join(dir, TransformerDir, ConfigFile), cfg) },
+		func() error { return writeWeights(tr) },
+		func() error { return writeFileAtomic(filepath.Join(dir, TextEncoderDir, ConfigFile), cfg) },
+		func() error { return writeWeights(te) },
+		func() error { return writeFileAtomic(filepath.Join(dir, ModelIndexFile), index) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// writeFileAtomic writes a small file through a temporary that is fsynced before the
+// rename, so the name never points at data that a crash could still lose.
 func writeFileAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.Create(tmp)
+	if err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("model: %w", err)
 	}
 	return nil
@@ -129,26 +159,29 @@ func Load(e *engine.Engine, dir string) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{e: e, cfg: cfg, byName: map[string]*engine.Parameter{}, adapters: map[string]Adapter{}, pos: map[[2]int][]float32{}}
-	tensors := map[string]safetensors.Tensor{}
+	// Each file is read one tensor at a time straight into the parameter's host buffer, so
+	// loading never holds the file and the decoded weights at once.
+	files := map[string]*safetensors.File{} // keyed by name prefix
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	ntensors := 0
 	for _, f := range []struct{ path, prefix string }{
 		{filepath.Join(dir, TransformerDir, TransformerWeights), ""},
 		{filepath.Join(dir, TextEncoderDir, TextEncoderWeights), textPrefix},
 	} {
-		data, err := os.ReadFile(f.path)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrWeights, err)
-		}
-		ts, _, err := safetensors.Unmarshal(data)
+		sf, err := safetensors.Open(f.path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrWeights, f.path, err)
 		}
-		for _, t := range ts {
-			tensors[f.prefix+t.Name] = t
-		}
+		files[f.prefix] = sf
+		ntensors += len(sf.Names())
 	}
 	specs := cfg.paramShapes()
-	if len(tensors) != len(specs) {
-		return nil, fmt.Errorf("%w: %s holds %d tensors, the config needs %d", ErrWeights, dir, len(tensors), len(specs))
+	if ntensors != len(specs) {
+		return nil, fmt.Errorf("%w: %s holds %d tensors, the config needs %d", ErrWeights, dir, ntensors, len(specs))
 	}
 	err = engine.Catch(func() {
 		for _, sp := range specs {
@@ -159,7 +192,7 @@ func Load(e *engine.Engine, dir string) (*Model, error) {
 	})
 	if err == nil {
 		for _, p := range m.params {
-			if err = uploadParam(e, p, tensors); err != nil {
+			if err = loadParam(e, p, files); err != nil {
 				break
 			}
 		}
@@ -169,6 +202,30 @@ func Load(e *engine.Engine, dir string) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// loadParam reads the tensor named like p from the file its prefix selects, converting to
+// float32, and uploads it after checking its shape.
+func loadParam(e *engine.Engine, p *engine.Parameter, files map[string]*safetensors.File) error {
+	f, name := files[""], p.Name
+	if rest, ok := strings.CutPrefix(p.Name, textPrefix); ok {
+		f, name = files[textPrefix], rest
+	}
+	ti, ok := f.Info(name)
+	if !ok {
+		return fmt.Errorf("%w: tensor %s missing", ErrWeights, p.Name)
+	}
+	if !slicesEqual(ti.Shape, p.Shape()) {
+		return fmt.Errorf("%w: tensor %s has shape %v, want %v", ErrWeights, p.Name, ti.Shape, p.Shape())
+	}
+	v := make([]float32, ti.Numel())
+	if err := f.Float32Into(name, v); err != nil {
+		return fmt.Errorf("%w: tensor %s: %w", ErrWeights, p.Name, err)
+	}
+	if err := e.Backend().Upload(p.Buffer(), v); err != nil {
+		return fmt.Errorf("model: upload %s: %w", p.Name, err)
+	}
+	return nil
 }
 
 // uploadParam copies the tensor named like p into p after checking its shape.

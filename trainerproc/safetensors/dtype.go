@@ -6,6 +6,15 @@
 // reader rejects anything the reference implementation would reject (and duplicate names,
 // which it would silently accept), because a truncated or garbled weights file must never
 // be loaded on resume.
+//
+// Checkpoints of billions of parameters must load without a second copy: Open (positioned
+// reads), OpenMapped (a read-only mapping) and OpenSharded (a "*.safetensors.index.json" with
+// lazily opened shards) all implement TensorSource, which reads one tensor at a time into a
+// buffer the caller owns, converting F16/BF16/F64 to float32 (Float32Into) or to another
+// compute precision (ConvertInto) on the way. Create and CreateSharded write the other way:
+// the header is computed from the tensor list up front, each tensor's bytes are streamed to a
+// temporary file in the target directory, and Commit fsyncs, renames and fsyncs the
+// directory. Marshal and Unmarshal remain for small files held in memory.
 package safetensors
 
 import (

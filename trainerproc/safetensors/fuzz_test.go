@@ -3,6 +3,7 @@ package safetensors
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +37,31 @@ func FuzzRead(f *testing.F) {
 		}
 		if len(meta) != len(meta2) || (len(meta) > 0 && !reflect.DeepEqual(meta, meta2)) {
 			t.Fatalf("metadata changed across re-encoding: %v vs %v", meta, meta2)
+		}
+	})
+}
+
+// FuzzIndex feeds arbitrary bytes to the shard index parser: no panic, every failure wraps
+// ErrCorrupt, and an accepted index names only plain file names.
+func FuzzIndex(f *testing.F) {
+	f.Add([]byte(`{"metadata":{"total_size":8},"weight_map":{"a":"s1","b":"s2"}}`))
+	f.Add([]byte(`{"weight_map":{"a":"s1","a":"s1"}}`))
+	f.Add([]byte(`{"weight_map":{"a":"../x"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ix, err := ParseIndex(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		for _, s := range ix.Shards() {
+			if s == "" || s == "." || s == ".." || strings.ContainsAny(s, `/\`) {
+				t.Fatalf("accepted shard name %q", s)
+			}
+		}
+		if ix.TotalSize < 0 {
+			t.Fatalf("negative total size %d", ix.TotalSize)
 		}
 	})
 }

@@ -108,7 +108,7 @@ func (t Tensor) check() error {
 
 // sortForWrite orders tensors as the reference writer does: descending dtype (its enum
 // order, which puts wide types first so every tensor stays aligned), then by name.
-func sortForWrite(ts []Tensor) []Tensor {
+func sortForWrite(ts []Spec) []Spec {
 	out := slices.Clone(ts)
 	sort.SliceStable(out, func(i, j int) bool {
 		ri, rj := dtypeTable[out[i].DType].rank, dtypeTable[out[j].DType].rank
@@ -133,8 +133,33 @@ func appendJSONString(b []byte, s string) []byte {
 // EncodeHeader returns the length prefix plus the padded JSON header for tensors (in the
 // order Write will store them) and that order.
 func EncodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tensor, error) {
-	seen := make(map[string]bool, len(tensors))
+	specs := make([]Spec, len(tensors))
+	for i, t := range tensors {
+		if err := t.check(); err != nil {
+			return nil, nil, err
+		}
+		specs[i] = Spec{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	}
+	head, layout, err := encodeSpecs(specs, metadata)
+	if err != nil {
+		return nil, nil, err
+	}
+	byName := make(map[string]Tensor, len(tensors))
 	for _, t := range tensors {
+		byName[t.Name] = t
+	}
+	ordered := make([]Tensor, len(layout))
+	for i, ti := range layout {
+		ordered[i] = byName[ti.Name]
+	}
+	return head, ordered, nil
+}
+
+// encodeSpecs validates the tensor descriptions and returns the length prefix plus padded
+// JSON header, and the layout (file order, offsets relative to the data section).
+func encodeSpecs(specs []Spec, metadata map[string]string) ([]byte, []TensorInfo, error) {
+	seen := make(map[string]bool, len(specs))
+	for _, t := range specs {
 		if t.Name == metadataKey {
 			return nil, nil, fmt.Errorf("%w: tensor name %q is reserved", ErrInvalid, t.Name)
 		}
@@ -145,8 +170,8 @@ func EncodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 			return nil, nil, fmt.Errorf("%w: duplicate tensor name %q", ErrInvalid, t.Name)
 		}
 		seen[t.Name] = true
-		if err := t.check(); err != nil {
-			return nil, nil, err
+		if _, err := byteSize(t.DType, t.Shape); err != nil {
+			return nil, nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 	}
 	for k, v := range metadata {
@@ -154,7 +179,7 @@ func EncodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 			return nil, nil, fmt.Errorf("%w: metadata %q is not UTF-8", ErrInvalid, k)
 		}
 	}
-	ordered := sortForWrite(tensors)
+	ordered := sortForWrite(specs)
 
 	h := make([]byte, 0, 64+96*len(ordered))
 	h = append(h, '{')
@@ -178,8 +203,9 @@ func EncodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 		h = append(h, '}')
 		first = false
 	}
+	layout := make([]TensorInfo, len(ordered))
 	var off uint64
-	for _, t := range ordered {
+	for i, t := range ordered {
 		if !first {
 			h = append(h, ',')
 		}
@@ -197,9 +223,15 @@ func EncodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 		h = append(h, `],"data_offsets":[`...)
 		h = strconv.AppendUint(h, off, 10)
 		h = append(h, ',')
-		off += uint64(len(t.Data))
+		size, _ := byteSize(t.DType, t.Shape) // checked above
+		begin := off
+		off += size
+		if off > math.MaxInt64 || off < begin {
+			return nil, nil, fmt.Errorf("%w: total data size overflows", ErrInvalid)
+		}
 		h = strconv.AppendUint(h, off, 10)
 		h = append(h, ']', '}')
+		layout[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: cloneShape(t.Shape), Begin: int64(begin), End: int64(off)}
 	}
 	h = append(h, '}')
 	for len(h)%8 != 0 {
@@ -210,7 +242,7 @@ func EncodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 	}
 	out := make([]byte, 8, 8+len(h))
 	binary.LittleEndian.PutUint64(out, uint64(len(h)))
-	return append(out, h...), ordered, nil
+	return append(out, h...), layout, nil
 }
 
 // Write streams a safetensors file to w: the header, then each tensor's bytes in file
