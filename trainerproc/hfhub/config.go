@@ -1,0 +1,116 @@
+// Package hfhub resolves files of Hugging Face Hub repositories through the standard local
+// Hugging Face cache (HF_HOME / HF_HUB_CACHE, models--org--name/{refs,snapshots,blobs}) and
+// downloads missing ones over the Hub's HTTP API. The cache layout is the one Python's
+// huggingface_hub uses, so files downloaded by Python tools are reused here and files
+// downloaded here are reused by them.
+package hfhub
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultEndpoint is the Hub used when HF_ENDPOINT is not set.
+const DefaultEndpoint = "https://huggingface.co"
+
+// Config says where the cache lives, which Hub to talk to, with which token, and whether the
+// network may be used at all. Build it with ConfigFromEnv so the environment variables mean
+// what they mean to Python tools sharing the same cache.
+type Config struct {
+	// CacheDir is the hub cache directory (the parent of the models--… folders).
+	CacheDir string
+	// Endpoint is the Hub's base URL, without a trailing slash.
+	Endpoint string
+	// Token is sent as "Authorization: Bearer <token>" to the Hub (never to a CDN on
+	// another host); empty means anonymous.
+	Token string
+	// Offline forbids every network access (HF_HUB_OFFLINE=1): only cached files resolve.
+	Offline bool
+}
+
+// ConfigFromEnv reads the configuration the way huggingface_hub does. getenv is usually
+// os.Getenv (a parameter so tests need not touch the process environment); homeDir is the
+// user's home directory, used for the ~/.cache/huggingface default and "~" expansion.
+//
+//   - HF home: HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface.
+//   - Hub cache: HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE (legacy), else $HF_HOME/hub.
+//   - Endpoint: HF_ENDPOINT (trailing "/" removed), else DefaultEndpoint.
+//   - Token: HF_TOKEN, else HUGGING_FACE_HUB_TOKEN, else the file HF_TOKEN_PATH (default
+//     $HF_HOME/token); none at all when HF_HUB_DISABLE_IMPLICIT_TOKEN is true.
+//   - Offline: HF_HUB_OFFLINE if set (even to a false value), else TRANSFORMERS_OFFLINE.
+func ConfigFromEnv(getenv func(string) string, homeDir string) Config {
+	expand := func(p string) string {
+		p = os.Expand(p, getenv)
+		if p == "~" {
+			return homeDir
+		}
+		if strings.HasPrefix(p, "~/") {
+			return filepath.Join(homeDir, p[2:])
+		}
+		return p
+	}
+	home := getenv("HF_HOME")
+	if home == "" {
+		xdg := getenv("XDG_CACHE_HOME")
+		if xdg == "" {
+			xdg = filepath.Join(homeDir, ".cache")
+		}
+		home = filepath.Join(xdg, "huggingface")
+	}
+	home = expand(home)
+
+	cache := getenv("HF_HUB_CACHE")
+	if cache == "" {
+		cache = getenv("HUGGINGFACE_HUB_CACHE")
+	}
+	if cache == "" {
+		cache = filepath.Join(home, "hub")
+	}
+	cache = expand(cache)
+
+	endpoint := strings.TrimRight(getenv("HF_ENDPOINT"), "/")
+	if endpoint == "" {
+		endpoint = DefaultEndpoint
+	}
+
+	var token string
+	if !isTrue(getenv("HF_HUB_DISABLE_IMPLICIT_TOKEN")) {
+		token = cleanToken(getenv("HF_TOKEN"))
+		if token == "" {
+			token = cleanToken(getenv("HUGGING_FACE_HUB_TOKEN"))
+		}
+		if token == "" {
+			path := getenv("HF_TOKEN_PATH")
+			if path == "" {
+				path = filepath.Join(home, "token")
+			}
+			// A missing token file is the normal anonymous case, so the error is dropped.
+			if b, err := os.ReadFile(expand(path)); err == nil {
+				token = cleanToken(string(b))
+			}
+		}
+	}
+
+	offline := getenv("HF_HUB_OFFLINE")
+	if offline == "" {
+		offline = getenv("TRANSFORMERS_OFFLINE")
+	}
+	return Config{CacheDir: cache, Endpoint: endpoint, Token: token, Offline: isTrue(offline)}
+}
+
+// isTrue is huggingface_hub's truthiness for environment flags.
+func isTrue(v string) bool {
+	switch strings.ToUpper(v) {
+	case "1", "ON", "YES", "TRUE":
+		return true
+	}
+	return false
+}
+
+// cleanToken drops line breaks and surrounding blanks, as tokens pasted into files often
+// carry them.
+func cleanToken(t string) string {
+	t = strings.NewReplacer("\r", "", "\n", "").Replace(t)
+	return strings.TrimSpace(t)
+}
