@@ -228,4 +228,3 @@ func (c Cache) writeCachedirTag() {
 func normalizeEtag(etag string) string {
 	return strings.Trim(strings.TrimLeft(etag, "W/"), `"`)
 }
-
