@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -32,6 +33,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{"implicit token disabled", map[string]string{"HF_HUB_CACHE": "/c", "HF_TOKEN": "hf_a", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "yes"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint}},
 		{"offline", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "1"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, Offline: true}},
 		{"offline transformers", map[string]string{"HF_HUB_CACHE": "/c", "TRANSFORMERS_OFFLINE": "true"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, Offline: true}},
+		{"timeouts", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "x"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, EtagTimeout: 3 * time.Second}},
 		{"offline shadowed", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "1"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint}},
 	}
 	for _, tt := range tests {

@@ -8,7 +8,9 @@ package hfhub
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultEndpoint is the Hub used when HF_ENDPOINT is not set.
@@ -27,6 +29,21 @@ type Config struct {
 	Token string
 	// Offline forbids every network access (HF_HUB_OFFLINE=1): only cached files resolve.
 	Offline bool
+	// EtagTimeout bounds each metadata request (HF_HUB_ETAG_TIMEOUT); 0 means 10 s.
+	EtagTimeout time.Duration
+	// DownloadTimeout is how long a download may receive nothing before the connection is
+	// dropped and the transfer resumed (HF_HUB_DOWNLOAD_TIMEOUT); 0 means 10 s.
+	DownloadTimeout time.Duration
+}
+
+// defaultTimeout is huggingface_hub's default for both timeouts.
+const defaultTimeout = 10 * time.Second
+
+func orDefault(d time.Duration) time.Duration {
+	if d <= 0 {
+		return defaultTimeout
+	}
+	return d
 }
 
 // ConfigFromEnv reads the configuration the way huggingface_hub does. getenv is usually
@@ -39,6 +56,8 @@ type Config struct {
 //   - Token: HF_TOKEN, else HUGGING_FACE_HUB_TOKEN, else the file HF_TOKEN_PATH (default
 //     $HF_HOME/token); none at all when HF_HUB_DISABLE_IMPLICIT_TOKEN is true.
 //   - Offline: HF_HUB_OFFLINE if set (even to a false value), else TRANSFORMERS_OFFLINE.
+//   - Timeouts: HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT, whole seconds (0 or
+//     unparsable means the 10 s default).
 func ConfigFromEnv(getenv func(string) string, homeDir string) Config {
 	expand := func(p string) string {
 		p = os.Expand(p, getenv)
@@ -96,7 +115,17 @@ func ConfigFromEnv(getenv func(string) string, homeDir string) Config {
 	if offline == "" {
 		offline = getenv("TRANSFORMERS_OFFLINE")
 	}
-	return Config{CacheDir: cache, Endpoint: endpoint, Token: token, Offline: isTrue(offline)}
+	return Config{CacheDir: cache, Endpoint: endpoint, Token: token, Offline: isTrue(offline),
+		EtagTimeout: seconds(getenv("HF_HUB_ETAG_TIMEOUT")), DownloadTimeout: seconds(getenv("HF_HUB_DOWNLOAD_TIMEOUT"))}
+}
+
+// seconds parses a whole number of seconds; anything else is 0 (the default).
+func seconds(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 // isTrue is huggingface_hub's truthiness for environment flags.

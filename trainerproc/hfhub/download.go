@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Progress reports how far the download of one file is; Done counts bytes already on disk,
@@ -61,6 +62,9 @@ type fileMeta struct {
 	location     string // where to GET the content (the CDN for LFS files)
 }
 
+// errStalled marks a transfer dropped for receiving nothing within the download timeout.
+var errStalled = errors.New("hfhub: no data received")
+
 // etagRE keeps etags usable as file names (they become blobs/<etag>).
 var etagRE = regexp.MustCompile(`^[0-9A-Za-z_\-]{1,128}$`)
 
@@ -103,6 +107,8 @@ func (c *Client) head(ctx context.Context, repoID, revision, filename string) (f
 	hc := c.client()
 	start := c.resolveURL(repoID, revision, filename)
 	cur := start
+	ctx, cancel := context.WithTimeout(ctx, orDefault(c.Config.EtagTimeout))
+	defer cancel()
 	for range 10 {
 		req, err := c.newRequest(ctx, http.MethodHead, cur, true)
 		if err != nil {
@@ -325,6 +331,13 @@ func (c *Client) transfer(ctx context.Context, repoID, revision, filename string
 func (c *Client) getOnce(ctx context.Context, repoID, filename string, meta fileMeta, f *os.File, off int64) (int64, error) {
 	hc := c.client()
 	origin := mustParse(c.resolveURL(repoID, "x", filename)).Host
+	// A connection that delivers nothing for DownloadTimeout is dropped and resumed, as a
+	// stalled CDN connection otherwise hangs the job forever.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := orDefault(c.Config.DownloadTimeout)
+	timer := time.AfterFunc(idle, func() { cancel(errStalled) })
+	defer timer.Stop()
 	cur := meta.location
 	var resp *http.Response
 	for i := 0; ; i++ {
@@ -342,6 +355,9 @@ func (c *Client) getOnce(ctx context.Context, repoID, filename string, meta file
 		}
 		resp, err = hc.Do(req)
 		if err != nil {
+			if context.Cause(ctx) == errStalled {
+				err = fmt.Errorf("%w after %v: %w", errStalled, idle, err)
+			}
 			return 0, fmt.Errorf("hfhub: GET %s: %w", cur, err)
 		}
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -376,6 +392,10 @@ func (c *Client) getOnce(ctx context.Context, repoID, filename string, meta file
 	var n int64
 	for {
 		k, rerr := resp.Body.Read(buf)
+		timer.Reset(idle)
+		if rerr != nil && context.Cause(ctx) == errStalled {
+			rerr = fmt.Errorf("%w after %v: %w", errStalled, idle, rerr)
+		}
 		if k > 0 {
 			if off+n+int64(k) > meta.size {
 				return n, fmt.Errorf("%w: %s is longer than the %d bytes announced", ErrCorrupt, filename, meta.size)

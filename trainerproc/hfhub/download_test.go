@@ -5,9 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"simpletuner/trainerproc/hfhub/hfhubtest"
 )
@@ -358,5 +360,25 @@ func TestRevisionBranchVersusCommit(t *testing.T) {
 	}
 	if cnt := len(rangesFor(fx.hub, "vae/diffusion_pytorch_model.safetensors")); cnt != 1 {
 		t.Fatalf("shared blob downloaded %d times", cnt)
+	}
+}
+
+func TestDownloadResumesAfterStall(t *testing.T) {
+	const name = "vae/diffusion_pytorch_model.safetensors"
+	fx := newFixture(t)
+	fx.hub.StallAfter(repoID, name, 4096)
+	c := fx.client("")
+	// Short so the test is quick; nothing asserts on time, only on the resumed transfer.
+	c.Config.DownloadTimeout = 200 * time.Millisecond
+	p, err := c.Download(context.Background(), repoID, "main", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(readFile(t, p)) != string(fx.files[name].Content) {
+		t.Fatal("content differs after a stall")
+	}
+	// A slow machine may add resumes of its own; the stall's must be among them.
+	if got := rangesFor(fx.hub, name); !slices.Contains(got, "bytes=4096-") {
+		t.Fatalf("GET ranges %q, want one from byte 4096", got)
 	}
 }

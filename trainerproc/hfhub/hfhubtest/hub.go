@@ -59,12 +59,13 @@ type Hub struct {
 	requests []Request
 	cutAfter map[string]int64 // repo+"/"+path -> bytes sent before the next GET is cut
 	corrupt  map[string]bool  // repo+"/"+path -> serve flipped content
+	stall    map[string]int64 // repo+"/"+path -> bytes sent before the next GET stalls
 	seq      int
 }
 
 // New starts a fake Hub and its CDN; both are closed when the test ends.
 func New(t interface{ Cleanup(func()) }) *Hub {
-	h := &Hub{repos: map[string]*repo{}, cutAfter: map[string]int64{}, corrupt: map[string]bool{}}
+	h := &Hub{repos: map[string]*repo{}, cutAfter: map[string]int64{}, corrupt: map[string]bool{}, stall: map[string]int64{}}
 	hub := httptest.NewServer(http.HandlerFunc(h.serveHub))
 	cdn := httptest.NewServer(http.HandlerFunc(h.serveCDN))
 	t.Cleanup(hub.Close)
@@ -119,6 +120,14 @@ func (h *Hub) CutAfter(repoID, path string, n int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.cutAfter[repoID+"/"+path] = n
+}
+
+// StallAfter makes the next GET of path send n bytes of the body and then send nothing more
+// until the client gives up (it holds the connection open). Later GETs are served normally.
+func (h *Hub) StallAfter(repoID, path string, n int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stall[repoID+"/"+path] = n
 }
 
 // Corrupt makes every GET of path serve content with one byte flipped, while the metadata
@@ -309,10 +318,15 @@ func (h *Hub) serveBody(w http.ResponseWriter, r *http.Request, repoID, name str
 		content[len(content)/2] ^= 0xff
 	}
 	cut, doCut := int64(-1), false
+	stall, doStall := int64(-1), false
 	if r.Method == http.MethodGet {
 		if n, ok := h.cutAfter[key]; ok {
 			cut, doCut = n, true
 			delete(h.cutAfter, key)
+		}
+		if n, ok := h.stall[key]; ok {
+			stall, doStall = n, true
+			delete(h.stall, key)
 		}
 	}
 	h.mu.Unlock()
@@ -349,6 +363,14 @@ func (h *Hub) serveBody(w http.ResponseWriter, r *http.Request, repoID, name str
 		}
 		// Aborting the handler makes the server drop the connection mid-body.
 		panic(http.ErrAbortHandler)
+	}
+	if doStall && stall < int64(len(body)) {
+		_, _ = w.Write(body[:stall])
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		<-r.Context().Done()
+		return
 	}
 	_, _ = w.Write(body)
 }
