@@ -143,6 +143,9 @@ func (c Cache) Lookup(repoID, revision, filename string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if _, err := os.Stat(filepath.Join(c.RepoDir(repoID), ".no_exist", commit, filepath.FromSlash(filename))); err == nil {
+		return "", fmt.Errorf("%w: %s does not exist in %s at %s (recorded by an earlier request)", ErrNotCached, filename, repoID, revision)
+	}
 	p := c.SnapshotPath(repoID, commit, filename)
 	// Stat follows the symlink, so a dangling link (blob removed) counts as missing.
 	st, err := os.Stat(p)
@@ -213,6 +216,33 @@ func (c Cache) linkSnapshot(repoID, commit, filename, etag string) (string, erro
 		return "", fmt.Errorf("hfhub: snapshot %s: %w", filename, err)
 	}
 	return ptr, nil
+}
+
+// markMissing records that filename does not exist at commit (.no_exist/<commit>/<file>, an
+// empty file) and points revision at commit. Failures are ignored: it is only a hint.
+func (c Cache) markMissing(repoID, revision, commit, filename string) {
+	p := filepath.Join(c.RepoDir(repoID), ".no_exist", commit, filepath.FromSlash(filename))
+	if os.MkdirAll(filepath.Dir(p), 0o777) == nil {
+		if f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o666); err == nil {
+			f.Close()
+		}
+	}
+	_ = c.writeRef(repoID, revision, commit)
+}
+
+// IsKnownMissing reports whether an earlier online request found that filename does not
+// exist in repoID at revision, so optional files (e.g. a weight variant) need not be asked
+// for again offline.
+func (c Cache) IsKnownMissing(repoID, revision, filename string) bool {
+	if validateFilename(filename) != nil {
+		return false
+	}
+	commit, err := c.ResolveCommit(repoID, revision)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(c.RepoDir(repoID), ".no_exist", commit, filepath.FromSlash(filename)))
+	return err == nil
 }
 
 // writeCachedirTag creates CACHEDIR.TAG once; failures are ignored as it is only a hint.

@@ -206,6 +206,12 @@ func (c *Client) Download(ctx context.Context, repoID, revision, filename string
 		return p, nil
 	}
 	meta, err := c.head(ctx, repoID, revision, filename)
+	var he *HubError
+	if errors.As(err, &he) && errors.Is(err, ErrEntryNotFound) && IsCommit(he.Commit) {
+		// Remember the absence as Python does, so its offline loads (and ours) know the
+		// file is missing at that commit instead of failing on the network.
+		cache.markMissing(repoID, revision, he.Commit, filename)
+	}
 	if err != nil {
 		if errors.Is(err, ErrRevisionNotFound) || errors.Is(err, ErrEntryNotFound) || ctx.Err() != nil {
 			return "", err

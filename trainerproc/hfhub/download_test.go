@@ -3,6 +3,8 @@ package hfhub
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -296,10 +298,24 @@ func TestDownloadErrors(t *testing.T) {
 			t.Errorf("%s@%s %s: err = %v, want %v", tt.repo, tt.rev, tt.file, err, tt.want)
 		}
 	}
+	// The missing entry is remembered for offline callers, as Python does.
+	if !(Cache{Dir: fx.cache}).IsKnownMissing(repoID, "main", "unet/config.json") {
+		t.Error("no .no_exist marker for a missing entry")
+	}
+	if _, err := os.Stat(filepath.Join(fx.cache, "models--org--pipe", ".no_exist", fx.commit, "unet", "config.json")); err != nil {
+		t.Error(err)
+	}
+	if (Cache{Dir: fx.cache}).IsKnownMissing(repoID, "main", "model_index.json") {
+		t.Error("an existing file is marked missing")
+	}
 	// Not a Hub at all: the metadata headers are missing.
-	notHub := NewClient(Config{CacheDir: fx.cache, Endpoint: fx.hub.CDNURL})
-	if _, err := notHub.Download(context.Background(), repoID, "main", "model_index.json"); err == nil {
-		t.Fatal("a non-Hub endpoint was accepted")
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("hello"))
+	}))
+	defer plain.Close()
+	notHub := NewClient(Config{CacheDir: fx.cache, Endpoint: plain.URL})
+	if _, err := notHub.Download(context.Background(), repoID, "main", "model_index.json"); !errors.Is(err, ErrMetadata) || !strings.Contains(err.Error(), "HF_ENDPOINT") {
+		t.Fatalf("a non-Hub endpoint: %v", err)
 	}
 }
 

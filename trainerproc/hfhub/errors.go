@@ -45,6 +45,9 @@ type HubError struct {
 	Repo, Endpoint string
 	// TokenSent says whether an Authorization header was sent.
 	TokenSent bool
+	// Commit is the X-Repo-Commit of the answer, if any (an EntryNotFound carries the commit
+	// the file is missing from).
+	Commit string
 }
 
 // Error explains the failure and what to do, since most of these are fixed by the user
@@ -83,7 +86,8 @@ func (e *HubError) Unwrap() error { return e.Kind }
 func (c *Client) hubError(resp *http.Response, repoID, url string, tokenSent bool) error {
 	code := resp.Header.Get("X-Error-Code")
 	e := &HubError{Status: resp.StatusCode, Code: code, Message: resp.Header.Get("X-Error-Message"),
-		URL: url, Repo: repoID, Endpoint: c.Config.Endpoint, TokenSent: tokenSent}
+		URL: url, Repo: repoID, Endpoint: c.Config.Endpoint, TokenSent: tokenSent,
+		Commit: resp.Header.Get("X-Repo-Commit")}
 	switch {
 	case code == "RevisionNotFound":
 		e.Kind = ErrRevisionNotFound
