@@ -275,31 +275,40 @@ func weightVariant(name string) (variant string, weight bool) {
 func pipelineFiles(files, comps []string, variant string) []string {
 	var out []string
 	for _, comp := range comps {
-		prefix := comp + "/"
-		var cfg, plain, chosen []string
-		for _, f := range files {
-			if !strings.HasPrefix(f, prefix) {
-				continue
-			}
-			v, weight := weightVariant(f)
-			switch {
-			case !weight:
-				if keepConfig(f) {
-					cfg = append(cfg, f)
-				}
-			case v == "":
-				plain = append(plain, f)
-			case v == variant:
-				chosen = append(chosen, f)
-			}
-		}
-		if variant == "" || len(chosen) == 0 {
-			chosen = plain
-		}
-		out = append(out, cfg...)
-		out = append(out, chosen...)
+		out = append(out, componentFiles(files, comp, variant)...)
 	}
 	return out
+}
+
+// componentFiles picks the files of one model folder (dir "" is the repo's root, without
+// descending into subfolders): its configuration and tokenizer files, then the weights of
+// variant, or the plain weights when that variant does not exist.
+func componentFiles(files []string, dir, variant string) []string {
+	want := dir
+	if want == "" {
+		want = "."
+	}
+	var cfg, plain, chosen []string
+	for _, f := range files {
+		if path.Dir(f) != want {
+			continue
+		}
+		v, weight := weightVariant(f)
+		switch {
+		case !weight:
+			if keepConfig(f) {
+				cfg = append(cfg, f)
+			}
+		case v == "":
+			plain = append(plain, f)
+		case v == variant:
+			chosen = append(chosen, f)
+		}
+	}
+	if variant == "" || len(chosen) == 0 {
+		chosen = plain
+	}
+	return append(cfg, chosen...)
 }
 
 // keepConfig says which non-weight files a component needs: configurations and tokenizer
