@@ -45,6 +45,38 @@ type Client struct {
 	ResumeAttempts int
 	// UserAgent is sent with each request.
 	UserAgent string
+	// Backoff is the wait before retry number attempt (1-based) after a transient failure
+	// (network error, 408, 429, 5xx); nil means 1, 2, 4, 8, 8… seconds as Python waits.
+	Backoff func(attempt int) time.Duration
+}
+
+// wait sleeps the backoff of attempt, or less if ctx ends first.
+func (c *Client) wait(ctx context.Context, attempt int) error {
+	d := min(time.Second<<(attempt-1), 8*time.Second)
+	if c.Backoff != nil {
+		d = c.Backoff(attempt)
+	}
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// transient says whether err is worth retrying: the network failed or the Hub said
+// "later" (408, 429, 5xx); anything else is an answer.
+func transient(err error) bool {
+	var he *HubError
+	if errors.As(err, &he) {
+		return he.Status == http.StatusRequestTimeout || he.Status == http.StatusTooManyRequests || he.Status >= 500
+	}
+	return !errors.Is(err, ErrMetadata) && !errors.Is(err, ErrInvalidName) && !errors.Is(err, ErrCorrupt)
 }
 
 // NewClient returns a client for cfg with the defaults Python uses (five resumes).
@@ -206,6 +238,18 @@ func (c *Client) Download(ctx context.Context, repoID, revision, filename string
 		return p, nil
 	}
 	meta, err := c.head(ctx, repoID, revision, filename)
+	if err != nil && transient(err) && ctx.Err() == nil {
+		// Python's order: a cached copy first (fast when the Hub is down), then retries.
+		if p, lerr := cache.Lookup(repoID, revision, filename); lerr == nil {
+			return p, nil
+		}
+		for attempt := 1; attempt <= c.ResumeAttempts && err != nil && transient(err); attempt++ {
+			if werr := c.wait(ctx, attempt); werr != nil {
+				return "", fmt.Errorf("hfhub: %s of %s: %w (after %w)", filename, repoID, werr, err)
+			}
+			meta, err = c.head(ctx, repoID, revision, filename)
+		}
+	}
 	var he *HubError
 	if errors.As(err, &he) && errors.Is(err, ErrEntryNotFound) && IsCommit(he.Commit) {
 		// Remember the absence as Python does, so its offline loads (and ours) know the
@@ -312,8 +356,7 @@ func (c *Client) transfer(ctx context.Context, repoID, revision, filename string
 		if err == nil {
 			break
 		}
-		var he *HubError
-		if ctx.Err() != nil || errors.As(err, &he) || errors.Is(err, ErrCorrupt) {
+		if ctx.Err() != nil || !transient(err) {
 			return err
 		}
 		if n > 0 {
@@ -323,6 +366,14 @@ func (c *Client) transfer(ctx context.Context, repoID, revision, filename string
 		if failures > c.ResumeAttempts {
 			return fmt.Errorf("hfhub: download of %s (%s at %s) interrupted at %d of %d bytes; run again to resume: %w",
 				filename, repoID, revision, off, meta.size, err)
+		}
+		// A broken connection is resumed at once, as data was flowing; an answer saying
+		// "later" (or a connection that failed outright) waits before the next try.
+		var he *HubError
+		if errors.As(err, &he) || n == 0 {
+			if werr := c.wait(ctx, failures); werr != nil {
+				return werr
+			}
 		}
 	}
 	if off != meta.size {

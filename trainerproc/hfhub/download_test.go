@@ -398,3 +398,46 @@ func TestDownloadResumesAfterStall(t *testing.T) {
 		t.Fatalf("GET ranges %q, want one from byte 4096", got)
 	}
 }
+
+func TestTransientErrorsRetried(t *testing.T) {
+	const name = "vae/diffusion_pytorch_model.safetensors"
+	tests := []struct {
+		name     string
+		fail     int
+		status   int
+		attempts int
+		ok       bool
+	}{
+		{"503 on HEAD then fine", 1, 503, 5, true},
+		{"429 on HEAD and GET", 2, 429, 5, true},
+		{"overloaded past the retries", 10, 503, 2, false},
+		{"no retries", 1, 502, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			c := fx.client("")
+			c.ResumeAttempts = tt.attempts
+			var waits []int
+			c.Backoff = func(a int) time.Duration { waits = append(waits, a); return 0 }
+			fx.hub.FailNext(tt.fail, tt.status)
+			p, err := c.Download(context.Background(), repoID, "main", name)
+			if !tt.ok {
+				var he *HubError
+				if !errors.As(err, &he) || he.Status != tt.status {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(readFile(t, p)) != string(fx.files[name].Content) {
+				t.Fatal("content differs")
+			}
+			if len(waits) != tt.fail {
+				t.Fatalf("waited %v times, want %d", waits, tt.fail)
+			}
+		})
+	}
+}

@@ -60,6 +60,8 @@ type Hub struct {
 	cutAfter map[string]int64 // repo+"/"+path -> bytes sent before the next GET is cut
 	corrupt  map[string]bool  // repo+"/"+path -> serve flipped content
 	stall    map[string]int64 // repo+"/"+path -> bytes sent before the next GET stalls
+	failNext int              // answer this many next requests (Hub and CDN) with failStatus
+	failCode int
 	seq      int
 }
 
@@ -128,6 +130,30 @@ func (h *Hub) StallAfter(repoID, path string, n int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stall[repoID+"/"+path] = n
+}
+
+// FailNext makes the next n requests, on the Hub or the CDN, answer status (e.g. 503 or
+// 429) as an overloaded Hub does.
+func (h *Hub) FailNext(n, status int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failNext, h.failCode = n, status
+}
+
+// failing consumes one injected failure, if any, and writes it.
+func (h *Hub) failing(w http.ResponseWriter) bool {
+	h.mu.Lock()
+	n, code := h.failNext, h.failCode
+	if n > 0 {
+		h.failNext--
+	}
+	h.mu.Unlock()
+	if n <= 0 {
+		return false
+	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, http.StatusText(code), code)
+	return true
 }
 
 // Corrupt makes every GET of path serve content with one byte flipped, while the metadata
@@ -215,6 +241,9 @@ func (h *Hub) lookup(w http.ResponseWriter, r *http.Request, repoID, rev string)
 
 func (h *Hub) serveHub(w http.ResponseWriter, r *http.Request) {
 	h.record(r, false)
+	if h.failing(w) {
+		return
+	}
 	p := r.URL.EscapedPath()
 	if rest, ok := strings.CutPrefix(p, "/api/models/"); ok && r.Method == http.MethodGet {
 		h.serveInfo(w, r, rest)
@@ -283,6 +312,9 @@ func (h *Hub) serveInfo(w http.ResponseWriter, r *http.Request, rest string) {
 // serveCDN answers GET /repos/{repo}/{commit}/{path} for LFS content; it wants no token.
 func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	h.record(r, true)
+	if h.failing(w) {
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/repos/")
 	if !ok || r.URL.Query().Get("sig") != "signed" {
 		http.Error(w, "forbidden", http.StatusForbidden)
