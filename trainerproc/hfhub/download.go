@@ -37,8 +37,11 @@ type Client struct {
 	// HTTP is the client requests go through; its redirect policy is overridden because
 	// redirects are followed by hand (a token must not follow a redirect to a CDN).
 	HTTP *http.Client
-	// OnProgress, when set, is called as bytes arrive (from the downloading goroutine).
+	// OnProgress, when set, is called as bytes arrive, from the downloading goroutine; a
+	// snapshot downloads several files at once, so calls for different files may overlap.
 	OnProgress func(Progress)
+	// Workers is how many files a snapshot downloads at once; 0 means 8, as Python does.
+	Workers int
 	// ResumeAttempts is how many consecutive interrupted transfers without progress are
 	// resumed with a Range request before giving up (a partial file is kept for a later
 	// call to resume).

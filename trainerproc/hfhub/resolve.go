@@ -121,10 +121,8 @@ func (c *Client) ResolveComponent(ctx context.Context, nameOrPath, revision, sub
 	if !hasConfig {
 		return "", fmt.Errorf("%w: %s has no %s at %s", ErrEntryNotFound, repoID, strings.TrimPrefix(subfolder+"/config.json", "/"), revision)
 	}
-	for _, f := range want {
-		if _, err := c.Download(ctx, repoID, commit, f); err != nil {
-			return "", err
-		}
+	if err := c.downloadAll(ctx, repoID, commit, want); err != nil {
+		return "", err
 	}
 	return filepath.Join(c.Cache().SnapshotDir(repoID, commit), filepath.FromSlash(subfolder)), nil
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // repoInfo is the part of GET /api/models/{repo}/revision/{rev} a snapshot needs.
@@ -94,10 +95,8 @@ func (c *Client) Snapshot(ctx context.Context, repoID, revision string, allow []
 	if err := c.Cache().writeRef(repoID, revision, commit); err != nil {
 		return "", err
 	}
-	for _, f := range filterFiles(files, allow) {
-		if _, err := c.Download(ctx, repoID, commit, f); err != nil {
-			return "", err
-		}
+	if err := c.downloadAll(ctx, repoID, commit, filterFiles(files, allow)); err != nil {
+		return "", err
 	}
 	return c.Cache().SnapshotDir(repoID, commit), nil
 }
@@ -219,10 +218,8 @@ func (c *Client) DownloadPipeline(ctx context.Context, repoID, revision string, 
 	if err := c.Cache().writeRef(repoID, revision, commit); err != nil {
 		return "", err
 	}
-	for _, f := range pipelineFiles(files, comps, opts.Variant) {
-		if _, err := c.Download(ctx, repoID, commit, f); err != nil {
-			return "", err
-		}
+	if err := c.downloadAll(ctx, repoID, commit, pipelineFiles(files, comps, opts.Variant)); err != nil {
+		return "", err
 	}
 	return c.Cache().SnapshotDir(repoID, commit), nil
 }
@@ -319,4 +316,42 @@ func keepConfig(f string) bool {
 		return true
 	}
 	return false
+}
+
+// downloadAll downloads files of repoID at commit with up to Workers at once; the first
+// failure cancels the rest and is returned.
+func (c *Client) downloadAll(ctx context.Context, repoID, commit string, files []string) error {
+	workers := c.Workers
+	if workers <= 0 {
+		workers = 8
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range min(workers, len(files)) {
+		wg.Go(func() {
+			for f := range jobs {
+				if _, err := c.Download(ctx, repoID, commit, f); err != nil {
+					once.Do(func() { first = err; cancel(err) })
+				}
+			}
+		})
+	}
+feed:
+	for _, f := range files {
+		select {
+		case jobs <- f:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return context.Cause(ctx)
 }

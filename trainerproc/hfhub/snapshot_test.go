@@ -193,4 +193,12 @@ func TestDownloadPipelineAndSnapshot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d2, "model_index.json")); err == nil {
 		t.Fatal("a file outside the patterns was downloaded")
 	}
+
+	// One bad file among many fails the whole snapshot with that file's error.
+	hub.Corrupt("org/pixart", "transformer/diffusion_pytorch_model.safetensors", true)
+	c3 := NewClient(Config{CacheDir: t.TempDir(), Endpoint: hub.URL})
+	c3.Workers = 3
+	if _, err := c3.Snapshot(ctx, "org/pixart", "main", nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("snapshot with a corrupted file: %v", err)
+	}
 }
