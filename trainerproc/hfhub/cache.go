@@ -3,6 +3,7 @@ package hfhub
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -194,8 +195,10 @@ func (c Cache) writeRef(repoID, revision, commit string) error {
 }
 
 // linkSnapshot points snapshots/<commit>/<filename> at blobs/<etag> with a relative symlink
-// (so the cache can be moved), replacing whatever was there.
-func (c Cache) linkSnapshot(repoID, commit, filename, etag string) (string, error) {
+// (so the cache can be moved), replacing whatever was there. Without symlinks (disabled, or
+// refused by the filesystem) the content itself goes to the snapshot as Python does: a blob
+// just downloaded (newBlob) is moved there, an older one is copied.
+func (c Cache) linkSnapshot(repoID, commit, filename, etag string, newBlob, noSymlinks bool) (string, error) {
 	ptr := c.SnapshotPath(repoID, commit, filename)
 	blob := c.BlobPath(repoID, etag)
 	if err := os.MkdirAll(filepath.Dir(ptr), 0o777); err != nil {
@@ -208,14 +211,55 @@ func (c Cache) linkSnapshot(repoID, commit, filename, etag string) (string, erro
 	if err := os.Remove(ptr); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("hfhub: snapshot %s: %w", filename, err)
 	}
-	if err := os.Symlink(rel, ptr); err != nil {
+	if !noSymlinks {
+		err := os.Symlink(rel, ptr)
+		if err == nil {
+			return ptr, nil
+		}
 		// A concurrent writer may have created the same link meanwhile; that is fine.
 		if got, rerr := os.Readlink(ptr); rerr == nil && got == rel {
 			return ptr, nil
 		}
+		if errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("hfhub: snapshot %s: %w", filename, err)
+		}
+	}
+	if newBlob {
+		if err := os.Rename(blob, ptr); err != nil {
+			return "", fmt.Errorf("hfhub: snapshot %s: %w", filename, err)
+		}
+		return ptr, nil
+	}
+	if err := copyFile(blob, ptr); err != nil {
 		return "", fmt.Errorf("hfhub: snapshot %s: %w", filename, err)
 	}
 	return ptr, nil
+}
+
+// copyFile copies src to dst through a temporary file renamed into place, so a reader never
+// sees half a file.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".incomplete"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o666)
+	if err != nil {
+		return err
+	}
+	_, cerr := io.Copy(out, in)
+	serr := out.Sync()
+	if err := errors.Join(cerr, serr, out.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // markMissing records that filename does not exist at commit (.no_exist/<commit>/<file>, an

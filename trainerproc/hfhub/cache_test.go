@@ -34,6 +34,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{"offline", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "1"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, Offline: true}},
 		{"offline transformers", map[string]string{"HF_HUB_CACHE": "/c", "TRANSFORMERS_OFFLINE": "true"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, Offline: true}},
 		{"timeouts", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "x"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, EtagTimeout: 3 * time.Second}},
+		{"no symlinks", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_DISABLE_SYMLINKS": "ON"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint, DisableSymlinks: true}},
 		{"offline shadowed", map[string]string{"HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "1"}, Config{CacheDir: "/c", Endpoint: DefaultEndpoint}},
 	}
 	for _, tt := range tests {
@@ -156,7 +157,7 @@ func TestWriteRefAndLink(t *testing.T) {
 	if err := os.WriteFile(c.BlobPath("org/m", etag), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := c.linkSnapshot("org/m", commit, "text_encoder/model.safetensors", etag)
+	p, err := c.linkSnapshot("org/m", commit, "text_encoder/model.safetensors", etag, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,10 @@ type Config struct {
 	Token string
 	// Offline forbids every network access (HF_HUB_OFFLINE=1): only cached files resolve.
 	Offline bool
+	// DisableSymlinks stores files in snapshots/ themselves instead of symlinks to blobs/
+	// (HF_HUB_DISABLE_SYMLINKS), for filesystems without symlinks; it is also the fallback
+	// when creating a symlink fails.
+	DisableSymlinks bool
 	// EtagTimeout bounds each metadata request (HF_HUB_ETAG_TIMEOUT); 0 means 10 s.
 	EtagTimeout time.Duration
 	// DownloadTimeout is how long a download may receive nothing before the connection is
@@ -56,6 +60,7 @@ func orDefault(d time.Duration) time.Duration {
 //   - Token: HF_TOKEN, else HUGGING_FACE_HUB_TOKEN, else the file HF_TOKEN_PATH (default
 //     $HF_HOME/token); none at all when HF_HUB_DISABLE_IMPLICIT_TOKEN is true.
 //   - Offline: HF_HUB_OFFLINE if set (even to a false value), else TRANSFORMERS_OFFLINE.
+//   - HF_HUB_DISABLE_SYMLINKS: files are placed in snapshots/ rather than linked.
 //   - Timeouts: HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT, whole seconds (0 or
 //     unparsable means the 10 s default).
 func ConfigFromEnv(getenv func(string) string, homeDir string) Config {
@@ -116,7 +121,8 @@ func ConfigFromEnv(getenv func(string) string, homeDir string) Config {
 		offline = getenv("TRANSFORMERS_OFFLINE")
 	}
 	return Config{CacheDir: cache, Endpoint: endpoint, Token: token, Offline: isTrue(offline),
-		EtagTimeout: seconds(getenv("HF_HUB_ETAG_TIMEOUT")), DownloadTimeout: seconds(getenv("HF_HUB_DOWNLOAD_TIMEOUT"))}
+		DisableSymlinks: isTrue(getenv("HF_HUB_DISABLE_SYMLINKS")),
+		EtagTimeout:     seconds(getenv("HF_HUB_ETAG_TIMEOUT")), DownloadTimeout: seconds(getenv("HF_HUB_DOWNLOAD_TIMEOUT"))}
 }
 
 // seconds parses a whole number of seconds; anything else is 0 (the default).

@@ -288,14 +288,16 @@ func (c *Client) Download(ctx context.Context, repoID, revision, filename string
 	}
 	defer unlock()
 	blob := cache.BlobPath(repoID, meta.etag)
+	newBlob := false
 	if _, err := os.Stat(blob); errors.Is(err, fs.ErrNotExist) {
 		if err := c.fetchBlob(ctx, repoID, revision, filename, meta, blob); err != nil {
 			return "", err
 		}
+		newBlob = true
 	} else if err != nil {
 		return "", fmt.Errorf("hfhub: blob %s: %w", blob, err)
 	}
-	return cache.linkSnapshot(repoID, meta.commit, filename, meta.etag)
+	return cache.linkSnapshot(repoID, meta.commit, filename, meta.etag, newBlob, c.Config.DisableSymlinks)
 }
 
 // fetchBlob downloads into blobs/<etag>.incomplete (resuming what an interrupted attempt

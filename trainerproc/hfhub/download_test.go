@@ -441,3 +441,44 @@ func TestTransientErrorsRetried(t *testing.T) {
 		})
 	}
 }
+
+func TestDownloadWithoutSymlinks(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	c := fx.client("")
+	c.Config.DisableSymlinks = true
+	const name = "text_encoder/model.safetensors"
+	p, err := c.Download(ctx, repoID, "main", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || string(readFile(t, p)) != string(fx.files[name].Content) {
+		t.Fatalf("snapshot entry: %v %v", st, err)
+	}
+	// The new blob was moved into the snapshot, as Python does without symlinks.
+	if _, err := os.Stat(filepath.Join(fx.cache, "models--org--pipe", "blobs", fx.files[name].Etag())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("blob still present: %v", err)
+	}
+	// An existing blob is copied instead: another branch at another commit with the same file.
+	c.Config.DisableSymlinks = false
+	fx.hub.Commit(repoID, "dev", fx.files)
+	if _, err := c.Download(ctx, repoID, "main", "model_index.json"); err != nil {
+		t.Fatal(err)
+	}
+	c.Config.DisableSymlinks = true
+	if _, err := c.Download(ctx, repoID, "dev", "text_encoder/model.safetensors"); err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(fx.cache, "models--org--pipe", "blobs", fx.files["model_index.json"].Etag())
+	pd, err := c.Download(ctx, repoID, "dev", "model_index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(pd); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("copied entry: %v %v", st, err)
+	}
+	if _, err := os.Stat(blob); err != nil {
+		t.Fatalf("copied blob must stay: %v", err)
+	}
+}
