@@ -53,12 +53,13 @@ type Client struct {
 	Backoff func(attempt int) time.Duration
 }
 
-// wait sleeps the backoff of attempt, or less if ctx ends first.
-func (c *Client) wait(ctx context.Context, attempt int) error {
-	d := min(time.Second<<(attempt-1), 8*time.Second)
-	if c.Backoff != nil {
-		d = c.Backoff(attempt)
-	}
+// maxRetryAfter caps a server-requested wait, so a bogus header cannot hang a job.
+const maxRetryAfter = time.Minute
+
+// wait sleeps the backoff of attempt, or less if ctx ends first. A Retry-After in the
+// failure's answer replaces the default schedule (not an explicit Client.Backoff).
+func (c *Client) wait(ctx context.Context, attempt int, cause error) error {
+	d := c.backoffFor(attempt, cause)
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -70,6 +71,18 @@ func (c *Client) wait(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// backoffFor is the wait before retry attempt after cause.
+func (c *Client) backoffFor(attempt int, cause error) time.Duration {
+	if c.Backoff != nil {
+		return c.Backoff(attempt)
+	}
+	var he *HubError
+	if errors.As(cause, &he) && he.RetryAfter > 0 {
+		return min(he.RetryAfter, maxRetryAfter)
+	}
+	return min(time.Second<<(attempt-1), 8*time.Second)
 }
 
 // transient says whether err is worth retrying: the network failed or the Hub said
@@ -247,7 +260,7 @@ func (c *Client) Download(ctx context.Context, repoID, revision, filename string
 			return p, nil
 		}
 		for attempt := 1; attempt <= c.ResumeAttempts && err != nil && transient(err); attempt++ {
-			if werr := c.wait(ctx, attempt); werr != nil {
+			if werr := c.wait(ctx, attempt, err); werr != nil {
 				return "", fmt.Errorf("hfhub: %s of %s: %w (after %w)", filename, repoID, werr, err)
 			}
 			meta, err = c.head(ctx, repoID, revision, filename)
@@ -376,7 +389,7 @@ func (c *Client) transfer(ctx context.Context, repoID, revision, filename string
 		// "later" (or a connection that failed outright) waits before the next try.
 		var he *HubError
 		if errors.As(err, &he) || n == 0 {
-			if werr := c.wait(ctx, failures); werr != nil {
+			if werr := c.wait(ctx, failures, err); werr != nil {
 				return werr
 			}
 		}

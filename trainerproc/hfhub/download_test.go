@@ -482,3 +482,47 @@ func TestDownloadWithoutSymlinks(t *testing.T) {
 		t.Fatalf("copied blob must stay: %v", err)
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	c := NewClient(Config{})
+	hub429 := &HubError{Kind: ErrHTTP, Status: 429, RetryAfter: 3 * time.Second}
+	tests := []struct {
+		attempt int
+		cause   error
+		want    time.Duration
+	}{
+		{1, errors.New("net"), time.Second},
+		{2, errors.New("net"), 2 * time.Second},
+		{4, errors.New("net"), 8 * time.Second},
+		{6, errors.New("net"), 8 * time.Second},
+		{1, hub429, 3 * time.Second},
+		{1, &HubError{Kind: ErrHTTP, Status: 503, RetryAfter: time.Hour}, maxRetryAfter},
+	}
+	for _, tt := range tests {
+		if got := c.backoffFor(tt.attempt, tt.cause); got != tt.want {
+			t.Errorf("backoffFor(%d, %v) = %v, want %v", tt.attempt, tt.cause, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{hub429, true}, {&HubError{Kind: ErrHTTP, Status: 502}, true}, {&HubError{Kind: ErrHTTP, Status: 408}, true},
+		{&HubError{Kind: ErrGatedRepo, Status: 401}, false}, {&HubError{Kind: ErrHTTP, Status: 400}, false},
+		{errors.New("connection reset"), true}, {ErrMetadata, false}, {ErrCorrupt, false},
+	} {
+		if got := transient(tt.err); got != tt.want {
+			t.Errorf("transient(%v) = %v", tt.err, got)
+		}
+	}
+	// The fake Hub's Retry-After reaches the error.
+	fx := newFixture(t)
+	c = fx.client("")
+	c.ResumeAttempts = 0
+	fx.hub.FailNext(1, 503)
+	_, err := c.Download(context.Background(), repoID, "main", "model_index.json")
+	var he *HubError
+	if !errors.As(err, &he) || he.RetryAfter != time.Second {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Sentinel errors of Hub answers and downloads. Errors returned by Client wrap them.
@@ -45,6 +46,8 @@ type HubError struct {
 	Repo, Endpoint string
 	// TokenSent says whether an Authorization header was sent.
 	TokenSent bool
+	// RetryAfter is the wait a 429/503 answer asked for (numeric Retry-After), or 0.
+	RetryAfter time.Duration
 	// Commit is the X-Repo-Commit of the answer, if any (an EntryNotFound carries the commit
 	// the file is missing from).
 	Commit string
@@ -87,7 +90,7 @@ func (c *Client) hubError(resp *http.Response, repoID, url string, tokenSent boo
 	code := resp.Header.Get("X-Error-Code")
 	e := &HubError{Status: resp.StatusCode, Code: code, Message: resp.Header.Get("X-Error-Message"),
 		URL: url, Repo: repoID, Endpoint: c.Config.Endpoint, TokenSent: tokenSent,
-		Commit: resp.Header.Get("X-Repo-Commit")}
+		Commit: resp.Header.Get("X-Repo-Commit"), RetryAfter: seconds(resp.Header.Get("Retry-After"))}
 	switch {
 	case code == "RevisionNotFound":
 		e.Kind = ErrRevisionNotFound
