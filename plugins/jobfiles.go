@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/atomicfile"
 	"time"
 )
 
@@ -62,32 +63,10 @@ func ReadExitRecord(dir string) (ExitRecord, error) {
 	return rec, nil
 }
 
+// writeAtomic replaces path with b (internal/atomicfile: temp file, fsync, rename, fsync
+// of the directory), so a reader never sees half an exit record.
 func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // leadingSeq reads the seq of a spool line as Event's encoding starts it, {"seq":N, —

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/atomicfile"
 
 	"simpletuner/internal/errmsg"
 	"simpletuner/internal/jsondoc"
@@ -57,42 +58,13 @@ const (
 const maxFileBytes = 1 << 20
 
 // writeFileAtomic replaces path with data so that a reader, or a crash at any moment,
-// sees either the old file or the new one: temp file in the same directory, fsync,
-// rename, fsync of the directory. The file is fileMode; missing folders are dirMode.
+// sees either the old file or the new one (internal/atomicfile). The file is fileMode;
+// missing folders are dirMode.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(fileMode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
+	return atomicfile.Write(path, data, fileMode)
 }
 
 // writeJSONAtomic encodes v and writes it atomically; an encoding over maxFileBytes is
@@ -109,17 +81,8 @@ func writeJSONAtomic(path string, v any) error {
 	return writeFileAtomic(path, data)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
-		return err
-	}
-	return nil
-}
+// syncDir fsyncs a directory so that a rename inside it is durable (internal/atomicfile).
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 func exists(path string) bool {
 	_, err := os.Stat(path)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/atomicfile"
 	"strings"
 
 	"simpletuner/trainerproc/engine"
@@ -102,29 +103,13 @@ func (m *Model) Save(dir string) error {
 	return nil
 }
 
-// writeFileAtomic writes a small file through a temporary that is fsynced before the
-// rename, so the name never points at data that a crash could still lose.
+// writeFileAtomic creates path's folder and replaces path with data through
+// internal/atomicfile, so the name never points at data that a crash could still lose.
 func writeFileAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
 	return nil

@@ -2,11 +2,11 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/atomicfile"
 	"sync"
 	"time"
 
@@ -475,22 +475,11 @@ func (t *trainer) saveAdapters(path string) error {
 	return writeFileAtomic(path, b)
 }
 
-// writeFileAtomic writes data under a temp name, fsyncs it and renames it into place, so a
-// crash never leaves a half file under the final name.
+// writeFileAtomic creates path's folder and replaces path with b through
+// internal/atomicfile, so a crash never leaves a half file under the final name.
 func writeFileAtomic(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(b)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, b, 0o600)
 }

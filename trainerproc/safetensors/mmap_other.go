@@ -20,6 +20,3 @@ func (m *Mapped) View(name string) ([]byte, error) {
 
 // Close does nothing off Unix.
 func (m *Mapped) Close() error { return nil }
-
-// errSyncUnsupported never matches off Unix, where directory sync errors are not expected.
-var errSyncUnsupported = fmt.Errorf("safetensors: directory sync unsupported")

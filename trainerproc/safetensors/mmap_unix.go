@@ -90,9 +90,6 @@ func (m *Mapped) Close() error {
 	return nil
 }
 
-// errSyncUnsupported is what fsync of a directory returns where the filesystem cannot.
-const errSyncUnsupported = syscall.EINVAL
-
 // Float32Into decodes a float tensor straight from the mapping into dst: no staging buffer
 // at all, so the only memory a load allocates is the destination itself; the tensor's pages
 // are then dropped from the resident set (Linux), so RSS stays near the decoded size.

@@ -3,8 +3,8 @@ package safetensors
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
+	"simpletuner/internal/atomicfile"
 )
 
 // ShardedWriter streams a sharded checkpoint: tensors are split into shard files of at most
@@ -133,31 +133,10 @@ func (w *ShardedWriter) Abort() {
 	}
 }
 
-// writeFileSync writes a small file through a temporary in the same directory, fsyncs it,
-// renames it into place and fsyncs the directory.
+// writeFileSync replaces path with a small file (the index) through internal/atomicfile.
 func writeFileSync(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }

@@ -1,10 +1,10 @@
 package safetensors
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"simpletuner/internal/atomicfile"
 )
 
 // Spec describes a tensor to be written: everything but its bytes, so that the header can be
@@ -169,15 +169,9 @@ func (w *FileWriter) Abort() {
 	os.Remove(tmp)
 }
 
-// syncDir fsyncs a directory so that a rename inside it is durable. Filesystems that cannot
-// sync a directory (EINVAL on some) are accepted: there is nothing more to do there.
+// syncDir fsyncs a directory so that a rename inside it is durable (internal/atomicfile).
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, errSyncUnsupported) {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("safetensors: fsync %s: %w", dir, err)
 	}
 	return nil
