@@ -79,7 +79,9 @@ func writeHeader(b []byte, magic string, dtype DType, c, h, w int, key [32]byte)
 }
 
 // writeAtomic writes data to path through a temporary file and a rename, so a crash never
-// leaves a half-written entry under the final name.
+// leaves a half-written entry under the final name. Unlike internal/atomicfile it does not fsync: a
+// cache entry lost to a power cut is rebuilt from its image, and an fsync per entry would
+// slow the caching of many small files.
 func writeAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("%w: %v", ErrCache, err)
