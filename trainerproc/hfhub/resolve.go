@@ -86,27 +86,17 @@ func (c *Client) ResolveComponent(ctx context.Context, nameOrPath, revision, sub
 	if err := validateRevision(revision); err != nil {
 		return "", err
 	}
-	var commit string
-	var files []string
-	if c.Config.Offline {
-		err = ErrOffline
-	} else {
-		commit, files, err = c.info(ctx, repoID, revision)
+	commit, files, cached, err := c.revisionFiles(ctx, repoID, revision)
+	if cached {
+		d := filepath.Join(c.Cache().SnapshotDir(repoID, commit), filepath.FromSlash(subfolder))
+		if _, serr := os.Stat(filepath.Join(d, "config.json")); serr == nil {
+			return d, nil
+		}
 	}
 	if err != nil {
-		if errors.Is(err, ErrRevisionNotFound) || ctx.Err() != nil {
-			return "", err
-		}
-		cache := c.Cache()
-		if cc, cerr := cache.ResolveCommit(repoID, revision); cerr == nil {
-			d := filepath.Join(cache.SnapshotDir(repoID, cc), filepath.FromSlash(subfolder))
-			if _, serr := os.Stat(filepath.Join(d, "config.json")); serr == nil {
-				return d, nil
-			}
-		}
 		if errors.Is(err, ErrOffline) {
 			return "", fmt.Errorf("%w: %s/config.json of %s at revision %s is not in %s (unset HF_HUB_OFFLINE to download it)",
-				ErrOffline, subfolder, repoID, revision, cache.Dir)
+				ErrOffline, subfolder, repoID, revision, c.Cache().Dir)
 		}
 		return "", err
 	}

@@ -23,6 +23,26 @@ type repoInfo struct {
 	} `json:"siblings"`
 }
 
+// revisionFiles asks the Hub which commit revision names and which files it holds. When
+// the Hub is not asked (offline) or cannot answer, cached reports whether the cache already
+// resolves revision to a commit (returned in commit), so the caller can serve what is
+// cached; err then says why the Hub was not used. A revision the Hub does not know, or a
+// cancelled ctx, is never answered from the cache.
+func (c *Client) revisionFiles(ctx context.Context, repoID, revision string) (commit string, files []string, cached bool, err error) {
+	if c.Config.Offline {
+		err = ErrOffline
+	} else if commit, files, err = c.info(ctx, repoID, revision); err == nil {
+		return commit, files, false, nil
+	}
+	if errors.Is(err, ErrRevisionNotFound) || ctx.Err() != nil {
+		return "", nil, false, err
+	}
+	if cc, cerr := c.Cache().ResolveCommit(repoID, revision); cerr == nil {
+		return cc, nil, true, err
+	}
+	return "", nil, false, err
+}
+
 // info resolves revision to a commit and lists the repo's files at it.
 func (c *Client) info(ctx context.Context, repoID, revision string) (string, []string, error) {
 	u := c.Config.Endpoint + "/api/models/" + repoID + "/revision/" + url.PathEscape(revision)
@@ -68,27 +88,16 @@ func (c *Client) Snapshot(ctx context.Context, repoID, revision string, allow []
 	if err := validateRevision(revision); err != nil {
 		return "", err
 	}
-	var commit string
-	var files []string
-	var err error
-	if c.Config.Offline {
-		err = ErrOffline
-	} else {
-		commit, files, err = c.info(ctx, repoID, revision)
+	commit, files, cached, err := c.revisionFiles(ctx, repoID, revision)
+	if cached {
+		if st, serr := os.Stat(c.Cache().SnapshotDir(repoID, commit)); serr == nil && st.IsDir() {
+			return c.Cache().SnapshotDir(repoID, commit), nil
+		}
 	}
 	if err != nil {
-		if errors.Is(err, ErrRevisionNotFound) || ctx.Err() != nil {
-			return "", err
-		}
-		cache := c.Cache()
-		if cc, cerr := cache.ResolveCommit(repoID, revision); cerr == nil {
-			if st, serr := os.Stat(cache.SnapshotDir(repoID, cc)); serr == nil && st.IsDir() {
-				return cache.SnapshotDir(repoID, cc), nil
-			}
-		}
 		if errors.Is(err, ErrOffline) {
 			return "", fmt.Errorf("%w: no snapshot of %s at revision %s in %s (unset HF_HUB_OFFLINE to download it)",
-				ErrOffline, repoID, revision, cache.Dir)
+				ErrOffline, repoID, revision, c.Cache().Dir)
 		}
 		return "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"simpletuner/internal/atomicfile"
+	"slices"
 	"strings"
 
 	"simpletuner/trainerproc/engine"
@@ -200,7 +201,7 @@ func loadParam(e *engine.Engine, p *engine.Parameter, files map[string]*safetens
 	if !ok {
 		return fmt.Errorf("%w: tensor %s missing", ErrWeights, p.Name)
 	}
-	if !slicesEqual(ti.Shape, p.Shape()) {
+	if !slices.Equal(ti.Shape, p.Shape()) {
 		return fmt.Errorf("%w: tensor %s has shape %v, want %v", ErrWeights, p.Name, ti.Shape, p.Shape())
 	}
 	v := make([]float32, ti.Numel())
@@ -219,7 +220,7 @@ func uploadParam(e *engine.Engine, p *engine.Parameter, ts map[string]safetensor
 	if !ok {
 		return fmt.Errorf("%w: tensor %s missing", ErrWeights, p.Name)
 	}
-	if !slicesEqual(t.Shape, p.Shape()) {
+	if !slices.Equal(t.Shape, p.Shape()) {
 		return fmt.Errorf("%w: tensor %s has shape %v, want %v", ErrWeights, p.Name, t.Shape, p.Shape())
 	}
 	v, err := t.Float32()
@@ -230,18 +231,6 @@ func uploadParam(e *engine.Engine, p *engine.Parameter, ts map[string]safetensor
 		return fmt.Errorf("model: upload %s: %w", p.Name, err)
 	}
 	return nil
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // FromPretrained implements --pretrained_model_name_or_path for dit: a local directory in

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"simpletuner/options"
@@ -316,7 +317,7 @@ func TestForwardShapesAndInputErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := out.Shape(); !slicesEqual(got, []int{2, 3, 8, 12}) {
+	if got := out.Shape(); !slices.Equal(got, []int{2, 3, 8, 12}) {
 		t.Fatalf("output %v", got)
 	}
 	bad := []struct {

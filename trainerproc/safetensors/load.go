@@ -64,18 +64,27 @@ func (r *Reader) ReadInto(name string, dst []byte) error {
 	return nil
 }
 
+// float32Target finds the float tensor name and checks dst can hold it decoded.
+func (r *Reader) float32Target(name string, dst []float32) (TensorInfo, error) {
+	ti, err := r.lookup(name)
+	if err != nil {
+		return ti, err
+	}
+	if len(dst) != ti.Numel() {
+		return ti, fmt.Errorf("%w: tensor %q has %d elements, buffer holds %d", ErrInvalid, name, ti.Numel(), len(dst))
+	}
+	if !floatType(ti.DType) {
+		return ti, fmt.Errorf("%w: tensor %q: no float32 conversion from %s", ErrUnsupported, name, ti.DType)
+	}
+	return ti, nil
+}
+
 // Float32Into decodes one float tensor into dst, converting F16, BF16 and F64 on the fly a
 // chunk at a time, so no raw copy of the whole tensor is ever held.
 func (r *Reader) Float32Into(name string, dst []float32) error {
-	ti, err := r.lookup(name)
+	ti, err := r.float32Target(name, dst)
 	if err != nil {
 		return err
-	}
-	if len(dst) != ti.Numel() {
-		return fmt.Errorf("%w: tensor %q has %d elements, buffer holds %d", ErrInvalid, name, ti.Numel(), len(dst))
-	}
-	if !floatType(ti.DType) {
-		return fmt.Errorf("%w: tensor %q: no float32 conversion from %s", ErrUnsupported, name, ti.DType)
 	}
 	if ti.DType == F32 && len(dst) > 0 && nativeLittleEndian() {
 		// F32 on a little-endian host: read straight into the destination's bytes.

@@ -94,15 +94,9 @@ func (m *Mapped) Close() error {
 // at all, so the only memory a load allocates is the destination itself; the tensor's pages
 // are then dropped from the resident set (Linux), so RSS stays near the decoded size.
 func (m *Mapped) Float32Into(name string, dst []float32) error {
-	ti, err := m.lookup(name)
+	ti, err := m.float32Target(name, dst)
 	if err != nil {
 		return err
-	}
-	if len(dst) != ti.Numel() {
-		return fmt.Errorf("%w: tensor %q has %d elements, buffer holds %d", ErrInvalid, name, ti.Numel(), len(dst))
-	}
-	if !floatType(ti.DType) {
-		return fmt.Errorf("%w: tensor %q: no float32 conversion from %s", ErrUnsupported, name, ti.DType)
 	}
 	raw, err := m.View(name)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -56,7 +57,7 @@ func TestShardedRoundTrip(t *testing.T) {
 		}
 		for _, tt := range ts {
 			ti, err := s.Describe(tt.Name)
-			if err != nil || ti.DType != tt.DType || !slicesEq(ti.Shape, tt.Shape) {
+			if err != nil || ti.DType != tt.DType || !slices.Equal(ti.Shape, tt.Shape) {
 				t.Fatalf("%s: %+v %v", tt.Name, ti, err)
 			}
 			raw := make([]byte, len(tt.Data))

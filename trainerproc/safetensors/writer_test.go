@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -87,7 +88,7 @@ func TestStreamRoundTrip(t *testing.T) {
 	}
 	for _, s := range specs {
 		ti, ok := m.Info(s.Name)
-		if !ok || ti.DType != s.DType || !slicesEq(ti.Shape, s.Shape) {
+		if !ok || ti.DType != s.DType || !slices.Equal(ti.Shape, s.Shape) {
 			t.Fatalf("%s: info %+v", s.Name, ti)
 		}
 		if s.DType == I64 {
@@ -100,18 +101,6 @@ func TestStreamRoundTrip(t *testing.T) {
 			t.Fatalf("%s: bytes %x, want %x", s.Name, raw, want)
 		}
 	}
-}
-
-func slicesEq(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestFileWriterErrors(t *testing.T) {
