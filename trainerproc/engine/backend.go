@@ -321,3 +321,13 @@ type MemoryReporter interface {
 	// ("GPU 0 (NVIDIA H100 80GB HBM3)").
 	DeviceMemory() (total int64, name string)
 }
+
+// ConvWorkspacer is implemented by backends whose Conv2D holds scratch beyond its operands
+// (im2col panels). It is separate from Workspacer so that a backend without convolution
+// scratch, or one that has not reported it yet, still reports its attention scratch; a memory
+// estimate for a model with convolutions (a VAE) adds it when the backend implements it.
+type ConvWorkspacer interface {
+	// ConvWorkspace is the bytes of scratch one Conv2D call (backward: one Conv2DBackward
+	// call) with p's geometry holds; p's buffers are not read.
+	ConvWorkspace(p Conv2DParams, backward bool) int64
+}

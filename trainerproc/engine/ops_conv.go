@@ -25,22 +25,13 @@ func (e *Engine) Conv2D(x, w, b *Tensor, stride int, pad [4]int) *Tensor {
 	}
 	oh, ow := (h+pad[0]+pad[1]-kh)/stride+1, (wd+pad[2]+pad[3]-kw)/stride+1
 	y := e.newTensor([]int{n, o, oh, ow})
-	p := Conv2DParams{X: x.st.buf, W: w.st.buf, Y: y.st.buf, N: n, C: c, H: h, Wd: wd, O: o, KH: kh, KW: kw,
+	p := Conv2DParams{X: x.st.buf, W: w.st.buf, Bias: bufOf(b), Y: y.st.buf, N: n, C: c, H: h, Wd: wd, O: o, KH: kh, KW: kw,
 		Stride: stride, PadTop: pad[0], PadBottom: pad[1], PadLeft: pad[2], PadRight: pad[3]}
-	if b != nil {
-		p.Bias = b.st.buf
-	}
 	e.be.Conv2D(p)
 	e.record(y, "conv2d", []*Tensor{x, w, b}, []*Tensor{x, w}, nil, func(nd *node, gy *Tensor) []*Tensor {
-		grads := make([]*Tensor, 3)
-		gp := Conv2DGradParams{Conv2DParams: p, DY: gy.st.buf}
+		grads, bufs := e.inputGrads(nd, false)
+		gp := Conv2DGradParams{Conv2DParams: p, DY: gy.st.buf, DX: bufs[0], DW: bufs[1], DBias: bufs[2]}
 		gp.Y, gp.Bias = nil, nil // the backward reads neither (and b is not saved)
-		for i, dst := range []*Buffer{&gp.DX, &gp.DW, &gp.DBias} {
-			if nd.needsGrad(i) {
-				grads[i] = e.newGrad(nd.inputs[i].shape)
-				*dst = grads[i].st.buf
-			}
-		}
 		e.be.Conv2DBackward(gp)
 		return grads
 	})

@@ -47,8 +47,9 @@ type Backend[T Float] struct {
 }
 
 var (
-	_ engine.Backend = (*Backend[float32])(nil)
-	_ engine.Backend = (*Backend[float64])(nil)
+	_ engine.Backend        = (*Backend[float32])(nil)
+	_ engine.Backend        = (*Backend[float64])(nil)
+	_ engine.ConvWorkspacer = (*Backend[float32])(nil)
 )
 
 // New returns the float32 CPU backend.

@@ -44,9 +44,8 @@ func (b *Backend[T]) convPanel(g convGeom) int {
 	return max(1, min(g.oh*g.ow, b.convScratch/max(g.k, 1)))
 }
 
-// ConvWorkspace is the bytes of scratch one Conv2D call (backward: one Conv2DBackward call)
-// over the given geometry holds: one im2col panel forward, the panel and its gradient
-// backward, nothing for a direct 1×1 convolution.
+// ConvWorkspace implements engine.ConvWorkspacer: one im2col panel forward, the panel and its
+// gradient backward (at most 2·convPanelBytes), nothing for a direct 1×1 convolution.
 func (b *Backend[T]) ConvWorkspace(p engine.Conv2DParams, backward bool) int64 {
 	g := newConvGeom(p)
 	if g.direct() {
@@ -200,6 +199,24 @@ func (g convGeom) tapRange(j, x0, x1 int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
+// tapRuns splits output positions [p0, p1) into runs inside one output row and calls fn for
+// each with the run's offset in a panel row, its output columns [x0, x1), the input row iy
+// that kernel tap (i, j) reads and the columns [lo, hi) ⊆ [x0, x1) whose input column lies
+// inside the image. When the tap reads only padding in the run, iy is −1 and lo = hi = x1.
+func (g convGeom) tapRuns(i, j, p0, p1 int, fn func(off, x0, x1, iy, lo, hi int)) {
+	for p := p0; p < p1; {
+		oy, x0 := p/g.ow, p%g.ow
+		x1 := min(g.ow, x0+p1-p)
+		iy := oy*g.stride + i - g.pt
+		lo, hi := g.tapRange(j, x0, x1)
+		if iy < 0 || iy >= g.h || lo == hi {
+			iy, lo, hi = -1, x1, x1
+		}
+		fn(p-p0, x0, x1, iy, lo, hi)
+		p += x1 - x0
+	}
+}
+
 // im2col writes the column matrix of output positions [p0, p1) of one image: row k = (c, i, j)
 // holds X[c, y·s+i−pt, x·s+j−pl] for each position (y, x), zero outside the image. Rows are
 // independent, so they are split over the pool.
@@ -211,31 +228,22 @@ func (b *Backend[T]) im2col(g convGeom, col, x []T, p0, p1 int) {
 			c, i, j := k/khw, (k/g.kw)%g.kh, k%g.kw
 			row := col[k*np : (k+1)*np]
 			xc := x[c*g.h*g.w : (c+1)*g.h*g.w]
-			for p := p0; p < p1; {
-				oy, x0 := p/g.ow, p%g.ow
-				x1 := min(g.ow, x0+p1-p)
-				seg := row[p-p0 : p-p0+x1-x0]
-				p += x1 - x0
-				iy := oy*g.stride + i - g.pt
-				if iy < 0 || iy >= g.h {
-					clear(seg)
-					continue
-				}
-				src := xc[iy*g.w : (iy+1)*g.w]
-				lo, hi := g.tapRange(j, x0, x1)
+			g.tapRuns(i, j, p0, p1, func(off, x0, x1, iy, lo, hi int) {
+				seg := row[off : off+x1-x0]
 				clear(seg[:lo-x0])
 				clear(seg[hi-x0:])
-				if lo == hi {
-					continue
+				if iy < 0 {
+					return
 				}
+				src := xc[iy*g.w : (iy+1)*g.w]
 				if g.stride == 1 {
 					copy(seg[lo-x0:hi-x0], src[lo+j-g.pl:hi+j-g.pl])
-					continue
+					return
 				}
 				for ox := lo; ox < hi; ox++ {
 					seg[ox-x0] = src[ox*g.stride+j-g.pl]
 				}
-			}
+			})
 		}
 	})
 }
@@ -252,31 +260,22 @@ func (b *Backend[T]) col2im(g convGeom, dx, dcol []T, p0, p1 int) {
 			for t := 0; t < khw; t++ {
 				i, j := t/g.kw, t%g.kw
 				row := dcol[(c*khw+t)*np : (c*khw+t+1)*np]
-				for p := p0; p < p1; {
-					oy, x0 := p/g.ow, p%g.ow
-					x1 := min(g.ow, x0+p1-p)
-					seg := row[p-p0 : p-p0+x1-x0]
-					p += x1 - x0
-					iy := oy*g.stride + i - g.pt
-					if iy < 0 || iy >= g.h {
-						continue
+				g.tapRuns(i, j, p0, p1, func(off, x0, _, iy, lo, hi int) {
+					if iy < 0 {
+						return
 					}
-					dst := dc[iy*g.w : (iy+1)*g.w]
-					lo, hi := g.tapRange(j, x0, x1)
-					if lo == hi {
-						continue
-					}
+					seg, dst := row[off+lo-x0:off+hi-x0], dc[iy*g.w:(iy+1)*g.w]
 					if g.stride == 1 {
 						d := dst[lo+j-g.pl : hi+j-g.pl]
-						for q, v := range seg[lo-x0 : hi-x0] {
+						for q, v := range seg {
 							d[q] += v
 						}
-						continue
+						return
 					}
-					for ox := lo; ox < hi; ox++ {
-						dst[ox*g.stride+j-g.pl] += seg[ox-x0]
+					for q, v := range seg {
+						dst[(lo+q)*g.stride+j-g.pl] += v
 					}
-				}
+				})
 			}
 		}
 	})

@@ -9,62 +9,52 @@ import (
 	"simpletuner/trainerproc/engine"
 )
 
-// naiveConv is the definition of Conv2DParams as a direct loop in float64.
-func naiveConv(g convGeom, x, w, bias []float64) []float64 {
-	y := make([]float64, g.n*g.o*g.oh*g.ow)
+// naiveTaps calls fn for every (output, weight, input) index triple of the sum that defines
+// Conv2DParams, by direct loops.
+func naiveTaps(g convGeom, fn func(yi, wi, xi int)) {
 	for n := 0; n < g.n; n++ {
 		for o := 0; o < g.o; o++ {
 			for oy := 0; oy < g.oh; oy++ {
 				for ox := 0; ox < g.ow; ox++ {
-					var s float64
-					if bias != nil {
-						s = bias[o]
-					}
 					for c := 0; c < g.c; c++ {
 						for i := 0; i < g.kh; i++ {
 							for j := 0; j < g.kw; j++ {
 								iy, ix := oy*g.stride+i-g.pt, ox*g.stride+j-g.pl
-								if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
-									continue
+								if iy >= 0 && iy < g.h && ix >= 0 && ix < g.w {
+									fn(((n*g.o+o)*g.oh+oy)*g.ow+ox, ((o*g.c+c)*g.kh+i)*g.kw+j, ((n*g.c+c)*g.h+iy)*g.w+ix)
 								}
-								s += w[((o*g.c+c)*g.kh+i)*g.kw+j] * x[((n*g.c+c)*g.h+iy)*g.w+ix]
 							}
 						}
 					}
-					y[((n*g.o+o)*g.oh+oy)*g.ow+ox] = s
 				}
 			}
 		}
 	}
+}
+
+// naiveConv is Conv2D by direct loops in float64.
+func naiveConv(g convGeom, x, w, bias []float64) []float64 {
+	ohw := g.oh * g.ow
+	y := make([]float64, g.n*g.o*ohw)
+	if bias != nil {
+		for i := range y {
+			y[i] = bias[(i/ohw)%g.o]
+		}
+	}
+	naiveTaps(g, func(yi, wi, xi int) { y[yi] += w[wi] * x[xi] })
 	return y
 }
 
 // naiveConvGrad is the adjoint of naiveConv: dx, dw and dbias for output gradient dy.
 func naiveConvGrad(g convGeom, x, w, dy []float64) (dx, dw, db []float64) {
 	dx, dw, db = make([]float64, len(x)), make([]float64, len(w)), make([]float64, g.o)
-	for n := 0; n < g.n; n++ {
-		for o := 0; o < g.o; o++ {
-			for oy := 0; oy < g.oh; oy++ {
-				for ox := 0; ox < g.ow; ox++ {
-					d := dy[((n*g.o+o)*g.oh+oy)*g.ow+ox]
-					db[o] += d
-					for c := 0; c < g.c; c++ {
-						for i := 0; i < g.kh; i++ {
-							for j := 0; j < g.kw; j++ {
-								iy, ix := oy*g.stride+i-g.pt, ox*g.stride+j-g.pl
-								if iy < 0 || iy >= g.h || ix < 0 || ix >= g.w {
-									continue
-								}
-								wi, xi := ((o*g.c+c)*g.kh+i)*g.kw+j, ((n*g.c+c)*g.h+iy)*g.w+ix
-								dw[wi] += d * x[xi]
-								dx[xi] += d * w[wi]
-							}
-						}
-					}
-				}
-			}
-		}
+	for i, d := range dy {
+		db[(i/(g.oh*g.ow))%g.o] += d
 	}
+	naiveTaps(g, func(yi, wi, xi int) {
+		dw[wi] += dy[yi] * x[xi]
+		dx[xi] += dy[yi] * w[wi]
+	})
 	return dx, dw, db
 }
 
@@ -158,16 +148,6 @@ func TestConvAgainstNaive(t *testing.T) {
 		dy := randSlice(r, g.n*g.o*g.oh*g.ow)
 		y := naiveConv(g, x, w, bias)
 		dx, dw, db := naiveConvGrad(g, x, w, dy)
-		if bias == nil {
-			db = make([]float64, g.o) // dbias is still the sum of dy
-			for n := 0; n < g.n; n++ {
-				for o := 0; o < g.o; o++ {
-					for s := 0; s < g.oh*g.ow; s++ {
-						db[o] += dy[(n*g.o+o)*g.oh*g.ow+s]
-					}
-				}
-			}
-		}
 		want := [4][]float64{y, dx, dw, db}
 		names := [4]string{"y", "dx", "dw", "dbias"}
 		for _, panel := range []int{0, 1, 7} {
@@ -265,4 +245,56 @@ func TestConvWorkspace(t *testing.T) {
 	if fw := b.ConvWorkspace(direct, true); fw != 0 {
 		t.Errorf("1×1 workspace %d", fw)
 	}
+
+	// The scratch the kernels really hold (the backend's peak above its live buffers) is what
+	// ConvWorkspace reports, here with panels of 40 positions over a 30×20 image.
+	p := engine.Conv2DParams{N: 2, C: 3, H: 30, Wd: 20, O: 4, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	b.convScratch = 40 * 27
+	r := rand.New(rand.NewPCG(1, 1))
+	g := newConvGeom(p)
+	p.X, p.W, p.Y = upload(t, b, randSlice(r, g.n*g.c*g.h*g.w)), upload(t, b, randSlice(r, g.o*g.k)), upload(t, b, make([]float64, g.n*g.o*g.oh*g.ow))
+	gp := engine.Conv2DGradParams{Conv2DParams: p, DY: upload(t, b, randSlice(r, g.n*g.o*g.oh*g.ow)),
+		DX: upload(t, b, make([]float64, g.n*g.c*g.h*g.w)), DW: upload(t, b, make([]float64, g.o*g.k))}
+	for _, backward := range []bool{false, true} {
+		_, live := b.Stats()
+		b.ResetPeak()
+		if backward {
+			b.Conv2DBackward(gp)
+		} else {
+			b.Conv2D(p)
+		}
+		if held, want := b.Peak()-live, b.ConvWorkspace(p, backward); held != want || want != int64(40*27*4)*map[bool]int64{false: 1, true: 2}[backward] {
+			t.Errorf("backward %v: kernel held %d bytes of scratch, ConvWorkspace says %d", backward, held, want)
+		}
+	}
+}
+
+// BenchmarkConv2D is a VAE-sized 3×3 convolution (128→128 channels at 128×128) forward and
+// backward on the float32 backend with the default BLAS; bench/conv compares with PyTorch.
+func BenchmarkConv2D(b *testing.B) {
+	be, err := New(Options{Threads: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	p := engine.Conv2DParams{N: 1, C: 128, H: 128, Wd: 128, O: 128, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	alloc := func(n int) engine.Buffer {
+		buf, err := be.Alloc(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return buf
+	}
+	p.X, p.W, p.Bias, p.Y = alloc(128*128*128), alloc(128*128*9), alloc(128), alloc(128*128*128)
+	gp := engine.Conv2DGradParams{Conv2DParams: p, DY: alloc(128 * 128 * 128), DX: alloc(128 * 128 * 128), DW: alloc(128 * 128 * 9), DBias: alloc(128)}
+	b.Run("forward", func(b *testing.B) {
+		for b.Loop() {
+			be.Conv2D(p)
+		}
+	})
+	b.Run("backward", func(b *testing.B) {
+		for b.Loop() {
+			be.Conv2DBackward(gp)
+		}
+	})
 }
