@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"simpletuner/bench/internal/benchkit"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
@@ -142,8 +143,7 @@ func runTorch(o options) (timings, error) {
 		args = append(args, strconv.Itoa(v))
 	}
 	cmd := exec.Command(o.python, args...)
-	th := strconv.Itoa(o.threads)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS="+th, "OPENBLAS_NUM_THREADS="+th, "MKL_NUM_THREADS="+th)
+	cmd.Env = benchkit.ThreadEnv(o.threads)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
