@@ -105,6 +105,8 @@ type pixelRef struct {
 	w, h int
 	// planLoose is the conditioning image's own geometry (reference_loose only).
 	planLoose plan
+	// lat is the same image, crop and bucket as an item of the latent cache.
+	lat LatentItem
 }
 
 type sample struct {
@@ -329,6 +331,7 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 		if vaeDir != "" {
 			s.px.file = filepath.Join(vaeDir, cacheName(".px", ds.ID, f.rel, "target"))
 		}
+		s.px.lat = newLatentItem(ds.ID, f.path, "target", p, vaeDir, ds.ID, f.rel, "target")
 		ok := true
 		for _, c := range conds {
 			cf, found := c.files[stem(f.rel)]
@@ -510,6 +513,7 @@ func (l *Loader) condRef(srcID string, c *DatasetConfig, dir string, f fileEntry
 		}
 		params.Role, params.Plan, params.Source = "strict", s.plan, hex.EncodeToString(s.px.key[:])
 		ref.w, ref.h = s.plan.W, s.plan.H
+		ref.lat = newLatentItem(c.ID, f.path, "strict", s.plan, dir, c.ID, f.rel, "strict", srcID, s.rel)
 	} else {
 		p, err := makePlan(c, w, h, l.opts.Align, hashString(c.ID+"\x00"+f.rel))
 		if err != nil {
@@ -518,6 +522,8 @@ func (l *Loader) condRef(srcID string, c *DatasetConfig, dir string, f fileEntry
 		params.Role, params.Plan = "loose", p
 		ref.planLoose = p
 		ref.w, ref.h = p.W, p.H
+		// A loose pair's geometry is its own, so one entry serves every target it pairs with.
+		ref.lat = newLatentItem(c.ID, f.path, "loose", p, dir, c.ID, f.rel, "loose", srcID)
 	}
 	ref.key = keyOf(params)
 	if dir != "" {
@@ -565,6 +571,42 @@ func (l *Loader) tokens(dir, caption string) ([]int32, bool, error) {
 		}
 	}
 	return ids, false, nil
+}
+
+// LatentItems lists the images the loader trains on, with the crops and buckets it planned
+// for them, as items of the latent cache (EnsureLatents): every training image and every
+// paired conditioning image of every dataset that contributes samples, in a stable order.
+func (l *Loader) LatentItems() []LatentItem {
+	var out []LatentItem
+	for _, set := range l.sets {
+		for _, s := range set.samples {
+			out = append(out, s.px.lat)
+			for _, r := range s.cond {
+				if r != nil {
+					out = append(out, r.lat)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Captions lists every distinct caption of the datasets that contribute samples, in a stable
+// order, for the text-embedding cache (EnsureTextEmbeds).
+func (l *Loader) Captions() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, set := range l.sets {
+		for _, s := range set.samples {
+			for _, c := range s.captions {
+				if !seen[c] {
+					seen[c] = true
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Tokenizer returns the caption tokenizer, e.g. for validation prompts and the empty caption

@@ -22,6 +22,8 @@ type Batch struct {
 	Captions     []string
 	Paths        []string
 	DatasetIDs   []string // per sample (all equal to DatasetID; kept for per-sample reporting)
+	// Items are the samples as items of the latent cache (LatentCache.Load).
+	Items []LatentItem
 	// Cond holds one entry per conditioning dataset of the image dataset (conditioning_data
 	// order). The model consumes them as extra tokens.
 	Cond []Conditioning
@@ -33,6 +35,8 @@ type Conditioning struct {
 	Type      string // reference_strict or reference_loose
 	// Images has one entry per sample; nil where a reference_loose pair is missing.
 	Images []*CondImage
+	// Items are the images as items of the latent cache, nil where Images is.
+	Items []*LatentItem
 	// Stacked is [B,3,H,W] when every sample has an image of the same size (always so for
 	// reference_strict, where H, W equal the batch's); nil otherwise.
 	Stacked []float32
@@ -270,9 +274,10 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 		b.Captions = append(b.Captions, smp.captions[ref.caption[j]])
 		b.Paths = append(b.Paths, smp.path)
 		b.DatasetIDs = append(b.DatasetIDs, set.cfg.ID)
+		b.Items = append(b.Items, smp.px.lat)
 	}
 	for ci, c := range set.conds {
-		cond := Conditioning{DatasetID: c.ID, Type: c.ConditioningType, Images: make([]*CondImage, n)}
+		cond := Conditioning{DatasetID: c.ID, Type: c.ConditioningType, Images: make([]*CondImage, n), Items: make([]*LatentItem, n)}
 		uniform := true
 		for j, si := range ref.samples {
 			r := set.samples[si].cond[ci]
@@ -285,6 +290,8 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 				return nil, fmt.Errorf("dataset %q: conditioning for %s: %w", c.ID, set.samples[si].path, err)
 			}
 			cond.Images[j] = img
+			lat := r.lat // a copy: the loader's own stays untouched
+			cond.Items[j] = &lat
 			if j > 0 && cond.Images[0] != nil && (img.W != cond.Images[0].W || img.H != cond.Images[0].H) {
 				uniform = false
 			}
