@@ -127,22 +127,8 @@ func (o *EncodeOptions) defaults(batch int) error {
 	if o.MaxImagePixels <= 0 {
 		o.MaxImagePixels = 100_000_000
 	}
-	var mu sync.Mutex
-	warn, progress := o.Warn, o.Progress
-	o.Warn = func(w Warning) {
-		if warn != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			warn(w)
-		}
-	}
-	o.Progress = func(p EncodeProgress) {
-		if progress != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			progress(p)
-		}
-	}
+	mu := new(sync.Mutex) // serialises the callbacks
+	o.Warn, o.Progress = serialised(mu, o.Warn), serialised(mu, o.Progress)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package data
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -81,11 +82,16 @@ type latentFixture struct {
 }
 
 func newLatentFixture(t *testing.T) *latentFixture {
-	f := &latentFixture{root: t.TempDir()}
-	f.imgs, f.vae = filepath.Join(f.root, "imgs"), filepath.Join(f.root, "vae")
+	f := latentFixtureAt(t.TempDir())
 	writePNG(t, filepath.Join(f.imgs, "a.png"), 48, 32, halves(48, red, blue))
 	writePNG(t, filepath.Join(f.imgs, "b.png"), 48, 32, halves(48, green, white))
 	writePNG(t, filepath.Join(f.imgs, "c.png"), 32, 32, solid(blue))
+	return f
+}
+
+// latentFixtureAt describes the fixture whose images are (or will be) in root.
+func latentFixtureAt(root string) *latentFixture {
+	f := &latentFixture{root: root, imgs: filepath.Join(root, "imgs"), vae: filepath.Join(root, "vae")}
 	f.extra = map[string]any{"cache_dir_vae": f.vae, "crop": true, "crop_style": "center", "crop_aspect": "preserve"}
 	return f
 }
@@ -375,6 +381,56 @@ func TestLatentConcurrentWriters(t *testing.T) {
 	}
 }
 
+// TestLatentConcurrentProcesses: two processes rewriting the same latent entries (each
+// alternating between two VAEs) while this one checks them: every entry a reader finds is
+// whole, and the entries left behind are valid.
+func TestLatentConcurrentProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	f := newLatentFixture(t)
+	done := startWriters(t, 2, "latent", f.root)
+	var buf []byte
+	reads := raceUntilDone(t, done, 2, func() error {
+		files, _ := filepath.Glob(filepath.Join(f.vae, "*.lat"))
+		for _, p := range files {
+			b, err := readInto(p, &buf, 1<<20)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := parseLatent(p, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	l := f.loader(t)
+	c := ensure(t, l, &fakeVAE{id: "a"}, EncodeOptions{})
+	if st := c.Stats(); st.Hits+st.Stale != 3 || st.Corrupt != 0 {
+		t.Fatalf("after the race: %+v (%d reads during it)", st, reads)
+	}
+	if _, err := c.Load(firstBatch(t, l, 2).Items); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// firstBatch is the first batch of size bs of l's default sampler.
+func firstBatch(t *testing.T, l *Loader, bs int) *Batch {
+	t.Helper()
+	s, err := l.NewSampler(SamplerOptions{BatchSize: bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestLatentMemoryAndConditioning: without cache_dir_vae the latents stay in memory; paired
 // conditioning images are items too, in their own dataset's cache.
 func TestLatentMemoryAndConditioning(t *testing.T) {
@@ -400,11 +456,7 @@ func TestLatentMemoryAndConditioning(t *testing.T) {
 	if files, _ := filepath.Glob(filepath.Join(root, "vae-ref", "*.lat")); len(files) != 1 {
 		t.Errorf("%d conditioning latent files, want 1", len(files))
 	}
-	s, _ := l.NewSampler(SamplerOptions{BatchSize: 2})
-	b, err := s.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := firstBatch(t, l, 2)
 	lb, err := c.Load(b.Items)
 	if err != nil {
 		t.Fatal(err)

@@ -155,22 +155,8 @@ func Open(ctx context.Context, cfg *Config, opts Options) (*Loader, error) {
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
-	userWarn, userProgress := opts.Warn, opts.Progress
-	opts.Warn = func(w Warning) {
-		if userWarn != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			userWarn(w)
-		}
-	}
-	opts.Progress = func(p Progress) {
-		if userProgress != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			userProgress(p)
-		}
-	}
+	var mu sync.Mutex // serialises the callbacks
+	opts.Warn, opts.Progress = serialised(&mu, opts.Warn), serialised(&mu, opts.Progress)
 	l := &Loader{opts: opts, tok: tok}
 	for i := range cfg.Datasets {
 		ds := cfg.Datasets[i]
@@ -206,6 +192,18 @@ func (l *Loader) abs(p string) string {
 		return p
 	}
 	return filepath.Join(l.opts.BaseDir, p)
+}
+
+// serialised wraps a caller's callback so that calls from several workers are made one at a
+// time, under mu; a nil callback becomes a no-op.
+func serialised[T any](mu *sync.Mutex, fn func(T)) func(T) {
+	return func(v T) {
+		if fn != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			fn(v)
+		}
+	}
 }
 
 // fileEntry is a discovered image.

@@ -222,23 +222,84 @@ func TestTextEmbedErrors(t *testing.T) {
 	}
 }
 
-// helperEnv makes the test binary, re-executed by TestTextEmbedConcurrentProcesses, act as a
-// second job writing the same entries.
-const helperEnv = "DATA_CACHE_WRITER_DIR"
+// helperEnv makes the test binary, re-executed by the concurrent-process tests, act as
+// another job writing the same entries: "text:<cache dir>" or "latent:<fixture dir>".
+const helperEnv = "DATA_CACHE_WRITER"
 
-// TestTextEmbedWriterProcess is the body of a helper process: it rewrites the entries of
-// writerCaptions many times over. It does nothing in a normal run.
-func TestTextEmbedWriterProcess(t *testing.T) {
-	dir := os.Getenv(helperEnv)
-	if dir == "" {
+// TestCacheWriterProcess is the body of a helper process: it rewrites the same entries many
+// times over. It does nothing in a normal run.
+func TestCacheWriterProcess(t *testing.T) {
+	mode, dir, ok := strings.Cut(os.Getenv(helperEnv), ":")
+	if !ok {
 		t.Skip("helper process only")
 	}
-	c := &TextEmbedCache{dir: dir, identity: "t5", maxLen: 16, dtype: Float16}
-	for range 200 {
-		if err := c.build(writerCaptions, &fakeT5{id: "t5", d: 64}); err != nil {
-			t.Fatal(err)
+	switch mode {
+	case "text":
+		c := &TextEmbedCache{dir: dir, identity: "t5", maxLen: 16, dtype: Float16}
+		for range 200 {
+			if err := c.build(writerCaptions, &fakeT5{id: "t5", d: 64}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	case "latent":
+		// Alternating VAEs make every run rewrite every entry.
+		l := latentFixtureAt(dir).loader(t)
+		for i := range 20 {
+			if _, err := EnsureLatents(context.Background(), l.LatentItems(), &fakeVAE{id: []string{"a", "b"}[i%2]}, EncodeOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+}
+
+// startWriters starts n helper processes in the given mode; each one's exit status arrives on
+// the returned channel.
+func startWriters(t *testing.T, n int, mode, dir string) chan error {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, n+4)
+	for range n {
+		cmd := exec.Command(exe, "-test.run=^TestCacheWriterProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), helperEnv+"="+mode+":"+dir)
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if err := cmd.Wait(); err != nil {
+				done <- fmt.Errorf("%w: %s", err, out)
+				return
+			}
+			done <- nil
+		}()
+	}
+	return done
+}
+
+// raceUntilDone calls read until running writers have reported on done, failing the test on
+// a writer's error or a read's.
+func raceUntilDone(t *testing.T, done chan error, running int, read func() error) int {
+	t.Helper()
+	reads := 0
+	for running > 0 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			running--
+		default:
+		}
+		if err := read(); err != nil {
+			t.Fatalf("a reader saw a broken entry while writers raced: %v", err)
+		}
+		reads++
+	}
+	return reads
 }
 
 var writerCaptions = []string{"", "shared caption"}
@@ -250,23 +311,7 @@ func TestTextEmbedConcurrentProcesses(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cmds []*exec.Cmd
-	for range 2 {
-		cmd := exec.Command(exe, "-test.run=^TestTextEmbedWriterProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), helperEnv+"="+dir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, cmd)
-	}
-	done := make(chan error, len(cmds)+2)
-	for _, cmd := range cmds {
-		go func() { done <- cmd.Wait() }()
-	}
+	done := startWriters(t, 2, "text", dir)
 	for range 2 {
 		go func() {
 			c := &TextEmbedCache{dir: dir, identity: "t5", maxLen: 16, dtype: Float16}
@@ -279,28 +324,36 @@ func TestTextEmbedConcurrentProcesses(t *testing.T) {
 			done <- err
 		}()
 	}
-	// Read while they write: every read finds no file yet or a whole valid entry.
+	// Every read finds no file yet or a whole valid entry.
 	reader := &TextEmbedCache{dir: dir, identity: "t5", maxLen: 16, dtype: Float16}
-	reads, running := 0, len(cmds)+2
-	for running > 0 {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("writer: %v", err)
-			}
-			running--
-		default:
-		}
+	reads := raceUntilDone(t, done, 4, func() error {
 		if _, err := reader.Load(writerCaptions); err != nil && !errors.Is(err, ErrNotCached) {
-			t.Fatalf("a reader saw a broken entry while writers raced: %v", err)
+			return err
 		}
-		reads++
-	}
+		return nil
+	})
 	c := ensureText(t, dir, writerCaptions, 16, &fakeT5{id: "t5", d: 64}, EncodeOptions{DType: Float16})
 	if c.Stats() != (EncodeStats{Hits: 2}) {
 		t.Fatalf("after the race: %+v (%d reads during it)", c.Stats(), reads)
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(leftovers) != 0 {
 		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// TestLoaderCaptionsToTextCache: the loader's captions fill the text cache that its batches
+// then read from.
+func TestLoaderCaptionsToTextCache(t *testing.T) {
+	f := newLatentFixture(t)
+	l := f.loader(t)
+	if caps := l.Captions(); !slices.Equal(caps, []string{"a", "b", "c"}) {
+		t.Fatalf("captions %q", caps)
+	}
+	c := ensureText(t, filepath.Join(f.root, "text"), l.Captions(), 8, &fakeT5{id: "t5", d: 2}, EncodeOptions{})
+	if c.Stats().Built != 4 {
+		t.Fatalf("stats %+v", c.Stats())
+	}
+	if _, err := c.Load(firstBatch(t, l, 1).Captions); err != nil {
+		t.Fatal(err)
 	}
 }
