@@ -170,6 +170,12 @@ type LatentCache struct {
 // Stats returns what EnsureLatents did.
 func (c *LatentCache) Stats() EncodeStats { return c.stats }
 
+// Has reports whether the cache holds the latents of it.
+func (c *LatentCache) Has(it LatentItem) bool {
+	_, ok := c.entries[it.id()]
+	return ok
+}
+
 // EnsureLatents makes sure every item has a valid latent entry for enc: each image is hashed,
 // valid entries are kept, and the others are encoded in batches of same-bucket images of at
 // most o.BatchSize and written atomically. Items whose image cannot be read are skipped with
@@ -203,17 +209,16 @@ func EnsureLatents(ctx context.Context, items []LatentItem, enc LatentEncoder, o
 	errs := make([]error, len(uniq))
 	err := forEach(ctx, len(uniq), o.Workers, func(i int) {
 		it := &uniq[i]
+		if it.dir == "" {
+			states[i] = entryMissing // kept in memory: built in every run
+			return
+		}
 		content, err := hashFile(it.Path)
 		if err != nil {
 			errs[i] = err
 			return
 		}
-		key := keyFor(it, content)
-		if it.dir == "" {
-			states[i] = entryMissing
-			return
-		}
-		found[i], states[i] = checkLatent(it.File(), key)
+		found[i], states[i] = checkLatent(it.File(), keyFor(it, content))
 	})
 	if err != nil {
 		return nil, err

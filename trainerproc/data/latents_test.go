@@ -506,3 +506,83 @@ func (badVAE) Encode(pixels []float32, b, h, w int) (*Posterior, error) {
 	p.B = b
 	return p, nil
 }
+
+// writeBroken writes a PNG whose header parses but whose pixel data is cut short: the loader
+// plans it, EnsureLatents cannot decode it.
+func writeBroken(t *testing.T, path string) {
+	t.Helper()
+	writePNG(t, path, 32, 32, solid(red))
+	b, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, b[:len(b)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLatentsMode: with Options.Latents the loader writes no pixel cache, its batches carry
+// items instead of pixels, and DropUncached removes the samples whose image (or strict pair)
+// EnsureLatents could not read, keeping a sample whose loose pair is missing.
+func TestLatentsMode(t *testing.T) {
+	root := t.TempDir()
+	edit, strict, loose := filepath.Join(root, "edit"), filepath.Join(root, "strict"), filepath.Join(root, "loose")
+	for _, n := range []string{"one", "two", "three"} {
+		writePNG(t, filepath.Join(edit, n+".png"), 32, 32, solid(green))
+	}
+	writeBroken(t, filepath.Join(edit, "bad.png"))
+	writeBroken(t, filepath.Join(strict, "one.png"))
+	for _, n := range []string{"two", "three", "bad"} {
+		writePNG(t, filepath.Join(strict, n+".png"), 32, 32, solid(blue))
+	}
+	writeBroken(t, filepath.Join(loose, "two.png"))
+	writePNG(t, filepath.Join(loose, "three.png"), 48, 32, solid(white))
+	cond := func(id, dir, typ string) map[string]any {
+		return map[string]any{"id": id, "type": "local", "dataset_type": "conditioning", "instance_data_dir": dir,
+			"conditioning_type": typ, "cache_dir_vae": filepath.Join(root, "vae-"+id)}
+	}
+	cfg := parse(t,
+		imgDS("edit", edit, map[string]any{"conditioning_data": []string{"strict", "loose"}, "cache_dir_vae": filepath.Join(root, "vae")}),
+		cond("strict", strict, CondReferenceStrict), cond("loose", loose, CondReferenceLoose), textEmbeds(""))
+	l, err := Open(context.Background(), cfg, Options{Latents: true, Workers: 2, MaxTokens: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if px, _ := filepath.Glob(filepath.Join(root, "vae*", "*.px")); len(px) != 0 {
+		t.Errorf("pixel cache written in latents mode: %v", px)
+	}
+	items := l.LatentItems()
+	if len(items) != 10 {
+		t.Fatalf("%d items, want 4 targets, 4 strict and 2 loose pairs", len(items))
+	}
+	var w warnings
+	c := ensure(t, l, &fakeVAE{id: "v"}, EncodeOptions{Warn: w.add})
+	if c.Stats() != (EncodeStats{Built: 7, Skipped: 3}) || w.reasons()["unreadable"] != 3 {
+		t.Fatalf("stats %+v, warnings %v", c.Stats(), w.list)
+	}
+	dropped, err := l.DropUncached(c)
+	if err != nil || dropped != 2 || l.Stats()[0].Samples != 2 || l.Stats()[0].Buckets[[2]int{32, 32}] != 2 {
+		t.Fatalf("dropped %d (%v), stats %+v", dropped, err, l.Stats())
+	}
+	b := firstBatch(t, l, 2)
+	if b.Pixels != nil || len(b.Items) != 2 || len(b.Cond) != 2 {
+		t.Fatalf("batch %+v", b)
+	}
+	if _, err := c.Load(b.Items); err != nil {
+		t.Fatal(err)
+	}
+	for j, p := range b.Paths {
+		s, l := b.Cond[0].Items[j], b.Cond[1].Items[j]
+		if s == nil || b.Cond[0].Images[j] != nil || (l == nil) != strings.HasSuffix(p, "two.png") {
+			t.Fatalf("%s: strict item %v, loose item %v", p, s, l)
+		}
+		for _, it := range []*LatentItem{s, l} {
+			if it != nil {
+				if _, err := c.Load([]LatentItem{*it}); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	// Nothing readable at all: no data.
+	if _, err := l.DropUncached(&LatentCache{}); !errors.Is(err, ErrNoData) {
+		t.Errorf("empty cache: %v", err)
+	}
+}

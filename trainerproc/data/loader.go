@@ -36,6 +36,11 @@ type Options struct {
 	Warn func(Warning)
 	// Progress receives preprocessing progress, serialised like Warn.
 	Progress func(Progress)
+	// Latents is set for models that train on cached latents: Open plans, captions and
+	// tokenizes as usual but decodes no image and writes no pixel cache; batches carry Items
+	// (for LatentCache.Load) instead of Pixels and conditioning images. The caller then runs
+	// EnsureLatents on LatentItems and DropUncached before drawing batches.
+	Latents bool
 }
 
 // Warning reports something skipped or ignored; training goes on without it.
@@ -373,6 +378,9 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 	}
 	var jobs []job
 	for _, s := range cands {
+		if l.opts.Latents {
+			break // no pixels: EnsureLatents decodes the images, DropUncached the bad ones
+		}
 		jobs = append(jobs, job{s: s, ref: &s.px, path: s.path, cond: -1})
 		for ci, r := range s.cond {
 			if r != nil {
@@ -449,11 +457,6 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 			set.samples = append(set.samples, s)
 		}
 	}
-	st.Skipped = st.Discovered - len(set.samples)
-	if st.Skipped < 0 {
-		st.Skipped = 0
-	}
-
 	// Captions → token ids through the text cache.
 	textDir := ""
 	te := ds.TextEmbeds
@@ -479,8 +482,19 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 			}
 			s.tokens = append(s.tokens, ids)
 		}
+	}
+	set.index(&st)
+	return set, st, nil
+}
+
+// index recomputes the set's sorted bucket list and the sample counts of st from the set's
+// samples.
+func (set *imageSet) index(st *Stats) {
+	st.Buckets = map[[2]int]int{}
+	for _, s := range set.samples {
 		st.Buckets[[2]int{s.plan.W, s.plan.H}]++
 	}
+	set.buckets = set.buckets[:0]
 	for b := range st.Buckets {
 		set.buckets = append(set.buckets, b)
 	}
@@ -491,7 +505,54 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 		return a[1] - b[1]
 	})
 	st.Samples = len(set.samples)
-	return set, st, nil
+	st.Skipped = max(0, st.Discovered-len(set.samples))
+}
+
+// DropUncached removes the samples whose latents c does not hold (EnsureLatents skipped their
+// image as unreadable): a training image, or its reference_strict pair; a missing
+// reference_loose pair only leaves the sample without that conditioning image. It returns how
+// many samples it dropped, and fails with ErrNoData when no dataset keeps a sample. Call it
+// before NewSampler: samplers made earlier keep the old population.
+func (l *Loader) DropUncached(c *LatentCache) (int, error) {
+	dropped := 0
+	var sets []*imageSet
+	for _, set := range l.sets {
+		kept := set.samples[:0]
+		for _, s := range set.samples {
+			ok := c.Has(s.px.lat)
+			for ci, r := range s.cond {
+				if ok && r != nil && !c.Has(r.lat) {
+					if set.conds[ci].ConditioningType == CondReferenceStrict {
+						ok = false
+					} else {
+						s.cond[ci] = nil
+					}
+				}
+			}
+			if ok {
+				kept = append(kept, s)
+			} else {
+				dropped++
+			}
+		}
+		set.samples = kept
+		for i := range l.stats {
+			if l.stats[i].DatasetID == set.cfg.ID {
+				set.index(&l.stats[i])
+			}
+		}
+		if len(kept) == 0 {
+			l.opts.Warn(Warning{DatasetID: set.cfg.ID, Reason: "empty_dataset", Err: fmt.Errorf("%w: no image of %s has latents", ErrNoData, set.cfg.InstanceDataDir)})
+			continue
+		}
+		sets = append(sets, set)
+	}
+	l.sets = sets
+	l.fp = l.fingerprint()
+	if len(sets) == 0 {
+		return dropped, fmt.Errorf("%w: no image dataset has an image with latents (see the warnings)", ErrNoData)
+	}
+	return dropped, nil
 }
 
 // condRef prepares the cache reference of a conditioning image paired with target s.

@@ -16,7 +16,7 @@ type Batch struct {
 	DatasetID    string
 	W, H         int       // the bucket
 	B, L         int       // batch size and caption length
-	Pixels       []float32 // [B,3,H,W] in [-1, 1]
+	Pixels       []float32 // [B,3,H,W] in [-1, 1]; nil with Options.Latents (see Items)
 	Tokens       []int32   // [B,L]
 	Mask         []float32 // [B,L]: 1 for real tokens, 0 for padding
 	Captions     []string
@@ -33,9 +33,10 @@ type Batch struct {
 type Conditioning struct {
 	DatasetID string
 	Type      string // reference_strict or reference_loose
-	// Images has one entry per sample; nil where a reference_loose pair is missing.
+	// Images has one entry per sample; nil where a reference_loose pair is missing, and
+	// all nil with Options.Latents.
 	Images []*CondImage
-	// Items are the images as items of the latent cache, nil where Images is.
+	// Items are the images as items of the latent cache, nil where a pair is missing.
 	Items []*LatentItem
 	// Stacked is [B,3,H,W] when every sample has an image of the same size (always so for
 	// reference_strict, where H, W equal the batch's); nil otherwise.
@@ -254,15 +255,19 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 	w, h, n, tl := first.plan.W, first.plan.H, len(ref.samples), l.tok.MaxLen()
 	b := &Batch{
 		DatasetID: set.cfg.ID, W: w, H: h, B: n, L: tl,
-		Pixels: make([]float32, n*3*w*h),
 		Tokens: make([]int32, n*tl),
 		Mask:   make([]float32, n*tl),
+	}
+	if !l.opts.Latents {
+		b.Pixels = make([]float32, n*3*w*h)
 	}
 	plane := 3 * w * h
 	for j, si := range ref.samples {
 		smp := set.samples[si]
-		if err := l.readRef(&smp.px, b.Pixels[j*plane:(j+1)*plane], buf); err != nil {
-			return nil, fmt.Errorf("dataset %q: %s: %w", set.cfg.ID, smp.path, err)
+		if b.Pixels != nil {
+			if err := l.readRef(&smp.px, b.Pixels[j*plane:(j+1)*plane], buf); err != nil {
+				return nil, fmt.Errorf("dataset %q: %s: %w", set.cfg.ID, smp.path, err)
+			}
 		}
 		ids := smp.tokens[ref.caption[j]]
 		copy(b.Tokens[j*tl:], ids)
@@ -281,8 +286,12 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 		uniform := true
 		for j, si := range ref.samples {
 			r := set.samples[si].cond[ci]
-			if r == nil {
+			if r == nil || l.opts.Latents {
 				uniform = false
+				if r != nil {
+					lat := r.lat // a copy: the loader's own stays untouched
+					cond.Items[j] = &lat
+				}
 				continue
 			}
 			img := &CondImage{W: r.w, H: r.h, Pixels: make([]float32, 3*r.w*r.h)}
