@@ -511,8 +511,9 @@ func (set *imageSet) index(st *Stats) {
 // DropUncached removes the samples whose latents c does not hold (EnsureLatents skipped their
 // image as unreadable): a training image, or its reference_strict pair; a missing
 // reference_loose pair only leaves the sample without that conditioning image. It returns how
-// many samples it dropped, and fails with ErrNoData when no dataset keeps a sample. Call it
-// before NewSampler: samplers made earlier keep the old population.
+// many samples it dropped, and fails with ErrNoData when no dataset keeps a sample. It
+// changes the sample population in place, so it must run before the first NewSampler (a
+// sampler indexes the population) and not concurrently with any other method.
 func (l *Loader) DropUncached(c *LatentCache) (int, error) {
 	dropped := 0
 	var sets []*imageSet
