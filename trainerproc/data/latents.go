@@ -81,8 +81,8 @@ type Posterior struct {
 
 // EncodeOptions tunes EnsureLatents and EnsureTextEmbeds. Zero values take the defaults.
 type EncodeOptions struct {
-	// DType is the element type of new entries; default Float32. An entry of the other type
-	// is stale.
+	// DType is the element type of new entry files; default Float32. An entry of the other
+	// type is stale. Entries kept in memory (no cache directory) stay float32.
 	DType DType
 	// BatchSize is the number of images (latents) or captions (text embeddings, the
 	// text_embeds dataset's write_batch_size) per Encode call; default 4 images, 128 captions.
