@@ -30,18 +30,40 @@ func (d DType) size() int {
 	return 4
 }
 
-// Pixel cache file format (little endian):
+// Cache file formats. Every entry is one file (little endian):
 //
-//	magic "STPX" | u16 version (1) | u16 dtype | u32 C | u32 H | u32 W | [32]byte key |
-//	C*H*W elements (float32 or IEEE float16) | u32 CRC-32C of the elements
+//	magic | u16 version (1) | u16 dtype | u32 C | u32 H | u32 W | [32]byte key |
+//	payload | u32 CRC-32C of the payload
 //
-// The key is the SHA-256 of everything the tensor depends on (see pixelKey); a file whose key
-// differs from the expected one is stale and gets rewritten. Files are named after the
-// dataset id and the source's relative path, so a changed source replaces its old entry
-// instead of leaving garbage behind.
+// The key is the SHA-256 of everything the entry depends on; a file whose key differs from
+// the expected one is stale and gets rewritten. Pixel, latent and text-embedding files are
+// named after what the entry is for (the dataset id and the source's relative path, or the
+// caption), not after the key, so a changed source, setting or encoder replaces the old entry
+// instead of leaving garbage behind; the consequence is that one cache directory serves one
+// VAE or text encoder at a time (as SimpleTuner's per-model cache directories do). Token
+// files (tiny) are named after their key. Entries are
+// written to a temporary file and renamed (writeAtomic), so a reader, another job included,
+// sees a whole old entry or a whole new one, never a torn one; two jobs writing the same
+// entry both write a valid file and the last rename wins. A corrupt entry (bad CRC, short
+// file) is rebuilt, never used.
+//
+//   - Pixels, magic "STPX": C*H*W elements (float32 or IEEE float16), a CHW tensor in
+//     [-1, 1]. Key: pixelParams.
+//   - Tokens, magic "STTK": dtype 0, C=1, H=1, W=L, then L int32 ids. Key: tokenizer version,
+//     L and caption.
+//   - Latents, magic "STLT": C, H, W of the latent; the payload is the VAE posterior, the
+//     mean [C,H,W] followed by the log-variance [C,H,W] (float32 or float16), so training
+//     draws a fresh sample mean + exp(logvar/2)·ε at every step. Key: latentParams (image
+//     content hash, geometry, VAE identity, dtype). See latents.go.
+//   - Text embeddings, magic "STTE": C=1, H=L (max length), W=D (hidden size); the payload is
+//     a u32 count N of valid tokens (the attention mask is the first N positions: the
+//     encoders pad on the right) followed by the hidden states [L,D] (float32 or float16).
+//     Key: encoder identity, max length and caption. See textembeds.go.
 const (
 	pixelMagic   = "STPX"
 	tokenMagic   = "STTK"
+	latentMagic  = "STLT"
+	textMagic    = "STTE"
 	cacheVersion = 1
 	headerSize   = 4 + 2 + 2 + 4 + 4 + 4 + 32
 )
@@ -108,21 +130,65 @@ func writeAtomic(path string, data []byte) error {
 
 // encodePixels serialises a CHW tensor.
 func encodePixels(key [32]byte, dtype DType, c, h, w int, data []float32) []byte {
-	n := len(data)
-	b := make([]byte, headerSize+n*dtype.size()+4)
-	writeHeader(b, pixelMagic, dtype, c, h, w, key)
-	payload := b[headerSize : headerSize+n*dtype.size()]
-	if dtype == Float16 {
-		for i, v := range data {
-			binary.LittleEndian.PutUint16(payload[2*i:], f32to16(v))
-		}
-	} else {
-		for i, v := range data {
-			binary.LittleEndian.PutUint32(payload[4*i:], math.Float32bits(v))
-		}
+	return encodeEntry(pixelMagic, key, dtype, c, h, w, nil, data)
+}
+
+// encodeEntry serialises an entry whose payload is prefix followed by the elements of every
+// slice of data, in order, as dtype; it appends the payload's CRC.
+func encodeEntry(magic string, key [32]byte, dtype DType, c, h, w int, prefix []byte, data ...[]float32) []byte {
+	n := 0
+	for _, d := range data {
+		n += len(d)
+	}
+	b := make([]byte, headerSize+len(prefix)+n*dtype.size()+4)
+	writeHeader(b, magic, dtype, c, h, w, key)
+	payload := b[headerSize : len(b)-4]
+	copy(payload, prefix)
+	elems := payload[len(prefix):]
+	for _, d := range data {
+		putElems(elems, dtype, d)
+		elems = elems[len(d)*dtype.size():]
 	}
 	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(payload, castagnoli))
 	return b
+}
+
+// putElems writes src into b as dtype elements.
+func putElems(b []byte, dtype DType, src []float32) {
+	if dtype == Float16 {
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(b[2*i:], f32to16(v))
+		}
+		return
+	}
+	for i, v := range src {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+}
+
+// getElems reads len(dst) dtype elements from b.
+func getElems(dst []float32, dtype DType, b []byte) {
+	if dtype == Float16 {
+		for i := range dst {
+			dst[i] = f16to32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+		return
+	}
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+}
+
+// checkPayload verifies the CRC of a whole entry b and returns its payload.
+func checkPayload(path string, b []byte) ([]byte, error) {
+	if len(b) < headerSize+4 {
+		return nil, fmt.Errorf("%w: %s: truncated entry", ErrCache, path)
+	}
+	payload := b[headerSize : len(b)-4]
+	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return nil, fmt.Errorf("%w: %s: checksum mismatch", ErrCache, path)
+	}
+	return payload, nil
 }
 
 // pixelHeader is the decoded header of a pixel cache file.
@@ -179,26 +245,11 @@ func readHeaderOnly(path string) (pixelHeader, error) {
 // readPixels loads the entry at path into dst (length C*H*W), using *buf as scratch space so
 // that steady-state batch loading does not allocate.
 func readPixels(path string, key [32]byte, dst []float32, buf *[]byte) error {
-	f, err := os.Open(path)
+	b, err := readInto(path, buf, headerSize+4+4*len(dst))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCache, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCache, err)
-	}
-	size := int(st.Size())
-	if size < headerSize+4 || size > headerSize+4+4*len(dst) {
-		return fmt.Errorf("%w: %s: unexpected size %d", ErrCache, path, size)
-	}
-	if cap(*buf) < size {
-		*buf = make([]byte, size)
-	}
-	b := (*buf)[:size]
-	if _, err := io.ReadFull(f, b); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCache, path, err)
-	}
+	size := len(b)
 	ph, err := parseHeader(b, pixelMagic)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -207,24 +258,15 @@ func readPixels(path string, key [32]byte, dst []float32, buf *[]byte) error {
 	if ph.key != key || n != len(dst) || size != headerSize+n*ph.dtype.size()+4 {
 		return fmt.Errorf("%w: %s: entry does not match the dataset (changed since startup?)", ErrCache, path)
 	}
-	payload := b[headerSize : size-4]
-	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(b[size-4:]) {
-		return fmt.Errorf("%w: %s: checksum mismatch", ErrCache, path)
+	payload, err := checkPayload(path, b)
+	if err != nil {
+		return err
 	}
-	if ph.dtype == Float16 {
-		for i := range dst {
-			dst[i] = f16to32(binary.LittleEndian.Uint16(payload[2*i:]))
-		}
-	} else {
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(payload[4*i:]))
-		}
-	}
+	getElems(dst, ph.dtype, payload)
 	return nil
 }
 
-// Token cache file format: the pixel header with magic "STTK", dtype 0, C=1, H=1, W=L, then
-// L int32 ids and a CRC-32C. Entries are content-addressed by (tokenizer version, L, caption).
+// encodeTokens serialises a token entry (format above).
 func encodeTokens(key [32]byte, ids []int32) []byte {
 	b := make([]byte, headerSize+4*len(ids)+4)
 	writeHeader(b, tokenMagic, Float32, 1, 1, len(ids), key)
@@ -248,9 +290,9 @@ func readTokens(path string, key [32]byte, l int) ([]int32, error) {
 	if ph.key != key || ph.w != l || len(b) != headerSize+4*l+4 {
 		return nil, fmt.Errorf("%w: %s: stale token entry", ErrCache, path)
 	}
-	payload := b[headerSize : len(b)-4]
-	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
-		return nil, fmt.Errorf("%w: %s: checksum mismatch", ErrCache, path)
+	payload, err := checkPayload(path, b)
+	if err != nil {
+		return nil, err
 	}
 	ids := make([]int32, l)
 	for i := range ids {

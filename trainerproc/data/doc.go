@@ -10,6 +10,16 @@
 // the text_embeds dataset) holds token ids from a deterministic byte-level tokenizer; the
 // learned caption encoder is the model's concern.
 //
+// Latent-space models need two more caches, filled before training by the encoders the model
+// family provides (latents.go, textembeds.go): EnsureLatents stores the VAE posterior (mean and
+// log-variance) of every image, crop and bucket the loader planned (Loader.LatentItems) in the
+// dataset's cache_dir_vae, and EnsureTextEmbeds the hidden states of every caption
+// (Loader.Captions) and of the empty caption in the text_embeds dataset's cache_dir. Entries
+// are keyed by everything they depend on (the image's content hash, the geometry, the
+// encoder's identity, the max length), rebuilt when stale or corrupt, written atomically, and
+// shared by jobs and processes; the training loop reads them back with LatentCache.Load and
+// TextEmbedCache.Load. The file formats are described in cache.go.
+//
 // Determinism: every random choice (random crops, caption variants, shuffles, dataset
 // interleaving) is a pure function of a seed and stable identifiers, so the same seed yields
 // the same batches and a restored Sampler continues bit-identically.

@@ -22,6 +22,9 @@ var (
 	ErrBadImage = errors.New("unusable image")
 	// ErrCache marks a cache file that is unreadable or corrupt.
 	ErrCache = errors.New("cache error")
+	// ErrNotCached marks a latent or text embedding that the training loop asks for but the
+	// cache does not hold: the cache was not built for it, or the entry was deleted since.
+	ErrNotCached = errors.New("not in the cache")
 	// ErrState marks sampler state that cannot be restored.
 	ErrState = errors.New("invalid sampler state")
 )

@@ -8,6 +8,7 @@ import (
 	"image/draw"
 	_ "image/jpeg" // registers the JPEG decoder with image.Decode
 	_ "image/png"  // registers the PNG decoder
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,13 @@ func readConfig(path string, maxPixels int64) (w, h int, err error) {
 		return 0, 0, fmt.Errorf("%w: %v", ErrBadImage, err)
 	}
 	defer f.Close()
-	cfg, err := safeDecodeConfig(bufio.NewReader(f))
+	return checkConfig(f, path, maxPixels)
+}
+
+// checkConfig reads the image header from r (path names it in errors) and applies the
+// limits of readConfig.
+func checkConfig(r io.Reader, path string, maxPixels int64) (w, h int, err error) {
+	cfg, err := safeDecodeConfig(bufio.NewReader(r))
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %s: %v", ErrBadImage, filepath.Base(path), err)
 	}
@@ -67,15 +74,24 @@ func safeDecode(r *bufio.Reader) (img image.Image, err error) {
 // decodeFile decodes an image after re-checking its header (the file may have changed since
 // discovery).
 func decodeFile(path string, maxPixels int64) (image.Image, error) {
-	if _, _, err := readConfig(path, maxPixels); err != nil {
-		return nil, err
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadImage, err)
 	}
 	defer f.Close()
-	img, err := safeDecode(bufio.NewReader(f))
+	return decodeChecked(f, path, maxPixels)
+}
+
+// decodeChecked decodes the image in r (path names it in errors) after checking its header
+// against maxPixels.
+func decodeChecked(r io.ReadSeeker, path string, maxPixels int64) (image.Image, error) {
+	if _, _, err := checkConfig(r, path, maxPixels); err != nil {
+		return nil, err
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadImage, err)
+	}
+	img, err := safeDecode(bufio.NewReader(r))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadImage, filepath.Base(path), err)
 	}

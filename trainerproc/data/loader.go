@@ -36,6 +36,11 @@ type Options struct {
 	Warn func(Warning)
 	// Progress receives preprocessing progress, serialised like Warn.
 	Progress func(Progress)
+	// Latents is set for models that train on cached latents: Open plans, captions and
+	// tokenizes as usual but decodes no image and writes no pixel cache; batches carry Items
+	// (for LatentCache.Load) instead of Pixels and conditioning images. The caller then runs
+	// EnsureLatents on LatentItems and DropUncached before drawing batches.
+	Latents bool
 }
 
 // Warning reports something skipped or ignored; training goes on without it.
@@ -105,6 +110,8 @@ type pixelRef struct {
 	w, h int
 	// planLoose is the conditioning image's own geometry (reference_loose only).
 	planLoose plan
+	// lat is the same image, crop and bucket as an item of the latent cache.
+	lat LatentItem
 }
 
 type sample struct {
@@ -153,22 +160,8 @@ func Open(ctx context.Context, cfg *Config, opts Options) (*Loader, error) {
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
-	userWarn, userProgress := opts.Warn, opts.Progress
-	opts.Warn = func(w Warning) {
-		if userWarn != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			userWarn(w)
-		}
-	}
-	opts.Progress = func(p Progress) {
-		if userProgress != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			userProgress(p)
-		}
-	}
+	var mu sync.Mutex // serialises the callbacks
+	opts.Warn, opts.Progress = serialised(&mu, opts.Warn), serialised(&mu, opts.Progress)
 	l := &Loader{opts: opts, tok: tok}
 	for i := range cfg.Datasets {
 		ds := cfg.Datasets[i]
@@ -204,6 +197,18 @@ func (l *Loader) abs(p string) string {
 		return p
 	}
 	return filepath.Join(l.opts.BaseDir, p)
+}
+
+// serialised wraps a caller's callback so that calls from several workers are made one at a
+// time, under mu; a nil callback becomes a no-op.
+func serialised[T any](mu *sync.Mutex, fn func(T)) func(T) {
+	return func(v T) {
+		if fn != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			fn(v)
+		}
+	}
 }
 
 // fileEntry is a discovered image.
@@ -329,6 +334,7 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 		if vaeDir != "" {
 			s.px.file = filepath.Join(vaeDir, cacheName(".px", ds.ID, f.rel, "target"))
 		}
+		s.px.lat = newLatentItem(ds.ID, f.path, "target", p, vaeDir, ds.ID, f.rel, "target")
 		ok := true
 		for _, c := range conds {
 			cf, found := c.files[stem(f.rel)]
@@ -372,6 +378,9 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 	}
 	var jobs []job
 	for _, s := range cands {
+		if l.opts.Latents {
+			break // no pixels: EnsureLatents decodes the images, DropUncached the bad ones
+		}
 		jobs = append(jobs, job{s: s, ref: &s.px, path: s.path, cond: -1})
 		for ci, r := range s.cond {
 			if r != nil {
@@ -448,11 +457,6 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 			set.samples = append(set.samples, s)
 		}
 	}
-	st.Skipped = st.Discovered - len(set.samples)
-	if st.Skipped < 0 {
-		st.Skipped = 0
-	}
-
 	// Captions → token ids through the text cache.
 	textDir := ""
 	te := ds.TextEmbeds
@@ -478,8 +482,19 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 			}
 			s.tokens = append(s.tokens, ids)
 		}
+	}
+	set.index(&st)
+	return set, st, nil
+}
+
+// index recomputes the set's sorted bucket list and the sample counts of st from the set's
+// samples.
+func (set *imageSet) index(st *Stats) {
+	st.Buckets = map[[2]int]int{}
+	for _, s := range set.samples {
 		st.Buckets[[2]int{s.plan.W, s.plan.H}]++
 	}
+	set.buckets = set.buckets[:0]
 	for b := range st.Buckets {
 		set.buckets = append(set.buckets, b)
 	}
@@ -490,7 +505,55 @@ func (l *Loader) openSet(ctx context.Context, cfg *Config, ds DatasetConfig) (*i
 		return a[1] - b[1]
 	})
 	st.Samples = len(set.samples)
-	return set, st, nil
+	st.Skipped = max(0, st.Discovered-len(set.samples))
+}
+
+// DropUncached removes the samples whose latents c does not hold (EnsureLatents skipped their
+// image as unreadable): a training image, or its reference_strict pair; a missing
+// reference_loose pair only leaves the sample without that conditioning image. It returns how
+// many samples it dropped, and fails with ErrNoData when no dataset keeps a sample. It
+// changes the sample population in place, so it must run before the first NewSampler (a
+// sampler indexes the population) and not concurrently with any other method.
+func (l *Loader) DropUncached(c *LatentCache) (int, error) {
+	dropped := 0
+	var sets []*imageSet
+	for _, set := range l.sets {
+		kept := set.samples[:0]
+		for _, s := range set.samples {
+			ok := c.Has(s.px.lat)
+			for ci, r := range s.cond {
+				if ok && r != nil && !c.Has(r.lat) {
+					if set.conds[ci].ConditioningType == CondReferenceStrict {
+						ok = false
+					} else {
+						s.cond[ci] = nil
+					}
+				}
+			}
+			if ok {
+				kept = append(kept, s)
+			} else {
+				dropped++
+			}
+		}
+		set.samples = kept
+		for i := range l.stats {
+			if l.stats[i].DatasetID == set.cfg.ID {
+				set.index(&l.stats[i])
+			}
+		}
+		if len(kept) == 0 {
+			l.opts.Warn(Warning{DatasetID: set.cfg.ID, Reason: "empty_dataset", Err: fmt.Errorf("%w: no image of %s has latents", ErrNoData, set.cfg.InstanceDataDir)})
+			continue
+		}
+		sets = append(sets, set)
+	}
+	l.sets = sets
+	l.fp = l.fingerprint()
+	if len(sets) == 0 {
+		return dropped, fmt.Errorf("%w: no image dataset has an image with latents (see the warnings)", ErrNoData)
+	}
+	return dropped, nil
 }
 
 // condRef prepares the cache reference of a conditioning image paired with target s.
@@ -510,6 +573,7 @@ func (l *Loader) condRef(srcID string, c *DatasetConfig, dir string, f fileEntry
 		}
 		params.Role, params.Plan, params.Source = "strict", s.plan, hex.EncodeToString(s.px.key[:])
 		ref.w, ref.h = s.plan.W, s.plan.H
+		ref.lat = newLatentItem(c.ID, f.path, "strict", s.plan, dir, c.ID, f.rel, "strict", srcID, s.rel)
 	} else {
 		p, err := makePlan(c, w, h, l.opts.Align, hashString(c.ID+"\x00"+f.rel))
 		if err != nil {
@@ -518,6 +582,8 @@ func (l *Loader) condRef(srcID string, c *DatasetConfig, dir string, f fileEntry
 		params.Role, params.Plan = "loose", p
 		ref.planLoose = p
 		ref.w, ref.h = p.W, p.H
+		// A loose pair's geometry is its own, so one entry serves every target it pairs with.
+		ref.lat = newLatentItem(c.ID, f.path, "loose", p, dir, c.ID, f.rel, "loose", srcID)
 	}
 	ref.key = keyOf(params)
 	if dir != "" {
@@ -565,6 +631,42 @@ func (l *Loader) tokens(dir, caption string) ([]int32, bool, error) {
 		}
 	}
 	return ids, false, nil
+}
+
+// LatentItems lists the images the loader trains on, with the crops and buckets it planned
+// for them, as items of the latent cache (EnsureLatents): every training image and every
+// paired conditioning image of every dataset that contributes samples, in a stable order.
+func (l *Loader) LatentItems() []LatentItem {
+	var out []LatentItem
+	for _, set := range l.sets {
+		for _, s := range set.samples {
+			out = append(out, s.px.lat)
+			for _, r := range s.cond {
+				if r != nil {
+					out = append(out, r.lat)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Captions lists every distinct caption of the datasets that contribute samples, in a stable
+// order, for the text-embedding cache (EnsureTextEmbeds).
+func (l *Loader) Captions() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, set := range l.sets {
+		for _, s := range set.samples {
+			for _, c := range s.captions {
+				if !seen[c] {
+					seen[c] = true
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Tokenizer returns the caption tokenizer, e.g. for validation prompts and the empty caption

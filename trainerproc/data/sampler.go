@@ -16,12 +16,14 @@ type Batch struct {
 	DatasetID    string
 	W, H         int       // the bucket
 	B, L         int       // batch size and caption length
-	Pixels       []float32 // [B,3,H,W] in [-1, 1]
+	Pixels       []float32 // [B,3,H,W] in [-1, 1]; nil with Options.Latents (see Items)
 	Tokens       []int32   // [B,L]
 	Mask         []float32 // [B,L]: 1 for real tokens, 0 for padding
 	Captions     []string
 	Paths        []string
 	DatasetIDs   []string // per sample (all equal to DatasetID; kept for per-sample reporting)
+	// Items are the samples as items of the latent cache (LatentCache.Load).
+	Items []LatentItem
 	// Cond holds one entry per conditioning dataset of the image dataset (conditioning_data
 	// order). The model consumes them as extra tokens.
 	Cond []Conditioning
@@ -31,8 +33,11 @@ type Batch struct {
 type Conditioning struct {
 	DatasetID string
 	Type      string // reference_strict or reference_loose
-	// Images has one entry per sample; nil where a reference_loose pair is missing.
+	// Images has one entry per sample; nil where a reference_loose pair is missing, and
+	// all nil with Options.Latents.
 	Images []*CondImage
+	// Items are the images as items of the latent cache, nil where a pair is missing.
+	Items []*LatentItem
 	// Stacked is [B,3,H,W] when every sample has an image of the same size (always so for
 	// reference_strict, where H, W equal the batch's); nil otherwise.
 	Stacked []float32
@@ -250,15 +255,19 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 	w, h, n, tl := first.plan.W, first.plan.H, len(ref.samples), l.tok.MaxLen()
 	b := &Batch{
 		DatasetID: set.cfg.ID, W: w, H: h, B: n, L: tl,
-		Pixels: make([]float32, n*3*w*h),
 		Tokens: make([]int32, n*tl),
 		Mask:   make([]float32, n*tl),
+	}
+	if !l.opts.Latents {
+		b.Pixels = make([]float32, n*3*w*h)
 	}
 	plane := 3 * w * h
 	for j, si := range ref.samples {
 		smp := set.samples[si]
-		if err := l.readRef(&smp.px, b.Pixels[j*plane:(j+1)*plane], buf); err != nil {
-			return nil, fmt.Errorf("dataset %q: %s: %w", set.cfg.ID, smp.path, err)
+		if b.Pixels != nil {
+			if err := l.readRef(&smp.px, b.Pixels[j*plane:(j+1)*plane], buf); err != nil {
+				return nil, fmt.Errorf("dataset %q: %s: %w", set.cfg.ID, smp.path, err)
+			}
 		}
 		ids := smp.tokens[ref.caption[j]]
 		copy(b.Tokens[j*tl:], ids)
@@ -270,14 +279,19 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 		b.Captions = append(b.Captions, smp.captions[ref.caption[j]])
 		b.Paths = append(b.Paths, smp.path)
 		b.DatasetIDs = append(b.DatasetIDs, set.cfg.ID)
+		b.Items = append(b.Items, smp.px.lat)
 	}
 	for ci, c := range set.conds {
-		cond := Conditioning{DatasetID: c.ID, Type: c.ConditioningType, Images: make([]*CondImage, n)}
+		cond := Conditioning{DatasetID: c.ID, Type: c.ConditioningType, Images: make([]*CondImage, n), Items: make([]*LatentItem, n)}
 		uniform := true
 		for j, si := range ref.samples {
 			r := set.samples[si].cond[ci]
-			if r == nil {
+			if r == nil || l.opts.Latents {
 				uniform = false
+				if r != nil {
+					lat := r.lat // a copy: the loader's own stays untouched
+					cond.Items[j] = &lat
+				}
 				continue
 			}
 			img := &CondImage{W: r.w, H: r.h, Pixels: make([]float32, 3*r.w*r.h)}
@@ -285,6 +299,8 @@ func (l *Loader) load(ref batchRef, buf *[]byte) (*Batch, error) {
 				return nil, fmt.Errorf("dataset %q: conditioning for %s: %w", c.ID, set.samples[si].path, err)
 			}
 			cond.Images[j] = img
+			lat := r.lat // a copy: the loader's own stays untouched
+			cond.Items[j] = &lat
 			if j > 0 && cond.Images[0] != nil && (img.W != cond.Images[0].W || img.H != cond.Images[0].H) {
 				uniform = false
 			}
