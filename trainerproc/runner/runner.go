@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"simpletuner/internal/sysmem"
 	"simpletuner/plugins"
@@ -37,6 +38,11 @@ type Options struct {
 	// Memory reads host memory and the cgroup's limit for the memory check (the zero
 	// value reads the real /proc and /sys; tests give a tree of their own).
 	Memory sysmem.FS
+	// Getenv reads the trainer's environment for the Hugging Face Hub settings (HF_HOME,
+	// HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HOME); nil is os.Getenv.
+	Getenv func(string) string
+	// Now is the clock that paces download progress events; nil is time.Now.
+	Now func() time.Time
 }
 
 // Runner implements kit.Runner for the dit trainer, on whichever engine backend Options picks.

@@ -1,0 +1,311 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/engine/cpu"
+	"simpletuner/trainerproc/hfhub"
+	"simpletuner/trainerproc/hfhub/hfhubtest"
+	"simpletuner/trainerproc/model"
+)
+
+// ditPipeline saves a tiny dit initialised from seed in the diffusers layout and returns
+// its directory.
+func ditPipeline(t testing.TB, seed uint64) string {
+	t.Helper()
+	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	cfg, err := model.Flavour("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.New(engine.New(be), cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// serveDir commits the tree under dir to repo's main branch on hub.
+func serveDir(t testing.TB, hub *hfhubtest.Hub, repo, dir string) string {
+	t.Helper()
+	files, err := hfhubtest.DirFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hub.Commit(repo, "main", files)
+}
+
+// envOf is a getenv over a fixed map.
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func hubClient(hub *hfhubtest.Hub, cache string, extra map[string]string) *hfhub.Client {
+	env := map[string]string{"HF_ENDPOINT": hub.URL, "HF_HUB_CACHE": cache, "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	c := hfhub.NewClient(hfhub.ConfigFromEnv(envOf(env), ""))
+	c.Backoff = func(int) time.Duration { return 0 }
+	return c
+}
+
+func TestProgressThrottle(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	type rep struct {
+		after time.Duration // since t0
+		done  int64
+	}
+	const total = 10000
+	cases := []struct {
+		name string
+		reps []rep
+		want []int64 // Done of the reports passed on
+	}{
+		{"first and final always", []rep{{0, 0}, {1, total}}, []int64{0, total}},
+		{"below 1 % within a second is held", []rep{{0, 0}, {10, 50}, {20, 99}, {30, 100}}, []int64{0, 100}},
+		{"a second passes", []rep{{0, 0}, {time.Second - 1, 10}, {time.Second, 20}}, []int64{0, 20}},
+		{"interval counts from the last one passed on", []rep{{0, 0}, {time.Second, 10}, {time.Second + 500*time.Millisecond, 20}, {2 * time.Second, 30}}, []int64{0, 10, 30}},
+		{"a repeated final report is passed on once", []rep{{0, 0}, {1, total}, {2 * time.Second, total}}, []int64{0, total}},
+		{"resumed file starts above 0", []rep{{0, 7000}, {1, 7050}, {2, 7100}}, []int64{7000, 7100}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var now time.Time
+			var got []int64
+			th := newProgressThrottle(func() time.Time { return now }, func(p hfhub.Progress) { got = append(got, p.Done) })
+			for _, r := range tc.reps {
+				now = t0.Add(r.after)
+				th.report(hfhub.Progress{Repo: "org/m", File: "f", Done: r.done, Total: total})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("passed on %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestProgressThrottleFiles reports several files at once, as a snapshot download does:
+// each file is throttled on its own, keeps its order and ends with its final report.
+func TestProgressThrottleFiles(t *testing.T) {
+	const total = 1 << 20
+	var mu sync.Mutex
+	got := map[string][]int64{}
+	start := time.Unix(0, 0)
+	th := newProgressThrottle(func() time.Time { return start }, func(p hfhub.Progress) {
+		mu.Lock()
+		got[p.File] = append(got[p.File], p.Done)
+		mu.Unlock()
+	})
+	var wg sync.WaitGroup
+	for f := range 4 {
+		wg.Go(func() {
+			for done := int64(0); done <= total; done += 1024 {
+				th.report(hfhub.Progress{Repo: "org/m", File: fmt.Sprint("file", f), Done: done, Total: total})
+			}
+		})
+	}
+	wg.Wait()
+	for f := range 4 {
+		g := got[fmt.Sprint("file", f)]
+		// 0, then every 1 % (10486 bytes, so every 11th chunk), and the end.
+		if len(g) < 90 || len(g) > 102 || g[0] != 0 || g[len(g)-1] != total || !slices.IsSorted(g) {
+			t.Fatalf("file%d: %d reports %v…", f, len(g), g[:min(5, len(g))])
+		}
+	}
+}
+
+func TestDownloadEvent(t *testing.T) {
+	title, msg, d := downloadEvent(hfhub.Progress{Repo: "org/m", File: "transformer/x.safetensors", Done: 1 << 20, Total: 3 << 20})
+	if title != "Downloading org/m" || msg != "transformer/x.safetensors: 1.0 MiB of 3.0 MiB (33.33%)" ||
+		d.Repo != "org/m" || d.File != "transformer/x.safetensors" || d.Done != 1<<20 || d.Total != 3<<20 || d.Percent != 33.33 {
+		t.Fatalf("%q %q %+v", title, msg, d)
+	}
+	if _, _, d := downloadEvent(hfhub.Progress{Repo: "org/m", File: "empty"}); d.Percent != 0 {
+		t.Fatalf("empty file: %+v", d)
+	}
+}
+
+// resolvedOptions resolves a configuration with extra weight options.
+func resolvedOptions(t *testing.T, extra map[string]any) *Settings {
+	t.Helper()
+	cfg := baseConfig(t.TempDir(), t.TempDir())
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	raw, _ := json.Marshal(cfg)
+	s, _, err := ParseSettings(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestWeightSourcesOf(t *testing.T) {
+	all := []string{componentTransformer, componentVAE}
+	cases := []struct {
+		name        string
+		opts        map[string]any
+		usable      []string
+		wantSrc     weightSources
+		wantIgnored []string
+	}{
+		{"nothing set", nil, nil, weightSources{}, nil},
+		{"base model, revision and variant", map[string]any{optPretrained: "org/m", optRevision: "v1", optVariant: "fp16"}, nil,
+			weightSources{Pretrained: "org/m", Revision: "v1", Variant: "fp16"}, nil},
+		{"the default VAE is dropped quietly by a family without one", nil, nil, weightSources{}, nil},
+		{"an empty VAE means the base model's", map[string]any{optVAE: ""}, all, weightSources{}, nil},
+		{"a chosen VAE a family cannot load is reported", map[string]any{optVAE: "org/vae"}, nil, weightSources{}, []string{optVAE}},
+		{"a transformer a family cannot load is reported", map[string]any{optTransformer: "org/t"}, []string{componentVAE},
+			weightSources{Overrides: map[string]componentSource{componentVAE: {Option: optVAE, NameOrPath: "madebyollin/sdxl-vae-fp16-fix"}}},
+			[]string{optTransformer}},
+		{"overrides a family loads", map[string]any{optTransformer: "org/t", optVAE: "./vae"}, all,
+			weightSources{Overrides: map[string]componentSource{
+				componentTransformer: {Option: optTransformer, NameOrPath: "org/t", Subfolder: "transformer"},
+				componentVAE:         {Option: optVAE, NameOrPath: "./vae"}}}, nil},
+		{"transformer subfolder none is the top level", map[string]any{optTransformer: "org/t", optTransformerSubfolder: "none"}, all,
+			weightSources{Overrides: map[string]componentSource{
+				componentTransformer: {Option: optTransformer, NameOrPath: "org/t"},
+				componentVAE:         {Option: optVAE, NameOrPath: "madebyollin/sdxl-vae-fp16-fix"}}}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := resolvedOptions(t, tc.opts)
+			src, ignored := weightSourcesOf(s.Cfg, tc.usable)
+			if fmt.Sprint(src) != fmt.Sprint(tc.wantSrc) || !slices.Equal(ignored, tc.wantIgnored) {
+				t.Fatalf("got %+v ignored %v\nwant %+v ignored %v", src, ignored, tc.wantSrc, tc.wantIgnored)
+			}
+		})
+	}
+}
+
+func TestResolveWeights(t *testing.T) {
+	hub := hfhubtest.New(t)
+	pipe := ditPipeline(t, 5)
+	commit := serveDir(t, hub, "org/dit", pipe)
+	vaeWeights := []byte("plain vae weights")
+	hub.Commit("org/vae", "main", map[string]hfhubtest.File{
+		"config.json":                              {Content: []byte(`{"_class_name": "AutoencoderKL"}`)},
+		"diffusion_pytorch_model.safetensors":      {Content: vaeWeights, LFS: true},
+		"diffusion_pytorch_model.fp16.safetensors": {Content: []byte("fp16 vae weights"), LFS: true},
+	})
+	cache := t.TempDir()
+	c := hubClient(hub, cache, nil)
+	ctx := context.Background()
+
+	// A repo id lands in the cache's snapshot of the commit main points at.
+	w, err := resolveWeights(ctx, c, weightSources{Pretrained: "org/dit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(cache, "models--org--dit", "snapshots", commit)
+	if w.Pipeline != want || w.Components != nil {
+		t.Fatalf("resolved %+v, want pipeline %s", w, want)
+	}
+	for _, f := range []string{"model_index.json", "transformer/config.json", "transformer/diffusion_pytorch_model.safetensors",
+		"text_encoder/model.safetensors"} {
+		if got, want := readFile(t, filepath.Join(w.Pipeline, f)), readFile(t, filepath.Join(pipe, f)); string(got) != string(want) {
+			t.Fatalf("%s differs from the served file", f)
+		}
+	}
+
+	// A local directory is used as it is, without a request.
+	n := len(hub.Requests())
+	if w, err := resolveWeights(ctx, c, weightSources{Pretrained: pipe}); err != nil || w.Pipeline != pipe {
+		t.Fatalf("local dir: %+v %v", w, err)
+	}
+	if len(hub.Requests()) != n {
+		t.Fatal("a local directory asked the Hub")
+	}
+
+	// Overrides: --revision pins the base repo (and an override naming it), not another repo.
+	w, err = resolveWeights(ctx, c, weightSources{Pretrained: "org/dit", Revision: commit, Variant: "fp16", Overrides: map[string]componentSource{
+		componentTransformer: {Option: optTransformer, NameOrPath: "org/dit", Subfolder: "transformer"},
+		componentVAE:         {Option: optVAE, NameOrPath: "org/vae"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaeDir := w.Components[componentVAE]
+	if w.Components[componentTransformer] != filepath.Join(want, "transformer") ||
+		!strings.HasPrefix(vaeDir, filepath.Join(cache, "models--org--vae", "snapshots")+string(filepath.Separator)) {
+		t.Fatalf("components %v", w.Components)
+	}
+	if string(readFile(t, filepath.Join(vaeDir, "diffusion_pytorch_model.fp16.safetensors"))) != "fp16 vae weights" {
+		t.Fatal("the fp16 variant of the VAE was not fetched")
+	}
+	if _, err := os.Stat(filepath.Join(vaeDir, "diffusion_pytorch_model.safetensors")); err == nil {
+		t.Fatal("the plain VAE weights were fetched along with the variant")
+	}
+}
+
+func TestResolveWeightsErrors(t *testing.T) {
+	hub := hfhubtest.New(t)
+	pipe := ditPipeline(t, 5)
+	serveDir(t, hub, "org/dit", pipe)
+	serveDir(t, hub, "org/gated", pipe)
+	hub.Gate("org/gated", "good-token")
+	serveDir(t, hub, "org/corrupt", pipe)
+	hub.Corrupt("org/corrupt", "transformer/diffusion_pytorch_model.safetensors", true)
+	cases := []struct {
+		name      string
+		src       weightSources
+		env       map[string]string
+		class     error
+		cause     error
+		inMessage []string
+	}{
+		{"gated without a token", weightSources{Pretrained: "org/gated"}, nil, ErrConfig, hfhub.ErrGatedRepo,
+			[]string{"--pretrained_model_name_or_path org/gated", "accept", "HF_TOKEN"}},
+		{"gated with a token without access", weightSources{Pretrained: "org/gated"}, map[string]string{"HF_TOKEN": "other", "HF_HUB_DISABLE_IMPLICIT_TOKEN": ""},
+			ErrConfig, hfhub.ErrGatedRepo, []string{"org/gated"}},
+		{"repo not found", weightSources{Pretrained: "org/nope"}, nil, ErrConfig, hfhub.ErrRepoNotFound, []string{"org/nope"}},
+		{"revision not found", weightSources{Pretrained: "org/dit", Revision: "v9"}, nil, ErrConfig, hfhub.ErrRevisionNotFound, []string{"v9"}},
+		{"missing local path", weightSources{Pretrained: "./no/such/dir"}, nil, ErrConfig, hfhub.ErrNotAModel, []string{"./no/such/dir"}},
+		{"offline and not cached", weightSources{Pretrained: "org/dit"}, map[string]string{"HF_HUB_OFFLINE": "1"}, ErrConfig, hfhub.ErrOffline,
+			[]string{"HF_HUB_OFFLINE"}},
+		{"corrupt download", weightSources{Pretrained: "org/corrupt"}, nil, ErrDownload, hfhub.ErrCorrupt,
+			[]string{"transformer/diffusion_pytorch_model.safetensors"}},
+		{"override not found", weightSources{Overrides: map[string]componentSource{componentVAE: {Option: optVAE, NameOrPath: "org/novae"}}}, nil,
+			ErrConfig, hfhub.ErrRepoNotFound, []string{"--pretrained_vae_model_name_or_path org/novae"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := hubClient(hub, t.TempDir(), tc.env)
+			_, err := resolveWeights(context.Background(), c, tc.src)
+			if !errors.Is(err, tc.class) || !errors.Is(err, tc.cause) {
+				t.Fatalf("error %v, want %v and %v", err, tc.class, tc.cause)
+			}
+			for _, s := range tc.inMessage {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("message %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+	// A cancelled run is neither the user's error nor a download failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := resolveWeights(ctx, hubClient(hub, t.TempDir(), nil), weightSources{Pretrained: "org/dit"})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrConfig) || errors.Is(err, ErrDownload) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
