@@ -309,3 +309,64 @@ func TestResolveWeightsErrors(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// hubRunner is a test runner whose Hub settings come from env, on a stopped clock (so
+// download progress is paced by size alone).
+func hubRunner(env map[string]string) *Runner {
+	return New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Getenv: envOf(env), Now: func() time.Time { return time.Unix(0, 0) }})
+}
+
+func TestJobTrainsFromHubRepo(t *testing.T) {
+	hub := hfhubtest.New(t)
+	commit := serveDir(t, hub, "org/dit", ditPipeline(t, 99))
+	cache := t.TempDir()
+	data := t.TempDir()
+	makeDataset(t, data, 2, 16)
+	cfg := baseConfig(t.TempDir(), data)
+	cfg[optPretrained], cfg["--max_train_steps"] = "org/dit", 2
+	evs, st := startJob(t, hubRunner(map[string]string{"HF_ENDPOINT": hub.URL, "HF_HUB_CACHE": cache}), cfg).wait(t, nil)
+	if st.State != "completed" {
+		t.Fatalf("job %s (%s):\n%s", st.State, st.Error, tail(evs, 6))
+	}
+	snap := filepath.Join(cache, "models--org--dit", "snapshots", commit)
+	var fetched, loaded bool
+	for _, e := range eventsOf(evs, "lifecycle.stage") {
+		d := dataOf(t, e)
+		stage := d["stage"].(map[string]any)
+		fetched = fetched || stage["key"] == "init_fetch_weights" && stage["status"] == "completed" && d["pipeline"] == snap
+		loaded = loaded || stage["key"] == "init_load_base_model" && strings.Contains(e.Message, "loaded from "+snap)
+	}
+	if !fetched || !loaded {
+		t.Fatalf("fetched %v, loaded %v:\n%s", fetched, loaded, tail(eventsOf(evs, "lifecycle.stage"), 6))
+	}
+	const weights = "transformer/diffusion_pytorch_model.safetensors"
+	var reports []float64
+	for _, e := range eventsOf(evs, "download.progress") {
+		d := dataOf(t, e)
+		if d["repo"] == "org/dit" && d["file"] == weights {
+			reports = append(reports, d["percent"].(float64))
+		}
+	}
+	// First report, then one per percent at most, ending at 100 %.
+	if len(reports) < 2 || len(reports) > 102 || reports[len(reports)-1] != 100 || !slices.IsSorted(reports) {
+		t.Fatalf("progress of %s: %v", weights, reports)
+	}
+}
+
+func TestJobReportsHubErrors(t *testing.T) {
+	hub := hfhubtest.New(t)
+	serveDir(t, hub, "org/gated", ditPipeline(t, 99))
+	hub.Gate("org/gated", "good")
+	data := t.TempDir()
+	makeDataset(t, data, 1, 16)
+	cfg := baseConfig(t.TempDir(), data)
+	cfg[optPretrained] = "org/gated"
+	evs, st := startJob(t, hubRunner(map[string]string{"HF_ENDPOINT": hub.URL, "HF_HUB_CACHE": t.TempDir()}), cfg).wait(t, nil)
+	if st.State != "failed" || !strings.Contains(st.Error, "--pretrained_model_name_or_path org/gated") ||
+		!strings.Contains(st.Error, "gated") || !strings.Contains(st.Error, "HF_TOKEN") {
+		t.Fatalf("job %s: %q", st.State, st.Error)
+	}
+	if len(eventsOf(evs, "training.progress")) != 0 {
+		t.Fatal("a job without its weights trained")
+	}
+}
