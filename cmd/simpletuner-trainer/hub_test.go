@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"net"
@@ -13,31 +12,14 @@ import (
 	"testing"
 
 	"simpletuner/plugins"
-	"simpletuner/trainerproc/engine"
-	"simpletuner/trainerproc/engine/blas"
-	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/hfhub/hfhubtest"
-	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/model/modeltest"
 )
 
-// servedDit saves a tiny dit made from seed and returns its directory and files.
+// servedDit saves a tiny dit made from seed and returns its directory and its files.
 func servedDit(t *testing.T, seed uint64) (string, map[string]hfhubtest.File) {
 	t.Helper()
-	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	cfg, _ := model.Flavour("tiny")
-	m, err := model.New(engine.New(be), cfg, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	dir := t.TempDir()
-	if err := m.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := modeltest.SaveTiny(t, seed)
 	files, err := hfhubtest.DirFiles(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -62,17 +44,7 @@ func hubJob(t *testing.T, bin, root, name string, cfg map[string]any, env ...str
 	if _, exited := err.(*exec.ExitError); err != nil && !exited {
 		t.Fatal(err)
 	}
-	var evs []plugins.Event
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var e plugins.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("stdout line is not an event: %q", sc.Text())
-		}
-		evs = append(evs, e)
-	}
-	return cmd.ProcessState.ExitCode(), evs, stderr.String()
+	return cmd.ProcessState.ExitCode(), scanEvents(t, stdout.Bytes()), stderr.String()
 }
 
 // closedEndpoint is the URL of a port nothing listens on any more: a Hub that is down.

@@ -13,38 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
-	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/hfhub"
 	"simpletuner/trainerproc/hfhub/hfhubtest"
-	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/model/modeltest"
 )
-
-// ditPipeline saves a tiny dit initialised from seed in the diffusers layout and returns
-// its directory.
-func ditPipeline(t testing.TB, seed uint64) string {
-	t.Helper()
-	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	cfg, err := model.Flavour("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.New(engine.New(be), cfg, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	dir := t.TempDir()
-	if err := m.Save(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // serveDir commits the tree under dir to repo's main branch on hub.
 func serveDir(t testing.TB, hub *hfhubtest.Hub, repo, dir string) string {
@@ -200,7 +173,7 @@ func TestWeightSourcesOf(t *testing.T) {
 
 func TestResolveWeights(t *testing.T) {
 	hub := hfhubtest.New(t)
-	pipe := ditPipeline(t, 5)
+	pipe := modeltest.SaveTiny(t, 5)
 	commit := serveDir(t, hub, "org/dit", pipe)
 	vaeWeights := []byte("plain vae weights")
 	hub.Commit("org/vae", "main", map[string]hfhubtest.File{
@@ -259,7 +232,7 @@ func TestResolveWeights(t *testing.T) {
 
 func TestResolveWeightsErrors(t *testing.T) {
 	hub := hfhubtest.New(t)
-	pipe := ditPipeline(t, 5)
+	pipe := modeltest.SaveTiny(t, 5)
 	serveDir(t, hub, "org/dit", pipe)
 	serveDir(t, hub, "org/gated", pipe)
 	hub.Gate("org/gated", "good-token")
@@ -318,7 +291,7 @@ func hubRunner(env map[string]string) *Runner {
 
 func TestJobTrainsFromHubRepo(t *testing.T) {
 	hub := hfhubtest.New(t)
-	commit := serveDir(t, hub, "org/dit", ditPipeline(t, 99))
+	commit := serveDir(t, hub, "org/dit", modeltest.SaveTiny(t, 99))
 	cache := t.TempDir()
 	data := t.TempDir()
 	makeDataset(t, data, 2, 16)
@@ -355,7 +328,7 @@ func TestJobTrainsFromHubRepo(t *testing.T) {
 
 func TestJobReportsHubErrors(t *testing.T) {
 	hub := hfhubtest.New(t)
-	serveDir(t, hub, "org/gated", ditPipeline(t, 99))
+	serveDir(t, hub, "org/gated", modeltest.SaveTiny(t, 99))
 	hub.Gate("org/gated", "good")
 	data := t.TempDir()
 	makeDataset(t, data, 1, 16)
