@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"simpletuner/plugins"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/hfhub"
 	"simpletuner/trainerproc/hfhub/hfhubtest"
@@ -341,5 +342,55 @@ func TestJobReportsHubErrors(t *testing.T) {
 	}
 	if len(eventsOf(evs, "training.progress")) != 0 {
 		t.Fatal("a job without its weights trained")
+	}
+}
+
+// TestJobEndsDuringDownload: a stop or cancel ends a job whose weights are still
+// downloading (the training loop, which reads commands, has not started), and keeps the
+// partial file for a later run to resume.
+func TestJobEndsDuringDownload(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  plugins.Command
+		want string
+	}{{plugins.CommandStop, "stopped"}, {plugins.CommandCancel, "cancelled"}} {
+		t.Run(tc.want, func(t *testing.T) {
+			hub := hfhubtest.New(t)
+			dir := modeltest.SaveTiny(t, 99)
+			serveDir(t, hub, "org/dit", dir)
+			const weights = "transformer/diffusion_pytorch_model.safetensors"
+			hub.StallAfter("org/dit", weights, 100000) // then holds the connection open
+			cache := t.TempDir()
+			data := t.TempDir()
+			makeDataset(t, data, 1, 16)
+			cfg := baseConfig(t.TempDir(), data)
+			cfg[optPretrained] = "org/dit"
+			r := hubRunner(map[string]string{"HF_ENDPOINT": hub.URL, "HF_HUB_CACHE": cache, "HF_HUB_DOWNLOAD_TIMEOUT": "3600"})
+			j := startJob(t, r, cfg)
+			sent := false
+			evs, st := j.wait(t, func(e plugins.Event) {
+				if e.Type != plugins.EventDownloadProgress || sent {
+					return
+				}
+				var d plugins.DownloadProgress
+				if json.Unmarshal(e.Data, &d) == nil && d.File == weights && d.Done > 0 {
+					// A checkpoint request is answered, not queued for a loop that never ran.
+					sent = j.host.Command(context.Background(), plugins.CommandCheckpoint) == nil &&
+						j.host.Command(context.Background(), tc.cmd) == nil
+				}
+			})
+			if !sent || st.State != tc.want {
+				t.Fatalf("sent %v, job %s (%s):\n%s", sent, st.State, st.Error, tail(evs, 6))
+			}
+			var ignored bool
+			for _, e := range eventsOf(evs, plugins.EventNotification) {
+				ignored = ignored || strings.Contains(e.Message, "checkpoint ignored")
+			}
+			if !ignored {
+				t.Fatalf("the checkpoint request was not answered:\n%s", tail(evs, 6))
+			}
+			if partial, _ := filepath.Glob(filepath.Join(cache, "models--org--dit", "blobs", "*.incomplete")); len(partial) != 1 {
+				t.Fatalf("partial downloads %v, want the weights' one kept", partial)
+			}
+		})
 	}
 }
