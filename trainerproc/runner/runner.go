@@ -90,14 +90,18 @@ func (r *Runner) newBackend(mixedPrecision string) (engine.Backend, error) {
 }
 
 // Validate implements kit.Runner: the registry's checks plus what this trainer needs (family
-// dit, a known flavour, a dataloader document that parses, a lycoris config that parses)
-// and, when all of that holds, whether the job fits this machine's memory (memoryIssue).
+// dit, a known flavour, a dataloader document that parses, a lycoris config that parses,
+// base weights it can find: weightIssues) and, when all of that holds, whether the job
+// fits this machine's memory (memoryIssue).
 func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
 	s, issues, err := ParseSettings(raw)
 	out := toPluginIssues(issues)
 	if err != nil && len(issues.Errors()) == 0 {
 		// A failure that is not an option issue (e.g. not a JSON object).
 		return nil, err
+	}
+	if s != nil {
+		out = append(out, r.weightIssues(s)...)
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))

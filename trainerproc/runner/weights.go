@@ -138,13 +138,7 @@ func resolveWeights(ctx context.Context, c *hfhub.Client, src weightSources) (re
 		if !ok {
 			continue
 		}
-		// --revision pins the base model; another repo's history has other commits and
-		// branches, so its override is read at main.
-		rev := ""
-		if o.NameOrPath == src.Pretrained {
-			rev = src.Revision
-		}
-		dir, err := c.ResolveComponent(ctx, o.NameOrPath, rev, o.Subfolder, src.Variant)
+		dir, err := c.ResolveComponent(ctx, o.NameOrPath, overrideRevision(src, o), o.Subfolder, src.Variant)
 		if err != nil {
 			return w, weightsError(o.Option, o.NameOrPath, err)
 		}
@@ -322,4 +316,50 @@ func (t *trainer) whileWatchingCommands(ctx context.Context, fetch func(context.
 		return w, cause
 	}
 	return w, err
+}
+
+// weightIssues are Validate's findings about where a job's weights come from, made without
+// the network, so a job that cannot get its weights is refused when it is submitted rather
+// than once it runs: a path that is not a model directory, a name that is not a repo id,
+// or, with HF_HUB_OFFLINE set, a repo the cache does not hold. A repo id that only the Hub
+// can answer for passes. Overrides the family cannot load are warnings.
+func (r *Runner) weightIssues(s *Settings) []plugins.Issue {
+	src, ignored := weightSourcesOf(s.Cfg, familyOverrides[s.ModelFamily])
+	var out []plugins.Issue
+	for _, opt := range ignored {
+		out = append(out, plugins.Issue{Option: opt, Severity: "warning",
+			Message: fmt.Sprintf("model family %s cannot load that component from elsewhere; the option is ignored", s.ModelFamily)})
+	}
+	c := r.hubClient()
+	online := !c.Config.Offline
+	// Offline, resolving answers from local directories and the cache alone.
+	c.Config.Offline = true
+	check := func(option string, err error) {
+		if err == nil || online && (errors.Is(err, hfhub.ErrOffline) || errors.Is(err, hfhub.ErrNotCached)) {
+			return
+		}
+		out = append(out, plugins.Issue{Option: option, Severity: "error", Message: err.Error()})
+	}
+	ctx := context.Background()
+	if src.Pretrained != "" {
+		_, err := c.ResolvePipeline(ctx, src.Pretrained, src.Revision, hfhub.PipelineOptions{Components: src.Components, Variant: src.Variant})
+		check(optPretrained, err)
+	}
+	for _, comp := range []string{componentTransformer, componentVAE} {
+		if o, ok := src.Overrides[comp]; ok {
+			_, err := c.ResolveComponent(ctx, o.NameOrPath, overrideRevision(src, o), o.Subfolder, src.Variant)
+			check(o.Option, err)
+		}
+	}
+	return out
+}
+
+// overrideRevision is the revision an override is read at: --revision pins the base model
+// (and an override naming the same repo); another repo's history has other commits and
+// branches, so it is read at main.
+func overrideRevision(src weightSources, o componentSource) string {
+	if o.NameOrPath == src.Pretrained {
+		return src.Revision
+	}
+	return ""
 }

@@ -394,3 +394,71 @@ func TestJobEndsDuringDownload(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateWeights: Validate refuses weights a job could not get, without a request to
+// the Hub.
+func TestValidateWeights(t *testing.T) {
+	hub := hfhubtest.New(t)
+	local := modeltest.SaveTiny(t, 1)
+	serveDir(t, hub, "org/dit", local)
+	cached := t.TempDir()
+	if _, err := resolveWeights(context.Background(), hubClient(hub, cached, nil), weightSources{Pretrained: "org/dit"}); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	cases := []struct {
+		name    string
+		opts    map[string]any
+		offline bool
+		want    []string // "severity option: message part"
+	}{
+		{"local pipeline", map[string]any{optPretrained: local}, false, nil},
+		{"repo id online", map[string]any{optPretrained: "org/other"}, false, nil},
+		{"repo id offline, cached", map[string]any{optPretrained: "org/dit"}, true, nil},
+		{"repo id offline, not cached", map[string]any{optPretrained: "org/other"}, true,
+			[]string{"error --pretrained_model_name_or_path: HF_HUB_OFFLINE"}},
+		{"missing path", map[string]any{optPretrained: "./no/such/model"}, false,
+			[]string{"error --pretrained_model_name_or_path: ./no/such/model"}},
+		{"directory without model_index.json", map[string]any{optPretrained: data}, false,
+			[]string{"error --pretrained_model_name_or_path: model_index.json"}},
+		{"not a repo id", map[string]any{optPretrained: "a/b/c"}, false, []string{"error --pretrained_model_name_or_path: org/name"}},
+		{"an override dit cannot load", map[string]any{optVAE: "org/vae"}, false,
+			[]string{"warning --pretrained_vae_model_name_or_path: cannot load"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(t.TempDir(), data)
+			for k, v := range tc.opts {
+				cfg[k] = v
+			}
+			raw, _ := json.Marshal(cfg)
+			env := map[string]string{"HF_ENDPOINT": hub.URL, "HF_HUB_CACHE": cached}
+			if tc.offline {
+				env["HF_HUB_OFFLINE"] = "1"
+			}
+			before := len(hub.Requests())
+			issues, err := hubRunner(env).Validate(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []plugins.Issue
+			for _, is := range issues {
+				if strings.Contains(is.Option, "pretrained") {
+					got = append(got, is)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("issues %+v, want %q", got, tc.want)
+			}
+			for i, w := range tc.want {
+				sevOpt, part, _ := strings.Cut(w, ": ")
+				if got[i].Severity+" "+got[i].Option != sevOpt || !strings.Contains(got[i].Message, part) {
+					t.Errorf("issue %+v, want %q", got[i], w)
+				}
+			}
+			if n := len(hub.Requests()) - before; n != 0 {
+				t.Fatalf("Validate made %d requests", n)
+			}
+		})
+	}
+}
