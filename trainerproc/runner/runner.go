@@ -101,7 +101,11 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 		return nil, err
 	}
 	if s != nil {
-		out = append(out, r.weightIssues(s)...)
+		wi, dir := r.weightIssues(s)
+		out = append(out, wi...)
+		if dir != "" {
+			s.Pretrained = dir // the memory check reads the model's own config
+		}
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))

@@ -322,8 +322,10 @@ func (t *trainer) whileWatchingCommands(ctx context.Context, fetch func(context.
 // the network, so a job that cannot get its weights is refused when it is submitted rather
 // than once it runs: a path that is not a model directory, a name that is not a repo id,
 // or, with HF_HUB_OFFLINE set, a repo the cache does not hold. A repo id that only the Hub
-// can answer for passes. Overrides the family cannot load are warnings.
-func (r *Runner) weightIssues(s *Settings) []plugins.Issue {
+// can answer for passes. Overrides the family cannot load are warnings. pipeline is the
+// local directory of the base model when it is found (a local directory, or cached), so
+// the memory check can read the model's own configuration.
+func (r *Runner) weightIssues(s *Settings) (issues []plugins.Issue, pipeline string) {
 	src, ignored := weightSourcesOf(s.Cfg, familyOverrides[s.ModelFamily])
 	var out []plugins.Issue
 	for _, opt := range ignored {
@@ -342,8 +344,11 @@ func (r *Runner) weightIssues(s *Settings) []plugins.Issue {
 	}
 	ctx := context.Background()
 	if src.Pretrained != "" {
-		_, err := c.ResolvePipeline(ctx, src.Pretrained, src.Revision, hfhub.PipelineOptions{Components: src.Components, Variant: src.Variant})
+		dir, err := c.ResolvePipeline(ctx, src.Pretrained, src.Revision, hfhub.PipelineOptions{Components: src.Components, Variant: src.Variant})
 		check(optPretrained, err)
+		if err == nil {
+			pipeline = dir
+		}
 	}
 	for _, comp := range []string{componentTransformer, componentVAE} {
 		if o, ok := src.Overrides[comp]; ok {
@@ -351,7 +356,7 @@ func (r *Runner) weightIssues(s *Settings) []plugins.Issue {
 			check(o.Option, err)
 		}
 	}
-	return out
+	return out, pipeline
 }
 
 // overrideRevision is the revision an override is read at: --revision pins the base model

@@ -17,6 +17,7 @@ import (
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/hfhub"
 	"simpletuner/trainerproc/hfhub/hfhubtest"
+	"simpletuner/trainerproc/model"
 	"simpletuner/trainerproc/model/modeltest"
 )
 
@@ -460,5 +461,46 @@ func TestValidateWeights(t *testing.T) {
 				t.Fatalf("Validate made %d requests", n)
 			}
 		})
+	}
+}
+
+// TestValidateMemoryOfCachedModel: when the base model is a cached repo, Validate's memory
+// check estimates that model (its transformer/config.json), not the flavour's.
+func TestValidateMemoryOfCachedModel(t *testing.T) {
+	hub := hfhubtest.New(t)
+	xl, err := model.Flavour("xl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgJSON map[string]any
+	b, _ := json.Marshal(xl)
+	_ = json.Unmarshal(b, &cfgJSON)
+	cfgJSON["_class_name"] = model.ClassName
+	b, _ = json.Marshal(cfgJSON)
+	hub.Commit("org/xl", "main", map[string]hfhubtest.File{
+		"model_index.json":        {Content: []byte(`{"_class_name": "SimpleTunerDiTPipeline", "transformer": ["simpletuner", "` + model.ClassName + `"]}`)},
+		"transformer/config.json": {Content: b},
+	})
+	cache := t.TempDir()
+	if _, err := resolveWeights(context.Background(), hubClient(hub, cache, nil), weightSources{Pretrained: "org/xl"}); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	makeDataset(t, data, 1, 16)
+	cfg := baseConfig(t.TempDir(), data)
+	raw, _ := json.Marshal(cfg)
+	r := New(Options{Threads: 1, BLAS: blas.ChoiceAuto, Memory: smallHost(t),
+		Getenv: envOf(map[string]string{"HF_ENDPOINT": hub.URL, "HF_HUB_CACHE": cache})})
+	if is, err := r.Validate(context.Background(), raw); err != nil || len(errorsOf(is)) != 0 {
+		t.Fatalf("tiny on 1 GiB: %v %v", is, err)
+	}
+	cfg[optPretrained] = "org/xl"
+	raw, _ = json.Marshal(cfg)
+	is, err := r.Validate(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := errorsOf(is); len(errs) != 1 || !strings.Contains(errs[0].Message, "the machine has 1.0 GiB of RAM") {
+		t.Fatalf("the cached xl model on 1 GiB: %v", errs)
 	}
 }
