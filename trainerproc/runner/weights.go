@@ -51,9 +51,11 @@ type componentSource struct {
 type weightSources struct {
 	// Pretrained is --pretrained_model_name_or_path ("" when unset: no base weights).
 	Pretrained string
-	// Revision and Variant apply to Pretrained, and to an override naming the same repo.
+	// Revision applies to Pretrained and to an override naming the same repo; Variant to
+	// every one (a component without that variant loads its plain weights).
 	Revision, Variant string
-	// Components limits which pipeline components are fetched (nil: all of them).
+	// Components limits which pipeline components are fetched (nil: all of them, as dit,
+	// whose pipeline is its transformer and its caption encoder, needs).
 	Components []string
 	// Overrides are the per-component overrides the family uses, keyed by component.
 	Overrides map[string]componentSource
@@ -68,10 +70,10 @@ type resolvedWeights struct {
 	Components map[string]string
 }
 
-// familyOverrides lists the per-component overrides each model family can load. dit reads
-// one directory in the Save layout and has no VAE, so it takes none; the model-family seam
-// will ask the family instead.
-var familyOverrides = map[string][]string{"dit": nil}
+// familyOverrides lists the per-component overrides a model family can load: none yet.
+// dit, the only family, reads one directory in the Save layout and has no VAE; the
+// model-family seam will ask each family instead.
+func familyOverrides(family string) []string { return nil }
 
 // weightSourcesOf reads the weight options of a configuration for a family that can load
 // the components usable from elsewhere. Overrides of other components are returned as
@@ -242,7 +244,7 @@ func (r *Runner) hubClient() *hfhub.Client {
 // progress as EventDownloadProgress events.
 func (t *trainer) resolveWeights(ctx context.Context) error {
 	s := t.s
-	src, ignored := weightSourcesOf(s.Cfg, familyOverrides[s.ModelFamily])
+	src, ignored := weightSourcesOf(s.Cfg, familyOverrides(s.ModelFamily))
 	for _, opt := range ignored {
 		t.ev.warn("Option ignored", fmt.Sprintf("%s is ignored: model family %s cannot load that component from elsewhere", opt, s.ModelFamily),
 			map[string]any{"option": opt})
@@ -326,7 +328,7 @@ func (t *trainer) whileWatchingCommands(ctx context.Context, fetch func(context.
 // local directory of the base model when it is found (a local directory, or cached), so
 // the memory check can read the model's own configuration.
 func (r *Runner) weightIssues(s *Settings) (issues []plugins.Issue, pipeline string) {
-	src, ignored := weightSourcesOf(s.Cfg, familyOverrides[s.ModelFamily])
+	src, ignored := weightSourcesOf(s.Cfg, familyOverrides(s.ModelFamily))
 	var out []plugins.Issue
 	for _, opt := range ignored {
 		out = append(out, plugins.Issue{Option: opt, Severity: "warning",
