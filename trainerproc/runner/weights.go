@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/user"
 	"slices"
 	"sync"
 	"time"
@@ -233,7 +234,15 @@ func (r *Runner) hubClient() *hfhub.Client {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	c := hfhub.NewClient(hfhub.ConfigFromEnv(getenv, getenv("HOME")))
+	home := getenv("HOME")
+	if home == "" {
+		// Python expands ~ from the account database when HOME is unset; without this the
+		// cache would land in a relative .cache under the job's directory.
+		if u, err := user.Current(); err == nil {
+			home = u.HomeDir
+		}
+	}
+	c := hfhub.NewClient(hfhub.ConfigFromEnv(getenv, home))
 	c.UserAgent = "simpletuner/" + r.opts.Version
 	return c
 }
@@ -333,6 +342,9 @@ func (r *Runner) weightIssues(s *Settings) (issues []plugins.Issue, pipeline str
 	for _, opt := range ignored {
 		out = append(out, plugins.Issue{Option: opt, Severity: "warning",
 			Message: fmt.Sprintf("model family %s cannot load that component from elsewhere; the option is ignored", s.ModelFamily)})
+	}
+	if src.Pretrained == "" && len(src.Overrides) == 0 {
+		return out, ""
 	}
 	c := r.hubClient()
 	online := !c.Config.Offline

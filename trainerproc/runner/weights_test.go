@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -507,5 +508,20 @@ func TestValidateMemoryOfCachedModel(t *testing.T) {
 	}
 	if errs := errorsOf(is); len(errs) != 1 || !strings.Contains(errs[0].Message, "the machine has 1.0 GiB of RAM") {
 		t.Fatalf("the cached xl model on 1 GiB: %v", errs)
+	}
+}
+
+// TestHubClientHome: without HOME the default cache is under the account's home directory,
+// never relative to the job's working directory.
+func TestHubClientHome(t *testing.T) {
+	if u, err := user.Current(); err == nil { // an account the database knows
+		c := New(Options{Getenv: envOf(nil)}).hubClient()
+		if c.Config.CacheDir != filepath.Join(u.HomeDir, ".cache", "huggingface", "hub") {
+			t.Fatalf("cache dir %q, home %q", c.Config.CacheDir, u.HomeDir)
+		}
+	}
+	c := New(Options{Getenv: envOf(map[string]string{"HOME": "/home/u"})}).hubClient()
+	if c.Config.CacheDir != "/home/u/.cache/huggingface/hub" {
+		t.Fatalf("cache dir %q", c.Config.CacheDir)
 	}
 }
