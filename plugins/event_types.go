@@ -26,8 +26,26 @@ const (
 	EventNotification = "notification"
 	// EventError is an error outside the other types.
 	EventError = "error"
+	// EventDownloadProgress reports base weights being fetched from the Hugging Face Hub
+	// before training starts; its data is DownloadProgress. It is not SimpleTuner's (its
+	// downloads only print to the console), so clients that do not know it show its title.
+	EventDownloadProgress = "download.progress"
 	// EventTrainingSummary and EventGPUFault are SimpleTuner's; no trainer here emits
 	// them yet, and webhooks already treat them as events a full queue must keep.
 	EventTrainingSummary = "training.summary"
 	EventGPUFault        = "gpu.fault"
 )
+
+// DownloadProgress is the data of an EventDownloadProgress event: how far one file of a
+// Hub repo has been fetched into the local cache.
+type DownloadProgress struct {
+	// Repo is the Hub repo id (org/name) and File the path inside it.
+	Repo string `json:"repo"`
+	File string `json:"file"`
+	// Done is the bytes on disk so far (including those kept from an interrupted earlier
+	// attempt, so a resumed download starts above 0) and Total the file's size.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+	// Percent is Done of Total in percent, rounded to two decimals.
+	Percent float64 `json:"percent"`
+}

@@ -55,6 +55,22 @@ func config(t *testing.T, out, data string) []byte {
 	return b
 }
 
+// scanEvents reads the events a standalone run prints, one JSON object a line.
+func scanEvents(t *testing.T, stdout []byte) []plugins.Event {
+	t.Helper()
+	var evs []plugins.Event
+	sc := bufio.NewScanner(bytes.NewReader(stdout))
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var e plugins.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("stdout line is not an event: %q", sc.Text())
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
 func TestPluginEndToEnd(t *testing.T) {
 	bin := buildTrainer(t)
 	root := t.TempDir()
@@ -124,16 +140,7 @@ func TestStandaloneRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
-	var evs []plugins.Event
-	sc := bufio.NewScanner(bytes.NewReader(stdout))
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var e plugins.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("stdout line is not an event: %q", sc.Text())
-		}
-		evs = append(evs, e)
-	}
+	evs := scanEvents(t, stdout)
 	if len(evs) < 10 || evs[len(evs)-1].Type != "job.status" || !strings.Contains(string(evs[len(evs)-1].Data), `"completed"`) {
 		t.Fatalf("%d events, last %+v", len(evs), evs[len(evs)-1])
 	}

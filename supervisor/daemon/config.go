@@ -99,10 +99,17 @@ func ConfigsOptions(c *Config, reg *options.Registry, st configs.Settings) confi
 }
 
 // trainerPassthrough are the variables of the daemon's environment a trainer inherits;
-// nothing else is passed on, so credentials in the daemon's environment stay there.
+// nothing else is passed on, so credentials in the daemon's environment stay there. The
+// Hugging Face settings say where the shared model cache is, which Hub to ask and whether
+// to ask at all, so a trainer finds what Python tools of the same user downloaded; the
+// token itself (HF_TOKEN) is a credential and is not among them: a trainer reads the token
+// file under HF_HOME (or HF_TOKEN_PATH), or gets HF_TOKEN through --trainer-env.
 func trainerPassthrough() []string {
 	return []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
-		"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SIMPLETUNER_BLAS"}
+		"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SIMPLETUNER_BLAS",
+		"XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE",
+		"TRANSFORMERS_OFFLINE", "HF_TOKEN_PATH", "HF_HUB_DISABLE_IMPLICIT_TOKEN", "HF_HUB_DISABLE_SYMLINKS",
+		"HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"}
 }
 
 // TrainerEnv is the base environment of every trainer launched with this config.

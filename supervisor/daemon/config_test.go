@@ -121,3 +121,17 @@ func TestParseAllowedHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainerEnv: a trainer inherits the daemon's Hugging Face cache and Hub settings (so
+// it reuses the shared model cache) but not its credentials, plus --trainer-env.
+func TestTrainerEnv(t *testing.T) {
+	c := &Config{TrainerEnv: []string{"HF_TOKEN=given"}}
+	got := TrainerEnv(c, env(map[string]string{"PATH": "/bin", "HF_HOME": "/models/hf", "HF_HUB_CACHE": "/models/hf/hub",
+		"HF_ENDPOINT": "http://mirror", "HF_HUB_OFFLINE": "1", "HF_TOKEN": "secret", "HUGGING_FACE_HUB_TOKEN": "secret2",
+		"AWS_SECRET_ACCESS_KEY": "k"}))
+	want := []string{"PATH=/bin", "HF_HOME=/models/hf", "HF_HUB_CACHE=/models/hf/hub", "HF_ENDPOINT=http://mirror",
+		"HF_HUB_OFFLINE=1", "HF_TOKEN=given"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("trainer env %q, want %q", got, want)
+	}
+}

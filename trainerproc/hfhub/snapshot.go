@@ -181,6 +181,9 @@ type PipelineOptions struct {
 // its safetensors weights (one variant only, shards and index included). It returns the
 // snapshot directory, laid out like a local pipeline directory.
 func (c *Client) DownloadPipeline(ctx context.Context, repoID, revision string, opts PipelineOptions) (string, error) {
+	if revision == "" {
+		revision = "main" // as Download and Snapshot: the listing and the ref need a name
+	}
 	idx, err := c.Download(ctx, repoID, revision, "model_index.json")
 	if err != nil {
 		return "", err

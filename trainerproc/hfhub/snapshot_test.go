@@ -175,6 +175,10 @@ func TestDownloadPipelineAndSnapshot(t *testing.T) {
 	if _, err := off.DownloadPipeline(ctx, "org/other", "main", PipelineOptions{}); !errors.Is(err, ErrOffline) {
 		t.Fatalf("offline missing pipeline: %v", err)
 	}
+	// No revision means main, as for Download (the revision listing needs a name).
+	if d, err := c.DownloadPipeline(ctx, "org/pixart", "", PipelineOptions{Variant: "bf16"}); err != nil || d != dir {
+		t.Fatalf("pipeline without a revision: %s %v", d, err)
+	}
 	if _, err := c.DownloadPipeline(ctx, "org/pixart", "main", PipelineOptions{Components: []string{"unet"}}); !errors.Is(err, ErrEntryNotFound) {
 		t.Fatalf("unknown component: %v", err)
 	}

@@ -35,6 +35,7 @@ type stage struct {
 // Stage labels as SimpleTuner's webhooks spell them.
 var stageLabels = map[string]string{
 	"init_data_backend":      "Configuring data backends",
+	"init_fetch_weights":     "Fetching base model weights",
 	"init_load_base_model":   "Loading base model",
 	"init_prepare_models":    "Preparing models",
 	"init_resume_checkpoint": "Resuming checkpoint",

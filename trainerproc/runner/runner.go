@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"simpletuner/internal/sysmem"
 	"simpletuner/plugins"
@@ -37,6 +38,11 @@ type Options struct {
 	// Memory reads host memory and the cgroup's limit for the memory check (the zero
 	// value reads the real /proc and /sys; tests give a tree of their own).
 	Memory sysmem.FS
+	// Getenv reads the trainer's environment for the Hugging Face Hub settings (HF_HOME,
+	// HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HOME); nil is os.Getenv.
+	Getenv func(string) string
+	// Now is the clock that paces download progress events; nil is time.Now.
+	Now func() time.Time
 }
 
 // Runner implements kit.Runner for the dit trainer, on whichever engine backend Options picks.
@@ -84,14 +90,22 @@ func (r *Runner) newBackend(mixedPrecision string) (engine.Backend, error) {
 }
 
 // Validate implements kit.Runner: the registry's checks plus what this trainer needs (family
-// dit, a known flavour, a dataloader document that parses, a lycoris config that parses)
-// and, when all of that holds, whether the job fits this machine's memory (memoryIssue).
+// dit, a known flavour, a dataloader document that parses, a lycoris config that parses,
+// base weights it can find: weightIssues) and, when all of that holds, whether the job
+// fits this machine's memory (memoryIssue).
 func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
 	s, issues, err := ParseSettings(raw)
 	out := toPluginIssues(issues)
 	if err != nil && len(issues.Errors()) == 0 {
 		// A failure that is not an option issue (e.g. not a JSON object).
 		return nil, err
+	}
+	if s != nil {
+		wi, dir := r.weightIssues(s)
+		out = append(out, wi...)
+		if dir != "" {
+			s.Pretrained = dir // the memory check reads the model's own config
+		}
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))

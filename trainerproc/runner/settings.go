@@ -24,6 +24,9 @@ const DefaultSeed = 42
 // Settings is the typed subset of a resolved configuration the trainer acts on.
 type Settings struct {
 	Cfg *options.Config // the whole resolved configuration
+	// Components are the directories of per-component weight overrides, by component
+	// ("vae", "transformer"), once the run has resolved its weights.
+	Components map[string]string
 
 	ModelFamily, Flavour, Pretrained, ModelType string
 	Adapters                                    model.AdapterConfig

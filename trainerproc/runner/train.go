@@ -86,6 +86,9 @@ func (t *trainer) run(ctx context.Context) error {
 	s := t.s
 	t.ev.job.Emit(plugins.EventNotification, "info", "Training job has started, configuration has begun.",
 		"Training job has started, configuration has begun.", nil)
+	if err := t.resolveWeights(ctx); err != nil { // before anything reads the model's config
+		return err
+	}
 	if err := t.checkMemory(); err != nil {
 		return err
 	}

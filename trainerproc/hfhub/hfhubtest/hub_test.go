@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -110,5 +112,23 @@ func TestHubSpeaksTheDownloadProtocol(t *testing.T) {
 	}
 	if len(h.Requests()) == 0 {
 		t.Fatal("requests not recorded")
+	}
+}
+
+func TestDirFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "vae"), 0o755)
+	os.WriteFile(filepath.Join(dir, "model_index.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(dir, "vae", "diffusion_pytorch_model.safetensors"), []byte("weights"), 0o644)
+	files, err := DirFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || files["model_index.json"].LFS || string(files["model_index.json"].Content) != "{}" ||
+		!files["vae/diffusion_pytorch_model.safetensors"].LFS || string(files["vae/diffusion_pytorch_model.safetensors"].Content) != "weights" {
+		t.Fatalf("files %+v", files)
+	}
+	if _, err := DirFiles(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing directory read without error")
 	}
 }
