@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,5 +76,36 @@ func TestDaemonFallsBackWhenItsTrainerCannotBeAsked(t *testing.T) {
 	v := validateForm(t, c, d.base, withField(fields, "--model_family", "pixart_sigma"))
 	if v.Valid || len(v.Errors) == 0 || v.Errors[0].Message != "Unknown model family: pixart_sigma (known: dit)" {
 		t.Fatalf("pixart_sigma with the fallback list: valid=%v %+v", v.Valid, v.Errors)
+	}
+}
+
+// TestTrainAsksItsTrainerForFamilies: simpletuner train validates an environment against
+// the families its trainer reports, so a family only that trainer trains runs, and a
+// trainer that cannot be asked leaves the built-in list, with a warning on stderr.
+func TestTrainAsksItsTrainerForFamilies(t *testing.T) {
+	home := t.TempDir()
+	cdir := writeEnv(t, home, "demo")
+	env := func(k string) string {
+		switch k {
+		case "SIMPLETUNER_HOME":
+			return home
+		case "SIMPLETUNER_CONFIG_DIR":
+			return cdir
+		}
+		return ""
+	}
+	args := []string{"train", "--env", "demo", "--trainer", os.Args[0], "--trainer-env", asTrainer + "=1",
+		"--trainer-env", kittest.EnvFamilies + "=pixart_sigma:900M-1024-v0.6", "--trainer-env", kittest.EnvSteps + "=2",
+		"--trainer-env", kittest.EnvStepMS + "=1", "--model_family=pixart_sigma", "--model_flavour=900M-1024-v0.6"}
+	var out, errb bytes.Buffer
+	if code := run(args, &out, &errb, env); code != 0 || !strings.Contains(out.String(), "completed") {
+		t.Fatalf("pixart_sigma from its trainer: exit %d\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	missing := filepath.Join(home, "no-such-trainer")
+	args[4] = missing
+	if code := run(args, &out, &errb, env); code != 1 || !strings.Contains(errb.String(), "could not ask the trainer") ||
+		!strings.Contains(errb.String(), "Unknown model family: pixart_sigma (known: dit)") {
+		t.Fatalf("without a trainer: exit %d\nstderr: %s", code, errb.String())
 	}
 }
