@@ -85,15 +85,7 @@ func TestDaemonFallsBackWhenItsTrainerCannotBeAsked(t *testing.T) {
 func TestTrainAsksItsTrainerForFamilies(t *testing.T) {
 	home := t.TempDir()
 	cdir := writeEnv(t, home, "demo")
-	env := func(k string) string {
-		switch k {
-		case "SIMPLETUNER_HOME":
-			return home
-		case "SIMPLETUNER_CONFIG_DIR":
-			return cdir
-		}
-		return ""
-	}
+	env := homeEnv(home, cdir)
 	args := []string{"train", "--env", "demo", "--trainer", os.Args[0], "--trainer-env", asTrainer + "=1",
 		"--trainer-env", kittest.EnvFamilies + "=pixart_sigma:900M-1024-v0.6", "--trainer-env", kittest.EnvSteps + "=2",
 		"--trainer-env", kittest.EnvStepMS + "=1", "--model_family=pixart_sigma", "--model_flavour=900M-1024-v0.6"}
