@@ -13,8 +13,9 @@ import (
 	"simpletuner/plugins"
 )
 
-// infoTimeout bounds asking the trainer for its model families at start-up: the launch,
-// the handshake and the Info call each.
+// infoTimeout bounds asking the trainer for its model families at start-up: the handshake
+// (plugins.LaunchConfig.StartTimeout) and the whole consultation (the Info call's
+// deadline starts before the launch), so a hung trainer delays the daemon by about this.
 const infoTimeout = 30 * time.Second
 
 // TrainerRegistry is the options registry of the model families the installed CPU trainer
