@@ -26,10 +26,10 @@ type Family struct {
 	DefaultResolution int
 }
 
-// Capabilities describe what a trainer understands. The daemon does not ask a trainer's
-// Info for them: the daemon, the trainer and the CLI all use Default(), whose families are
-// what the bundled trainers report (family dit). New builds a registry for other
-// capabilities, as the tests do to add SimpleTuner's families.
+// Capabilities describe what a trainer understands. The daemon and the CLI's train build
+// them from the families the installed trainer reports in its Info, and a trainer from
+// its own family registry (both through plugins.OptionFamilies); Default() is the
+// fallback when no trainer can be asked, and what tests without a trainer use.
 type Capabilities struct {
 	// Families are the model families; nil means DefaultFamilies().
 	Families []Family
@@ -39,9 +39,10 @@ type Capabilities struct {
 	Trackers []string
 }
 
-// DefaultFamilies is the static fallback family list, used when no trainer has reported
-// its own: the project's pixel-space diffusion transformer. Its default resolution is its
-// default flavour's sample size (16 px for tiny; the trainer's tests hold the two equal):
+// DefaultFamilies is the static fallback family list, used when no trainer could be asked
+// for its own: the project's pixel-space diffusion transformer, as the bundled trainers
+// report it (their tests hold the two equal). Its default resolution is its default
+// flavour's sample size (16 px for tiny):
 // attention runs over every 2×2 pixel patch, so SimpleTuner's 1024 px would be 262144
 // tokens, whose attention scores alone need hundreds of GiB.
 func DefaultFamilies() []Family {
@@ -152,7 +153,8 @@ var defaultRegistry = sync.OnceValue(func() *Registry {
 })
 
 // Default returns the shared registry for the static fallback capabilities (family
-// "dit", no trackers). It is read-only; build your own with New for other capabilities.
+// "dit", no trackers): for a daemon whose trainer cannot be asked, and for code with no
+// trainer at all. It is read-only; build your own with New for other capabilities.
 func Default() *Registry { return defaultRegistry() }
 
 func (r *Registry) familyNames() []string {

@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -227,6 +228,24 @@ func dispense(pc *plugin.Client) (*Client, error) {
 // Shutdown asks the trainer process to exit (gracefully, then by force) and releases the
 // connection. Use it once the job has ended and its events are stored.
 func (c *Client) Shutdown() { c.pc.Kill() }
+
+// QueryInfo launches the trainer of cfg, asks for its Info and shuts it down again: how
+// the daemon and the CLI learn which model families an installed trainer trains. It is
+// the same launch a job gets (so a trainer answers as it would for a job), and it needs
+// nothing of a trainer beyond the contract. ctx bounds the Info call, cfg.StartTimeout
+// the start.
+func QueryInfo(ctx context.Context, cfg LaunchConfig) (Info, error) {
+	c, err := Launch(cfg)
+	if err != nil {
+		return Info{}, err
+	}
+	defer c.Shutdown()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return Info{}, fmt.Errorf("trainer info: %w", err)
+	}
+	return info, nil
+}
 
 // Exited reports whether a trainer this daemon launched has exited (always false for a
 // reattached one: the daemon is not its parent and checks /proc instead).

@@ -28,7 +28,8 @@ func (c *grpcClient) Info(ctx context.Context) (Info, error) {
 	}
 	info := Info{Version: r.GetVersion(), Backend: r.GetBackend(), Devices: r.GetDevices(), ProtocolVersion: int(r.GetProtocolVersion())}
 	for _, f := range r.GetFamilies() {
-		info.Families = append(info.Families, Family{Name: f.GetName(), Flavours: f.GetFlavours(), DefaultFlavour: f.GetDefaultFlavour()})
+		info.Families = append(info.Families, Family{Name: f.GetName(), Flavours: f.GetFlavours(), DefaultFlavour: f.GetDefaultFlavour(),
+			MinResolution: int(f.GetMinResolution()), DefaultResolution: int(f.GetDefaultResolution())})
 	}
 	return info, nil
 }

@@ -20,7 +20,8 @@ func (s *grpcServer) Info(ctx context.Context, _ *trainerpb.InfoRequest) (*train
 	}
 	out := &trainerpb.InfoResponse{Version: info.Version, Backend: info.Backend, Devices: info.Devices, ProtocolVersion: int32(info.ProtocolVersion)}
 	for _, f := range info.Families {
-		out.Families = append(out.Families, &trainerpb.ModelFamily{Name: f.Name, Flavours: f.Flavours, DefaultFlavour: f.DefaultFlavour})
+		out.Families = append(out.Families, &trainerpb.ModelFamily{Name: f.Name, Flavours: f.Flavours, DefaultFlavour: f.DefaultFlavour,
+			MinResolution: int32(f.MinResolution), DefaultResolution: int32(f.DefaultResolution)})
 	}
 	return out, nil
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+
+	"simpletuner/options"
 )
 
 // ProtocolVersion is the version of the trainer protocol (see proto/trainer.proto for the
@@ -68,6 +71,24 @@ type Family struct {
 	Name           string   `json:"name"`
 	Flavours       []string `json:"flavours"`
 	DefaultFlavour string   `json:"default_flavour"`
+	// MinResolution is the smallest numeric --resolution (pixels) the family trains at;
+	// 0 means no minimum.
+	MinResolution int `json:"min_resolution,omitempty"`
+	// DefaultResolution is the --resolution a new environment of the family starts with;
+	// 0 means the option's own default.
+	DefaultResolution int `json:"default_resolution,omitempty"`
+}
+
+// OptionFamilies converts Info's families into the options registry's, so the trainer
+// (for its own parsing) and the daemon (for every form and environment) validate a
+// configuration against what this trainer reported.
+func OptionFamilies(fams []Family) []options.Family {
+	out := make([]options.Family, 0, len(fams))
+	for _, f := range fams {
+		out = append(out, options.Family{Name: f.Name, Flavours: slices.Clone(f.Flavours), DefaultFlavour: f.DefaultFlavour,
+			MinResolution: f.MinResolution, DefaultResolution: f.DefaultResolution})
+	}
+	return out
 }
 
 // Info describes a trainer binary.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,15 +109,7 @@ func TestDataloaderSchemaThroughTheAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	validate := func() validationAnswer {
-		t.Helper()
-		code, body := form(t, c, d.base+"/api/training/validate", fields, "application/json")
-		var v validationAnswer
-		if code != 200 || json.Unmarshal([]byte(body), &v) != nil {
-			t.Fatalf("validate: %d %s", code, body)
-		}
-		return v
-	}
+	validate := func() validationAnswer { t.Helper(); return validateForm(t, c, d.base, fields) }
 
 	write(`"resolution":32`, `"resolution":"64"`)
 	if v := validate(); !v.Valid {

@@ -27,7 +27,12 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err != nil {
 		return 2
 	}
-	reg := options.Default()
+	// The options registry validates against the families the trainer reports, asked
+	// after the flags that pick the trainer; --help asks the default one and says nothing
+	// when it cannot (the listing is the same but for --model_family's values).
+	registry := func(log *slog.Logger) *options.Registry {
+		return daemon.TrainerRegistry(context.Background(), &cfg, getenv, log)
+	}
 	env := fs.String("env", "", "the environment `NAME` to train (config/NAME/config.json)")
 	fs.StringVar(&cfg.ConfigDir, "config-dir", cfg.ConfigDir, "directory of configuration environments (env SIMPLETUNER_CONFIG_DIR)")
 	fs.StringVar(&cfg.OutputRoot, "output-root", cfg.OutputRoot, "directory that relative --output_dir values resolve under")
@@ -45,7 +50,7 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprint(w, "Usage: simpletuner train --env NAME [--option=value | option=value …]\n\nTrains NAME in the foreground, without a server. Training options override the\nenvironment's values. Ctrl-C saves a checkpoint and stops; a second Ctrl-C cancels.\n\nFlags:\n")
 		printFlags(w, fs)
 		fmt.Fprintln(w)
-		reg.WriteHelp(w)
+		registry(slog.New(slog.DiscardHandler)).WriteHelp(w)
 	}
 	if showHelp(fs, args, stdout) {
 		return 0
@@ -61,6 +66,10 @@ func trainCmd(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintln(stderr, "simpletuner train: --env NAME is required (see 'simpletuner train --help')")
 		return 2
 	}
+	if *trainer != "" {
+		cfg.Trainer = *trainer
+	}
+	reg := registry(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	overrides, issues := reg.ParseArgs(normaliseArgs(rest))
 	if issues.HasErrors() {
 		fmt.Fprintln(stderr, "simpletuner train:", strings.Join(issues.Errors().Messages(), "; "))

@@ -25,11 +25,10 @@ func writeEnv(t *testing.T, home, name string) string {
 	return cdir
 }
 
-func TestTrainRunsAnEnvironmentInTheForeground(t *testing.T) {
-	home := t.TempDir()
-	cdir := writeEnv(t, home, "demo")
-	var out, errb bytes.Buffer
-	env := func(k string) string {
+// homeEnv is the environment of a CLI run with SIMPLETUNER_HOME=home and
+// SIMPLETUNER_CONFIG_DIR=cdir, and nothing else set.
+func homeEnv(home, cdir string) func(string) string {
+	return func(k string) string {
 		switch k {
 		case "SIMPLETUNER_HOME":
 			return home
@@ -38,6 +37,13 @@ func TestTrainRunsAnEnvironmentInTheForeground(t *testing.T) {
 		}
 		return ""
 	}
+}
+
+func TestTrainRunsAnEnvironmentInTheForeground(t *testing.T) {
+	home := t.TempDir()
+	cdir := writeEnv(t, home, "demo")
+	var out, errb bytes.Buffer
+	env := homeEnv(home, cdir)
 	code := run([]string{"train", "--env", "demo", "--trainer", os.Args[0], "--trainer-env", asTrainer + "=1",
 		"--trainer-env", "FAKE_TRAINER_STEPS=7", "--trainer-env", "FAKE_TRAINER_STEP_MS=2", "--learning_rate=0.0002", "seed=3"}, &out, &errb, env)
 	if code != 0 {

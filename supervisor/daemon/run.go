@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"simpletuner/internal/sdnotify"
-	"simpletuner/options"
 	"simpletuner/store"
 	"simpletuner/supervisor/api"
 	"simpletuner/supervisor/auth"
@@ -66,7 +65,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	cs, err := configs.New(ConfigsOptions(&cfg, options.Default(), db.Settings()))
+	// The options registry validates against the families the installed trainer trains.
+	reg := TrainerRegistry(ctx, &cfg, os.Getenv, log.With("component", "families"))
+	cs, err := configs.New(ConfigsOptions(&cfg, reg, db.Settings()))
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	jm.Start()
 	defer jm.Close()
 	hub.Start()
-	ts := training.New(options.Default(), cs, jm, cfg.OutputRoot, log.With("component", "training"))
+	ts := training.New(reg, cs, jm, cfg.OutputRoot, log.With("component", "training"))
 	ts.SetWebhookPolicy(webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate})
 	ts.SetHooksDir(cfg.HooksDir)
 	ts.SetTrainerCheck(jm.Validate)

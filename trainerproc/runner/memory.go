@@ -8,7 +8,8 @@ import (
 	"simpletuner/plugins"
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/engine"
-	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/family"
+	"simpletuner/trainerproc/family/footprint"
 	"simpletuner/trainerproc/optim"
 	"simpletuner/trainerproc/validation"
 )
@@ -40,7 +41,7 @@ func readCapacity(be engine.Backend, mem sysmem.FS) (capacity, error) {
 
 // need is the largest estimate of a job with what decided it.
 type need struct {
-	mem    model.Memory
+	mem    family.Memory
 	option string // the option to lower
 	lower  string // how to say so: "lower --resolution"
 	what   string // `training on dataset "x" (resolution 1024 pixel_area) at 1024x1024, batch 1`
@@ -51,11 +52,11 @@ type need struct {
 	edge int
 }
 
-// memoryIssue estimates the job's peak memory (model.Config.TrainingMemory for the largest
-// batch of every image dataset, model.Config.SamplingMemory for every validation image)
+// memoryIssue estimates the job's peak memory (the plan's TrainingMemory for the largest
+// batch of every image dataset, its SamplingMemory for every validation image)
 // and returns an error issue when it exceeds what the machine has, naming both and what to
 // lower; nil when the job fits.
-func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Backend, mem sysmem.FS) (*plugins.Issue, error) {
+func memoryIssue(s *Settings, p family.Plan, dcfg *data.Config, be engine.Backend, mem sysmem.FS) (*plugins.Issue, error) {
 	capa, err := readCapacity(be, mem)
 	if err != nil {
 		return nil, err
@@ -65,22 +66,18 @@ func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Ba
 	if err != nil {
 		slots = 2 // the optimizer is refused elsewhere; size as AdamW meanwhile
 	}
-	maxTokens := mcfg.MaxTokens
-	if s.TokenizerMaxLength > 0 {
-		maxTokens = min(maxTokens, s.TokenizerMaxLength)
-	}
-	var adapters *model.AdapterConfig
+	var adapters *family.AdapterConfig
 	if s.ModelType == "lora" {
 		ac := s.Adapters
 		adapters = &ac
 	}
-	fits := func(m model.Memory) bool {
+	fits := func(m family.Memory) bool {
 		if capa.device > 0 {
 			return m.Device() <= capa.device && m.Host() <= capa.host.Capacity()
 		}
 		return m.Total() <= capa.host.Capacity()
 	}
-	size := func(m model.Memory) int64 {
+	size := func(m family.Memory) int64 {
 		if capa.device > 0 {
 			return m.Device()
 		}
@@ -92,26 +89,26 @@ func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Ba
 			worst = &n
 		}
 	}
-	train := func(p data.BatchPlan, w, h int) (model.Memory, error) {
-		return mcfg.TrainingMemory(model.TrainShape{Batch: p.Batch, Width: w, Height: h, CaptionLen: maxTokens, Cond: p.Cond,
+	train := func(bp data.BatchPlan, w, h int) (family.Memory, error) {
+		return p.TrainingMemory(family.TrainShape{Batch: bp.Batch, Width: w, Height: h, Cond: bp.Cond,
 			Adapters: adapters, OptimizerSlots: slots, Accumulation: s.Accum}, ws)
 	}
-	plans := data.BatchPlans(dcfg, s.BatchSize, mcfg.PatchSize)
-	for _, p := range plans {
-		m, err := train(p, p.W, p.H)
+	plans := data.BatchPlans(dcfg, s.BatchSize, p.Align())
+	for _, bp := range plans {
+		m, err := train(bp, bp.W, bp.H)
 		if err != nil {
 			return nil, err
 		}
-		opt, lower := "--data_backend_config", fmt.Sprintf("lower the resolution of dataset %q in the dataloader (--data_backend_config)", p.DatasetID)
-		if p.FromOptions {
+		opt, lower := "--data_backend_config", fmt.Sprintf("lower the resolution of dataset %q in the dataloader (--data_backend_config)", bp.DatasetID)
+		if bp.FromOptions {
 			opt, lower = "--resolution", "lower --resolution"
 		}
-		p := p
-		consider(need{mem: m, option: opt, lower: lower, edge: max(p.W, p.H),
-			what: fmt.Sprintf("training on dataset %q (resolution %g %s) at %dx%d, batch %d", p.DatasetID, p.Resolution, p.ResolutionType, p.W, p.H, p.Batch),
+		bp := bp
+		consider(need{mem: m, option: opt, lower: lower, edge: max(bp.W, bp.H),
+			what: fmt.Sprintf("training on dataset %q (resolution %g %s) at %dx%d, batch %d", bp.DatasetID, bp.Resolution, bp.ResolutionType, bp.W, bp.H, bp.Batch),
 			fit: func(edge int) bool {
-				w, h := scaleEdge(p.W, p.H, edge, mcfg.PatchSize)
-				m, err := train(p, w, h)
+				w, h := scaleEdge(bp.W, bp.H, edge, p.Align())
+				m, err := train(bp, w, h)
 				return err == nil && fits(m)
 			}})
 	}
@@ -123,19 +120,19 @@ func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Ba
 		var res []validation.Resolution
 		opt := "--validation_resolution"
 		if s.ValidationResolution != "" {
-			res, _ = validation.ParseResolutions(s.ValidationResolution, mcfg.PatchSize)
+			res, _ = validation.ParseResolutions(s.ValidationResolution, p.Align())
 		} else {
 			opt = "--resolution" // validation samples at the training size
-			for _, p := range plans {
-				res = append(res, validation.Resolution{W: p.W, H: p.H})
+			for _, bp := range plans {
+				res = append(res, validation.Resolution{W: bp.W, H: bp.H})
 			}
 		}
-		trainable, err := mcfg.TrainableParams(adapters)
+		trainable, err := p.TrainableParams(adapters)
 		if err != nil {
 			return nil, err
 		}
-		sample := func(w, h int) (model.Memory, error) {
-			m, err := mcfg.SamplingMemory(model.SampleShape{Width: w, Height: h, Batch: bsz, CaptionLen: maxTokens}, adapters, ws)
+		sample := func(w, h int) (family.Memory, error) {
+			m, err := p.SamplingMemory(family.SampleShape{Width: w, Height: h, Batch: bsz, Adapters: adapters}, ws)
 			// Validation runs inside the job: the optimizer state is held meanwhile.
 			m.Optimizer = trainable * int64(slots) * 4
 			return m, err
@@ -149,7 +146,7 @@ func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Ba
 			consider(need{mem: m, option: opt, lower: "lower " + opt, edge: max(r.W, r.H),
 				what: fmt.Sprintf("validation images at %dx%d (batch %d with guidance)", r.W, r.H, bsz),
 				fit: func(edge int) bool {
-					w, h := scaleEdge(r.W, r.H, edge, mcfg.PatchSize)
+					w, h := scaleEdge(r.W, r.H, edge, p.Align())
 					m, err := sample(w, h)
 					return err == nil && fits(m)
 				}})
@@ -158,7 +155,7 @@ func memoryIssue(s *Settings, mcfg model.Config, dcfg *data.Config, be engine.Ba
 	if worst == nil || fits(worst.mem) {
 		return nil, nil
 	}
-	return &plugins.Issue{Option: worst.option, Severity: "error", Message: describeNeed(*worst, capa, mcfg, s)}, nil
+	return &plugins.Issue{Option: worst.option, Severity: "error", Message: describeNeed(*worst, capa, p, s)}, nil
 }
 
 // scaleEdge scales a w×h bucket so its longer edge is edge, aligned to align.
@@ -171,31 +168,31 @@ func scaleEdge(w, h, edge, align int) (int, int) {
 
 // describeNeed is the refusal: what the job needs and why, what the machine has, what to
 // lower and how far.
-func describeNeed(n need, c capacity, mcfg model.Config, s *Settings) string {
+func describeNeed(n need, c capacity, p family.Plan, s *Settings) string {
 	var b strings.Builder
 	total := n.mem.Total()
 	if c.device > 0 {
 		total = n.mem.Device()
 	}
-	fmt.Fprintf(&b, "this job needs about %s of memory for %s on dit/%s (%s), ", model.FormatBytes(total), n.what, mcfg.Flavour, n.mem)
+	fmt.Fprintf(&b, "this job needs about %s of memory for %s on %s (%s), ", footprint.FormatBytes(total), n.what, p.Name(), n.mem)
 	switch {
 	case c.device > 0 && n.mem.Device() > c.device:
-		fmt.Fprintf(&b, "but %s has %s", c.deviceName, model.FormatBytes(c.device))
+		fmt.Fprintf(&b, "but %s has %s", c.deviceName, footprint.FormatBytes(c.device))
 	case c.device > 0:
-		fmt.Fprintf(&b, "and %s of it in host memory, but the machine has %s", model.FormatBytes(n.mem.Host()), c.host)
+		fmt.Fprintf(&b, "and %s of it in host memory, but the machine has %s", footprint.FormatBytes(n.mem.Host()), c.host)
 	default:
 		fmt.Fprintf(&b, "but the machine has %s", c.host)
 	}
 	// How far to lower: the largest edge that fits, found by halving then stepping.
 	best := 0
-	for e := n.edge; e >= mcfg.PatchSize; e /= 2 {
+	for e := n.edge; e >= p.Align(); e /= 2 {
 		if n.fit(e) {
 			best = e
 			break
 		}
 	}
 	if best > 0 {
-		for e := best + mcfg.PatchSize; e < n.edge && e <= 2*best; e += mcfg.PatchSize {
+		for e := best + p.Align(); e < n.edge && e <= 2*best; e += p.Align() {
 			if !n.fit(e) {
 				break
 			}
@@ -204,9 +201,9 @@ func describeNeed(n need, c capacity, mcfg model.Config, s *Settings) string {
 	}
 	fmt.Fprintf(&b, "; %s", n.lower)
 	if best > 0 {
-		fmt.Fprintf(&b, " (up to about %d px on the longer edge fits; the model's own sample size is %d px)", best, mcfg.SampleSize)
+		fmt.Fprintf(&b, " (up to about %d px on the longer edge fits; the model's own sample size is %d px)", best, p.SampleSize())
 	} else {
-		fmt.Fprintf(&b, " (even %d px does not fit)", mcfg.PatchSize)
+		fmt.Fprintf(&b, " (even %d px does not fit)", p.Align())
 	}
 	if strings.HasPrefix(n.what, "training") {
 		if s.BatchSize > 1 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"simpletuner/internal/sysmem"
+	"simpletuner/options"
 	"simpletuner/plugins"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/checkpoint"
@@ -14,7 +15,8 @@ import (
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
-	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/family"
+	"simpletuner/trainerproc/family/dit"
 )
 
 // Options configure a Runner. Zero values take the defaults.
@@ -43,11 +45,30 @@ type Options struct {
 	Getenv func(string) string
 	// Now is the clock that paces download progress events; nil is time.Now.
 	Now func() time.Time
+	// Families are the model families this trainer trains, keyed by --model_family; nil
+	// is DefaultFamilies().
+	Families *family.Registry
 }
 
-// Runner implements kit.Runner for the dit trainer, on whichever engine backend Options picks.
+// DefaultFamilies is the registry of the families the bundled trainers train: dit.
+func DefaultFamilies() *family.Registry {
+	r, err := family.NewRegistry(dit.Family{})
+	if err != nil {
+		panic(err) // one family cannot clash with itself
+	}
+	return r
+}
+
+// Runner implements kit.Runner for the families of Options.Families, on whichever engine
+// backend Options picks.
 type Runner struct {
 	opts Options
+	// reg is the options registry of this trainer's families: configurations are parsed
+	// and validated with it. Built once by New, read-only afterwards.
+	reg *options.Registry
+	// err is New's failure to build reg (families the options registry refuses), returned
+	// by every call.
+	err error
 }
 
 var _ kit.Runner = (*Runner)(nil)
@@ -60,12 +81,23 @@ func New(o Options) *Runner {
 	if o.BLAS == "" {
 		o.BLAS = blas.ChoiceAuto
 	}
-	return &Runner{opts: o}
+	if o.Families == nil {
+		o.Families = DefaultFamilies()
+	}
+	r := &Runner{opts: o}
+	r.reg, r.err = options.New(options.Capabilities{Families: plugins.OptionFamilies(o.Families.Describe())})
+	if r.err != nil {
+		r.err = fmt.Errorf("runner: model families: %w", r.err)
+	}
+	return r
 }
 
 // Info implements kit.Runner: the backend (cpu, or Options.BackendName), its device
-// description (the BLAS in use on the CPU), and family dit.
+// description (the BLAS in use on the CPU), and the families of Options.Families.
 func (r *Runner) Info(context.Context) (plugins.Info, error) {
+	if r.err != nil {
+		return plugins.Info{}, r.err
+	}
 	name := "cpu"
 	if r.opts.NewBackend != nil {
 		name = r.opts.BackendName
@@ -77,7 +109,7 @@ func (r *Runner) Info(context.Context) (plugins.Info, error) {
 	desc := be.Describe()
 	_ = be.Close()
 	return plugins.Info{Version: r.opts.Version, Backend: name, Devices: []string{desc},
-		Families: []plugins.Family{{Name: "dit", Flavours: model.Flavours(), DefaultFlavour: "tiny"}}}, nil
+		Families: r.opts.Families.Describe()}, nil
 }
 
 // newBackend builds the engine backend of a run (or of Info and Validate, which close it):
@@ -89,12 +121,12 @@ func (r *Runner) newBackend(mixedPrecision string) (engine.Backend, error) {
 	return cpu.New(cpu.Options{Threads: r.opts.Threads, BLAS: r.opts.BLAS})
 }
 
-// Validate implements kit.Runner: the registry's checks plus what this trainer needs (family
-// dit, a known flavour, a dataloader document that parses, a lycoris config that parses,
-// base weights it can find: weightIssues) and, when all of that holds, whether the job
-// fits this machine's memory (memoryIssue).
+// Validate implements kit.Runner: the registry's checks plus what this trainer needs (a
+// family it trains, a known flavour, a dataloader document that parses, a lycoris config
+// that parses, base weights it can find: weightIssues) and, when all of that holds,
+// whether the job fits this machine's memory (memoryIssue).
 func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
-	s, issues, err := ParseSettings(raw)
+	s, issues, err := r.ParseSettings(raw)
 	out := toPluginIssues(issues)
 	if err != nil && len(issues.Errors()) == 0 {
 		// A failure that is not an option issue (e.g. not a JSON object).
@@ -127,24 +159,34 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 // checkMemory runs memoryIssue for a parsed job on be (nil: a backend of its own, closed
 // afterwards).
 func (r *Runner) checkMemory(s *Settings, dcfg *data.Config, be engine.Backend) (*plugins.Issue, error) {
-	mcfg, err := modelConfig(s)
+	p, err := r.plan(s, hasConditioning(dcfg))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	mcfg.Conditioning = hasConditioning(dcfg)
 	if be == nil {
 		if be, err = r.newBackend(s.Cfg.String("--mixed_precision")); err != nil {
 			return nil, fmt.Errorf("%w: backend: %w", ErrConfig, err)
 		}
 		defer be.Close()
 	}
-	return memoryIssue(s, mcfg, dcfg, be, r.opts.Memory)
+	return memoryIssue(s, p, dcfg, be, r.opts.Memory)
+}
+
+// plan resolves a job's model: its family from Options.Families (family.ErrUnknownFamily),
+// then the family's plan for the job's flavour, pretrained directory, conditioning and
+// caption length. The errors are bare: ParseSettings names the option, Run wraps ErrConfig.
+func (r *Runner) plan(s *Settings, conditioning bool) (family.Plan, error) {
+	fam, err := r.opts.Families.Get(s.ModelFamily)
+	if err != nil {
+		return nil, err
+	}
+	return fam.Plan(family.Spec{Flavour: s.Flavour, Pretrained: s.Pretrained, Conditioning: conditioning, CaptionLen: s.TokenizerMaxLength})
 }
 
 // Run implements kit.Runner.
 func (r *Runner) Run(ctx context.Context, job *kit.Job) error {
 	ev := &emitter{job: job}
-	s, _, err := ParseSettings(job.Config)
+	s, _, err := r.ParseSettings(job.Config)
 	if err != nil {
 		ev.failed(err)
 		return err

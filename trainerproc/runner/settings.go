@@ -9,7 +9,7 @@ import (
 
 	"simpletuner/options"
 	"simpletuner/plugins"
-	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/optim"
 	"simpletuner/trainerproc/validation"
 )
@@ -29,7 +29,7 @@ type Settings struct {
 	Components map[string]string
 
 	ModelFamily, Flavour, Pretrained, ModelType string
-	Adapters                                    model.AdapterConfig
+	Adapters                                    family.AdapterConfig
 	OutputDir                                   string
 	DataConfig                                  []byte
 	Resolution                                  float64
@@ -72,9 +72,8 @@ func (s *Settings) HasValidation() bool {
 	return len(validation.Prompts(s.ValidationPrompt, s.PromptLibrary)) > 0
 }
 
-// resolveConfig parses the daemon's JSON object ("--flag" keys) over the registry defaults.
-func resolveConfig(raw json.RawMessage) (*options.Config, options.Issues, error) {
-	reg := options.Default()
+// resolveConfig parses the daemon's JSON object ("--flag" keys) over the defaults of reg.
+func resolveConfig(reg *options.Registry, raw json.RawMessage) (*options.Config, options.Issues, error) {
 	sub, issues := reg.ParseJSON(raw)
 	if issues.HasErrors() {
 		return nil, issues, fmt.Errorf("%w: %w", ErrConfig, issues.Err())
@@ -101,10 +100,19 @@ func readJSONOption(v string) ([]byte, error) {
 	return os.ReadFile(v)
 }
 
-// ParseSettings resolves and checks a job's configuration. Option-level problems come back
-// as issues too, so Validate can report each of them.
+// ParseSettings resolves and checks a job's configuration for a trainer of the bundled
+// families (DefaultFamilies); Runner.ParseSettings checks it for the runner's own.
 func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
-	cfg, issues, err := resolveConfig(raw)
+	return New(Options{}).ParseSettings(raw)
+}
+
+// ParseSettings resolves and checks a job's configuration against this runner's families.
+// Option-level problems come back as issues too, so Validate can report each of them.
+func (r *Runner) ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	cfg, issues, err := resolveConfig(r.reg, raw)
 	if err != nil {
 		return nil, issues, err
 	}
@@ -129,16 +137,7 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 	}
 
 	s.ModelFamily = cfg.String("--model_family")
-	if s.ModelFamily != "dit" {
-		bad("--model_family", "this trainer trains model family \"dit\" only, not %q", s.ModelFamily)
-	}
 	s.Flavour = cfg.String("--model_flavour")
-	if s.Flavour == "" {
-		s.Flavour = "tiny"
-	}
-	if _, err := model.Flavour(s.Flavour); err != nil {
-		bad("--model_flavour", "%v", err)
-	}
 	s.Pretrained = cfg.String("--pretrained_model_name_or_path")
 	s.ModelType = cfg.String("--model_type")
 	s.OutputDir = cfg.String("--output_dir")
@@ -204,7 +203,7 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 	s.RollingLimit = geti("--checkpoints_rolling_total_limit", 1)
 
 	if s.ModelType == "lora" {
-		s.Adapters = model.AdapterConfig{Type: cfg.String("--lora_type"), Rank: geti("--lora_rank", 16),
+		s.Adapters = family.AdapterConfig{Type: cfg.String("--lora_type"), Rank: geti("--lora_rank", 16),
 			Alpha: getf("--lora_alpha", 0), Dropout: getf("--lora_dropout", 0)}
 		if s.Adapters.Type == "lycoris" {
 			if b, err := readJSONOption(cfg.String("--lycoris_config")); err != nil {
@@ -236,11 +235,6 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 	s.ValidationSteps = geti("--validation_num_inference_steps", 30)
 	s.ValidationInterval = geti("--validation_step_interval", 100)
 	s.ValidationResolution = cfg.String("--validation_resolution")
-	if cfgm, err := model.Flavour(s.Flavour); err == nil && s.HasValidation() && s.ValidationResolution != "" {
-		if _, err := validation.ParseResolutions(s.ValidationResolution, cfgm.PatchSize); err != nil {
-			bad("--validation_resolution", "%v", err)
-		}
-	}
 	s.ValidationSeed = s.Seed
 	if v, ok := cfg.Int("--validation_seed"); ok {
 		s.ValidationSeed = uint64(v)
@@ -253,10 +247,30 @@ func ParseSettings(raw json.RawMessage) (*Settings, options.Issues, error) {
 	if s.ValidationMethod == "external-script" && strings.TrimSpace(s.ExternalScript) == "" {
 		bad("--validation_external_script", "--validation_external_script is required when --validation_method=external-script.")
 	}
+	r.checkModel(s, bad)
 	if len(errs) > 0 {
 		return s, issues, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return s, issues, nil
+}
+
+// checkModel reports, through bad, what the job's family says of its model: an unknown
+// family (with the list this trainer trains), an unknown flavour, and validation
+// resolutions the model cannot render.
+func (r *Runner) checkModel(s *Settings, bad func(opt, format string, args ...any)) {
+	p, err := r.plan(s, false)
+	switch {
+	case errors.Is(err, family.ErrUnknownFamily):
+		bad("--model_family", "%v", err)
+	case errors.Is(err, family.ErrUnknownFlavour):
+		bad("--model_flavour", "%v", err)
+	case err != nil:
+		bad("--pretrained_model_name_or_path", "%v", err)
+	case s.HasValidation() && s.ValidationResolution != "":
+		if _, err := validation.ParseResolutions(s.ValidationResolution, p.Align()); err != nil {
+			bad("--validation_resolution", "%v", err)
+		}
+	}
 }
 
 // toPluginIssues converts registry issues for the Validate RPC (suggestions are dropped).

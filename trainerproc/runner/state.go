@@ -10,17 +10,13 @@ import (
 
 	"simpletuner/plugins"
 	"simpletuner/trainerproc/checkpoint"
-	"simpletuner/trainerproc/engine"
-	"simpletuner/trainerproc/model"
 	"simpletuner/trainerproc/safetensors"
 )
 
-// Files this trainer adds to a checkpoint beside the checkpoint package's names.
+// Keys of this trainer's state in training_state.json.
 const (
-	textEncoderWeightsFile = "text_encoder/model.safetensors"
-	textEncoderPrefix      = "text_encoder."
-	samplerStateKey        = "sampler"
-	noiseRNGKey            = "noise"
+	samplerStateKey = "sampler"
+	noiseRNGKey     = "noise"
 )
 
 // schedulerState is training_state.json's lr_scheduler: the schedule is a pure function of the
@@ -57,7 +53,7 @@ func (t *trainer) buildCheckpoint(rolling bool) (checkpoint.Checkpoint, error) {
 	ck := checkpoint.Checkpoint{Step: t.globalStep, Rolling: rolling}
 	noiseSeed, noiseOff := t.noise.State()
 	sched, _ := json.Marshal(schedulerState{Name: t.sched.Name, BaseLR: t.sched.BaseLR, Warmup: t.sched.Warmup, Total: t.sched.Total, LastStep: t.globalStep})
-	extra, _ := json.Marshal(extraState{Seed: t.s.Seed, CompletedEpochs: t.completedEpochs, ModelType: t.s.ModelType, Flavour: t.model.Config().Flavour})
+	extra, _ := json.Marshal(extraState{Seed: t.s.Seed, CompletedEpochs: t.completedEpochs, ModelType: t.s.ModelType, Flavour: t.plan.Flavour()})
 	ck.State = checkpoint.TrainingState{
 		GlobalStep: t.globalStep, EpochStep: t.epochStep, Epoch: t.completedEpochs + 1,
 		ExhaustedBackends: []string{}, Repeats: map[string]int{},
@@ -74,32 +70,12 @@ func (t *trainer) buildCheckpoint(rolling bool) (checkpoint.Checkpoint, error) {
 		ck.Tensors = append(ck.Tensors, checkpoint.TensorFile{Path: checkpoint.LoRAWeightsFile, Tensors: ts,
 			Metadata: map[string]string{"format": "pt", "lora_type": t.s.Adapters.Type}})
 	} else {
-		var tr, te []safetensors.Tensor
-		for _, p := range t.model.Params() {
-			v, err := p.ToHost()
-			if err != nil {
-				return ck, fmt.Errorf("read %s: %w", p.Name, err)
-			}
-			name, isText := strings.CutPrefix(p.Name, textEncoderPrefix)
-			st, err := safetensors.FromFloat32(name, safetensors.F32, p.Shape(), v)
-			if err != nil {
-				return ck, err
-			}
-			if isText {
-				te = append(te, st)
-			} else {
-				tr = append(tr, st)
-			}
-		}
-		cfg, err := transformerConfigJSON(t.model.Config())
+		ts, files, err := t.model.CheckpointWeights()
 		if err != nil {
 			return ck, err
 		}
-		meta := map[string]string{"format": "pt", "flavour": t.model.Config().Flavour}
-		ck.Tensors = append(ck.Tensors,
-			checkpoint.TensorFile{Path: checkpoint.TransformerWeightsFile, Tensors: tr, Metadata: meta},
-			checkpoint.TensorFile{Path: textEncoderWeightsFile, Tensors: te, Metadata: meta})
-		ck.Files = append(ck.Files, checkpoint.Blob{Path: checkpoint.TransformerConfigFile, Data: cfg})
+		ck.Tensors = append(ck.Tensors, ts...)
+		ck.Files = append(ck.Files, files...)
 	}
 	ots, ometa, err := t.opt.State()
 	if err != nil {
@@ -211,25 +187,8 @@ func (t *trainer) restore(l *checkpoint.Loaded) error {
 		if err := t.model.LoadAdapterTensors(list); err != nil {
 			return err
 		}
-	} else {
-		tr, _, err := l.ReadTensors(checkpoint.TransformerWeightsFile)
-		if err != nil {
-			return err
-		}
-		te, _, err := l.ReadTensors(textEncoderWeightsFile)
-		if err != nil {
-			return err
-		}
-		for _, p := range t.model.Params() {
-			src := tr
-			name, isText := strings.CutPrefix(p.Name, textEncoderPrefix)
-			if isText {
-				src = te
-			}
-			if err := uploadParam(t.e, p, src[name]); err != nil {
-				return err
-			}
-		}
+	} else if err := t.model.RestoreWeights(l); err != nil {
+		return err
 	}
 	ots, ometa, err := l.ReadTensors(checkpoint.OptimizerFile)
 	if err != nil {
@@ -269,43 +228,4 @@ func (t *trainer) restore(l *checkpoint.Loaded) error {
 	}
 	t.lastLR = st.LearningRate
 	return nil
-}
-
-// uploadParam overwrites a parameter with a checkpoint tensor of the same shape.
-func uploadParam(e *engine.Engine, p *engine.Parameter, st safetensors.Tensor) error {
-	if st.Name == "" {
-		return fmt.Errorf("%w: weight %s missing", checkpoint.ErrCorrupt, p.Name)
-	}
-	shape := p.Shape()
-	if len(shape) != len(st.Shape) {
-		return fmt.Errorf("%w: %s has shape %v, model wants %v", checkpoint.ErrCorrupt, p.Name, st.Shape, shape)
-	}
-	for i := range shape {
-		if shape[i] != st.Shape[i] {
-			return fmt.Errorf("%w: %s has shape %v, model wants %v", checkpoint.ErrCorrupt, p.Name, st.Shape, shape)
-		}
-	}
-	v, err := st.Float32()
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", checkpoint.ErrCorrupt, p.Name, err)
-	}
-	if err := e.Backend().Upload(p.Buffer(), v); err != nil {
-		return fmt.Errorf("upload %s: %w", p.Name, err)
-	}
-	return nil
-}
-
-// transformerConfigJSON renders transformer/config.json as model.Save does (diffusers style:
-// the config's fields at the top level beside _class_name).
-func transformerConfigJSON(c model.Config) ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	m["_class_name"] = model.ClassName
-	return json.MarshalIndent(m, "", "  ")
 }

@@ -6,16 +6,18 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
-	"simpletuner/internal/atomicfile"
+	"strings"
 	"sync"
 	"time"
+
+	"simpletuner/internal/atomicfile"
 
 	"simpletuner/plugins"
 	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/checkpoint"
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/engine"
-	"simpletuner/trainerproc/model"
+	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/optim"
 	"simpletuner/trainerproc/safetensors"
 )
@@ -37,11 +39,14 @@ type trainer struct {
 	e       *engine.Engine
 	loader  *data.Loader
 	sampler *data.Sampler
-	model   *model.Model
-	opt     optim.Optimizer
-	sched   optim.Schedule
-	noise   *engine.RNG
-	mgr     *checkpoint.Manager
+	// plan is the job's model as its family resolved it (setupData); model is that plan
+	// built on the engine (setupModel). The run talks to nothing more concrete.
+	plan  family.Plan
+	model family.Model
+	opt   optim.Optimizer
+	sched optim.Schedule
+	noise *engine.RNG
+	mgr   *checkpoint.Manager
 
 	// Loop position. globalStep counts optimizer steps; completedEpochs counts finished
 	// epochs; epochStep counts optimizer steps within the current epoch.
@@ -141,21 +146,19 @@ func (t *trainer) setupData(ctx context.Context) error {
 		t.ev.stage("init_data_backend", "failed", "Configuring data backends failed: "+err.Error(), nil, nil)
 		return err
 	}
-	mcfg, err := modelConfig(s)
-	if err != nil {
-		return fail(err)
-	}
 	dcfg, err := data.ParseConfig(s.DataConfig, dataDefaults(s))
 	if err != nil {
 		return fail(fmt.Errorf("%w: data_backend_config: %w", ErrConfig, err))
 	}
 	t.conditioning = hasConditioning(dcfg)
-	maxTokens := mcfg.MaxTokens
-	if s.TokenizerMaxLength > 0 {
-		maxTokens = min(maxTokens, s.TokenizerMaxLength)
+	if t.plan, err = t.r.plan(s, t.conditioning); err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrConfig, err))
+	}
+	if missing := t.plan.Caches().Missing(pipelineCaches); len(missing) > 0 {
+		return fail(fmt.Errorf("%w: %s needs %s, which this trainer's data pipeline does not prepare", ErrConfig, t.plan.Name(), strings.Join(missing, " and ")))
 	}
 	warnings := 0
-	t.loader, err = data.Open(ctx, dcfg, data.Options{Align: mcfg.PatchSize, MaxTokens: maxTokens, Workers: t.opts.Threads,
+	t.loader, err = data.Open(ctx, dcfg, data.Options{Align: t.plan.Align(), MaxTokens: t.plan.CaptionLen(), Workers: t.opts.Threads,
 		Warn: func(w data.Warning) {
 			warnings++
 			if warnings <= 50 { // a folder of bad files must not flood the stream
@@ -188,20 +191,9 @@ func (t *trainer) setupData(ctx context.Context) error {
 	return nil
 }
 
-// modelConfig is the configuration of the model a run trains: the pretrained model's when
-// it has one, else the flavour's.
-func modelConfig(s *Settings) (model.Config, error) {
-	cfg, err := model.Flavour(s.Flavour)
-	if err != nil {
-		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if s.Pretrained != "" {
-		if c, err := model.ReadConfig(s.Pretrained); err == nil {
-			return c, nil
-		}
-	}
-	return cfg, nil
-}
+// pipelineCaches are the inputs trainerproc/data prepares today: decoded pixels and the
+// byte tokenizer's ids. A family that needs more is refused before any data is read.
+var pipelineCaches = family.Caches{Pixels: true, Tokens: true}
 
 // hasConditioning reports whether image datasets are paired with conditioning datasets:
 // the model then takes reference images as extra tokens.
@@ -246,12 +238,7 @@ func (t *trainer) setupModel() error {
 		return err
 	}
 	be := t.be
-	fallback, err := model.Flavour(s.Flavour)
-	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrConfig, err))
-	}
-	fallback.Conditioning = t.conditioning
-	m, loaded, err := model.FromPretrained(t.e, s.Pretrained, fallback, streamSeed(s.Seed, "model"))
+	m, loaded, err := t.plan.Build(t.e, streamSeed(s.Seed, "model"))
 	if err != nil {
 		return fail(err)
 	}
@@ -271,8 +258,8 @@ func (t *trainer) setupModel() error {
 	for _, p := range m.Trainable() {
 		n += p.Numel()
 	}
-	t.ev.stage("init_load_base_model", "completed", fmt.Sprintf("Loaded dit/%s (%s), %d trainable parameters on %s",
-		m.Config().Flavour, from, n, be.Describe()), nil, map[string]any{"trainable_parameters": n, "backend": be.Describe()})
+	t.ev.stage("init_load_base_model", "completed", fmt.Sprintf("Loaded %s (%s), %d trainable parameters on %s",
+		t.plan.Name(), from, n, be.Describe()), nil, map[string]any{"trainable_parameters": n, "backend": be.Describe()})
 	return nil
 }
 
@@ -305,7 +292,7 @@ func (t *trainer) loop(ctx context.Context) error {
 	started := time.Now()
 	startStep := t.globalStep
 	params := t.model.Trainable()
-	lossOpts := model.LossOptions{CaptionDropout: s.CaptionDropout}
+	lossOpts := family.LossOptions{CaptionDropout: s.CaptionDropout}
 	for t.globalStep < t.totalSteps {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -382,25 +369,14 @@ func (t *trainer) loop(ctx context.Context) error {
 
 // microStep runs forward and backward for one micro-batch, accumulating gradients scaled by
 // 1/gradient_accumulation_steps, and returns the unscaled loss.
-func (t *trainer) microStep(b *data.Batch, o model.LossOptions) (float64, error) {
+func (t *trainer) microStep(b *data.Batch, o family.LossOptions) (float64, error) {
 	var loss float64
 	var inner error
 	err := engine.Catch(func() {
 		e := t.e
 		sc := e.Scope()
 		defer sc.Close()
-		x0 := e.FromHost(b.Pixels, b.B, 3, b.H, b.W)
-		if t.conditioning {
-			o.Cond = nil
-			for _, c := range b.Cond {
-				// A batch whose reference_loose pairs are incomplete has no stacked tensor for
-				// that input: it trains without it.
-				if c.Stacked != nil {
-					o.Cond = append(o.Cond, e.FromHost(c.Stacked, b.B, 3, c.H, c.W))
-				}
-			}
-		}
-		l, _, err := t.model.Loss(x0, model.Captions{Tokens: b.Tokens, Mask: b.Mask, Len: b.L}, t.noise, o)
+		l, err := t.model.Loss(b, t.noise, o)
 		if err != nil {
 			inner = err
 			return
@@ -454,7 +430,7 @@ func (t *trainer) saveFinal() error {
 	t.ev.stage("model_save", "running", "Finalizing model and saving to "+dir, nil, nil)
 	var err error
 	if t.model.HasAdapters() {
-		err = t.saveAdapters(filepath.Join(dir, model.LoRAWeightsFile))
+		err = t.saveAdapters(filepath.Join(dir, checkpoint.LoRAWeightsFile))
 	} else {
 		err = t.model.Save(dir)
 	}

@@ -13,7 +13,6 @@ import (
 	"simpletuner/options"
 	"simpletuner/plugins"
 	"simpletuner/trainerproc/checkpoint"
-	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/validation"
 )
 
@@ -46,7 +45,7 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 	var res []validation.Resolution
 	if s.ValidationResolution != "" {
 		var err error
-		if res, err = validation.ParseResolutions(s.ValidationResolution, t.model.Config().PatchSize); err != nil {
+		if res, err = validation.ParseResolutions(s.ValidationResolution, t.plan.Align()); err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
@@ -54,15 +53,10 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 		// Unset: sample at the size the model is being trained on.
 		w, h := t.lastW, t.lastH
 		if w == 0 || h == 0 {
-			w, h = t.model.Config().SampleSize, t.model.Config().SampleSize
+			w, h = t.plan.SampleSize(), t.plan.SampleSize()
 		}
 		res = []validation.Resolution{{W: w, H: h}}
 	}
-	tok, err := data.NewTokenizer(t.loader.Tokenizer().MaxLen())
-	if err != nil {
-		return err
-	}
-	smp := &validation.Sampler{Model: t.model, Tokenizer: tok}
 	dir := filepath.Join(s.OutputDir, ValidationDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("validation images: %w", err)
@@ -78,7 +72,7 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 			}
 			// Sampling takes a while (steps × 2 passes for guidance): say so on the stream.
 			t.ev.stage("validation", "running", fmt.Sprintf("Running validation %q at %s (%d steps)", p.ShortName, r, s.ValidationSteps), nil, nil)
-			img, err := smp.Sample(ctx, req)
+			img, err := t.model.Sample(ctx, req)
 			if err != nil {
 				t.ev.stage("validation", "failed", fmt.Sprintf("Validation %q at %s failed: %v", p.ShortName, r, err), nil, nil)
 				return fmt.Errorf("validation %q at %s: %w", p.ShortName, r, err)

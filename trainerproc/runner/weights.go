@@ -71,11 +71,6 @@ type resolvedWeights struct {
 	Components map[string]string
 }
 
-// familyOverrides lists the per-component overrides a model family can load: none yet.
-// dit, the only family, reads one directory in the Save layout and has no VAE; the
-// model-family seam will ask each family instead.
-func familyOverrides(family string) []string { return nil }
-
 // weightSourcesOf reads the weight options of a configuration for a family that can load
 // the components usable from elsewhere. Overrides of other components are returned as
 // ignored (option names), so the run can say so: a set override silently dropped would
@@ -253,7 +248,7 @@ func (r *Runner) hubClient() *hfhub.Client {
 // progress as EventDownloadProgress events.
 func (t *trainer) resolveWeights(ctx context.Context) error {
 	s := t.s
-	src, ignored := weightSourcesOf(s.Cfg, familyOverrides(s.ModelFamily))
+	src, ignored := weightSourcesOf(s.Cfg, t.opts.Families.Overrides(s.ModelFamily))
 	for _, opt := range ignored {
 		t.ev.warn("Option ignored", fmt.Sprintf("%s is ignored: model family %s cannot load that component from elsewhere", opt, s.ModelFamily),
 			map[string]any{"option": opt})
@@ -337,7 +332,7 @@ func (t *trainer) whileWatchingCommands(ctx context.Context, fetch func(context.
 // local directory of the base model when it is found (a local directory, or cached), so
 // the memory check can read the model's own configuration.
 func (r *Runner) weightIssues(s *Settings) (issues []plugins.Issue, pipeline string) {
-	src, ignored := weightSourcesOf(s.Cfg, familyOverrides(s.ModelFamily))
+	src, ignored := weightSourcesOf(s.Cfg, r.opts.Families.Overrides(s.ModelFamily))
 	var out []plugins.Issue
 	for _, opt := range ignored {
 		out = append(out, plugins.Issue{Option: opt, Severity: "warning",

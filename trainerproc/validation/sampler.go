@@ -40,8 +40,20 @@ type Preview struct {
 // dx/dt = v(x, t), from pure noise at t = 1 to the image at t = 0, in equal steps of 1/Steps.
 // With guidance g the velocity is v_u + g·(v_c − v_u), both branches run as one batch.
 type Sampler struct {
-	Model     *model.Model
+	Model     Denoiser
 	Tokenizer *data.Tokenizer
+}
+
+// Denoiser is the model a Sampler integrates: a velocity prediction on pixels with byte
+// token captions, as trainerproc/model's dit model makes it. The runner never builds a
+// Sampler: the dit family (trainerproc/family/dit) does, behind family.Model's Sample.
+type Denoiser interface {
+	// Engine is the engine the model's weights live on.
+	Engine() *engine.Engine
+	// Config gives the patch size images must be a multiple of.
+	Config() model.Config
+	// Forward predicts the velocity of xt [B,3,H,W] at times t for captions c.
+	Forward(xt *engine.Tensor, t []float32, c model.Captions) (*engine.Tensor, error)
 }
 
 // Sample renders one image. It runs without recording a graph and frees every tensor it

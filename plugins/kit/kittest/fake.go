@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"simpletuner/options"
 	"simpletuner/plugins"
 	"simpletuner/plugins/kit"
 )
@@ -44,6 +45,10 @@ const (
 	// follows with the slowest Emit call (data.max_emit_us, data.p99_emit_us).
 	EnvBurst     = "FAKE_TRAINER_BURST"
 	EnvEventRate = "FAKE_TRAINER_EVENT_RATE" // events per second of the burst (0: unpaced)
+	// EnvFamilies are model families the fake reports in Info besides the built-in ones
+	// (options.DefaultFamilies): "name:flavour,flavour;name", the first flavour being the
+	// default.
+	EnvFamilies = "FAKE_TRAINER_FAMILIES"
 	// EnvMessage is emitted once as the title and message of a notification and written
 	// verbatim to trainer.log (injection and secret tests).
 	EnvMessage = "FAKE_TRAINER_MESSAGE"
@@ -54,6 +59,8 @@ type Fake struct {
 	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt, Children int
 	Burst, EventRate, PanicAt                                int
 	Message, Stderr                                          string
+	// Families are reported by Info after the built-in ones.
+	Families []plugins.Family
 }
 
 // FromEnv builds a Fake from the environment.
@@ -76,16 +83,40 @@ func FromEnv() *Fake {
 	geti(EnvPanicAt, &f.PanicAt)
 	f.Message = os.Getenv(EnvMessage)
 	f.Stderr = os.Getenv(EnvStderr)
+	f.Families = ParseFamilies(os.Getenv(EnvFamilies))
 	if os.Getenv(EnvIgnoreTerm) == "1" {
 		signalIgnoreTerm()
 	}
 	return f
 }
 
-// Info implements kit.Runner.
+// ParseFamilies reads EnvFamilies' format: "name:flavour,flavour;name".
+func ParseFamilies(v string) []plugins.Family {
+	var out []plugins.Family
+	for _, part := range strings.Split(v, ";") {
+		name, flavours, _ := strings.Cut(strings.TrimSpace(part), ":")
+		if name == "" {
+			continue
+		}
+		fam := plugins.Family{Name: name}
+		if flavours != "" {
+			fam.Flavours = strings.Split(flavours, ",")
+			fam.DefaultFlavour = fam.Flavours[0]
+		}
+		out = append(out, fam)
+	}
+	return out
+}
+
+// Info implements kit.Runner: the built-in families (what the real trainers report) and
+// f.Families.
 func (f *Fake) Info(context.Context) (plugins.Info, error) {
-	return plugins.Info{Version: "fake", Backend: "cpu", Devices: []string{"fake cpu"},
-		Families: []plugins.Family{{Name: "dit", Flavours: []string{"tiny", "small", "base", "xl"}, DefaultFlavour: "tiny"}}}, nil
+	var fams []plugins.Family
+	for _, b := range options.DefaultFamilies() {
+		fams = append(fams, plugins.Family{Name: b.Name, Flavours: b.Flavours, DefaultFlavour: b.DefaultFlavour,
+			MinResolution: b.MinResolution, DefaultResolution: b.DefaultResolution})
+	}
+	return plugins.Info{Version: "fake", Backend: "cpu", Devices: []string{"fake cpu"}, Families: append(fams, f.Families...)}, nil
 }
 
 // Validate implements kit.Runner: it rejects a config whose --learning_rate is negative.
