@@ -55,3 +55,17 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
   __syncthreads();
   return r;
 }
+
+// Block-wide sum of a float over blockDim.x threads (a power of two, at most 1024), summed
+// pairwise in a fixed tree so results are deterministic; every thread gets the result.
+__device__ __forceinline__ float block_sum_f(float v, float* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  float r = sh[0];
+  __syncthreads();
+  return r;
+}

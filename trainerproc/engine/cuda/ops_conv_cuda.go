@@ -1,0 +1,349 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+
+	"simpletuner/trainerproc/engine"
+)
+
+// conv validates a convolution's geometry and its buffers' lengths.
+func (b *Backend) conv(op string, p engine.Conv2DParams, needY bool) convGeom {
+	g, err := convShape(p)
+	must(err)
+	must(checkLen(op, "x", b.length(p.X), g.n*g.c*g.h*g.w))
+	must(checkLen(op, "w", b.length(p.W), g.o*g.k()))
+	if p.Bias != nil {
+		must(checkLen(op, "bias", b.length(p.Bias), g.o))
+	}
+	if needY {
+		must(checkLen(op, "y", b.length(p.Y), g.n*g.o*g.pixels()))
+	}
+	return g
+}
+
+// fillZero sets the first n elements of buf to zero.
+func (b *Backend) fillZero(buf engine.Buffer, n int) {
+	if n > 0 {
+		b.launch("fill_f32", flatLaunch(int64(n)), NewArgs(3).Ptr(b.ptr(buf, 0)).Float(0).Int64(int64(n)))
+	}
+}
+
+// im2col fills the scratch column matrix col of panel pn from x.
+func (b *Backend) im2col(g convGeom, col uintptr, x engine.Buffer, pn convPanel) {
+	b.launch("im2col_f32", flatLaunch(int64(pn.samples)*int64(g.k())*int64(pn.pc)), NewArgs(14).Ptr(col).
+		Ptr(b.ptr(x, pn.n0*g.c*g.h*g.w)).Int(pn.samples).Int(g.c).Int(g.h).Int(g.w).Int(g.kh).Int(g.kw).
+		Int(g.stride).Int(g.padT).Int(g.padL).Int(g.ow).Int(pn.p0).Int(pn.pc))
+}
+
+// Conv2D implements engine.Backend: Y = W·im2col(X) per panel of output pixels through the
+// GEMM path (a 1×1, stride-1, unpadded convolution multiplies X directly), with the bias
+// broadcast into Y first and the GEMMs accumulating onto it.
+func (b *Backend) Conv2D(p engine.Conv2DParams) {
+	g := b.conv("Conv2D", p, true)
+	pix, k := g.pixels(), g.k()
+	ny := g.n * g.o * pix
+	if ny == 0 || b.err != nil {
+		return
+	}
+	defer b.enter()()
+	var beta float32
+	if p.Bias != nil {
+		b.Expand(p.Y, p.Bias, engine.Shape3{Outer: g.n, Mid: g.o, Inner: pix}, engine.SpanMid, 1)
+		beta = 1
+	} else if k == 0 {
+		b.fillZero(p.Y, ny)
+		return
+	}
+	if k == 0 {
+		return
+	}
+	if g.direct() {
+		b.Gemm(engine.GemmParams{M: g.o, N: pix, K: k, Alpha: 1, Beta: beta,
+			A: p.W, B: p.X, StrideB: k * pix, C: p.Y, StrideC: g.o * pix, Batch: g.n})
+		return
+	}
+	panels := planConvPanels(g.n, k, pix, convScratchBytes)
+	sp, ok := b.scratch(int64(panels[0].samples) * int64(k) * int64(panels[0].pc) * f32Bytes)
+	if !ok {
+		return
+	}
+	defer b.release(sp)
+	col := b.internal(sp, panels[0].samples*k*panels[0].pc)
+	for _, pn := range panels {
+		b.im2col(g, sp, p.X, pn)
+		b.Gemm(engine.GemmParams{M: g.o, N: pn.pc, K: k, Alpha: 1, Beta: beta,
+			A: p.W, B: col, StrideB: k * pn.pc,
+			C: p.Y, OffC: pn.n0*g.o*pix + pn.p0, Ldc: pix, StrideC: g.o * pix, Batch: pn.samples})
+	}
+}
+
+// Conv2DBackward implements engine.Backend. DBias sums DY with the reduction kernels; DW
+// accumulates DY·colᵀ over the panels (zeroed first); DX is zeroed, then each panel's column
+// gradient Wᵀ·DY is gathered back by col2im_f32. Panels run in order and col2im owns each
+// input element, so the sums are deterministic. One scratch block holds a panel's columns and
+// then its column gradients: the stream runs the DW GEMM before the DX GEMM overwrites them.
+func (b *Backend) Conv2DBackward(p engine.Conv2DGradParams) {
+	g := b.conv("Conv2DBackward", p.Conv2DParams, false)
+	pix, k := g.pixels(), g.k()
+	must(checkLen("Conv2DBackward", "dy", b.length(p.DY), g.n*g.o*pix))
+	nx, nw := g.n*g.c*g.h*g.w, g.o*k
+	if p.DX != nil {
+		must(checkLen("Conv2DBackward", "dx", b.length(p.DX), nx))
+	}
+	if p.DW != nil {
+		must(checkLen("Conv2DBackward", "dw", b.length(p.DW), nw))
+	}
+	if p.DBias != nil {
+		must(checkLen("Conv2DBackward", "dbias", b.length(p.DBias), g.o))
+	}
+	if b.err != nil {
+		return
+	}
+	defer b.enter()()
+	if p.DBias != nil {
+		b.reduce(b.ptr(p.DBias, 0), b.ptr(p.DY, 0), engine.Shape3{Outer: g.n, Mid: g.o, Inner: pix}, engine.SpanMid, 1)
+	}
+	if p.DW != nil {
+		b.fillZero(p.DW, nw)
+	}
+	if g.o == 0 || pix == 0 || g.n == 0 || k == 0 {
+		if p.DX != nil {
+			b.fillZero(p.DX, nx)
+		}
+		return
+	}
+	if g.direct() {
+		if p.DW != nil {
+			b.Gemm(engine.GemmParams{TransB: true, M: g.o, N: k, K: pix, Alpha: 1, Beta: 1,
+				A: p.DY, StrideA: g.o * pix, B: p.X, StrideB: k * pix, C: p.DW, Batch: g.n})
+		}
+		if p.DX != nil {
+			b.Gemm(engine.GemmParams{TransA: true, M: k, N: pix, K: g.o, Alpha: 1,
+				A: p.W, B: p.DY, StrideB: g.o * pix, C: p.DX, StrideC: k * pix, Batch: g.n})
+		}
+		return
+	}
+	if p.DW == nil && p.DX == nil {
+		return
+	}
+	if p.DX != nil {
+		b.fillZero(p.DX, nx)
+	}
+	panels := planConvPanels(g.n, k, pix, convScratchBytes)
+	sp, ok := b.scratch(int64(panels[0].samples) * int64(k) * int64(panels[0].pc) * f32Bytes)
+	if !ok {
+		return
+	}
+	defer b.release(sp)
+	col := b.internal(sp, panels[0].samples*k*panels[0].pc)
+	for _, pn := range panels {
+		dyOff := pn.n0*g.o*pix + pn.p0
+		if p.DW != nil {
+			b.im2col(g, sp, p.X, pn)
+			b.Gemm(engine.GemmParams{TransB: true, M: g.o, N: k, K: pn.pc, Alpha: 1, Beta: 1,
+				A: p.DY, OffA: dyOff, Lda: pix, StrideA: g.o * pix,
+				B: col, Ldb: pn.pc, StrideB: k * pn.pc, C: p.DW, Batch: pn.samples})
+		}
+		if p.DX == nil {
+			continue
+		}
+		y0, rows := g.panelRows(pn)
+		if rows <= 0 {
+			continue // the panel reads only padding
+		}
+		b.Gemm(engine.GemmParams{TransA: true, M: k, N: pn.pc, K: g.o, Alpha: 1,
+			A: p.W, B: p.DY, OffB: dyOff, Ldb: pix, StrideB: g.o * pix,
+			C: col, StrideC: k * pn.pc, Batch: pn.samples})
+		b.launch("col2im_f32", flatLaunch(int64(pn.samples)*int64(g.c)*int64(rows)*int64(g.w)), NewArgs(17).
+			Ptr(b.ptr(p.DX, pn.n0*g.c*g.h*g.w)).Ptr(sp).Int(pn.samples).Int(g.c).Int(g.h).Int(g.w).Int(g.kh).Int(g.kw).
+			Int(g.stride).Int(g.padT).Int(g.padL).Int(g.oh).Int(g.ow).Int(pn.p0).Int(pn.pc).Int(y0).Int(rows))
+	}
+}
+
+// groupNormShape validates a group norm's geometry and returns its channels per group.
+func (b *Backend) groupNormShape(op string, n, c, hw, groups int, x, w engine.Buffer) int {
+	if groups < 1 || c%groups != 0 || n < 0 || hw < 0 {
+		panic(fmt.Sprintf("cuda: %s: %d channels not divisible into %d groups (N %d, HW %d)", op, c, groups, n, hw))
+	}
+	must(checkLen(op, "x", b.length(x), n*c*hw))
+	if w != nil {
+		must(checkLen(op, "weight", b.length(w), c))
+	}
+	return c / groups
+}
+
+// GroupNorm implements engine.Backend: per group row (n, g) of cpg·HW contiguous elements,
+// chunk means and squared deviations (groupnorm_part_f32), their combination into mean and
+// rstd (groupnorm_stats_f32), then the normalisation with the affine transform.
+func (b *Backend) GroupNorm(p engine.GroupNormParams) {
+	cpg := b.groupNormShape("GroupNorm", p.N, p.C, p.HW, p.Groups, p.X, p.Weight)
+	ng, total := p.N*p.Groups, p.N*p.C*p.HW
+	must(checkLen("GroupNorm", "y", b.length(p.Y), total))
+	if p.Bias != nil {
+		must(checkLen("GroupNorm", "bias", b.length(p.Bias), p.C))
+	}
+	must(checkLen("GroupNorm", "mean", b.length(p.Mean), ng))
+	must(checkLen("GroupNorm", "rstd", b.length(p.Rstd), ng))
+	if total == 0 || b.err != nil {
+		return
+	}
+	length := cpg * p.HW
+	chunks, chunk := normChunks(ng, length)
+	l, err := normChunkLaunch(ng, chunks)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	defer b.enter()()
+	part, ok := b.scratch(int64(ng) * int64(chunks) * 2 * f32Bytes)
+	if !ok {
+		return
+	}
+	defer b.release(part)
+	b.launch("groupnorm_part_f32", l, NewArgs(6).Ptr(part).Ptr(b.ptr(p.X, 0)).Int(ng).Int64(int64(length)).
+		Int(chunks).Int64(int64(chunk)))
+	b.launch("groupnorm_stats_f32", flatLaunch(int64(ng)), NewArgs(8).Ptr(b.ptr(p.Mean, 0)).Ptr(b.ptr(p.Rstd, 0)).Ptr(part).
+		Int(ng).Int64(int64(length)).Int(chunks).Int64(int64(chunk)).Float(p.Eps))
+	b.launch("groupnorm_apply_f32", flatLaunch(int64(total)), NewArgs(10).Ptr(b.ptr(p.Y, 0)).Ptr(b.ptr(p.X, 0)).
+		Ptr(b.ptr(p.Weight, 0)).Ptr(b.ptr(p.Bias, 0)).Ptr(b.ptr(p.Mean, 0)).Ptr(b.ptr(p.Rstd, 0)).
+		Int(p.C).Int(p.HW).Int(cpg).Int64(int64(total)))
+}
+
+// GroupNormBackward implements engine.Backend: per channel row (n, c), chunk sums of dy and
+// dy·x̂ (groupnorm_bwd_part_f32); from them each group's sums of dn = dy·w and dn·x̂
+// (groupnorm_bwd_group_f32), dx, and the weight and bias gradients, all in a fixed order.
+func (b *Backend) GroupNormBackward(p engine.GroupNormGradParams) {
+	cpg := b.groupNormShape("GroupNormBackward", p.N, p.C, p.HW, p.Groups, p.X, p.Weight)
+	ng, nc, total := p.N*p.Groups, p.N*p.C, p.N*p.C*p.HW
+	must(checkLen("GroupNormBackward", "dy", b.length(p.DY), total))
+	must(checkLen("GroupNormBackward", "dx", b.length(p.DX), total))
+	must(checkLen("GroupNormBackward", "mean", b.length(p.Mean), ng))
+	must(checkLen("GroupNormBackward", "rstd", b.length(p.Rstd), ng))
+	if p.DWeight != nil {
+		must(checkLen("GroupNormBackward", "dweight", b.length(p.DWeight), p.C))
+	}
+	if p.DBias != nil {
+		must(checkLen("GroupNormBackward", "dbias", b.length(p.DBias), p.C))
+	}
+	if b.err != nil {
+		return
+	}
+	defer b.enter()()
+	if total == 0 {
+		b.fillZero(p.DWeight, b.length(p.DWeight))
+		b.fillZero(p.DBias, b.length(p.DBias))
+		return
+	}
+	chunks, chunk := normChunks(nc, p.HW)
+	l, err := normChunkLaunch(nc, chunks)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	part, ok := b.scratch((int64(nc)*int64(chunks) + int64(ng)) * 2 * f32Bytes)
+	if !ok {
+		return
+	}
+	defer b.release(part)
+	gsum := part + uintptr(int64(nc)*int64(chunks)*2*f32Bytes)
+	b.launch("groupnorm_bwd_part_f32", l, NewArgs(10).Ptr(part).Ptr(b.ptr(p.X, 0)).Ptr(b.ptr(p.DY, 0)).
+		Ptr(b.ptr(p.Mean, 0)).Ptr(b.ptr(p.Rstd, 0)).Int(nc).Int(p.HW).Int(cpg).Int(chunks).Int(chunk))
+	b.launch("groupnorm_bwd_group_f32", flatLaunch(int64(ng)), NewArgs(7).Ptr(gsum).Ptr(part).Ptr(b.ptr(p.Weight, 0)).
+		Int(ng).Int(cpg).Int(p.C).Int(chunks))
+	b.launch("groupnorm_bwd_dx_f32", flatLaunch(int64(total)), NewArgs(11).Ptr(b.ptr(p.DX, 0)).Ptr(b.ptr(p.X, 0)).
+		Ptr(b.ptr(p.DY, 0)).Ptr(b.ptr(p.Weight, 0)).Ptr(b.ptr(p.Mean, 0)).Ptr(b.ptr(p.Rstd, 0)).Ptr(gsum).
+		Int(p.C).Int(p.HW).Int(cpg).Int64(int64(total)))
+	if p.DWeight != nil || p.DBias != nil {
+		b.launch("groupnorm_param_grad_f32", flatLaunch(int64(p.C)), NewArgs(6).Ptr(b.ptr(p.DWeight, 0)).
+			Ptr(b.ptr(p.DBias, 0)).Ptr(part).Int(p.N).Int(p.C).Int(chunks))
+	}
+}
+
+// RMSNorm implements engine.Backend (one block per row).
+func (b *Backend) RMSNorm(p engine.RMSNormParams) {
+	n := p.Rows * p.Cols
+	must(checkLen("RMSNorm", "x", b.length(p.X), n))
+	must(checkLen("RMSNorm", "y", b.length(p.Y), n))
+	must(checkLen("RMSNorm", "rstd", b.length(p.Rstd), p.Rows))
+	if p.Weight != nil {
+		must(checkLen("RMSNorm", "weight", b.length(p.Weight), p.Cols))
+	}
+	if p.Cols == 0 || p.Rows == 0 || b.err != nil {
+		return
+	}
+	l, err := rowBlocks(p.Rows)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	defer b.enter()()
+	b.launch("rmsnorm_f32", l, NewArgs(7).Ptr(b.ptr(p.Y, 0)).Ptr(b.ptr(p.Rstd, 0)).Ptr(b.ptr(p.X, 0)).
+		Ptr(b.ptr(p.Weight, 0)).Int(p.Rows).Int(p.Cols).Float(p.Eps))
+}
+
+// RMSNormBackward implements engine.Backend: dx one block per row, the weight gradient by
+// (32, 8)-blocks over columns that walk the rows in order.
+func (b *Backend) RMSNormBackward(p engine.RMSNormGradParams) {
+	n := p.Rows * p.Cols
+	must(checkLen("RMSNormBackward", "x", b.length(p.X), n))
+	must(checkLen("RMSNormBackward", "dy", b.length(p.DY), n))
+	must(checkLen("RMSNormBackward", "dx", b.length(p.DX), n))
+	must(checkLen("RMSNormBackward", "rstd", b.length(p.Rstd), p.Rows))
+	if p.Weight != nil {
+		must(checkLen("RMSNormBackward", "weight", b.length(p.Weight), p.Cols))
+	}
+	if p.DWeight != nil {
+		must(checkLen("RMSNormBackward", "dweight", b.length(p.DWeight), p.Cols))
+	}
+	if p.Cols == 0 || b.err != nil {
+		return
+	}
+	l, err := rowBlocks(p.Rows)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	defer b.enter()()
+	b.launch("rmsnorm_bwd_f32", l, NewArgs(7).Ptr(b.ptr(p.DX, 0)).Ptr(b.ptr(p.X, 0)).Ptr(b.ptr(p.Weight, 0)).
+		Ptr(b.ptr(p.Rstd, 0)).Ptr(b.ptr(p.DY, 0)).Int(p.Rows).Int(p.Cols))
+	if p.DWeight != nil {
+		cl, err := colLaunch(1, p.Cols)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		b.launch("rmsnorm_weight_grad_f32", cl, NewArgs(6).Ptr(b.ptr(p.DWeight, 0)).Ptr(b.ptr(p.X, 0)).
+			Ptr(b.ptr(p.Rstd, 0)).Ptr(b.ptr(p.DY, 0)).Int(p.Rows).Int(p.Cols))
+	}
+}
+
+// upsampleShape validates an upsampling's sizes and returns the element counts of the small
+// and the large image.
+func (b *Backend) upsampleShape(op string, small, large engine.Buffer, nc, h, w, factor int) (int, int) {
+	if nc < 0 || h < 0 || w < 0 || factor < 1 {
+		panic(fmt.Sprintf("cuda: %s: nc %d, %d×%d, factor %d", op, nc, h, w, factor))
+	}
+	ns, nl := nc*h*w, nc*h*w*factor*factor
+	must(checkLen(op, "small", b.length(small), ns))
+	must(checkLen(op, "large", b.length(large), nl))
+	return ns, nl
+}
+
+// UpsampleNearest implements engine.Backend (a gather, one thread per output element).
+func (b *Backend) UpsampleNearest(dst, src engine.Buffer, nc, h, w, factor int) {
+	_, nl := b.upsampleShape("UpsampleNearest", src, dst, nc, h, w, factor)
+	defer b.enter()()
+	b.launch("upsample_nearest_f32", flatLaunch(int64(nl)), NewArgs(6).Ptr(b.ptr(dst, 0)).Ptr(b.ptr(src, 0)).
+		Int(nc).Int(h).Int(w).Int(factor))
+}
+
+// UpsampleNearestBackward implements engine.Backend (one thread per dx element sums its
+// factor×factor block).
+func (b *Backend) UpsampleNearestBackward(dx, dy engine.Buffer, nc, h, w, factor int) {
+	ns, _ := b.upsampleShape("UpsampleNearestBackward", dx, dy, nc, h, w, factor)
+	defer b.enter()()
+	b.launch("upsample_nearest_bwd_f32", flatLaunch(int64(ns)), NewArgs(6).Ptr(b.ptr(dx, 0)).Ptr(b.ptr(dy, 0)).
+		Int(nc).Int(h).Int(w).Int(factor))
+}
