@@ -286,6 +286,26 @@ type Backend interface {
 	// dx [NC, H, W] (overwritten).
 	UpsampleNearestBackward(dx, dy Buffer, nc, h, w, factor int)
 
+	// Conv2D runs a 2-D convolution; see Conv2DParams. Scratch (an im2col panel) is bounded by
+	// the backend, never proportional to the whole image.
+	Conv2D(p Conv2DParams)
+	// Conv2DBackward is its backward.
+	Conv2DBackward(p Conv2DGradParams)
+	// GroupNorm runs a group norm; see GroupNormParams.
+	GroupNorm(p GroupNormParams)
+	// GroupNormBackward is its backward.
+	GroupNormBackward(p GroupNormGradParams)
+	// RMSNorm runs T5's root-mean-square norm; see RMSNormParams.
+	RMSNorm(p RMSNormParams)
+	// RMSNormBackward is its backward.
+	RMSNormBackward(p RMSNormGradParams)
+	// UpsampleNearest repeats every pixel of src [NC, H, W] factor×factor times into
+	// dst [NC, H·factor, W·factor] (PyTorch's interpolate(mode="nearest") for an integer factor).
+	UpsampleNearest(dst, src Buffer, nc, h, w, factor int)
+	// UpsampleNearestBackward sums each factor×factor block of dy [NC, H·factor, W·factor] into
+	// dx [NC, H, W] (overwritten).
+	UpsampleNearestBackward(dx, dy Buffer, nc, h, w, factor int)
+
 	// Attention runs fused multi-head attention (QKᵀ, masked softmax and ·V in one kernel).
 	Attention(p AttentionParams)
 	// AttentionBackward recomputes the probabilities from LSE and writes DQ, DK, DV.
@@ -319,4 +339,14 @@ type MemoryReporter interface {
 	// DeviceMemory returns the device's total memory in bytes and a name for messages
 	// ("GPU 0 (NVIDIA H100 80GB HBM3)").
 	DeviceMemory() (total int64, name string)
+}
+
+// ConvWorkspacer is implemented by backends whose Conv2D holds scratch beyond its operands
+// (im2col panels). It is separate from Workspacer so that a backend without convolution
+// scratch, or one that has not reported it yet, still reports its attention scratch; a memory
+// estimate for a model with convolutions (a VAE) adds it when the backend implements it.
+type ConvWorkspacer interface {
+	// ConvWorkspace is the bytes of scratch one Conv2D call (backward: one Conv2DBackward
+	// call) with p's geometry holds; p's buffers are not read.
+	ConvWorkspace(p Conv2DParams, backward bool) int64
 }

@@ -35,39 +35,107 @@ func (e *Engine) LayerNormModulate(x, scale, shift *Tensor, eps float32) *Tensor
 func (e *Engine) layerNorm(name string, x, w, b *Tensor, rows, cols, groups int, off, eps float32) *Tensor {
 	y := e.newTensor(x.shape)
 	mean, rstd := e.newGrad([]int{rows}), e.newGrad([]int{rows})
-	var wb, bb Buffer
-	if w != nil {
-		wb = w.st.buf
-	}
-	if b != nil {
-		bb = b.st.buf
-	}
-	xb := x.st.buf
-	e.be.LayerNorm(LayerNormParams{X: xb, Y: y.st.buf, Weight: wb, Bias: bb, Mean: mean.st.buf, Rstd: rstd.st.buf,
+	wb, xb := bufOf(w), x.st.buf
+	e.be.LayerNorm(LayerNormParams{X: xb, Y: y.st.buf, Weight: wb, Bias: bufOf(b), Mean: mean.st.buf, Rstd: rstd.st.buf,
 		Rows: rows, Cols: cols, Groups: groups, WeightOffset: off, Eps: eps})
-	saved := []*Tensor{x}
-	if w != nil {
-		saved = append(saved, w)
+	e.record(y, name, []*Tensor{x, w, b}, withWeight(x, w), []*Tensor{mean, rstd}, func(nd *node, gy *Tensor) []*Tensor {
+		return e.normBackward(nd, func(dx, dw, db Buffer) {
+			e.be.LayerNormBackward(LayerNormGradParams{X: xb, Weight: wb, Mean: mean.st.buf, Rstd: rstd.st.buf, DY: gy.st.buf,
+				DX: dx, DWeight: dw, DBias: db, Rows: rows, Cols: cols, Groups: groups, WeightOffset: off})
+		})
+	})
+	return y
+}
+
+// bufOf is t's buffer, nil for an absent optional operand.
+func bufOf(t *Tensor) Buffer {
+	if t == nil {
+		return nil
 	}
-	e.record(y, name, []*Tensor{x, w, b}, saved, []*Tensor{mean, rstd}, func(nd *node, gy *Tensor) []*Tensor {
-		grads := make([]*Tensor, 3)
-		grads[0] = e.newGrad(x.shape) // the kernel always produces dx
-		p := LayerNormGradParams{X: xb, Weight: wb, Mean: mean.st.buf, Rstd: rstd.st.buf, DY: gy.st.buf,
-			DX: grads[0].st.buf, Rows: rows, Cols: cols, Groups: groups, WeightOffset: off}
-		if nd.needsGrad(1) {
-			grads[1] = e.newGrad(w.shape)
-			p.DWeight = grads[1].st.buf
+	return t.st.buf
+}
+
+// withWeight is what a norm's backward reads: x, and the weight when there is one.
+func withWeight(x, w *Tensor) []*Tensor {
+	if w == nil {
+		return []*Tensor{x}
+	}
+	return []*Tensor{x, w}
+}
+
+// inputGrads allocates a gradient for every input of nd that needs one, and for input 0 also
+// when always0 is set, and returns them with their buffers (nil where there is none).
+func (e *Engine) inputGrads(nd *node, always0 bool) ([]*Tensor, []Buffer) {
+	grads, bufs := make([]*Tensor, len(nd.inputs)), make([]Buffer, max(len(nd.inputs), 3))
+	for i, in := range nd.inputs {
+		if nd.needsGrad(i) || (i == 0 && always0) {
+			grads[i] = e.newGrad(in.shape)
+			bufs[i] = grads[i].st.buf
 		}
-		if nd.needsGrad(2) {
-			grads[2] = e.newGrad(b.shape)
-			p.DBias = grads[2].st.buf
+	}
+	return grads, bufs
+}
+
+// normBackward runs a norm's backward kernel on the gradients of its inputs (x, then the
+// weight and the bias where the op has them). The kernels always write dx, so it is allocated
+// even when x needs no gradient and freed again afterwards.
+func (e *Engine) normBackward(nd *node, run func(dx, dw, db Buffer)) []*Tensor {
+	grads, bufs := e.inputGrads(nd, true)
+	run(bufs[0], bufs[1], bufs[2])
+	if !nd.needsGrad(0) {
+		grads[0].Free()
+		grads[0] = nil
+	}
+	return grads
+}
+
+// GroupNorm normalises x [N,C,...] (any number of trailing spatial dimensions) over groups of
+// C/groups channels and all their positions, then applies the per-channel affine transform
+// w, b ([C] or nil): the VAE's normalisation.
+func (e *Engine) GroupNorm(x *Tensor, groups int, w, b *Tensor, eps float32) *Tensor {
+	e.check(x, w, b)
+	if x.Rank() < 2 || groups < 1 || x.shape[1]%groups != 0 {
+		throwf(ErrShape, "groupnorm: x %v in %d groups", x.shape, groups)
+	}
+	n, c := x.shape[0], x.shape[1]
+	hw := numel(x.shape[2:])
+	for _, p := range []*Tensor{w, b} {
+		if p != nil && (p.Rank() != 1 || p.shape[0] != c) {
+			throwf(ErrShape, "groupnorm: x %v with parameter %v", x.shape, p.shape)
 		}
-		e.be.LayerNormBackward(p)
-		if !nd.needsGrad(0) {
-			grads[0].Free()
-			grads[0] = nil
-		}
-		return grads
+	}
+	y := e.newTensor(x.shape)
+	mean, rstd := e.newGrad([]int{n, groups}), e.newGrad([]int{n, groups})
+	p := GroupNormParams{X: x.st.buf, Y: y.st.buf, Weight: bufOf(w), Bias: bufOf(b), Mean: mean.st.buf, Rstd: rstd.st.buf,
+		N: n, C: c, HW: hw, Groups: groups, Eps: eps}
+	e.be.GroupNorm(p)
+	e.record(y, "groupnorm", []*Tensor{x, w, b}, withWeight(x, w), []*Tensor{mean, rstd}, func(nd *node, gy *Tensor) []*Tensor {
+		return e.normBackward(nd, func(dx, dw, db Buffer) {
+			e.be.GroupNormBackward(GroupNormGradParams{X: p.X, Weight: p.Weight, Mean: p.Mean, Rstd: p.Rstd, DY: gy.st.buf,
+				DX: dx, DWeight: dw, DBias: db, N: n, C: c, HW: hw, Groups: groups})
+		})
+	})
+	return y
+}
+
+// RMSNorm scales x by the reciprocal root mean square of its last axis (size D) and by w ([D]
+// or nil), with no mean subtraction and no bias: T5's layer norm.
+func (e *Engine) RMSNorm(x, w *Tensor, eps float32) *Tensor {
+	e.check(x, w)
+	if x.Rank() < 1 || (w != nil && (w.Rank() != 1 || w.shape[0] != x.Dim(-1))) {
+		throwf(ErrShape, "rmsnorm: x %v with weight %v", x.shape, shapeOf(w))
+	}
+	d := x.Dim(-1)
+	rows := x.Numel() / max(d, 1)
+	y := e.newTensor(x.shape)
+	rstd := e.newGrad([]int{rows})
+	p := RMSNormParams{X: x.st.buf, Y: y.st.buf, Weight: bufOf(w), Rstd: rstd.st.buf, Rows: rows, Cols: d, Eps: eps}
+	e.be.RMSNorm(p)
+	e.record(y, "rmsnorm", []*Tensor{x, w}, withWeight(x, w), []*Tensor{rstd}, func(nd *node, gy *Tensor) []*Tensor {
+		return e.normBackward(nd, func(dx, dw, _ Buffer) {
+			e.be.RMSNormBackward(RMSNormGradParams{X: p.X, Weight: p.Weight, Rstd: p.Rstd, DY: gy.st.buf,
+				DX: dx, DWeight: dw, Rows: rows, Cols: d})
+		})
 	})
 	return y
 }

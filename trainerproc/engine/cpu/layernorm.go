@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 
 	"simpletuner/trainerproc/engine"
 )
@@ -32,17 +31,7 @@ func (b *Backend[T]) LayerNorm(p engine.LayerNormParams) {
 	b.pool.rangeFor(rows, grainFor(cols*3), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x[r*cols:(r+1)*cols], y[r*cols:(r+1)*cols]
-			var mu float64
-			for _, v := range xr {
-				mu += float64(v)
-			}
-			mu /= float64(cols)
-			var vr float64
-			for _, v := range xr {
-				dv := float64(v) - mu
-				vr += dv * dv
-			}
-			rs := 1 / math.Sqrt(vr/float64(cols)+eps)
+			mu, rs := meanRstd(xr, eps)
 			mean[r], rstd[r] = T(mu), T(rs)
 			g := r / per
 			for c, v := range xr {
