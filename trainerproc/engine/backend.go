@@ -266,25 +266,6 @@ type Backend interface {
 	LayerNorm(p LayerNormParams)
 	// LayerNormBackward is its backward.
 	LayerNormBackward(p LayerNormGradParams)
-	// Conv2D runs a 2-D convolution; see Conv2DParams. Scratch (an im2col panel) is bounded by
-	// the backend, never proportional to the whole image.
-	Conv2D(p Conv2DParams)
-	// Conv2DBackward is its backward.
-	Conv2DBackward(p Conv2DGradParams)
-	// GroupNorm runs a group norm; see GroupNormParams.
-	GroupNorm(p GroupNormParams)
-	// GroupNormBackward is its backward.
-	GroupNormBackward(p GroupNormGradParams)
-	// RMSNorm runs T5's root-mean-square norm; see RMSNormParams.
-	RMSNorm(p RMSNormParams)
-	// RMSNormBackward is its backward.
-	RMSNormBackward(p RMSNormGradParams)
-	// UpsampleNearest repeats every pixel of src [NC, H, W] factor×factor times into
-	// dst [NC, H·factor, W·factor] (PyTorch's interpolate(mode="nearest") for an integer factor).
-	UpsampleNearest(dst, src Buffer, nc, h, w, factor int)
-	// UpsampleNearestBackward sums each factor×factor block of dy [NC, H·factor, W·factor] into
-	// dx [NC, H, W] (overwritten).
-	UpsampleNearestBackward(dx, dy Buffer, nc, h, w, factor int)
 
 	// Conv2D runs a 2-D convolution; see Conv2DParams. Scratch (an im2col panel) is bounded by
 	// the backend, never proportional to the whole image.

@@ -347,3 +347,14 @@ func (b *Backend) UpsampleNearestBackward(dx, dy engine.Buffer, nc, h, w, factor
 	b.launch("upsample_nearest_bwd_f32", flatLaunch(int64(ns)), NewArgs(6).Ptr(b.ptr(dx, 0)).Ptr(b.ptr(dy, 0)).
 		Int(nc).Int(h).Int(w).Int(factor))
 }
+
+var _ engine.ConvWorkspacer = (*Backend)(nil)
+
+// ConvWorkspace implements engine.ConvWorkspacer (see convWorkspace).
+func (b *Backend) ConvWorkspace(p engine.Conv2DParams, backward bool) int64 {
+	g, err := convShape(p)
+	if err != nil {
+		return 0
+	}
+	return convWorkspace(g, backward, b.opts.Precision == PrecisionBF16)
+}

@@ -133,3 +133,33 @@ func rowBlocks(rows int) (Launch, error) {
 	}
 	return rowLaunch(rows), nil
 }
+
+// convWorkspace is the most scratch bytes one Conv2D (backward: Conv2DBackward) call requests
+// at once: the im2col panel (none for a direct 1×1) and, in bf16 mode, the rounded copies of
+// the two operands of the largest GEMM it issues (2 bytes an element of the range each
+// reads). The caching allocator rounds every request up to its size class on top of this.
+func convWorkspace(g convGeom, backward, bf16 bool) int64 {
+	panels := planConvPanels(g.n, g.k(), g.pixels(), convScratchBytes)
+	if len(panels) == 0 || g.k() == 0 || g.o == 0 {
+		return 0
+	}
+	k, pix, o := int64(g.k()), int64(g.pixels()), int64(g.o)
+	samples, pc := int64(panels[0].samples), int64(panels[0].pc)
+	if g.direct() {
+		samples, pc = int64(g.n), pix
+	}
+	cols := samples * k * pc // a panel's columns, or the images themselves when direct
+	var panel int64
+	if !g.direct() {
+		panel = cols * f32Bytes
+	}
+	if !bf16 {
+		return panel
+	}
+	w, dy := o*k, (samples-1)*o*pix+(o-1)*pix+pc
+	gemm := cols + w // forward: W·col
+	if backward {
+		gemm = max(dy+cols, w+dy) // DY·colᵀ, then Wᵀ·DY
+	}
+	return panel + gemm*bf16Bytes
+}

@@ -466,3 +466,41 @@ func TestUpsampleIndexing(t *testing.T) {
 		}
 	}
 }
+
+func TestConvWorkspace(t *testing.T) {
+	geom := func(p engine.Conv2DParams) convGeom {
+		g, err := convShape(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	small := geom(engine.Conv2DParams{N: 2, C: 3, H: 8, Wd: 8, O: 4, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1})
+	direct := geom(engine.Conv2DParams{N: 2, C: 3, H: 8, Wd: 8, O: 4, KH: 1, KW: 1, Stride: 1})
+	vae := geom(engine.Conv2DParams{N: 1, C: 128, H: 1024, Wd: 1024, O: 128, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1})
+	vaePC := int64(convScratchBytes / (1152 * 4)) // pixels in a VAE panel
+	cases := []struct {
+		name           string
+		g              convGeom
+		backward, bf16 bool
+		want           int64
+	}{
+		// Both images in one panel: 2·27·64 columns.
+		{"fp32 forward", small, false, false, 2 * 27 * 64 * 4},
+		{"fp32 backward", small, true, false, 2 * 27 * 64 * 4},
+		{"bf16 forward: panel + bf16 panel and W", small, false, true, 2*27*64*4 + (2*27*64+4*27)*2},
+		{"bf16 backward: panel + bf16 DY and panel", small, true, true, 2*27*64*4 + (2*4*64+2*27*64)*2},
+		{"direct fp32 holds nothing", direct, true, false, 0},
+		{"direct bf16: X and DY copies", direct, true, true, (2*4*64 + 2*3*64) * 2},
+		{"VAE 1024² stays at the panel", vae, false, false, vaePC * 1152 * 4},
+		{"VAE 1024² backward bf16", vae, true, true, vaePC*1152*4 + (127*1024*1024+vaePC+vaePC*1152)*2},
+	}
+	for _, c := range cases {
+		if got := convWorkspace(c.g, c.backward, c.bf16); got != c.want {
+			t.Errorf("%s: %d bytes, want %d", c.name, got, c.want)
+		}
+	}
+	if got := convWorkspace(vae, true, false); got > convScratchBytes {
+		t.Errorf("VAE panel %d bytes over the %d budget", got, convScratchBytes)
+	}
+}
