@@ -37,6 +37,18 @@ func (b *Backend) im2col(g convGeom, col uintptr, x engine.Buffer, pn convPanel)
 		Int(g.stride).Int(g.padT).Int(g.padL).Int(g.ow).Int(pn.p0).Int(pn.pc))
 }
 
+// panelScratch plans g's panels and allocates the column matrix of the largest (the first);
+// the caller releases it with b.release(col.ptr).
+func (b *Backend) panelScratch(g convGeom) (panels []convPanel, col *Buffer, ok bool) {
+	panels = planConvPanels(g.n, g.k(), g.pixels(), convScratchBytes)
+	n := panels[0].samples * g.k() * panels[0].pc
+	sp, ok := b.scratch(int64(n) * f32Bytes)
+	if !ok {
+		return nil, nil, false
+	}
+	return panels, b.internal(sp, n), true
+}
+
 // Conv2D implements engine.Backend: Y = W·im2col(X) per panel of output pixels through the
 // GEMM path (a 1×1, stride-1, unpadded convolution multiplies X directly), with the bias
 // broadcast into Y first and the GEMMs accumulating onto it.
@@ -64,15 +76,13 @@ func (b *Backend) Conv2D(p engine.Conv2DParams) {
 			A: p.W, B: p.X, StrideB: k * pix, C: p.Y, StrideC: g.o * pix, Batch: g.n})
 		return
 	}
-	panels := planConvPanels(g.n, k, pix, convScratchBytes)
-	sp, ok := b.scratch(int64(panels[0].samples) * int64(k) * int64(panels[0].pc) * f32Bytes)
+	panels, col, ok := b.panelScratch(g)
 	if !ok {
 		return
 	}
-	defer b.release(sp)
-	col := b.internal(sp, panels[0].samples*k*panels[0].pc)
+	defer b.release(col.ptr)
 	for _, pn := range panels {
-		b.im2col(g, sp, p.X, pn)
+		b.im2col(g, col.ptr, p.X, pn)
 		b.Gemm(engine.GemmParams{M: g.o, N: pn.pc, K: k, Alpha: 1, Beta: beta,
 			A: p.W, B: col, StrideB: k * pn.pc,
 			C: p.Y, OffC: pn.n0*g.o*pix + pn.p0, Ldc: pix, StrideC: g.o * pix, Batch: pn.samples})
@@ -131,17 +141,15 @@ func (b *Backend) Conv2DBackward(p engine.Conv2DGradParams) {
 	if p.DX != nil {
 		b.fillZero(p.DX, nx)
 	}
-	panels := planConvPanels(g.n, k, pix, convScratchBytes)
-	sp, ok := b.scratch(int64(panels[0].samples) * int64(k) * int64(panels[0].pc) * f32Bytes)
+	panels, col, ok := b.panelScratch(g)
 	if !ok {
 		return
 	}
-	defer b.release(sp)
-	col := b.internal(sp, panels[0].samples*k*panels[0].pc)
+	defer b.release(col.ptr)
 	for _, pn := range panels {
 		dyOff := pn.n0*g.o*pix + pn.p0
 		if p.DW != nil {
-			b.im2col(g, sp, p.X, pn)
+			b.im2col(g, col.ptr, p.X, pn)
 			b.Gemm(engine.GemmParams{TransB: true, M: g.o, N: k, K: pn.pc, Alpha: 1, Beta: 1,
 				A: p.DY, OffA: dyOff, Lda: pix, StrideA: g.o * pix,
 				B: col, Ldb: pn.pc, StrideB: k * pn.pc, C: p.DW, Batch: pn.samples})
@@ -157,7 +165,7 @@ func (b *Backend) Conv2DBackward(p engine.Conv2DGradParams) {
 			A: p.W, B: p.DY, OffB: dyOff, Ldb: pix, StrideB: g.o * pix,
 			C: col, StrideC: k * pn.pc, Batch: pn.samples})
 		b.launch("col2im_f32", flatLaunch(int64(pn.samples)*int64(g.c)*int64(rows)*int64(g.w)), NewArgs(17).
-			Ptr(b.ptr(p.DX, pn.n0*g.c*g.h*g.w)).Ptr(sp).Int(pn.samples).Int(g.c).Int(g.h).Int(g.w).Int(g.kh).Int(g.kw).
+			Ptr(b.ptr(p.DX, pn.n0*g.c*g.h*g.w)).Ptr(col.ptr).Int(pn.samples).Int(g.c).Int(g.h).Int(g.w).Int(g.kh).Int(g.kw).
 			Int(g.stride).Int(g.padT).Int(g.padL).Int(g.oh).Int(g.ow).Int(pn.p0).Int(pn.pc).Int(y0).Int(rows))
 	}
 }
@@ -261,21 +269,30 @@ func (b *Backend) GroupNormBackward(p engine.GroupNormGradParams) {
 	}
 }
 
-// RMSNorm implements engine.Backend (one block per row).
-func (b *Backend) RMSNorm(p engine.RMSNormParams) {
-	n := p.Rows * p.Cols
-	must(checkLen("RMSNorm", "x", b.length(p.X), n))
-	must(checkLen("RMSNorm", "y", b.length(p.Y), n))
-	must(checkLen("RMSNorm", "rstd", b.length(p.Rstd), p.Rows))
-	if p.Weight != nil {
-		must(checkLen("RMSNorm", "weight", b.length(p.Weight), p.Cols))
+// rmsNormLaunch checks the operands RMS norm's forward and backward share and returns their
+// one-block-per-row launch, or false when there is nothing to launch.
+func (b *Backend) rmsNormLaunch(op string, rows, cols int, x, w, rstd engine.Buffer) (Launch, bool) {
+	must(checkLen(op, "x", b.length(x), rows*cols))
+	must(checkLen(op, "rstd", b.length(rstd), rows))
+	if w != nil {
+		must(checkLen(op, "weight", b.length(w), cols))
 	}
-	if p.Cols == 0 || p.Rows == 0 || b.err != nil {
-		return
+	if cols == 0 || b.err != nil {
+		return Launch{}, false
 	}
-	l, err := rowBlocks(p.Rows)
+	l, err := rowBlocks(rows)
 	if err != nil {
 		b.fail(err)
+		return Launch{}, false
+	}
+	return l, true
+}
+
+// RMSNorm implements engine.Backend (one block per row).
+func (b *Backend) RMSNorm(p engine.RMSNormParams) {
+	must(checkLen("RMSNorm", "y", b.length(p.Y), p.Rows*p.Cols))
+	l, ok := b.rmsNormLaunch("RMSNorm", p.Rows, p.Cols, p.X, p.Weight, p.Rstd)
+	if !ok {
 		return
 	}
 	defer b.enter()()
@@ -287,22 +304,13 @@ func (b *Backend) RMSNorm(p engine.RMSNormParams) {
 // (32, 8)-blocks over columns that walk the rows in order.
 func (b *Backend) RMSNormBackward(p engine.RMSNormGradParams) {
 	n := p.Rows * p.Cols
-	must(checkLen("RMSNormBackward", "x", b.length(p.X), n))
 	must(checkLen("RMSNormBackward", "dy", b.length(p.DY), n))
 	must(checkLen("RMSNormBackward", "dx", b.length(p.DX), n))
-	must(checkLen("RMSNormBackward", "rstd", b.length(p.Rstd), p.Rows))
-	if p.Weight != nil {
-		must(checkLen("RMSNormBackward", "weight", b.length(p.Weight), p.Cols))
-	}
 	if p.DWeight != nil {
 		must(checkLen("RMSNormBackward", "dweight", b.length(p.DWeight), p.Cols))
 	}
-	if p.Cols == 0 || b.err != nil {
-		return
-	}
-	l, err := rowBlocks(p.Rows)
-	if err != nil {
-		b.fail(err)
+	l, ok := b.rmsNormLaunch("RMSNormBackward", p.Rows, p.Cols, p.X, p.Weight, p.Rstd)
+	if !ok {
 		return
 	}
 	defer b.enter()()

@@ -62,15 +62,20 @@ extern "C" __global__ void col2im_f32(float* dx, const float* dcol, int samples,
   }
 }
 
+// image_index splits a flat index into [images, h, w] into its column x, row y and image.
+__device__ __forceinline__ long long image_index(long long idx, int w, int h, int* x, int* y) {
+  *x = (int)(idx % w);
+  long long t = idx / w;
+  *y = (int)(t % h);
+  return t / h;
+}
+
 // upsample_nearest_f32: dst[r, y, x] = src[r, y/f, x/f] over nc·(h·f)·(w·f) elements.
 extern "C" __global__ void upsample_nearest_f32(float* dst, const float* src, int nc, int h, int w, int f) {
   int wf = w * f, hf = h * f;
-  long long total = (long long)nc * hf * wf;
-  GRID_LOOP(idx, total) {
-    int x = (int)(idx % wf);
-    long long t = idx / wf;
-    int y = (int)(t % hf);
-    long long r = t / hf;
+  GRID_LOOP(idx, (long long)nc * hf * wf) {
+    int x, y;
+    long long r = image_index(idx, wf, hf, &x, &y);
     dst[idx] = src[(r * h + y / f) * w + x / f];
   }
 }
@@ -79,12 +84,9 @@ extern "C" __global__ void upsample_nearest_f32(float* dst, const float* src, in
 // element summing its block in row order.
 extern "C" __global__ void upsample_nearest_bwd_f32(float* dx, const float* dy, int nc, int h, int w, int f) {
   long long wf = (long long)w * f;
-  long long total = (long long)nc * h * w;
-  GRID_LOOP(idx, total) {
-    int x = (int)(idx % w);
-    long long t = idx / w;
-    int y = (int)(t % h);
-    long long r = t / h;
+  GRID_LOOP(idx, (long long)nc * h * w) {
+    int x, y;
+    long long r = image_index(idx, w, h, &x, &y);
     const float* b = dy + (r * h * f + (long long)y * f) * wf + (long long)x * f;
     float acc = 0.f;
     for (int i = 0; i < f; i++)

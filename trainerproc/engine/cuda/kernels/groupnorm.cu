@@ -17,14 +17,14 @@ extern "C" __global__ void groupnorm_part_f32(float* part, const float* x, int r
   const float* xr = x + r * len;
   float s = 0.f;
   for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) s += xr[i];
-  float mu = block_sum_f(s, sh);
+  float mu = block_sum(s, sh);
   if (hi > lo) mu /= (float)(hi - lo);
   float q = 0.f;
   for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) {
     float d = xr[i] - mu;
     q += d * d;
   }
-  q = block_sum_f(q, sh);
+  q = block_sum(q, sh);
   if (threadIdx.x == 0) {
     part[(r * chunks + k) * 2] = mu;
     part[(r * chunks + k) * 2 + 1] = q;
@@ -89,8 +89,8 @@ extern "C" __global__ void groupnorm_bwd_part_f32(float* part, const float* x, c
     s1 += d;
     s2 += d * ((xr[i] - mu) * rs);
   }
-  s1 = block_sum_f(s1, sh);
-  s2 = block_sum_f(s2, sh);
+  s1 = block_sum(s1, sh);
+  s2 = block_sum(s2, sh);
   if (threadIdx.x == 0) {
     part[(r * chunks + k) * 2] = s1;
     part[(r * chunks + k) * 2 + 1] = s2;

@@ -194,7 +194,7 @@ extern "C" __global__ void rmsnorm_f32(float* y, float* rstd, const float* x, co
   const float* xr = x + r * cols;
   float s = 0.f;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c] * xr[c];
-  s = block_sum_f(s, sh);
+  s = block_sum(s, sh);
   float rs = (float)(1.0 / sqrt((double)s / cols + (double)eps));
   if (threadIdx.x == 0) rstd[r] = rs;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -215,7 +215,7 @@ extern "C" __global__ void rmsnorm_bwd_f32(float* dx, const float* x, const floa
     float g = w ? gr[c] * w[c] : gr[c];
     s += g * xr[c];
   }
-  s = block_sum_f(s, sh);
+  s = block_sum(s, sh);
   float rs = rstd[r];
   float k = rs * rs * s / (float)cols;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
