@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"math"
 
 	"simpletuner/trainerproc/engine"
 )
@@ -37,6 +38,51 @@ func (p *parity) outputs(ns ...int) ([]pair, error) {
 		out = append(out, x)
 	}
 	return out, nil
+}
+
+// rerun runs op a second time into fresh GPU outputs shaped like outs and records, as op +
+// " rerun", the fraction of elements that are not bit-identical to the first run (tolerance 0):
+// the package promises reductions without atomics, so a rerun on the same inputs must agree
+// to the bit.
+func (p *parity) rerun(op, note string, outs []pair, run func(again []engine.Buffer)) {
+	r := ParityResult{Op: op + " rerun", Precision: p.g.opts.Precision, Note: note + " (fraction of elements not bit-identical)"}
+	again := make([]engine.Buffer, 0, len(outs))
+	defer func() {
+		for _, b := range again {
+			p.g.Free(b)
+		}
+		p.out = append(p.out, r)
+	}()
+	for _, o := range outs {
+		b, err := p.g.Alloc(o.n)
+		if err != nil {
+			r.Err = err
+			return
+		}
+		again = append(again, b)
+	}
+	run(again)
+	var differ, total int
+	for i, o := range outs {
+		first, second := make([]float32, o.n), make([]float32, o.n)
+		if err := p.g.Download(first, o.g); err != nil {
+			r.Err = err
+			return
+		}
+		if err := p.g.Download(second, again[i]); err != nil {
+			r.Err = err
+			return
+		}
+		for j := range first {
+			if math.Float32bits(first[j]) != math.Float32bits(second[j]) {
+				differ++
+			}
+		}
+		total += o.n
+	}
+	if total > 0 {
+		r.RelErr = float64(differ) / float64(total)
+	}
 }
 
 // conv2d checks the convolution forward and backward: padded 3×3, the VAE's asymmetric
@@ -90,6 +136,9 @@ func (p *parity) conv2d(tol float64) error {
 		p.g.Conv2DBackward(engine.Conv2DGradParams{Conv2DParams: gp, DY: dy.g, DX: dx.g, DW: dw.g, DBias: db.g})
 		p.ref.Conv2DBackward(engine.Conv2DGradParams{Conv2DParams: rp, DY: dy.r, DX: dx.r, DW: dw.r, DBias: db.r})
 		p.compare("Conv2DBackward", note+" (dX, dW, dBias)", tol, dx, dw, db)
+		p.rerun("Conv2DBackward", note, []pair{dx, dw, db}, func(a []engine.Buffer) {
+			p.g.Conv2DBackward(engine.Conv2DGradParams{Conv2DParams: gp, DY: dy.g, DX: a[0], DW: a[1], DBias: a[2]})
+		})
 		p.free(in...)
 		p.free(wb...)
 		p.free(out...)
@@ -146,6 +195,14 @@ func (p *parity) groupNorm() error {
 		p.ref.GroupNormBackward(rb)
 		// float32 sums over up to 64K elements per group against the reference's float64.
 		p.compare("GroupNormBackward", note, TolFP32*10, grads...)
+		p.rerun("GroupNormBackward", note, grads, func(a []engine.Buffer) {
+			again := gb
+			again.DX = a[0]
+			if c.affine {
+				again.DWeight, again.DBias = a[1], a[2]
+			}
+			p.g.GroupNormBackward(again)
+		})
 		p.free(in...)
 		p.free(out...)
 	}
