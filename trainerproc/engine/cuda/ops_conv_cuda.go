@@ -37,21 +37,68 @@ func (b *Backend) im2col(g convGeom, col uintptr, x engine.Buffer, pn convPanel)
 		Int(g.stride).Int(g.padT).Int(g.padL).Int(g.ow).Int(pn.p0).Int(pn.pc))
 }
 
-// panelScratch plans g's panels and allocates the column matrix of the largest (the first);
-// the caller releases it with b.release(col.ptr).
-func (b *Backend) panelScratch(g convGeom) (panels []convPanel, col *Buffer, ok bool) {
-	panels = planConvPanels(g.n, g.k(), g.pixels(), convScratchBytes)
-	n := panels[0].samples * g.k() * panels[0].pc
-	sp, ok := b.scratch(int64(n) * f32Bytes)
-	if !ok {
-		return nil, nil, false
+// panelScratch plans g's panels (convPanels) and allocates the column matrix of the largest
+// (the first; none when the panels are whole images of a direct convolution, whose columns
+// are X) and, with dyRows and panels that are runs of pixels, a [O, pc] block for DY's rows.
+// Either may be nil; the caller frees them with releasePanels.
+func (b *Backend) panelScratch(g convGeom, dyRows bool) (panels []convPanel, col, dy *Buffer, ok bool) {
+	panels = convPanels(g, b.opts.Precision == PrecisionBF16, convScratchBytes)
+	alloc := func(n int) (*Buffer, bool) {
+		p, ok := b.scratch(int64(n) * f32Bytes)
+		if !ok {
+			return nil, false
+		}
+		return b.internal(p, n), true
 	}
-	return panels, b.internal(sp, n), true
+	if !g.wholeDirect(panels[0]) {
+		if col, ok = alloc(panels[0].samples * g.k() * panels[0].pc); !ok {
+			return nil, nil, nil, false
+		}
+	}
+	if dyRows && panels[0].pc < g.pixels() {
+		if dy, ok = alloc(g.o * panels[0].pc); !ok {
+			b.releasePanels(col)
+			return nil, nil, nil, false
+		}
+	}
+	return panels, col, dy, true
+}
+
+// releasePanels frees the scratch blocks of panelScratch (nil ones are skipped).
+func (b *Backend) releasePanels(bufs ...*Buffer) {
+	for _, x := range bufs {
+		if x != nil {
+			b.release(x.ptr)
+		}
+	}
+}
+
+// cols returns the buffer holding panel pn's columns: X itself for whole images of a direct
+// convolution, otherwise col filled by im2col_f32.
+func (b *Backend) cols(g convGeom, col *Buffer, x engine.Buffer, pn convPanel) engine.Buffer {
+	if _, fromX := g.panelCols(pn); fromX {
+		return x
+	}
+	b.im2col(g, col.ptr, x, pn)
+	return col
+}
+
+// dyRows returns the buffer holding panel pn's rows of DY: DY itself for whole images, or,
+// for a run of pixels, their contiguous copy in rows, so that the bf16 copy a GEMM makes of
+// its operands spans the panel and not the rest of the image.
+func (b *Backend) dyRows(g convGeom, dy engine.Buffer, rows *Buffer, pn convPanel) engine.Buffer {
+	if _, _, copied := g.panelDY(pn); !copied {
+		return dy
+	}
+	pix := g.pixels()
+	b.launch("copy2d_f32", flatLaunch(int64(g.o)*int64(pn.pc)), NewArgs(6).Ptr(rows.ptr).Int(pn.pc).
+		Ptr(b.ptr(dy, pn.n0*g.o*pix+pn.p0)).Int(pix).Int(g.o).Int(pn.pc))
+	return rows
 }
 
 // Conv2D implements engine.Backend: Y = W·im2col(X) per panel of output pixels through the
-// GEMM path (a 1×1, stride-1, unpadded convolution multiplies X directly), with the bias
-// broadcast into Y first and the GEMMs accumulating onto it.
+// GEMM path, with the bias broadcast into Y first and the GEMMs accumulating onto it. A 1×1,
+// stride-1, unpadded convolution multiplies X directly (see convPanels).
 func (b *Backend) Conv2D(p engine.Conv2DParams) {
 	g := b.conv("Conv2D", p, true)
 	pix, k := g.pixels(), g.k()
@@ -71,29 +118,24 @@ func (b *Backend) Conv2D(p engine.Conv2DParams) {
 	if k == 0 {
 		return
 	}
-	if g.direct() {
-		b.Gemm(engine.GemmParams{M: g.o, N: pix, K: k, Alpha: 1, Beta: beta,
-			A: p.W, B: p.X, StrideB: k * pix, C: p.Y, StrideC: g.o * pix, Batch: g.n})
-		return
-	}
-	panels, col, ok := b.panelScratch(g)
+	panels, col, _, ok := b.panelScratch(g, false)
 	if !ok {
 		return
 	}
-	defer b.release(col.ptr)
+	defer b.releasePanels(col)
 	for _, pn := range panels {
-		b.im2col(g, col.ptr, p.X, pn)
-		b.Gemm(engine.GemmParams{M: g.o, N: pn.pc, K: k, Alpha: 1, Beta: beta,
-			A: p.W, B: col, StrideB: k * pn.pc,
-			C: p.Y, OffC: pn.n0*g.o*pix + pn.p0, Ldc: pix, StrideC: g.o * pix, Batch: pn.samples})
+		gp := g.fwdGemm(pn, beta)
+		gp.A, gp.B, gp.C = p.W, b.cols(g, col, p.X, pn), p.Y
+		b.Gemm(gp)
 	}
 }
 
 // Conv2DBackward implements engine.Backend. DBias sums DY with the reduction kernels; DW
 // accumulates DY·colᵀ over the panels (zeroed first); DX is zeroed, then each panel's column
-// gradient Wᵀ·DY is gathered back by col2im_f32. Panels run in order and col2im owns each
-// input element, so the sums are deterministic. One scratch block holds a panel's columns and
-// then its column gradients: the stream runs the DW GEMM before the DX GEMM overwrites them.
+// gradient Wᵀ·DY is gathered back by col2im_f32 (whole images of a direct convolution are
+// written by the GEMM). Panels run in order and col2im owns each input element, so the sums
+// are deterministic. One scratch block holds a panel's columns and then its column
+// gradients: the stream runs the DW GEMM before the DX GEMM overwrites them.
 func (b *Backend) Conv2DBackward(p engine.Conv2DGradParams) {
 	g := b.conv("Conv2DBackward", p.Conv2DParams, false)
 	pix, k := g.pixels(), g.k()
@@ -124,49 +166,42 @@ func (b *Backend) Conv2DBackward(p engine.Conv2DGradParams) {
 		}
 		return
 	}
-	if g.direct() {
-		if p.DW != nil {
-			b.Gemm(engine.GemmParams{TransB: true, M: g.o, N: k, K: pix, Alpha: 1, Beta: 1,
-				A: p.DY, StrideA: g.o * pix, B: p.X, StrideB: k * pix, C: p.DW, Batch: g.n})
-		}
-		if p.DX != nil {
-			b.Gemm(engine.GemmParams{TransA: true, M: k, N: pix, K: g.o, Alpha: 1,
-				A: p.W, B: p.DY, StrideB: g.o * pix, C: p.DX, StrideC: k * pix, Batch: g.n})
-		}
-		return
-	}
 	if p.DW == nil && p.DX == nil {
 		return
 	}
-	if p.DX != nil {
-		b.fillZero(p.DX, nx)
-	}
-	panels, col, ok := b.panelScratch(g)
+	panels, col, rows, ok := b.panelScratch(g, true)
 	if !ok {
 		return
 	}
-	defer b.release(col.ptr)
+	defer b.releasePanels(col, rows)
+	if p.DX != nil && !g.wholeDirect(panels[0]) {
+		b.fillZero(p.DX, nx) // col2im adds onto it
+	}
 	for _, pn := range panels {
-		dyOff := pn.n0*g.o*pix + pn.p0
+		dy := b.dyRows(g, p.DY, rows, pn)
 		if p.DW != nil {
-			b.im2col(g, col.ptr, p.X, pn)
-			b.Gemm(engine.GemmParams{TransB: true, M: g.o, N: k, K: pn.pc, Alpha: 1, Beta: 1,
-				A: p.DY, OffA: dyOff, Lda: pix, StrideA: g.o * pix,
-				B: col, Ldb: pn.pc, StrideB: k * pn.pc, C: p.DW, Batch: pn.samples})
+			gp := g.dwGemm(pn)
+			gp.A, gp.B, gp.C = dy, b.cols(g, col, p.X, pn), p.DW
+			b.Gemm(gp)
 		}
 		if p.DX == nil {
 			continue
 		}
-		y0, rows := g.panelRows(pn)
-		if rows <= 0 {
+		gp := g.dxGemm(pn)
+		gp.A, gp.B, gp.C = p.W, dy, col
+		if g.wholeDirect(pn) {
+			gp.C = p.DX
+			b.Gemm(gp)
+			continue
+		}
+		y0, yrows := g.panelRows(pn)
+		if yrows <= 0 {
 			continue // the panel reads only padding
 		}
-		b.Gemm(engine.GemmParams{TransA: true, M: k, N: pn.pc, K: g.o, Alpha: 1,
-			A: p.W, B: p.DY, OffB: dyOff, Ldb: pix, StrideB: g.o * pix,
-			C: col, StrideC: k * pn.pc, Batch: pn.samples})
-		b.launch("col2im_f32", flatLaunch(int64(pn.samples)*int64(g.c)*int64(rows)*int64(g.w)), NewArgs(17).
+		b.Gemm(gp)
+		b.launch("col2im_f32", flatLaunch(int64(pn.samples)*int64(g.c)*int64(yrows)*int64(g.w)), NewArgs(17).
 			Ptr(b.ptr(p.DX, pn.n0*g.c*g.h*g.w)).Ptr(col.ptr).Int(pn.samples).Int(g.c).Int(g.h).Int(g.w).Int(g.kh).Int(g.kw).
-			Int(g.stride).Int(g.padT).Int(g.padL).Int(g.oh).Int(g.ow).Int(pn.p0).Int(pn.pc).Int(y0).Int(rows))
+			Int(g.stride).Int(g.padT).Int(g.padL).Int(g.oh).Int(g.ow).Int(pn.p0).Int(pn.pc).Int(y0).Int(yrows))
 	}
 }
 

@@ -61,6 +61,10 @@ func (g convGeom) direct() bool {
 	return g.kh == 1 && g.kw == 1 && g.stride == 1 && g.padT == 0 && g.padB == 0 && g.padL == 0 && g.padR == 0
 }
 
+// wholeDirect reports whether panel pn is whole images of a direct convolution, whose
+// columns are the images themselves.
+func (g convGeom) wholeDirect(pn convPanel) bool { return g.direct() && pn.pc == g.pixels() }
+
 // convPanel is samples [n0, n0+samples) and, of each, output pixels [p0, p0+pc): its column
 // matrix is [samples, k, pc].
 type convPanel struct {
@@ -91,6 +95,68 @@ func planConvPanels(n, k, pixels int, budget int64) []convPanel {
 		}
 	}
 	return out
+}
+
+// convPanels is the panels a convolution runs in: one panel of every whole image for a
+// direct convolution in fp32 (a single batched GEMM over X, no scratch), otherwise
+// planConvPanels within budget (in bf16 a direct convolution is panelled too, so the bf16
+// copy of X that a GEMM makes stays panel-sized).
+func convPanels(g convGeom, bf16 bool, budget int64) []convPanel {
+	if g.direct() && !bf16 && g.n > 0 && g.pixels() > 0 {
+		return []convPanel{{n0: 0, samples: g.n, p0: 0, pc: g.pixels()}}
+	}
+	return planConvPanels(g.n, g.k(), g.pixels(), budget)
+}
+
+// The GEMMs of a panel in the engine's row-major terms; the caller sets the buffers A, B
+// and C. The panel's columns are X itself for whole images of a direct convolution (at
+// offset colsOff, see panelCols) and the im2col block otherwise; DY's rows are DY itself for
+// whole images and a contiguous [O, pc] copy for a run of pixels (see panelDY).
+
+// panelCols is the offset of the panel's columns and whether they are X itself.
+func (g convGeom) panelCols(pn convPanel) (off int, fromX bool) {
+	if g.wholeDirect(pn) {
+		return pn.n0 * g.k() * pn.pc, true
+	}
+	return 0, false
+}
+
+// panelDY is the offset and leading dimension of the panel's DY rows and whether they are a
+// contiguous copy ([O, pc]) rather than DY itself.
+func (g convGeom) panelDY(pn convPanel) (off, ld int, copied bool) {
+	if pix := g.pixels(); pn.pc == pix {
+		return pn.n0 * g.o * pix, pix, false
+	}
+	return 0, pn.pc, true
+}
+
+// fwdGemm is Y[panel] = W·cols + beta·Y[panel] (A = W, B = cols, C = Y).
+func (g convGeom) fwdGemm(pn convPanel, beta float32) engine.GemmParams {
+	pix, k := g.pixels(), g.k()
+	off, _ := g.panelCols(pn)
+	return engine.GemmParams{M: g.o, N: pn.pc, K: k, Alpha: 1, Beta: beta, OffB: off, StrideB: k * pn.pc,
+		OffC: pn.n0*g.o*pix + pn.p0, Ldc: pix, StrideC: g.o * pix, Batch: pn.samples}
+}
+
+// dwGemm is DW += DY[panel]·colsᵀ (A = DY rows, B = cols, C = DW shared by the batch, whose
+// products then accumulate one after another).
+func (g convGeom) dwGemm(pn convPanel) engine.GemmParams {
+	dyOff, ld, _ := g.panelDY(pn)
+	off, _ := g.panelCols(pn)
+	return engine.GemmParams{TransB: true, M: g.o, N: g.k(), K: pn.pc, Alpha: 1, Beta: 1,
+		OffA: dyOff, Lda: ld, StrideA: g.o * g.pixels(), OffB: off, Ldb: pn.pc, StrideB: g.k() * pn.pc, Batch: pn.samples}
+}
+
+// dxGemm is the panel's column gradients Wᵀ·DY[panel] (A = W, B = DY rows), written into the
+// im2col block for col2im_f32, or straight into DX for whole images of a direct convolution.
+func (g convGeom) dxGemm(pn convPanel) engine.GemmParams {
+	dyOff, ld, _ := g.panelDY(pn)
+	p := engine.GemmParams{TransA: true, M: g.k(), N: pn.pc, K: g.o, Alpha: 1,
+		OffB: dyOff, Ldb: ld, StrideB: g.o * g.pixels(), StrideC: g.k() * pn.pc, Batch: pn.samples}
+	if off, fromX := g.panelCols(pn); fromX {
+		p.OffC = off
+	}
+	return p
 }
 
 // panelRows is the input rows [y0, y0+rows) that a panel's output pixels read (and so the
@@ -135,31 +201,36 @@ func rowBlocks(rows int) (Launch, error) {
 }
 
 // convWorkspace is the most scratch bytes one Conv2D (backward: Conv2DBackward) call requests
-// at once: the im2col panel (none for a direct 1×1) and, in bf16 mode, the rounded copies of
-// the two operands of the largest GEMM it issues (2 bytes an element of the range each
-// reads). The caching allocator rounds every request up to its size class on top of this.
+// at once: the im2col panel (none for whole images of a direct 1×1), in the backward pass a
+// contiguous copy of DY's rows for a run of pixels, and in bf16 mode the rounded copies of the
+// two operands of the largest GEMM it issues (2 bytes an element of the range each reads).
+// None of it grows with the image beyond the panel budget. The caching allocator rounds every
+// request up to its size class on top of this.
 func convWorkspace(g convGeom, backward, bf16 bool) int64 {
-	panels := planConvPanels(g.n, g.k(), g.pixels(), convScratchBytes)
+	panels := convPanels(g, bf16, convScratchBytes)
 	if len(panels) == 0 || g.k() == 0 || g.o == 0 {
 		return 0
 	}
 	k, pix, o := int64(g.k()), int64(g.pixels()), int64(g.o)
 	samples, pc := int64(panels[0].samples), int64(panels[0].pc)
-	if g.direct() {
-		samples, pc = int64(g.n), pix
+	cols := samples * k * pc // a panel's columns (X itself for whole images of a direct conv)
+	var bytes int64
+	if !g.wholeDirect(panels[0]) {
+		bytes = cols * f32Bytes
 	}
-	cols := samples * k * pc // a panel's columns, or the images themselves when direct
-	var panel int64
-	if !g.direct() {
-		panel = cols * f32Bytes
+	dy := samples * o * pix // DY's rows a panel's GEMMs read
+	if pc < pix {
+		dy = o * pc
+		if backward {
+			bytes += dy * f32Bytes
+		}
 	}
 	if !bf16 {
-		return panel
+		return bytes
 	}
-	w, dy := o*k, (samples-1)*o*pix+(o-1)*pix+pc
-	gemm := cols + w // forward: W·col
+	gemm := cols + o*k // forward: W·col
 	if backward {
-		gemm = max(dy+cols, w+dy) // DY·colᵀ, then Wᵀ·DY
+		gemm = max(dy+cols, o*k+dy) // DY·colᵀ, then Wᵀ·DY
 	}
-	return panel + gemm*bf16Bytes
+	return bytes + gemm*bf16Bytes
 }

@@ -175,10 +175,11 @@ func convReference(g convGeom, x, w, bias, dy []float64) (y, dx, dw, db []float6
 	return y, dx, dw, db
 }
 
-// TestConvPanelsMatchDefinition runs the CUDA backend's convolution plan on the host: the
-// panels, im2col_f32 and col2im_f32's index arithmetic (simulated), and the GEMMs the backend
-// issues (as plain loops), against the definition, with budgets that force whole-image
-// batches, split images and one-pixel panels.
+// TestConvPanelsMatchDefinition runs the CUDA backend's convolution on the host: its panels
+// (convPanels), im2col_f32, col2im_f32 and the DY row copy (index arithmetic simulated), and
+// the GEMMs it issues (fwdGemm, dwGemm, dxGemm through the engine's GEMM definition, checked
+// by planGemm against the buffer lengths), against the definition, with budgets that force
+// whole-image batches, split images and one-pixel panels, in fp32 and bf16 plans.
 func TestConvPanelsMatchDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	geoms := []engine.Conv2DParams{
@@ -187,56 +188,70 @@ func TestConvPanelsMatchDefinition(t *testing.T) {
 		{N: 1, C: 2, H: 9, Wd: 5, O: 2, KH: 2, KW: 3, Stride: 3, PadTop: 2, PadLeft: 1},
 		{N: 3, C: 2, H: 4, Wd: 4, O: 2, KH: 1, KW: 1, Stride: 2},
 		{N: 1, C: 1, H: 3, Wd: 3, O: 1, KH: 3, KW: 3, Stride: 1, PadTop: 3, PadBottom: 3, PadLeft: 3, PadRight: 3}, // panels of padding only
+		{N: 3, C: 4, H: 5, Wd: 3, O: 6, KH: 1, KW: 1, Stride: 1},                                                   // direct
+	}
+	rnd := func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = rng.NormFloat64()
+		}
+		return v
+	}
+	gemm := func(p engine.GemmParams, a, b, c []float64) {
+		if _, err := planGemm(p, len(a), len(b), len(c)); err != nil {
+			t.Fatal(err)
+		}
+		engineGemm(p, a, b, c)
 	}
 	for gi, p := range geoms {
 		g, err := convShape(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rnd := func(n int) []float64 {
-			v := make([]float64, n)
-			for i := range v {
-				v[i] = rng.NormFloat64()
-			}
-			return v
-		}
 		k, pix := g.k(), g.pixels()
 		x, w, bias, dy := rnd(g.n*g.c*g.h*g.w), rnd(g.o*k), rnd(g.o), rnd(g.n*g.o*pix)
 		wantY, wantDX, wantDW, _ := convReference(g, x, w, bias, dy)
 		for _, budget := range []int64{1 << 20, int64(k * pix * 4), int64(k*4) * 5, 4} {
-			y := make([]float64, len(wantY))
-			dx, dw := make([]float64, len(x)), make([]float64, len(w))
-			for n := 0; n < g.n; n++ { // the bias broadcast (Expand) before the GEMMs
-				for o := 0; o < g.o; o++ {
-					for q := 0; q < pix; q++ {
-						y[(n*g.o+o)*pix+q] = bias[o]
-					}
-				}
-			}
-			for _, pn := range planConvPanels(g.n, k, pix, budget) {
-				col := simIm2col(g, x, pn)
-				dcol := make([]float64, len(col))
-				for s := 0; s < pn.samples; s++ {
+			for _, bf16 := range []bool{false, true} {
+				panels := convPanels(g, bf16, budget)
+				y := make([]float64, len(wantY))
+				dx, dw := make([]float64, len(x)), make([]float64, len(w))
+				for n := 0; n < g.n; n++ { // the bias broadcast (Expand) before the GEMMs
 					for o := 0; o < g.o; o++ {
-						for kk := 0; kk < k; kk++ {
-							for q := 0; q < pn.pc; q++ {
-								yi := ((pn.n0+s)*g.o+o)*pix + pn.p0 + q
-								ci := (s*k+kk)*pn.pc + q
-								y[yi] += w[o*k+kk] * col[ci]   // forward GEMM
-								dw[o*k+kk] += dy[yi] * col[ci] // DW GEMM (Beta 1)
-								dcol[ci] += w[o*k+kk] * dy[yi] // DX GEMM into the panel
-							}
+						for q := 0; q < pix; q++ {
+							y[(n*g.o+o)*pix+q] = bias[o]
 						}
 					}
 				}
-				if y0, rows := g.panelRows(pn); rows > 0 { // rows ≤ 0: only padding, skipped
-					simCol2im(g, dx, dcol, pn, y0, rows)
+				for _, pn := range panels {
+					cols := x
+					if _, fromX := g.panelCols(pn); !fromX {
+						cols = simIm2col(g, x, pn)
+					}
+					rows := dy
+					if _, _, copied := g.panelDY(pn); copied { // copy2d_f32 of O rows of pc
+						rows = make([]float64, g.o*pn.pc)
+						for o := 0; o < g.o; o++ {
+							copy(rows[o*pn.pc:(o+1)*pn.pc], dy[(pn.n0*g.o+o)*pix+pn.p0:])
+						}
+					}
+					gemm(g.fwdGemm(pn, 1), w, cols, y)
+					gemm(g.dwGemm(pn), rows, cols, dw)
+					if _, fromX := g.panelCols(pn); fromX {
+						gemm(g.dxGemm(pn), w, rows, dx)
+						continue
+					}
+					dcol := make([]float64, pn.samples*k*pn.pc)
+					gemm(g.dxGemm(pn), w, rows, dcol)
+					if y0, yrows := g.panelRows(pn); yrows > 0 { // yrows ≤ 0: only padding, skipped
+						simCol2im(g, dx, dcol, pn, y0, yrows)
+					}
 				}
-			}
-			for name, pair := range map[string][2][]float64{"y": {y, wantY}, "dx": {dx, wantDX}, "dw": {dw, wantDW}} {
-				for i := range pair[1] {
-					if math.Abs(pair[0][i]-pair[1][i]) > 1e-9 {
-						t.Fatalf("geometry %d budget %d: %s[%d] = %g, want %g", gi, budget, name, i, pair[0][i], pair[1][i])
+				for name, pair := range map[string][2][]float64{"y": {y, wantY}, "dx": {dx, wantDX}, "dw": {dw, wantDW}} {
+					for i := range pair[1] {
+						if math.Abs(pair[0][i]-pair[1][i]) > 1e-9 {
+							t.Fatalf("geometry %d budget %d bf16 %v: %s[%d] = %g, want %g", gi, budget, bf16, name, i, pair[0][i], pair[1][i])
+						}
 					}
 				}
 			}
@@ -478,7 +493,9 @@ func TestConvWorkspace(t *testing.T) {
 	small := geom(engine.Conv2DParams{N: 2, C: 3, H: 8, Wd: 8, O: 4, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1})
 	direct := geom(engine.Conv2DParams{N: 2, C: 3, H: 8, Wd: 8, O: 4, KH: 1, KW: 1, Stride: 1})
 	vae := geom(engine.Conv2DParams{N: 1, C: 128, H: 1024, Wd: 1024, O: 128, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1})
+	vae1x1 := geom(engine.Conv2DParams{N: 1, C: 256, H: 1024, Wd: 1024, O: 128, KH: 1, KW: 1, Stride: 1})
 	vaePC := int64(convScratchBytes / (1152 * 4)) // pixels in a VAE panel
+	vae1PC := int64(convScratchBytes / (256 * 4))
 	cases := []struct {
 		name           string
 		g              convGeom
@@ -491,16 +508,25 @@ func TestConvWorkspace(t *testing.T) {
 		{"bf16 forward: panel + bf16 panel and W", small, false, true, 2*27*64*4 + (2*27*64+4*27)*2},
 		{"bf16 backward: panel + bf16 DY and panel", small, true, true, 2*27*64*4 + (2*4*64+2*27*64)*2},
 		{"direct fp32 holds nothing", direct, true, false, 0},
-		{"direct bf16: X and DY copies", direct, true, true, (2*4*64 + 2*3*64) * 2},
+		{"direct bf16: X and DY copies, no columns", direct, true, true, (2*4*64 + 2*3*64) * 2},
 		{"VAE 1024² stays at the panel", vae, false, false, vaePC * 1152 * 4},
-		{"VAE 1024² backward bf16", vae, true, true, vaePC*1152*4 + (127*1024*1024+vaePC+vaePC*1152)*2},
+		{"VAE 1024² backward bf16: panel, DY rows, bf16 DY rows and panel", vae, true, true,
+			vaePC*1152*4 + 128*vaePC*4 + (128*vaePC+vaePC*1152)*2},
+		{"VAE 1×1 at 1024² in bf16: pixel panels", vae1x1, false, true, vae1PC*256*4 + (vae1PC*256+128*256)*2},
 	}
 	for _, c := range cases {
 		if got := convWorkspace(c.g, c.backward, c.bf16); got != c.want {
 			t.Errorf("%s: %d bytes, want %d", c.name, got, c.want)
 		}
 	}
-	if got := convWorkspace(vae, true, false); got > convScratchBytes {
-		t.Errorf("VAE panel %d bytes over the %d budget", got, convScratchBytes)
+	// The Backend contract: scratch never grows with the image.
+	vae2k := geom(engine.Conv2DParams{N: 1, C: 128, H: 2048, Wd: 2048, O: 128, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1})
+	for _, bf16 := range []bool{false, true} {
+		for _, backward := range []bool{false, true} {
+			a, b := convWorkspace(vae, backward, bf16), convWorkspace(vae2k, backward, bf16)
+			if a != b || a > 3*convScratchBytes {
+				t.Errorf("bf16 %v backward %v: %d bytes at 1024², %d at 2048²", bf16, backward, a, b)
+			}
+		}
 	}
 }
