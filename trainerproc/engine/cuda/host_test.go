@@ -301,50 +301,6 @@ func TestPlanPermute(t *testing.T) {
 	}
 }
 
-// engineGemm is engine.GemmParams's row-major definition (leading dimensions 0 meaning the
-// row lengths, a batch of 0 meaning 1), products in batch order.
-func engineGemm(p engine.GemmParams, a, b, c []float64) {
-	lda, ldb, ldc := p.Lda, p.Ldb, p.Ldc
-	if lda == 0 {
-		lda = p.K
-		if p.TransA {
-			lda = p.M
-		}
-	}
-	if ldb == 0 {
-		ldb = p.N
-		if p.TransB {
-			ldb = p.K
-		}
-	}
-	if ldc == 0 {
-		ldc = p.N
-	}
-	for bi := 0; bi < max(p.Batch, 1); bi++ {
-		for i := 0; i < p.M; i++ {
-			for j := 0; j < p.N; j++ {
-				var s float64
-				for l := 0; l < p.K; l++ {
-					var av, bv float64
-					if p.TransA {
-						av = a[p.OffA+bi*p.StrideA+l*lda+i]
-					} else {
-						av = a[p.OffA+bi*p.StrideA+i*lda+l]
-					}
-					if p.TransB {
-						bv = b[p.OffB+bi*p.StrideB+j*ldb+l]
-					} else {
-						bv = b[p.OffB+bi*p.StrideB+l*ldb+j]
-					}
-					s += av * bv
-				}
-				ci := p.OffC + bi*p.StrideC + i*ldc + j
-				c[ci] = float64(p.Alpha)*s + float64(p.Beta)*c[ci]
-			}
-		}
-	}
-}
-
 // colMajorGemm is cuBLAS's definition: C = alpha·op(A)·op(B) + beta·C, column-major.
 func colMajorGemm(ta, tb bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
 	at := func(i, j int) float64 { // op(A)[i,j], m×k
@@ -403,7 +359,30 @@ func TestPlanGemm(t *testing.T) {
 			c[i] = rng.Float64()
 		}
 		want := slices.Clone(c)
-		engineGemm(p, a, b, want)
+		// Row-major engine semantics.
+		for bi := 0; bi < p.Batch; bi++ {
+			for i := 0; i < p.M; i++ {
+				for j := 0; j < p.N; j++ {
+					var s float64
+					for l := 0; l < p.K; l++ {
+						var av, bv float64
+						if p.TransA {
+							av = a[p.OffA+bi*p.StrideA+l*p.Lda+i]
+						} else {
+							av = a[p.OffA+bi*p.StrideA+i*p.Lda+l]
+						}
+						if p.TransB {
+							bv = b[p.OffB+bi*p.StrideB+j*p.Ldb+l]
+						} else {
+							bv = b[p.OffB+bi*p.StrideB+l*p.Ldb+j]
+						}
+						s += av * bv
+					}
+					ci := p.OffC + bi*p.StrideC + i*p.Ldc + j
+					want[ci] = float64(p.Alpha)*s + float64(p.Beta)*want[ci]
+				}
+			}
+		}
 		g, err := planGemm(p, lenA, lenB, lenC)
 		if err != nil {
 			t.Fatalf("trial %d: %v", trial, err)

@@ -177,9 +177,9 @@ func convReference(g convGeom, x, w, bias, dy []float64) (y, dx, dw, db []float6
 
 // TestConvPanelsMatchDefinition runs the CUDA backend's convolution on the host: its panels
 // (convPanels), im2col_f32, col2im_f32 and the DY row copy (index arithmetic simulated), and
-// the GEMMs it issues (fwdGemm, dwGemm, dxGemm through the engine's GEMM definition, checked
-// by planGemm against the buffer lengths), against the definition, with budgets that force
-// whole-image batches, split images and one-pixel panels, in fp32 and bf16 plans.
+// the GEMMs it issues (fwdGemm, dwGemm, dxGemm, run as the cuBLAS calls planGemm makes of
+// them), against the definition, with budgets that force whole-image batches, split images
+// and one-pixel panels, in fp32 and bf16 plans.
 func TestConvPanelsMatchDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	geoms := []engine.Conv2DParams{
@@ -197,11 +197,18 @@ func TestConvPanelsMatchDefinition(t *testing.T) {
 		}
 		return v
 	}
+	// gemm runs p as the backend does: planGemm's cuBLAS call (TestPlanGemm checks it against
+	// the engine's definition), products in batch order.
 	gemm := func(p engine.GemmParams, a, b, c []float64) {
-		if _, err := planGemm(p, len(a), len(b), len(c)); err != nil {
+		g, err := planGemm(p, len(a), len(b), len(c))
+		if err != nil {
 			t.Fatal(err)
 		}
-		engineGemm(p, a, b, c)
+		for bi := 0; bi < g.batch; bi++ { // A' is the engine's B and B' the engine's A
+			colMajorGemm(g.transA, g.transB, g.m, g.n, g.k, float64(g.alpha),
+				b[g.offA+bi*int(g.strideA):], g.lda, a[g.offB+bi*int(g.strideB):], g.ldb, float64(g.beta),
+				c[g.offC+bi*int(g.strideC):], g.ldc)
+		}
 	}
 	for gi, p := range geoms {
 		g, err := convShape(p)
