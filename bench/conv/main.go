@@ -1,7 +1,7 @@
 // Command conv benchmarks the CPU backend's Conv2D (forward, and forward plus backward with
 // input, weight and bias gradients) against PyTorch's conv2d on the same machine, with the
 // same thread count and shape, in the same run, and prints the ratio (PyTorch time / ours:
-// above 1 means we are faster). The default is a VAE-sized 3×3 convolution, 128→128 channels
+// above 1 means we are faster), the median over rounds that alternate the two sides. The default is a VAE-sized 3×3 convolution, 128→128 channels
 // at 256×256.
 //
 //	go run ./bench/conv -threads 2
@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"simpletuner/bench/internal/benchkit"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
@@ -25,7 +26,7 @@ import (
 
 type options struct {
 	threads, n, c, o, h, w, k int
-	steps, warmup             int
+	steps, warmup, rounds     int
 	python, script, blas      string
 }
 
@@ -47,6 +48,7 @@ func main() {
 	flag.IntVar(&o.k, "k", 3, "square kernel size (padding k/2, stride 1)")
 	flag.IntVar(&o.steps, "steps", 5, "timed calls (the median is reported)")
 	flag.IntVar(&o.warmup, "warmup", 1, "untimed calls")
+	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of both sides")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "interpreter with torch")
 	flag.StringVar(&o.script, "script", "bench/conv/torch_conv.py", "the PyTorch side")
 	flag.StringVar(&o.blas, "blas", "openblas", "Go BLAS: openblas, gonum or auto")
@@ -58,21 +60,36 @@ func main() {
 }
 
 func run(o options) error {
-	ours, desc, err := runOurs(o)
-	if err != nil {
-		return err
-	}
-	theirs, err := runTorch(o)
-	if err != nil {
-		return err
+	// Rounds alternate the two sides so that a change in the machine's load hits both; the
+	// ratio reported is the median of the rounds' ratios.
+	var fwd, step []float64
+	var ours, theirs timings
+	var desc string
+	for i := 0; i < o.rounds; i++ {
+		var err error
+		if ours, desc, err = runOurs(o); err != nil {
+			return err
+		}
+		if theirs, err = runTorch(o); err != nil {
+			return err
+		}
+		fwd = append(fwd, theirs.Fwd/ours.Fwd)
+		step = append(step, theirs.Step/ours.Step)
+		fmt.Printf("round %d: forward %.1fms ours, %.1fms torch; forward+backward %.1fms ours, %.1fms torch\n",
+			i+1, ours.Fwd*1e3, theirs.Fwd*1e3, ours.Step*1e3, theirs.Step*1e3)
 	}
 	flops := 2 * float64(o.n) * float64(o.o) * float64(o.c*o.k*o.k) * float64(o.h*o.w)
-	fmt.Printf("conv %d×%d, %d→%d channels, %d×%d, batch %d, %d threads\n", o.k, o.k, o.c, o.o, o.h, o.w, o.n, o.threads)
-	fmt.Printf("%-22s %10s %10s %9s\n", "", "ours", "torch", "ratio")
-	fmt.Printf("%-22s %9.1fms %9.1fms %9.2f  (ours %.1f GFLOP/s)\n", "forward", ours.Fwd*1e3, theirs.Fwd*1e3, theirs.Fwd/ours.Fwd, flops/ours.Fwd/1e9)
-	fmt.Printf("%-22s %9.1fms %9.1fms %9.2f  (ours %.1f GFLOP/s)\n", "forward+backward", ours.Step*1e3, theirs.Step*1e3, theirs.Step/ours.Step, 3*flops/ours.Step/1e9)
+	fmt.Printf("conv %d×%d, %d→%d channels, %d×%d, batch %d, %d threads, %d rounds\n", o.k, o.k, o.c, o.o, o.h, o.w, o.n, o.threads, o.rounds)
+	fmt.Printf("ratio torch/ours (median of rounds): forward %.2f, forward+backward %.2f (last round ours: %.1f and %.1f GFLOP/s)\n",
+		medianOf(fwd), medianOf(step), flops/ours.Fwd/1e9, 3*flops/ours.Step/1e9)
 	fmt.Printf("ours: %s; torch %s\n", desc, theirs.Torch)
 	return nil
+}
+
+func medianOf(v []float64) float64 {
+	v = append([]float64(nil), v...)
+	sort.Float64s(v)
+	return v[len(v)/2]
 }
 
 func median(fn func(), steps, warmup int) float64 {
@@ -85,8 +102,7 @@ func median(fn func(), steps, warmup int) float64 {
 		fn()
 		ts[i] = time.Since(t0).Seconds()
 	}
-	sort.Float64s(ts)
-	return ts[len(ts)/2]
+	return medianOf(ts)
 }
 
 func runOurs(o options) (timings, string, error) {
@@ -127,8 +143,7 @@ func runTorch(o options) (timings, error) {
 		args = append(args, strconv.Itoa(v))
 	}
 	cmd := exec.Command(o.python, args...)
-	th := strconv.Itoa(o.threads)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS="+th, "OPENBLAS_NUM_THREADS="+th, "MKL_NUM_THREADS="+th)
+	cmd.Env = benchkit.ThreadEnv(o.threads)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"simpletuner/bench/internal/benchkit"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
@@ -168,8 +169,7 @@ func writeModel(cfg model.Config, dir string) error {
 // runJSON runs a child with the thread environment fixed and decodes the last JSON line of
 // its output; the peak RSS comes from the kernel's accounting of the child.
 func runJSON(cmd *exec.Cmd, threads int) (result, error) {
-	t := strconv.Itoa(threads)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS="+t, "OPENBLAS_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
+	cmd.Env = benchkit.ThreadEnv(threads)
 	var r result
 	out, err := cmd.Output()
 	if err != nil {

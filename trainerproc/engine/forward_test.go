@@ -52,14 +52,14 @@ func toHost(t *testing.T, x *engine.Tensor) []float32 {
 	return v
 }
 
-func assertClose(t *testing.T, what string, got []float32, want []float64, tol float64) {
+func assertClose[T float32 | float64](t *testing.T, what string, got []T, want []float64, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
 	}
 	for i := range got {
 		if d := math.Abs(float64(got[i]) - want[i]); d > tol*(1+math.Abs(want[i])) || math.IsNaN(float64(got[i])) {
-			t.Fatalf("%s: element %d = %.7g, want %.7g", what, i, got[i], want[i])
+			t.Fatalf("%s: element %d = %.12g, want %.12g", what, i, got[i], want[i])
 		}
 	}
 }

@@ -1,14 +1,18 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 
 	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/engine/cpu"
 )
 
 func conv(stride int, pad [4]int, bias bool) func(e *engine.Engine, in []*engine.Tensor) *engine.Tensor {
@@ -267,6 +271,116 @@ func TestImageOpShapeErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %q does not mention %q", c.name, err, c.want)
+		}
+	}
+}
+
+// torchArray is one tensor of testdata/imageops_golden.json.
+type torchArray struct {
+	Shape []int     `json:"shape"`
+	Data  []float64 `json:"data"`
+}
+
+// torchCase is one op run by testdata/gen_imageops.py: inputs, the output weights r of the
+// loss Σ y·r, PyTorch's output and its gradients.
+type torchCase struct {
+	Name   string `json:"name"`
+	Params struct {
+		Stride, Groups, Factor int
+		Pad                    [4]int
+		Eps                    float32
+	} `json:"params"`
+	Inputs map[string]torchArray `json:"inputs"`
+	R      torchArray            `json:"r"`
+	Y      torchArray            `json:"y"`
+	Grads  map[string]torchArray `json:"grads"`
+}
+
+// TestImageOpsMatchTorch replays PyTorch's conv2d (stride 2 with asymmetric padding, same
+// padding, 1×1 without bias), group_norm (affine and plain), nearest interpolate and the T5
+// RMS norm formula, outputs and gradients, on the float64 backend (to 1e-10) and the float32
+// one (to 1e-4).
+func TestImageOpsMatchTorch(t *testing.T) {
+	raw, err := os.ReadFile("testdata/imageops_golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden struct {
+		Cases []torchCase `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	if len(golden.Cases) != 7 {
+		t.Fatalf("%d golden cases, want 7", len(golden.Cases))
+	}
+	for _, c := range golden.Cases {
+		for _, f32 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/float32=%v", c.Name, f32), func(t *testing.T) {
+				var be engine.Backend
+				tol := 1e-10
+				if f32 {
+					b, err := cpu.New(cpu.Options{Threads: 2, BLAS: blas.ChoiceGonum})
+					if err != nil {
+						t.Fatal(err)
+					}
+					be, tol = b, 1e-4
+				} else {
+					b, err := cpu.NewFloat64(cpu.Options{Threads: 2})
+					if err != nil {
+						t.Fatal(err)
+					}
+					be = b
+				}
+				defer be.Close()
+				e := engine.New(be)
+				s := e.Scope()
+				defer s.Close()
+				load := func(a torchArray) *engine.Tensor {
+					x := e.Zeros(a.Shape...)
+					if f32 {
+						for i, v := range a.Data {
+							cpu.Data[float32](x.Buffer())[i] = float32(v)
+						}
+					} else {
+						copy(cpu.Data[float64](x.Buffer()), a.Data)
+					}
+					return x.SetRequiresGrad(true)
+				}
+				check := func(what string, x *engine.Tensor, want []float64) {
+					if f32 {
+						assertClose(t, what, cpu.Data[float32](x.Buffer()), want, tol)
+					} else {
+						assertClose(t, what, cpu.Data[float64](x.Buffer()), want, tol)
+					}
+				}
+				in := map[string]*engine.Tensor{}
+				for name, a := range c.Inputs {
+					in[name] = load(a)
+				}
+				p := c.Params
+				var y *engine.Tensor
+				switch {
+				case strings.HasPrefix(c.Name, "conv"):
+					y = e.Conv2D(in["x"], in["w"], in["b"], p.Stride, p.Pad)
+				case strings.HasPrefix(c.Name, "groupnorm"):
+					y = e.GroupNorm(in["x"], p.Groups, in["w"], in["b"], p.Eps)
+				case c.Name == "rmsnorm":
+					y = e.RMSNorm(in["x"], in["w"], p.Eps)
+				case c.Name == "upsample":
+					y = e.UpsampleNearest(in["x"], p.Factor)
+				default:
+					t.Fatalf("unknown golden case %q", c.Name)
+				}
+				check("output", y, c.Y.Data)
+				r := load(c.R).SetRequiresGrad(false)
+				if err := e.Backward(e.SumAll(e.Mul(y, r))); err != nil {
+					t.Fatal(err)
+				}
+				for name, want := range c.Grads {
+					check("grad "+name, in[name].Grad(), want.Data)
+				}
+			})
 		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package benchkit holds what the benchmarks share: starting a daemon of their own on a
-// free loopback port and reading what they report about a process from /proc.
+// free loopback port, reading what they report about a process from /proc, and the thread
+// environment of a PyTorch child.
 package benchkit
 
 import (
@@ -21,4 +22,11 @@ func RSSMB(pid int) float64 {
 		}
 	}
 	return -1
+}
+
+// ThreadEnv is this process's environment with the thread count of OpenMP, OpenBLAS and MKL
+// fixed, for a child (PyTorch) that must use as many threads as the Go side.
+func ThreadEnv(threads int) []string {
+	t := strconv.Itoa(threads)
+	return append(os.Environ(), "OMP_NUM_THREADS="+t, "OPENBLAS_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
 }
