@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"math"
 
 	"simpletuner/trainerproc/engine"
 )
@@ -23,12 +24,15 @@ func (b *Backend) conv(op string, p engine.Conv2DParams, needY bool) convGeom {
 	return g
 }
 
-// fillZero sets the first n elements of buf to zero.
-func (b *Backend) fillZero(buf engine.Buffer, n int) {
+// fillN sets the first n elements of buf to v.
+func (b *Backend) fillN(buf engine.Buffer, n int, v float32) {
 	if n > 0 {
-		b.launch("fill_f32", flatLaunch(int64(n)), NewArgs(3).Ptr(b.ptr(buf, 0)).Float(0).Int64(int64(n)))
+		b.launch("fill_f32", flatLaunch(int64(n)), NewArgs(3).Ptr(b.ptr(buf, 0)).Float(v).Int64(int64(n)))
 	}
 }
+
+// fillZero sets the first n elements of buf to zero.
+func (b *Backend) fillZero(buf engine.Buffer, n int) { b.fillN(buf, n, 0) }
 
 // im2col fills the scratch column matrix col of panel pn from x.
 func (b *Backend) im2col(g convGeom, col uintptr, x engine.Buffer, pn convPanel) {
@@ -229,7 +233,13 @@ func (b *Backend) GroupNorm(p engine.GroupNormParams) {
 	}
 	must(checkLen("GroupNorm", "mean", b.length(p.Mean), ng))
 	must(checkLen("GroupNorm", "rstd", b.length(p.Rstd), ng))
-	if total == 0 || b.err != nil {
+	if b.err != nil {
+		return
+	}
+	if total == 0 { // empty groups (HW = 0): mean 0 and rstd 1/√eps, as the CPU backend
+		defer b.enter()()
+		b.fillN(p.Mean, ng, 0)
+		b.fillN(p.Rstd, ng, float32(1/math.Sqrt(float64(p.Eps))))
 		return
 	}
 	length := cpg * p.HW
