@@ -57,7 +57,7 @@ func TestEmbeddedPTX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"attention.ptx", "elementwise.ptx", "misc.ptx", "norm.ptx", "reduce.ptx"} {
+	for _, f := range []string{"attention.ptx", "conv.ptx", "elementwise.ptx", "groupnorm.ptx", "misc.ptx", "norm.ptx", "reduce.ptx"} {
 		if _, ok := mods[f]; !ok {
 			t.Fatalf("%s not embedded (have %v)", f, keys(mods))
 		}

@@ -73,6 +73,22 @@ var kernelSigs = func() map[string]string {
 		"attn_mask_softmax_f32":    "pppiiii",
 		"attn_bwd_prob_f32":        "pppiiii",
 		"attn_bwd_ds_f32":          "ppppiiii",
+		"rmsnorm_f32":              "ppppiif",
+		"rmsnorm_bwd_f32":          "pppppii",
+		"rmsnorm_weight_grad_f32":  "ppppii",
+		// groupnorm.cu
+		"groupnorm_part_f32":       "ppilil",
+		"groupnorm_stats_f32":      "pppililf",
+		"groupnorm_apply_f32":      "pppppp" + "iiil",
+		"groupnorm_bwd_part_f32":   "ppppp" + "iiiii",
+		"groupnorm_bwd_group_f32":  "pppiiii",
+		"groupnorm_bwd_dx_f32":     "ppppppp" + "iiil",
+		"groupnorm_param_grad_f32": "pppiii",
+		// conv.cu
+		"im2col_f32":               "pp" + "iiiiiiiiiiii",
+		"col2im_f32":               "pp" + "iiiiiiiiiiiiiii",
+		"upsample_nearest_f32":     "ppiiii",
+		"upsample_nearest_bwd_f32": "ppiiii",
 		// attention.cu
 		"attn_bwd_delta_f32": "pppli",
 		// misc.cu

@@ -461,6 +461,10 @@ func CheckParity(b *Backend, ref engine.Backend, seed uint64) []ParityResult {
 			}
 			return nil
 		}},
+		{"RMSNorm", p.rmsNorm},
+		{"GroupNorm", p.groupNorm},
+		{"Conv2D", func() error { return p.conv2d(gemmTol) }},
+		{"UpsampleNearest", p.upsample},
 		{"Attention", func() error { return p.attention() }},
 		{"Embedding", func() error {
 			rows, dim := 50, 64

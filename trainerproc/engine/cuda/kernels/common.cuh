@@ -30,16 +30,18 @@ __device__ __forceinline__ long long span_offset(int sp, int mid, int inner, lon
   return (o * md + m) * in;
 }
 
-// Block-wide sum of a double over blockDim.x threads (a power of two, at most 1024); every
-// thread gets the result. The tree has a fixed shape, so results are deterministic.
-__device__ __forceinline__ double block_sum(double v, double* sh) {
+// Block-wide sum of a double (or a float) over blockDim.x threads (a power of two, at most
+// 1024), summed pairwise; every thread gets the result. The tree has a fixed shape, so
+// results are deterministic.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* sh) {
   sh[threadIdx.x] = v;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
     __syncthreads();
   }
-  double r = sh[0];
+  T r = sh[0];
   __syncthreads();
   return r;
 }
@@ -55,3 +57,4 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
   __syncthreads();
   return r;
 }
+

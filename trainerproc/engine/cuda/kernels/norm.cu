@@ -184,3 +184,65 @@ extern "C" __global__ void attn_bwd_ds_f32(float* dp, const float* p, const floa
   float* dr = dp + r * nk;
   for (int j = threadIdx.x; j < nk; j += blockDim.x) dr[j] = (float)((double)pr[j] * ((double)dr[j] - di));
 }
+
+// rmsnorm_f32 is T5's norm, one block per row: rstd = 1/√(mean(x²) + eps) (squares summed in
+// float32 per thread and pairwise across the block), y = x·rstd·w (w optional).
+extern "C" __global__ void rmsnorm_f32(float* y, float* rstd, const float* x, const float* w, int rows, int cols,
+                                       float eps) {
+  __shared__ float sh[256];
+  long long r = blockIdx.x;
+  const float* xr = x + r * cols;
+  float s = 0.f;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c] * xr[c];
+  s = block_sum(s, sh);
+  float rs = (float)(1.0 / sqrt((double)s / cols + (double)eps));
+  if (threadIdx.x == 0) rstd[r] = rs;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    float v = xr[c] * rs;
+    y[r * cols + c] = w ? v * w[c] : v;
+  }
+}
+
+// rmsnorm_bwd_f32: with g = dy·w, dx = rstd·(g − x·rstd²·mean(g·x)), one block per row.
+extern "C" __global__ void rmsnorm_bwd_f32(float* dx, const float* x, const float* w, const float* rstd,
+                                           const float* dy, int rows, int cols) {
+  __shared__ float sh[256];
+  long long r = blockIdx.x;
+  const float* xr = x + r * cols;
+  const float* gr = dy + r * cols;
+  float s = 0.f;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    float g = w ? gr[c] * w[c] : gr[c];
+    s += g * xr[c];
+  }
+  s = block_sum(s, sh);
+  float rs = rstd[r];
+  float k = rs * rs * s / (float)cols;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    float g = w ? gr[c] * w[c] : gr[c];
+    dx[r * cols + c] = rs * (g - xr[c] * k);
+  }
+}
+
+// rmsnorm_weight_grad_f32: dw[c] = Σ_r dy·x·rstd[r]. Block (32, 8) like reduce_cols_f32:
+// x walks columns, y rows; the eight partial sums are added in order.
+extern "C" __global__ void rmsnorm_weight_grad_f32(float* dw, const float* x, const float* rstd, const float* dy,
+                                                   int rows, int cols) {
+  __shared__ float sh[8][33];
+  int c = blockIdx.x * 32 + threadIdx.x;
+  float acc = 0.f;
+  if (c < cols) {
+    for (int r = threadIdx.y; r < rows; r += 8) {
+      long long i = (long long)r * cols + c;
+      acc += dy[i] * x[i] * rstd[r];
+    }
+  }
+  sh[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < 8; k++) s += sh[k][threadIdx.x];
+    dw[c] = s;
+  }
+}
