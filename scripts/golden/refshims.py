@@ -204,6 +204,228 @@ DIFFUSERS_SHIMS = {
 }
 
 
+# Shim modules for transformers; @SRC@ is the quoted path of the tree's src/transformers. The
+# tree needs only activations.py, models/t5/configuration_t5.py and models/t5/modeling_t5.py.
+TRANSFORMERS_SHIMS = {
+    "transformers/__init__.py": """
+        __path__.append(@SRC@)
+    """,
+    # activations.py compares torch versions with packaging, which Debian's python lacks here.
+    "packaging/__init__.py": "",
+    "packaging/version.py": """
+        def parse(v):
+            out = []
+            for part in str(v).split("+")[0].split("."):
+                digits = ""
+                for ch in part:
+                    if not ch.isdigit():
+                        break
+                    digits += ch
+                if not digits:
+                    break
+                out.append(int(digits))
+            return tuple(out + [0] * (3 - len(out)))
+    """,
+    "transformers/utils/__init__.py": """
+        from . import logging
+
+        DUMMY_INPUTS = [[7, 6, 0, 0, 1], [1, 2, 3, 0, 0], [0, 0, 0, 4, 5]]
+        DUMMY_MASK = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 0, 1, 1]]
+
+        def _keep(*args, **kwargs):
+            return lambda fn: fn
+
+        add_start_docstrings = add_start_docstrings_to_model_forward = replace_return_docstrings = _keep
+
+        def is_torch_flex_attn_available():
+            return False
+
+        def is_torch_fx_proxy(x):
+            return False
+
+        def is_torchdynamo_compiling():
+            return False
+    """,
+    "transformers/utils/logging.py": """
+        import logging
+
+        class _Logger(logging.LoggerAdapter):
+            def warning_once(self, msg, *args):
+                self.warning(msg, *args)
+
+        def get_logger(name=None):
+            return _Logger(logging.getLogger(name), {})
+    """,
+    "transformers/utils/model_parallel_utils.py": """
+        def assert_device_map(*args, **kwargs):
+            raise NotImplementedError("model parallelism is not part of the shimmed reference")
+
+        get_device_map = assert_device_map
+    """,
+    # Decoder-only machinery: the encoder stack never builds a cache, a causal mask or a
+    # generation loop.
+    "transformers/cache_utils.py": """
+        class Cache:
+            pass
+
+        class DynamicCache(Cache):
+            pass
+
+        class EncoderDecoderCache(Cache):
+            pass
+
+        class StaticCache(Cache):
+            pass
+    """,
+    "transformers/generation/__init__.py": """
+        class GenerationMixin:
+            pass
+    """,
+    "transformers/modeling_attn_mask_utils.py": """
+        class AttentionMaskConverter:
+            pass
+    """,
+    # Output containers: dataclasses with attribute access and tuple-style indexing over the
+    # fields that are set, as the reference ModelOutput behaves.
+    "transformers/modeling_outputs.py": """
+        from dataclasses import dataclass
+        from typing import Any, Optional
+
+        class ModelOutput:
+            def to_tuple(self):
+                return tuple(v for v in self.__dict__.values() if v is not None)
+
+            def __getitem__(self, i):
+                return self.to_tuple()[i]
+
+        @dataclass
+        class BaseModelOutput(ModelOutput):
+            last_hidden_state: Any = None
+            hidden_states: Optional[Any] = None
+            attentions: Optional[Any] = None
+
+        @dataclass
+        class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+            last_hidden_state: Any = None
+            past_key_values: Optional[Any] = None
+            hidden_states: Optional[Any] = None
+            attentions: Optional[Any] = None
+            cross_attentions: Optional[Any] = None
+
+        Seq2SeqLMOutput = Seq2SeqModelOutput = Seq2SeqQuestionAnsweringModelOutput = ModelOutput
+        Seq2SeqSequenceClassifierOutput = TokenClassifierOutput = ModelOutput
+    """,
+    # PreTrainedModel as a thin nn.Module: post_init applies the model's own _init_weights once
+    # per module (the reference marks modules initialised the same way) and ties weights; no
+    # loading or saving (the generator writes the files).
+    "transformers/modeling_utils.py": """
+        import torch
+
+        class PreTrainedModel(torch.nn.Module):
+            def __init__(self, config, *inputs, **kwargs):
+                super().__init__()
+                self.config = config
+
+            def _initialize_weights(self, module):
+                if getattr(module, "_is_hf_initialized", False):
+                    return
+                self._init_weights(module)
+                module._is_hf_initialized = True
+
+            def post_init(self):
+                self.apply(self._initialize_weights)
+                for module in self.modules():
+                    if hasattr(module, "_tie_weights"):
+                        module._tie_weights()
+
+            def _tie_or_clone_weights(self, output_embeddings, input_embeddings):
+                output_embeddings.weight = input_embeddings.weight
+
+            def get_head_mask(self, head_mask, num_hidden_layers, is_attention_chunked=False):
+                if head_mask is not None:
+                    raise NotImplementedError("head masks are not part of the shimmed reference")
+                return [None] * num_hidden_layers
+
+            @property
+            def dtype(self):
+                return next(self.parameters()).dtype
+    """,
+    "transformers/pytorch_utils.py": """
+        from torch import nn
+
+        ALL_LAYERNORM_LAYERS = [nn.LayerNorm]
+
+        def find_pruneable_heads_and_indices(*args, **kwargs):
+            raise NotImplementedError("head pruning is not part of the shimmed reference")
+
+        prune_linear_layer = find_pruneable_heads_and_indices
+    """,
+    # PretrainedConfig keeps the attributes the model reads, maps attribute_map aliases, and
+    # writes config.json as save_pretrained does (use_diff: the model's own attributes, plus the
+    # base attributes that differ from the base defaults, sorted, indented by 2).
+    "transformers/configuration_utils.py": """
+        import copy
+        import json
+
+        _BASE_DEFAULTS = dict(
+            return_dict=True, output_hidden_states=False, output_attentions=False, torchscript=False,
+            torch_dtype=None, tie_word_embeddings=True, is_encoder_decoder=False, is_decoder=False,
+            add_cross_attention=False, architectures=None, bos_token_id=None, pad_token_id=None,
+            eos_token_id=None, sep_token_id=None, decoder_start_token_id=None,
+        )
+
+        class PretrainedConfig:
+            model_type = ""
+            attribute_map = {}
+
+            def __setattr__(self, key, value):
+                key = type(self).attribute_map.get(key, key)
+                super().__setattr__(key, value)
+
+            def __getattr__(self, key):
+                mapped = type(self).attribute_map.get(key)
+                if mapped is None:
+                    raise AttributeError(key)
+                return getattr(self, mapped)
+
+            def __init__(self, **kwargs):
+                for key, default in _BASE_DEFAULTS.items():
+                    setattr(self, key, kwargs.pop(key, copy.deepcopy(default)))
+                self._attn_implementation = kwargs.pop("attn_implementation", None) or "eager"
+                for key, value in kwargs.items():
+                    setattr(self, key, value)
+
+            @property
+            def use_return_dict(self):
+                return self.return_dict and not self.torchscript
+
+            def to_dict(self):
+                d = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}
+                d["model_type"] = self.model_type
+                return d
+
+            def to_json_string(self):
+                d = self.to_dict()
+                keep = {k: v for k, v in d.items() if k not in _BASE_DEFAULTS or v != _BASE_DEFAULTS[k]}
+                return json.dumps(keep, indent=2, sort_keys=True) + "\\n"
+    """,
+    "transformers/onnx/__init__.py": """
+        class OnnxSeq2SeqConfigWithPast:
+            pass
+    """,
+    "transformers/models/__init__.py": """
+        __path__.append(@SRC@ + "/models")
+    """,
+    "transformers/models/t5/__init__.py": """
+        __path__.append(@SRC@ + "/models/t5")
+    """,
+    "transformers/models/deprecated/__init__.py": "",
+    "transformers/models/deprecated/_archive_maps.py": """
+        T5_PRETRAINED_CONFIG_ARCHIVE_MAP = {}
+    """,
+}
+
+
 def _write_shims(shims, fmt):
     root = tempfile.mkdtemp(prefix="refshims-")
     for rel, text in shims.items():
@@ -238,3 +460,18 @@ def load_autoencoder_kl(diffusers_src):
     _write_shims(DIFFUSERS_SHIMS, {"SRC": repr(src), "VERSION": diffusers_version(src)})
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     return AutoencoderKL
+
+
+def load_t5_encoder(transformers_src):
+    """Imports transformers' T5Config and T5EncoderModel from transformers_src (a directory
+    holding src/transformers/..., transformers/..., or the package directory itself) behind the
+    shims; returns (T5Config, T5EncoderModel)."""
+    src = os.path.abspath(transformers_src)
+    for sub in (("src", "transformers"), ("transformers",)):
+        if os.path.isdir(os.path.join(src, *sub)):
+            src = os.path.join(src, *sub)
+            break
+    _write_shims(TRANSFORMERS_SHIMS, {"SRC": repr(src)})
+    from transformers.models.t5.configuration_t5 import T5Config
+    from transformers.models.t5.modeling_t5 import T5EncoderModel
+    return T5Config, T5EncoderModel
