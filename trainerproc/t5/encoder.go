@@ -140,7 +140,7 @@ func (m *Encoder) Forward(ids []int32, mask []int32, batch int) (*engine.Tensor,
 				h.Free() // the residual stream of the previous block is no longer needed
 				h = next
 			}
-			out = sc.Keep(rmsNorm(e, h, m.finalNorm.Tensor, float32(m.cfg.LayerNormEpsilon)))
+			out = sc.Keep(e.RMSNorm(h, m.finalNorm.Tensor, float32(m.cfg.LayerNormEpsilon)))
 		})
 	})
 	if err != nil {
@@ -205,7 +205,7 @@ func (m *Encoder) block(b *block, h, bias *engine.Tensor) *engine.Tensor {
 	defer sc.Close()
 	bsz, n := h.Dim(0), h.Dim(1)
 
-	x := rmsNorm(e, h, b.attnNorm.Tensor, eps)
+	x := e.RMSNorm(h, b.attnNorm.Tensor, eps)
 	q := m.heads(e.Linear(x, b.q.Tensor, nil))
 	k := m.heads(e.Linear(x, b.k.Tensor, nil))
 	v := m.heads(e.Linear(x, b.v.Tensor, nil))
@@ -228,7 +228,7 @@ func (m *Encoder) block(b *block, h, bias *engine.Tensor) *engine.Tensor {
 	h1 := e.Add(h, attn)
 	attn.Free()
 
-	x = rmsNorm(e, h1, b.ffNorm.Tensor, eps)
+	x = e.RMSNorm(h1, b.ffNorm.Tensor, eps)
 	hidden := m.feedForwardHidden(b, x)
 	x.Free()
 	ff := e.Linear(hidden, b.wo.Tensor, nil)
