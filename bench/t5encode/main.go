@@ -1,0 +1,215 @@
+// Command t5encode times the T5 encoder (package trainerproc/t5) on one caption at T5-XXL's
+// dimensions (d_model 4096, d_ff 10240, 64 heads of 64, vocab 32128, gated-gelu) with
+// random weights, on the CPU backend, and, when -python is given, the reference
+// (bench/reference/torch_ref.py t5-encode: transformers' own T5EncoderModel on Debian's
+// PyTorch) with the same layers, tokens and threads, one after the other. The full encoder
+// has 24 blocks (19 GB in float32); -layers runs a few of them and the report scales the
+// per-block time to 24, as the reference script does. It prints both sides and the speed
+// ratio (reference time / ours: above 1 means we are faster).
+//
+//	go run ./bench/t5encode -layers 2 -tokens 300 -threads 2 -repeat 3 \
+//	    -python /usr/bin/python3 -transformers-src DIR
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/engine/cpu"
+	"simpletuner/trainerproc/t5"
+)
+
+type options struct {
+	layers, tokens, threads, repeat int
+	python, script, transformersSrc string
+	blasChoice                      string
+}
+
+// reference is the JSON line torch_ref.py prints.
+type reference struct {
+	SecondsPerItem    float64 `json:"seconds_per_item"`
+	SecondsPerLayer   float64 `json:"seconds_per_layer"`
+	SecondsPer24      float64 `json:"seconds_per_item_24_layers"`
+	CPUSecondsPerItem float64 `json:"cpu_seconds_per_item"`
+	MaxRSSMB          float64 `json:"max_rss_mb"`
+	Torch             string  `json:"torch"`
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.layers, "layers", 2, "encoder blocks to build (of T5-XXL's 24; about 0.77 GB of float32 weights each)")
+	flag.IntVar(&o.tokens, "tokens", 300, "caption length in tokens (PixArt: 300, Flux: 512)")
+	flag.IntVar(&o.threads, "threads", 2, "threads for both sides (Go kernels + OpenBLAS; torch intra-op)")
+	flag.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up (the median is reported)")
+	flag.StringVar(&o.python, "python", "", "interpreter with torch for the reference (empty: ours only)")
+	flag.StringVar(&o.script, "script", "bench/reference/torch_ref.py", "the reference timing script")
+	flag.StringVar(&o.transformersSrc, "transformers-src", "", "the reference's source tree (see the script)")
+	flag.StringVar(&o.blasChoice, "blas", "openblas", "Go BLAS: openblas, gonum or auto")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "t5encode:", err)
+		os.Exit(1)
+	}
+}
+
+// xxl is T5-v1.1-XXL's encoder config with the given number of blocks.
+func xxl(layers int) (t5.Config, error) {
+	return t5.ParseConfig(fmt.Appendf(nil, `{"vocab_size":32128,"d_model":4096,"d_kv":64,"num_heads":64,"d_ff":10240,
+		"num_layers":%d,"relative_attention_num_buckets":32,"relative_attention_max_distance":128,
+		"feed_forward_proj":"gated-gelu","layer_norm_epsilon":1e-6}`, layers))
+}
+
+func run(o options) error {
+	cfg, err := xxl(o.layers)
+	if err != nil {
+		return err
+	}
+	ours, err := runOurs(o, cfg)
+	if err != nil {
+		return err
+	}
+	est := cfg.Memory(1, o.tokens)
+	fmt.Printf("T5-XXL dims, %d of 24 blocks, %d tokens, %d threads, median of %d\n", o.layers, o.tokens, o.threads, o.repeat)
+	fmt.Printf("  ours (%s): %.3f s/caption, %.3f s/block, ×24 ≈ %.2f s/caption, CPU %.2f s, peak buffers %.0f MiB (estimate %.0f MiB)\n",
+		ours.desc, ours.seconds, ours.perLayer, ours.per24, ours.cpu, float64(ours.peak)/(1<<20), float64(est.Total)/(1<<20))
+	if o.python == "" {
+		return nil
+	}
+	ref, err := runReference(o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  reference (torch %s): %.3f s/caption, %.3f s/block, ×24 ≈ %.2f s/caption, CPU %.2f s, max RSS %.0f MiB\n",
+		ref.Torch, ref.SecondsPerItem, ref.SecondsPerLayer, ref.SecondsPer24, ref.CPUSecondsPerItem, ref.MaxRSSMB)
+	fmt.Printf("  ratio (reference / ours): %.2f per caption, %.2f per block\n", ref.SecondsPerItem/ours.seconds, ref.SecondsPerLayer/ours.perLayer)
+	return nil
+}
+
+type ourResult struct {
+	desc                          string
+	seconds, perLayer, per24, cpu float64
+	peak                          int64
+}
+
+// runOurs builds the encoder with random weights and times Forward on one caption (random
+// ids, the last one </s>, mask all ones, as the reference does), and the part outside the
+// blocks (embedding and final norm) to scale the block time.
+func runOurs(o options, cfg t5.Config) (ourResult, error) {
+	be, err := cpu.New(cpu.Options{Threads: o.threads, BLAS: blas.Choice(o.blasChoice)})
+	if err != nil {
+		return ourResult{}, err
+	}
+	defer be.Close()
+	e := engine.New(be)
+	m, err := t5.NewRandom(e, cfg, 0)
+	if err != nil {
+		return ourResult{}, err
+	}
+	defer m.Free()
+	ids := make([]int32, o.tokens)
+	for i := range ids {
+		ids[i] = int32(2 + (i*7919)%(cfg.VocabSize-2))
+	}
+	ids[len(ids)-1] = 1
+	mask := make([]int32, o.tokens)
+	for i := range mask {
+		mask[i] = 1
+	}
+	be.ResetPeak()
+	wall, cpuTime, err := timed(o.repeat, func() error {
+		out, err := m.Forward(ids, mask, 1)
+		if err == nil {
+			out.Free()
+		}
+		return err
+	})
+	if err != nil {
+		return ourResult{}, err
+	}
+	peak := be.Peak()
+	embed := m.Parameters()[0].Tensor
+	final := m.Parameters()[len(m.Parameters())-1].Tensor
+	rest, _, err := timed(o.repeat, func() error {
+		return engine.Catch(func() {
+			defer e.NoGrad()()
+			x := e.Embedding(embed, ids)
+			y := e.RMSNorm(x, final, 1e-6)
+			x.Free()
+			y.Free()
+		})
+	})
+	if err != nil {
+		return ourResult{}, err
+	}
+	perLayer := max(wall-rest, 0) / float64(o.layers)
+	return ourResult{desc: be.Describe(), seconds: wall, perLayer: perLayer, per24: perLayer*24 + rest, cpu: cpuTime, peak: peak}, nil
+}
+
+// timed runs fn once to warm up, then repeat times, and returns the median wall time and
+// the median process CPU time (all threads) of the timed runs.
+func timed(repeat int, fn func() error) (wall, cpuTime float64, err error) {
+	if err := fn(); err != nil {
+		return 0, 0, err
+	}
+	var walls, cpus []float64
+	for range max(repeat, 1) {
+		c0 := processCPU()
+		t0 := time.Now()
+		if err := fn(); err != nil {
+			return 0, 0, err
+		}
+		walls = append(walls, time.Since(t0).Seconds())
+		cpus = append(cpus, processCPU()-c0)
+	}
+	return median(walls), median(cpus), nil
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if n := len(v); n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// processCPU is the process's user+system CPU time in seconds.
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// runReference runs the reference script and parses its one JSON line.
+func runReference(o options) (reference, error) {
+	if o.transformersSrc == "" {
+		return reference{}, fmt.Errorf("-python needs -transformers-src (see %s)", o.script)
+	}
+	cmd := exec.Command(o.python, o.script, "t5-encode",
+		"--layers", strconv.Itoa(o.layers), "--tokens", strconv.Itoa(o.tokens),
+		"--threads", strconv.Itoa(o.threads), "--repeat", strconv.Itoa(o.repeat),
+		"--transformers-src", o.transformersSrc)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return reference{}, fmt.Errorf("reference: %w: %s", err, stderr.String())
+	}
+	lines := bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n"))
+	var r reference
+	if err := json.Unmarshal(lines[len(lines)-1], &r); err != nil {
+		return reference{}, fmt.Errorf("reference output %q: %w", stdout.String(), err)
+	}
+	return r, nil
+}
