@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"syscall"
@@ -32,7 +33,7 @@ import (
 type options struct {
 	layers, tokens, threads, repeat int
 	python, script, transformersSrc string
-	blasChoice                      string
+	blasChoice, cpuProfile          string
 }
 
 // reference is the JSON line torch_ref.py prints.
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.script, "script", "bench/reference/torch_ref.py", "the reference timing script")
 	flag.StringVar(&o.transformersSrc, "transformers-src", "", "the reference's source tree (see the script)")
 	flag.StringVar(&o.blasChoice, "blas", "openblas", "Go BLAS: openblas, gonum or auto")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of our timed runs to this file")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "t5encode:", err)
@@ -126,6 +128,10 @@ func runOurs(o options, cfg t5.Config) (ourResult, error) {
 		mask[i] = 1
 	}
 	be.ResetPeak()
+	stopProfile, err := startProfile(o.cpuProfile)
+	if err != nil {
+		return ourResult{}, err
+	}
 	wall, cpuTime, err := timed(o.repeat, func() error {
 		out, err := m.Forward(ids, mask, 1)
 		if err == nil {
@@ -133,6 +139,7 @@ func runOurs(o options, cfg t5.Config) (ourResult, error) {
 		}
 		return err
 	})
+	stopProfile()
 	if err != nil {
 		return ourResult{}, err
 	}
@@ -153,6 +160,26 @@ func runOurs(o options, cfg t5.Config) (ourResult, error) {
 	}
 	perLayer := max(wall-rest, 0) / float64(o.layers)
 	return ourResult{desc: be.Describe(), seconds: wall, perLayer: perLayer, per24: perLayer*24 + rest, cpu: cpuTime, peak: peak}, nil
+}
+
+// startProfile starts a CPU profile into path (nothing when path is empty) and returns the
+// function that stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // timed runs fn once to warm up, then repeat times, and returns the median wall time and
