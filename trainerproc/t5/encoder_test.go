@@ -36,6 +36,17 @@ func smallConfig(t *testing.T, ffp string) Config {
 	return cfg
 }
 
+// randomEncoder returns a random encoder for cfg, freed with the test.
+func randomEncoder(t *testing.T, e *engine.Engine, cfg Config, seed uint64) *Encoder {
+	t.Helper()
+	m, err := NewRandom(e, cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Free)
+	return m
+}
+
 // batchInputs returns ids and a mask for b rows of n tokens, row r padded after n−3r tokens.
 func batchInputs(b, n, vocab int) (ids, mask []int32) {
 	ids, mask = make([]int32, b*n), make([]int32, b*n)
@@ -73,11 +84,7 @@ func maxRelErr(got, want []float32) float64 {
 func TestShardedRoundTrip(t *testing.T) {
 	e, _ := newEngine(t)
 	cfg := smallConfig(t, "gated-gelu")
-	m, err := NewRandom(e, cfg, 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := randomEncoder(t, e, cfg, 11)
 	dir := t.TempDir()
 	if err := m.SaveSharded(dir, 8_000); err != nil {
 		t.Fatal(err)
@@ -317,11 +324,7 @@ func TestLoadErrors(t *testing.T) {
 // TestForwardInputErrors checks inputs the encoder refuses before running.
 func TestForwardInputErrors(t *testing.T) {
 	e, _ := newEngine(t)
-	m, err := NewRandom(e, smallConfig(t, "gated-gelu"), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := randomEncoder(t, e, smallConfig(t, "gated-gelu"), 1)
 	for _, c := range []struct {
 		name  string
 		ids   []int32
@@ -346,11 +349,7 @@ func TestForwardInputErrors(t *testing.T) {
 func TestMaskedRowsIndependent(t *testing.T) {
 	e, _ := newEngine(t)
 	cfg := smallConfig(t, "gated-gelu")
-	m, err := NewRandom(e, cfg, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := randomEncoder(t, e, cfg, 3)
 	ids, mask := batchInputs(2, 30, cfg.VocabSize)
 	both, err := m.Forward(ids, mask, 2)
 	if err != nil {
@@ -399,11 +398,7 @@ func TestMaskedRowsIndependent(t *testing.T) {
 func TestForwardFreesIntermediates(t *testing.T) {
 	e, be := newEngine(t)
 	cfg := smallConfig(t, "gated-gelu")
-	m, err := NewRandom(e, cfg, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := randomEncoder(t, e, cfg, 5)
 	const b, n = 3, 40
 	ids, mask := batchInputs(b, n, cfg.VocabSize)
 	buffers, live := be.Stats()

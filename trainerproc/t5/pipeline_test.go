@@ -22,26 +22,8 @@ const spieceModel = "../text/sentencepiece/testdata/models/uni1k.model.gz"
 func pipelineDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	f, err := os.Open(spieceModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tokPath := filepath.Join(dir, filepath.FromSlash(TokenizerModel))
-	if err := os.MkdirAll(filepath.Dir(tokPath), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tokPath, model, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	gunzipTo(t, spieceModel, tokPath)
 	tok, err := sentencepiece.LoadTokenizer(tokPath)
 	if err != nil {
 		t.Fatal(err)
@@ -50,11 +32,7 @@ func pipelineDir(t *testing.T) string {
 	cfg.VocabSize = tok.VocabSize()
 	cfg.raw = nil
 	e, _ := newEngine(t)
-	m, err := NewRandom(e, cfg, 9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := randomEncoder(t, e, cfg, 9)
 	enc := filepath.Join(dir, TextEncoderDir)
 	if err := os.Mkdir(enc, 0o755); err != nil {
 		t.Fatal(err)
@@ -63,6 +41,33 @@ func pipelineDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// gunzipTo decompresses the file src into dst, creating dst's directory.
+func gunzipTo(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	zr, err := gzip.NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, zr); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestPipelineEncode checks Encode against the tokenizer and the encoder run by hand: the
