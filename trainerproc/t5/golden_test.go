@@ -8,11 +8,12 @@ import (
 	"simpletuner/trainerproc/safetensors"
 )
 
-// goldenIO reads testdata/tiny_io.safetensors (see testdata/gen_golden.py: transformers'
-// own T5EncoderModel run on Debian's torch): ids and mask as int32, references as float32.
-func goldenIO(t *testing.T) (ids, mask []int32, batch int, refs map[string][]float32) {
+// goldenIO reads a fixture's inputs and outputs (see testdata/gen_golden.py and
+// gen_ffproj.py: transformers' own T5EncoderModel run on Debian's torch): ids and mask as
+// int32, references as float32.
+func goldenIO(t *testing.T, path string) (ids, mask []int32, batch int, refs map[string][]float32) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "tiny_io.safetensors"))
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,25 +47,30 @@ func goldenIO(t *testing.T) (ids, mask []int32, batch int, refs map[string][]flo
 	return ids, mask, batch, refs
 }
 
-// TestGoldenParity runs the tiny fixtures (3 layers, 32 buckets with 20 tokens so the
-// logarithmic buckets are reached, two padded rows) and compares with the reference's
-// last_hidden_state: the F32 checkpoint, and the BF16 one against the reference run in
-// float32 on the same bf16-rounded weights (both to float32 precision), and the BF16 one
-// against the F32 reference within bf16's tolerance.
+// TestGoldenParity runs the fixtures and compares with the reference's last_hidden_state.
+// The tiny set (3 layers, 32 buckets with 20 tokens so the logarithmic buckets are reached,
+// two padded rows): the F32 checkpoint; the BF16 one against the reference run in float32
+// on the same bf16-rounded weights (both to float32 precision) and against the F32
+// reference within bf16's tolerance. The ffproj set: the other feed-forwards (ReLU and the
+// exact GELU with one `wi`, gated SiLU), with an inner width unlike d_model.
 func TestGoldenParity(t *testing.T) {
-	ids, mask, batch, refs := goldenIO(t)
+	tiny, ffproj := filepath.Join("testdata", "tiny_io.safetensors"), filepath.Join("testdata", "ffproj", "io.safetensors")
 	cases := []struct {
-		dir, ref string
-		tol      float64
+		io, dir, ref string
+		tol          float64
 	}{
-		{"tiny", "last_hidden_state", 1e-4},
-		{"tiny_bf16", "last_hidden_state_bf16ref", 1e-4},
-		{"tiny_bf16", "last_hidden_state", 3e-2},
+		{tiny, "tiny", "last_hidden_state", 1e-4},
+		{tiny, "tiny_bf16", "last_hidden_state_bf16ref", 1e-4},
+		{tiny, "tiny_bf16", "last_hidden_state", 3e-2},
+		{ffproj, "ffproj/relu", "last_hidden_state_relu", 1e-4},
+		{ffproj, "ffproj/gelu", "last_hidden_state_gelu", 1e-4},
+		{ffproj, "ffproj/gated_silu", "last_hidden_state_gated_silu", 1e-4},
 	}
 	for _, c := range cases {
 		t.Run(c.dir+"/"+c.ref, func(t *testing.T) {
+			ids, mask, batch, refs := goldenIO(t, c.io)
 			e, _ := newEngine(t)
-			m, err := Load(e, filepath.Join("testdata", c.dir), LoadOptions{})
+			m, err := Load(e, filepath.Join("testdata", filepath.FromSlash(c.dir)), LoadOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,8 +84,7 @@ func TestGoldenParity(t *testing.T) {
 			if len(want) != out.Numel() {
 				t.Fatalf("reference has %d values, output %v", len(want), out.Shape())
 			}
-			got := hostOf(t, out)
-			rel := maxRelErr(got, want)
+			rel := maxRelErr(hostOf(t, out), want)
 			t.Logf("max relative error %.3g", rel)
 			if rel > c.tol {
 				t.Errorf("max relative error %.3g > %g", rel, c.tol)
@@ -91,10 +96,10 @@ func TestGoldenParity(t *testing.T) {
 // TestGoldenSaveRoundTrip loads the fixtures' checkpoints (F32 and BF16) and checks Save
 // writes the same tensors, byte for byte, and the same config.json.
 func TestGoldenSaveRoundTrip(t *testing.T) {
-	for _, dir := range []string{"tiny", "tiny_bf16"} {
+	for _, dir := range []string{"tiny", "tiny_bf16", "ffproj/relu"} {
 		t.Run(dir, func(t *testing.T) {
 			e, _ := newEngine(t)
-			src := filepath.Join("testdata", dir)
+			src := filepath.Join("testdata", filepath.FromSlash(dir))
 			m, err := Load(e, src, LoadOptions{Map: true})
 			if err != nil {
 				t.Fatal(err)
