@@ -7,8 +7,13 @@
 // per-block time to 24, as the reference script does. It prints both sides and the speed
 // ratio (reference time / ours: above 1 means we are faster).
 //
+// With -load it measures loading instead: a random encoder of -layers blocks is saved, then
+// loaded by a child process (positioned reads, then a memory mapping), and each child's peak
+// RSS is printed against the size of the weights on disk.
+//
 //	go run ./bench/t5encode -layers 2 -tokens 300 -threads 2 -repeat 3 \
 //	    -python /usr/bin/python3 -transformers-src DIR
+//	go run ./bench/t5encode -load -layers 2
 package main
 
 import (
@@ -18,9 +23,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +41,10 @@ type options struct {
 	layers, tokens, threads, repeat int
 	python, script, transformersSrc string
 	blasChoice, cpuProfile          string
+	// load measures loading instead: save a random encoder, load it in a child process.
+	load      bool
+	childLoad string // internal: the child's checkpoint directory
+	childMap  bool
 }
 
 // reference is the JSON line torch_ref.py prints.
@@ -57,11 +68,92 @@ func main() {
 	flag.StringVar(&o.transformersSrc, "transformers-src", "", "the reference's source tree (see the script)")
 	flag.StringVar(&o.blasChoice, "blas", "openblas", "Go BLAS: openblas, gonum or auto")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of our timed runs to this file")
+	flag.BoolVar(&o.load, "load", false, "measure loading: peak RSS of a child that loads a saved random encoder, against the files' size")
+	flag.StringVar(&o.childLoad, "child-load", "", "internal: load this directory and report")
+	flag.BoolVar(&o.childMap, "child-map", false, "internal: load through a memory mapping")
 	flag.Parse()
-	if err := run(o); err != nil {
+	var err error
+	switch {
+	case o.childLoad != "":
+		err = childLoad(o)
+	case o.load:
+		err = measureLoad(o)
+	default:
+		err = run(o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "t5encode:", err)
 		os.Exit(1)
 	}
+}
+
+// measureLoad saves a random encoder of -layers blocks (float32, sharded as save_pretrained
+// shards) and loads it in a child process, once with positioned reads and once through a
+// memory mapping, reporting each child's peak RSS against the size of the weights on disk.
+func measureLoad(o options) error {
+	cfg, err := xxl(o.layers)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "t5load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	be, err := cpu.New(cpu.Options{Threads: o.threads})
+	if err != nil {
+		return err
+	}
+	m, err := t5.NewRandom(engine.New(be), cfg, 0)
+	if err != nil {
+		return err
+	}
+	err = m.Save(dir)
+	m.Free()
+	be.Close()
+	if err != nil {
+		return err
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	var size int64
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			size += st.Size()
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("loading T5-XXL dims, %d of 24 blocks: %d file(s), %.0f MiB on disk\n", o.layers, len(files), float64(size)/(1<<20))
+	for _, mapped := range []bool{false, true} {
+		cmd := exec.Command(exe, "-child-load", dir, "-child-map="+strconv.FormatBool(mapped), "-threads", strconv.Itoa(o.threads))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("child: %w", err)
+		}
+		peak := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) * 1024 // kB on Linux
+		fmt.Printf("  mapped=%v: %s, peak RSS %.0f MiB = %.3f × the files\n", mapped, strings.TrimSpace(string(out)), peak/(1<<20), peak/float64(size))
+	}
+	return nil
+}
+
+// childLoad loads the checkpoint in dir and prints how long it took.
+func childLoad(o options) error {
+	be, err := cpu.New(cpu.Options{Threads: o.threads})
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	t0 := time.Now()
+	m, err := t5.Load(engine.New(be), o.childLoad, t5.LoadOptions{Map: o.childMap})
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+	fmt.Printf("loaded in %.1f s", time.Since(t0).Seconds())
+	return nil
 }
 
 // xxl is T5-v1.1-XXL's encoder config with the given number of blocks.
