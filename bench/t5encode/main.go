@@ -7,6 +7,11 @@
 // per-block time to 24, as the reference script does. It prints both sides and the speed
 // ratio (reference time / ours: above 1 means we are faster).
 //
+// The garbage collector matters here: with gigabytes of live weights, Go's default GOGC=100
+// lets as much garbage pile up before a collection, so nearly every activation the encoder
+// allocates is fresh memory from the kernel, and first-touch page faults then cost more than
+// the elementwise kernels themselves. -gc-percent (or GOGC) sets the target for our side.
+//
 // With -load it measures loading instead: a random encoder of -layers blocks is saved, then
 // loaded by a child process (positioned reads, then a memory mapping), and each child's peak
 // RSS is printed against the size of the weights on disk.
@@ -24,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -39,6 +45,7 @@ import (
 
 type options struct {
 	layers, tokens, threads, repeat int
+	gcPercent                       int
 	python, script, transformersSrc string
 	blasChoice, cpuProfile          string
 	// load measures loading instead: save a random encoder, load it in a child process.
@@ -67,6 +74,7 @@ func main() {
 	flag.StringVar(&o.script, "script", "bench/reference/torch_ref.py", "the reference timing script")
 	flag.StringVar(&o.transformersSrc, "transformers-src", "", "the reference's source tree (see the script)")
 	flag.StringVar(&o.blasChoice, "blas", "openblas", "Go BLAS: openblas, gonum or auto")
+	flag.IntVar(&o.gcPercent, "gc-percent", 0, "debug.SetGCPercent for our side (0: leave GOGC as it is; see the package doc)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of our timed runs to this file")
 	flag.BoolVar(&o.load, "load", false, "measure loading: peak RSS of a child that loads a saved random encoder, against the files' size")
 	flag.StringVar(&o.childLoad, "child-load", "", "internal: load this directory and report")
@@ -173,7 +181,7 @@ func run(o options) error {
 		return err
 	}
 	est := cfg.Memory(1, o.tokens)
-	fmt.Printf("T5-XXL dims, %d of 24 blocks, %d tokens, %d threads, median of %d\n", o.layers, o.tokens, o.threads, o.repeat)
+	fmt.Printf("T5-XXL dims, %d of 24 blocks, %d tokens, %d threads, median of %d, GC percent %d\n", o.layers, o.tokens, o.threads, o.repeat, currentGCPercent())
 	fmt.Printf("  ours (%s): %.3f s/caption, %.3f s/block, ×24 ≈ %.2f s/caption, CPU %.2f s, peak buffers %.0f MiB (estimate %.0f MiB)\n",
 		ours.desc, ours.seconds, ours.perLayer, ours.per24, ours.cpu, float64(ours.peak)/(1<<20), float64(est.Total)/(1<<20))
 	if o.python == "" {
@@ -199,6 +207,9 @@ type ourResult struct {
 // ids, the last one </s>, mask all ones, as the reference does), and the part outside the
 // blocks (embedding and final norm) to scale the block time.
 func runOurs(o options, cfg t5.Config) (ourResult, error) {
+	if o.gcPercent != 0 {
+		debug.SetGCPercent(o.gcPercent)
+	}
 	be, err := cpu.New(cpu.Options{Threads: o.threads, BLAS: blas.Choice(o.blasChoice)})
 	if err != nil {
 		return ourResult{}, err
@@ -252,6 +263,13 @@ func runOurs(o options, cfg t5.Config) (ourResult, error) {
 	}
 	perLayer := max(wall-rest, 0) / float64(o.layers)
 	return ourResult{desc: be.Describe(), seconds: wall, perLayer: perLayer, per24: perLayer*24 + rest, cpu: cpuTime, peak: peak}, nil
+}
+
+// currentGCPercent reads the collector's target (setting it back at once).
+func currentGCPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
 }
 
 // startProfile starts a CPU profile into path (nothing when path is empty) and returns the
