@@ -50,6 +50,7 @@ func options(dev int) runner.Options {
 }
 
 func main() {
+	runner.TuneGC(os.Getenv)
 	dev, err := device()
 	if clihelp.Asked(os.Args[1:]) {
 		runner.Usage(os.Stdout, "simpletuner-trainer-cuda")

@@ -41,6 +41,7 @@ func options() (runner.Options, error) {
 }
 
 func main() {
+	runner.TuneGC(os.Getenv)
 	opts, err := options()
 	if clihelp.Asked(os.Args[1:]) {
 		runner.Usage(os.Stdout, "simpletuner-trainer")
