@@ -46,37 +46,6 @@ import refshims  # noqa: E402
 DIFFUSERS_COMMIT = "58eb52c0803ea9af3abec60841c2a093bdf1f951"
 TRANSFORMERS_COMMIT = "6b8b757dfcb582379a64f013cdce46c43629f2b0 (modeling_t5.py)"
 
-SDXL_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512),
-    layers_per_block=2,
-    act_fn="silu",
-    latent_channels=4,
-    norm_num_groups=32,
-    sample_size=1024,
-    scaling_factor=0.13025,
-    force_upcast=True,
-    use_quant_conv=True,
-    use_post_quant_conv=True,
-    mid_block_add_attention=True,
-)
-
-T5_XXL = dict(
-    vocab_size=32128,
-    d_model=4096,
-    d_kv=64,
-    d_ff=10240,
-    num_heads=64,
-    relative_attention_num_buckets=32,
-    relative_attention_max_distance=128,
-    feed_forward_proj="gated-gelu",
-    layer_norm_epsilon=1e-6,
-    tie_word_embeddings=False,
-)
-
 
 def timed(fn, repeat):
     """Runs fn once to warm up, then repeat times; returns the median wall time, all wall times
@@ -113,7 +82,7 @@ def report(args, what, timing, ref_commit, **extra):
 def vae(args, decode):
     AutoencoderKL = refshims.load_autoencoder_kl(args.diffusers_src)
     torch.manual_seed(0)
-    model = AutoencoderKL(**SDXL_VAE).eval()
+    model = AutoencoderKL(**refshims.SDXL_VAE_CONFIG).eval()
     g = torch.Generator().manual_seed(1)
     image = torch.rand((1, 3, args.size, args.size), generator=g) * 2 - 1
     latent = torch.randn((1, 4, args.size // 8, args.size // 8), generator=g)
@@ -137,9 +106,9 @@ def vae(args, decode):
 def t5(args):
     T5Config, T5EncoderModel = refshims.load_t5_encoder(args.transformers_src)
     torch.manual_seed(0)
-    model = T5EncoderModel(T5Config(num_layers=args.layers, **T5_XXL)).eval()
+    model = T5EncoderModel(T5Config(**dict(refshims.T5_XXL_CONFIG, num_layers=args.layers))).eval()
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, T5_XXL["vocab_size"], (1, args.tokens), generator=g)
+    ids = torch.randint(2, refshims.T5_XXL_CONFIG["vocab_size"], (1, args.tokens), generator=g)
     ids[0, -1] = 1  # eos
     mask = torch.ones_like(ids)
     with torch.no_grad():

@@ -13,10 +13,61 @@ plumbing, logging, no-op decorators, empty mixins, and "is X available" answers.
 The reference trees are never copied into this repository; they are read from a directory
 given on the command line (see the generators' docstrings for how to export them).
 """
+import argparse
 import os
 import sys
 import tempfile
 import textwrap
+
+import torch
+
+# The SDXL VAE's AutoencoderKL arguments (the timing script builds it at this size; the golden
+# fixtures shrink it). The reference's own defaults fill in the rest.
+SDXL_VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=1024,
+    scaling_factor=0.13025,
+    shift_factor=None,
+    force_upcast=True,
+    use_quant_conv=True,
+    use_post_quant_conv=True,
+    mid_block_add_attention=True,
+)
+
+# T5 v1.1 XXL encoder's T5Config arguments (num_layers 24 in the real model; callers choose).
+T5_XXL_CONFIG = dict(
+    vocab_size=32128,
+    d_model=4096,
+    d_kv=64,
+    d_ff=10240,
+    num_heads=64,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    feed_forward_proj="gated-gelu",
+    layer_norm_epsilon=1e-6,
+    pad_token_id=0,
+    eos_token_id=1,
+    tie_word_embeddings=False,
+)
+
+
+def generator_args(doc, src_flag, src_help, default_out):
+    """Parses a golden generator's command line (the reference tree, --out) and pins torch to
+    one thread, so that every run sums in the same order and rewrites the same bytes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument(src_flag, required=True, help=src_help)
+    ap.add_argument("--out", default=default_out, help="output directory (default: the script's own)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    return args
 
 # Shim modules for diffusers, by path relative to the temporary root. @SRC@ is replaced by
 # the quoted path of the reference tree's src/diffusers directory, @VERSION@ by its version.
@@ -159,10 +210,6 @@ DIFFUSERS_SHIMS = {
         class IPAdapterMaskProcessor:
             pass
     """,
-    # The models package __init__ is a lazy importer built on utils internals.
-    "diffusers/models/__init__.py": """
-        __path__.append(@SRC@ + "/models")
-    """,
     # ModelMixin's loading/saving needs huggingface_hub and safetensors; the fixtures are
     # written by the generator, so the mixin is a plain module.
     "diffusers/models/modeling_utils.py": """
@@ -183,12 +230,9 @@ DIFFUSERS_SHIMS = {
             def device(self):
                 return next(self.parameters()).device
     """,
-    "diffusers/models/autoencoders/__init__.py": """
-        __path__.append(@SRC@ + "/models/autoencoders")
-    """,
-    "diffusers/models/unets/__init__.py": """
-        __path__.append(@SRC@ + "/models/unets")
-    """,
+    # The package __init__ files of models/, models/autoencoders/ and models/unets/ (lazy
+    # importers built on utils internals, or importers of every model) are replaced by ones
+    # that only extend __path__: see DIFFUSERS_PASSTHROUGH.
     # unet_2d_blocks imports the cross-attention transformers for blocks the VAE never builds.
     "diffusers/models/transformers/__init__.py": "",
     "diffusers/models/transformers/transformer_2d.py": """
@@ -413,20 +457,25 @@ TRANSFORMERS_SHIMS = {
         class OnnxSeq2SeqConfigWithPast:
             pass
     """,
-    "transformers/models/__init__.py": """
-        __path__.append(@SRC@ + "/models")
-    """,
-    "transformers/models/t5/__init__.py": """
-        __path__.append(@SRC@ + "/models/t5")
-    """,
+    # models/ and models/t5/ __init__ files: see TRANSFORMERS_PASSTHROUGH.
     "transformers/models/deprecated/__init__.py": "",
     "transformers/models/deprecated/_archive_maps.py": """
         T5_PRETRAINED_CONFIG_ARCHIVE_MAP = {}
     """,
 }
 
+# Subpackages whose reference __init__ is replaced by one that only extends __path__ to the
+# tree's directory, so their modules load from the tree without running the lazy importers.
+DIFFUSERS_PASSTHROUGH = ["models", "models/autoencoders", "models/unets"]
+TRANSFORMERS_PASSTHROUGH = ["models", "models/t5"]
 
-def _write_shims(shims, fmt):
+
+def _write_shims(shims, fmt, package, passthrough):
+    """Writes shims (and a path-extending __init__ for each passthrough subpackage of package)
+    to a new temporary directory, put first on sys.path; returns the directory."""
+    shims = dict(shims)
+    for sub in passthrough:
+        shims[f"{package}/{sub}/__init__.py"] = f'__path__.append(@SRC@ + "/{sub}")\n'
     root = tempfile.mkdtemp(prefix="refshims-")
     for rel, text in shims.items():
         path = os.path.join(root, rel)
@@ -457,7 +506,8 @@ def load_autoencoder_kl(diffusers_src):
         src = os.path.join(src, "src", "diffusers")
     elif os.path.isdir(os.path.join(src, "diffusers")):
         src = os.path.join(src, "diffusers")
-    _write_shims(DIFFUSERS_SHIMS, {"SRC": repr(src), "VERSION": diffusers_version(src)})
+    fmt = {"SRC": repr(src), "VERSION": diffusers_version(src)}
+    _write_shims(DIFFUSERS_SHIMS, fmt, "diffusers", DIFFUSERS_PASSTHROUGH)
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     return AutoencoderKL
 
@@ -471,7 +521,7 @@ def load_t5_encoder(transformers_src):
         if os.path.isdir(os.path.join(src, *sub)):
             src = os.path.join(src, *sub)
             break
-    _write_shims(TRANSFORMERS_SHIMS, {"SRC": repr(src)})
+    _write_shims(TRANSFORMERS_SHIMS, {"SRC": repr(src)}, "transformers", TRANSFORMERS_PASSTHROUGH)
     from transformers.models.t5.configuration_t5 import T5Config
     from transformers.models.t5.modeling_t5 import T5EncoderModel
     return T5Config, T5EncoderModel

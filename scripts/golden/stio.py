@@ -27,8 +27,9 @@ def bf16_to_f32(bits):
 
 
 def write(path, tensors, metadata=None):
-    """Writes {name: (dtype, np.ndarray)} to path; dtype is a safetensors dtype name
-    ("F32", "I64", "BF16", ...). BF16 arrays are given as uint16 bit patterns."""
+    """Writes {name: (dtype, np.ndarray)} to path, then reads it back and checks it holds exactly
+    those tensors; dtype is a safetensors dtype name ("F32", "I64", "BF16", ...). BF16 arrays
+    are given as uint16 bit patterns."""
     header = {"__metadata__": dict(metadata or {"format": "pt"})}
     chunks, off = [], 0
     for name in sorted(tensors):
@@ -45,6 +46,7 @@ def write(path, tensors, metadata=None):
         f.write(h)
         for c in chunks:
             f.write(c)
+    _check_roundtrip(path, tensors)
 
 
 def read(path):
@@ -64,7 +66,7 @@ def read(path):
     return out, meta
 
 
-def check_roundtrip(path, tensors):
+def _check_roundtrip(path, tensors):
     """Reads path back and raises AssertionError unless it holds exactly tensors."""
     got, meta = read(path)
     assert meta is not None and "format" in meta, (path, meta)
