@@ -121,6 +121,69 @@ type LayerNormGradParams struct {
 	WeightOffset              float32
 }
 
+// Conv2DParams describes a 2-D cross-correlation (PyTorch's conv2d) in NCHW layout:
+//
+//	Y[n,o,y,x] = Bias[o] + Σ_{c,i,j} W[o,c,i,j]·X[n, c, y·Stride+i−PadTop, x·Stride+j−PadLeft]
+//
+// with X [N,C,H,W], W [O,C,KH,KW], Bias [O] or nil and Y [N,O,OH,OW], where
+// OH = (H+PadTop+PadBottom−KH)/Stride+1 and OW = (W+PadLeft+PadRight−KW)/Stride+1; inputs
+// outside X read as zero. Asymmetric padding is what a VAE's downsampler needs (pad right and
+// bottom by one, then a stride-2 3×3 convolution).
+type Conv2DParams struct {
+	X, W, Bias, Y                        Buffer
+	N, C, H, Wd, O, KH, KW, Stride       int
+	PadTop, PadBottom, PadLeft, PadRight int
+}
+
+// Conv2DGradParams is the backward of Conv2DParams: DX ([N,C,H,W]), DW ([O,C,KH,KW]) and DBias
+// ([O]) are overwritten when non-nil.
+type Conv2DGradParams struct {
+	Conv2DParams
+	DY, DX, DW, DBias Buffer
+}
+
+// GroupNormParams describes a group norm over X [N, C, HW] (HW = spatial size) with C split
+// into Groups groups of C/Groups channels:
+//
+//	Y[n,c,s] = (X[n,c,s]−mean[n,g])·rstd[n,g]·Weight[c] + Bias[c],  g = c/(C/Groups)
+//
+// Weight and Bias ([C]) may be nil (1 and 0). Mean and Rstd ([N,Groups]) are written for the
+// backward pass. Statistics are computed in float64 on the CPU and with a two-pass or Welford
+// reduction on a GPU, because a group spans up to 32·128·128 elements.
+type GroupNormParams struct {
+	X, Y, Weight, Bias, Mean, Rstd Buffer
+	N, C, HW, Groups               int
+	Eps                            float32
+}
+
+// GroupNormGradParams is the backward of GroupNormParams. DX is overwritten; DWeight and DBias
+// ([C]) are overwritten when non-nil.
+type GroupNormGradParams struct {
+	X, Weight, Mean, Rstd, DY Buffer
+	DX, DWeight, DBias        Buffer
+	N, C, HW, Groups          int
+}
+
+// RMSNormParams describes T5's layer norm over the last axis of X viewed as [Rows, Cols]:
+//
+//	Y[r,c] = X[r,c]·rstd[r]·Weight[c],  rstd[r] = 1/√(mean_c X[r,c]² + Eps)
+//
+// (no mean subtraction, no bias). Weight may be nil (1). Rstd ([Rows]) is written for the
+// backward pass. The sum of squares is accumulated in float32 or wider, never in bf16.
+type RMSNormParams struct {
+	X, Y, Weight, Rstd Buffer
+	Rows, Cols         int
+	Eps                float32
+}
+
+// RMSNormGradParams is the backward of RMSNormParams. DX is overwritten; DWeight ([Cols]) is
+// overwritten when non-nil.
+type RMSNormGradParams struct {
+	X, Weight, Rstd, DY Buffer
+	DX, DWeight         Buffer
+	Rows, Cols          int
+}
+
 // AttentionParams describes multi-head scaled dot-product attention in [B,H,N,Dh] layout:
 //
 //	O[b,h] = softmax(Scale·Q[b,h]·K[b,h]ᵀ + mask)·V[b,h]
@@ -203,6 +266,26 @@ type Backend interface {
 	LayerNorm(p LayerNormParams)
 	// LayerNormBackward is its backward.
 	LayerNormBackward(p LayerNormGradParams)
+
+	// Conv2D runs a 2-D convolution; see Conv2DParams. Scratch (an im2col panel) is bounded by
+	// the backend, never proportional to the whole image.
+	Conv2D(p Conv2DParams)
+	// Conv2DBackward is its backward.
+	Conv2DBackward(p Conv2DGradParams)
+	// GroupNorm runs a group norm; see GroupNormParams.
+	GroupNorm(p GroupNormParams)
+	// GroupNormBackward is its backward.
+	GroupNormBackward(p GroupNormGradParams)
+	// RMSNorm runs T5's root-mean-square norm; see RMSNormParams.
+	RMSNorm(p RMSNormParams)
+	// RMSNormBackward is its backward.
+	RMSNormBackward(p RMSNormGradParams)
+	// UpsampleNearest repeats every pixel of src [NC, H, W] factor×factor times into
+	// dst [NC, H·factor, W·factor] (PyTorch's interpolate(mode="nearest") for an integer factor).
+	UpsampleNearest(dst, src Buffer, nc, h, w, factor int)
+	// UpsampleNearestBackward sums each factor×factor block of dy [NC, H·factor, W·factor] into
+	// dx [NC, H, W] (overwritten).
+	UpsampleNearestBackward(dx, dy Buffer, nc, h, w, factor int)
 
 	// Attention runs fused multi-head attention (QKᵀ, masked softmax and ·V in one kernel).
 	Attention(p AttentionParams)

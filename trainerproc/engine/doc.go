@@ -1,7 +1,9 @@
 // Package engine is the trainer's tensor library: float32 n-dimensional tensors on a pluggable
 // Backend, reverse-mode automatic differentiation, and the op set a PixArt-style diffusion
 // transformer needs (Linear, LayerNorm, adaLN modulation, GELU-tanh, SiLU, fused multi-head
-// self/cross attention, embeddings, residual adds, reshape/permute/concat/slice, MSE loss).
+// self/cross attention, embeddings, residual adds, reshape/permute/concat/slice, MSE loss),
+// plus what the VAE and the T5 text encoder need (Conv2D with stride and asymmetric padding,
+// GroupNorm, nearest-neighbour upsampling, T5's RMSNorm).
 //
 // # Backends
 //
@@ -15,7 +17,8 @@
 // All tensors are contiguous and row-major. Sequences are [B, N, D] (batch, tokens, features);
 // attention takes [B, H, N, Dh] per head; Linear weights are [out, in] (PyTorch's layout,
 // y = x·Wᵀ + b); adaLN modulation vectors are [B, D]; key padding masks are [B, Nk] with 1 for
-// real tokens. Reshape is a zero-copy view; Permute, Transpose, Concat and Slice copy.
+// real tokens. Images are NCHW ([N, C, H, W]) and convolution weights [O, C, KH, KW], as in
+// PyTorch. Reshape is a zero-copy view; Permute, Transpose, Concat and Slice copy.
 //
 // # Lifecycle: who frees buffers
 //

@@ -71,3 +71,89 @@ func (e *Engine) layerNorm(name string, x, w, b *Tensor, rows, cols, groups int,
 	})
 	return y
 }
+
+// GroupNorm normalises x [N,C,...] (any number of trailing spatial dimensions) over groups of
+// C/groups channels and all their positions, then applies the per-channel affine transform
+// w, b ([C] or nil): the VAE's normalisation.
+func (e *Engine) GroupNorm(x *Tensor, groups int, w, b *Tensor, eps float32) *Tensor {
+	e.check(x, w, b)
+	if x.Rank() < 2 || groups < 1 || x.shape[1]%groups != 0 {
+		throwf(ErrShape, "groupnorm: x %v in %d groups", x.shape, groups)
+	}
+	n, c := x.shape[0], x.shape[1]
+	hw := numel(x.shape[2:])
+	for _, p := range []*Tensor{w, b} {
+		if p != nil && (p.Rank() != 1 || p.shape[0] != c) {
+			throwf(ErrShape, "groupnorm: x %v with parameter %v", x.shape, p.shape)
+		}
+	}
+	y := e.newTensor(x.shape)
+	mean, rstd := e.newGrad([]int{n, groups}), e.newGrad([]int{n, groups})
+	p := GroupNormParams{X: x.st.buf, Y: y.st.buf, Mean: mean.st.buf, Rstd: rstd.st.buf, N: n, C: c, HW: hw, Groups: groups, Eps: eps}
+	saved := []*Tensor{x}
+	if w != nil {
+		p.Weight = w.st.buf
+		saved = append(saved, w)
+	}
+	if b != nil {
+		p.Bias = b.st.buf
+	}
+	e.be.GroupNorm(p)
+	e.record(y, "groupnorm", []*Tensor{x, w, b}, saved, []*Tensor{mean, rstd}, func(nd *node, gy *Tensor) []*Tensor {
+		grads := make([]*Tensor, 3)
+		grads[0] = e.newGrad(x.shape) // the kernel always produces dx
+		gp := GroupNormGradParams{X: p.X, Weight: p.Weight, Mean: p.Mean, Rstd: p.Rstd, DY: gy.st.buf,
+			DX: grads[0].st.buf, N: n, C: c, HW: hw, Groups: groups}
+		if nd.needsGrad(1) {
+			grads[1] = e.newGrad(w.shape)
+			gp.DWeight = grads[1].st.buf
+		}
+		if nd.needsGrad(2) {
+			grads[2] = e.newGrad(b.shape)
+			gp.DBias = grads[2].st.buf
+		}
+		e.be.GroupNormBackward(gp)
+		if !nd.needsGrad(0) {
+			grads[0].Free()
+			grads[0] = nil
+		}
+		return grads
+	})
+	return y
+}
+
+// RMSNorm scales x by the reciprocal root mean square of its last axis (size D) and by w ([D]
+// or nil), with no mean subtraction and no bias: T5's layer norm.
+func (e *Engine) RMSNorm(x, w *Tensor, eps float32) *Tensor {
+	e.check(x, w)
+	if x.Rank() < 1 || (w != nil && (w.Rank() != 1 || w.shape[0] != x.Dim(-1))) {
+		throwf(ErrShape, "rmsnorm: x %v with weight %v", x.shape, shapeOf(w))
+	}
+	d := x.Dim(-1)
+	rows := x.Numel() / max(d, 1)
+	y := e.newTensor(x.shape)
+	rstd := e.newGrad([]int{rows})
+	p := RMSNormParams{X: x.st.buf, Y: y.st.buf, Rstd: rstd.st.buf, Rows: rows, Cols: d, Eps: eps}
+	saved := []*Tensor{x}
+	if w != nil {
+		p.Weight = w.st.buf
+		saved = append(saved, w)
+	}
+	e.be.RMSNorm(p)
+	e.record(y, "rmsnorm", []*Tensor{x, w}, saved, []*Tensor{rstd}, func(nd *node, gy *Tensor) []*Tensor {
+		grads := make([]*Tensor, 2)
+		grads[0] = e.newGrad(x.shape) // the kernel always produces dx
+		gp := RMSNormGradParams{X: p.X, Weight: p.Weight, Rstd: p.Rstd, DY: gy.st.buf, DX: grads[0].st.buf, Rows: rows, Cols: d}
+		if nd.needsGrad(1) {
+			grads[1] = e.newGrad(w.shape)
+			gp.DWeight = grads[1].st.buf
+		}
+		e.be.RMSNormBackward(gp)
+		if !nd.needsGrad(0) {
+			grads[0].Free()
+			grads[0] = nil
+		}
+		return grads
+	})
+	return y
+}

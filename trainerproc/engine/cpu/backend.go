@@ -39,6 +39,7 @@ type Backend[T Float] struct {
 	elemSize     int64
 	maxBytes     int64
 	attnScratch  int // max elements of attention score scratch per chunk of heads
+	convScratch  int // max elements of one im2col panel (see convPanelBytes)
 
 	liveBuffers atomic.Int64
 	liveBytes   atomic.Int64 // live buffers plus the scratch of kernels in progress
@@ -72,6 +73,7 @@ func New(opts Options) (*Backend[float32], error) {
 		elemSize:     4,
 		maxBytes:     opts.MaxBytes,
 		attnScratch:  attnScratchElems,
+		convScratch:  convPanelBytes / 4,
 	}
 	return b, nil
 }
@@ -90,6 +92,7 @@ func NewFloat64(opts Options) (*Backend[float64], error) {
 		elemSize:    8,
 		maxBytes:    opts.MaxBytes,
 		attnScratch: attnScratchElems,
+		convScratch: convPanelBytes / 8,
 	}, nil
 }
 
