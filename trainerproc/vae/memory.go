@@ -10,6 +10,39 @@ const elemBytes = 4
 type memPlan struct {
 	live, peak int64
 	ws         engine.Workspacer // nil when the backend holds no attention scratch
+	cws        convWorkspacer    // nil when the backend holds no convolution scratch
+}
+
+// convWorkspacer is implemented by backends whose convolutions hold scratch beyond their
+// operands (the CPU backend's im2col panels, bounded whatever the image size).
+type convWorkspacer interface {
+	ConvWorkspace(p engine.Conv2DParams, backward bool) int64
+}
+
+// newPlan starts a plan for the backend of e.
+func newPlan(e *engine.Engine) *memPlan {
+	p := &memPlan{}
+	p.ws, _ = e.Backend().(engine.Workspacer)
+	p.cws, _ = e.Backend().(convWorkspacer)
+	return p
+}
+
+// conv counts a convolution's output and its scratch (k×k, same padding unless down, which
+// is the downsampler's stride 2 with right-and-bottom padding); the input stays live.
+func (p *memPlan) conv(n, c, h, w, o, k int, down bool) {
+	q := engine.Conv2DParams{N: n, C: c, H: h, Wd: w, O: o, KH: k, KW: k, Stride: 1}
+	oh, ow := h, w
+	switch {
+	case down:
+		q.Stride, q.PadBottom, q.PadRight = 2, 1, 1
+		oh, ow = (h-2)/2+1, (w-2)/2+1
+	case k == 3:
+		q.PadTop, q.PadBottom, q.PadLeft, q.PadRight = 1, 1, 1, 1
+	}
+	p.alloc(n * o * oh * ow)
+	if p.cws != nil {
+		p.scratch(p.cws.ConvWorkspace(q, false))
+	}
 }
 
 func (p *memPlan) alloc(elems int) {
@@ -29,18 +62,18 @@ func (p *memPlan) normAct(elems int) {
 	p.free(elems)
 }
 
-// resnet mirrors AutoencoderKL.resnet on n images of s positions; the input stays live.
-func (p *memPlan) resnet(n, in, out, s int) {
-	x, y := n*in*s, n*out*s
+// resnet mirrors AutoencoderKL.resnet on n images of h×w; the input stays live.
+func (p *memPlan) resnet(n, in, out, h, w int) {
+	x, y := n*in*h*w, n*out*h*w
 	p.normAct(x)
-	p.alloc(y) // conv1
+	p.conv(n, in, h, w, out, 3, false) // conv1
 	p.free(x)
 	p.normAct(y)
-	p.free(y)  // conv1's output
-	p.alloc(y) // conv2
-	p.free(y)  // its input
+	p.free(y)                           // conv1's output
+	p.conv(n, out, h, w, out, 3, false) // conv2
+	p.free(y)                           // its input
 	if in != out {
-		p.alloc(y) // shortcut
+		p.conv(n, in, h, w, out, 1, false) // shortcut
 	}
 	p.alloc(y) // sum
 	p.free(y)
@@ -72,64 +105,56 @@ func (p *memPlan) attention(n, c, t int) {
 	p.free(x)
 }
 
-// step is an op from in to out elements whose input is freed afterwards.
-func (p *memPlan) step(in, out int) {
-	p.alloc(out)
-	p.free(in)
-}
-
-// mid mirrors the mid block at c channels and s positions (the input is freed at the end).
-func (p *memPlan) mid(cfg Config, n, c, s int) {
-	p.resnet(n, c, c, s)
-	p.free(n * c * s)
+// mid mirrors the mid block at c channels on h×w (its input is freed at the end).
+func (p *memPlan) mid(cfg Config, n, c, h, w int) {
+	x := n * c * h * w
+	p.resnet(n, c, c, h, w)
+	p.free(x)
 	if cfg.MidBlockAddAttention {
-		p.attention(n, c, s)
-		p.free(n * c * s)
+		p.attention(n, c, h*w)
+		p.free(x)
 	}
-	p.resnet(n, c, c, s)
-}
-
-// workspacer returns the engine backend's attention scratch estimator, if it has one.
-func workspacer(e *engine.Engine) engine.Workspacer {
-	ws, _ := e.Backend().(engine.Workspacer)
-	return ws
+	p.resnet(n, c, c, h, w)
 }
 
 // EncodeBytes estimates the peak bytes Encode holds on the engine's backend for n images of
-// h×w pixels: the input, the largest set of activations alive at once, and the attention
-// scratch the backend reports through engine.Workspacer. Weights are not included
-// (WeightBytes). The mid attention over (h/f)·(w/f) positions is usually the peak: at
-// 1024² its score matrix alone is 16384² floats.
+// h×w pixels: the input, the largest set of activations alive at once, and the scratch of
+// the attention (engine.Workspacer) and convolution kernels when the backend reports it.
+// Weights are not included (WeightBytes). The mid attention over (h/f)·(w/f) positions is
+// usually the peak: at 1024² its score matrix alone is 16384² floats.
 func (m *AutoencoderKL) EncodeBytes(n, h, w int) int64 {
 	cfg := m.cfg
-	p := memPlan{ws: workspacer(m.e)}
+	p := newPlan(m.e)
 	ch := cfg.BlockOutChannels
-	s := h * w
-	p.alloc(n * cfg.InChannels * s) // the images
-	p.alloc(n * ch[0] * s)          // conv_in
+	p.alloc(n * cfg.InChannels * h * w)              // the images
+	p.conv(n, cfg.InChannels, h, w, ch[0], 3, false) // conv_in
 	in := ch[0]
 	for i, out := range ch {
 		for range cfg.LayersPerBlock {
-			p.resnet(n, in, out, s)
-			p.free(n * in * s)
+			p.resnet(n, in, out, h, w)
+			p.free(n * in * h * w)
 			in = out
 		}
 		if i < len(ch)-1 {
-			h, w = h/2, w/2
-			p.step(n*out*s, n*out*h*w)
-			s = h * w
+			p.conv(n, out, h, w, out, 3, true)
+			p.free(n * out * h * w)
+			h, w = (h-2)/2+1, (w-2)/2+1
 		}
 	}
 	last := ch[len(ch)-1]
-	p.mid(cfg, n, last, s)
+	s := h * w
+	p.mid(cfg, n, last, h, w)
 	p.normAct(n * last * s)
 	p.free(n * last * s)
 	l2 := n * 2 * cfg.LatentChannels * s
-	p.step(n*last*s, l2) // conv_out
+	p.conv(n, last, h, w, 2*cfg.LatentChannels, 3, false) // conv_out
+	p.free(n * last * s)
 	if cfg.UseQuantConv {
-		p.step(l2, l2)
+		p.conv(n, 2*cfg.LatentChannels, h, w, 2*cfg.LatentChannels, 1, false)
+		p.free(l2)
 	}
-	p.step(l2, l2) // the split into mean and logvar
+	p.alloc(l2) // the split into mean and logvar
+	p.free(l2)
 	p.free(l2 / 2) // logvar leaves the device to be clamped, and comes back
 	p.alloc(l2 / 2)
 	return p.peak
@@ -139,38 +164,42 @@ func (m *AutoencoderKL) EncodeBytes(n, h, w int) int64 {
 // of h·f × w·f pixels), like EncodeBytes.
 func (m *AutoencoderKL) DecodeBytes(n, h, w int) int64 {
 	cfg := m.cfg
-	p := memPlan{ws: workspacer(m.e)}
+	p := newPlan(m.e)
 	ch := cfg.BlockOutChannels
-	s := h * w
-	lat := n * cfg.LatentChannels * s
+	lc := cfg.LatentChannels
+	lat := n * lc * h * w
 	p.alloc(lat) // the latents
 	p.alloc(lat) // unscaled, alive until the end
 	if cfg.UsePostQuantConv {
-		p.alloc(lat)
+		p.conv(n, lc, h, w, lc, 1, false)
 	}
 	last := ch[len(ch)-1]
-	p.alloc(n * last * s) // conv_in
+	p.conv(n, lc, h, w, last, 3, false) // conv_in
 	if cfg.UsePostQuantConv {
 		p.free(lat)
 	}
-	p.mid(cfg, n, last, s)
+	p.mid(cfg, n, last, h, w)
 	in := last
 	for i := range ch {
 		out := ch[len(ch)-1-i]
 		for range cfg.LayersPerBlock + 1 {
-			p.resnet(n, in, out, s)
-			p.free(n * in * s)
+			p.resnet(n, in, out, h, w)
+			p.free(n * in * h * w)
 			in = out
 		}
 		if i < len(ch)-1 {
-			p.step(n*out*s, 4*n*out*s) // nearest ×2
-			s *= 4
-			p.step(n*out*s, n*out*s) // its conv
+			p.alloc(4 * n * out * h * w) // nearest ×2
+			p.free(n * out * h * w)
+			h, w = 2*h, 2*w
+			p.conv(n, out, h, w, out, 3, false)
+			p.free(n * out * h * w)
 		}
 	}
-	p.normAct(n * ch[0] * s)
-	p.free(n * ch[0] * s)
-	p.step(n*ch[0]*s, n*cfg.OutChannels*s)
+	x := n * ch[0] * h * w
+	p.normAct(x)
+	p.free(x)
+	p.conv(n, ch[0], h, w, cfg.OutChannels, 3, false)
+	p.free(x)
 	return p.peak
 }
 
