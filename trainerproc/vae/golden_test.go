@@ -1,0 +1,165 @@
+package vae
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/safetensors"
+)
+
+// The golden fixtures come from diffusers' own AutoencoderKL run on PyTorch (see
+// testdata/gen_golden.py for the commit, the shims and how to rerun it).
+const (
+	goldenDir = "testdata/tiny"
+	goldenIO  = "testdata/tiny_io.safetensors"
+	// goldenBF16 holds the reference's outputs for the same inputs with the weights rounded
+	// to bf16 (testdata/gen_bf16ref.py).
+	goldenBF16 = "testdata/tiny_bf16ref.safetensors"
+)
+
+// fp32Tol is the fp32 acceptance bound on max|ours − reference| / max|reference|.
+const fp32Tol = 1e-4
+
+// readGolden reads a fixture's tensors.
+func readGolden(t *testing.T, path string) map[string]safetensors.Tensor {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ts, err := f.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]safetensors.Tensor{}
+	for _, x := range ts {
+		out[x.Name] = x
+	}
+	return out
+}
+
+// toEngine uploads a fixture tensor.
+func toEngine(t *testing.T, e *engine.Engine, x safetensors.Tensor) *engine.Tensor {
+	t.Helper()
+	v, err := x.Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out *engine.Tensor
+	if err := engine.Catch(func() { out = e.FromHost(v, x.Shape...) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(out.Free)
+	return out
+}
+
+// goldenErrors runs the model on the fixture's inputs and returns the max relative error of
+// the posterior mean, the posterior logvar and the decoded images against the reference
+// outputs in refPath.
+func goldenErrors(t *testing.T, e *engine.Engine, m *AutoencoderKL, refPath string) (mean, logvar, decoded float64) {
+	t.Helper()
+	io, ref := readGolden(t, goldenIO), readGolden(t, refPath)
+	want := func(name string) []float32 {
+		v, err := ref[name].Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	mu, lv, err := m.Encode(toEngine(t, e, io["sample"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Free()
+	defer lv.Free()
+	y, err := m.DecodeRaw(toEngine(t, e, io["z"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Free()
+	return maxRelErr(host(t, mu), want("posterior_mean")),
+		maxRelErr(host(t, lv), want("posterior_logvar")),
+		maxRelErr(host(t, y), want("decoded"))
+}
+
+func TestGoldenFP32(t *testing.T) {
+	e, _ := newEngine(t)
+	m, err := Load(e, goldenDir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	mean, logvar, decoded := goldenErrors(t, e, m, goldenIO)
+	t.Logf("max relative error: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
+	for name, v := range map[string]float64{"posterior mean": mean, "posterior logvar": logvar, "decoded": decoded} {
+		if v >= fp32Tol {
+			t.Errorf("%s: max relative error %.3g ≥ %g", name, v, fp32Tol)
+		}
+	}
+}
+
+// TestGoldenLegacyNames loads the fixture with its attention tensors renamed to the legacy
+// names and must reproduce the reference as well.
+func TestGoldenLegacyNames(t *testing.T) {
+	e, _ := newEngine(t)
+	ref, err := Load(e, goldenDir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Free()
+	dir := t.TempDir()
+	writeCheckpoint(t, ref, dir, WeightsFile(""), func(d *diskTensor) {
+		for legacy, cur := range legacyAttention {
+			d.name = strings.Replace(d.name, ".attentions.0."+cur+".", ".attentions.0."+legacy+".", 1)
+		}
+	})
+	m, err := Load(e, dir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	mean, logvar, decoded := goldenErrors(t, e, m, goldenIO)
+	if max(mean, logvar, decoded) >= fp32Tol {
+		t.Errorf("legacy names: max relative errors %.3g %.3g %.3g", mean, logvar, decoded)
+	}
+}
+
+// TestGoldenBF16 stores the fixture's weights as BF16 (rounded to nearest even, as PyTorch
+// rounds), loads that checkpoint back to f32, and compares with the reference run in fp32 on
+// the same bf16-rounded weights: the fp32 bound applies, since only the storage is bf16. The
+// distance to the unrounded reference is logged to show what bf16 storage itself costs.
+func TestGoldenBF16(t *testing.T) {
+	e, _ := newEngine(t)
+	ref, err := Load(e, goldenDir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Free()
+	dir := t.TempDir()
+	writeCheckpoint(t, ref, dir, WeightsFile("bf16"), func(d *diskTensor) { d.dtype = safetensors.BF16 })
+	m, err := Load(e, dir, LoadOptions{Variant: "bf16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	mean, logvar, decoded := goldenErrors(t, e, m, goldenBF16)
+	t.Logf("bf16 weights vs reference on bf16 weights, max relative error: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
+	for name, v := range map[string]float64{"posterior mean": mean, "posterior logvar": logvar, "decoded": decoded} {
+		if v >= fp32Tol {
+			t.Errorf("%s: max relative error %.3g ≥ %g", name, v, fp32Tol)
+		}
+	}
+	mean, logvar, decoded = goldenErrors(t, e, m, goldenIO)
+	t.Logf("bf16 weights vs fp32 reference: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
+	// A bf16 checkpoint saves back to the same bytes.
+	roundTrip(t, e, dir, LoadOptions{Variant: "bf16"}, WeightsFile("bf16"))
+}
+
+// TestGoldenRoundTrip: the reference's own files load and save back byte for byte.
+func TestGoldenRoundTrip(t *testing.T) {
+	e, _ := newEngine(t)
+	roundTrip(t, e, goldenDir, LoadOptions{}, filepath.Base(WeightsFile("")))
+}
