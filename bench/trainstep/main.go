@@ -10,7 +10,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"simpletuner/bench/internal/benchkit"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
@@ -165,23 +165,12 @@ func writeModel(cfg model.Config, dir string) error {
 	return m.Save(dir)
 }
 
-// runJSON runs a child with the thread environment fixed and decodes the last JSON line of
-// its output; the peak RSS comes from the kernel's accounting of the child.
+// runJSON runs a child (benchkit.RunJSON); the peak RSS comes from the kernel's accounting
+// of the child.
 func runJSON(cmd *exec.Cmd, threads int) (result, error) {
-	t := strconv.Itoa(threads)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS="+t, "OPENBLAS_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
 	var r result
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return r, fmt.Errorf("%w\n%s", err, ee.Stderr)
-		}
+	if err := benchkit.RunJSON(cmd, threads, &r); err != nil {
 		return r, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return r, fmt.Errorf("decode %q: %w", lines[len(lines)-1], err)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.PeakRSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux

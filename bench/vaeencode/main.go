@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"simpletuner/bench/internal/benchkit"
@@ -107,7 +106,7 @@ func run(o options) error {
 		return err
 	}
 	var us ours
-	if err := runJSON(exec.Command(self, "-child", "-model", dir, "-size", strconv.Itoa(o.size), "-threads", strconv.Itoa(o.threads),
+	if err := benchkit.RunJSON(exec.Command(self, "-child", "-model", dir, "-size", strconv.Itoa(o.size), "-threads", strconv.Itoa(o.threads),
 		"-repeat", strconv.Itoa(o.repeat), "-blas", o.blasChoice), o.threads, &us); err != nil {
 		return fmt.Errorf("ours: %w", err)
 	}
@@ -123,7 +122,7 @@ func run(o options) error {
 		return errors.New("-python needs -diffusers-src")
 	}
 	var ref reference
-	if err := runJSON(exec.Command(o.python, o.script, "vae-encode", "--size", strconv.Itoa(o.size), "--threads", strconv.Itoa(o.threads),
+	if err := benchkit.RunJSON(exec.Command(o.python, o.script, "vae-encode", "--size", strconv.Itoa(o.size), "--threads", strconv.Itoa(o.threads),
 		"--repeat", strconv.Itoa(o.repeat), "--diffusers-src", o.src), o.threads, &ref); err != nil {
 		return fmt.Errorf("reference: %w", err)
 	}
@@ -145,26 +144,6 @@ func writeModel(dir string) error {
 	}
 	defer m.Free()
 	return m.Save(dir)
-}
-
-// runJSON runs a child with the thread environment fixed and decodes the last line of its
-// output into v.
-func runJSON(cmd *exec.Cmd, threads int, v any) error {
-	t := strconv.Itoa(threads)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS="+t, "OPENBLAS_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return fmt.Errorf("%w\n%s", err, ee.Stderr)
-		}
-		return err
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), v); err != nil {
-		return fmt.Errorf("decode %q: %w", lines[len(lines)-1], err)
-	}
-	return nil
 }
 
 // runChild loads the model (recording the peak RSS around the load), then times encodes.

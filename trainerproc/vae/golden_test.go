@@ -2,7 +2,6 @@ package vae
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"simpletuner/trainerproc/engine"
@@ -85,46 +84,54 @@ func goldenErrors(t *testing.T, e *engine.Engine, m *AutoencoderKL, refPath stri
 		maxRelErr(host(t, y), want("decoded"))
 }
 
-func TestGoldenFP32(t *testing.T) {
-	e, _ := newEngine(t)
-	m, err := Load(e, goldenDir, LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	mean, logvar, decoded := goldenErrors(t, e, m, goldenIO)
-	t.Logf("max relative error: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
+// checkGolden compares m's outputs with the reference outputs in refPath at the fp32 bound
+// and logs the errors.
+func checkGolden(t *testing.T, e *engine.Engine, m *AutoencoderKL, refPath, label string) {
+	t.Helper()
+	mean, logvar, decoded := goldenErrors(t, e, m, refPath)
+	t.Logf("%s, max relative error: mean %.3g, logvar %.3g, decoded %.3g", label, mean, logvar, decoded)
 	for name, v := range map[string]float64{"posterior mean": mean, "posterior logvar": logvar, "decoded": decoded} {
 		if v >= fp32Tol {
-			t.Errorf("%s: max relative error %.3g ≥ %g", name, v, fp32Tol)
+			t.Errorf("%s: %s: max relative error %.3g ≥ %g", label, name, v, fp32Tol)
 		}
 	}
 }
 
-// TestGoldenLegacyNames loads the fixture with its attention tensors renamed to the legacy
-// names and must reproduce the reference as well.
-func TestGoldenLegacyNames(t *testing.T) {
-	e, _ := newEngine(t)
+// rewriteGolden stores the fixture's weights again as file in a fresh directory, with edit
+// choosing names and dtypes, and returns the directory.
+func rewriteGolden(t *testing.T, e *engine.Engine, file string, edit func(*diskTensor)) string {
+	t.Helper()
 	ref, err := Load(e, goldenDir, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ref.Free()
 	dir := t.TempDir()
-	writeCheckpoint(t, ref, dir, WeightsFile(""), func(d *diskTensor) {
-		for legacy, cur := range legacyAttention {
-			d.name = strings.Replace(d.name, ".attentions.0."+cur+".", ".attentions.0."+legacy+".", 1)
-		}
-	})
-	m, err := Load(e, dir, LoadOptions{})
+	writeCheckpoint(t, ref, dir, file, edit)
+	return dir
+}
+
+func loadOrFail(t *testing.T, e *engine.Engine, dir string, opt LoadOptions) *AutoencoderKL {
+	t.Helper()
+	m, err := Load(e, dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Free()
-	mean, logvar, decoded := goldenErrors(t, e, m, goldenIO)
-	if max(mean, logvar, decoded) >= fp32Tol {
-		t.Errorf("legacy names: max relative errors %.3g %.3g %.3g", mean, logvar, decoded)
-	}
+	t.Cleanup(m.Free)
+	return m
+}
+
+func TestGoldenFP32(t *testing.T) {
+	e, _ := newEngine(t)
+	checkGolden(t, e, loadOrFail(t, e, goldenDir, LoadOptions{}), goldenIO, "fp32")
+}
+
+// TestGoldenLegacyNames loads the fixture with its attention tensors renamed to the legacy
+// names and must reproduce the reference as well.
+func TestGoldenLegacyNames(t *testing.T) {
+	e, _ := newEngine(t)
+	dir := rewriteGolden(t, e, WeightsFile(""), toLegacy)
+	checkGolden(t, e, loadOrFail(t, e, dir, LoadOptions{}), goldenIO, "legacy names")
 }
 
 // TestGoldenBF16 stores the fixture's weights as BF16 (rounded to nearest even, as PyTorch
@@ -133,27 +140,11 @@ func TestGoldenLegacyNames(t *testing.T) {
 // distance to the unrounded reference is logged to show what bf16 storage itself costs.
 func TestGoldenBF16(t *testing.T) {
 	e, _ := newEngine(t)
-	ref, err := Load(e, goldenDir, LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Free()
-	dir := t.TempDir()
-	writeCheckpoint(t, ref, dir, WeightsFile("bf16"), func(d *diskTensor) { d.dtype = safetensors.BF16 })
-	m, err := Load(e, dir, LoadOptions{Variant: "bf16"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	mean, logvar, decoded := goldenErrors(t, e, m, goldenBF16)
-	t.Logf("bf16 weights vs reference on bf16 weights, max relative error: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
-	for name, v := range map[string]float64{"posterior mean": mean, "posterior logvar": logvar, "decoded": decoded} {
-		if v >= fp32Tol {
-			t.Errorf("%s: max relative error %.3g ≥ %g", name, v, fp32Tol)
-		}
-	}
-	mean, logvar, decoded = goldenErrors(t, e, m, goldenIO)
-	t.Logf("bf16 weights vs fp32 reference: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
+	dir := rewriteGolden(t, e, WeightsFile("bf16"), func(d *diskTensor) { d.dtype = safetensors.BF16 })
+	m := loadOrFail(t, e, dir, LoadOptions{Variant: "bf16"})
+	checkGolden(t, e, m, goldenBF16, "bf16 weights vs the reference on bf16 weights")
+	mean, logvar, decoded := goldenErrors(t, e, m, goldenIO)
+	t.Logf("bf16 weights vs the fp32 reference: mean %.3g, logvar %.3g, decoded %.3g", mean, logvar, decoded)
 	// A bf16 checkpoint saves back to the same bytes.
 	roundTrip(t, e, dir, LoadOptions{Variant: "bf16"}, WeightsFile("bf16"))
 }

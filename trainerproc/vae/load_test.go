@@ -78,6 +78,13 @@ func writeCheckpoint(t *testing.T, m *AutoencoderKL, dir, file string, edit func
 	}
 }
 
+// toLegacy stores the attention layers under their legacy names.
+func toLegacy(d *diskTensor) {
+	for legacy, cur := range legacyAttention {
+		d.name = strings.Replace(d.name, ".attentions.0."+cur+".", ".attentions.0."+legacy+".", 1)
+	}
+}
+
 // hostParams returns every parameter's values by name.
 func hostParams(t *testing.T, m *AutoencoderKL) map[string][]float32 {
 	t.Helper()
@@ -165,11 +172,7 @@ func TestLoadSaveRoundTrip(t *testing.T) {
 				d.dtype = safetensors.BF16
 			}
 		}},
-		{name: "legacy attention names", file: WeightsFile(""), edit: func(d *diskTensor) {
-			for legacy, cur := range legacyAttention {
-				d.name = strings.Replace(d.name, ".attentions.0."+cur+".", ".attentions.0."+legacy+".", 1)
-			}
-		}},
+		{name: "legacy attention names", file: WeightsFile(""), edit: toLegacy},
 		{name: "attention linears as 1x1 convs", file: WeightsFile(""), edit: func(d *diskTensor) {
 			if isAttentionLinear(d.name) {
 				d.shape = append(d.shape, 1, 1)

@@ -1,12 +1,38 @@
 // Package benchkit holds what the benchmarks share: starting a daemon of their own on a
-// free loopback port and reading what they report about a process from /proc.
+// free loopback port, running a child that reports in JSON, and reading what /proc says
+// about a process.
 package benchkit
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 )
+
+// RunJSON runs a benchmark child (our side or a reference script) with its thread
+// environment fixed to threads (OpenMP, OpenBLAS, MKL), and decodes the last line of its
+// standard output into v. A failed child's error carries its standard error.
+func RunJSON(cmd *exec.Cmd, threads int, v any) error {
+	t := strconv.Itoa(threads)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS="+t, "OPENBLAS_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%w\n%s", err, ee.Stderr)
+		}
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), v); err != nil {
+		return fmt.Errorf("decode %q: %w", lines[len(lines)-1], err)
+	}
+	return nil
+}
 
 // RSSMB returns a process's resident set size in MiB (-1 when it cannot be read).
 func RSSMB(pid int) float64 { return statusMB(pid, "VmRSS:") }
