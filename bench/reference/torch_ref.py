@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""Times the reference implementations on the CPU with Debian's PyTorch, at the real model sizes
+with random weights, for the Go benches (bench/vaeencode, bench/t5encode) to compare against.
+
+Run with Debian's python3 (python3-torch, python3-numpy), not a pyenv/venv python:
+
+  torch_ref.py vae-encode --size 1024 --threads 2 --repeat 3 --diffusers-src DIR
+  torch_ref.py vae-decode --size 1024 --threads 2 --repeat 3 --diffusers-src DIR
+  torch_ref.py t5-encode --layers 2 --tokens 300 --threads 2 --repeat 3 --transformers-src DIR
+
+DIR is an exported reference tree (diffusers: `git archive <commit> src | tar -x -C DIR`;
+transformers: the three files listed in trainerproc/t5/testdata/gen_golden.py under
+DIR/src/transformers/). The model classes are the references' own, imported behind the shims of
+scripts/golden/refshims.py (the golden-fixture generators use the same ones).
+
+Each subcommand builds the model (seed 0, the reference's own random init, fp32, eval mode, no
+grad), runs it once to warm up, then `--repeat` timed runs, and prints ONE JSON line:
+  what, seconds_per_item (median over the repeats), items (per run), repeat, threads, torch,
+  ref_commit, times (every timed run), cpu_seconds_per_item (median process CPU time: on a
+  busy machine it shows how much of the wall time was waiting), max_rss_mb (peak resident
+  memory of the process), the input/output shapes, and
+  for t5-encode seconds_per_layer and seconds_per_item_24_layers (the layer time times 24 plus
+  the measured remainder: a T5-XXL encoder's estimate).
+VAE: the SDXL VAE config (block_out_channels [128,256,512,512], layers_per_block 2,
+norm_num_groups 32, latent_channels 4, sample_size 1024, quant convs); vae-encode times one
+size x size RGB image to its posterior mean, vae-decode one (size/8)^2 latent to an image
+(post_quant_conv included). T5: T5-XXL dimensions (d_model 4096, d_ff 10240, 64 heads of 64,
+vocab 32128, gated-gelu, 32 buckets, max distance 128) with --layers of its 24 blocks (about
+0.77 GB of fp32 weights a block), one caption of --tokens ids, attention mask all ones.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "golden"))
+import refshims  # noqa: E402
+
+# The reference commits the golden fixtures were generated from (the default of --ref-commit).
+DIFFUSERS_COMMIT = "58eb52c0803ea9af3abec60841c2a093bdf1f951"
+TRANSFORMERS_COMMIT = "6b8b757dfcb582379a64f013cdce46c43629f2b0 (modeling_t5.py)"
+
+SDXL_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=1024,
+    scaling_factor=0.13025,
+    force_upcast=True,
+    use_quant_conv=True,
+    use_post_quant_conv=True,
+    mid_block_add_attention=True,
+)
+
+T5_XXL = dict(
+    vocab_size=32128,
+    d_model=4096,
+    d_kv=64,
+    d_ff=10240,
+    num_heads=64,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    feed_forward_proj="gated-gelu",
+    layer_norm_epsilon=1e-6,
+    tie_word_embeddings=False,
+)
+
+
+def timed(fn, repeat):
+    """Runs fn once to warm up, then repeat times; returns the median wall time, all wall times
+    and the median CPU time of the process (all threads), which tells a busy machine apart: on
+    an idle one CPU time is about threads x wall time."""
+    fn()
+    times, cpu = [], []
+    for _ in range(repeat):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), times, statistics.median(cpu)
+
+
+def report(args, what, timing, ref_commit, **extra):
+    seconds, times, cpu = timing
+    out = dict(
+        what=what,
+        seconds_per_item=round(seconds, 4),
+        items=1,
+        repeat=args.repeat,
+        threads=args.threads,
+        torch=torch.__version__,
+        ref_commit=ref_commit,
+        times=[round(t, 4) for t in times],
+        cpu_seconds_per_item=round(cpu, 4),
+        max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
+    out.update(extra)
+    print(json.dumps(out), flush=True)
+
+
+def vae(args, decode):
+    AutoencoderKL = refshims.load_autoencoder_kl(args.diffusers_src)
+    torch.manual_seed(0)
+    model = AutoencoderKL(**SDXL_VAE).eval()
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand((1, 3, args.size, args.size), generator=g) * 2 - 1
+    latent = torch.randn((1, 4, args.size // 8, args.size // 8), generator=g)
+    with torch.no_grad():
+        if decode:
+            timing = timed(lambda: model.decode(latent).sample, args.repeat)
+        else:
+            timing = timed(lambda: model.encode(image).latent_dist.mean, args.repeat)
+    report(
+        args,
+        "vae-decode" if decode else "vae-encode",
+        timing,
+        args.ref_commit or DIFFUSERS_COMMIT,
+        image=list(image.shape),
+        latent=list(latent.shape),
+        config="sdxl-vae",
+        attention_processor=type(model.encoder.mid_block.attentions[0].processor).__name__,
+    )
+
+
+def t5(args):
+    T5Config, T5EncoderModel = refshims.load_t5_encoder(args.transformers_src)
+    torch.manual_seed(0)
+    model = T5EncoderModel(T5Config(num_layers=args.layers, **T5_XXL)).eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, T5_XXL["vocab_size"], (1, args.tokens), generator=g)
+    ids[0, -1] = 1  # eos
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        timing = timed(lambda: model(input_ids=ids, attention_mask=mask).last_hidden_state, args.repeat)
+        # The part outside the blocks (embedding lookup, final norm), to scale the layer time.
+        hidden = model.shared(ids)
+        rest = timed(lambda: model.encoder.final_layer_norm(model.shared(ids)), args.repeat)[0]
+    per_layer = max(timing[0] - rest, 0.0) / args.layers
+    report(
+        args,
+        "t5-encode",
+        timing,
+        args.ref_commit or TRANSFORMERS_COMMIT,
+        layers=args.layers,
+        tokens=args.tokens,
+        input_ids=list(ids.shape),
+        last_hidden_state=list(hidden.shape),
+        seconds_per_layer=round(per_layer, 4),
+        seconds_per_item_24_layers=round(per_layer * 24 + rest, 4),
+        config="t5-v1_1-xxl encoder dims",
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("vae-encode", "vae-decode", "t5-encode"):
+        p = sub.add_parser(name)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--repeat", type=int, default=3)
+        p.add_argument("--ref-commit", default="", help="reported as ref_commit (default: the pinned one)")
+        if name.startswith("vae"):
+            p.add_argument("--size", type=int, default=1024)
+            p.add_argument("--diffusers-src", required=True)
+        else:
+            p.add_argument("--layers", type=int, default=2)
+            p.add_argument("--tokens", type=int, default=300)
+            p.add_argument("--transformers-src", required=True)
+    args = ap.parse_args()
+    if args.repeat < 1 or args.threads < 1:
+        ap.error("--repeat and --threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    if args.cmd == "t5-encode":
+        t5(args)
+    else:
+        vae(args, decode=args.cmd == "vae-decode")
+
+
+if __name__ == "__main__":
+    main()
