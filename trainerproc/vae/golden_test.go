@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/safetensors"
 )
 
@@ -153,4 +154,18 @@ func TestGoldenBF16(t *testing.T) {
 func TestGoldenRoundTrip(t *testing.T) {
 	e, _ := newEngine(t)
 	roundTrip(t, e, goldenDir, LoadOptions{}, filepath.Base(WeightsFile("")))
+}
+
+// TestGoldenFloat64Backend loads the fixture on the float64 reference backend, which takes
+// the loader's staging path (no direct float32 memory to decode into), and must match the
+// reference and save back the same bytes.
+func TestGoldenFloat64Backend(t *testing.T) {
+	be, err := cpu.NewFloat64(cpu.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close() })
+	e := engine.New(be)
+	checkGolden(t, e, loadOrFail(t, e, goldenDir, LoadOptions{}), goldenIO, "float64 backend")
+	roundTrip(t, e, goldenDir, LoadOptions{}, WeightsFile(""))
 }

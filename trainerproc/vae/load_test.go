@@ -80,8 +80,8 @@ func writeCheckpoint(t *testing.T, m *AutoencoderKL, dir, file string, edit func
 
 // toLegacy stores the attention layers under their legacy names.
 func toLegacy(d *diskTensor) {
-	for legacy, cur := range legacyAttention {
-		d.name = strings.Replace(d.name, ".attentions.0."+cur+".", ".attentions.0."+legacy+".", 1)
+	for _, l := range attentionLayers() {
+		d.name = strings.Replace(d.name, ".attentions.0."+l[0]+".", ".attentions.0."+l[1]+".", 1)
 	}
 }
 

@@ -45,9 +45,9 @@ func (b *specBuilder) resnet(prefix string, in, out int) {
 // attention adds the mid block's single-head self-attention over c channels.
 func (b *specBuilder) attention(prefix string, c int) {
 	b.norm(prefix+".group_norm", c)
-	for _, l := range []string{"to_q", "to_k", "to_v", "to_out.0"} {
-		b.add(prefix+"."+l+".weight", c, c)
-		b.add(prefix+"."+l+".bias", c)
+	for _, l := range attentionLayers() {
+		b.add(prefix+"."+l[0]+".weight", c, c)
+		b.add(prefix+"."+l[0]+".bias", c)
 	}
 }
 
@@ -108,13 +108,10 @@ func (c Config) paramSpecs() []paramSpec {
 	return b.specs
 }
 
-// legacyAttention maps the attention layers' legacy names (diffusers' deprecated attention
-// block) to the current ones.
-var legacyAttention = map[string]string{
-	"query":     "to_q",
-	"key":       "to_k",
-	"value":     "to_v",
-	"proj_attn": "to_out.0",
+// attentionLayers lists the attention's linear layers: current diffusers name, then the
+// legacy name of diffusers' deprecated attention block.
+func attentionLayers() [][2]string {
+	return [][2]string{{"to_q", "query"}, {"to_k", "key"}, {"to_v", "value"}, {"to_out.0", "proj_attn"}}
 }
 
 // canonicalName returns the current diffusers name of a checkpoint tensor: legacy attention
@@ -133,11 +130,12 @@ func canonicalName(name string) (canon string, legacy bool) {
 	if !ok {
 		return name, false
 	}
-	cur, ok := legacyAttention[layer]
-	if !ok {
-		return name, false
+	for _, l := range attentionLayers() {
+		if l[1] == layer {
+			return head + ".attentions." + idx + "." + l[0] + "." + leaf, true
+		}
 	}
-	return head + ".attentions." + idx + "." + cur + "." + leaf, true
+	return name, false
 }
 
 // isAttentionLinear reports whether a canonical name is one of the attention's linear
@@ -146,8 +144,8 @@ func isAttentionLinear(name string) bool {
 	if !strings.Contains(name, ".attentions.") || !strings.HasSuffix(name, ".weight") {
 		return false
 	}
-	for _, l := range legacyAttention {
-		if strings.HasSuffix(name, "."+l+".weight") {
+	for _, l := range attentionLayers() {
+		if strings.HasSuffix(name, "."+l[0]+".weight") {
 			return true
 		}
 	}
