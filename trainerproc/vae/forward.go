@@ -34,7 +34,7 @@ func (m *AutoencoderKL) conv(x *engine.Tensor, prefix string, stride int, pad [4
 }
 
 // same is the padding of a 3×3 convolution that keeps the size.
-var same = [4]int{1, 1, 1, 1}
+func same() [4]int { return [4]int{1, 1, 1, 1} }
 
 // norm applies the group norm prefix.
 func (m *AutoencoderKL) norm(x *engine.Tensor, prefix string) *engine.Tensor {
@@ -51,16 +51,16 @@ func (m *AutoencoderKL) normAct(x *engine.Tensor, prefix string) *engine.Tensor 
 
 // resnet is ResnetBlock2D: x + conv2(SiLU(GN(conv1(SiLU(GN(x)))))), the input going through
 // the 1×1 conv_shortcut when the channel count changes. Intermediates are freed as soon as
-// the next one exists, so the block holds at most its input and two activations at a time
-// (see activationPeak). x is left to the caller.
+// the next one exists, so besides its input the block holds at most three activations at a
+// time (memPlan.resnet counts them). x is left to the caller.
 func (m *AutoencoderKL) resnet(x *engine.Tensor, prefix string) *engine.Tensor {
 	e := m.e
 	a := m.normAct(x, prefix+".norm1")
-	h := m.conv(a, prefix+".conv1", 1, same)
+	h := m.conv(a, prefix+".conv1", 1, same())
 	a.Free()
 	a = m.normAct(h, prefix+".norm2")
 	h.Free()
-	h = m.conv(a, prefix+".conv2", 1, same)
+	h = m.conv(a, prefix+".conv2", 1, same())
 	a.Free()
 	short := x
 	if _, ok := m.byName[prefix+".conv_shortcut.weight"]; ok {
@@ -138,7 +138,7 @@ func (m *AutoencoderKL) midBlock(x *engine.Tensor, prefix string) *engine.Tensor
 // encode runs the encoder and quant_conv: [N, in, H, W] → [N, 2·latent, H/f, W/f].
 func (m *AutoencoderKL) encode(x *engine.Tensor) *engine.Tensor {
 	n := len(m.cfg.BlockOutChannels)
-	h := m.conv(x, "encoder.conv_in", 1, same)
+	h := m.conv(x, "encoder.conv_in", 1, same())
 	for i := range n {
 		for j := range m.cfg.LayersPerBlock {
 			h = chain(h, x, func(t *engine.Tensor) *engine.Tensor {
@@ -154,7 +154,7 @@ func (m *AutoencoderKL) encode(x *engine.Tensor) *engine.Tensor {
 	}
 	h = chain(h, x, func(t *engine.Tensor) *engine.Tensor { return m.midBlock(t, "encoder.mid_block") })
 	h = chain(h, x, func(t *engine.Tensor) *engine.Tensor { return m.normAct(t, "encoder.conv_norm_out") })
-	h = chain(h, x, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "encoder.conv_out", 1, same) })
+	h = chain(h, x, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "encoder.conv_out", 1, same()) })
 	if m.cfg.UseQuantConv {
 		h = chain(h, x, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "quant_conv", 1, [4]int{}) })
 	}
@@ -168,7 +168,7 @@ func (m *AutoencoderKL) decode(z *engine.Tensor) *engine.Tensor {
 	if m.cfg.UsePostQuantConv {
 		h = m.conv(z, "post_quant_conv", 1, [4]int{})
 	}
-	h = chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "decoder.conv_in", 1, same) })
+	h = chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "decoder.conv_in", 1, same()) })
 	h = chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.midBlock(t, "decoder.mid_block") })
 	for i := range n {
 		for j := range m.cfg.LayersPerBlock + 1 {
@@ -179,12 +179,12 @@ func (m *AutoencoderKL) decode(z *engine.Tensor) *engine.Tensor {
 		if i < n-1 {
 			h = chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.e.UpsampleNearest(t, 2) })
 			h = chain(h, z, func(t *engine.Tensor) *engine.Tensor {
-				return m.conv(t, fmt.Sprintf("decoder.up_blocks.%d.upsamplers.0.conv", i), 1, same)
+				return m.conv(t, fmt.Sprintf("decoder.up_blocks.%d.upsamplers.0.conv", i), 1, same())
 			})
 		}
 	}
 	h = chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.normAct(t, "decoder.conv_norm_out") })
-	return chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "decoder.conv_out", 1, same) })
+	return chain(h, z, func(t *engine.Tensor) *engine.Tensor { return m.conv(t, "decoder.conv_out", 1, same()) })
 }
 
 // checkInput validates a [N, C, H, W] batch whose sides must be multiples of mult.
