@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -67,16 +66,7 @@ func main() {
 	flag.BoolVar(&o.child, "child", false, "internal: run our side for one flavour and print JSON")
 	flag.StringVar(&o.modelDir, "model", "", "internal: model directory for -child")
 	flag.Parse()
-	var err error
-	if o.child {
-		err = runChild(o)
-	} else {
-		err = run(o)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "trainstep:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("trainstep", o.child, func() error { return runChild(o) }, func() error { return run(o) })
 }
 
 func run(o options) error {
@@ -200,12 +190,7 @@ func sgemmPeak(choice blas.Choice, threads, n int) (float64, string, error) {
 
 // runChild times our training steps for one model directory and prints a JSON result.
 func runChild(o options) error {
-	runtime.GOMAXPROCS(o.threads)
-	choice, err := blas.ParseChoice(o.blasChoice)
-	if err != nil {
-		return err
-	}
-	be, err := cpu.New(cpu.Options{Threads: o.threads, BLAS: choice})
+	be, err := benchkit.CPUBackend(o.threads, o.blasChoice)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"syscall"
@@ -74,16 +73,7 @@ func main() {
 	flag.BoolVar(&o.child, "child", false, "internal: run our side and print JSON")
 	flag.StringVar(&o.modelDir, "model", "", "internal: VAE directory for -child")
 	flag.Parse()
-	var err error
-	if o.child {
-		err = runChild(o)
-	} else {
-		err = run(o)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vaeencode:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("vaeencode", o.child, func() error { return runChild(o) }, func() error { return run(o) })
 }
 
 func run(o options) error {
@@ -168,12 +158,7 @@ func median(v []float64) float64 {
 
 // runChild loads the model (recording the peak RSS around the load), then times encodes.
 func runChild(o options) error {
-	runtime.GOMAXPROCS(o.threads)
-	choice, err := blas.ParseChoice(o.blasChoice)
-	if err != nil {
-		return err
-	}
-	be, err := cpu.New(cpu.Options{Threads: o.threads, BLAS: choice})
+	be, err := benchkit.CPUBackend(o.threads, o.blasChoice)
 	if err != nil {
 		return err
 	}
