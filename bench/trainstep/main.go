@@ -10,13 +10,11 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -68,16 +66,7 @@ func main() {
 	flag.BoolVar(&o.child, "child", false, "internal: run our side for one flavour and print JSON")
 	flag.StringVar(&o.modelDir, "model", "", "internal: model directory for -child")
 	flag.Parse()
-	var err error
-	if o.child {
-		err = runChild(o)
-	} else {
-		err = run(o)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "trainstep:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("trainstep", o.child, func() error { return runChild(o) }, func() error { return run(o) })
 }
 
 func run(o options) error {
@@ -166,22 +155,12 @@ func writeModel(cfg model.Config, dir string) error {
 	return m.Save(dir)
 }
 
-// runJSON runs a child with the thread environment fixed and decodes the last JSON line of
-// its output; the peak RSS comes from the kernel's accounting of the child.
+// runJSON runs a child (benchkit.RunJSON); the peak RSS comes from the kernel's accounting
+// of the child.
 func runJSON(cmd *exec.Cmd, threads int) (result, error) {
-	cmd.Env = benchkit.ThreadEnv(threads)
 	var r result
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return r, fmt.Errorf("%w\n%s", err, ee.Stderr)
-		}
+	if err := benchkit.RunJSON(cmd, threads, &r); err != nil {
 		return r, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return r, fmt.Errorf("decode %q: %w", lines[len(lines)-1], err)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.PeakRSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
@@ -211,12 +190,7 @@ func sgemmPeak(choice blas.Choice, threads, n int) (float64, string, error) {
 
 // runChild times our training steps for one model directory and prints a JSON result.
 func runChild(o options) error {
-	runtime.GOMAXPROCS(o.threads)
-	choice, err := blas.ParseChoice(o.blasChoice)
-	if err != nil {
-		return err
-	}
-	be, err := cpu.New(cpu.Options{Threads: o.threads, BLAS: choice})
+	be, err := benchkit.CPUBackend(o.threads, o.blasChoice)
 	if err != nil {
 		return err
 	}

@@ -1,22 +1,53 @@
 // Package benchkit holds what the benchmarks share: starting a daemon of their own on a
-// free loopback port, reading what they report about a process from /proc, and the thread
-// environment of a PyTorch child.
+// free loopback port, running a child that reports in JSON, and reading what /proc says
+// about a process.
 package benchkit
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 )
 
+// RunJSON runs a benchmark child (our side or a reference script) with its thread
+// environment fixed to threads (OpenMP, OpenBLAS, MKL), and decodes the last line of its
+// standard output into v. A failed child's error carries its standard error.
+func RunJSON(cmd *exec.Cmd, threads int, v any) error {
+	cmd.Env = ThreadEnv(threads)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%w\n%s", err, ee.Stderr)
+		}
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), v); err != nil {
+		return fmt.Errorf("decode %q: %w", lines[len(lines)-1], err)
+	}
+	return nil
+}
+
 // RSSMB returns a process's resident set size in MiB (-1 when it cannot be read).
-func RSSMB(pid int) float64 {
+func RSSMB(pid int) float64 { return statusMB(pid, "VmRSS:") }
+
+// PeakRSSMB returns a process's peak resident set size so far (VmHWM) in MiB (-1 when it
+// cannot be read).
+func PeakRSSMB(pid int) float64 { return statusMB(pid, "VmHWM:") }
+
+// statusMB reads a kB field of /proc/<pid>/status in MiB.
+func statusMB(pid int, field string) float64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return -1
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
