@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 ARGS     ?=
 
 .PHONY: all build run test test-short lint openapi-lint fuzz generate bench clean help parity bench-train torch-deps \
-	kernels build-cuda vet-cuda gpu-check-bundle
+	bench-conv bench-vae bench-t5 kernels kernels-emu build-cuda vet-cuda gpu-check-bundle
 
 all: build
 
@@ -93,6 +93,18 @@ parity: torch-deps ## dit loss, output and every gradient vs the PyTorch referen
 bench-train: torch-deps ## dit training step time vs PyTorch (same machine, threads, batch); ARGS="-threads 2 -batch 4"
 	$(GO) run ./bench/trainstep -python $(TORCH_PYTHON) $(ARGS)
 
+bench-conv: torch-deps ## one 3x3 convolution, forward and backward, vs PyTorch; ARGS="-h 256 -w 256"
+	$(GO) run ./bench/conv -python $(TORCH_PYTHON) $(ARGS)
+
+# The VAE and T5 comparisons run the references' own model code (diffusers, transformers),
+# which no package registry here carries: point DIFFUSERS_SRC / TRANSFORMERS_SRC at a source
+# tree (bench/reference/torch_ref.py says which files it needs); without one only our side runs.
+bench-vae: torch-deps ## SDXL VAE encode at 1024x1024 vs diffusers' AutoencoderKL; DIFFUSERS_SRC=DIR
+	$(GO) run ./bench/vaeencode $(if $(DIFFUSERS_SRC),-python $(TORCH_PYTHON) -diffusers-src $(DIFFUSERS_SRC)) $(ARGS)
+
+bench-t5: torch-deps ## T5-XXL encode (ARGS="-layers 2" of 24 blocks) vs transformers' T5EncoderModel; TRANSFORMERS_SRC=DIR
+	$(GO) run ./bench/t5encode $(if $(TRANSFORMERS_SRC),-python $(TORCH_PYTHON) -transformers-src $(TRANSFORMERS_SRC)) $(ARGS)
+
 # CUDA (trainerproc/engine/cuda, cmd/simpletuner-trainer-cuda). scripts/cuda-env.sh fetches
 # the CUDA headers, the stub libcuda.so and (for kernels) nvcc from Debian non-free into
 # .cache/cuda without touching the system; no GPU is needed to build.
@@ -101,6 +113,11 @@ GPU_BUNDLE ?= .cache/gpucheck
 
 kernels: ## compile trainerproc/engine/cuda/kernels/*.cu to the committed PTX (nvcc into .cache/cuda)
 	$(CUDA_ENV) kernels
+
+K := trainerproc/engine/cuda/kernels
+kernels-emu: ## run the conv/norm CUDA kernels on the host under an emulator against float64 (g++; minutes)
+	@command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++; }
+	mkdir -p $(BIN) && g++ -std=c++20 -O1 -pthread -I$(K)/emu/inc -I$(K) -x c++ $(K)/emu/check.cpp -o $(BIN)/kernels-emu && $(BIN)/kernels-emu
 
 build-cuda: ## build bin/simpletuner-trainer-cuda (-tags cuda; headers + stub libcuda fetched, about 40 s the first time)
 	$(CUDA_ENV) $(GO) build -trimpath -tags cuda -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-trainer-cuda ./cmd/simpletuner-trainer-cuda

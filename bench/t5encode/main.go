@@ -10,7 +10,8 @@
 // The garbage collector matters here: with gigabytes of live weights, Go's default GOGC=100
 // lets as much garbage pile up before a collection, so nearly every activation the encoder
 // allocates is fresh memory from the kernel, and first-touch page faults then cost more than
-// the elementwise kernels themselves. -gc-percent (or GOGC) sets the target for our side.
+// the elementwise kernels themselves. Our side runs with the trainer binaries' target
+// (runner.DefaultGCPercent) unless -gc-percent says otherwise.
 //
 // With -load it measures loading instead: a random encoder of -layers blocks is saved, then
 // loaded by a child process (positioned reads, then a memory mapping), and each child's peak
@@ -40,6 +41,7 @@ import (
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
+	"simpletuner/trainerproc/runner"
 	"simpletuner/trainerproc/t5"
 )
 
@@ -74,7 +76,7 @@ func main() {
 	flag.StringVar(&o.script, "script", "bench/reference/torch_ref.py", "the reference timing script")
 	flag.StringVar(&o.transformersSrc, "transformers-src", "", "the reference's source tree (see the script)")
 	flag.StringVar(&o.blasChoice, "blas", "openblas", "Go BLAS: openblas, gonum or auto")
-	flag.IntVar(&o.gcPercent, "gc-percent", 0, "debug.SetGCPercent for our side (0: leave GOGC as it is; see the package doc)")
+	flag.IntVar(&o.gcPercent, "gc-percent", runner.DefaultGCPercent, "debug.SetGCPercent for our side (default: the trainer's; 0: leave GOGC as it is; see the package doc)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of our timed runs to this file")
 	flag.BoolVar(&o.load, "load", false, "measure loading: peak RSS of a child that loads a saved random encoder, against the files' size")
 	flag.StringVar(&o.childLoad, "child-load", "", "internal: load this directory and report")

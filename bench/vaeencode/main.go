@@ -28,6 +28,7 @@ import (
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
 	"simpletuner/trainerproc/engine/cpu"
+	"simpletuner/trainerproc/runner"
 	"simpletuner/trainerproc/vae"
 )
 
@@ -158,6 +159,7 @@ func median(v []float64) float64 {
 
 // runChild loads the model (recording the peak RSS around the load), then times encodes.
 func runChild(o options) error {
+	runner.TuneGC(os.Getenv) // as the trainer binaries run
 	be, err := benchkit.CPUBackend(o.threads, o.blasChoice)
 	if err != nil {
 		return err
