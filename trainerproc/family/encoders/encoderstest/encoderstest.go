@@ -37,12 +37,17 @@ func trainerproc() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// PipelineDir writes a pipeline directory (vae/, text_encoder/, tokenizer/) into a new
+// PipelineDir writes a pipeline directory (model_index.json, vae/, text_encoder/, tokenizer/) into a new
 // temporary directory and returns it. The T5 weights are drawn from seed.
 func PipelineDir(t testing.TB, seed uint64) string {
 	t.Helper()
 	dir := t.TempDir()
 	root := trainerproc()
+	index := `{"_class_name": "ToyLatentPipeline", "vae": ["diffusers", "AutoencoderKL"], ` +
+		`"text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"]}`
+	if err := os.WriteFile(filepath.Join(dir, "model_index.json"), []byte(index), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"config.json", "diffusion_pytorch_model.safetensors"} {
 		copyFile(t, filepath.Join(root, tinyVAE, name), filepath.Join(dir, "vae", name))
 	}
