@@ -87,8 +87,10 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 		largest = max(largest, b)
 	}
 	if largest == 0 {
-		largest = 128
+		largest = 128 // data's default write_batch_size
 	}
+	captions := t.loader.Captions()
+	largest = min(largest, len(captions)+1) // the empty caption is encoded too
 	mem, err := encoders.T5Memory(dir, largest, maxLen)
 	if err != nil {
 		return fail(fmt.Errorf("%w: text encoder: %w", ErrConfig, err))
@@ -101,7 +103,6 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	if err != nil {
 		return fail(fmt.Errorf("load text encoder: %w", err))
 	}
-	captions := t.loader.Captions()
 	built := map[string]*data.TextEmbedCache{}
 	var stats data.EncodeStats
 	for i, d := range order {
@@ -156,15 +157,16 @@ func (t *trainer) prepareLatents(ctx context.Context) error {
 		return fail(fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	items := t.loader.LatentItems()
+	batch := min(latentBatchSize, len(items))
 	var worst footprint.Memory
 	var worstWH [2]int
 	for _, it := range items {
-		w, a := vae.EncodeMemory(t.e, cfg, latentBatchSize, it.H, it.W)
+		w, a := vae.EncodeMemory(t.e, cfg, batch, it.H, it.W)
 		if m := (footprint.Memory{Weights: w, Activations: a}); m.Total() > worst.Total() {
 			worst, worstWH = m, [2]int{it.W, it.H}
 		}
 	}
-	if err := t.checkEncodeMemory(worst, fmt.Sprintf("encoding %dx%d images with the VAE (batch %d)", worstWH[0], worstWH[1], latentBatchSize),
+	if err := t.checkEncodeMemory(worst, fmt.Sprintf("encoding %dx%d images with the VAE (batch %d)", worstWH[0], worstWH[1], batch),
 		"lower the datasets' resolution"); err != nil {
 		return fail(err)
 	}
@@ -214,20 +216,29 @@ func cacheName(dir string) string {
 }
 
 // checkEncodeMemory refuses an encode phase whose estimate exceeds the machine, as the
-// training check does (memoryIssue): the device's memory on a device backend, the host's
-// otherwise.
+// training check does (memoryIssue). m's device part (weights, activations) is compared
+// with the device's memory on a device backend, with the host's otherwise; its HostCache is
+// the host staging a load through a device backend needs, which a host backend does not.
 func (t *trainer) checkEncodeMemory(m footprint.Memory, what, lower string) error {
 	capa, err := readCapacity(t.be, t.r.opts.Memory)
 	if err != nil {
 		return err
 	}
+	if capa.device == 0 {
+		m.HostCache = 0 // nothing to stage on a host backend
+	}
+	need, has := m.Device(), capa.host.String()
+	over := false
 	switch {
-	case capa.device > 0 && m.Device() > capa.device:
-		return fmt.Errorf("%w: %s needs about %s (%s), but %s has %s; %s", ErrConfig, what, footprint.FormatBytes(m.Device()), m,
-			capa.deviceName, footprint.FormatBytes(capa.device), lower)
-	case capa.device == 0 && m.Total() > capa.host.Capacity():
-		return fmt.Errorf("%w: %s needs about %s (%s), but the machine has %s; %s", ErrConfig, what, footprint.FormatBytes(m.Total()), m,
-			capa.host, lower)
+	case capa.device > 0 && need > capa.device:
+		over, has = true, fmt.Sprintf("%s has %s", capa.deviceName, footprint.FormatBytes(capa.device))
+	case capa.device > 0 && m.Host() > capa.host.Capacity():
+		over, need, has = true, m.Host(), "its host staging exceeds the machine's "+has
+	case capa.device == 0 && need > capa.host.Capacity():
+		over, has = true, "the machine has "+has
+	}
+	if over {
+		return fmt.Errorf("%w: %s needs about %s (%s), but %s; %s", ErrConfig, what, footprint.FormatBytes(need), m, has, lower)
 	}
 	return nil
 }

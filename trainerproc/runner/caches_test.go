@@ -1,18 +1,27 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"simpletuner/plugins"
+	"simpletuner/trainerproc/data"
+	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/family/dit"
+	"simpletuner/trainerproc/family/encoders"
 	"simpletuner/trainerproc/family/encoders/encoderstest"
+	"simpletuner/trainerproc/vae"
 )
 
 // stageEvent is one lifecycle.stage event: its key, status and extra data.
@@ -55,6 +64,42 @@ func countFiles(t *testing.T, dir, ext string) int {
 	return n
 }
 
+// latentSetup is a latent_toy job's pipeline directory (tiny VAE, test T5), its dataset of
+// 4 images captioned "red" and "blue", and its two cache directories.
+type latentSetup struct {
+	root, pipe, dataDir string
+	vaeCache, textCache string
+	dataloader          string
+}
+
+func newLatentSetup(t *testing.T) *latentSetup {
+	t.Helper()
+	root := t.TempDir()
+	ls := &latentSetup{root: root, pipe: encoderstest.PipelineDir(t, 3), dataDir: filepath.Join(root, "data"),
+		vaeCache: filepath.Join(root, "vae-cache"), textCache: filepath.Join(root, "text-cache")}
+	makeDataset(t, ls.dataDir, 2, 16)
+	dl, err := json.Marshal([]map[string]any{
+		{"id": "shapes", "type": "local", "dataset_type": "image", "instance_data_dir": ls.dataDir, "caption_strategy": "textfile",
+			"resolution": 16, "resolution_type": "pixel", "crop": false, "cache_dir_vae": ls.vaeCache},
+		{"id": "text", "type": "local", "dataset_type": "text_embeds", "default": true, "cache_dir": ls.textCache},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls.dataloader = string(dl)
+	return ls
+}
+
+// config is a 3-step latent_toy job writing into the output folder name.
+func (ls *latentSetup) config(name string) map[string]any {
+	cfg := baseConfig(filepath.Join(ls.root, name), ls.dataDir)
+	cfg["--model_family"], cfg["--model_flavour"] = "latent_toy", "a"
+	cfg["--pretrained_model_name_or_path"] = ls.pipe
+	cfg["--data_backend_config"] = ls.dataloader
+	cfg["--train_batch_size"], cfg["--max_train_steps"] = 2, 3
+	return cfg
+}
+
 // TestLatentFamilyTrainsFromCaches: a family asking for latents and text embeddings trains
 // end to end from a pipeline directory. The first job encodes every caption (and the empty
 // one) with the pipeline's T5 into the text_embeds dataset's cache_dir and every image with
@@ -68,27 +113,10 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: reg})
-	pipe := encoderstest.PipelineDir(t, 3)
-	root := t.TempDir()
-	dataDir := filepath.Join(root, "data")
-	makeDataset(t, dataDir, 2, 16) // 4 images, captions "red" and "blue"
-	vaeCache, textCache := filepath.Join(root, "vae-cache"), filepath.Join(root, "text-cache")
-	dl, err := json.Marshal([]map[string]any{
-		{"id": "shapes", "type": "local", "dataset_type": "image", "instance_data_dir": dataDir, "caption_strategy": "textfile",
-			"resolution": 16, "resolution_type": "pixel", "crop": false, "cache_dir_vae": vaeCache},
-		{"id": "text", "type": "local", "dataset_type": "text_embeds", "default": true, "cache_dir": textCache},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ls := newLatentSetup(t)
 	run := func(name string) []stageEvent {
 		t.Helper()
-		cfg := baseConfig(filepath.Join(root, name), dataDir)
-		cfg["--model_family"], cfg["--model_flavour"] = "latent_toy", "a"
-		cfg["--pretrained_model_name_or_path"] = pipe
-		cfg["--data_backend_config"] = string(dl)
-		cfg["--train_batch_size"], cfg["--max_train_steps"] = 2, 3
-		evs, st := startJob(t, r, cfg).wait(t, nil)
+		evs, st := startJob(t, r, ls.config(name)).wait(t, nil)
 		if st.State != plugins.StateCompleted {
 			t.Fatalf("%s: job ended %q: %s\n%s", name, st.State, st.Error, tail(evs, 6))
 		}
@@ -114,11 +142,11 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 	if got := counts(ss, stageVAECache); got != [3]float64{0, 4, 0} {
 		t.Errorf("first job's VAE cache = %v, want 0, 4, 0", got)
 	}
-	if n := countFiles(t, textCache, ".te"); n != 3 {
-		t.Errorf("%d text-embedding files in %s, want 3", n, textCache)
+	if n := countFiles(t, ls.textCache, ".te"); n != 3 {
+		t.Errorf("%d text-embedding files in %s, want 3", n, ls.textCache)
 	}
-	if n := countFiles(t, vaeCache, ".lat"); n != 4 {
-		t.Errorf("%d latent files in %s, want 4", n, vaeCache)
+	if n := countFiles(t, ls.vaeCache, ".lat"); n != 4 {
+		t.Errorf("%d latent files in %s, want 4", n, ls.vaeCache)
 	}
 
 	ss = run("second")
@@ -129,7 +157,7 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 		t.Errorf("second job's VAE cache = %v, want all hits", got)
 	}
 
-	writeClassImage(t, filepath.Join(dataDir, "red_a.png"), 16, "red", 7)
+	writeClassImage(t, filepath.Join(ls.dataDir, "red_a.png"), 16, "red", 7)
 	ss = run("third")
 	if got := counts(ss, stageTextEmbeds); got != [3]float64{3, 0, 0} {
 		t.Errorf("third job's text cache = %v, want all hits", got)
@@ -137,7 +165,7 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 	if got := counts(ss, stageVAECache); got != [3]float64{3, 1, 1} {
 		t.Errorf("third job's VAE cache = %v, want the changed image rebuilt", got)
 	}
-	if n := countFiles(t, vaeCache, ".lat"); n != 4 {
+	if n := countFiles(t, ls.vaeCache, ".lat"); n != 4 {
 		t.Errorf("%d latent files after the rebuild, want 4 (rewritten in place)", n)
 	}
 
@@ -154,5 +182,173 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 	}
 	if len(log.batches) != 9 {
 		t.Fatalf("%d batches, want 9", len(log.batches))
+	}
+}
+
+// TestEncodeMemoryRefused: an encode phase that does not fit the machine refuses the job
+// before its encoder is loaded, saying what it needs, what the machine has and what to lower.
+func TestEncodeMemoryRefused(t *testing.T) {
+	ls := newLatentSetup(t)
+	t5mem, err := encoders.T5Memory(ls.pipe, 3, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(ls.pipe, "vae", vae.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := vae.ParseConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	vw, va := vae.EncodeMemory(engine.New(be), cfg, latentBatchSize, 16, 16)
+	textKB, vaeKB := (t5mem.Weights+t5mem.Activations)/1024+1, (vw+va)/1024+1
+	if textKB >= vaeKB {
+		t.Fatalf("the test wants the T5 phase (%d KiB) smaller than the VAE's (%d KiB)", textKB, vaeKB)
+	}
+	for _, tc := range []struct {
+		kb         int64
+		stage, msg string
+	}{
+		{textKB / 2, stageTextEmbeds, "encoding captions with the text encoder (batch 3 of 8 tokens) needs about"},
+		{(textKB + vaeKB) / 2, stageVAECache, "encoding 16x16 images with the VAE (batch 4) needs about"},
+	} {
+		r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, latentToy{log: &toyLog{}}), Memory: hostOfKB(t, tc.kb)})
+		evs, st := startJob(t, r, ls.config("out")).wait(t, nil)
+		if st.State != plugins.StateFailed || !strings.Contains(st.Error, tc.msg) || !strings.Contains(st.Error, "but the machine has") {
+			t.Fatalf("%d KiB: job ended %q: %s\n%s", tc.kb, st.State, st.Error, tail(evs, 4))
+		}
+		t.Logf("%d KiB: %s", tc.kb, st.Error)
+		if ss := stagesOf(t, evs); find(ss, tc.stage, "failed") < 0 || find(ss, "init_load_base_model", "running") >= 0 {
+			t.Fatalf("%d KiB: stage %s did not fail, or the model was built", tc.kb, tc.stage)
+		}
+	}
+}
+
+func mustRegistry(t *testing.T, fams ...family.Family) *family.Registry {
+	t.Helper()
+	reg, err := family.NewRegistry(fams...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// fakeVAE encodes every image to 2 channels at a quarter of its size, with the mean i%5 at
+// the image's element i and the log-variance logvar.
+type fakeVAE struct{ logvar float32 }
+
+func (f fakeVAE) Encode(_ []float32, b, h, w int) (*data.Posterior, error) {
+	p := &data.Posterior{B: b, C: 2, H: h / 4, W: w / 4}
+	n := b * 2 * (h / 4) * (w / 4)
+	p.Mean, p.LogVar = make([]float32, n), make([]float32, n)
+	for i := range n {
+		p.Mean[i], p.LogVar[i] = float32(i%(n/b)%5), f.logvar
+	}
+	return p, nil
+}
+
+func (fakeVAE) Identity() string { return "fake-vae" }
+
+// fakeText embeds a caption as its length in every position (D 3).
+type fakeText struct{}
+
+func (fakeText) Encode(captions []string, maxLen int) (*data.TextEmbeddings, error) {
+	te := &data.TextEmbeddings{B: len(captions), L: maxLen, D: 3, Hidden: make([]float32, len(captions)*maxLen*3), Lengths: make([]int, len(captions))}
+	for i, c := range captions {
+		te.Lengths[i] = min(len(c)+1, maxLen)
+		for j := range maxLen * 3 {
+			te.Hidden[i*maxLen*3+j] = float32(len(c))
+		}
+	}
+	return te, nil
+}
+
+func (fakeText) Identity() string { return "fake-text" }
+
+// TestFillBatch: a latent family's batch gets (z − shift)·scale with z drawn from each
+// item's posterior with the run's stream, its captions' embeddings and the empty caption's;
+// a pixel family's batch is left as the sampler made it.
+func TestFillBatch(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	makeDataset(t, dataDir, 2, 16)
+	dcfg, err := data.ParseConfig([]byte(dataloader(dataDir, 16)), data.Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l, err := data.Open(ctx, dcfg, data.Options{Latents: true, MaxTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := data.EnsureLatents(ctx, l.LatentItems(), fakeVAE{logvar: -1}, data.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := data.EnsureTextEmbeds(ctx, "", l.Captions(), 8, fakeText{}, data.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.NewSampler(data.SamplerOptions{Seed: 1, BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	e := engine.New(be)
+
+	pixel := *b
+	if err := (&caches{}).fill(e, &pixel, engine.NewRNG(9)); err != nil || pixel.Latents != nil || pixel.Text != nil || pixel.EmptyText != nil {
+		t.Fatalf("pixel family's batch changed: %v", err)
+	}
+
+	c := &caches{latents: lc, scale: 0.5, shift: 0.25, text: map[string]*data.TextEmbedCache{"shapes": tc}}
+	rng := engine.NewRNG(9)
+	if err := c.fill(e, b, rng); err != nil {
+		t.Fatal(err)
+	}
+	if _, off := rng.State(); off == 0 {
+		t.Fatal("the posterior sample drew nothing from the run's stream")
+	}
+	n := 2 * 2 * 4 * 4
+	eps := e.RandN(engine.NewRNG(9), 0, 1, n)
+	noise, _ := eps.ToHost()
+	eps.Free()
+	if b.Latents == nil || b.Latents.C != 2 || b.Latents.H != 4 || b.Latents.W != 4 || len(b.Latents.Values) != n {
+		t.Fatalf("latents %+v", b.Latents)
+	}
+	for i, got := range b.Latents.Values {
+		mean := float64(i % (n / 2) % 5)
+		want := (mean + math.Exp(-0.5)*float64(noise[i]) - 0.25) * 0.5
+		if math.Abs(float64(got)-want) > 1e-5 {
+			t.Fatalf("latent %d = %g, want %g", i, got, want)
+		}
+	}
+	if b.Text == nil || b.Text.B != 2 || b.Text.L != 8 || b.Text.D != 3 || b.EmptyText == nil || b.EmptyText.B != 1 {
+		t.Fatalf("text %+v, empty %+v", b.Text, b.EmptyText)
+	}
+	for i, cap := range b.Captions {
+		if b.Text.Hidden[i*24] != float32(len(cap)) || b.Text.Lengths[i] != len(cap)+1 {
+			t.Fatalf("caption %q: embedding %g, length %d", cap, b.Text.Hidden[i*24], b.Text.Lengths[i])
+		}
+	}
+	if b.EmptyText.Hidden[0] != 0 || b.EmptyText.Lengths[0] != 1 {
+		t.Fatalf("empty caption: %g, %d", b.EmptyText.Hidden[0], b.EmptyText.Lengths[0])
+	}
+	delete(c.text, "shapes")
+	if err := c.fill(e, b, rng); !errors.Is(err, data.ErrNotCached) {
+		t.Fatalf("a dataset without a text cache: %v", err)
 	}
 }
