@@ -16,7 +16,6 @@ import (
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/blas"
-	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/family/dit"
 	"simpletuner/trainerproc/family/encoders"
@@ -201,12 +200,7 @@ func TestEncodeMemoryRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	vw, va := vae.EncodeMemory(engine.New(be), cfg, latentBatchSize, 16, 16)
+	vw, va := vae.EncodeMemory(encoderstest.NewEngine(t), cfg, latentBatchSize, 16, 16)
 	textKB, vaeKB := (t5mem.Weights+t5mem.Activations)/1024+1, (vw+va)/1024+1
 	if textKB >= vaeKB {
 		t.Fatalf("the test wants the T5 phase (%d KiB) smaller than the VAE's (%d KiB)", textKB, vaeKB)
@@ -302,12 +296,7 @@ func TestFillBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	e := engine.New(be)
+	e := encoderstest.NewEngine(t)
 
 	pixel := *b
 	if err := (&caches{}).fill(e, &pixel, engine.NewRNG(9)); err != nil || pixel.Latents != nil || pixel.Text != nil || pixel.EmptyText != nil {

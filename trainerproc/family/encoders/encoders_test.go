@@ -9,21 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"simpletuner/trainerproc/engine"
-	"simpletuner/trainerproc/engine/blas"
-	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/family/encoders/encoderstest"
 )
-
-func newEngine(t *testing.T) *engine.Engine {
-	t.Helper()
-	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { be.Close() })
-	return engine.New(be)
-}
 
 // ids is the VAE's and the T5 pipeline's identities of a pipeline directory.
 func ids(t *testing.T, dir, variant, preprocess string) [2]string {
@@ -159,14 +146,14 @@ func TestIdentityErrors(t *testing.T) {
 	if _, err := VAEIdentity(dir, ""); !errors.Is(err, ErrIdentity) {
 		t.Errorf("not safetensors: %v", err)
 	}
-	if _, err := LoadT5(newEngine(t), dir, T5Options{Preprocess: strings.ToLower}); !errors.Is(err, ErrIdentity) {
+	if _, err := LoadT5(encoderstest.NewEngine(t), dir, T5Options{Preprocess: strings.ToLower}); !errors.Is(err, ErrIdentity) {
 		t.Errorf("unnamed preprocessing: %v", err)
 	}
 }
 
 // TestVAEEncode: the adapter's posterior is the model's Encode, on the host.
 func TestVAEEncode(t *testing.T) {
-	e := newEngine(t)
+	e := encoderstest.NewEngine(t)
 	dir := encoderstest.PipelineDir(t, 1)
 	v, err := LoadVAE(e, filepath.Join(dir, "vae"), "")
 	if err != nil {
@@ -203,7 +190,7 @@ func TestVAEEncode(t *testing.T) {
 // TestT5Encode: the adapter returns the pipeline's hidden states and each caption's real
 // token count (its mask's ones).
 func TestT5Encode(t *testing.T) {
-	e := newEngine(t)
+	e := encoderstest.NewEngine(t)
 	dir := encoderstest.PipelineDir(t, 1)
 	enc, err := LoadT5(e, dir, T5Options{Preprocess: strings.ToLower, PreprocessName: "lower"})
 	if err != nil {

@@ -73,12 +73,7 @@ func PipelineDir(t testing.TB, seed uint64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	m, err := t5.NewRandom(engine.New(be), cfg, seed)
+	m, err := t5.NewRandom(NewEngine(t), cfg, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +86,17 @@ func PipelineDir(t testing.TB, seed uint64) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// NewEngine is a one-thread float32 CPU engine, closed when the test ends.
+func NewEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	be, err := cpu.New(cpu.Options{Threads: 1, BLAS: blas.ChoiceGonum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return engine.New(be)
 }
 
 func copyFile(t testing.TB, src, dst string) {
