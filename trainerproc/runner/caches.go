@@ -107,10 +107,10 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	var stats data.EncodeStats
 	for i, d := range order {
 		c, err := data.EnsureTextEmbeds(ctx, d, captions, maxLen, enc, data.EncodeOptions{BatchSize: byDir[d], Workers: t.opts.Threads,
-			Progress: func(p data.EncodeProgress) {
+			Progress: everyPercent(func(p data.EncodeProgress) {
 				t.ev.stage(stageTextEmbeds, "running", fmt.Sprintf("Encoding captions: %d of %d", p.Hits+p.Encoded, p.Total),
 					progressOf(p), map[string]any{"cache_dir": d, "backend": i + 1, "backends": len(order)})
-			}})
+			})})
 		if err != nil {
 			enc.Free()
 			return fail(fmt.Errorf("text embedding cache %s: %w", cacheName(d), err))
@@ -178,9 +178,9 @@ func (t *trainer) prepareLatents(ctx context.Context) error {
 		Warn: func(w data.Warning) {
 			t.ev.warn("Dataset warning", w.String(), map[string]any{"dataset_id": w.DatasetID, "path": w.Path, "reason": w.Reason})
 		},
-		Progress: func(p data.EncodeProgress) {
+		Progress: everyPercent(func(p data.EncodeProgress) {
 			t.ev.stage(stageVAECache, "running", fmt.Sprintf("Encoding images: %d of %d", p.Hits+p.Encoded, p.Total), progressOf(p), nil)
-		}})
+		})})
 	enc.Free() // before the model is built
 	if err != nil {
 		return fail(fmt.Errorf("latent cache: %w", err))
@@ -205,6 +205,23 @@ func progressOf(p data.EncodeProgress) *stageProgress {
 		pct = 100 * float64(done) / float64(p.Total)
 	}
 	return &stageProgress{Current: int64(done), Total: int64(p.Total), Percent: pct}
+}
+
+// everyPercent wraps a progress callback so that it runs at the check, then once per whole
+// percent gained, and at the end: a cache of a hundred thousand images reports a hundred
+// events, not one per batch. The data package serialises the calls.
+func everyPercent(f func(data.EncodeProgress)) func(data.EncodeProgress) {
+	last := -1
+	return func(p data.EncodeProgress) {
+		pct := 100
+		if p.Total > 0 {
+			pct = 100 * (p.Hits + p.Encoded) / p.Total
+		}
+		if last < 0 || pct > last || p.Encoded == p.ToEncode {
+			last = pct
+			f(p)
+		}
+	}
 }
 
 // cacheName is how messages name a text-embedding cache directory.

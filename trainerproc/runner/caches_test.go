@@ -341,3 +341,32 @@ func TestFillBatch(t *testing.T) {
 		t.Fatalf("a dataset without a text cache: %v", err)
 	}
 }
+
+// TestEveryPercent: progress runs at the check, once per whole percent, and at the end.
+func TestEveryPercent(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		total, hits, step int
+		want              int
+	}{
+		{"1000 in batches of 4", 1000, 0, 4, 101},
+		{"3 one at a time", 3, 0, 1, 4},
+		{"all hits", 5, 5, 1, 1},
+		{"half hits, 10 left in batches of 3", 20, 10, 3, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			f := everyPercent(func(data.EncodeProgress) { n++ })
+			todo := tc.total - tc.hits
+			for done := 0; ; done = min(done+tc.step, todo) {
+				f(data.EncodeProgress{Total: tc.total, Hits: tc.hits, ToEncode: todo, Encoded: done})
+				if done == todo {
+					break
+				}
+			}
+			if n != tc.want {
+				t.Errorf("%d calls, want %d", n, tc.want)
+			}
+		})
+	}
+}
