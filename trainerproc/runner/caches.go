@@ -9,6 +9,7 @@ import (
 	dl "simpletuner/plugins/dataloader"
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/family/encoders"
 	"simpletuner/trainerproc/family/footprint"
 	"simpletuner/trainerproc/vae"
@@ -99,7 +100,11 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 		fmt.Sprintf("encoding captions with the text encoder (batch %d of %d tokens)", largest, maxLen), "lower write_batch_size of the text_embeds dataset"); err != nil {
 		return fail(err)
 	}
-	enc, err := encoders.LoadT5(t.e, dir, encoders.T5Options{})
+	var topts encoders.T5Options
+	if pp, ok := t.plan.(family.CaptionPreprocessor); ok {
+		topts.PreprocessName, topts.Preprocess = pp.CaptionPreprocess()
+	}
+	enc, err := encoders.LoadT5(t.e, dir, topts)
 	if err != nil {
 		return fail(fmt.Errorf("load text encoder: %w", err))
 	}

@@ -104,7 +104,8 @@ func (ls *latentSetup) config(name string) map[string]any {
 // one) with the pipeline's T5 into the text_embeds dataset's cache_dir and every image with
 // its VAE into cache_dir_vae, frees both encoders before the model is built, and feeds the
 // loss scaled latents and embeddings; a second job with the same data encodes nothing; after
-// one image changes, a third job encodes that image alone.
+// one image changes, a third job encodes that image alone; a family that preprocesses its
+// captions re-encodes them all.
 func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 	log := &toyLog{}
 	reg, err := family.NewRegistry(dit.Family{}, latentToy{log: log})
@@ -168,9 +169,19 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 		t.Errorf("%d latent files after the rebuild, want 4 (rewritten in place)", n)
 	}
 
+	// A family that preprocesses captions gets embeddings of its own.
+	r = New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, latentToy{log: log, upper: true})})
+	ss = run("fourth")
+	if got := counts(ss, stageTextEmbeds); got != [3]float64{0, 3, 3} {
+		t.Errorf("text cache with preprocessed captions = %v, want all 3 rebuilt", got)
+	}
+	if got := counts(ss, stageVAECache); got != [3]float64{4, 0, 0} {
+		t.Errorf("fourth job's VAE cache = %v, want all hits", got)
+	}
+
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	if !slices.Equal(log.liveAtBuild, []int64{0, 0, 0}) {
+	if !slices.Equal(log.liveAtBuild, []int64{0, 0, 0, 0}) {
 		t.Errorf("engine buffers alive when the model was built: %v, want none (encoders freed)", log.liveAtBuild)
 	}
 	for _, b := range log.batches {
@@ -179,8 +190,8 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 			t.Fatalf("batch shapes [B,C,H,W,L,D] %v", b)
 		}
 	}
-	if len(log.batches) != 9 {
-		t.Fatalf("%d batches, want 9", len(log.batches))
+	if len(log.batches) != 12 {
+		t.Fatalf("%d batches, want 12", len(log.batches))
 	}
 }
 

@@ -27,7 +27,11 @@ import (
 // embeddings from the data pipeline's caches: its "transformer" is one linear map from the
 // mean caption embedding to the mean latent of each channel, trained by MSE. Its flavours
 // "a" and "b" differ in name only. Build records what it finds on the engine in log.
-type latentToy struct{ log *toyLog }
+type latentToy struct {
+	log *toyLog
+	// upper makes its text encoder take captions in upper case (family.CaptionPreprocessor).
+	upper bool
+}
 
 // toyLog is what the toy family saw, read by the test once the job has ended; the mutex
 // guards it against the trainer's goroutine.
@@ -55,8 +59,16 @@ func (f latentToy) Plan(s family.Spec) (family.Plan, error) {
 	if s.CaptionLen == 0 {
 		s.CaptionLen = 8
 	}
+	if f.upper {
+		return upperPlan{latentPlan{s: s, log: f.log}}, nil
+	}
 	return latentPlan{s: s, log: f.log}, nil
 }
+
+// upperPlan is a latentPlan whose captions are upper-cased for the text encoder.
+type upperPlan struct{ latentPlan }
+
+func (upperPlan) CaptionPreprocess() (string, func(string) string) { return "upper", strings.ToUpper }
 
 // Dimensions of the toy: the tiny VAE's latent channels and the test T5's width.
 const toyC, toyD = 4, 32
