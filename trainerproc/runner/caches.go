@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"simpletuner/plugins"
 	dl "simpletuner/plugins/dataloader"
 	"simpletuner/trainerproc/data"
 	"simpletuner/trainerproc/engine"
@@ -52,6 +53,23 @@ func textEmbedDir(dcfg *data.Config, ds *data.DatasetConfig) (dir string, batch 
 		return "", 0
 	}
 	return te.CacheDir, te.WriteBatchSize
+}
+
+// encoderIssues refuses at submission a job whose family trains from encoder caches
+// (latents, text embeddings) without a base model to take the encoders from.
+func (r *Runner) encoderIssues(s *Settings) []plugins.Issue {
+	if s.Cfg.String(optPretrained) != "" {
+		return nil
+	}
+	p, err := r.plan(s, false)
+	if err != nil {
+		return nil // checkModel reports it
+	}
+	if c := p.Caches(); c.Latents || c.TextEmbeds {
+		return []plugins.Issue{{Option: optPretrained, Severity: "error", Message: fmt.Sprintf(
+			"%s trains on VAE latents and text embeddings, which the base model's VAE and text encoder make: name its pipeline", p.Name())}}
+	}
+	return nil
 }
 
 // prepareTextEmbeds loads the text encoder of the pipeline directory, completes the

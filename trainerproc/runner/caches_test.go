@@ -135,6 +135,13 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 		return [3]float64{d["hits"].(float64), d["built"].(float64), d["stale"].(float64)}
 	}
 
+	raw, err := json.Marshal(ls.config("validated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is, err := r.Validate(context.Background(), raw); err != nil || len(errorsOf(is)) > 0 {
+		t.Fatalf("Validate: %+v, %v", is, err)
+	}
 	ss := run("first")
 	if got := counts(ss, stageTextEmbeds); got != [3]float64{0, 3, 0} {
 		t.Errorf("first job's text cache hits, built, stale = %v, want 0, 3 (red, blue, empty), 0", got)

@@ -204,7 +204,15 @@ func TestInfoAndValidationFollowTheRegistry(t *testing.T) {
 		t.Fatalf("default runner parsed latent_toy: %v", err)
 	}
 
-	// Without a pipeline there is no VAE or text encoder to fill the caches with.
+	// Without a pipeline there is no VAE or text encoder to fill the caches with: refused
+	// at submission, and by a run that was not validated.
+	is, err := r.Validate(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := errorsOf(is); len(errs) != 1 || errs[0].Option != "--pretrained_model_name_or_path" || !strings.Contains(errs[0].Message, "latent_toy/b trains on VAE latents") {
+		t.Fatalf("Validate(latent_toy without a base model) = %+v", is)
+	}
 	evs, st := startJob(t, r, cfg).wait(t, nil)
 	if st.State != plugins.StateFailed || !strings.Contains(st.Error, "latent_toy/b encodes captions with its pipeline's text encoder: set --pretrained_model_name_or_path") {
 		t.Fatalf("latent_toy run ended %q: %s\n%s", st.State, st.Error, tail(evs, 4))
