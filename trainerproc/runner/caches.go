@@ -72,6 +72,71 @@ func (r *Runner) encoderIssues(s *Settings) []plugins.Issue {
 	return nil
 }
 
+// encodeNeeds are the encode phases of a family that trains from encoder caches, for
+// memoryIssue: the text encoder over a write_batch_size of captions (the largest of the
+// text_embeds datasets used), and the VAE over a batch of each dataset's largest bucket.
+// Encoders it cannot read the config of are left to the run, which reports them. Host
+// staging counts only on a device backend.
+func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.BatchPlan, e *engine.Engine, device bool, fits func(footprint.Memory) bool) []need {
+	c := p.Caches()
+	if s.Pretrained == "" || !c.Latents && !c.TextEmbeds {
+		return nil
+	}
+	var out []need
+	if c.TextEmbeds {
+		batch := 0
+		for i := range dcfg.Datasets {
+			if ds := &dcfg.Datasets[i]; !ds.Disabled && ds.DatasetType == data.TypeImage {
+				_, b := textEmbedDir(dcfg, ds)
+				batch = max(batch, b)
+			}
+		}
+		if batch == 0 {
+			batch = 128 // data's default write_batch_size
+		}
+		if m, err := encoders.T5Memory(s.Pretrained, batch, p.CaptionLen()); err == nil {
+			mem := footprint.Memory{Weights: m.Weights, Activations: m.Activations}
+			if device {
+				mem.HostCache = m.HostStaging
+			}
+			out = append(out, need{mem: mem, option: "--data_backend_config",
+				what:  fmt.Sprintf("encoding captions with the text encoder (batch %d of %d tokens)", batch, p.CaptionLen()),
+				lower: "lower write_batch_size of the text_embeds dataset (--data_backend_config)"})
+		}
+	}
+	if c.Latents {
+		dir := s.Components[componentVAE]
+		if dir == "" {
+			dir = filepath.Join(s.Pretrained, "vae")
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, vae.ConfigFile))
+		if err != nil {
+			return out
+		}
+		cfg, err := vae.ParseConfig(raw)
+		if err != nil {
+			return out
+		}
+		encode := func(w, h int) footprint.Memory {
+			wb, ab := vae.EncodeMemory(e, cfg, latentBatchSize, h, w)
+			return footprint.Memory{Weights: wb, Activations: ab}
+		}
+		for _, bp := range plans {
+			opt, lower := "--data_backend_config", fmt.Sprintf("lower the resolution of dataset %q in the dataloader (--data_backend_config)", bp.DatasetID)
+			if bp.FromOptions {
+				opt, lower = "--resolution", "lower --resolution"
+			}
+			out = append(out, need{mem: encode(bp.W, bp.H), option: opt, lower: lower, edge: max(bp.W, bp.H),
+				what: fmt.Sprintf("encoding dataset %q with the VAE at %dx%d, batch %d", bp.DatasetID, bp.W, bp.H, latentBatchSize),
+				fit: func(edge int) bool {
+					w, h := scaleEdge(bp.W, bp.H, edge, p.Align())
+					return fits(encode(w, h))
+				}})
+		}
+	}
+	return out
+}
+
 // prepareTextEmbeds loads the text encoder of the pipeline directory, completes the
 // text-embedding cache of every text_embeds dataset the image datasets use with their
 // captions and the empty caption, and frees the encoder.

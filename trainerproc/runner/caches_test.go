@@ -20,6 +20,7 @@ import (
 	"simpletuner/trainerproc/family/dit"
 	"simpletuner/trainerproc/family/encoders"
 	"simpletuner/trainerproc/family/encoders/encoderstest"
+	"simpletuner/trainerproc/family/footprint"
 	"simpletuner/trainerproc/vae"
 )
 
@@ -77,16 +78,22 @@ func newLatentSetup(t *testing.T) *latentSetup {
 	ls := &latentSetup{root: root, pipe: encoderstest.PipelineDir(t, 3), dataDir: filepath.Join(root, "data"),
 		vaeCache: filepath.Join(root, "vae-cache"), textCache: filepath.Join(root, "text-cache")}
 	makeDataset(t, ls.dataDir, 2, 16)
+	ls.dataloader = ls.dataloaderWith(t, 128)
+	return ls
+}
+
+// dataloaderWith is the setup's dataloader with the text_embeds dataset's write_batch_size.
+func (ls *latentSetup) dataloaderWith(t *testing.T, writeBatch int) string {
+	t.Helper()
 	dl, err := json.Marshal([]map[string]any{
 		{"id": "shapes", "type": "local", "dataset_type": "image", "instance_data_dir": ls.dataDir, "caption_strategy": "textfile",
 			"resolution": 16, "resolution_type": "pixel", "crop": false, "cache_dir_vae": ls.vaeCache},
-		{"id": "text", "type": "local", "dataset_type": "text_embeds", "default": true, "cache_dir": ls.textCache},
+		{"id": "text", "type": "local", "dataset_type": "text_embeds", "default": true, "cache_dir": ls.textCache, "write_batch_size": writeBatch},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls.dataloader = string(dl)
-	return ls
+	return string(dl)
 }
 
 // config is a 3-step latent_toy job writing into the output folder name.
@@ -202,13 +209,18 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 	}
 }
 
-// TestEncodeMemoryRefused: an encode phase that does not fit the machine refuses the job
-// before its encoder is loaded, saying what it needs, what the machine has and what to lower.
+// TestEncodeMemoryRefused: a job whose encode phase does not fit the machine is refused at
+// submission and at start, before any encoder is loaded, saying which phase needs what
+// and what to lower.
 func TestEncodeMemoryRefused(t *testing.T) {
 	ls := newLatentSetup(t)
-	t5mem, err := encoders.T5Memory(ls.pipe, 3, 8)
-	if err != nil {
-		t.Fatal(err)
+	kib := func(m int64) int64 { return m / 1024 }
+	t5Need := func(batch int) int64 {
+		m, err := encoders.T5Memory(ls.pipe, batch, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kib(m.Weights + m.Activations)
 	}
 	raw, err := os.ReadFile(filepath.Join(ls.pipe, "vae", vae.ConfigFile))
 	if err != nil {
@@ -219,26 +231,69 @@ func TestEncodeMemoryRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	vw, va := vae.EncodeMemory(encoderstest.NewEngine(t), cfg, latentBatchSize, 16, 16)
-	textKB, vaeKB := (t5mem.Weights+t5mem.Activations)/1024+1, (vw+va)/1024+1
-	if textKB >= vaeKB {
-		t.Fatalf("the test wants the T5 phase (%d KiB) smaller than the VAE's (%d KiB)", textKB, vaeKB)
-	}
+	vaeNeed := kib(vw + va)
 	for _, tc := range []struct {
+		name       string
+		writeBatch int
 		kb         int64
-		stage, msg string
+		option     string
+		msg        string
 	}{
-		{textKB / 2, stageTextEmbeds, "encoding captions with the text encoder (batch 3 of 8 tokens) needs about"},
-		{(textKB + vaeKB) / 2, stageVAECache, "encoding 16x16 images with the VAE (batch 4) needs about"},
+		{"text encoder", 512, (vaeNeed + t5Need(512)) / 2, "--data_backend_config",
+			"for encoding captions with the text encoder (batch 512 of 8 tokens) on latent_toy/a"},
+		{"vae", 128, (vaeNeed + t5Need(128)) / 2, "--data_backend_config",
+			`for encoding dataset "shapes" with the VAE at 16x16, batch 4 on latent_toy/a`},
 	} {
-		r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, latentToy{log: &toyLog{}}), Memory: hostOfKB(t, tc.kb)})
-		evs, st := startJob(t, r, ls.config("out")).wait(t, nil)
-		if st.State != plugins.StateFailed || !strings.Contains(st.Error, tc.msg) || !strings.Contains(st.Error, "but the machine has") {
-			t.Fatalf("%d KiB: job ended %q: %s\n%s", tc.kb, st.State, st.Error, tail(evs, 4))
-		}
-		t.Logf("%d KiB: %s", tc.kb, st.Error)
-		if ss := stagesOf(t, evs); find(ss, tc.stage, "failed") < 0 || find(ss, "init_load_base_model", "running") >= 0 {
-			t.Fatalf("%d KiB: stage %s did not fail, or the model was built", tc.kb, tc.stage)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.kb <= t5Need(tc.writeBatch) && tc.kb <= vaeNeed || tc.kb >= t5Need(tc.writeBatch) && tc.kb >= vaeNeed {
+				t.Fatalf("%d KiB is not between the phases' needs (text %d, VAE %d KiB)", tc.kb, t5Need(tc.writeBatch), vaeNeed)
+			}
+			r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, latentToy{log: &toyLog{}}), Memory: hostOfKB(t, tc.kb)})
+			cfg := ls.config("out")
+			cfg["--data_backend_config"] = ls.dataloaderWith(t, tc.writeBatch)
+			raw, err := json.Marshal(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			is, err := r.Validate(context.Background(), raw)
+			if errs := errorsOf(is); err != nil || len(errs) != 1 || errs[0].Option != tc.option || !strings.Contains(errs[0].Message, tc.msg) {
+				t.Fatalf("Validate = %+v, %v; want %s: %q", is, err, tc.option, tc.msg)
+			}
+			t.Log(errorsOf(is)[0].Message)
+			evs, st := startJob(t, r, cfg).wait(t, nil)
+			if st.State != plugins.StateFailed || !strings.Contains(st.Error, tc.msg) {
+				t.Fatalf("job ended %q: %s\n%s", st.State, st.Error, tail(evs, 4))
+			}
+			if ss := stagesOf(t, evs); find(ss, stageTextEmbeds, "running") >= 0 || find(ss, stageVAECache, "running") >= 0 {
+				t.Fatal("an encoder was loaded")
+			}
+		})
+	}
+}
+
+// TestCheckEncodeMemory: the in-phase check, for the actual batch, refuses what exceeds the
+// machine and ignores host staging on a host backend.
+func TestCheckEncodeMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mem  footprint.Memory
+		want string // "" fits
+	}{
+		{"fits", footprint.Memory{Weights: 60 << 10, Activations: 30 << 10}, ""},
+		{"staging is not needed on a host backend", footprint.Memory{Weights: 60 << 10, HostCache: 90 << 10}, ""},
+		{"too large", footprint.Memory{Weights: 60 << 10, Activations: 60 << 10},
+			"runner: invalid training configuration: encoding x needs about 120 KiB (weights 60.0 KiB, activations 60.0 KiB), but the machine has"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &trainer{r: New(Options{Memory: hostOfKB(t, 100)}), be: encoderstest.NewEngine(t).Backend()}
+			err := tr.checkEncodeMemory(tc.mem, "encoding x", "lower y")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (!errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "; lower y")):
+				t.Fatalf("err = %v, want %q…", err, tc.want)
+			}
+		})
 	}
 }
 
