@@ -72,6 +72,22 @@ func (r *Runner) encoderIssues(s *Settings) []plugins.Issue {
 	return nil
 }
 
+// textBatch is the largest write_batch_size of the text_embeds datasets the image datasets
+// use: the most captions the text encoder takes at once.
+func textBatch(dcfg *data.Config) int {
+	batch := 0
+	for i := range dcfg.Datasets {
+		if ds := &dcfg.Datasets[i]; !ds.Disabled && ds.DatasetType == data.TypeImage {
+			_, b := textEmbedDir(dcfg, ds)
+			batch = max(batch, b)
+		}
+	}
+	if batch == 0 {
+		batch = 128 // data's default write_batch_size
+	}
+	return batch
+}
+
 // encodeNeeds are the encode phases of a family that trains from encoder caches, for
 // memoryIssue: the text encoder over a write_batch_size of captions (the largest of the
 // text_embeds datasets used), and the VAE over a batch of each dataset's largest bucket.
@@ -84,16 +100,7 @@ func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.Bat
 	}
 	var out []need
 	if c.TextEmbeds {
-		batch := 0
-		for i := range dcfg.Datasets {
-			if ds := &dcfg.Datasets[i]; !ds.Disabled && ds.DatasetType == data.TypeImage {
-				_, b := textEmbedDir(dcfg, ds)
-				batch = max(batch, b)
-			}
-		}
-		if batch == 0 {
-			batch = 128 // data's default write_batch_size
-		}
+		batch := textBatch(dcfg)
 		if m, err := encoders.T5Memory(s.Pretrained, batch, p.CaptionLen()); err == nil {
 			mem := footprint.Memory{Weights: m.Weights, Activations: m.Activations}
 			if device {
@@ -166,15 +173,8 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 		users[ds.ID] = d
 	}
 	maxLen := t.plan.CaptionLen()
-	largest := 0
-	for _, b := range byDir {
-		largest = max(largest, b)
-	}
-	if largest == 0 {
-		largest = 128 // data's default write_batch_size
-	}
 	captions := t.loader.Captions()
-	largest = min(largest, len(captions)+1) // the empty caption is encoded too
+	largest := min(textBatch(dcfg), len(captions)+1) // the empty caption is encoded too
 	mem, err := encoders.T5Memory(dir, largest, maxLen)
 	if err != nil {
 		return fail(fmt.Errorf("%w: text encoder: %w", ErrConfig, err))
