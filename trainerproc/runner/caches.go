@@ -248,7 +248,12 @@ func (t *trainer) prepareLatents(ctx context.Context) error {
 	batch := min(latentBatchSize, len(items))
 	var worst footprint.Memory
 	var worstWH [2]int
+	seen := map[[2]int]bool{} // a size's estimate once, not once per image
 	for _, it := range items {
+		if seen[[2]int{it.W, it.H}] {
+			continue
+		}
+		seen[[2]int{it.W, it.H}] = true
 		w, a := vae.EncodeMemory(t.e, cfg, batch, it.H, it.W)
 		if m := (footprint.Memory{Weights: w, Activations: a}); m.Total() > worst.Total() {
 			worst, worstWH = m, [2]int{it.W, it.H}
