@@ -267,9 +267,12 @@ func (t *trainer) prepareLatents(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("load vae: %w", err))
 	}
+	warnings := 0 // EnsureLatents serialises Warn
 	c, err := data.EnsureLatents(ctx, items, enc, data.EncodeOptions{BatchSize: latentBatchSize, Workers: t.opts.Threads,
 		Warn: func(w data.Warning) {
-			t.ev.warn("Dataset warning", w.String(), map[string]any{"dataset_id": w.DatasetID, "path": w.Path, "reason": w.Reason})
+			if warnings++; warnings <= 50 { // as setupData: a folder of bad files must not flood the stream
+				t.ev.warn("Dataset warning", w.String(), map[string]any{"dataset_id": w.DatasetID, "path": w.Path, "reason": w.Reason})
+			}
 		},
 		Progress: everyPercent(func(p data.EncodeProgress) {
 			t.ev.stage(stageVAECache, "running", fmt.Sprintf("Encoding images: %d of %d", p.Hits+p.Encoded, p.Total), progressOf(p), nil)

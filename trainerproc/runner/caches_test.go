@@ -38,6 +38,9 @@ func stagesOf(t *testing.T, evs []plugins.Event) []stageEvent {
 		st, _ := d["stage"].(map[string]any)
 		key, _ := st["key"].(string)
 		status, _ := st["status"].(string)
+		if label, _ := st["label"].(string); label == "" {
+			t.Errorf("stage %s without a label", key)
+		}
 		out = append(out, stageEvent{key, status, d})
 	}
 	return out
