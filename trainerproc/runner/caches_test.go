@@ -115,7 +115,7 @@ func (ls *latentSetup) config(name string) map[string]any {
 // its VAE into cache_dir_vae, frees both encoders before the model is built, and feeds the
 // loss scaled latents and embeddings; a second job with the same data encodes nothing; after
 // one image changes, a third job encodes that image alone; a family that preprocesses its
-// captions re-encodes them all.
+// captions re-encodes them all; caches without directories are kept in memory.
 func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 	log := &toyLog{}
 	reg, err := family.NewRegistry(dit.Family{}, latentToy{log: log})
@@ -196,9 +196,27 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 		t.Errorf("fourth job's VAE cache = %v, want all hits", got)
 	}
 
+	// A memory text_embeds dataset and no cache_dir_vae: both caches live in the job.
+	cfg := ls.config("fifth")
+	cfg["--data_backend_config"] = dataloader(ls.dataDir, 16)
+	evs, st := startJob(t, r, cfg).wait(t, nil)
+	if st.State != plugins.StateCompleted {
+		t.Fatalf("in-memory caches: job ended %q: %s\n%s", st.State, st.Error, tail(evs, 6))
+	}
+	ss = stagesOf(t, evs)
+	if got := counts(ss, stageTextEmbeds); got != [3]float64{0, 3, 0} {
+		t.Errorf("in-memory text cache = %v, want 3 built", got)
+	}
+	if got := counts(ss, stageVAECache); got != [3]float64{0, 4, 0} {
+		t.Errorf("in-memory VAE cache = %v, want 4 built", got)
+	}
+	if n, m := countFiles(t, ls.textCache, ".te"), countFiles(t, ls.vaeCache, ".lat"); n != 3 || m != 4 {
+		t.Errorf("%d text and %d latent files on disk after an in-memory job, want the 3 and 4 of before", n, m)
+	}
+
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	if !slices.Equal(log.liveAtBuild, []int64{0, 0, 0, 0}) {
+	if !slices.Equal(log.liveAtBuild, []int64{0, 0, 0, 0, 0}) {
 		t.Errorf("engine buffers alive when the model was built: %v, want none (encoders freed)", log.liveAtBuild)
 	}
 	for _, b := range log.batches {
@@ -207,8 +225,8 @@ func TestLatentFamilyTrainsFromCaches(t *testing.T) {
 			t.Fatalf("batch shapes [B,C,H,W,L,D] %v", b)
 		}
 	}
-	if len(log.batches) != 12 {
-		t.Fatalf("%d batches, want 12", len(log.batches))
+	if len(log.batches) != 15 {
+		t.Fatalf("%d batches, want 15", len(log.batches))
 	}
 }
 
