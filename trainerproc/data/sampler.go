@@ -27,6 +27,26 @@ type Batch struct {
 	// Cond holds one entry per conditioning dataset of the image dataset (conditioning_data
 	// order). The model consumes them as extra tokens.
 	Cond []Conditioning
+
+	// The fields below are not filled by the Sampler: the trainer adds them from the
+	// encoder caches for families that train on latents and text embeddings (the VAE's
+	// scaling and the run's random stream are the trainer's). Nil for pixel families.
+
+	// Latents is one draw of each sample's cached VAE posterior, scaled for the model.
+	Latents *Latents
+	// Text is the captions' cached text embeddings and mask [B,L,D], [B,L].
+	Text *TextEmbedBatch
+	// EmptyText is the empty caption's embedding [1,L,D] and mask, which caption dropout
+	// puts in place of a caption.
+	EmptyText *TextEmbedBatch
+}
+
+// Latents is a batch of latents as a diffusion model trains on them: (z − shift_factor) ·
+// scaling_factor for a sample z of each image's posterior.
+type Latents struct {
+	C, H, W int
+	// Values is [B,C,H,W].
+	Values []float32
 }
 
 // Conditioning is the conditioning input of one batch from one conditioning dataset.

@@ -170,6 +170,13 @@ type Plan interface {
 	Build(e *engine.Engine, seed uint64) (m Model, loaded bool, err error)
 }
 
+// CaptionPreprocessor is implemented by a plan whose text encoder takes captions rewritten
+// before tokenization (PixArt cleans them as its pipeline does). The name enters the text
+// encoder's identity: embeddings cached under another preprocessing are stale.
+type CaptionPreprocessor interface {
+	CaptionPreprocess() (name string, rewrite func(string) string)
+}
+
 // LossOptions configure the loss of one batch.
 type LossOptions struct {
 	// CaptionDropout is --caption_dropout_probability.

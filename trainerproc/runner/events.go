@@ -38,6 +38,8 @@ var stageLabels = map[string]string{
 	"init_fetch_weights":     "Fetching base model weights",
 	"init_load_base_model":   "Loading base model",
 	"init_prepare_models":    "Preparing models",
+	"init_text_embed_cache":  "Loading text embedding cache",
+	"init_vae_cache":         "VAE Cache initialising",
 	"init_resume_checkpoint": "Resuming checkpoint",
 	"checkpoint_save":        "Saving checkpoint",
 	"final_validation":       "Final validation",

@@ -46,7 +46,7 @@ type need struct {
 	lower  string // how to say so: "lower --resolution"
 	what   string // `training on dataset "x" (resolution 1024 pixel_area) at 1024x1024, batch 1`
 	// fit, when set, returns whether the job would fit with this square edge instead (to
-	// say how far to lower it).
+	// say how far to lower it); nil when the need does not scale with the edge.
 	fit func(edge int) bool
 	// edge is the configured edge fit starts from.
 	edge int
@@ -152,6 +152,11 @@ func memoryIssue(s *Settings, p family.Plan, dcfg *data.Config, be engine.Backen
 				}})
 		}
 	}
+	// The encoders run before the model is built and are freed first: each encode phase
+	// is a need of its own, not part of training's.
+	for _, n := range encodeNeeds(s, p, dcfg, plans, engine.New(be), capa.device > 0, fits) {
+		consider(n)
+	}
 	if worst == nil || fits(worst.mem) {
 		return nil, nil
 	}
@@ -183,6 +188,11 @@ func describeNeed(n need, c capacity, p family.Plan, s *Settings) string {
 	default:
 		fmt.Fprintf(&b, "but the machine has %s", c.host)
 	}
+	fmt.Fprintf(&b, "; %s", n.lower)
+	if n.fit == nil { // nothing to scale down (the text encoder's batch)
+		b.WriteString(".")
+		return b.String()
+	}
 	// How far to lower: the largest edge that fits, found by halving then stepping.
 	best := 0
 	for e := n.edge; e >= p.Align(); e /= 2 {
@@ -199,7 +209,6 @@ func describeNeed(n need, c capacity, p family.Plan, s *Settings) string {
 			best = e
 		}
 	}
-	fmt.Fprintf(&b, "; %s", n.lower)
 	if best > 0 {
 		fmt.Fprintf(&b, " (up to about %d px on the longer edge fits; the model's own sample size is %d px)", best, p.SampleSize())
 	} else {

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,13 +17,17 @@ import (
 )
 
 // smallHost is a kernel file tree of a host with 1 GiB of RAM and no cgroup limit.
-func smallHost(t *testing.T) sysmem.FS {
+func smallHost(t *testing.T) sysmem.FS { return hostOfKB(t, 1048576) }
+
+// hostOfKB is a kernel file tree of a host with kb KiB of RAM and no cgroup limit.
+func hostOfKB(t *testing.T, kb int64) sysmem.FS {
 	t.Helper()
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "proc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "proc", "meminfo"), []byte("MemTotal: 1048576 kB\nMemAvailable: 524288 kB\n"), 0o644); err != nil {
+	meminfo := fmt.Sprintf("MemTotal: %d kB\nMemAvailable: %d kB\n", kb, kb/2)
+	if err := os.WriteFile(filepath.Join(root, "proc", "meminfo"), []byte(meminfo), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return sysmem.FS{Root: root}

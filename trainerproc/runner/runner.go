@@ -138,6 +138,7 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 		if dir != "" {
 			s.Pretrained = dir // the memory check reads the model's own config
 		}
+		out = append(out, r.encoderIssues(s)...)
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))

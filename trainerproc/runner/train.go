@@ -47,6 +47,8 @@ type trainer struct {
 	sched optim.Schedule
 	noise *engine.RNG
 	mgr   *checkpoint.Manager
+	// caches are the latent and text-embedding caches of a latent family (setupData).
+	caches caches
 
 	// Loop position. globalStep counts optimizer steps; completedEpochs counts finished
 	// epochs; epochStep counts optimizer steps within the current epoch.
@@ -154,11 +156,13 @@ func (t *trainer) setupData(ctx context.Context) error {
 	if t.plan, err = t.r.plan(s, t.conditioning); err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrConfig, err))
 	}
-	if missing := t.plan.Caches().Missing(pipelineCaches); len(missing) > 0 {
+	want := t.plan.Caches()
+	if missing := want.Missing(pipelineCaches); len(missing) > 0 {
 		return fail(fmt.Errorf("%w: %s needs %s, which this trainer's data pipeline does not prepare", ErrConfig, t.plan.Name(), strings.Join(missing, " and ")))
 	}
 	warnings := 0
 	t.loader, err = data.Open(ctx, dcfg, data.Options{Align: t.plan.Align(), MaxTokens: t.plan.CaptionLen(), Workers: t.opts.Threads,
+		Latents: want.Latents,
 		Warn: func(w data.Warning) {
 			warnings++
 			if warnings <= 50 { // a folder of bad files must not flood the stream
@@ -167,6 +171,18 @@ func (t *trainer) setupData(ctx context.Context) error {
 		}})
 	if err != nil {
 		return fail(fmt.Errorf("open datasets: %w", err))
+	}
+	// The encoders run here, before the model is built, and are freed when their cache is
+	// complete: a run never holds them and the model at once.
+	if want.TextEmbeds {
+		if err := t.prepareTextEmbeds(ctx, dcfg); err != nil {
+			return fail(err)
+		}
+	}
+	if want.Latents {
+		if err := t.prepareLatents(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	t.sampler, err = t.loader.NewSampler(data.SamplerOptions{Seed: streamSeed(s.Seed, "sampler"), BatchSize: s.BatchSize})
 	if err != nil {
@@ -191,9 +207,11 @@ func (t *trainer) setupData(ctx context.Context) error {
 	return nil
 }
 
-// pipelineCaches are the inputs trainerproc/data prepares today: decoded pixels and the
-// byte tokenizer's ids. A family that needs more is refused before any data is read.
-var pipelineCaches = family.Caches{Pixels: true, Tokens: true}
+// pipelineCaches are the inputs the data pipeline prepares: decoded pixels and the byte
+// tokenizer's ids (trainerproc/data), and VAE latents and text embeddings from the
+// pipeline's encoders (caches.go). A family that needs more is refused before any data is
+// read.
+var pipelineCaches = family.Caches{Pixels: true, Tokens: true, Latents: true, TextEmbeds: true}
 
 // hasConditioning reports whether image datasets are paired with conditioning datasets:
 // the model then takes reference images as extra tokens.
@@ -308,6 +326,9 @@ func (t *trainer) loop(ctx context.Context) error {
 			}
 			epoch = b.Epoch
 			t.lastW, t.lastH = b.W, b.H
+			if err := t.caches.fill(t.e, b, t.noise); err != nil {
+				return fmt.Errorf("load batch: %w", err)
+			}
 			l, err := t.microStep(b, lossOpts)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", t.globalStep+1, err)

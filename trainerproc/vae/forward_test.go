@@ -207,3 +207,15 @@ func maxRelErr(a, b []float32) float64 {
 	}
 	return d / max(s, 1e-30)
 }
+
+// TestEncodeMemoryWithoutLoading: the config-only estimate is the loaded model's own.
+func TestEncodeMemoryWithoutLoading(t *testing.T) {
+	e, _ := newEngine(t)
+	m := randomTiny(t, e)
+	for _, sz := range [][3]int{{1, 32, 32}, {3, 48, 64}} {
+		w, a := EncodeMemory(e, m.Config(), sz[0], sz[1], sz[2])
+		if w != m.WeightBytes() || a != m.EncodeBytes(sz[0], sz[1], sz[2]) {
+			t.Errorf("EncodeMemory%v = %d, %d; the model says %d, %d", sz, w, a, m.WeightBytes(), m.EncodeBytes(sz[0], sz[1], sz[2]))
+		}
+	}
+}

@@ -122,9 +122,24 @@ func (p *memPlan) mid(cfg Config, n, c, h, w int) {
 // the attention (engine.Workspacer) and convolution kernels when the backend reports it.
 // Weights are not included (WeightBytes). The mid attention over (h/f)·(w/f) positions is
 // usually the peak: at 1024² its score matrix alone is 16384² floats.
-func (m *AutoencoderKL) EncodeBytes(n, h, w int) int64 {
-	cfg := m.cfg
-	p := newPlan(m.e)
+func (m *AutoencoderKL) EncodeBytes(n, h, w int) int64 { return encodeBytes(m.e, m.cfg, n, h, w) }
+
+// EncodeMemory is what loading a VAE of cfg on e's backend and encoding n images of h×w
+// pixels would take, without loading it: WeightBytes and EncodeBytes of that model. A caller
+// refuses a job with it before any weight is read.
+func EncodeMemory(e *engine.Engine, cfg Config, n, h, w int) (weights, activations int64) {
+	for _, s := range cfg.paramSpecs() {
+		k := int64(elemBytes)
+		for _, d := range s.shape {
+			k *= int64(d)
+		}
+		weights += k
+	}
+	return weights, encodeBytes(e, cfg, n, h, w)
+}
+
+func encodeBytes(e *engine.Engine, cfg Config, n, h, w int) int64 {
+	p := newPlan(e)
 	ch := cfg.BlockOutChannels
 	p.alloc(n * cfg.InChannels * h * w)              // the images
 	p.conv(n, cfg.InChannels, h, w, ch[0], 3, false) // conv_in
