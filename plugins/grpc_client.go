@@ -41,7 +41,7 @@ func (c *grpcClient) Validate(ctx context.Context, config json.RawMessage) ([]Is
 	}
 	var out []Issue
 	for _, i := range r.GetIssues() {
-		out = append(out, Issue{Option: i.GetOption(), Severity: i.GetSeverity(), Message: i.GetMessage()})
+		out = append(out, Issue{Option: i.GetOption(), Severity: i.GetSeverity(), Message: i.GetMessage(), Origin: i.GetOrigin()})
 	}
 	return out, nil
 }

@@ -33,7 +33,7 @@ func (s *grpcServer) Validate(ctx context.Context, req *trainerpb.ValidateReques
 	}
 	out := &trainerpb.ValidateResponse{}
 	for _, i := range issues {
-		out.Issues = append(out.Issues, &trainerpb.Issue{Option: i.Option, Severity: i.Severity, Message: i.Message})
+		out.Issues = append(out.Issues, &trainerpb.Issue{Option: i.Option, Severity: i.Severity, Message: i.Message, Origin: i.Origin})
 	}
 	return out, nil
 }

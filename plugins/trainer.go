@@ -105,7 +105,15 @@ type Issue struct {
 	Option   string `json:"option"`
 	Severity string `json:"severity"` // "error" or "warning"
 	Message  string `json:"message"`
+	// Origin is IssueOriginTrainer for a finding only the trainer can make; empty for the
+	// options registry's findings, which the daemon reports itself.
+	Origin string `json:"origin,omitempty"`
 }
+
+// IssueOriginTrainer marks an Issue the trainer found itself (weights it cannot find, a
+// component it ignores, a dataloader it cannot read, a job that does not fit), as opposed
+// to the options registry's findings run again over the resolved configuration.
+const IssueOriginTrainer = "trainer"
 
 // StartRequest starts a job.
 type StartRequest struct {

@@ -344,8 +344,12 @@ type Issue struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Option string                 `protobuf:"bytes,1,opt,name=option,proto3" json:"option,omitempty"`
 	// severity is "error" or "warning".
-	Severity      string `protobuf:"bytes,2,opt,name=severity,proto3" json:"severity,omitempty"`
-	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Severity string `protobuf:"bytes,2,opt,name=severity,proto3" json:"severity,omitempty"`
+	Message  string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// origin is "trainer" for a finding only the trainer can make (its weights, its data,
+	// whether the job fits); empty for the options registry's findings, which the daemon has
+	// made already. Added within protocol 1: an older trainer leaves it empty.
+	Origin        string `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -397,6 +401,13 @@ func (x *Issue) GetSeverity() string {
 func (x *Issue) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *Issue) GetOrigin() string {
+	if x != nil {
+		return x.Origin
 	}
 	return ""
 }
@@ -1073,11 +1084,12 @@ const file_trainer_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x05 \x01(\x05R\x0fprotocolVersion\"2\n" +
 	"\x0fValidateRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
-	"configJson\"U\n" +
+	"configJson\"m\n" +
 	"\x05Issue\x12\x16\n" +
 	"\x06option\x18\x01 \x01(\tR\x06option\x12\x1a\n" +
 	"\bseverity\x18\x02 \x01(\tR\bseverity\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"I\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
+	"\x06origin\x18\x04 \x01(\tR\x06origin\"I\n" +
 	"\x10ValidateResponse\x125\n" +
 	"\x06issues\x18\x01 \x03(\v2\x1d.simpletuner.trainer.v1.IssueR\x06issues\"u\n" +
 	"\fStartRequest\x12\x15\n" +

@@ -193,10 +193,11 @@ func (s *Service) askTrainer(cfg *options.Config, have options.Issues) options.I
 	}
 	var out options.Issues
 	for _, is := range found {
-		if is.Severity != "error" {
-			// The trainer's warnings come from the options registry run again over the
-			// resolved configuration, where every default looks submitted: the daemon
-			// already reported the registry's findings.
+		if is.Severity != "error" && is.Origin != plugins.IssueOriginTrainer {
+			// The registry's warnings, run again by the trainer over the resolved
+			// configuration where every default looks submitted: the daemon already
+			// reported the registry's findings. The trainer's own (a component it
+			// ignores) pass on.
 			continue
 		}
 		dup := false
@@ -206,8 +207,12 @@ func (s *Service) askTrainer(cfg *options.Config, have options.Issues) options.I
 				break
 			}
 		}
-		if !dup {
+		switch {
+		case dup:
+		case is.Severity == "error":
 			out = append(out, options.Issue{Option: is.Option, Severity: options.SevError, Message: is.Message, Err: options.ErrInvalidValue})
+		default:
+			out = append(out, options.Issue{Option: is.Option, Severity: options.SevWarning, Message: is.Message})
 		}
 	}
 	return out

@@ -14,7 +14,8 @@ import (
 )
 
 // TestAskTrainer: the trainer's errors become the bundle's (not repeated when the daemon
-// has the same), its warnings are dropped (the registry's, again), a trainer that cannot
+// has the same), its registry warnings are dropped (the daemon made them), its own
+// warnings (origin "trainer") pass on, a trainer that cannot
 // be asked is a warning, one not consulted adds nothing; the trainer gets the resolved
 // configuration and the devices the job asks for.
 func TestAskTrainer(t *testing.T) {
@@ -35,16 +36,18 @@ func TestAskTrainer(t *testing.T) {
 			{Option: "--resolution", Severity: "error", Message: "this job needs about 515 GiB"},
 			{Option: "--x", Severity: "error", Message: "seen"},
 			{Option: "--lora_rank", Severity: "warning", Message: "only applies when --model_type is lora"},
+			{Option: "--pretrained_vae_model_name_or_path", Severity: "warning", Message: "model family dit cannot load that component", Origin: plugins.IssueOriginTrainer},
 		}, true, nil
 	})
 	out := s.askTrainer(cfg, have)
-	if len(out) != 1 || out[0].Severity != options.SevError || out[0].Option != "--resolution" {
+	if len(out) != 2 || out[0].Severity != options.SevError || out[0].Option != "--resolution" ||
+		out[1].Severity != options.SevWarning || out[1].Option != "--pretrained_vae_model_name_or_path" {
 		t.Fatalf("issues %+v", out)
 	}
 	if gotReq.NumProcesses != 2 || strings.Join(gotReq.Preferred, ",") != "1,0" || gotCfg["--model_family"] != "dit" {
 		t.Errorf("trainer asked with %+v and %v", gotReq, gotCfg)
 	}
-	have = append(have, out[0])
+	have = append(have, out...)
 	if again := s.askTrainer(cfg, have); len(again) != 0 {
 		t.Errorf("a repeated error was added again: %+v", again)
 	}

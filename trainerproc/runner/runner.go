@@ -127,11 +127,14 @@ func (r *Runner) newBackend(mixedPrecision string) (engine.Backend, error) {
 // whether the job fits this machine's memory (memoryIssue).
 func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
 	s, issues, err := r.ParseSettings(raw)
-	out := toPluginIssues(issues)
+	registry := toPluginIssues(issues)
 	if err != nil && len(issues.Errors()) == 0 {
 		// A failure that is not an option issue (e.g. not a JSON object).
 		return nil, err
 	}
+	// Everything found below only the trainer can find: it is marked so that the daemon,
+	// which made the registry's findings itself, passes its warnings on too.
+	var out []plugins.Issue
 	if s != nil {
 		wi, dir := r.weightIssues(s)
 		out = append(out, wi...)
@@ -154,7 +157,10 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 			}
 		}
 	}
-	return out, nil
+	for i := range out {
+		out[i].Origin = plugins.IssueOriginTrainer
+	}
+	return append(registry, out...), nil
 }
 
 // checkMemory runs memoryIssue for a parsed job on be (nil: a backend of its own, closed

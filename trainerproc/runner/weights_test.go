@@ -462,6 +462,9 @@ func TestValidateWeights(t *testing.T) {
 				if got[i].Severity+" "+got[i].Option != sevOpt || !strings.Contains(got[i].Message, part) {
 					t.Errorf("issue %+v, want %q", got[i], w)
 				}
+				if got[i].Origin != plugins.IssueOriginTrainer { // so the daemon passes warnings on
+					t.Errorf("issue %+v is not marked as the trainer's own", got[i])
+				}
 			}
 			if n := len(hub.Requests()) - before; n != 0 {
 				t.Fatalf("Validate made %d requests", n)
