@@ -19,22 +19,30 @@ const (
 	underTolerance = 0.02
 )
 
-// trainStepPeak runs micro-batches of one optimizer step the way the runner does (a scope
-// per micro-batch, x0 from the host, Loss, Item, Backward of the scaled loss, gradients
-// accumulated) and returns the backend's peak of live bytes.
-func trainStepPeak(t *testing.T, cfg Config, ac *AdapterConfig, s TrainShape) int64 {
+// newMeasuredModel builds cfg's model on a 2-thread CPU backend whose peak the memory
+// tests read; free releases both.
+func newMeasuredModel(t *testing.T, cfg Config) (be *cpu.Backend[float32], e *engine.Engine, m *Model, free func()) {
 	t.Helper()
 	be, err := cpu.New(cpu.Options{Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer be.Close()
-	e := engine.New(be)
-	m, err := New(e, cfg, 1)
-	if err != nil {
+	e = engine.New(be)
+	if m, err = New(e, cfg, 1); err != nil {
+		_ = be.Close()
 		t.Fatal(err)
 	}
-	defer m.Free()
+	return be, e, m, func() { m.Free(); _ = be.Close() }
+}
+
+// trainStepPeak runs micro-batches of one optimizer step the way the runner does (a scope
+// per micro-batch, x0 from the host, Loss, Item, Backward of the scaled loss, gradients
+// accumulated) and returns the backend's peak of live bytes.
+func trainStepPeak(t *testing.T, cfg Config, ac *AdapterConfig, s TrainShape) int64 {
+	t.Helper()
+	be, e, m, free := newMeasuredModel(t, cfg)
+	defer free()
+	var err error
 	if ac != nil {
 		if err := m.AttachAdapters(*ac); err != nil {
 			t.Fatal(err)
@@ -138,17 +146,8 @@ func TestSamplingMemoryMatchesTheEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := cpu.New(cpu.Options{Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	e := engine.New(be)
-	m, err := New(e, cfg, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	be, e, m, free := newMeasuredModel(t, cfg)
+	defer free()
 	const w, h, bsz = 48, 32, 2
 	b := makeBatch(cfg, bsz, 1, cfg.MaxTokens, 3)
 	be.ResetPeak()

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"simpletuner/plugins"
@@ -53,6 +52,15 @@ func textEmbedDir(dcfg *data.Config, ds *data.DatasetConfig) (dir string, batch 
 		return "", 0
 	}
 	return te.CacheDir, te.WriteBatchSize
+}
+
+// vaeDir is the VAE component directory of a job: the "vae" override, else the pipeline's
+// vae/ ("" without either).
+func vaeDir(s *Settings) string {
+	if d := s.Components[componentVAE]; d != "" || s.Pretrained == "" {
+		return d
+	}
+	return filepath.Join(s.Pretrained, "vae")
 }
 
 // encoderIssues refuses at submission a job whose family trains from encoder caches
@@ -112,15 +120,7 @@ func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.Bat
 		}
 	}
 	if c.Latents {
-		dir := s.Components[componentVAE]
-		if dir == "" {
-			dir = filepath.Join(s.Pretrained, "vae")
-		}
-		raw, err := os.ReadFile(filepath.Join(dir, vae.ConfigFile))
-		if err != nil {
-			return out
-		}
-		cfg, err := vae.ParseConfig(raw)
+		cfg, err := vae.LoadConfig(vaeDir(s))
 		if err != nil {
 			return out
 		}
@@ -149,10 +149,7 @@ func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.Bat
 // captions and the empty caption, and frees the encoder.
 func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) error {
 	t.ev.stage(stageTextEmbeds, "running", "Loading text embedding cache(s)...", nil, nil)
-	fail := func(err error) error {
-		t.ev.stage(stageTextEmbeds, "failed", "Text embedding cache failed: "+err.Error(), nil, nil)
-		return err
-	}
+	fail := func(err error) error { return t.cacheFailed(stageTextEmbeds, "Text embedding cache", err) }
 	dir := t.s.Pretrained
 	if dir == "" {
 		return fail(fmt.Errorf("%w: %s encodes captions with its pipeline's text encoder: set --pretrained_model_name_or_path", ErrConfig, t.plan.Name()))
@@ -193,22 +190,28 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	}
 	built := map[string]*data.TextEmbedCache{}
 	var stats data.EncodeStats
-	for i, d := range order {
-		c, err := data.EnsureTextEmbeds(ctx, d, captions, maxLen, enc, data.EncodeOptions{BatchSize: byDir[d], Workers: t.opts.Threads,
-			Progress: everyPercent(func(p data.EncodeProgress) {
-				t.ev.stage(stageTextEmbeds, "running", fmt.Sprintf("Encoding captions: %d of %d", p.Hits+p.Encoded, p.Total),
-					progressOf(p), map[string]any{"cache_dir": d, "backend": i + 1, "backends": len(order)})
-			})})
-		if err != nil {
-			enc.Free()
-			return fail(fmt.Errorf("text embedding cache %s: %w", cacheName(d), err))
+	_, err = watchingCommands(t, ctx, "the text embedding cache is being built", func(ctx context.Context) (struct{}, error) {
+		for i, d := range order {
+			c, err := data.EnsureTextEmbeds(ctx, d, captions, maxLen, enc, data.EncodeOptions{BatchSize: byDir[d], Workers: t.opts.Threads,
+				Progress: everyPercent(func(p data.EncodeProgress) {
+					t.ev.stage(stageTextEmbeds, "running", fmt.Sprintf("Encoding captions: %d of %d", p.Hits+p.Encoded, p.Total),
+						progressOf(p), map[string]any{"cache_dir": d, "backend": i + 1, "backends": len(order)})
+				})})
+			if err != nil {
+				return struct{}{}, fmt.Errorf("text embedding cache %s: %w", cacheName(d), err)
+			}
+			built[d] = c
+			st := c.Stats()
+			stats.Hits += st.Hits
+			stats.Built += st.Built
+			stats.Stale += st.Stale
+			stats.Corrupt += st.Corrupt
 		}
-		built[d] = c
-		st := c.Stats()
-		stats.Hits += st.Hits
-		stats.Built += st.Built
-		stats.Stale += st.Stale
-		stats.Corrupt += st.Corrupt
+		return struct{}{}, nil
+	})
+	if err != nil {
+		enc.Free()
+		return fail(err)
 	}
 	enc.Free() // before the model is built: the caches hold no reference to it
 	t.caches.text = map[string]*data.TextEmbedCache{}
@@ -225,24 +228,14 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 // samples it could not encode, and frees the VAE.
 func (t *trainer) prepareLatents(ctx context.Context) error {
 	t.ev.stage(stageVAECache, "running", "VAE Cache initialising", nil, nil)
-	fail := func(err error) error {
-		t.ev.stage(stageVAECache, "failed", "VAE cache failed: "+err.Error(), nil, nil)
-		return err
-	}
-	dir := t.s.Components[componentVAE]
+	fail := func(err error) error { return t.cacheFailed(stageVAECache, "VAE cache", err) }
+	dir := vaeDir(t.s)
 	if dir == "" {
-		if t.s.Pretrained == "" {
-			return fail(fmt.Errorf("%w: %s trains on VAE latents: set --pretrained_model_name_or_path", ErrConfig, t.plan.Name()))
-		}
-		dir = filepath.Join(t.s.Pretrained, "vae")
+		return fail(fmt.Errorf("%w: %s trains on VAE latents: set --pretrained_model_name_or_path", ErrConfig, t.plan.Name()))
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, vae.ConfigFile))
+	cfg, err := vae.LoadConfig(dir)
 	if err != nil {
 		return fail(fmt.Errorf("%w: vae: %w", ErrConfig, err))
-	}
-	cfg, err := vae.ParseConfig(raw)
-	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	items := t.loader.LatentItems()
 	batch := min(latentBatchSize, len(items))
@@ -268,15 +261,17 @@ func (t *trainer) prepareLatents(ctx context.Context) error {
 		return fail(fmt.Errorf("load vae: %w", err))
 	}
 	warnings := 0 // EnsureLatents serialises Warn
-	c, err := data.EnsureLatents(ctx, items, enc, data.EncodeOptions{BatchSize: latentBatchSize, Workers: t.opts.Threads,
-		Warn: func(w data.Warning) {
-			if warnings++; warnings <= 50 { // as setupData: a folder of bad files must not flood the stream
-				t.ev.warn("Dataset warning", w.String(), map[string]any{"dataset_id": w.DatasetID, "path": w.Path, "reason": w.Reason})
-			}
-		},
-		Progress: everyPercent(func(p data.EncodeProgress) {
-			t.ev.stage(stageVAECache, "running", fmt.Sprintf("Encoding images: %d of %d", p.Hits+p.Encoded, p.Total), progressOf(p), nil)
-		})})
+	c, err := watchingCommands(t, ctx, "the VAE cache is being built", func(ctx context.Context) (*data.LatentCache, error) {
+		return data.EnsureLatents(ctx, items, enc, data.EncodeOptions{BatchSize: latentBatchSize, Workers: t.opts.Threads,
+			Warn: func(w data.Warning) {
+				if warnings++; warnings <= 50 { // as setupData: a folder of bad files must not flood the stream
+					t.ev.warn("Dataset warning", w.String(), map[string]any{"dataset_id": w.DatasetID, "path": w.Path, "reason": w.Reason})
+				}
+			},
+			Progress: everyPercent(func(p data.EncodeProgress) {
+				t.ev.stage(stageVAECache, "running", fmt.Sprintf("Encoding images: %d of %d", p.Hits+p.Encoded, p.Total), progressOf(p), nil)
+			})})
+	})
 	enc.Free() // before the model is built
 	if err != nil {
 		return fail(fmt.Errorf("latent cache: %w", err))
@@ -292,6 +287,17 @@ func (t *trainer) prepareLatents(ctx context.Context) error {
 		Total: int64(st.Hits + st.Built), Percent: 100}, map[string]any{"hits": st.Hits, "built": st.Built, "stale": st.Stale,
 		"corrupt": st.Corrupt, "skipped": st.Skipped, "dropped": dropped})
 	return nil
+}
+
+// cacheFailed ends a cache stage: a stop or cancel while the cache was being built (what
+// was written stays valid for the next run), or a failure with its cause.
+func (t *trainer) cacheFailed(stage, what string, err error) error {
+	if isUserEnding(err) {
+		t.ev.stage("training_abort", "completed", "Training ended while building the caches ("+what+"); a later run reuses what was written", nil, nil)
+		return err
+	}
+	t.ev.stage(stage, "failed", what+" failed: "+err.Error(), nil, nil)
+	return err
 }
 
 // progressOf is a cache's filling as a stage's progress.

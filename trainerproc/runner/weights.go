@@ -13,7 +13,6 @@ import (
 
 	"simpletuner/options"
 	"simpletuner/plugins"
-	"simpletuner/plugins/kit"
 	"simpletuner/trainerproc/hfhub"
 )
 
@@ -98,7 +97,7 @@ func weightSourcesOf(cfg *options.Config, usable []string) (weightSources, []str
 				src.Overrides = map[string]componentSource{}
 			}
 			src.Overrides[comp] = c
-		case c.NameOrPath != registryDefault(c.Option):
+		case c.NameOrPath != registryDefault(cfg.Registry(), c.Option):
 			// The registry's default VAE is for families with that latent space; only a
 			// value the user chose is worth a warning.
 			ignored = append(ignored, c.Option)
@@ -107,9 +106,9 @@ func weightSourcesOf(cfg *options.Config, usable []string) (weightSources, []str
 	return src, ignored
 }
 
-// registryDefault is an option's default as a string ("" when it has none).
-func registryDefault(name string) string {
-	o, ok := options.Default().Lookup(name)
+// registryDefault is an option's default in reg as a string ("" when it has none).
+func registryDefault(reg *options.Registry, name string) string {
+	o, ok := reg.Lookup(name)
 	if !ok || o.Default == nil {
 		return ""
 	}
@@ -266,7 +265,8 @@ func (t *trainer) resolveWeights(ctx context.Context) error {
 		title, msg, d := downloadEvent(p)
 		t.job.Emit(plugins.EventDownloadProgress, "info", title, msg, d)
 	}).report
-	w, err := t.whileWatchingCommands(ctx, func(ctx context.Context) (resolvedWeights, error) { return resolveWeights(ctx, c, src) })
+	w, err := watchingCommands(t, ctx, "the base model weights are still being fetched",
+		func(ctx context.Context) (resolvedWeights, error) { return resolveWeights(ctx, c, src) })
 	if isUserEnding(err) {
 		t.ev.stage("training_abort", "completed", "Training ended while fetching the base model weights; a later run resumes the download", nil, nil)
 		return err
@@ -282,46 +282,6 @@ func (t *trainer) resolveWeights(ctx context.Context) error {
 	t.ev.stage("init_fetch_weights", "completed", "Base model weights in "+w.Pipeline, nil,
 		map[string]any{"pipeline": w.Pipeline, "components": w.Components})
 	return nil
-}
-
-// whileWatchingCommands runs fetch while acting on the job's commands, which the training
-// loop only reads after a gradient sync: a download of gigabytes must not make a stop or a
-// cancel wait for it. Either one ends fetch (what was downloaded is kept for a later run to
-// resume) and is returned as kit.ErrStopped or kit.ErrCancelled; with nothing trained yet
-// a stop has nothing to save. A checkpoint or validation request has nothing to act on
-// either, so it is answered with a warning.
-func (t *trainer) whileWatchingCommands(ctx context.Context, fetch func(context.Context) (resolvedWeights, error)) (resolvedWeights, error) {
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			case c := <-t.job.Commands():
-				switch c {
-				case plugins.CommandStop:
-					cancel(kit.ErrStopped)
-					return
-				case plugins.CommandCancel:
-					cancel(kit.ErrCancelled)
-					return
-				default:
-					t.ev.warn("Command ignored", fmt.Sprintf("%s ignored: the base model weights are still being fetched", c), map[string]any{"command": c})
-				}
-			}
-		}
-	})
-	w, err := fetch(fctx)
-	close(done)
-	wg.Wait()
-	// A command that came as the fetch ended still ends the job: the user asked for it.
-	if cause := context.Cause(fctx); isUserEnding(cause) {
-		return w, cause
-	}
-	return w, err
 }
 
 // weightIssues are Validate's findings about where a job's weights come from, made without

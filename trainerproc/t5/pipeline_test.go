@@ -1,9 +1,7 @@
 package t5
 
 import (
-	"compress/gzip"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,11 +9,8 @@ import (
 	"testing"
 
 	"simpletuner/trainerproc/text/sentencepiece"
+	"simpletuner/trainerproc/text/sentencepiece/spmtest"
 )
-
-// spieceModel is a Unigram model with T5's ids (pad 0, </s> 1, unk 2) and normalizer
-// (nmt_nfkc), trained for the tokenizer's own golden tests.
-const spieceModel = "../text/sentencepiece/testdata/models/uni1k.model.gz"
 
 // pipelineDir lays out a diffusers pipeline directory with a random encoder whose
 // vocabulary covers the tokenizer's.
@@ -23,7 +18,7 @@ func pipelineDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	tokPath := filepath.Join(dir, filepath.FromSlash(TokenizerModel))
-	gunzipTo(t, spieceModel, tokPath)
+	spmtest.WriteModel(t, spmtest.T5Model, tokPath)
 	tok, err := sentencepiece.LoadTokenizer(tokPath)
 	if err != nil {
 		t.Fatal(err)
@@ -41,33 +36,6 @@ func pipelineDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// gunzipTo decompresses the file src into dst, creating dst's directory.
-func gunzipTo(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	zr, err := gzip.NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestPipelineEncode checks Encode against the tokenizer and the encoder run by hand: the

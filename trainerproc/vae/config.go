@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 )
 
 // Sentinel errors. Every error the package returns wraps one of them (or an engine or
@@ -101,6 +103,27 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// LoadConfig reads and checks the config.json of a VAE component directory. An unreadable
+// file wraps ErrConfig; a bad one names the file.
+func LoadConfig(dir string) (Config, error) {
+	c, _, err := readConfig(dir)
+	return c, err
+}
+
+// readConfig is LoadConfig that also returns the file's bytes (Save writes them back).
+func readConfig(dir string) (Config, []byte, error) {
+	path := filepath.Join(dir, ConfigFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c, err := ParseConfig(raw)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, raw, nil
 }
 
 // Shift is shift_factor, 0 when the config has none.

@@ -198,13 +198,9 @@ func openWeights(dir, variant string) (*weightsSource, string, error) {
 // once (under its current or legacy name) with its shape, and no other tensor may appear;
 // otherwise the error wraps ErrWeights and names the tensor and the file.
 func Load(e *engine.Engine, dir string, opt LoadOptions) (*AutoencoderKL, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	cfg, raw, err := readConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	cfg, err := ParseConfig(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+		return nil, err
 	}
 	src, variant, err := openWeights(dir, opt.Variant)
 	if err != nil {

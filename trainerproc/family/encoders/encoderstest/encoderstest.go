@@ -4,9 +4,7 @@
 package encoderstest
 
 import (
-	"compress/gzip"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,6 +15,7 @@ import (
 	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/t5"
 	"simpletuner/trainerproc/text/sentencepiece"
+	"simpletuner/trainerproc/text/sentencepiece/spmtest"
 )
 
 // Fixture files, relative to trainerproc/.
@@ -26,8 +25,6 @@ const (
 	// tinyT5Config is the T5 fixture's config (d_model 32, 3 layers, 4 heads); its
 	// vocabulary is widened to the tokenizer's.
 	tinyT5Config = "t5/testdata/tiny/config.json"
-	// spieceModel is a Unigram model with T5's ids (pad 0, </s> 1, unk 2).
-	spieceModel = "text/sentencepiece/testdata/models/uni1k.model.gz"
 )
 
 // trainerproc is the trainerproc/ directory of this source tree: the fixtures are read from
@@ -52,7 +49,7 @@ func PipelineDir(t testing.TB, seed uint64) string {
 		copyFile(t, filepath.Join(root, tinyVAE, name), filepath.Join(dir, "vae", name))
 	}
 	tokPath := filepath.Join(dir, filepath.FromSlash(t5.TokenizerModel))
-	gunzip(t, filepath.Join(root, spieceModel), tokPath)
+	spmtest.WriteModel(t, spmtest.T5Model, tokPath)
 	tok, err := sentencepiece.LoadTokenizer(tokPath)
 	if err != nil {
 		t.Fatal(err)
@@ -106,29 +103,6 @@ func copyFile(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func gunzip(t testing.TB, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	zr, err := gzip.NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
