@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 )
@@ -71,6 +72,8 @@ type SchedulerConfig struct {
 	EulerAtFinal bool `json:"euler_at_final"`
 	// FinalSigmasType is the σ after the last step, "zero" (default) or "sigma_min".
 	FinalSigmasType string `json:"final_sigmas_type"`
+	// LambdaMinClipped clips DPM-Solver's λ schedule from below (default −∞: no clipping).
+	LambdaMinClipped PyFloat `json:"lambda_min_clipped"`
 	// UseKarrasSigmas and the other σ-spacing switches are not implemented; true is rejected.
 	UseKarrasSigmas      bool `json:"use_karras_sigmas"`
 	UseExponentialSigmas bool `json:"use_exponential_sigmas"`
@@ -98,6 +101,7 @@ func DefaultSchedulerConfig() SchedulerConfig {
 		FinalSigmasType:   "zero",
 		InterpolationType: "linear",
 		TimestepType:      "discrete",
+		LambdaMinClipped:  PyFloat(math.Inf(-1)),
 	}
 }
 
@@ -116,7 +120,7 @@ func ReadSchedulerConfig(dir string) (SchedulerConfig, error) {
 // ParseSchedulerConfig decodes a scheduler config's JSON; name labels errors.
 func ParseSchedulerConfig(raw []byte, name string) (SchedulerConfig, error) {
 	c := DefaultSchedulerConfig()
-	if err := json.Unmarshal(raw, &c); err != nil {
+	if err := json.Unmarshal(quotePythonConstants(raw), &c); err != nil {
 		return SchedulerConfig{}, fmt.Errorf("%w: %s is not a scheduler config: %w", ErrConfig, name, err)
 	}
 	// A JSON null already leaves the default in place; an explicit zero or empty string for
@@ -166,4 +170,75 @@ func (c SchedulerConfig) validate() error {
 			ErrUnsupported, c.TimestepSpacing)
 	}
 	return nil
+}
+
+// PyFloat is a float64 that also decodes Python's json spellings of non-finite numbers
+// (-Infinity, Infinity, NaN), which diffusers writes for defaults such as
+// lambda_min_clipped = −∞.
+type PyFloat float64
+
+// UnmarshalJSON accepts a JSON number or one of the strings "-Infinity", "Infinity", "NaN"
+// (quotePythonConstants turns the bare Python tokens into those strings).
+func (f *PyFloat) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "null":
+		return nil
+	case `"-Infinity"`:
+		*f = PyFloat(math.Inf(-1))
+		return nil
+	case `"Infinity"`:
+		*f = PyFloat(math.Inf(1))
+		return nil
+	case `"NaN"`:
+		*f = PyFloat(math.NaN())
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = PyFloat(v)
+	return nil
+}
+
+// quotePythonConstants rewrites the bare tokens -Infinity, Infinity and NaN that Python's
+// json module writes (and Go's rejects) into JSON strings, leaving string literals alone.
+func quotePythonConstants(raw []byte) []byte {
+	out := make([]byte, 0, len(raw)+16)
+	inString, escaped := false, false
+	for i := 0; i < len(raw); i++ {
+		ch := raw[i]
+		if inString {
+			out = append(out, ch)
+			switch {
+			case escaped:
+				escaped = false
+			case ch == '\\':
+				escaped = true
+			case ch == '"':
+				inString = false
+			}
+			continue
+		}
+		if ch == '"' {
+			inString = true
+			out = append(out, ch)
+			continue
+		}
+		matched := false
+		for _, tok := range []string{"-Infinity", "Infinity", "NaN"} {
+			if len(raw)-i >= len(tok) && string(raw[i:i+len(tok)]) == tok {
+				out = append(out, '"')
+				out = append(out, tok...)
+				out = append(out, '"')
+				i += len(tok) - 1
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			out = append(out, ch)
+		}
+	}
+	return out
 }

@@ -118,6 +118,11 @@ CONFIGS = {
                    "prediction_type": "epsilon", "solver_order": 2, "algorithm_type": "dpmsolver++",
                    "lower_order_final": True, "steps_offset": 0, "thresholding": False,
                    "timestep_spacing": "linspace", "use_karras_sigmas": False},
+    # Every non-default option the solvers implement (each class takes the keys it knows).
+    "variants": {"_class_name": "DPMSolverMultistepScheduler", "beta_schedule": "linear",
+                 "solver_type": "heun", "final_sigmas_type": "sigma_min", "lower_order_final": False,
+                 "lambda_min_clipped": -4.5, "clip_sample": False, "set_alpha_to_one": False,
+                 "steps_offset": 1},
     "scaled_linear": {"_class_name": "UniPCMultistepScheduler", "beta_schedule": "scaled_linear",
                       "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000,
                       "prediction_type": "epsilon"},
@@ -150,6 +155,76 @@ def training(DDPM):
     return {"x0": f32hex(x0), "eps": f32hex(eps), "shape": [4, 15], "schedules": out}
 
 
+SOLVERS = {"ddim": "DDIM", "euler": "Euler", "dpm++": "DPM"}
+
+
+def timesteps(classes):
+    """set_timesteps(N) for each solver, spacing and N, on the PixArt config, plus leading with
+    steps_offset 1 on the scaled_linear one."""
+    out = []
+    cases = [("pixart_dpm", sp, 0) for sp in ("linspace", "leading", "trailing")]
+    cases.append(("scaled_linear", "leading", 1))
+    cases.append(("variants", "linspace", 1))
+    for cfg_name, spacing, offset in cases:
+        for solver, cls in SOLVERS.items():
+            for n in (1, 7, 20, 28):
+                s = build(classes[cls], CONFIGS[cfg_name], timestep_spacing=spacing, steps_offset=offset)
+                s.set_timesteps(n)
+                out.append({"config": cfg_name, "solver": solver, "spacing": spacing, "steps_offset": offset,
+                            "steps": n, "timesteps": [float(v) for v in s.timesteps.tolist()],
+                            "init_noise_sigma": float(s.init_noise_sigma)})
+    return out
+
+
+def fake_model(x, c):
+    """The deterministic stand-in for the transformer: ε = 0.3·x + c."""
+    return 0.3 * x + c
+
+
+def sampling(classes):
+    """Whole sampling loops as diffusers' pipelines run them: latents = noise·init_noise_sigma;
+    per timestep: scale_model_input, the fake model, step. Records every step's sample and the
+    step's predicted x₀."""
+    gen = torch.Generator().manual_seed(11)
+    noise = torch.randn(2, 3, 4, generator=gen)
+    c = torch.rand(2, 3, 4, generator=gen) - 0.5
+    runs = []
+    # (config, solver, spacing, steps, rescale_betas_zero_snr). The first three are SimpleTuner's
+    # defaults for PixArt (inference_scheduler_timestep_spacing "trailing").
+    cases = [("pixart_dpm", sol, "trailing", n, False) for sol in SOLVERS for n in (7, 28)]
+    cases += [("pixart_dpm", sol, "linspace", 20, False) for sol in SOLVERS]
+    cases += [("scaled_linear", sol, "leading", 7, False) for sol in SOLVERS]
+    cases += [("zero_snr", sol, "trailing", 7, True) for sol in SOLVERS]
+    cases += [("pixart_dpm", sol, "trailing", 1, False) for sol in SOLVERS]
+    cases += [("variants", sol, sp, n, False) for sol in SOLVERS for sp, n in (("linspace", 20), ("leading", 7))]
+    for cfg_name, solver, spacing, n, rescale in cases:
+        cfg = CONFIGS[cfg_name]
+        s = build(classes[SOLVERS[solver]], cfg, prediction_type=cfg.get("prediction_type", "epsilon"),
+                  timestep_spacing=spacing, rescale_betas_zero_snr=rescale)
+        s.set_timesteps(n)
+        x = noise * s.init_noise_sigma
+        xs, x0s, scaled = [], [], []
+        for t in s.timesteps:
+            inp = s.scale_model_input(x, t)
+            eps = fake_model(inp, c)
+            scaled.append(f32hex(inp))
+            if solver == "dpm++":
+                # DPM-Solver's step returns no x0; its data prediction is convert_model_output
+                # at the step's index (initialised here exactly as step itself does first).
+                if s.step_index is None:
+                    s._init_step_index(t)
+                x0s.append(f32hex(s.convert_model_output(eps, sample=x)))
+            res = s.step(eps, t, x, return_dict=False)
+            x = res[0]
+            xs.append(f32hex(x))
+            if len(res) > 1:
+                x0s.append(f32hex(res[1]))
+        runs.append({"config": cfg_name, "solver": solver, "spacing": spacing, "steps": n,
+                     "rescale_betas_zero_snr": rescale, "timesteps": [float(v) for v in s.timesteps.tolist()],
+                     "scaled_inputs": scaled, "samples": xs, "pred_x0": x0s})
+    return {"noise": f32hex(noise), "c": f32hex(c), "runs": runs}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--diffusers-src", required=True)
@@ -157,7 +232,8 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(1)
     DDPM, DDIM, Euler, DPM = load(a.diffusers_src)
-    doc = {"training": training(DDPM)}
+    classes = {"DDIM": DDIM, "Euler": Euler, "DPM": DPM}
+    doc = {"training": training(DDPM), "timesteps": timesteps(classes), "sampling": sampling(classes)}
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.write("\n")
