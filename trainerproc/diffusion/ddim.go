@@ -50,13 +50,7 @@ func newDDIM(s *Schedule, c SchedulerConfig, n int) (*ddim, error) {
 
 func (d *ddim) Name() string { return "ddim" }
 
-func (d *ddim) Timesteps() []float64 {
-	out := make([]float64, len(d.timesteps))
-	for i, t := range d.timesteps {
-		out[i] = float64(t)
-	}
-	return out
-}
+func (d *ddim) Timesteps() []float64 { return widen(d.timesteps) }
 
 func (d *ddim) ScaleInput([]float32, int) {}
 

@@ -88,13 +88,7 @@ func lambdaClippedIndex(ab []float32, clip float64) int {
 
 func (d *dpm) Name() string { return "dpm++" }
 
-func (d *dpm) Timesteps() []float64 {
-	out := make([]float64, len(d.timesteps))
-	for i, t := range d.timesteps {
-		out[i] = float64(t)
-	}
-	return out
-}
+func (d *dpm) Timesteps() []float64 { return widen(d.timesteps) }
 
 func (d *dpm) ScaleInput([]float32, int) {}
 

@@ -57,13 +57,7 @@ func newEuler(s *Schedule, c SchedulerConfig, n int) (*euler, error) {
 
 func (e *euler) Name() string { return "euler" }
 
-func (e *euler) Timesteps() []float64 {
-	out := make([]float64, len(e.timesteps))
-	for i, t := range e.timesteps {
-		out[i] = float64(t)
-	}
-	return out
-}
+func (e *euler) Timesteps() []float64 { return widen(e.timesteps) }
 
 func (e *euler) InitNoiseSigma() float64 { return float64(e.initSigma) }
 

@@ -26,15 +26,21 @@ type golden struct {
 
 func loadGolden(t *testing.T) golden {
 	t.Helper()
+	var g golden
+	readGolden(t, &g)
+	return g
+}
+
+// readGolden decodes testdata/golden.json into v.
+func readGolden(t *testing.T, v any) {
+	t.Helper()
 	raw, err := os.ReadFile("testdata/golden.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
+	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatal(err)
 	}
-	return g
 }
 
 // f32s decodes the generator's float32 hex encoding.

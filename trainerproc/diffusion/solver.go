@@ -29,8 +29,8 @@ type Solver interface {
 	InitNoiseSigma() float64
 }
 
-// SolverNames are the --validation_noise_scheduler values NewSolver accepts, spelled as
-// SimpleTuner spells them (its validation SCHEDULER_NAME_MAP).
+// solverNames are the --validation_noise_scheduler values NewSolver accepts, spelled as
+// SimpleTuner spells them (the keys of its validation scheduler map).
 var solverNames = []string{"ddim", "euler", "dpm++"}
 
 // SolverNames returns the --validation_noise_scheduler values NewSolver accepts.
@@ -167,6 +167,15 @@ func npArange(start, stop, step float64) []float64 {
 	return out
 }
 
+// widen converts timesteps to the float64 the Solver interface hands out.
+func widen[T int | float32](v []T) []float64 {
+	out := make([]float64, len(v))
+	for i, t := range v {
+		out[i] = float64(t)
+	}
+	return out
+}
+
 // reversed returns v backwards.
 func reversed[T any](v []T) []T {
 	out := slices.Clone(v)
@@ -187,7 +196,8 @@ func npInterp(x float64, fp []float32) float64 {
 	if float64(j) == x {
 		return float64(fp[j])
 	}
-	slope := (float64(fp[j+1]) - float64(fp[j])) / 1
+	// numpy's slope divides by xp[j+1] − xp[j], which is 1 here.
+	slope := float64(fp[j+1]) - float64(fp[j])
 	return slope*(x-float64(j)) + float64(fp[j])
 }
 

@@ -1,10 +1,8 @@
 package diffusion
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"testing"
 )
 
@@ -39,15 +37,7 @@ type goldenSolvers struct {
 // goldenConfig parses the named scheduler config of the golden file.
 func goldenConfig(t *testing.T, name string) SchedulerConfig {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	s, ok := g.Training.Schedules[name]
+	s, ok := loadGolden(t).Training.Schedules[name]
 	if !ok {
 		t.Fatalf("no config %q in the golden file", name)
 	}
@@ -60,14 +50,8 @@ func goldenConfig(t *testing.T, name string) SchedulerConfig {
 
 func loadGoldenSolvers(t *testing.T) goldenSolvers {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g goldenSolvers
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
+	readGolden(t, &g)
 	return g
 }
 
