@@ -16,7 +16,9 @@ type Schedule struct {
 
 // NewSchedule builds the β and ᾱ tables from c: trained_betas, or linear,
 // scaled_linear or squaredcos_cap_v2, then the zero-terminal-SNR rescale when
-// c.RescaleBetasZeroSNR is set.
+// c.RescaleBetasZeroSNR is set. SimpleTuner builds its training DDPMScheduler with
+// rescale_betas_zero_snr from its own --rescale_betas_zero_snr (default false), overriding
+// the file's value, so a caller mirroring it sets c.RescaleBetasZeroSNR from the option first.
 func NewSchedule(c SchedulerConfig) (*Schedule, error) {
 	if err := c.validate(); err != nil {
 		return nil, err

@@ -36,6 +36,10 @@ var solverNames = []string{"ddim", "euler", "dpm++"}
 // SolverNames returns the --validation_noise_scheduler values NewSolver accepts.
 func SolverNames() []string { return slices.Clone(solverNames) }
 
+// DefaultSolver is PixArt-Σ's validation scheduler when --validation_noise_scheduler is unset
+// (SimpleTuner's PixArt model default).
+const DefaultSolver = "ddim"
+
 // DefaultInferenceTimestepSpacing is SimpleTuner's --inference_scheduler_timestep_spacing
 // default, which its validation passes as timestep_spacing to every scheduler it builds.
 const DefaultInferenceTimestepSpacing = "trailing"
