@@ -12,8 +12,8 @@ import (
 // through the node. Memory: between the forward and the backward pass only the inputs and
 // the output stay alive; the backward pass holds one recomputed graph at a time.
 //
-// f must be deterministic (the same result when re-run: draw random numbers outside it and
-// pass them in) and must not keep the tensors it creates: everything it allocates is freed
+// f must be deterministic (the same result when re-run: use CheckpointRNG when it draws random
+// numbers, or draw them outside and pass them in) and must not keep the tensors it creates: everything it allocates is freed
 // when Checkpoint returns. in may hold nil entries (passed to f as nil) and tensors that need
 // no gradient (masks, constants). Under NoGrad, or when nothing f reads requires a gradient,
 // Checkpoint just calls f (still freeing its temporaries). A failure while f is re-run during
@@ -60,6 +60,24 @@ func (e *Engine) Checkpoint(f func(in []*Tensor) *Tensor, in ...*Tensor) *Tensor
 		return grads
 	})
 	return res
+}
+
+// CheckpointRNG is Checkpoint for an f that draws random numbers from r (dropout): the re-run
+// during Backward starts r from the state it had when f first ran, so it draws the same
+// numbers, and puts r back afterwards, so the recompute does not advance the stream.
+func (e *Engine) CheckpointRNG(r *RNG, f func(in []*Tensor) *Tensor, in ...*Tensor) *Tensor {
+	seed, offset := r.State()
+	ran := false
+	return e.Checkpoint(func(in []*Tensor) *Tensor {
+		if !ran {
+			ran = true
+			return f(in)
+		}
+		curSeed, curOffset := r.State()
+		r.SetState(seed, offset)
+		defer r.SetState(curSeed, curOffset)
+		return f(in)
+	}, in...)
 }
 
 // recompute re-runs a checkpointed f on the storages its node saved and back-propagates gy
