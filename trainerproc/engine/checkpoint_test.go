@@ -462,3 +462,34 @@ func TestCheckpointRNG(t *testing.T) {
 		t.Errorf("%d buffers leaked", n)
 	}
 }
+
+// TestCheckpointRefusesCapturedGraph: f reading a tensor with a graph from its closure (rather
+// than through in) would make the re-run back-propagate into the outer graph out of turn, so
+// Checkpoint refuses it with ErrGrad, freeing what f made; the same tensor passed in works.
+func TestCheckpointRefusesCapturedGraph(t *testing.T) {
+	e, be := newF64(t, 1)
+	x := ckptLeaves(e, [][]int{{3, 4}})[0]
+	baseline, _ := be.Stats()
+	s := e.Scope()
+	y := e.GELU(x) // has a graph
+	before, _ := be.Stats()
+	err := engine.Catch(func() {
+		e.Checkpoint(func(in []*engine.Tensor) *engine.Tensor { return e.Mul(e.Add(in[0], y), in[0]) }, x)
+	})
+	if !errors.Is(err, engine.ErrGrad) || !strings.Contains(err.Error(), "not one of its inputs") {
+		t.Fatalf("captured graph tensor: %v, want an ErrGrad naming the inputs", err)
+	}
+	if after, _ := be.Stats(); after != before {
+		t.Errorf("%d live buffers after the refused call, want %d", after, before)
+	}
+	out := e.Checkpoint(func(in []*engine.Tensor) *engine.Tensor { return e.Mul(e.Add(in[0], in[1]), in[0]) }, x, y)
+	if err := e.Backward(e.SumAll(out)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	x.ZeroGrad()
+	if n, _ := be.Stats(); n != baseline {
+		t.Errorf("%d live buffers, want %d", n, baseline)
+	}
+	x.Free()
+}
