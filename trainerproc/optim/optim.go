@@ -12,7 +12,6 @@ import (
 
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/cpu"
-	"simpletuner/trainerproc/engine/philox"
 	"simpletuner/trainerproc/safetensors"
 )
 
@@ -119,26 +118,19 @@ func New(name string, params []*engine.Parameter, overrides map[string]float64, 
 		}
 		seen[p.Name] = true
 	}
-	o := &opt{name: name, h: h, params: params, seed: seed, state: map[string][][]float32{}, slots: stateSlots(name, h)}
 	if name == "adamw_bf16" {
-		for _, p := range params {
-			if err := o.update(p, func(w []float32) {
-				for i, v := range w {
-					w[i] = safetensors.BF16ToFloat32(safetensors.Float32ToBF16(v))
-				}
-			}); err != nil {
-				return nil, err
-			}
-		}
+		return newAdamWBF16(h, params, seed)
 	}
-	return o, nil
+	return &opt{name: name, h: h, params: params, seed: seed, state: map[string][][]float32{}, slots: stateSlots(name, h)}, nil
 }
 
 // stateSlots names the per-parameter state an optimizer keeps (one float32 per weight each).
 func stateSlots(name string, h Hyper) []string {
 	switch name {
-	case "adamw", "adamw_bf16", "optimi-adamw":
+	case "adamw", "optimi-adamw":
 		return []string{"exp_avg", "exp_avg_sq"}
+	case "adamw_bf16":
+		return []string{"exp_avg", "exp_avg_sq", "shift"}
 	case "optimi-lion":
 		return []string{"exp_avg"}
 	case "optimi-sgd":
@@ -149,10 +141,31 @@ func stateSlots(name string, h Hyper) []string {
 	return nil
 }
 
-// StateSlots is the number of float32 values the named optimizer keeps per trainable weight
-// (2 for the AdamW variants, 1 for Lion and for SGD with momentum, 0 for plain SGD), for
-// memory estimates. overrides are New's (momentum matters).
+// StateSlots is the optimizer state per trainable weight in float32-sized slots, rounded up
+// (2 for adamw and optimi-adamw, 2 for adamw_bf16's three bfloat16 values, 1 for Lion and for
+// SGD with momentum, 0 for plain SGD), for memory estimates. overrides are New's (momentum
+// matters). StateBytes gives the exact figure.
 func StateSlots(name string, overrides map[string]float64) (int, error) {
+	b, err := stateBytes(name, overrides)
+	return (b + 3) / 4, err
+}
+
+// StateBytes is the bytes of optimizer state the named optimizer keeps per trainable weight
+// with its default hyper-parameters: adamw and optimi-adamw 8 (two float32 moments),
+// adamw_bf16 6 (three bfloat16 values), optimi-lion 4, optimi-sgd 0 (4 once momentum is set
+// through StateBytesWith); 0 for a name New does not accept.
+func StateBytes(name string) int {
+	b, _ := stateBytes(name, nil)
+	return b
+}
+
+// StateBytesWith is StateBytes with New's overrides (momentum matters), failing with
+// ErrUnsupported on a name New does not accept.
+func StateBytesWith(name string, overrides map[string]float64) (int, error) {
+	return stateBytes(name, overrides)
+}
+
+func stateBytes(name string, overrides map[string]float64) (int, error) {
 	h, ok := defaults[name]
 	if !ok {
 		return 0, fmt.Errorf("%w: optimizer %q (supported: %s)", ErrUnsupported, name, strings.Join(supported, ", "))
@@ -160,7 +173,11 @@ func StateSlots(name string, overrides map[string]float64) (int, error) {
 	if m, ok := overrides["momentum"]; ok {
 		h.Momentum = m
 	}
-	return len(stateSlots(name, h)), nil
+	size := 4 // float32 per slot
+	if name == "adamw_bf16" {
+		size = 2 // bfloat16 per slot
+	}
+	return size * len(stateSlots(name, h)), nil
 }
 
 // opt implements every supported optimizer; the per-element rule is picked by name.
@@ -241,7 +258,7 @@ func (o *opt) Step(lr float64) error {
 		o.count = map[string]int64{}
 	}
 	h := o.h
-	for pi, p := range o.params {
+	for _, p := range o.params {
 		if p.Grad() == nil {
 			continue
 		}
@@ -260,7 +277,7 @@ func (o *opt) Step(lr float64) error {
 			err = o.update(p, func(w []float32) {
 				decay := float32(1 - lr*h.WeightDecay)
 				switch o.name {
-				case "adamw", "adamw_bf16", "optimi-adamw":
+				case "adamw", "optimi-adamw":
 					bc1 := 1 - math.Pow(h.Beta1, float64(step))
 					bc2 := 1 - math.Pow(h.Beta2, float64(step))
 					b1, b2, eps := float32(h.Beta1), float32(h.Beta2), float32(h.Eps)
@@ -269,11 +286,7 @@ func (o *opt) Step(lr float64) error {
 					invBC2 := float32(1 / bc2)
 					m, v := st[0], st[1]
 					optimi := o.name == "optimi-adamw"
-					bf16 := o.name == "adamw_bf16"
-					key := o.seed ^ (uint64(pi+1) * 0x9E3779B97F4A7C15)
-					ctr := uint64(step) << 32
 					parallel(len(w), func(lo, hi int) {
-						var blk [4]uint32
 						for i := lo; i < hi; i++ {
 							gi := g[i]
 							wi := w[i] * decay
@@ -287,14 +300,7 @@ func (o *opt) Step(lr float64) error {
 								v[i] = v[i]*b2 + (1-b2)*gi*gi
 								denom = float32(math.Sqrt(float64(v[i])))/sqrtBC2 + eps
 							}
-							wi -= stepSize * m[i] / denom
-							if bf16 {
-								if i == lo || i%4 == 0 {
-									blk = philox.Block(key, ctr+uint64(i/4))
-								}
-								wi = stochasticBF16(wi, blk[i%4])
-							}
-							w[i] = wi
+							w[i] = wi - stepSize*m[i]/denom
 						}
 					})
 				case "optimi-lion":
