@@ -100,27 +100,16 @@ func (o *adamwBF16) newState(pi, n int) *bf16State {
 
 // Step implements Optimizer.
 func (o *adamwBF16) Step(lr float64) error {
-	for pi, p := range o.params {
-		if p.Grad() == nil {
-			continue
-		}
+	err := eachUpdate(o.params, func(pi int, p *engine.Parameter, w, g []float32) {
 		st := o.state[p.Name]
 		if st == nil {
 			st = o.newState(pi, p.Numel())
 			o.state[p.Name] = st
 		}
-		var err error
-		gerr := hostView(p.Grad(), false, func(g []float32) {
-			err = hostView(p.Tensor, true, func(w []float32) {
-				o.update(pi, st, w, g, lr)
-			})
-		})
-		if gerr != nil {
-			return gerr
-		}
-		if err != nil {
-			return err
-		}
+		o.update(pi, st, w, g, lr)
+	})
+	if err != nil {
+		return err
 	}
 	o.steps++
 	return nil
@@ -198,14 +187,8 @@ func round(x float32, r uint32, nearest bool) uint16 {
 // layout ("format"), the step counts, the owed decay (exact decimal) and the
 // hyper-parameters.
 func (o *adamwBF16) State() ([]safetensors.Tensor, map[string]string, error) {
-	h := o.h
-	meta := map[string]string{
-		"optimizer": o.Name(),
-		"format":    bf16StateFormat,
-		"steps":     strconv.FormatInt(o.steps, 10),
-		"seed":      strconv.FormatUint(o.seed, 10),
-		"hyper":     fmt.Sprintf("%v,%v,%v,%v,%v", h.Beta1, h.Beta2, h.Eps, h.WeightDecay, h.Momentum),
-	}
+	meta := stateMeta(o.Name(), o.steps, o.seed, o.h)
+	meta["format"] = bf16StateFormat
 	names := make([]string, 0, len(o.state))
 	for n := range o.state {
 		names = append(names, n)
@@ -242,8 +225,9 @@ func bf16Slots(st *bf16State) []bf16Slot {
 // in float32, no shift, no "format") is refused with ErrState: its moments mean something
 // else (bias-corrected AdamW), so carrying them over would silently change the run.
 func (o *adamwBF16) LoadState(ts []safetensors.Tensor, meta map[string]string) error {
-	if meta["optimizer"] != o.Name() {
-		return fmt.Errorf("%w: state of optimizer %q, this run uses %q", ErrState, meta["optimizer"], o.Name())
+	steps, err := stateSteps(meta, o.Name())
+	if err != nil {
+		return err
 	}
 	if f := meta["format"]; f != bf16StateFormat {
 		if f == "" {
@@ -252,10 +236,6 @@ func (o *adamwBF16) LoadState(ts []safetensors.Tensor, meta map[string]string) e
 				"resume without the optimizer state or with the trainer version that wrote it", ErrState)
 		}
 		return fmt.Errorf("%w: adamw_bf16 state format %q, this trainer reads %q", ErrState, f, bf16StateFormat)
-	}
-	steps, err := strconv.ParseInt(meta["steps"], 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: steps: %w", ErrState, err)
 	}
 	byName := map[string]safetensors.Tensor{}
 	for _, t := range ts {

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"simpletuner/trainerproc/engine"
+	"simpletuner/trainerproc/engine/blas"
+	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/safetensors"
 )
 
@@ -131,8 +133,7 @@ func TestAdamWBF16MatchesReference(t *testing.T) {
 	}
 }
 
-// runBF16 builds adamw_bf16 over two parameters and runs steps from..to-1 with
-// deterministic gradients; it returns the optimizer and the parameters.
+// runBF16 runs o's steps from..to-1 on ps with deterministic gradients.
 func runBF16(t *testing.T, e *engine.Engine, o Optimizer, ps []*engine.Parameter, from, to int) {
 	t.Helper()
 	for s := from; s < to; s++ {
@@ -149,6 +150,8 @@ func runBF16(t *testing.T, e *engine.Engine, o Optimizer, ps []*engine.Parameter
 	}
 }
 
+// newBF16 builds adamw_bf16 (weight decay 2, so the delayed decay fires) over two
+// parameters of n weights.
 func newBF16(t *testing.T, e *engine.Engine, seed uint64, n int) (Optimizer, []*engine.Parameter) {
 	t.Helper()
 	var ps []*engine.Parameter
@@ -200,22 +203,11 @@ func TestAdamWBF16ResumeEqualsUninterrupted(t *testing.T) {
 
 	ob, pb := newBF16(t, e, 9, 300)
 	runBF16(t, e, ob, pb, 0, 3)
-	ts, meta, err := ob.State()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range ts {
+	ts2, meta2 := savedState(t, ob)
+	for _, x := range ts2 {
 		if x.DType != safetensors.BF16 {
 			t.Fatalf("state tensor %s is %s, want BF16", x.Name, x.DType)
 		}
-	}
-	raw, err := safetensors.Marshal(ts, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts2, meta2, err := safetensors.Unmarshal(raw)
-	if err != nil {
-		t.Fatal(err)
 	}
 	oc, pc := newBF16(t, e, 9, 300)
 	for i := range pc { // the weights come back from the model checkpoint
@@ -383,5 +375,34 @@ func TestAdamWBF16StateBytes(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<10 {
 		t.Fatalf("a later step allocated %d bytes", got)
+	}
+}
+
+// BenchmarkAdamWBF16Step measures one stochastic step over 16 Mi weights (host, parallel).
+func BenchmarkAdamWBF16Step(b *testing.B) {
+	be, err := cpu.New(cpu.Options{BLAS: blas.ChoiceGonum})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	e := engine.New(be)
+	const n = 1 << 24
+	p := e.NewParameter("w", e.Zeros(n))
+	defer p.Free()
+	o, err := New("adamw_bf16", []*engine.Parameter{p}, nil, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := e.Scope()
+	if err := e.Backward(e.SumAll(e.Mul(p.Tensor, e.Full(0.01, n)))); err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	b.SetBytes(n * 4)
+	b.ResetTimer()
+	for range b.N {
+		if err := o.Step(1e-4); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

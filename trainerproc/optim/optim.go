@@ -218,10 +218,6 @@ func hostView(t *engine.Tensor, write bool, fn func([]float32)) error {
 	return nil
 }
 
-func (o *opt) update(p *engine.Parameter, fn func(w []float32)) error {
-	return hostView(p.Tensor, true, fn)
-}
-
 // parallel runs fn over [0,n) in fixed chunks on up to GOMAXPROCS goroutines; results do not
 // depend on the split because every element is independent.
 func parallel(n int, fn func(lo, hi int)) {
@@ -253,15 +249,33 @@ func parallel(n int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
+// eachUpdate calls fn for every parameter with a gradient, in order, with host views of its
+// values (written back afterwards) and of its gradient.
+func eachUpdate(params []*engine.Parameter, fn func(pi int, p *engine.Parameter, w, g []float32)) error {
+	for pi, p := range params {
+		if p.Grad() == nil {
+			continue
+		}
+		var err error
+		gerr := hostView(p.Grad(), false, func(g []float32) {
+			err = hostView(p.Tensor, true, func(w []float32) { fn(pi, p, w, g) })
+		})
+		if gerr != nil {
+			return gerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (o *opt) Step(lr float64) error {
 	if o.count == nil {
 		o.count = map[string]int64{}
 	}
 	h := o.h
-	for _, p := range o.params {
-		if p.Grad() == nil {
-			continue
-		}
+	err := eachUpdate(o.params, func(_ int, p *engine.Parameter, w, g []float32) {
 		st := o.state[p.Name]
 		if st == nil {
 			st = make([][]float32, len(o.slots))
@@ -272,68 +286,60 @@ func (o *opt) Step(lr float64) error {
 		}
 		o.count[p.Name]++
 		step := o.count[p.Name]
-		var err error
-		gerr := hostView(p.Grad(), false, func(g []float32) {
-			err = o.update(p, func(w []float32) {
-				decay := float32(1 - lr*h.WeightDecay)
-				switch o.name {
-				case "adamw", "optimi-adamw":
-					bc1 := 1 - math.Pow(h.Beta1, float64(step))
-					bc2 := 1 - math.Pow(h.Beta2, float64(step))
-					b1, b2, eps := float32(h.Beta1), float32(h.Beta2), float32(h.Eps)
-					stepSize := float32(lr / bc1)
-					sqrtBC2 := float32(math.Sqrt(bc2))
-					invBC2 := float32(1 / bc2)
-					m, v := st[0], st[1]
-					optimi := o.name == "optimi-adamw"
-					parallel(len(w), func(lo, hi int) {
-						for i := lo; i < hi; i++ {
-							gi := g[i]
-							wi := w[i] * decay
-							var denom float32
-							if optimi {
-								m[i] += (gi - m[i]) * (1 - b1) // lerp, as torch-optimi
-								v[i] = v[i]*b2 + (1-b2)*gi*gi
-								denom = float32(math.Sqrt(float64(v[i]*invBC2))) + eps
-							} else {
-								m[i] = m[i]*b1 + (1-b1)*gi
-								v[i] = v[i]*b2 + (1-b2)*gi*gi
-								denom = float32(math.Sqrt(float64(v[i])))/sqrtBC2 + eps
-							}
-							w[i] = wi - stepSize*m[i]/denom
-						}
-					})
-				case "optimi-lion":
-					b1, b2, l := float32(h.Beta1), float32(h.Beta2), float32(lr)
-					m := st[0]
-					parallel(len(w), func(lo, hi int) {
-						for i := lo; i < hi; i++ {
-							c := m[i] + (g[i]-m[i])*(1-b1)
-							w[i] = w[i]*decay - l*sign(c)
-							m[i] += (g[i] - m[i]) * (1 - b2)
-						}
-					})
-				case "optimi-sgd":
-					l, mom := float32(lr), float32(h.Momentum)
-					parallel(len(w), func(lo, hi int) {
-						for i := lo; i < hi; i++ {
-							d := g[i]
-							if len(st) > 0 {
-								st[0][i] = st[0][i]*mom + g[i]
-								d = st[0][i]
-							}
-							w[i] = w[i]*decay - l*d
-						}
-					})
+		decay := float32(1 - lr*h.WeightDecay)
+		switch o.name {
+		case "adamw", "optimi-adamw":
+			bc1 := 1 - math.Pow(h.Beta1, float64(step))
+			bc2 := 1 - math.Pow(h.Beta2, float64(step))
+			b1, b2, eps := float32(h.Beta1), float32(h.Beta2), float32(h.Eps)
+			stepSize := float32(lr / bc1)
+			sqrtBC2 := float32(math.Sqrt(bc2))
+			invBC2 := float32(1 / bc2)
+			m, v := st[0], st[1]
+			optimi := o.name == "optimi-adamw"
+			parallel(len(w), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					gi := g[i]
+					wi := w[i] * decay
+					var denom float32
+					if optimi {
+						m[i] += (gi - m[i]) * (1 - b1) // lerp, as torch-optimi
+						v[i] = v[i]*b2 + (1-b2)*gi*gi
+						denom = float32(math.Sqrt(float64(v[i]*invBC2))) + eps
+					} else {
+						m[i] = m[i]*b1 + (1-b1)*gi
+						v[i] = v[i]*b2 + (1-b2)*gi*gi
+						denom = float32(math.Sqrt(float64(v[i])))/sqrtBC2 + eps
+					}
+					w[i] = wi - stepSize*m[i]/denom
 				}
 			})
-		})
-		if gerr != nil {
-			return gerr
+		case "optimi-lion":
+			b1, b2, l := float32(h.Beta1), float32(h.Beta2), float32(lr)
+			m := st[0]
+			parallel(len(w), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					c := m[i] + (g[i]-m[i])*(1-b1)
+					w[i] = w[i]*decay - l*sign(c)
+					m[i] += (g[i] - m[i]) * (1 - b2)
+				}
+			})
+		case "optimi-sgd":
+			l, mom := float32(lr), float32(h.Momentum)
+			parallel(len(w), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					d := g[i]
+					if len(st) > 0 {
+						st[0][i] = st[0][i]*mom + g[i]
+						d = st[0][i]
+					}
+					w[i] = w[i]*decay - l*d
+				}
+			})
 		}
-		if err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	o.steps++
 	return nil
@@ -363,12 +369,7 @@ func stochasticBF16(x float32, r uint32) float32 {
 // State implements Optimizer: one F32 tensor "<param>.<slot>" per state slice, and metadata
 // with the optimizer name, step counts and hyper-parameters (exact decimal round-trips).
 func (o *opt) State() ([]safetensors.Tensor, map[string]string, error) {
-	meta := map[string]string{
-		"optimizer": o.name,
-		"steps":     strconv.FormatInt(o.steps, 10),
-		"seed":      strconv.FormatUint(o.seed, 10),
-		"hyper":     fmt.Sprintf("%v,%v,%v,%v,%v", o.h.Beta1, o.h.Beta2, o.h.Eps, o.h.WeightDecay, o.h.Momentum),
-	}
+	meta := stateMeta(o.name, o.steps, o.seed, o.h)
 	var ts []safetensors.Tensor
 	names := make([]string, 0, len(o.state))
 	for n := range o.state {
@@ -388,14 +389,34 @@ func (o *opt) State() ([]safetensors.Tensor, map[string]string, error) {
 	return ts, meta, nil
 }
 
-// LoadState implements Optimizer.
-func (o *opt) LoadState(ts []safetensors.Tensor, meta map[string]string) error {
-	if meta["optimizer"] != o.name {
-		return fmt.Errorf("%w: state of optimizer %q, this run uses %q", ErrState, meta["optimizer"], o.name)
+// stateMeta is the metadata every optimizer's State starts with: its name, step count, seed
+// and hyper-parameters (exact decimal round trips).
+func stateMeta(name string, steps int64, seed uint64, h Hyper) map[string]string {
+	return map[string]string{
+		"optimizer": name,
+		"steps":     strconv.FormatInt(steps, 10),
+		"seed":      strconv.FormatUint(seed, 10),
+		"hyper":     fmt.Sprintf("%v,%v,%v,%v,%v", h.Beta1, h.Beta2, h.Eps, h.WeightDecay, h.Momentum),
+	}
+}
+
+// stateSteps checks that meta is the named optimizer's state and returns its step count.
+func stateSteps(meta map[string]string, name string) (int64, error) {
+	if meta["optimizer"] != name {
+		return 0, fmt.Errorf("%w: state of optimizer %q, this run uses %q", ErrState, meta["optimizer"], name)
 	}
 	steps, err := strconv.ParseInt(meta["steps"], 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: steps: %w", ErrState, err)
+		return 0, fmt.Errorf("%w: steps: %w", ErrState, err)
+	}
+	return steps, nil
+}
+
+// LoadState implements Optimizer.
+func (o *opt) LoadState(ts []safetensors.Tensor, meta map[string]string) error {
+	steps, err := stateSteps(meta, o.name)
+	if err != nil {
+		return err
 	}
 	byName := map[string]safetensors.Tensor{}
 	for _, t := range ts {

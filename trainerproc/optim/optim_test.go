@@ -42,6 +42,24 @@ func values(t *testing.T, x *engine.Tensor) []float32 {
 	return v
 }
 
+// savedState returns o's State after a round trip through a safetensors file.
+func savedState(t *testing.T, o Optimizer) ([]safetensors.Tensor, map[string]string) {
+	t.Helper()
+	ts, meta, err := o.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := safetensors.Marshal(ts, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts2, meta2, err := safetensors.Unmarshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts2, meta2
+}
+
 // TestSingleStep checks one update of each optimizer against the closed form.
 func TestSingleStep(t *testing.T) {
 	const lr = 0.1
@@ -160,18 +178,7 @@ func TestResumeBitIdentical(t *testing.T) {
 			defer b.Free()
 			ob, _ := New(name, []*engine.Parameter{b}, over, 9)
 			run(b, ob, 0, 3)
-			ts, meta, err := ob.State()
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, err := safetensors.Marshal(ts, meta)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ts2, meta2, err := safetensors.Unmarshal(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ts2, meta2 := savedState(t, ob)
 			saved := values(t, b.Tensor)
 			c := e.NewParameter("w", e.FromHost(saved, n))
 			defer c.Free()
