@@ -34,6 +34,9 @@ const bf16StateFormat = "adamw_bf16/2"
 //	p'         ← round(p + shift);  shift ← round(shift + round(p − p'))
 //	decay      owed += weight_decay·lr; past decayThreshold: shift ← round(shift − owed·p')
 //
+// So exp_avg is g + (1−β1)·β1·exp_avg (≈ g + 0.09·exp_avg), not an EMA of g; and since
+// exp_avg_sq·0.999 rounds back to exp_avg_sq in bfloat16 (0.1% is under half a bfloat16
+// step), exp_avg_sq in effect only accumulates (1−β2)·g². Both are the reference's behaviour.
 // There is no β1 bias correction. round is bfloat16 rounding of a float32 result, stochastic
 // where the reference uses its stochastic helpers (exp_avg, both shift adds, p) and to
 // nearest elsewhere. Every arithmetic step is float32 with float32 scalars, rounded once, as
