@@ -195,6 +195,11 @@ func (h *Hub) serveUploadAPI(w http.ResponseWriter, r *http.Request, p string) {
 	http.NotFound(w, r)
 }
 
+// badRequest answers 400 with the Hub's JSON error body.
+func badRequest(w http.ResponseWriter, msg string) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -211,7 +216,7 @@ func (h *Hub) serveCreate(w http.ResponseWriter, r *http.Request) {
 		Visibility   string  `json:"visibility"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Name == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad create request"})
+		badRequest(w, "bad create request")
 		return
 	}
 	repoID := in.Name
@@ -278,7 +283,7 @@ func (h *Hub) servePreupload(w http.ResponseWriter, r *http.Request, repoID, rev
 		} `json:"files"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad preupload request: " + err.Error()})
+		badRequest(w, "bad preupload request: "+err.Error())
 		return
 	}
 	h.mu.Lock()
@@ -296,7 +301,7 @@ func (h *Hub) servePreupload(w http.ResponseWriter, r *http.Request, repoID, rev
 	out := []ans{}
 	for _, f := range in.Files {
 		if _, err := base64.StdEncoding.DecodeString(f.Sample); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "sample of " + f.Path + " is not base64"})
+			badRequest(w, "sample of "+f.Path+" is not base64")
 			return
 		}
 		a := ans{Path: f.Path, UploadMode: "regular"}
@@ -316,7 +321,7 @@ func (h *Hub) servePreupload(w http.ResponseWriter, r *http.Request, repoID, rev
 // upload action on the storage, and a verify action.
 func (h *Hub) serveBatch(w http.ResponseWriter, r *http.Request, repoID string) {
 	if r.Header.Get("Accept") != lfsMedia || r.Header.Get("Content-Type") != lfsMedia {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want Accept and Content-Type " + lfsMedia})
+		badRequest(w, "want Accept and Content-Type "+lfsMedia)
 		return
 	}
 	if !h.writeAuth(w, r, repoID) {
@@ -335,7 +340,7 @@ func (h *Hub) serveBatch(w http.ResponseWriter, r *http.Request, repoID string) 
 		} `json:"ref"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Operation != "upload" || in.HashAlgo != "sha256" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want an upload batch with hash_algo sha256"})
+		badRequest(w, "want an upload batch with hash_algo sha256")
 		return
 	}
 	h.mu.Lock()
@@ -390,7 +395,7 @@ func (h *Hub) serveVerify(w http.ResponseWriter, r *http.Request, repoID string)
 		Size int64  `json:"size"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad verify request"})
+		badRequest(w, "bad verify request")
 		return
 	}
 	h.mu.Lock()
@@ -535,7 +540,7 @@ func (h *Hub) completeMultipart(w http.ResponseWriter, r *http.Request, oid stri
 // branch and moves the branch to it.
 func (h *Hub) serveCommit(w http.ResponseWriter, r *http.Request, repoID, rev string) {
 	if r.Header.Get("Content-Type") != "application/x-ndjson" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want Content-Type application/x-ndjson"})
+		badRequest(w, "want Content-Type application/x-ndjson")
 		return
 	}
 	if !h.writeAuth(w, r, repoID) {
@@ -560,17 +565,17 @@ func (h *Hub) serveCommit(w http.ResponseWriter, r *http.Request, repoID, rev st
 	for sc.Scan() {
 		var l line
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad NDJSON line: " + err.Error()})
+			badRequest(w, "bad NDJSON line: "+err.Error())
 			return
 		}
 		lines = append(lines, l)
 	}
 	if err := sc.Err(); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the commit: " + err.Error()})
+		badRequest(w, "reading the commit: "+err.Error())
 		return
 	}
 	if len(lines) == 0 || lines[0].Key != "header" || lines[0].Value.Summary == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the first line must be a header with a summary"})
+		badRequest(w, "the first line must be a header with a summary")
 		return
 	}
 	h.mu.Lock()
@@ -587,14 +592,14 @@ func (h *Hub) serveCommit(w http.ResponseWriter, r *http.Request, repoID, rev st
 	for _, l := range lines[1:] {
 		v := l.Value
 		if v.Path == "" || path.Clean(v.Path) != v.Path || strings.HasPrefix(v.Path, "/") {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad path " + strconv.Quote(v.Path)})
+			badRequest(w, "bad path "+strconv.Quote(v.Path))
 			return
 		}
 		switch l.Key {
 		case "file":
 			b, err := base64.StdEncoding.DecodeString(v.Content)
 			if err != nil || v.Encoding != "base64" {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "file " + v.Path + " is not base64"})
+				badRequest(w, "file "+v.Path+" is not base64")
 				return
 			}
 			files[v.Path] = File{Content: b}
@@ -603,7 +608,7 @@ func (h *Hub) serveCommit(w http.ResponseWriter, r *http.Request, repoID, rev st
 		case "lfsFile":
 			b, ok := h.up.stored[v.OID]
 			if !ok || v.Algo != "sha256" || int64(len(b)) != v.Size {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "LFS object " + v.OID + " of " + v.Path + " was not uploaded"})
+				badRequest(w, "LFS object "+v.OID+" of "+v.Path+" was not uploaded")
 				return
 			}
 			files[v.Path] = File{Content: b, LFS: true}
@@ -617,7 +622,7 @@ func (h *Hub) serveCommit(w http.ResponseWriter, r *http.Request, repoID, rev st
 				}
 			}
 		default:
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unknown line key " + l.Key})
+			badRequest(w, "unknown line key "+l.Key)
 			return
 		}
 	}
