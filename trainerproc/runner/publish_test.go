@@ -9,9 +9,11 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"simpletuner/plugins"
+	"simpletuner/trainerproc/checkpoint"
 	"simpletuner/trainerproc/hfhub/hfhubtest"
 )
 
@@ -243,5 +245,64 @@ func TestHubRepoID(t *testing.T) {
 		if got := hubRepoID(in); got != want {
 			t.Errorf("hubRepoID(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestJobPublishesLoRAWeights(t *testing.T) {
+	hub := hfhubtest.New(t)
+	cfg, out := publishConfig(t)
+	cfg["--model_type"] = "lora"
+	evs, st := startJob(t, hubRunner(pubEnv(t, hub, "hf_write")), cfg).wait(t, nil)
+	if st.State != "completed" {
+		t.Fatalf("job %s (%s):\n%s", st.State, st.Error, tail(evs, 6))
+	}
+	repo := hub.Files(pubRepo, "main")
+	// SimpleTuner's LoRA layout: the adapter weights, model card and configuration in each
+	// checkpoint's folder and at the root (the final ones last); no optimizer state.
+	for _, p := range []string{"checkpoint-4/", "checkpoint-8/", ""} {
+		for _, f := range []string{checkpoint.LoRAWeightsFile, modelCardFile, trainingConfigFile} {
+			if _, ok := repo[p+f]; !ok {
+				t.Errorf("%s%s is not in the repo", p, f)
+			}
+		}
+	}
+	for p := range repo {
+		if strings.Contains(p, checkpoint.OptimizerFile) || strings.Contains(p, "transformer/") {
+			t.Errorf("%s uploaded for a LoRA", p)
+		}
+	}
+	final := readFile(t, filepath.Join(out, checkpoint.LoRAWeightsFile))
+	if f := repo[checkpoint.LoRAWeightsFile]; string(f.Content) != string(final) || !f.LFS {
+		t.Error("the root's adapter weights are not the final ones")
+	}
+	if card := string(repo[modelCardFile].Content); !strings.Contains(card, "template:sd-lora") {
+		t.Errorf("model card:\n%s", card)
+	}
+}
+
+func TestStopDuringUploadStopsTheJob(t *testing.T) {
+	hub := hfhubtest.New(t)
+	// The storage keeps saying "later": the upload waits between retries until stopped.
+	hub.FailStorage(1000, http.StatusServiceUnavailable)
+	cfg, out := publishConfig(t)
+	j := startJob(t, hubRunner(pubEnv(t, hub, "hf_write")), cfg)
+	var once sync.Once
+	evs, st := j.wait(t, func(e plugins.Event) {
+		if e.Type == plugins.EventLifecycleStage && strings.HasPrefix(e.Title, "Uploading checkpoint checkpoint-4") {
+			once.Do(func() { j.host.Command(t.Context(), plugins.CommandStop) })
+		}
+	})
+	if st.State != plugins.StateStopped {
+		t.Fatalf("job %s (%s):\n%s", st.State, st.Error, tail(evs, 6))
+	}
+	cds := checkpointEvents(t, evs)
+	if len(cds) != 1 || cds[0].Step != 4 || cds[0].Uploaded {
+		t.Fatalf("checkpoint events %+v", cds)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoint-4", plugins.CheckpointStateFile)); err != nil {
+		t.Fatalf("the checkpoint is not kept: %v", err)
+	}
+	if n := len(hub.Commits(pubRepo)); n != 0 {
+		t.Fatalf("%d commits", n)
 	}
 }
