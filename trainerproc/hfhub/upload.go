@@ -576,7 +576,18 @@ func (c *Client) sendObject(ctx context.Context, repoID string, cf *commitFile, 
 		_, err := c.putPart(ctx, repoID, c.hubURL(up.Href), f, 0, cf.size, report)
 		return err
 	}
-	chunk, err := strconv.ParseInt(fmt.Sprint(cs), 10, 64)
+	chunk, err := int64(0), error(nil)
+	switch v := cs.(type) { // a string in the Hub's answers; a JSON number is accepted too
+	case string:
+		chunk, err = strconv.ParseInt(v, 10, 64)
+	case float64:
+		chunk = int64(v)
+		if float64(chunk) != v {
+			err = ErrUpload
+		}
+	default:
+		err = ErrUpload
+	}
 	if err != nil || chunk <= 0 {
 		return fmt.Errorf("%w: multipart chunk_size %v for %s", ErrUpload, cs, cf.Path)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -281,5 +283,81 @@ func TestCommitStopsOnCancel(t *testing.T) {
 	}
 	if len(fx.hub.Commits(upRepo)) != 0 {
 		t.Fatal("a cancelled upload committed")
+	}
+}
+
+// TestMultipartAnswersChecked runs Commit against a minimal Hub whose LFS batch answer is
+// given per case, for the answers the protocol does not allow.
+func TestMultipartAnswersChecked(t *testing.T) {
+	const size = 2500
+	tests := []struct {
+		name    string
+		object  func(base string) map[string]any // the batch answer's object
+		noETag  bool
+		wantErr error
+	}{
+		{"numeric chunk_size, three parts", func(base string) map[string]any {
+			return map[string]any{"actions": map[string]any{"upload": map[string]any{"href": base + "/complete",
+				"header": map[string]any{"chunk_size": 1000, "1": base + "/part/1", "2": base + "/part/2", "3": base + "/part/3"}}}}
+		}, false, nil},
+		{"a part URL missing", func(base string) map[string]any {
+			return map[string]any{"actions": map[string]any{"upload": map[string]any{"href": base + "/complete",
+				"header": map[string]any{"chunk_size": "1000", "1": base + "/part/1", "2": base + "/part/2"}}}}
+		}, false, ErrUpload},
+		{"chunk_size not a number", func(base string) map[string]any {
+			return map[string]any{"actions": map[string]any{"upload": map[string]any{"href": base + "/complete",
+				"header": map[string]any{"chunk_size": "big", "1": base + "/part/1"}}}}
+		}, false, ErrUpload},
+		{"part answered without an ETag", func(base string) map[string]any {
+			return map[string]any{"actions": map[string]any{"upload": map[string]any{"href": base + "/complete",
+				"header": map[string]any{"chunk_size": "1000", "1": base + "/part/1", "2": base + "/part/2", "3": base + "/part/3"}}}}
+		}, true, ErrUpload},
+		{"batch error object", func(string) map[string]any {
+			return map[string]any{"error": map[string]any{"code": 422, "message": "too big"}}
+		}, false, ErrUpload},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var base string
+			var parts int
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch p := r.URL.Path; {
+				case strings.Contains(p, "/preupload/"):
+					w.Write([]byte(`{"files":[{"path":"w.bin","uploadMode":"lfs","shouldIgnore":false}]}`))
+				case strings.HasSuffix(p, "/objects/batch"):
+					var in struct {
+						Objects []map[string]any `json:"objects"`
+					}
+					json.NewDecoder(r.Body).Decode(&in)
+					obj := tt.object(base)
+					obj["oid"], obj["size"] = in.Objects[0]["oid"], in.Objects[0]["size"]
+					json.NewEncoder(w).Encode(map[string]any{"objects": []any{obj}})
+				case strings.HasPrefix(p, "/part/"):
+					parts++
+					if !tt.noETag {
+						w.Header().Set("ETag", `"e`+p[len("/part/"):]+`"`)
+					}
+				case p == "/complete":
+				case strings.Contains(p, "/commit/"):
+					w.Write([]byte(`{"commitOid":"` + strings.Repeat("a", 40) + `","commitUrl":"` + base + `/c"}`))
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			base = srv.URL
+			local := filepath.Join(t.TempDir(), "w.bin")
+			if err := os.WriteFile(local, content(size, 3), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := NewClient(Config{CacheDir: t.TempDir(), Endpoint: base, Token: "tok"})
+			_, err := c.Commit(context.Background(), upRepo, []UploadFile{{Local: local, Path: "w.bin"}}, CommitOptions{Message: "m"})
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil && parts != 3 {
+				t.Fatalf("%d parts sent", parts)
+			}
+		})
 	}
 }
