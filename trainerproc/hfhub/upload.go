@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrUpload means the Hub answered an upload step in a way the protocol does not allow (an
@@ -46,6 +47,7 @@ type CommitOptions struct {
 	Description string
 	// OnProgress, when set, is called as the bytes of LFS files are sent (File is the path
 	// in the repo), and once per regular file when the commit carrying it succeeded.
+	// Several LFS files are sent at once, so calls for different files may overlap.
 	OnProgress func(Progress)
 }
 
@@ -485,7 +487,7 @@ type lfsObject struct {
 
 // uploadLFS sends the content of the LFS files among cfs to the Hub's LFS storage: one
 // batch request per 256 objects says, per object, whether it is stored already and where
-// and how to send it. Files with equal content are sent once.
+// and how to send it. Files with equal content are sent once; several are sent at once.
 func (c *Client) uploadLFS(ctx context.Context, repoID, rev string, cfs []*commitFile, progress func(Progress)) error {
 	byOID := map[string]*commitFile{}
 	var objs []*commitFile
@@ -521,6 +523,7 @@ func (c *Client) uploadLFS(ctx context.Context, repoID, rev string, cfs []*commi
 		if out.Objects == nil {
 			return fmt.Errorf("%w: LFS batch answer from %s has no objects", ErrUpload, u)
 		}
+		var todo []lfsTransfer
 		for _, o := range out.Objects {
 			cf := byOID[o.OID]
 			switch {
@@ -531,17 +534,67 @@ func (c *Client) uploadLFS(ctx context.Context, repoID, rev string, cfs []*commi
 			case o.Actions == nil || o.Actions.Upload == nil:
 				continue // stored already
 			}
-			if err := c.sendObject(ctx, repoID, cf, o.Actions.Upload, progress); err != nil {
-				return fmt.Errorf("uploading %s to %s: %w", cf.Path, repoID, err)
+			todo = append(todo, lfsTransfer{cf, o.Actions.Upload, o.Actions.Verify})
+		}
+		if err := c.transferAll(ctx, repoID, todo, progress); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lfsTransfer is one object to send and the actions the batch answer gave for it.
+type lfsTransfer struct {
+	cf             *commitFile
+	upload, verify *lfsAction
+}
+
+// uploadWorkers is how many LFS objects are sent at once, as huggingface_hub does.
+const uploadWorkers = 5
+
+// transferAll sends and verifies the objects, uploadWorkers at a time; the first failure
+// stops the others and is returned.
+func (c *Client) transferAll(ctx context.Context, repoID string, todo []lfsTransfer, progress func(Progress)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, uploadWorkers)
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error // the first failure; once guards it
+	)
+	for _, tr := range todo {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
 			}
-			if v := o.Actions.Verify; v != nil {
-				body := map[string]any{"oid": cf.oid, "size": cf.size}
-				if err := c.retrying(ctx, func() error {
-					return c.sendJSON(ctx, http.MethodPost, c.hubURL(v.Href), repoID, lfsMediaType, body, nil, true)
-				}); err != nil {
-					return fmt.Errorf("verifying the upload of %s to %s: %w", cf.Path, repoID, err)
-				}
+			defer func() { <-sem }()
+			if err := c.transfer1(ctx, repoID, tr, progress); err != nil {
+				once.Do(func() { first = err; cancel() })
 			}
+		})
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// transfer1 sends one object and has the Hub verify it.
+func (c *Client) transfer1(ctx context.Context, repoID string, tr lfsTransfer, progress func(Progress)) error {
+	cf := tr.cf
+	if err := c.sendObject(ctx, repoID, cf, tr.upload, progress); err != nil {
+		return fmt.Errorf("uploading %s to %s: %w", cf.Path, repoID, err)
+	}
+	if v := tr.verify; v != nil {
+		body := map[string]any{"oid": cf.oid, "size": cf.size}
+		if err := c.retrying(ctx, func() error {
+			return c.sendJSON(ctx, http.MethodPost, c.hubURL(v.Href), repoID, lfsMediaType, body, nil, true)
+		}); err != nil {
+			return fmt.Errorf("verifying the upload of %s to %s: %w", cf.Path, repoID, err)
 		}
 	}
 	return nil

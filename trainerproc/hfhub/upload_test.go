@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,9 +89,10 @@ func TestCommitFolderRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last = map[string]Progress{}
+	var mu sync.Mutex // progress of different files is reported concurrently
+	last := map[string]Progress{}
 	info, err := c.Commit(ctx, upRepo, files, CommitOptions{Message: "Trained for 1 epochs", Description: "more",
-		OnProgress: func(p Progress) { last[p.File] = p }})
+		OnProgress: func(p Progress) { mu.Lock(); last[p.File] = p; mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
 	}
