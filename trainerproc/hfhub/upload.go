@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -140,37 +139,50 @@ func (c *Client) CreateRepo(ctx context.Context, repoID string, private bool) (s
 	return out.URL, nil
 }
 
-// FolderFiles lists the regular files under dir (following symbolic links to files) as
-// upload files placed under prefix in the repo ("" for its root), sorted by path, leaving
-// out .git and .cache/huggingface folders as huggingface_hub's upload_folder does.
+// FolderFiles lists the regular files under dir as upload files placed under prefix in
+// the repo ("" for its root), sorted by path, leaving out .git and .cache folders (the
+// Hub refuses those path segments; huggingface_hub's upload_folder skips .git and
+// .cache/huggingface). Symbolic links are followed, to files
+// and to folders (a saved pipeline may link its unchanged components to the base model's
+// cache); a link back to a folder being listed is an error rather than a loop.
 func FolderFiles(dir, prefix string) ([]UploadFile, error) {
 	var out []UploadFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	var walk func(p, rel string, open map[string]bool) error
+	walk = func(p, rel string, open map[string]bool) error {
+		real, err := filepath.EvalSymlinks(p)
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, p)
+		if open[real] {
+			return fmt.Errorf("%s links back to %s", p, real)
+		}
+		open[real] = true
+		defer delete(open, real)
+		entries, err := os.ReadDir(p)
 		if err != nil {
 			return err
 		}
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if d.Name() == ".git" || rel == ".cache/huggingface" || strings.HasSuffix(rel, "/.cache/huggingface") {
-				return filepath.SkipDir
+		for _, e := range entries {
+			child, childRel := filepath.Join(p, e.Name()), path.Join(rel, e.Name())
+			st, err := os.Stat(child)
+			if err != nil {
+				return err
 			}
-			return nil
+			switch {
+			case st.IsDir():
+				if e.Name() == ".git" || e.Name() == ".cache" {
+					continue // the Hub refuses these path segments
+				}
+				if err := walk(child, childRel, open); err != nil {
+					return err
+				}
+			case st.Mode().IsRegular():
+				out = append(out, UploadFile{Local: child, Path: path.Join(prefix, childRel)})
+			}
 		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if !st.Mode().IsRegular() {
-			return nil
-		}
-		out = append(out, UploadFile{Local: p, Path: path.Join(prefix, rel)})
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(dir, "", map[string]bool{}); err != nil {
 		return nil, fmt.Errorf("hfhub: listing %s for upload: %w", dir, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })

@@ -363,3 +363,51 @@ func TestMultipartAnswersChecked(t *testing.T) {
 		})
 	}
 }
+
+func TestFolderFiles(t *testing.T) {
+	root := t.TempDir()
+	base := filepath.Join(root, "base")
+	out := filepath.Join(root, "out")
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(base, "vae", "config.json"), "{}")
+	write(filepath.Join(base, "blob"), "weights")
+	write(filepath.Join(out, "model_index.json"), "{}")
+	write(filepath.Join(out, "transformer", "config.json"), "{}")
+	write(filepath.Join(out, ".git", "HEAD"), "x")
+	write(filepath.Join(out, "sub", ".cache", "huggingface", "x"), "x")
+	write(filepath.Join(out, "sub", ".cache", "other"), "x")
+	// A linked component folder and a linked file, as a pipeline saved next to its base.
+	if err := os.Symlink(filepath.Join(base, "vae"), filepath.Join(out, "vae")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "blob"), filepath.Join(out, "transformer", "w.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	files, err := FolderFiles(out, "ck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, f.Path)
+	}
+	want := []string{"ck/model_index.json", "ck/transformer/config.json", "ck/transformer/w.safetensors", "ck/vae/config.json"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("FolderFiles = %v, want %v", got, want)
+	}
+	// A link back to a folder being listed is refused, not followed for ever.
+	if err := os.Symlink(out, filepath.Join(out, "sub", "loop")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FolderFiles(out, ""); err == nil || !strings.Contains(err.Error(), "links back") {
+		t.Fatalf("loop: err = %v", err)
+	}
+}
