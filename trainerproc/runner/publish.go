@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -259,7 +260,9 @@ func (t *trainer) checkpointFiles(dir, cardDir, name string) ([]hfhub.UploadFile
 		}
 	}
 	for _, f := range []string{modelCardFile, trainingConfigFile} {
-		one = append(one, hfhub.UploadFile{Local: filepath.Join(cardDir, f), Path: f})
+		if !slices.ContainsFunc(one, func(u hfhub.UploadFile) bool { return u.Path == f }) {
+			one = append(one, hfhub.UploadFile{Local: filepath.Join(cardDir, f), Path: f})
+		}
 	}
 	out := make([]hfhub.UploadFile, 0, 2*len(one))
 	for _, f := range one {
