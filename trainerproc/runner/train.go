@@ -387,7 +387,8 @@ func (t *trainer) loop(ctx context.Context) error {
 		} else if s.RollingSteps > 0 && t.globalStep%s.RollingSteps == 0 {
 			t.checkpoint(ctx, true)
 		}
-		if s.HasValidation() && s.ValidationInterval > 0 && t.globalStep%s.ValidationInterval == 0 && t.globalStep < t.totalSteps {
+		// A stop or cancel that came during a checkpoint's upload skips the validation.
+		if s.HasValidation() && s.ValidationInterval > 0 && t.globalStep%s.ValidationInterval == 0 && t.globalStep < t.totalSteps && len(t.deferred) == 0 {
 			if err := t.validate(ctx, false); err != nil {
 				return err
 			}
