@@ -72,7 +72,8 @@ type CheckpointData struct {
 	IsFinal bool `json:"is_final,omitempty"`
 	// Checkpoint is the form SimpleTuner's clients read: {path, label, is_final}.
 	Checkpoint *CheckpointInfo `json:"checkpoint,omitempty"`
-	// RemotePath is where an upload put the checkpoint; empty until uploads exist.
+	// RemotePath is where an upload put the checkpoint (its folder's URL on the Hub);
+	// empty when it was not uploaded.
 	RemotePath string `json:"remote_path,omitempty"`
 	// Uploaded reports that the checkpoint was uploaded (to RemotePath).
 	Uploaded bool `json:"uploaded,omitempty"`

@@ -4,7 +4,11 @@
 // (SimpleTuner's placeholders). A checkpoint that was only saved locally runs no
 // post-upload hook: SimpleTuner runs it then too, with an empty remote path, but a hook
 // named for uploads that fires with nothing uploaded misleads whoever wrote it. The
-// trainer uploads nothing yet, so today it never fires. Each hook runs exactly once per
+// trainer uploads with --push_to_hub: each checkpoint with --push_checkpoints_to_hub
+// (RemotePath is its folder in the repo), and the final model, reported as a final
+// checkpoint at output_dir whose RemotePath is the repo (so post_checkpoint_script runs
+// for it too); an upload that failed is reported without Uploaded and runs no
+// post-upload hook. Each hook runs exactly once per
 // checkpoint, even when the daemon restarts and the trainer's events are replayed: the
 // run is claimed in the store before it starts.
 //

@@ -16,6 +16,9 @@ import (
 // DefaultEndpoint is the Hub used when HF_ENDPOINT is not set.
 const DefaultEndpoint = "https://huggingface.co"
 
+// ModelIndexFile is the file at the top of a diffusers pipeline naming its components.
+const ModelIndexFile = "model_index.json"
+
 // Config says where the cache lives, which Hub to talk to, with which token, and whether the
 // network may be used at all. Build it with ConfigFromEnv so the environment variables mean
 // what they mean to Python tools sharing the same cache.

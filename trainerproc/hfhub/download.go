@@ -92,7 +92,10 @@ func transient(err error) bool {
 	if errors.As(err, &he) {
 		return he.Status == http.StatusRequestTimeout || he.Status == http.StatusTooManyRequests || he.Status >= 500
 	}
-	return !errors.Is(err, ErrMetadata) && !errors.Is(err, ErrInvalidName) && !errors.Is(err, ErrCorrupt)
+	// A local file that cannot be read (an upload's source) is not the network's fault.
+	var pe *fs.PathError
+	return !errors.Is(err, ErrMetadata) && !errors.Is(err, ErrInvalidName) && !errors.Is(err, ErrCorrupt) &&
+		!errors.Is(err, ErrUpload) && !errors.As(err, &pe)
 }
 
 // NewClient returns a client for cfg with the defaults Python uses (five resumes).
@@ -136,7 +139,13 @@ func (c *Client) client() *http.Client {
 }
 
 func (c *Client) newRequest(ctx context.Context, method, u string, auth bool) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	return c.newRequestBody(ctx, method, u, nil, auth)
+}
+
+// newRequestBody is newRequest with a body (uploads), carrying the Hub's headers: the
+// user agent and, when auth, the token.
+func (c *Client) newRequestBody(ctx context.Context, method, u string, body io.Reader, auth bool) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, fmt.Errorf("hfhub: %s %s: %w", method, u, err)
 	}

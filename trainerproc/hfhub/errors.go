@@ -51,6 +51,8 @@ type HubError struct {
 	// Commit is the X-Repo-Commit of the answer, if any (an EntryNotFound carries the commit
 	// the file is missing from).
 	Commit string
+	// Write marks a request of an upload, whose advice is about write access.
+	Write bool
 }
 
 // Error explains the failure and what to do, since most of these are fixed by the user
@@ -67,6 +69,12 @@ func (e *HubError) Error() string {
 	}
 	page := e.Endpoint + "/" + e.Repo
 	switch {
+	case e.Write && !e.TokenSent && (errors.Is(e.Kind, ErrUnauthorized) || errors.Is(e.Kind, ErrRepoNotFound)):
+		fmt.Fprintf(&b, ". Uploading needs a token: set HF_TOKEN to an access token with write access to %s (%s/settings/tokens), or log in with `huggingface-cli login` so it is stored under HF_HOME", e.Repo, e.Endpoint)
+	case e.Write && errors.Is(e.Kind, ErrUnauthorized):
+		fmt.Fprintf(&b, ". The token in HF_TOKEN may not write to %s: use a token with write access to that repo or its organisation (%s/settings/tokens)", e.Repo, e.Endpoint)
+	case e.Write && errors.Is(e.Kind, ErrRepoNotFound):
+		fmt.Fprintf(&b, ". Check the repo id %q (--hub_model_id) and that the token in HF_TOKEN can write to it", e.Repo)
 	case errors.Is(e.Kind, ErrGatedRepo) && !e.TokenSent:
 		fmt.Fprintf(&b, ". %s is gated: accept its licence on %s while logged in, then set HF_TOKEN to an access token of that account (%s/settings/tokens)", e.Repo, page, e.Endpoint)
 	case errors.Is(e.Kind, ErrGatedRepo):

@@ -49,7 +49,7 @@ func (c *Client) ResolvePipeline(ctx context.Context, nameOrPath, revision strin
 		return "", err
 	}
 	if ok {
-		if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, ModelIndexFile)); err != nil {
 			return "", fmt.Errorf("%w: %s has no model_index.json (not a diffusers pipeline): %w", ErrNotAModel, dir, err)
 		}
 		return dir, nil

@@ -184,7 +184,7 @@ func (c *Client) DownloadPipeline(ctx context.Context, repoID, revision string, 
 	if revision == "" {
 		revision = "main" // as Download and Snapshot: the listing and the ref need a name
 	}
-	idx, err := c.Download(ctx, repoID, revision, "model_index.json")
+	idx, err := c.Download(ctx, repoID, revision, ModelIndexFile)
 	if err != nil {
 		return "", err
 	}

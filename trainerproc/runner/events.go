@@ -44,6 +44,7 @@ var stageLabels = map[string]string{
 	"checkpoint_save":        "Saving checkpoint",
 	"final_validation":       "Final validation",
 	"model_save":             "Saving final model",
+	"publish":                "Uploading to Hugging Face Hub",
 	"training_abort":         "Training aborted",
 	"training_complete":      "Training complete",
 }

@@ -123,7 +123,8 @@ func (r *Runner) newBackend(mixedPrecision string) (engine.Backend, error) {
 
 // Validate implements kit.Runner: the registry's checks plus what this trainer needs (a
 // family it trains, a known flavour, a dataloader document that parses, a lycoris config
-// that parses, base weights it can find: weightIssues) and, when all of that holds,
+// that parses, base weights it can find: weightIssues, a token for --push_to_hub:
+// hubIssues) and, when all of that holds,
 // whether the job fits this machine's memory (memoryIssue).
 func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Issue, error) {
 	s, issues, err := r.ParseSettings(raw)
@@ -142,6 +143,7 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 			s.Pretrained = dir // the memory check reads the model's own config
 		}
 		out = append(out, r.encoderIssues(s)...)
+		out = append(out, r.hubIssues(s)...)
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))

@@ -112,9 +112,20 @@ func (t *trainer) checkpoint(ctx context.Context, rolling bool) error {
 	p := saved.Ref.Path
 	t.ev.stage("checkpoint_save", "completed", "Saved checkpoint to "+p, nil, map[string]any{"path": p, "step": t.globalStep})
 	label := "Checkpoint saved to " + p
-	t.job.Emit(plugins.EventTrainingCheckpoint, "info", label, label, plugins.CheckpointData{
-		Path: p, Step: int64(t.globalStep), Rolling: rolling, Pruned: saved.Pruned,
-		Checkpoint: &plugins.CheckpointInfo{Path: p, Label: label}})
+	cd := plugins.CheckpointData{Path: p, Step: int64(t.globalStep), Rolling: rolling, Pruned: saved.Pruned,
+		Checkpoint: &plugins.CheckpointInfo{Path: p, Label: label}}
+	if !rolling {
+		local := p
+		if !filepath.IsAbs(local) {
+			local = filepath.Join(t.s.OutputDir, local)
+		}
+		// Uploaded before the event, so the one event says where it went and the daemon
+		// runs post_upload_script for it (SimpleTuner uploads rolling checkpoints never).
+		if remote := t.uploadCheckpoint(ctx, local, name); remote != "" {
+			cd.Uploaded, cd.RemotePath = true, remote
+		}
+	}
+	t.job.Emit(plugins.EventTrainingCheckpoint, "info", label, label, cd)
 	return nil
 }
 

@@ -49,6 +49,11 @@ type trainer struct {
 	mgr   *checkpoint.Manager
 	// caches are the latent and text-embedding caches of a latent family (setupData).
 	caches caches
+	// pub uploads to the Hub with --push_to_hub (setupPublishing), nil otherwise.
+	pub *publisher
+	// deferred are stop and cancel commands that arrived while a checkpoint was being
+	// uploaded (the upload consumed them to end early); the loop acts on them first.
+	deferred []plugins.Command
 
 	// Loop position. globalStep counts optimizer steps; completedEpochs counts finished
 	// epochs; epochStep counts optimizer steps within the current epoch.
@@ -96,6 +101,9 @@ func (t *trainer) run(ctx context.Context) error {
 	if err := t.resolveWeights(ctx); err != nil { // before anything reads the model's config
 		return err
 	}
+	if err := t.setupPublishing(ctx); err != nil { // a job that cannot upload fails before training
+		return err
+	}
 	if err := t.checkMemory(); err != nil {
 		return err
 	}
@@ -133,6 +141,10 @@ func (t *trainer) run(ctx context.Context) error {
 		t.ev.stage("final_validation", "completed", "Final validation completed", nil, nil)
 	}
 	if err := t.saveFinal(); err != nil {
+		return err
+	}
+	if err := t.publishFinal(ctx); err != nil {
+		t.ev.stage("training_abort", "completed", "Training ended while the final model was being uploaded; it is saved in "+s.OutputDir, nil, nil)
 		return err
 	}
 	t.ev.stage("training_complete", "completed", "Training complete.", &stageProgress{Current: int64(t.globalStep),
@@ -375,7 +387,8 @@ func (t *trainer) loop(ctx context.Context) error {
 		} else if s.RollingSteps > 0 && t.globalStep%s.RollingSteps == 0 {
 			t.checkpoint(ctx, true)
 		}
-		if s.HasValidation() && s.ValidationInterval > 0 && t.globalStep%s.ValidationInterval == 0 && t.globalStep < t.totalSteps {
+		// A stop or cancel that came during a checkpoint's upload skips the validation.
+		if s.HasValidation() && s.ValidationInterval > 0 && t.globalStep%s.ValidationInterval == 0 && t.globalStep < t.totalSteps && len(t.deferred) == 0 {
 			if err := t.validate(ctx, false); err != nil {
 				return err
 			}
@@ -416,30 +429,35 @@ func (t *trainer) microStep(b *data.Batch, o family.LossOptions) (float64, error
 	return loss, err
 }
 
-// commands drains the daemon's commands without blocking.
+// commands drains the daemon's commands without blocking, those an upload deferred first.
 func (t *trainer) commands(ctx context.Context) error {
 	for {
-		select {
-		case c := <-t.job.Commands():
-			switch c {
-			case plugins.CommandCheckpoint:
-				t.checkpoint(ctx, false)
-			case plugins.CommandValidation:
-				if err := t.validate(ctx, false); err != nil {
-					return err
-				}
-			case plugins.CommandStop:
-				if err := t.checkpoint(ctx, false); err != nil {
-					return fmt.Errorf("stop: %w", err)
-				}
-				t.ev.stage("training_abort", "completed", fmt.Sprintf("Training stopped at step %d; checkpoint saved", t.globalStep), nil, nil)
-				return kit.ErrStopped
-			case plugins.CommandCancel:
-				t.ev.stage("training_abort", "completed", fmt.Sprintf("Training cancelled at step %d", t.globalStep), nil, nil)
-				return kit.ErrCancelled
+		var c plugins.Command
+		if len(t.deferred) > 0 {
+			c, t.deferred = t.deferred[0], t.deferred[1:]
+		} else {
+			select {
+			case c = <-t.job.Commands():
+			default:
+				return nil
 			}
-		default:
-			return nil
+		}
+		switch c {
+		case plugins.CommandCheckpoint:
+			t.checkpoint(ctx, false)
+		case plugins.CommandValidation:
+			if err := t.validate(ctx, false); err != nil {
+				return err
+			}
+		case plugins.CommandStop:
+			if err := t.checkpoint(ctx, false); err != nil {
+				return fmt.Errorf("stop: %w", err)
+			}
+			t.ev.stage("training_abort", "completed", fmt.Sprintf("Training stopped at step %d; checkpoint saved", t.globalStep), nil, nil)
+			return kit.ErrStopped
+		case plugins.CommandCancel:
+			t.ev.stage("training_abort", "completed", fmt.Sprintf("Training cancelled at step %d", t.globalStep), nil, nil)
+			return kit.ErrCancelled
 		}
 	}
 }

@@ -1,8 +1,11 @@
 // Package hfhubtest is a fake Hugging Face Hub for tests: an httptest server speaking the
-// download side of the Hub's HTTP API (HEAD/GET /{repo}/resolve/{revision}/{path}, the
-// revision info endpoint) with the same headers, plus a second server playing the CDN that
-// LFS files redirect to. Faults (a connection cut mid-file, corrupted content, gated repos)
-// can be injected so clients are tested without the network.
+// Hub's HTTP API with the same headers: the download side (HEAD/GET
+// /{repo}/resolve/{revision}/{path}, the revision info endpoint) and the upload side
+// (create_repo, preupload, the LFS batch API with basic and multipart transfers and
+// verify, NDJSON commits; see upload.go), plus a second server playing the CDN that LFS
+// files redirect to and the storage LFS uploads go to. Committed files are served at the
+// new revision. Faults (a connection cut mid-file, corrupted content, gated repos, failed
+// or cut uploads) can be injected so clients are tested without the network.
 package hfhubtest
 
 import (
@@ -35,8 +38,8 @@ type Request struct {
 	CDN bool
 	// Method and Path are the request's method and escaped path.
 	Method, Path string
-	// Range and Authorization are the request's headers of those names.
-	Range, Authorization string
+	// Range, Authorization and ContentType are the request's headers of those names.
+	Range, Authorization, ContentType string
 }
 
 // repo is one fake repository.
@@ -45,6 +48,8 @@ type repo struct {
 	refs    map[string]string          // branch/tag -> commit
 	gated   bool
 	allowed map[string]bool // tokens that accepted the licence of a gated repo
+	private bool            // created with visibility private
+	log     []CommitRecord  // commits made through the commit API, oldest first
 }
 
 // Hub is a fake Hub. Create it with New; it is closed with the test.
@@ -63,11 +68,13 @@ type Hub struct {
 	failNext int              // answer this many next requests (Hub and CDN) with failStatus
 	failCode int
 	seq      int
+	up       uploads
 }
 
 // New starts a fake Hub and its CDN; both are closed when the test ends.
 func New(t interface{ Cleanup(func()) }) *Hub {
-	h := &Hub{repos: map[string]*repo{}, cutAfter: map[string]int64{}, corrupt: map[string]bool{}, stall: map[string]int64{}}
+	h := &Hub{repos: map[string]*repo{}, cutAfter: map[string]int64{}, corrupt: map[string]bool{}, stall: map[string]int64{},
+		up: newUploads()}
 	hub := httptest.NewServer(http.HandlerFunc(h.serveHub))
 	cdn := httptest.NewServer(http.HandlerFunc(h.serveCDN))
 	t.Cleanup(hub.Close)
@@ -81,6 +88,11 @@ func New(t interface{ Cleanup(func()) }) *Hub {
 func (h *Hub) Commit(repoID, branch string, files map[string]File) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.commitLocked(repoID, branch, files)
+}
+
+// commitLocked is Commit with h.mu held.
+func (h *Hub) commitLocked(repoID, branch string, files map[string]File) string {
 	r := h.repos[repoID]
 	if r == nil {
 		r = &repo{commits: map[string]map[string]File{}, refs: map[string]string{}, allowed: map[string]bool{}}
@@ -192,7 +204,7 @@ func (h *Hub) record(r *http.Request, cdn bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.requests = append(h.requests, Request{CDN: cdn, Method: r.Method, Path: r.URL.EscapedPath(),
-		Range: r.Header.Get("Range"), Authorization: r.Header.Get("Authorization")})
+		Range: r.Header.Get("Range"), Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type")})
 }
 
 func hubError(w http.ResponseWriter, status int, code, msg, commit string) {
@@ -245,6 +257,10 @@ func (h *Hub) serveHub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := r.URL.EscapedPath()
+	if r.Method == http.MethodPost {
+		h.serveUploadAPI(w, r, p)
+		return
+	}
 	if rest, ok := strings.CutPrefix(p, "/api/models/"); ok && r.Method == http.MethodGet {
 		h.serveInfo(w, r, rest)
 		return
@@ -313,6 +329,10 @@ func (h *Hub) serveInfo(w http.ResponseWriter, r *http.Request, rest string) {
 func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	h.record(r, true)
 	if h.failing(w) {
+		return
+	}
+	if strings.HasPrefix(r.URL.EscapedPath(), storagePrefix) {
+		h.serveStorage(w, r)
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/repos/")
