@@ -137,8 +137,10 @@ func (h *Host) Start(ctx context.Context, req plugins.StartRequest) (int, error)
 func (h *Host) run(job *Job, unlock func(), lockErr error) {
 	err := lockErr
 	if err == nil {
-		defer unlock()
 		err = h.safeRun(job)
+		// Release the output directory before the terminal event: whoever sees the job end
+		// (a resume started at once) must find the directory free.
+		unlock()
 	}
 	state, msg := plugins.StateCompleted, ""
 	switch {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -375,4 +376,45 @@ func TestLargeEventsReadBackAcrossTheMemoryBound(t *testing.T) {
 		}
 	}
 	checkContiguous(t, collect(t, h, n-2), n-2)
+}
+
+// TestOutputDirFreeWhenTheJobEnds: the output directory's lock is released before the
+// terminal event, so a resume started by whoever saw the job end finds the directory free
+// (the lock used to be released after the exit record was written).
+func TestOutputDirFreeWhenTheJobEnds(t *testing.T) {
+	out := t.TempDir()
+	h := kit.NewHost(runnerFunc(func(ctx context.Context, j *kit.Job) error { return nil }), slog.New(slog.DiscardHandler), kit.Options{Linger: time.Millisecond})
+	if _, err := h.Start(context.Background(), plugins.StartRequest{JobID: "r", Config: cfg(t, out), JobDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var lockErr error
+	checked := false
+	err := h.Events(ctx, 0, plugins.EachEvent(func(e plugins.Event) error {
+		if e.Type != plugins.EventJobStatus || checked {
+			return nil
+		}
+		var d struct{ Status string }
+		if json.Unmarshal(e.Data, &d) != nil || !plugins.Terminal(d.Status) {
+			return nil
+		}
+		checked = true
+		f, err := os.OpenFile(filepath.Join(out, ".simpletuner.lock"), os.O_RDWR, 0)
+		if err != nil {
+			lockErr = err
+			return nil
+		}
+		defer f.Close()
+		if lockErr = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); lockErr == nil {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !checked || lockErr != nil {
+		t.Fatalf("terminal event seen %v; output dir lock at that moment: %v", checked, lockErr)
+	}
 }
