@@ -142,6 +142,7 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 			s.Pretrained = dir // the memory check reads the model's own config
 		}
 		out = append(out, r.encoderIssues(s)...)
+		out = append(out, s.forcedIssues()...)
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))
@@ -187,7 +188,16 @@ func (r *Runner) plan(s *Settings, conditioning bool) (family.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fam.Plan(family.Spec{Flavour: s.Flavour, Pretrained: s.Pretrained, Conditioning: conditioning, CaptionLen: s.TokenizerMaxLength})
+	return fam.Plan(family.Spec{Flavour: s.Flavour, Pretrained: s.Pretrained, Conditioning: conditioning, CaptionLen: s.TokenizerMaxLength,
+		Components: s.Components, Variant: s.Cfg.String(optVariant), BF16Weights: bf16Weights(s.Cfg),
+		GradientCheckpointing: s.GradientCheckpointing, Sampler: s.ValidationSampler})
+}
+
+// bf16Weights reports whether a job holds its trained weights at bf16 precision: a base
+// model loaded at bf16 (--base_model_precision bf16) or the adamw_bf16 optimizer, whose
+// parameters are bf16 in SimpleTuner.
+func bf16Weights(cfg *options.Config) bool {
+	return cfg.String("--base_model_precision") == "bf16" || cfg.String("--optimizer") == "adamw_bf16"
 }
 
 // Run implements kit.Runner.
