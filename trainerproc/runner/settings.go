@@ -71,7 +71,7 @@ type Settings struct {
 	// ValidationSampler is --validation_noise_scheduler ("" for the family's default).
 	ValidationSampler                string
 	ValidationMethod, ExternalScript string
-	ExternalBackground                   bool
+	ExternalBackground               bool
 }
 
 // HasValidation reports whether any validation is configured.
