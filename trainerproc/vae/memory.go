@@ -19,9 +19,12 @@ type convWorkspacer interface {
 	ConvWorkspace(p engine.Conv2DParams, backward bool) int64
 }
 
-// newPlan starts a plan for the backend of e.
+// newPlan starts a plan for the backend of e; a nil e counts no kernel scratch.
 func newPlan(e *engine.Engine) *memPlan {
 	p := &memPlan{}
+	if e == nil {
+		return p
+	}
 	p.ws, _ = e.Backend().(engine.Workspacer)
 	p.cws, _ = e.Backend().(convWorkspacer)
 	return p
@@ -133,7 +136,7 @@ func EncodeMemory(e *engine.Engine, cfg Config, n, h, w int) (weights, activatio
 
 // DecodeMemory is what loading a VAE of cfg on e's backend and decoding n latents of h×w
 // positions would take, without loading it: WeightBytes and DecodeBytes of that model (a
-// latent family's validation sizes its decode with it).
+// latent family's validation sizes its decode with it). A nil e counts no kernel scratch.
 func DecodeMemory(e *engine.Engine, cfg Config, n, h, w int) (weights, activations int64) {
 	return configWeightBytes(cfg), decodeBytes(e, cfg, n, h, w)
 }
