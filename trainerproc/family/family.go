@@ -197,6 +197,15 @@ type CaptionPreprocessor interface {
 	CaptionPreprocess() (name string, rewrite func(string) string)
 }
 
+// PretrainedDefaulter is implemented by a family whose flavours are published models: a
+// job that sets no --pretrained_model_name_or_path trains from its flavour's (SimpleTuner's
+// HUGGINGFACE_PATHS), which the runner then fetches like any repo id.
+type PretrainedDefaulter interface {
+	// DefaultPretrained is the Hub repo id of flavour ("" is the default flavour), or ""
+	// when it has none.
+	DefaultPretrained(flavour string) string
+}
+
 // CheckpointingPlan is implemented by a plan whose model implements gradient
 // checkpointing (Spec.GradientCheckpointing); the runner tells the user that the option
 // does nothing for the others.

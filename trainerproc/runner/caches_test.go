@@ -541,3 +541,26 @@ func TestLatentFamilyValidationAndForcedSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestFlavourNamesThePipeline: a job of a family whose flavours are published models and
+// that names no --pretrained_model_name_or_path trains from the flavour's model.
+func TestFlavourNamesThePipeline(t *testing.T) {
+	ls := newLatentSetup(t)
+	r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, defaultingToy{latentToy{log: &toyLog{}, repo: ls.pipe}})})
+	cfg := ls.config("flavour")
+	delete(cfg, "--pretrained_model_name_or_path")
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := r.ParseSettings(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Pretrained != ls.pipe || s.Cfg.String("--pretrained_model_name_or_path") != ls.pipe {
+		t.Errorf("pretrained %q (option %q), want the flavour's %q", s.Pretrained, s.Cfg.String("--pretrained_model_name_or_path"), ls.pipe)
+	}
+	if is, err := r.Validate(context.Background(), raw); err != nil || len(errorsOf(is)) > 0 {
+		t.Errorf("Validate: %+v, %v", is, err)
+	}
+}

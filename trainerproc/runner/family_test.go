@@ -33,7 +33,14 @@ type latentToy struct {
 	upper bool
 	// force makes its plan force --max_grad_norm 0.01 as PixArt does (family.SettingsForcer).
 	force bool
+	// repo, when set, is every flavour's published model (family.PretrainedDefaulter).
+	repo string
 }
+
+// defaultingToy is a latentToy whose flavours name a model.
+type defaultingToy struct{ latentToy }
+
+func (f defaultingToy) DefaultPretrained(string) string { return f.repo }
 
 // toyLog is what the toy family saw, read by the test once the job has ended; the mutex
 // guards it against the trainer's goroutine.

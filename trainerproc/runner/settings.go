@@ -148,7 +148,18 @@ func (r *Runner) ParseSettings(raw json.RawMessage) (*Settings, options.Issues, 
 
 	s.ModelFamily = cfg.String("--model_family")
 	s.Flavour = cfg.String("--model_flavour")
-	s.Pretrained = cfg.String("--pretrained_model_name_or_path")
+	s.Pretrained = cfg.String(optPretrained)
+	if fam, err := r.opts.Families.Get(s.ModelFamily); err == nil && s.Pretrained == "" {
+		if d, ok := fam.(family.PretrainedDefaulter); ok {
+			if repo := d.DefaultPretrained(s.Flavour); repo != "" {
+				// As SimpleTuner does: the flavour names the model. Set in the configuration
+				// too, so that every reader of the option (weights, encoders) sees it.
+				if err := cfg.Set(optPretrained, repo, options.FromDefault); err == nil {
+					s.Pretrained = repo
+				}
+			}
+		}
+	}
 	s.ModelType = cfg.String("--model_type")
 	s.OutputDir = cfg.String("--output_dir")
 	if s.OutputDir == "" {
