@@ -35,6 +35,9 @@ type latentToy struct {
 	force bool
 	// repo, when set, is every flavour's published model (family.PretrainedDefaulter).
 	repo string
+	// huge makes its training step need a terabyte; checkpointing makes its plan implement
+	// gradient checkpointing (family.CheckpointingPlan).
+	huge, checkpointing bool
 }
 
 // defaultingToy is a latentToy whose flavours name a model.
@@ -77,6 +80,9 @@ func (f latentToy) Plan(s family.Spec) (family.Plan, error) {
 	if f.force {
 		return forcingPlan{latentPlan{s: s, log: f.log}}, nil
 	}
+	if f.huge {
+		return hugePlan{latentPlan{s: s, log: f.log}, f.checkpointing}, nil
+	}
 	return latentPlan{s: s, log: f.log}, nil
 }
 
@@ -93,6 +99,18 @@ func (forcingPlan) Force(u family.UserSettings) []family.Forced {
 		return []family.Forced{{Option: "--max_grad_norm", Value: 0.01, Message: "latent_toy requires --max_grad_norm=0.01"}}
 	}
 	return nil
+}
+
+// hugePlan is a latentPlan whose training step needs a terabyte, with or without gradient
+// checkpointing.
+type hugePlan struct {
+	latentPlan
+	checkpointing bool
+}
+
+func (p hugePlan) SupportsGradientCheckpointing() bool { return p.checkpointing }
+func (hugePlan) TrainingMemory(family.TrainShape, engine.Workspacer) (family.Memory, error) {
+	return family.Memory{Activations: 1 << 40}, nil
 }
 
 // Dimensions of the toy: the tiny VAE's latent channels and the test T5's width.
