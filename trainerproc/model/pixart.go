@@ -437,8 +437,13 @@ func (m *Model) ForwardEmbeds(xt *engine.Tensor, timesteps []float32, c Embeds) 
 		return nil, err
 	}
 	err = engine.Catch(func() {
+		// The forward pass's temporaries that the graph does not save are freed on return
+		// (only the prediction stays in the caller's scope), so a training step holds only
+		// what its backward pass needs.
+		s := m.e.Scope()
+		defer s.Close()
 		mask := m.e.FromHost(c.Mask, xt.Dim(0), c.Len)
-		out = m.transformer(xt, ddpmTimestepEmbedding(timesteps, timeFreqDim), c.Y, mask)
+		out = s.Keep(m.transformer(xt, ddpmTimestepEmbedding(timesteps, timeFreqDim), c.Y, mask))
 	})
 	return out, err
 }

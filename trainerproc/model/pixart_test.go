@@ -561,3 +561,88 @@ func TestPixArtAdapters(t *testing.T) {
 		})
 	}
 }
+
+// pixartStepPeak runs one training step of a PixArt model the way the family does (x_t from
+// latents and noise on the device, ForwardEmbeds, the MSE of the first InChannels against ε,
+// Backward) and returns the backend's peak of live bytes.
+func pixartStepPeak(t *testing.T, cfg Config, ac *AdapterConfig, s TrainShape) int64 {
+	t.Helper()
+	be, e, m, free := newMeasuredModel(t, cfg)
+	defer free()
+	if ac != nil {
+		if err := m.AttachAdapters(*ac); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.SetGradientCheckpointing(s.Checkpointing)
+	l, b := s.CaptionLen, s.Batch
+	mask := make([]float32, b*l)
+	for i := range mask {
+		mask[i] = float32(min(1, (i%l)/(l/2+1))) // some padding in every row
+	}
+	lat := b * cfg.InChannels * s.Height * s.Width
+	be.ResetPeak()
+	err := engine.Catch(func() {
+		sc := e.Scope()
+		defer sc.Close()
+		rng := engine.NewRNG(3)
+		y := e.RandN(rng, 0, 1, b, l, cfg.TextWidth)
+		x0 := e.FromHost(make([]float32, lat), b, cfg.InChannels, s.Height, s.Width)
+		eps := e.RandN(rng, 0, 1, b, cfg.InChannels, s.Height, s.Width)
+		coef := func(v float32) *engine.Tensor { return e.FromHost(slices.Repeat([]float32{v}, b), b, 1, 1, 1) }
+		xt := e.Add(e.Mul(coef(0.8), x0), e.Mul(coef(0.6), eps))
+		pred, err := m.ForwardEmbeds(xt, slices.Repeat([]float32{500}, b), Embeds{Y: y, Mask: mask, Len: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss := e.MSELoss(e.Slice(pred, 1, 0, cfg.InChannels), eps)
+		if _, err := loss.Item(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Backward(loss); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine.ZeroGrads(m.Trainable())
+	return be.Peak()
+}
+
+// TestPixArtTrainingMemory checks the estimate of a PixArt step (latent input, caption
+// states, 8 output channels; with and without checkpointing and adapters) against the CPU
+// engine's peak.
+func TestPixArtTrainingMemory(t *testing.T) {
+	cfg, err := ReadTransformerConfig(pixartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NumLayers = 4
+	ws, err := cpu.New(cpu.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	lora := &AdapterConfig{Type: "standard", Rank: 4, Seed: 1}
+	for _, tc := range []struct {
+		name string
+		s    TrainShape
+		ac   *AdapterConfig
+	}{
+		{"full 16x24 batch 2", TrainShape{Batch: 2, Width: 24, Height: 16, CaptionLen: 12}, nil},
+		{"full 32x32", TrainShape{Batch: 1, Width: 32, Height: 32, CaptionLen: 20}, nil},
+		{"lora 16x16", TrainShape{Batch: 1, Width: 16, Height: 16, CaptionLen: 12}, lora},
+		{"checkpointing 32x32", TrainShape{Batch: 1, Width: 32, Height: 32, CaptionLen: 20, Checkpointing: true}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.s
+			s.Adapters = tc.ac
+			est, err := cfg.TrainingMemory(s, ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEstimate(t, tc.name, est.Device(), pixartStepPeak(t, cfg, tc.ac, tc.s))
+		})
+	}
+}
