@@ -311,7 +311,7 @@ func (m *Model) checkpointedBlock(i int, h, tmod6, y, mask *engine.Tensor) *engi
 		seed, off = rng.State()
 	}
 	first := true
-	return checkpoint(m.e, func(in []*engine.Tensor) *engine.Tensor {
+	return m.e.Checkpoint(func(in []*engine.Tensor) *engine.Tensor {
 		if rng != nil && !first {
 			s, o := rng.State()
 			rng.SetState(seed, off)

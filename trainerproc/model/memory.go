@@ -204,7 +204,7 @@ func (c Config) geometry(bsz, w, h, captionLen int, cond [][2]int) stepGeometry 
 	g := stepGeometry{c: c, b: int64(bsz), n: int64((w / p) * (h / p)), l: int64(l),
 		pix: int64(bsz * c.InChannels * w * h), d: int64(c.Width()), ff: int64(c.Width() * c.MLPRatio),
 		out: int64(c.Outputs() * p * p),
-		p: int64(c.InChannels * p * p), heads: int64(c.NumHeads), tw: int64(c.TextWidth),
+		p:   int64(c.InChannels * p * p), heads: int64(c.NumHeads), tw: int64(c.TextWidth),
 		tff: int64(c.TextWidth * c.MLPRatio), tl: int64(c.TextLayers), th: int64(c.TextHeads),
 		grids: [][2]int{{h / p, w / p}}, dh: c.HeadDim}
 	if !c.PixArt {
@@ -354,8 +354,10 @@ func (g stepGeometry) forward(grad, ckpt bool, specs []adapterSpec, ac *AdapterC
 	if ckpt && grad {
 		// Each block's input stays (the previous block's output); the block's own graph
 		// exists once, while it runs or is recomputed.
+		// The recompute adds the segment's second output and the gradients that enter and
+		// leave it (the output's, the input's, and the shared inputs' partial sums).
 		fc.all += rest + layers*b*t*d + block
-		fc.saved += rest + layers*b*t*d + block
+		fc.saved += rest + layers*b*t*d + block + 5*b*t*d
 	} else {
 		fc.all += rest + layers*block
 		fc.saved += rest + layers*blockSaved

@@ -482,3 +482,9 @@ func (m *Model) checkEmbeds(xt *engine.Tensor, ts []float32, c Embeds) error {
 	}
 	return nil
 }
+
+// SetDropoutRNG sets the stream adapter dropout (--lora_dropout) draws from in the forward
+// passes that record a graph (ForwardEmbeds in training); nil turns dropout off, as at
+// inference. Loss sets it for its own call; a PixArt family's loss sets it around
+// ForwardEmbeds. Checkpointed blocks replay the same draws when they are recomputed.
+func (m *Model) SetDropoutRNG(rng *engine.RNG) { m.dropRNG = rng }

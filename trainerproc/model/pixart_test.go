@@ -91,16 +91,14 @@ func pixartStep(t *testing.T, m *Model, io map[string][]float32, shapes map[stri
 			t.Fatal(err)
 		}
 		got["pred"], got["loss"] = host(pred), host(loss)
-		for _, p := range m.Params() {
-			if p.Grad() != nil { // frozen under adapters
-				got["grad."+p.Name] = host(p.Grad())
-			}
+		for _, p := range m.Trainable() {
+			got["grad."+p.Name] = host(p.Grad())
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine.ZeroGrads(m.Params())
+	engine.ZeroGrads(m.Trainable())
 	return got
 }
 
@@ -135,8 +133,10 @@ func TestPixArtParity(t *testing.T) {
 		if len(g) != len(w) {
 			t.Fatalf("%s: %d values here, %d in the fixture", name, len(g), len(w))
 		}
-		if !slices.Equal(g, ckpt[name]) {
-			t.Errorf("%s: gradient checkpointing changed the result (max diff %.3g)", name, maxRelErr(ckpt[name], g))
+		// Checkpointing recomputes the same values; only the order in which the blocks'
+		// contributions to shared inputs (caption states, modulation) are summed may differ.
+		if d := maxRelErr(ckpt[name], g); d > 1e-6 {
+			t.Errorf("%s: gradient checkpointing changed the result (rel %.3g)", name, d)
 		}
 		// Key-projection biases have a structurally zero gradient (softmax ignores a
 		// constant added to a row of scores): both sides hold round-off, checked against
@@ -634,6 +634,8 @@ func TestPixArtTrainingMemory(t *testing.T) {
 		{"full 32x32", TrainShape{Batch: 1, Width: 32, Height: 32, CaptionLen: 20}, nil},
 		{"lora 16x16", TrainShape{Batch: 1, Width: 16, Height: 16, CaptionLen: 12}, lora},
 		{"checkpointing 32x32", TrainShape{Batch: 1, Width: 32, Height: 32, CaptionLen: 20, Checkpointing: true}, nil},
+		{"checkpointing 16x24 batch 2", TrainShape{Batch: 2, Width: 24, Height: 16, CaptionLen: 12, Checkpointing: true}, nil},
+		{"checkpointing lora 32x32", TrainShape{Batch: 1, Width: 32, Height: 32, CaptionLen: 20, Checkpointing: true}, lora},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
@@ -644,5 +646,49 @@ func TestPixArtTrainingMemory(t *testing.T) {
 			}
 			checkEstimate(t, tc.name, est.Device(), pixartStepPeak(t, cfg, tc.ac, tc.s))
 		})
+	}
+}
+
+// TestCheckpointingReplaysAdapterDropout: with LoRA dropout, the recomputed blocks must draw
+// the same dropout masks as the forward pass (else the gradients would belong to another
+// network), and the stream must end where it ends without checkpointing.
+func TestCheckpointingReplaysAdapterDropout(t *testing.T) {
+	io, shapes := readFixture(t, pixartIO)
+	e := newCPUEngine(t)
+	m := loadPixArt(t, e, "")
+	if err := m.AttachAdapters(AdapterConfig{Type: "standard", Rank: 4, Dropout: 0.5, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// Move the adapters off their zero start so their dropout reaches the output.
+	for _, p := range m.Trainable() {
+		v, _ := p.ToHost()
+		for i := range v {
+			v[i] += 0.05 * float32(i%7-3)
+		}
+		if err := e.Backend().Upload(p.Buffer(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(ckpt bool) (map[string][]float32, [2]uint64) {
+		m.SetGradientCheckpointing(ckpt)
+		rng := engine.NewRNG(9)
+		m.SetDropoutRNG(rng)
+		defer m.SetDropoutRNG(nil)
+		got := pixartStep(t, m, io, shapes, io["y"])
+		s, o := rng.State()
+		return got, [2]uint64{s, o}
+	}
+	plain, ps := run(false)
+	ckpt, cs := run(true)
+	if ps != cs {
+		t.Errorf("the dropout stream ends at %v with checkpointing, %v without", cs, ps)
+	}
+	for name, g := range plain {
+		if d := maxRelErr(ckpt[name], g); d > 1e-6 {
+			t.Errorf("%s: checkpointing with dropout changed it (rel %.3g)", name, d)
+		}
+	}
+	if len(plain) < 3 {
+		t.Fatalf("only %d results compared", len(plain))
 	}
 }
