@@ -203,8 +203,7 @@ func (c Config) geometry(bsz, w, h, captionLen int, cond [][2]int) stepGeometry 
 	}
 	g := stepGeometry{c: c, b: int64(bsz), n: int64((w / p) * (h / p)), l: int64(l),
 		pix: int64(bsz * c.InChannels * w * h), d: int64(c.Width()), ff: int64(c.Width() * c.MLPRatio),
-		out: int64(c.Outputs() * p * p),
-		p:   int64(c.InChannels * p * p), heads: int64(c.NumHeads), tw: int64(c.TextWidth),
+		out: int64(c.Outputs() * p * p), p: int64(c.InChannels * p * p), heads: int64(c.NumHeads), tw: int64(c.TextWidth),
 		tff: int64(c.TextWidth * c.MLPRatio), tl: int64(c.TextLayers), th: int64(c.TextHeads),
 		grids: [][2]int{{h / p, w / p}}, dh: c.HeadDim}
 	if !c.PixArt {
