@@ -17,6 +17,7 @@ import (
 	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/family/dit"
+	"simpletuner/trainerproc/family/pixart"
 )
 
 // Options configure a Runner. Zero values take the defaults.
@@ -50,11 +51,12 @@ type Options struct {
 	Families *family.Registry
 }
 
-// DefaultFamilies is the registry of the families the bundled trainers train: dit.
+// DefaultFamilies is the registry of the families the bundled trainers train: dit and
+// pixart_sigma.
 func DefaultFamilies() *family.Registry {
-	r, err := family.NewRegistry(dit.Family{})
+	r, err := family.NewRegistry(dit.Family{}, pixart.Family{})
 	if err != nil {
-		panic(err) // one family cannot clash with itself
+		panic(err) // the bundled families have distinct names
 	}
 	return r
 }
