@@ -248,8 +248,8 @@ func TestInfoAndValidationFollowTheRegistry(t *testing.T) {
 			t.Fatalf("%s/%s: issues %+v, want %q", tc.family, tc.flavour, is, tc.want)
 		}
 	}
-	// The bundled registry knows dit only.
-	if _, _, err := ParseSettings(raw); err == nil || !strings.Contains(err.Error(), "known: dit)") {
+	// The bundled registry knows dit and pixart_sigma only.
+	if _, _, err := ParseSettings(raw); err == nil || !strings.Contains(err.Error(), "known: dit, pixart_sigma)") {
 		t.Fatalf("default runner parsed latent_toy: %v", err)
 	}
 

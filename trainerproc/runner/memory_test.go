@@ -123,7 +123,7 @@ func TestFamilyDefaultResolutionIsTheModelsSampleSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(info.Families) != 1 || info.Families[0].DefaultFlavour != fam.DefaultFlavour {
+	if len(info.Families) != 2 || info.Families[0].Name != "dit" || info.Families[0].DefaultFlavour != fam.DefaultFlavour {
 		t.Fatalf("trainer families %+v, registry %+v", info.Families, fam)
 	}
 	cfg, err := model.Flavour(fam.DefaultFlavour)
