@@ -526,17 +526,42 @@ func (x *Model) RestoreWeights(l *checkpoint.Loaded) error {
 	return nil
 }
 
-// storedDTypes reads the dtypes of the transformer's weight files in dir (the variant's
-// files when they exist, as model.LoadTransformer picks them).
-func storedDTypes(dir, variant string) (map[string]safetensors.DType, error) {
+// Weight file names of a diffusers component for a variant v: diffusers puts the variant
+// before ".safetensors" in a single file and before ".json" in a sharded index.
+func variantWeights(v string) (single, index string) {
 	base := strings.TrimSuffix(model.TransformerWeights, ".safetensors")
+	if v == "" {
+		return model.TransformerWeights, model.TransformerWeights + ".index.json"
+	}
+	return base + "." + v + ".safetensors", model.TransformerWeights + ".index." + v + ".json"
+}
+
+// transformerVariant is the variant the transformer in dir is loaded with: variant when
+// dir holds its files, else "" (the plain weights, as the Hub client falls back for a
+// component without that variant).
+func transformerVariant(dir, variant string) string {
+	if variant == "" {
+		return ""
+	}
+	single, index := variantWeights(variant)
+	for _, f := range []string{single, index} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return variant
+		}
+	}
+	return ""
+}
+
+// storedDTypes reads the dtypes of the transformer's weight files in dir for variant
+// (transformerVariant's), as model.LoadTransformer opens them.
+func storedDTypes(dir, variant string) (map[string]safetensors.DType, error) {
+	single, index := variantWeights(variant)
 	var ck safetensors.Checkpoint
 	var err error
-	if variant != "" {
-		ck, err = safetensors.OpenCheckpoint(dir, base+"."+variant, safetensors.ShardOptions{})
-	}
-	if variant == "" || errors.Is(err, os.ErrNotExist) {
-		ck, err = safetensors.OpenCheckpoint(dir, base, safetensors.ShardOptions{})
+	if _, serr := os.Stat(filepath.Join(dir, single)); serr == nil {
+		ck, err = safetensors.Open(filepath.Join(dir, single))
+	} else {
+		ck, err = safetensors.OpenSharded(filepath.Join(dir, index), safetensors.ShardOptions{})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pixart: transformer weights: %w", err)

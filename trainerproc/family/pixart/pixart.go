@@ -332,7 +332,8 @@ func (p *plan) Build(e *engine.Engine, seed uint64) (family.Model, bool, error) 
 		return nil, false, fmt.Errorf("%w: %w", ErrPipeline, err)
 	}
 	tdir := p.transformerDir()
-	tm, err := model.LoadTransformer(e, tdir, p.spec.Variant)
+	variant := transformerVariant(tdir, p.spec.Variant)
+	tm, err := model.LoadTransformer(e, tdir, variant)
 	if err != nil {
 		return nil, false, err
 	}
@@ -348,7 +349,7 @@ func (p *plan) Build(e *engine.Engine, seed uint64) (family.Model, bool, error) 
 		}
 	}
 	tm.SetGradientCheckpointing(p.spec.GradientCheckpointing)
-	dtypes, err := storedDTypes(tdir, p.spec.Variant)
+	dtypes, err := storedDTypes(tdir, variant)
 	if err != nil {
 		return nil, false, err
 	}

@@ -617,3 +617,26 @@ func TestTutorialEstimate(t *testing.T) {
 		t.Errorf("estimate with checkpointing %v, without %v", on, off)
 	}
 }
+
+// TestVariant: --variant loads the transformer's variant files when the folder has them,
+// and its plain weights when it has not (as the Hub client falls back); checkpoints keep the
+// loaded file's dtypes either way.
+func TestVariant(t *testing.T) {
+	dir := pixarttest.PipelineDir(t)
+	m, _ := build(t, dir, family.Spec{Variant: "fp16"}) // no fp16 files: plain weights
+	if _, _, err := m.CheckpointWeights(); err != nil {
+		t.Fatal(err)
+	}
+	tr := filepath.Join(dir, "transformer")
+	if err := os.Rename(filepath.Join(tr, "diffusion_pytorch_model.safetensors"), filepath.Join(tr, "diffusion_pytorch_model.fp16.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	build(t, dir, family.Spec{Variant: "fp16"})
+	p, err := pixart.Family{}.Plan(family.Spec{Pretrained: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Build(encoderstest.NewEngine(t), 1); err == nil {
+		t.Error("built without --variant from a folder holding only fp16 weights")
+	}
+}
