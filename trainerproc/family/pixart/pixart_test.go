@@ -640,3 +640,24 @@ func TestVariant(t *testing.T) {
 		t.Error("built without --variant from a folder holding only fp16 weights")
 	}
 }
+
+// TestTransformerOverride: the transformer comes from the override folder
+// (--pretrained_transformer_model_name_or_path), the rest from the pipeline.
+func TestTransformerOverride(t *testing.T) {
+	dir := pixarttest.PipelineDir(t)
+	other := filepath.Join(t.TempDir(), "transformer")
+	if err := os.Rename(filepath.Join(dir, "transformer"), other); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := build(t, dir, family.Spec{Components: map[string]string{"transformer": other}})
+	if m.Transformer().Config().NumLayers != 2 {
+		t.Errorf("override config %+v", m.Transformer().Config())
+	}
+	p, err := pixart.Family{}.Plan(family.Spec{Pretrained: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Build(encoderstest.NewEngine(t), 1); err == nil {
+		t.Error("built from a pipeline without its transformer and no override")
+	}
+}
