@@ -43,6 +43,7 @@ var stageLabels = map[string]string{
 	"init_resume_checkpoint": "Resuming checkpoint",
 	"checkpoint_save":        "Saving checkpoint",
 	"final_validation":       "Final validation",
+	"validation":             "Validation",
 	"model_save":             "Saving final model",
 	"publish":                "Uploading to Hugging Face Hub",
 	"training_abort":         "Training aborted",
