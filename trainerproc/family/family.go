@@ -147,8 +147,9 @@ type TrainShape struct {
 	Cond [][2]int
 	// Adapters is nil for a full fine-tune.
 	Adapters *AdapterConfig
-	// OptimizerSlots is float32 optimizer values per trainable weight (optim.StateSlots).
-	OptimizerSlots int
+	// OptimizerBytes is the bytes of optimizer state per trainable weight
+	// (optim.StateBytesWith).
+	OptimizerBytes int
 	// Accumulation is --gradient_accumulation_steps.
 	Accumulation int
 }

@@ -26,9 +26,10 @@ type TrainShape struct {
 	Cond [][2]int
 	// Adapters are the LoRA/LoKr adapters of an adapter run; nil for a full fine-tune.
 	Adapters *AdapterConfig
-	// OptimizerSlots is the number of float32 optimizer values kept per trainable weight
-	// (2 for AdamW; see optim.StateSlots).
-	OptimizerSlots int
+	// OptimizerBytes is the bytes of optimizer state kept per trainable weight (8 for
+	// AdamW's two float32 moments, 6 for adamw_bf16's three bfloat16 values; see
+	// optim.StateBytesWith).
+	OptimizerBytes int
 	// Accumulation is --gradient_accumulation_steps: above 1 the weight gradients are held
 	// through the next micro-batch's forward pass.
 	Accumulation int
@@ -109,7 +110,7 @@ func (c Config) TrainingMemory(s TrainShape, ws engine.Workspacer) (Memory, erro
 		}
 	}
 	m := Memory{Weights: weights * f32, Gradients: peak.grads, Activations: peak.act, Workspace: peak.ws,
-		Optimizer: trainable * int64(max(0, s.OptimizerSlots)) * f32, HostCache: g.posCache() * f32}
+		Optimizer: trainable * int64(max(0, s.OptimizerBytes)), HostCache: g.posCache() * f32}
 	return m, nil
 }
 

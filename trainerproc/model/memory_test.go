@@ -186,7 +186,7 @@ func TestTrainingMemoryAtTheTutorialResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	m, err := cfg.TrainingMemory(TrainShape{Batch: 1, Width: 1024, Height: 1024, OptimizerSlots: 2}, be)
+	m, err := cfg.TrainingMemory(TrainShape{Batch: 1, Width: 1024, Height: 1024, OptimizerBytes: 8}, be)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestTrainingMemoryAtTheTutorialResolution(t *testing.T) {
 		t.Errorf("AdamW state %d, want twice the weights %d", m.Optimizer, m.Weights)
 	}
 	// At its own sample size the same model needs a few MiB.
-	small, err := cfg.TrainingMemory(TrainShape{Batch: 1, Width: cfg.SampleSize, Height: cfg.SampleSize, OptimizerSlots: 2}, be)
+	small, err := cfg.TrainingMemory(TrainShape{Batch: 1, Width: cfg.SampleSize, Height: cfg.SampleSize, OptimizerBytes: 8}, be)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,15 +141,6 @@ func stateSlots(name string, h Hyper) []string {
 	return nil
 }
 
-// StateSlots is the optimizer state per trainable weight in float32-sized slots, rounded up
-// (2 for adamw and optimi-adamw, 2 for adamw_bf16's three bfloat16 values, 1 for Lion and for
-// SGD with momentum, 0 for plain SGD), for memory estimates. overrides are New's (momentum
-// matters). StateBytes gives the exact figure.
-func StateSlots(name string, overrides map[string]float64) (int, error) {
-	b, err := stateBytes(name, overrides)
-	return (b + 3) / 4, err
-}
-
 // StateBytes is the bytes of optimizer state the named optimizer keeps per trainable weight
 // with its default hyper-parameters: adamw and optimi-adamw 8 (two float32 moments),
 // adamw_bf16 6 (three bfloat16 values), optimi-lion 4, optimi-sgd 0 (4 once momentum is set

@@ -62,9 +62,9 @@ func memoryIssue(s *Settings, p family.Plan, dcfg *data.Config, be engine.Backen
 		return nil, err
 	}
 	ws, _ := be.(engine.Workspacer)
-	slots, err := optim.StateSlots(s.Optimizer, s.OptimizerOverrides)
+	optBytes, err := optim.StateBytesWith(s.Optimizer, s.OptimizerOverrides)
 	if err != nil {
-		slots = 2 // the optimizer is refused elsewhere; size as AdamW meanwhile
+		optBytes = 8 // the optimizer is refused elsewhere; size as AdamW meanwhile
 	}
 	var adapters *family.AdapterConfig
 	if s.ModelType == "lora" {
@@ -91,7 +91,7 @@ func memoryIssue(s *Settings, p family.Plan, dcfg *data.Config, be engine.Backen
 	}
 	train := func(bp data.BatchPlan, w, h int) (family.Memory, error) {
 		return p.TrainingMemory(family.TrainShape{Batch: bp.Batch, Width: w, Height: h, Cond: bp.Cond,
-			Adapters: adapters, OptimizerSlots: slots, Accumulation: s.Accum}, ws)
+			Adapters: adapters, OptimizerBytes: optBytes, Accumulation: s.Accum}, ws)
 	}
 	plans := data.BatchPlans(dcfg, s.BatchSize, p.Align())
 	for _, bp := range plans {
@@ -134,7 +134,7 @@ func memoryIssue(s *Settings, p family.Plan, dcfg *data.Config, be engine.Backen
 		sample := func(w, h int) (family.Memory, error) {
 			m, err := p.SamplingMemory(family.SampleShape{Width: w, Height: h, Batch: bsz, Adapters: adapters}, ws)
 			// Validation runs inside the job: the optimizer state is held meanwhile.
-			m.Optimizer = trainable * int64(slots) * 4
+			m.Optimizer = trainable * int64(optBytes)
 			return m, err
 		}
 		for _, r := range res {

@@ -112,7 +112,7 @@ func (p *plan) TrainableParams(ac *family.AdapterConfig) (int64, error) {
 
 func (p *plan) TrainingMemory(s family.TrainShape, ws engine.Workspacer) (family.Memory, error) {
 	return p.cfg.TrainingMemory(model.TrainShape{Batch: s.Batch, Width: s.Width, Height: s.Height, CaptionLen: p.captionLen,
-		Cond: s.Cond, Adapters: adapters(s.Adapters), OptimizerSlots: s.OptimizerSlots, Accumulation: s.Accumulation}, ws)
+		Cond: s.Cond, Adapters: adapters(s.Adapters), OptimizerBytes: s.OptimizerBytes, Accumulation: s.Accumulation}, ws)
 }
 
 func (p *plan) SamplingMemory(s family.SampleShape, ws engine.Workspacer) (family.Memory, error) {

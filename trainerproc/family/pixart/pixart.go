@@ -276,7 +276,7 @@ func (p *plan) vaeWeights() int64 {
 func (p *plan) TrainingMemory(s family.TrainShape, ws engine.Workspacer) (family.Memory, error) {
 	w, h := p.latent(s.Width, s.Height)
 	m, err := p.cfg.TrainingMemory(model.TrainShape{Batch: s.Batch, Width: w, Height: h, CaptionLen: CaptionLen,
-		Adapters: adapters(s.Adapters), OptimizerSlots: s.OptimizerSlots, Accumulation: s.Accumulation,
+		Adapters: adapters(s.Adapters), OptimizerBytes: s.OptimizerBytes, Accumulation: s.Accumulation,
 		Checkpointing: p.spec.GradientCheckpointing}, ws)
 	if err != nil {
 		return m, err

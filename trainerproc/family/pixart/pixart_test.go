@@ -535,7 +535,7 @@ func TestMemoryEstimates(t *testing.T) {
 		}
 		return p
 	}
-	shape := family.TrainShape{Batch: 2, Width: 256, Height: 256, OptimizerSlots: 2, Accumulation: 1}
+	shape := family.TrainShape{Batch: 2, Width: 256, Height: 256, OptimizerBytes: 8, Accumulation: 1}
 	on, err := plan(true).TrainingMemory(shape, ws)
 	if err != nil {
 		t.Fatal(err)
@@ -599,7 +599,7 @@ func TestAdaptersTrain(t *testing.T) {
 // adamw_bf16's slots, gradient checkpointing) and holds it to the model-families sizing:
 // weights ≈ 3.6 GB in float32 (908 M), activations far below the uncheckpointed step's.
 func TestTutorialEstimate(t *testing.T) {
-	shape := family.TrainShape{Batch: 2, Width: 1024, Height: 1024, OptimizerSlots: 3, Accumulation: 2}
+	shape := family.TrainShape{Batch: 2, Width: 1024, Height: 1024, OptimizerBytes: 12, Accumulation: 2}
 	est := func(ckpt bool) family.Memory {
 		p, err := pixart.Family{}.Plan(family.Spec{GradientCheckpointing: ckpt})
 		if err != nil {
