@@ -238,7 +238,8 @@ func roundBF16(x float32, r uint32, nearest bool) uint16 {
 // State implements Optimizer: per updated parameter three BF16 tensors "<param>.exp_avg",
 // "<param>.exp_avg_sq" and "<param>.shift" (the state's own bits), and metadata with the
 // layout ("format"), the step counts, the owed decay (exact decimal) and the
-// hyper-parameters.
+// hyper-parameters. Like opt.State the tensors fill their bytes from the live state when
+// written: 6 bytes per weight are not copied at every checkpoint.
 func (o *adamwBF16) State() ([]safetensors.Tensor, map[string]string, error) {
 	meta := stateMeta(o.Name(), o.steps, o.seed, o.h)
 	meta["format"] = bf16StateFormat
@@ -253,11 +254,14 @@ func (o *adamwBF16) State() ([]safetensors.Tensor, map[string]string, error) {
 		meta["count."+n] = strconv.FormatInt(st.count, 10)
 		meta["decay."+n] = strconv.FormatFloat(st.decay, 'g', -1, 64)
 		for _, s := range bf16Slots(st) {
-			data := make([]byte, 2*len(s.vals))
-			for i, x := range s.vals {
-				binary.LittleEndian.PutUint16(data[2*i:], x)
-			}
-			ts = append(ts, safetensors.Tensor{Name: n + "." + s.name, DType: safetensors.BF16, Shape: []int{len(s.vals)}, Data: data})
+			vals := s.vals
+			ts = append(ts, safetensors.Tensor{Name: n + "." + s.name, DType: safetensors.BF16, Shape: []int{len(vals)},
+				Fill: func(dst []byte) error {
+					for i, x := range vals {
+						binary.LittleEndian.PutUint16(dst[2*i:], x)
+					}
+					return nil
+				}})
 		}
 	}
 	return ts, meta, nil
@@ -314,6 +318,10 @@ func (o *adamwBF16) LoadState(ts []safetensors.Tensor, meta map[string]string) e
 			t, ok := byName[p.Name+"."+s.name]
 			if !ok {
 				return fmt.Errorf("%w: %s.%s missing", ErrState, p.Name, s.name)
+			}
+			t, err := t.Materialize()
+			if err != nil {
+				return fmt.Errorf("%w: %s.%s: %w", ErrState, p.Name, s.name, err)
 			}
 			if t.DType != safetensors.BF16 {
 				return fmt.Errorf("%w: %s.%s is %s, want BF16", ErrState, p.Name, s.name, t.DType)

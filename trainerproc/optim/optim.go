@@ -361,7 +361,9 @@ func sign(x float32) float32 {
 }
 
 // State implements Optimizer: one F32 tensor "<param>.<slot>" per state slice, and metadata
-// with the optimizer name, step counts and hyper-parameters (exact decimal round-trips).
+// with the optimizer name, step counts and hyper-parameters (exact decimal round-trips). The
+// tensors fill their bytes from the live state when written (safetensors.Tensor.Fill), so
+// they must be written before the next Step; no copy of the state is made.
 func (o *opt) State() ([]safetensors.Tensor, map[string]string, error) {
 	meta := stateMeta(o.name, o.steps, o.seed, o.h)
 	var ts []safetensors.Tensor
@@ -373,11 +375,9 @@ func (o *opt) State() ([]safetensors.Tensor, map[string]string, error) {
 	for _, n := range names {
 		meta["count."+n] = strconv.FormatInt(o.count[n], 10)
 		for i, slot := range o.slots {
-			t, err := safetensors.FromFloat32(n+"."+slot, safetensors.F32, []int{len(o.state[n][i])}, o.state[n][i])
-			if err != nil {
-				return nil, nil, fmt.Errorf("optim: encode state %s: %w", n, err)
-			}
-			ts = append(ts, t)
+			v := o.state[n][i]
+			ts = append(ts, safetensors.Tensor{Name: n + "." + slot, DType: safetensors.F32, Shape: []int{len(v)},
+				Fill: func(dst []byte) error { return safetensors.PutFloat32(dst, safetensors.F32, v) }})
 		}
 	}
 	return ts, meta, nil

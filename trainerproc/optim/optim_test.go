@@ -282,7 +282,14 @@ func TestStateBytesMatchesTheState(t *testing.T) {
 		}
 		size := 0
 		for _, st := range ts {
-			size += len(st.Data)
+			if st.Data != nil {
+				t.Errorf("%s: state tensor %s holds a copy; it should fill at write time", tc.name, st.Name)
+			}
+			m, err := st.Materialize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			size += len(m.Data)
 		}
 		if size != n*15 {
 			t.Errorf("%s %v: StateBytes %d, the state holds %d bytes for 15 weights", tc.name, tc.overrides, n, size)

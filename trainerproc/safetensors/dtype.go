@@ -239,10 +239,28 @@ func FromUint8(name string, shape []int, v []uint8) (Tensor, error) {
 	return Tensor{Name: name, DType: U8, Shape: cloneShape(shape), Data: append([]byte(nil), v...)}, nil
 }
 
+// Materialize returns t with its bytes in Data: a tensor that fills them lazily (Fill) is
+// filled into a new buffer; either way the size is checked against the dtype and shape.
+func (t Tensor) Materialize() (Tensor, error) {
+	if t.Data == nil && t.Fill != nil {
+		size, err := byteSize(t.DType, t.Shape)
+		if err != nil {
+			return t, fmt.Errorf("tensor %q: %w", t.Name, err)
+		}
+		data := make([]byte, size)
+		if err := t.Fill(data); err != nil {
+			return t, fmt.Errorf("safetensors: produce tensor %q: %w", t.Name, err)
+		}
+		t.Data, t.Fill = data, nil
+	}
+	return t, t.check()
+}
+
 // Float32 decodes an F32, F16, BF16 or F64 tensor into float32 values. F64 is narrowed
 // with Go's float64→float32 conversion (round to nearest even).
 func (t Tensor) Float32() ([]float32, error) {
-	if err := t.check(); err != nil {
+	t, err := t.Materialize()
+	if err != nil {
 		return nil, err
 	}
 	n := len(t.Data) / max(t.DType.Size(), 1)
@@ -283,7 +301,8 @@ func (t Tensor) Float64() ([]float64, error) {
 		}
 		return out, nil
 	}
-	if err := t.check(); err != nil {
+	t, err := t.Materialize()
+	if err != nil {
 		return nil, err
 	}
 	out := make([]float64, len(t.Data)/8)
@@ -295,7 +314,8 @@ func (t Tensor) Float64() ([]float64, error) {
 
 // Int64 decodes an I64 or I32 tensor.
 func (t Tensor) Int64() ([]int64, error) {
-	if err := t.check(); err != nil {
+	t, err := t.Materialize()
+	if err != nil {
 		return nil, err
 	}
 	switch t.DType {
@@ -317,7 +337,8 @@ func (t Tensor) Int64() ([]int64, error) {
 
 // Int32 decodes an I32 tensor.
 func (t Tensor) Int32() ([]int32, error) {
-	if err := t.check(); err != nil {
+	t, err := t.Materialize()
+	if err != nil {
 		return nil, err
 	}
 	if t.DType != I32 {
@@ -332,7 +353,8 @@ func (t Tensor) Int32() ([]int32, error) {
 
 // Uint8 returns a copy of a U8 tensor's bytes.
 func (t Tensor) Uint8() ([]uint8, error) {
-	if err := t.check(); err != nil {
+	t, err := t.Materialize()
+	if err != nil {
 		return nil, err
 	}
 	if t.DType != U8 {

@@ -215,6 +215,19 @@ func decodeFloat32(dt DType, raw []byte, out []float32) {
 	}
 }
 
+// PutFloat32 stores v as little-endian dt (F32, F64, F16 or BF16) into dst, which must be
+// exactly len(v) values of dt: the encoder of lazily produced tensors (Tensor.Fill).
+func PutFloat32(dst []byte, dt DType, v []float32) error {
+	if !floatType(dt) {
+		return fmt.Errorf("%w: cannot store float32 values as %s", ErrUnsupported, dt)
+	}
+	if len(dst) != len(v)*dt.Size() {
+		return fmt.Errorf("%w: %d values of %s need %d bytes, have %d", ErrInvalid, len(v), dt, len(v)*dt.Size(), len(dst))
+	}
+	encodeFloat32(dt, v, dst)
+	return nil
+}
+
 // encodeFloat32 stores v as little-endian dt (F32, F64, F16 or BF16) into raw.
 func encodeFloat32(dt DType, v []float32, raw []byte) {
 	switch dt {

@@ -39,6 +39,11 @@ type Tensor struct {
 	DType DType
 	Shape []int
 	Data  []byte
+	// Fill, when set and Data is nil, produces the bytes at write time into dst (exactly
+	// the tensor's size). Write reuses one buffer for every such tensor, so a file of
+	// gigabytes of weights (a 900M-parameter checkpoint) is written while holding one
+	// tensor's bytes, not a second copy of the model.
+	Fill func(dst []byte) error
 }
 
 // TensorInfo describes one tensor of a parsed header. Begin and End are byte offsets
@@ -99,6 +104,9 @@ func (t Tensor) check() error {
 	want, err := byteSize(t.DType, t.Shape)
 	if err != nil {
 		return fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	if t.Data == nil && t.Fill != nil {
+		return nil
 	}
 	if uint64(len(t.Data)) != want {
 		return fmt.Errorf("%w: tensor %q: %s%v needs %d bytes, has %d", ErrInvalid, t.Name, t.DType, t.Shape, want, len(t.Data))
@@ -258,8 +266,20 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) (int64, er
 	if err != nil {
 		return total, fmt.Errorf("safetensors: write header: %w", err)
 	}
+	var buf []byte // reused by the tensors that Fill their bytes
 	for _, t := range ordered {
-		n, err := w.Write(t.Data)
+		data := t.Data
+		if data == nil && t.Fill != nil {
+			size, _ := byteSize(t.DType, t.Shape) // checked by EncodeHeader
+			if uint64(cap(buf)) < size {
+				buf = make([]byte, size)
+			}
+			data = buf[:size]
+			if err := t.Fill(data); err != nil {
+				return total, fmt.Errorf("safetensors: produce tensor %q: %w", t.Name, err)
+			}
+		}
+		n, err := w.Write(data)
 		total += int64(n)
 		if err != nil {
 			return total, fmt.Errorf("safetensors: write tensor %q: %w", t.Name, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -352,5 +353,49 @@ func TestIntConversions(t *testing.T) {
 	}
 	if _, err := by["c"].Int64(); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("f64 as int64: %v", err)
+	}
+}
+
+// TestLazyTensorsWriteTheSameBytes: tensors that fill their bytes at write time (Fill) give
+// the same file as tensors holding them, each filled exactly once, and a Fill error stops
+// the write with the tensor's name.
+func TestLazyTensorsWriteTheSameBytes(t *testing.T) {
+	a, err := FromFloat32("a", BF16, []int{2, 3}, []float32{1, 2, 3, 4, 5, 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := FromFloat32("b", F32, []int{4}, []float32{-1, 0.5, 7, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Marshal([]Tensor{a, b}, map[string]string{"format": "pt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int{}
+	lazy := func(src Tensor) Tensor {
+		return Tensor{Name: src.Name, DType: src.DType, Shape: src.Shape, Fill: func(dst []byte) error {
+			calls[src.Name]++
+			if len(dst) != len(src.Data) {
+				return fmt.Errorf("dst of %d bytes, want %d", len(dst), len(src.Data))
+			}
+			copy(dst, src.Data)
+			return nil
+		}}
+	}
+	got, err := Marshal([]Tensor{lazy(a), lazy(b)}, map[string]string{"format": "pt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) || calls["a"] != 1 || calls["b"] != 1 {
+		t.Fatalf("lazy write differs (%d vs %d bytes) or fills %v", len(got), len(want), calls)
+	}
+	m, err := lazy(a).Materialize()
+	if err != nil || !bytes.Equal(m.Data, a.Data) {
+		t.Fatalf("Materialize: %v", err)
+	}
+	boom := Tensor{Name: "c", DType: F32, Shape: []int{1}, Fill: func([]byte) error { return errors.New("device lost") }}
+	if _, err := Marshal([]Tensor{a, boom}, nil); err == nil || !strings.Contains(err.Error(), `"c"`) || !strings.Contains(err.Error(), "device lost") {
+		t.Fatalf("fill error: %v", err)
 	}
 }

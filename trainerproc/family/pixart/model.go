@@ -479,19 +479,19 @@ func writeFile(path string, b []byte) error {
 func (x *Model) CheckpointWeights() ([]checkpoint.TensorFile, []checkpoint.Blob, error) {
 	var ts []safetensors.Tensor
 	for _, p := range x.m.Params() {
-		v, err := p.ToHost()
-		if err != nil {
-			return nil, nil, fmt.Errorf("pixart: read %s: %w", p.Name, err)
-		}
 		dt, ok := x.dtypes[p.Name]
 		if !ok {
 			dt = safetensors.F32
 		}
-		st, err := safetensors.FromFloat32(p.Name, dt, p.Shape(), v)
-		if err != nil {
-			return nil, nil, fmt.Errorf("pixart: %s: %w", p.Name, err)
-		}
-		ts = append(ts, st)
+		// Each weight is read and encoded when the checkpoint writes it (Tensor.Fill): a
+		// 900M model is not held a second time in memory while it is saved.
+		ts = append(ts, safetensors.Tensor{Name: p.Name, DType: dt, Shape: p.Shape(), Fill: func(dst []byte) error {
+			v, err := p.ToHost()
+			if err != nil {
+				return fmt.Errorf("pixart: read %s: %w", p.Name, err)
+			}
+			return safetensors.PutFloat32(dst, dt, v)
+		}})
 	}
 	cfg, err := os.ReadFile(filepath.Join(x.transformer, model.ConfigFile))
 	if err != nil {

@@ -483,6 +483,9 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		if base[st.Name].DType != st.DType {
 			t.Errorf("%s checkpointed as %s, base stores %s", st.Name, st.DType, base[st.Name].DType)
 		}
+		if st.Data != nil {
+			t.Errorf("%s holds a copy of the weight: checkpoint tensors fill at write time", st.Name)
+		}
 	}
 	mgr := checkpoint.New(t.TempDir(), checkpoint.Options{})
 	if _, err := mgr.Save(context.Background(), checkpoint.Checkpoint{Step: 3, State: checkpoint.TrainingState{GlobalStep: 3},
