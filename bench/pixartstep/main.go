@@ -23,10 +23,8 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"simpletuner/bench/internal/benchkit"
@@ -180,30 +178,12 @@ func run(o options) error {
 	return nil
 }
 
-// runJSON runs a child (benchkit.RunJSON) and adds its peak RSS from the kernel's accounting.
+// runJSON runs a child (benchkit.RunJSON) and adds its peak RSS.
 func runJSON(cmd *exec.Cmd, threads int) (result, error) {
 	var r result
-	if err := benchkit.RunJSON(cmd, threads, &r); err != nil {
-		return r, err
-	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.PeakRSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
-	}
-	return r, nil
-}
-
-// cpuSeconds is the process's user plus system CPU time.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-func median(v []float64) float64 {
-	sort.Float64s(v)
-	return v[len(v)/2]
+	err := benchkit.RunJSON(cmd, threads, &r)
+	r.PeakRSSMiB = benchkit.ChildPeakRSSMB(cmd)
+	return r, err
 }
 
 // runChild builds the model with random weights in the config's layout and times training
@@ -274,7 +254,7 @@ func runChild(o options) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		t0, c0 := time.Now(), cpuSeconds()
+		t0, c0 := time.Now(), benchkit.CPUSeconds()
 		var loss float32
 		var stepErr error
 		err := engine.Catch(func() {
@@ -300,10 +280,10 @@ func runChild(o options) error {
 		engine.ZeroGrads(m.Trainable())
 		if i >= o.warmup {
 			times = append(times, time.Since(t0).Seconds())
-			cpu = append(cpu, cpuSeconds()-c0)
+			cpu = append(cpu, benchkit.CPUSeconds()-c0)
 		}
 		r.Loss = float64(loss)
 	}
-	r.SecondsPerItem, r.CPUPerItem = median(times), median(cpu)
+	r.SecondsPerItem, r.CPUPerItem = benchkit.Median(times), benchkit.Median(cpu)
 	return json.NewEncoder(os.Stdout).Encode(r)
 }

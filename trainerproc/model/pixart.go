@@ -397,25 +397,7 @@ func (m *Model) SaveTransformer(dir string) error {
 	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), cfgJSON); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, TransformerWeights)
-	w, err := safetensors.Create(path, specs, map[string]string{"format": "pt"})
-	if err != nil {
-		return fmt.Errorf("model: %s: %w", path, err)
-	}
-	for _, p := range m.params {
-		v, err := p.ToHost()
-		if err == nil {
-			err = w.WriteFloat32(p.Name, v)
-		}
-		if err != nil {
-			w.Abort()
-			return fmt.Errorf("model: write %s: %w", p.Name, err)
-		}
-	}
-	if err := w.Commit(); err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	return nil
+	return writeParams(filepath.Join(dir, TransformerWeights), specs, m.params, map[string]string{"format": "pt"})
 }
 
 // Embeds is a caption batch as text-encoder states: Y [B, L, CaptionChannels] on the

@@ -53,6 +53,21 @@ func readFixture(t *testing.T, path string) (map[string][]float32, map[string][]
 	return vals, shapes
 }
 
+// newTinyDit is a dit model of the tiny flavour on e, freed with the test.
+func newTinyDit(t *testing.T, e *engine.Engine) *Model {
+	t.Helper()
+	cfg, err := Flavour("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(e, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Free)
+	return m
+}
+
 func loadPixArt(t *testing.T, e *engine.Engine, variant string) *Model {
 	t.Helper()
 	m, err := LoadTransformer(e, pixartDir, variant)
@@ -261,11 +276,17 @@ func TestPixArtBF16(t *testing.T) {
 	if err := f32.RoundBF16(); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range f32.Params() {
-		a, _ := p.ToHost()
-		b, _ := b16.Param(p.Name).ToHost()
-		if !slices.Equal(a, b) {
-			t.Errorf("%s: RoundBF16 of the F32 weights differs from the BF16 file", p.Name)
+	sameParams(t, "RoundBF16 of the F32 weights vs the BF16 file", f32, b16)
+}
+
+// sameParams requires a and b to hold the same weights, value for value.
+func sameParams(t *testing.T, what string, a, b *Model) {
+	t.Helper()
+	for _, p := range a.Params() {
+		va, _ := p.ToHost()
+		vb, _ := b.Param(p.Name).ToHost()
+		if !slices.Equal(va, vb) {
+			t.Errorf("%s: %s differs", what, p.Name)
 		}
 	}
 }
@@ -295,22 +316,13 @@ func TestPixArtSaveNew(t *testing.T) {
 	if back.Config() != cfg {
 		t.Errorf("config read back as %+v, want %+v", back.Config(), cfg)
 	}
+	sameParams(t, "saved and loaded back", m, back)
 	for _, p := range m.Params() {
-		a, _ := p.ToHost()
-		b, _ := back.Param(p.Name).ToHost()
-		if !slices.Equal(a, b) || back.source.dtypes[p.Name] != safetensors.F32 {
-			t.Errorf("%s: not saved as the same float32 values", p.Name)
+		if back.source.dtypes[p.Name] != safetensors.F32 {
+			t.Errorf("%s: saved as %s, not F32", p.Name, back.source.dtypes[p.Name])
 		}
 	}
-	dit, err := Flavour("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dm, err := New(e, dit, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dm.Free()
+	dm := newTinyDit(t, e)
 	if err := dm.SaveTransformer(t.TempDir()); !errors.Is(err, ErrConfig) {
 		t.Errorf("SaveTransformer of a dit model: %v, want ErrConfig", err)
 	}
@@ -482,13 +494,7 @@ func TestLoadTransformerSharded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Free()
-	for _, p := range ref.Params() {
-		a, _ := p.ToHost()
-		b, _ := m.Param(p.Name).ToHost()
-		if !slices.Equal(a, b) {
-			t.Errorf("%s differs when read from shards", p.Name)
-		}
-	}
+	sameParams(t, "read from shards", ref, m)
 }
 
 // TestForwardEmbedsInputs checks that every malformed batch is refused with ErrInput.
@@ -524,12 +530,7 @@ func TestForwardEmbedsInputs(t *testing.T) {
 	if _, err := m.ForwardEmbeds(x, []float32{500}, ok); err != nil {
 		t.Errorf("valid batch: %v", err)
 	}
-	dit, _ := Flavour("tiny")
-	dm, err := New(e, dit, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dm.Free()
+	dm := newTinyDit(t, e)
 	if _, err := dm.ForwardEmbeds(e.Zeros(1, 3, 16, 16), []float32{1}, ok); !errors.Is(err, ErrInput) {
 		t.Errorf("ForwardEmbeds on a dit model: %v, want ErrInput", err)
 	}
