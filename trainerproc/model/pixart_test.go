@@ -693,3 +693,39 @@ func TestCheckpointingReplaysAdapterDropout(t *testing.T) {
 		t.Fatalf("only %d results compared", len(plain))
 	}
 }
+
+// TestPixArtSamplingMemory checks the estimate of one guided sampling forward pass (batch
+// 2, no graph) against the CPU engine's peak: the blocks run one at a time.
+func TestPixArtSamplingMemory(t *testing.T) {
+	cfg, err := ReadTransformerConfig(pixartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NumLayers = 6
+	be, e, m, free := newMeasuredModel(t, cfg)
+	defer free()
+	const w, h, bsz, l = 32, 24, 2, 20
+	be.ResetPeak()
+	err = engine.Catch(func() {
+		defer e.NoGrad()()
+		sc := e.Scope()
+		defer sc.Close()
+		rng := engine.NewRNG(1)
+		c := Embeds{Y: e.RandN(rng, 0, 1, bsz, l, cfg.TextWidth), Mask: slices.Repeat([]float32{1}, bsz*l), Len: l}
+		out, err := m.ForwardEmbeds(e.RandN(rng, 0, 1, bsz, cfg.InChannels, h, w), []float32{999, 999}, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.ToHost(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	est, err := cfg.SamplingMemory(SampleShape{Width: w, Height: h, Batch: bsz, CaptionLen: l}, nil, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEstimate(t, "pixart sampling 32x24 latents", est.Device(), be.Peak())
+}
