@@ -75,7 +75,7 @@ func main() {
 	flag.StringVar(&o.configs, "configs", "tiny,900m", "comma-separated configs: tiny, 900m")
 	flag.IntVar(&o.threads, "threads", 2, "threads for both sides")
 	flag.IntVar(&o.steps, "steps", 1, "timed steps of the 900m config (the median is reported)")
-	flag.IntVar(&o.warmup, "warmup", 1, "untimed warm-up steps (ours; the reference always runs one)")
+	flag.IntVar(&o.warmup, "warmup", 1, "untimed warm-up steps of the 900m config, both sides (the tiny one runs at least 3)")
 	flag.IntVar(&o.repeatTiny, "tiny-steps", 20, "timed steps of the tiny config")
 	flag.IntVar(&o.tokens, "tokens", 300, "caption length (T5 states)")
 	flag.IntVar(&o.realTokens, "real-tokens", 120, "unmasked caption positions")
@@ -110,8 +110,8 @@ func run(o options) error {
 		return err
 	}
 	ckpt := !o.noCheckpointing
-	fmt.Printf("PixArt-Σ training step, batch 1, caption %d states (%d real), %d threads, checkpointing %v; ours: %s\n",
-		o.tokens, o.realTokens, o.threads, ckpt, o.optimizer)
+	fmt.Printf("PixArt-Σ training step, batch 1, caption %d states (%d real), %d threads, checkpointing %v, %d warm-up + %d timed steps (900m); ours: %s\n",
+		o.tokens, o.realTokens, o.threads, ckpt, o.warmup, o.steps, o.optimizer)
 	for _, name := range strings.Split(o.configs, ",") {
 		name = strings.TrimSpace(name)
 		dir := filepath.Join(tmp, name)
@@ -162,7 +162,7 @@ func run(o options) error {
 		}
 		refArgs := []string{o.script, "pixart-train", "--config", cfgPath, "--latent", strconv.Itoa(latent),
 			"--tokens", strconv.Itoa(o.tokens), "--real-tokens", strconv.Itoa(o.realTokens), "--threads", strconv.Itoa(o.threads),
-			"--repeat", strconv.Itoa(steps), "--diffusers-src", o.src}
+			"--repeat", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup), "--diffusers-src", o.src}
 		if ckpt {
 			refArgs = append(refArgs, "--checkpointing")
 		}

@@ -32,7 +32,7 @@ vocab 32128, gated-gelu, 32 buckets, max distance 128) with --layers of its 24 b
 PixArt: diffusers' PixArtTransformer2DModel built from --config (a transformer config.json,
 e.g. PixArt-Σ 900M's), fp32, train mode, --checkpointing turning on the reference's own
 gradient checkpointing (torch.utils.checkpoint per block, use_reentrant=False); pixart-train
-times one training step of batch 1 as SimpleTuner takes it: x_t = 0.8·x0 + 0.6·ε of random
+times one training step of batch 1 (after --warmup untimed ones) as SimpleTuner takes it: x_t = 0.8·x0 + 0.6·ε of random
 --latent² latents at DDPM timestep 500, random caption states [1, --tokens, caption_channels]
 with --real-tokens unmasked, forward, mse(pred[:, :4], ε), backward, torch.optim.AdamW
 (lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 1e-2) step, zero_grad. SimpleTuner's
@@ -58,11 +58,12 @@ DIFFUSERS_COMMIT = "58eb52c0803ea9af3abec60841c2a093bdf1f951"
 TRANSFORMERS_COMMIT = "6b8b757dfcb582379a64f013cdce46c43629f2b0 (modeling_t5.py)"
 
 
-def timed(fn, repeat):
-    """Runs fn once to warm up, then repeat times; returns the median wall time, all wall times
-    and the median CPU time of the process (all threads), which tells a busy machine apart: on
-    an idle one CPU time is about threads x wall time."""
-    fn()
+def timed(fn, repeat, warmup=1):
+    """Runs fn warmup times (once by default) to warm up, then repeat times; returns the median
+    wall time, all wall times and the median CPU time of the process (all threads), which tells
+    a busy machine apart: on an idle one CPU time is about threads x wall time."""
+    for _ in range(warmup):
+        fn()
     times, cpu = [], []
     for _ in range(repeat):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -171,7 +172,7 @@ def pixart(args):
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
 
-    timing = timed(step, args.repeat)
+    timing = timed(step, args.repeat, args.warmup)
     report(
         args,
         "pixart-train",
@@ -184,6 +185,7 @@ def pixart(args):
         checkpointing=bool(args.checkpointing),
         optimizer="torch.optim.AdamW fp32",
         loss=losses[-1],
+        warmup=args.warmup,
         attention_processor=type(model.transformer_blocks[0].attn1.processor).__name__,
     )
 
@@ -197,6 +199,7 @@ def main():
     p.add_argument("--tokens", type=int, default=300)
     p.add_argument("--real-tokens", type=int, default=120)
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
     p.add_argument("--diffusers-src", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1)
