@@ -153,9 +153,9 @@ func run(o options) error {
 			return fmt.Errorf("%s ours: %w", name, err)
 		}
 		gflop := cfg.TrainFLOPs(1, latent, latent, o.tokens) / 1e9
-		fmt.Printf("%s: %d layers, %d params, latents %d×%d (%d tokens), %.1f GFLOP/step (3× forward GEMMs, recompute not counted)\n",
+		fmt.Printf("%s: %d layers, %d params, latents %d×%d (%d tokens), %.4g GFLOP/step (3× forward GEMMs, recompute not counted)\n",
 			name, cfg.NumLayers, cfg.ParamCount(), latent, latent, (latent/cfg.PatchSize)*(latent/cfg.PatchSize), gflop)
-		fmt.Printf("  ours:  %.3f s/step, %.3f CPU s/step, %.1f GFLOP/s, loss %.4f, peak RSS %.0f MiB (estimate %.0f MiB); %s\n",
+		fmt.Printf("  ours:  %.3f s/step, %.3f CPU s/step, %.3g GFLOP/s, loss %.4f, peak RSS %.0f MiB (estimate %.0f MiB); %s\n",
 			ours.SecondsPerItem, ours.CPUPerItem, gflop/ours.SecondsPerItem, ours.Loss, ours.PeakRSSMiB, ours.EstimateMiB, ours.Backend)
 		if o.python == "" {
 			continue
@@ -170,7 +170,7 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("%s reference: %w", name, err)
 		}
-		fmt.Printf("  torch: %.3f s/step, %.3f CPU s/step, %.1f GFLOP/s, loss %.4f, peak RSS %.0f MiB (diffusers' model, torch %s, %s)\n",
+		fmt.Printf("  torch: %.3f s/step, %.3f CPU s/step, %.3g GFLOP/s, loss %.4f, peak RSS %.0f MiB (diffusers' model, torch %s, %s)\n",
 			ref.SecondsPerItem, ref.CPUPerItem, gflop/ref.SecondsPerItem, ref.Loss, ref.PeakRSSMiB, ref.Torch, ref.Optimizer)
 		fmt.Printf("  ratio torch/ours (>1: ours faster): wall %.2f×, CPU %.2f×\n",
 			ref.SecondsPerItem/ours.SecondsPerItem, ref.CPUPerItem/ours.CPUPerItem)
