@@ -729,3 +729,39 @@ func TestPixArtSamplingMemory(t *testing.T) {
 	}
 	checkEstimate(t, "pixart sampling 32x24 latents", est.Device(), be.Peak())
 }
+
+// TestPixArtTrailingPadding: the fixture's captions padded further (3 more masked positions)
+// give the very same prediction and gradients: trailing padding is not computed.
+func TestPixArtTrailingPadding(t *testing.T) {
+	io, shapes := readFixture(t, pixartIO)
+	e := newCPUEngine(t)
+	m := loadPixArt(t, e, "")
+	base := pixartStep(t, m, io, shapes, io["y"])
+	b, l, w := shapes["y"][0], shapes["y"][1], shapes["y"][2]
+	const extra = 3
+	y := make([]float32, b*(l+extra)*w)
+	mask := make([]float32, b*(l+extra))
+	for i := range b {
+		copy(y[i*(l+extra)*w:], io["y"][i*l*w:(i+1)*l*w])
+		copy(mask[i*(l+extra):], io["mask"][i*l:(i+1)*l])
+		for j := range extra * w {
+			y[(i*(l+extra)+l)*w+j] = 7
+		}
+	}
+	padded := map[string][]float32{}
+	for k, v := range io {
+		padded[k] = v
+	}
+	padded["mask"] = mask
+	pshapes := map[string][]int{}
+	for k, v := range shapes {
+		pshapes[k] = v
+	}
+	pshapes["y"] = []int{b, l + extra, w}
+	got := pixartStep(t, m, padded, pshapes, y)
+	for name, v := range base {
+		if !slices.Equal(got[name], v) {
+			t.Errorf("%s differs with trailing padding (rel %.3g)", name, maxRelErr(got[name], v))
+		}
+	}
+}
