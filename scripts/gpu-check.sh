@@ -8,7 +8,8 @@
 # Steps (each logs to OUT/<step>.log and prints TSV lines gathered into OUT/results.tsv):
 #   parity   op-by-op parity of every Backend op with the CPU backend on random inputs, fp32
 #            (rel. error < 1e-5) and bf16 (< 1e-2), outputs poisoned with NaN first
-#   train    cuda.test: the tiny model's loss curve on GPU vs CPU, fp32 and bf16
+#   train    cuda.test: the tiny model's loss curve on GPU vs CPU, fp32 and bf16; a
+#            checkpointed chain's gradients equal the plain chain's on the GPU
 #   learn    the two-class learning run through bin/simpletuner-trainer-cuda (loss halves)
 #   bench    step time, tokens/s, MFU, peak memory for base and xl: ours vs PyTorch eager and
 #            torch.compile (bf16 autocast), same card, same run, same weights
@@ -106,7 +107,7 @@ step() {
 for s in $STEPS; do
   case "$s" in
     parity) step parity 240 "$B/bin/gpucheck" parity ;;
-    train) step train 300 "$B/bin/cuda.test" -test.v -test.count=1 -test.run 'TestTinyTrainingMatchesCPU' ;;
+    train) step train 300 "$B/bin/cuda.test" -test.v -test.count=1 -test.run 'TestTinyTrainingMatchesCPU|TestCheckpointOnGPU' ;;
     learn) step learn 300 "$B/bin/gpucheck" learn -trainer "$B/bin/simpletuner-trainer-cuda" -work "$WORK" ;;
     bench)
       for f in $FLAVOURS; do

@@ -23,6 +23,7 @@ type node struct {
 	backward  func(n *node, gy *Tensor) []*Tensor // one entry per input; nil where none is needed
 	consumers int                                 // live nodes that have this node's output as input
 	outFreed  bool                                // the output handle was freed
+	seq       uint64                              // 1 + the number of nodes recorded before it
 	released  bool
 }
 
@@ -91,7 +92,8 @@ func (e *Engine) record(out *Tensor, op string, inputs []*Tensor, saved []*Tenso
 // Checkpoint needs one when only the leaves its function reads require a gradient): it counts
 // the node as a consumer of each input's producer and retains the saved tensors' storages.
 func (e *Engine) newNode(out *Tensor, op string, inputs []*Tensor, saved []*Tensor, owned []*Tensor, backward func(n *node, gy *Tensor) []*Tensor) {
-	n := &node{op: op, e: e, out: out, inputs: inputs, owned: owned, backward: backward, inNodes: make([]*node, len(inputs))}
+	e.nodes++
+	n := &node{op: op, e: e, out: out, inputs: inputs, owned: owned, backward: backward, inNodes: make([]*node, len(inputs)), seq: e.nodes}
 	for i, in := range inputs {
 		if in != nil && in.node != nil {
 			n.inNodes[i] = in.node

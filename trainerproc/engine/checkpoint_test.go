@@ -359,3 +359,137 @@ func TestCheckpointBackwardUnderNoGrad(t *testing.T) {
 		t.Errorf("%d buffers leaked", n)
 	}
 }
+
+// TestCheckpointAttentionGradCheck checks two checkpointed DiT-style segments (adaLN-modulated
+// self-attention, then masked cross-attention) against central differences. The caption
+// context and the modulation are produced by earlier ops and shared by both segments, so
+// their gradients are the sum over the segments; the key mask is a constant input; the
+// projection weights are read from the closure by both attentions of both segments.
+func TestCheckpointAttentionGradCheck(t *testing.T) {
+	const bsz, n, l, d, heads = 2, 3, 4, 4, 2
+	shapes := [][]int{{bsz, n, d}, {d, d}, {bsz, l, d}, {bsz, d}, {2 * d, d}, {d, d}, {d, d}, {d, d}, {d, d}}
+	runGradCheck(t, gradCase{name: "checkpoint_attention", shapes: shapes,
+		f: func(e *engine.Engine, in []*engine.Tensor) *engine.Tensor {
+			wq, wk, wv, wo := in[5], in[6], in[7], in[8]
+			split := func(x *engine.Tensor) *engine.Tensor { // [B,N,D] → [B,H,N,Dh]
+				return e.Permute(e.Reshape(x, bsz, x.Dim(1), heads, d/heads), 0, 2, 1, 3)
+			}
+			attend := func(x, ctx, mask *engine.Tensor) *engine.Tensor {
+				o := e.Attention(split(e.Linear(x, wq, nil)), split(e.Linear(ctx, wk, nil)), split(e.Linear(ctx, wv, nil)), mask, 0)
+				return e.Linear(e.Reshape(e.Permute(o, 0, 2, 1, 3), bsz, x.Dim(1), d), wo, nil)
+			}
+			segment := func(in []*engine.Tensor) *engine.Tensor {
+				h, y, mask, scale, shift := in[0], in[1], in[2], in[3], in[4]
+				nh := e.LayerNormModulate(h, scale, shift, 1e-6)
+				h = e.Add(h, attend(nh, nh, nil))
+				return e.Add(h, attend(h, y, mask))
+			}
+			h := e.Linear(in[0], in[1], nil)
+			y := e.GELU(in[2])
+			mod := e.Chunk(e.Linear(in[3], in[4], nil), 2, 1) // scale, shift [B,D]
+			mask := e.FromHost([]float32{1, 1, 0, 1, 1, 0, 0, 0}, bsz, l)
+			for range 2 {
+				h = e.Checkpoint(segment, h, y, mask, mod[0], mod[1])
+			}
+			return h
+		}})
+}
+
+// TestCheckpointRNG: a segment with dropout drawn from an RNG gets the gradients of the plain
+// run with CheckpointRNG (the re-run replays the same mask, and the stream ends where the
+// plain run left it), and different ones with Checkpoint (whose re-run draws a new mask).
+func TestCheckpointRNG(t *testing.T) {
+	const d, hd = 4, 6
+	e, be := newF64(t, 1)
+	p := ckptLeaves(e, ckptParamShapes(d, hd))
+	x := ckptLeaves(e, [][]int{{5, d}})[0]
+	drop := func(r *engine.RNG) func([]*engine.Tensor) *engine.Tensor {
+		return func(in []*engine.Tensor) *engine.Tensor {
+			h := ckptBlock(e, in[0], nil, p)
+			return e.Mul(h, e.RandU(r, 0, 2, h.Shape()...))
+		}
+	}
+	run := func(mode string) (grad []float64, offset uint64) {
+		r := engine.NewRNG(9)
+		s := e.Scope()
+		defer s.Close()
+		var y *engine.Tensor
+		switch mode {
+		case "plain":
+			y = drop(r)([]*engine.Tensor{x})
+		case "rng":
+			y = e.CheckpointRNG(r, drop(r), x)
+		default:
+			y = e.Checkpoint(drop(r), x)
+		}
+		// A later draw from the same stream: the re-run must not leave r where it ended.
+		y = e.Mul(y, e.RandU(r, 0, 1, y.Shape()...))
+		if err := e.Backward(e.SumAll(y)); err != nil {
+			t.Fatal(err)
+		}
+		grad = append(grad, f64(p[1].Grad())...)
+		grad = append(grad, f64(x.Grad())...)
+		for _, l := range append(p, x) {
+			l.ZeroGrad()
+		}
+		_, offset = r.State()
+		return grad, offset
+	}
+	plain, plainOff := run("plain")
+	withRNG, rngOff := run("rng")
+	without, _ := run("checkpoint")
+	if rngOff != plainOff {
+		t.Errorf("RNG offset after CheckpointRNG's backward %d, want %d (the plain run's)", rngOff, plainOff)
+	}
+	same := func(a, b []float64) bool {
+		for i := range a {
+			if math.Abs(a[i]-b[i]) > 1e-12*math.Max(1, math.Abs(a[i])) {
+				return false
+			}
+		}
+		return true
+	}
+	if !same(plain, withRNG) {
+		t.Error("CheckpointRNG's gradients differ from the plain run's")
+	}
+	if same(plain, without) {
+		t.Error("Checkpoint with a fresh draw on the re-run gave the plain gradients: the test does not see the mask")
+	}
+	for _, l := range append(p, x) {
+		l.Free()
+	}
+	if n, _ := be.Stats(); n != 0 {
+		t.Errorf("%d buffers leaked", n)
+	}
+}
+
+// TestCheckpointRefusesCapturedGraph: f reading a tensor with a graph from its closure (rather
+// than through in) would make the re-run back-propagate into the outer graph out of turn, so
+// Checkpoint refuses it with ErrGrad, freeing what f made; the same tensor passed in works.
+func TestCheckpointRefusesCapturedGraph(t *testing.T) {
+	e, be := newF64(t, 1)
+	x := ckptLeaves(e, [][]int{{3, 4}})[0]
+	baseline, _ := be.Stats()
+	s := e.Scope()
+	y := e.GELU(x) // has a graph
+	before, _ := be.Stats()
+	err := engine.Catch(func() {
+		e.Checkpoint(func(in []*engine.Tensor) *engine.Tensor { return e.Mul(e.Add(in[0], y), in[0]) }, x)
+	})
+	if !errors.Is(err, engine.ErrGrad) || !strings.Contains(err.Error(), "not one of its inputs") {
+		t.Fatalf("captured graph tensor: %v, want an ErrGrad naming the inputs", err)
+	}
+	if after, _ := be.Stats(); after != before {
+		t.Errorf("%d live buffers after the refused call, want %d", after, before)
+	}
+	out := e.Checkpoint(func(in []*engine.Tensor) *engine.Tensor { return e.Mul(e.Add(in[0], in[1]), in[0]) }, x, y)
+	if err := e.Backward(e.SumAll(out)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	x.ZeroGrad()
+	if n, _ := be.Stats(); n != baseline {
+		t.Errorf("%d live buffers, want %d", n, baseline)
+	}
+	x.Free()
+}

@@ -7,6 +7,7 @@ type Engine struct {
 	be     Backend
 	noGrad int      // >0 while inside NoGrad; ops then record no graph
 	scopes []*Scope // open scopes, innermost last; new tensors join the innermost
+	nodes  uint64   // graph nodes recorded so far; Checkpoint tells the nodes f records by it
 }
 
 // New returns an engine running on be. The engine does not own be: the caller closes it after

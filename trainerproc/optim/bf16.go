@@ -34,6 +34,9 @@ const bf16StateFormat = "adamw_bf16/2"
 //	p'         ← round(p + shift);  shift ← round(shift + round(p − p'))
 //	decay      owed += weight_decay·lr; past decayThreshold: shift ← round(shift − owed·p')
 //
+// So exp_avg is g + (1−β1)·β1·exp_avg (≈ g + 0.09·exp_avg), not an EMA of g; and since
+// exp_avg_sq·0.999 rounds back to exp_avg_sq in bfloat16 (0.1% is under half a bfloat16
+// step), exp_avg_sq in effect only accumulates (1−β2)·g². Both are the reference's behaviour.
 // There is no β1 bias correction. round is bfloat16 rounding of a float32 result, stochastic
 // where the reference uses its stochastic helpers (exp_avg, both shift adds, p) and to
 // nearest elsewhere. Every arithmetic step is float32 with float32 scalars, rounded once, as
@@ -49,6 +52,7 @@ type adamwBF16 struct {
 	nearest bool
 	// state holds each updated parameter's state, created on its first update.
 	state map[string]*bf16State
+	bufs  hostBufs
 }
 
 // bf16State is one parameter's AdamWBF16 state.
@@ -70,7 +74,7 @@ func (o *adamwBF16) Steps() int64 { return o.steps }
 // they stay float32 buffers for the engine, holding bfloat16 values).
 func newAdamWBF16(h Hyper, params []*engine.Parameter, seed uint64) (*adamwBF16, error) {
 	for _, p := range params {
-		if err := hostView(p.Tensor, true, func(w []float32) {
+		if err := hostView(p.Tensor, true, nil, func(w []float32) {
 			parallel(len(w), func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					w[i] = bf(rne(w[i]))
@@ -100,7 +104,7 @@ func (o *adamwBF16) newState(pi, n int) *bf16State {
 
 // Step implements Optimizer.
 func (o *adamwBF16) Step(lr float64) error {
-	err := eachUpdate(o.params, func(pi int, p *engine.Parameter, w, g []float32) {
+	err := eachUpdate(o.params, &o.bufs, func(pi int, p *engine.Parameter, w, g []float32) {
 		st := o.state[p.Name]
 		if st == nil {
 			st = o.newState(pi, p.Numel())
@@ -130,36 +134,76 @@ func (o *adamwBF16) update(pi int, st *bf16State, w, g []float32, lr float64) {
 	eps := float32(h.Eps)
 	val := float32(-lr * math.Sqrt(1-math.Pow(h.Beta2, float64(st.count))))
 	negDecay := float64(float32(-decay))
-	key, ctr := o.key(pi), uint64(st.count)<<32
-	nearest := o.nearest
-	m, v, sh := st.m, st.v, st.shift
+	k := bf16Kernel{
+		w: w, g: g, m: st.m, v: st.v, sh: st.shift,
+		b1: b1, b2: b2, a1: a1, a2: a2, eps: eps, val: val,
+		decay: decay > 0, negDecay: negDecay,
+		nearest: o.nearest, key: o.key(pi), ctr: uint64(st.count) << 32,
+	}
 	parallel(len(w), func(lo, hi int) {
-		var blk [4]uint32
-		for i := lo; i < hi; i++ {
-			var r0, r1, r2, r3 uint32
-			if !nearest {
-				if i == lo || i&1 == 0 {
-					blk = philox.Block(key, ctr+uint64(i>>1))
-				}
-				a, b := blk[(i&1)*2], blk[(i&1)*2+1]
-				r0, r1, r2, r3 = a&0xffff, a>>16, b&0xffff, b>>16
-			}
-			gi := g[i]
-			mi := bf(rne(float32(bf(m[i]) * b1)))
-			m[i] = round(fma32(mi, a1, gi), r0, nearest)
-			vi := bf(rne(float32(bf(v[i]) * b2)))
-			v[i] = rne(vi + float32(float32(a2*gi)*gi))
-			d := bf(rne(bf(rne(float32(math.Sqrt(float64(bf(v[i])))))) + eps))
-			s := bf(round(bf(sh[i])+float32(float32(val*bf(m[i]))/d), r1, nearest))
-			old := bf(rne(w[i]))
-			p := bf(round(s+old, r2, nearest))
-			s = bf(round(bf(rne(old-p))+s, r3, nearest))
-			if decay > 0 {
-				s = bf(rne(float32(float64(s) + float64(p)*negDecay)))
-			}
-			sh[i], w[i] = rne(s), p
+		for ; lo < hi; lo += bf16Block {
+			k.run(lo, min(lo+bf16Block, hi))
 		}
 	})
+}
+
+// bf16Block is how many weights bf16Kernel.run takes at a time: each phase is a loop over a
+// block of independent elements, which the CPU overlaps (one element's chain of roundings,
+// square root and division is long and serial).
+const bf16Block = 256
+
+// bf16Kernel is one parameter's AdamWBF16 update at one step: its buffers and the step's
+// float32 constants (see adamwBF16 for the formulas).
+type bf16Kernel struct {
+	w, g                     []float32
+	m, v, sh                 []uint16
+	b1, b2, a1, a2, eps, val float32
+	decay                    bool
+	negDecay                 float64
+	nearest                  bool
+	key, ctr                 uint64
+}
+
+// run updates elements [lo, hi), hi−lo ≤ bf16Block. Element i's four stochastic roundings
+// use the 16-bit halves of words 2(i&1) and 2(i&1)+1 of Philox block ctr + i/2.
+func (k *bf16Kernel) run(lo, hi int) {
+	n := hi - lo
+	w, g, m, v, sh := k.w[lo:hi], k.g[lo:hi], k.m[lo:hi], k.v[lo:hi], k.sh[lo:hi]
+	var ra, rb [bf16Block]uint32
+	if !k.nearest {
+		for j := 0; j < n; {
+			i := lo + j
+			blk := philox.Block(k.key, k.ctr+uint64(i>>1))
+			ra[j], rb[j] = blk[(i&1)*2], blk[(i&1)*2+1]
+			if i&1 == 0 && j+1 < n {
+				ra[j+1], rb[j+1] = blk[2], blk[3]
+				j++
+			}
+			j++
+		}
+	}
+	// exp_avg ← round(g + (1−β1)·round(exp_avg·β1)); exp_avg_sq likewise.
+	for j := range n {
+		mi := bf(rne(bf(m[j]) * k.b1))
+		m[j] = roundBF16(fma32(mi, k.a1, g[j]), ra[j]&0xffff, k.nearest)
+		vi := bf(rne(bf(v[j]) * k.b2))
+		v[j] = rne(vi + float32(float32(k.a2*g[j])*g[j]))
+	}
+	// shift ← round(shift + val·exp_avg / round(round(√exp_avg_sq) + eps)).
+	for j := range n {
+		d := bf(rne(bf(rne(float32(math.Sqrt(float64(bf(v[j])))))) + k.eps))
+		sh[j] = roundBF16(bf(sh[j])+float32(k.val*bf(m[j]))/d, ra[j]>>16, k.nearest)
+	}
+	// p ← round(p + shift); shift ← round(shift + round(p_old − p)); delayed decay.
+	for j := range n {
+		s, old := bf(sh[j]), bf(rne(w[j]))
+		p := bf(roundBF16(s+old, rb[j]&0xffff, k.nearest))
+		s = bf(roundBF16(bf(rne(old-p))+s, rb[j]>>16, k.nearest))
+		if k.decay {
+			s = bf(rne(float32(float64(s) + float64(p)*k.negDecay)))
+		}
+		sh[j], w[j] = rne(s), p
+	}
 }
 
 // fma32 is a·b+c rounded once to float32 (a·b is exact in float64; the float64 sum rounds
@@ -173,13 +217,22 @@ func rne(x float32) uint16 { return safetensors.Float32ToBF16(x) }
 // bf widens bfloat16 bits to float32 exactly.
 func bf(h uint16) float32 { return safetensors.BF16ToFloat32(h) }
 
-// round rounds x to bfloat16 stochastically with the 16 random bits r (to nearest when
-// nearest is set).
-func round(x float32, r uint32, nearest bool) uint16 {
-	if nearest || math.Float32bits(x)&0x7f800000 == 0x7f800000 {
-		return rne(x) // Inf and NaN stay what they are
+// roundBF16 rounds x to bfloat16 stochastically: the 16 bits bfloat16 drops are added to the
+// 16 random bits r before truncation (the reference's copy_stochastic_), so E[round(x)] = x
+// and updates below half a bfloat16 step are not all lost. With nearest it rounds to nearest
+// even instead, as rne. Inf stays Inf and NaN stays NaN (quietened).
+func roundBF16(x float32, r uint32, nearest bool) uint16 {
+	b := math.Float32bits(x)
+	if nearest {
+		r = 0x7fff + (b>>16)&1
 	}
-	return uint16(math.Float32bits(stochasticBF16(x, r)) >> 16)
+	if b&0x7f800000 == 0x7f800000 {
+		r = 0
+		if b&0x7fffff != 0 {
+			b |= 0x400000
+		}
+	}
+	return uint16((b + r&0xffff) >> 16)
 }
 
 // State implements Optimizer: per updated parameter three BF16 tensors "<param>.exp_avg",

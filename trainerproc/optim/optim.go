@@ -192,6 +192,7 @@ type opt struct {
 	state map[string][][]float32
 	// count is the per-parameter step count (bias correction), as PyTorch keeps it.
 	count map[string]int64
+	bufs  hostBufs
 }
 
 func (o *opt) Name() string { return o.name }
@@ -199,24 +200,37 @@ func (o *opt) Hyper() Hyper { return o.h }
 func (o *opt) Steps() int64 { return o.steps }
 
 // hostView calls fn with a host slice of t's values and writes it back: zero-copy on the
-// float32 CPU backend.
-func hostView(t *engine.Tensor, write bool, fn func([]float32)) error {
+// float32 CPU backend; elsewhere the values travel through *scratch, grown as needed and kept
+// by the caller so that a step allocates nothing (nil scratch: a fresh slice).
+func hostView(t *engine.Tensor, write bool, scratch *[]float32, fn func([]float32)) error {
 	if _, ok := t.Engine().Backend().(*cpu.Backend[float32]); ok {
 		fn(cpu.Data[float32](t.Buffer()))
 		return nil
 	}
-	v, err := t.ToHost()
-	if err != nil {
-		return fmt.Errorf("optim: read: %w", err)
+	var v []float32
+	if scratch != nil {
+		if cap(*scratch) < t.Numel() {
+			*scratch = make([]float32, t.Numel())
+		}
+		v = (*scratch)[:t.Numel()]
+	} else {
+		v = make([]float32, t.Numel())
+	}
+	if err := t.Engine().Backend().Download(v, t.Buffer()); err != nil {
+		return fmt.Errorf("optim: read: %w: %w", engine.ErrBackend, err)
 	}
 	fn(v)
 	if write {
 		if err := t.Engine().Backend().Upload(t.Buffer(), v); err != nil {
-			return fmt.Errorf("optim: write: %w", err)
+			return fmt.Errorf("optim: write: %w: %w", engine.ErrBackend, err)
 		}
 	}
 	return nil
 }
+
+// hostBufs are an optimizer's reusable host copies of a parameter and its gradient, for
+// backends whose memory the host cannot address; only Step uses them (Steps do not overlap).
+type hostBufs struct{ w, g []float32 }
 
 // parallel runs fn over [0,n) in fixed chunks on up to GOMAXPROCS goroutines; results do not
 // depend on the split because every element is independent.
@@ -250,15 +264,15 @@ func parallel(n int, fn func(lo, hi int)) {
 }
 
 // eachUpdate calls fn for every parameter with a gradient, in order, with host views of its
-// values (written back afterwards) and of its gradient.
-func eachUpdate(params []*engine.Parameter, fn func(pi int, p *engine.Parameter, w, g []float32)) error {
+// values (written back afterwards) and of its gradient, copied through bufs where needed.
+func eachUpdate(params []*engine.Parameter, bufs *hostBufs, fn func(pi int, p *engine.Parameter, w, g []float32)) error {
 	for pi, p := range params {
 		if p.Grad() == nil {
 			continue
 		}
 		var err error
-		gerr := hostView(p.Grad(), false, func(g []float32) {
-			err = hostView(p.Tensor, true, func(w []float32) { fn(pi, p, w, g) })
+		gerr := hostView(p.Grad(), false, &bufs.g, func(g []float32) {
+			err = hostView(p.Tensor, true, &bufs.w, func(w []float32) { fn(pi, p, w, g) })
 		})
 		if gerr != nil {
 			return gerr
@@ -275,7 +289,7 @@ func (o *opt) Step(lr float64) error {
 		o.count = map[string]int64{}
 	}
 	h := o.h
-	err := eachUpdate(o.params, func(_ int, p *engine.Parameter, w, g []float32) {
+	err := eachUpdate(o.params, &o.bufs, func(_ int, p *engine.Parameter, w, g []float32) {
 		st := o.state[p.Name]
 		if st == nil {
 			st = make([][]float32, len(o.slots))
@@ -353,17 +367,6 @@ func sign(x float32) float32 {
 		return -1
 	}
 	return 0
-}
-
-// stochasticBF16 rounds x to bfloat16 stochastically: the 16 bits bfloat16 drops are compared
-// with 16 random bits, so E[round(x)] = x and tiny updates are not all lost.
-func stochasticBF16(x float32, r uint32) float32 {
-	b := math.Float32bits(x)
-	if b&0x7f800000 == 0x7f800000 { // Inf/NaN stay as they are
-		return x
-	}
-	b += r & 0xffff
-	return math.Float32frombits(b & 0xffff0000)
 }
 
 // State implements Optimizer: one F32 tensor "<param>.<slot>" per state slice, and metadata
@@ -473,7 +476,7 @@ func ClipGradNorm(params []*engine.Parameter, maxNorm float64) (float64, error) 
 		if p.Grad() == nil {
 			continue
 		}
-		if err := hostView(p.Grad(), false, func(g []float32) {
+		if err := hostView(p.Grad(), false, nil, func(g []float32) {
 			for _, v := range g {
 				sum += float64(v) * float64(v)
 			}
@@ -494,7 +497,7 @@ func ClipGradNorm(params []*engine.Parameter, maxNorm float64) (float64, error) 
 		if p.Grad() == nil {
 			continue
 		}
-		if err := hostView(p.Grad(), true, func(g []float32) {
+		if err := hostView(p.Grad(), true, nil, func(g []float32) {
 			for i := range g {
 				g[i] *= c
 			}

@@ -221,7 +221,7 @@ func TestStochasticBF16Unbiased(t *testing.T) {
 	var sum float64
 	const n = 200000
 	for i := 0; i < n; i++ {
-		r := stochasticBF16(x, philox.Block(1, uint64(i))[0])
+		r := bf(roundBF16(x, philox.Block(1, uint64(i))[0], false))
 		if r != lo && r != hi {
 			t.Fatalf("rounded to %v, not %v or %v", r, lo, hi)
 		}
