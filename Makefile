@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 15m
 ARGS     ?=
 
 .PHONY: all build run test test-short lint openapi-lint fuzz generate bench clean help parity bench-train torch-deps \
-	bench-conv bench-vae bench-t5 kernels kernels-emu build-cuda vet-cuda gpu-check-bundle
+	bench-conv bench-vae bench-t5 bench-pixart kernels kernels-emu build-cuda vet-cuda gpu-check-bundle
 
 all: build
 
@@ -101,6 +101,9 @@ bench-conv: torch-deps ## one 3x3 convolution, forward and backward, vs PyTorch;
 # tree (bench/reference/torch_ref.py says which files it needs); without one only our side runs.
 bench-vae: torch-deps ## SDXL VAE encode at 1024x1024 vs diffusers' AutoencoderKL; DIFFUSERS_SRC=DIR
 	$(GO) run ./bench/vaeencode $(if $(DIFFUSERS_SRC),-python $(TORCH_PYTHON) -diffusers-src $(DIFFUSERS_SRC)) $(ARGS)
+
+bench-pixart: torch-deps ## PixArt-Σ 900M training step at 512² (+ the tiny config) vs diffusers' PixArtTransformer2DModel; DIFFUSERS_SRC=DIR
+	$(GO) run ./bench/pixartstep $(if $(DIFFUSERS_SRC),-python $(TORCH_PYTHON) -diffusers-src $(DIFFUSERS_SRC)) $(ARGS)
 
 bench-t5: torch-deps ## T5-XXL encode (ARGS="-layers 2" of 24 blocks) vs transformers' T5EncoderModel; TRANSFORMERS_SRC=DIR
 	$(GO) run ./bench/t5encode $(if $(TRANSFORMERS_SRC),-python $(TORCH_PYTHON) -transformers-src $(TRANSFORMERS_SRC)) $(ARGS)

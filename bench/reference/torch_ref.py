@@ -7,6 +7,8 @@ Run with Debian's python3 (python3-torch, python3-numpy), not a pyenv/venv pytho
   torch_ref.py vae-encode --size 1024 --threads 2 --repeat 3 --diffusers-src DIR
   torch_ref.py vae-decode --size 1024 --threads 2 --repeat 3 --diffusers-src DIR
   torch_ref.py t5-encode --layers 2 --tokens 300 --threads 2 --repeat 3 --transformers-src DIR
+  torch_ref.py pixart-train --config CONFIG.json --latent 64 --tokens 300 --real-tokens 120 \
+      --threads 2 --repeat 1 --checkpointing --diffusers-src DIR
 
 DIR is an exported reference tree (diffusers: `git archive <commit> src | tar -x -C DIR`;
 transformers: the three files listed in trainerproc/t5/testdata/gen_golden.py under
@@ -27,6 +29,15 @@ size x size RGB image to its posterior mean, vae-decode one (size/8)^2 latent to
 (post_quant_conv included). T5: T5-XXL dimensions (d_model 4096, d_ff 10240, 64 heads of 64,
 vocab 32128, gated-gelu, 32 buckets, max distance 128) with --layers of its 24 blocks (about
 0.77 GB of fp32 weights a block), one caption of --tokens ids, attention mask all ones.
+PixArt: diffusers' PixArtTransformer2DModel built from --config (a transformer config.json,
+e.g. PixArt-Σ 900M's), fp32, train mode, --checkpointing turning on the reference's own
+gradient checkpointing (torch.utils.checkpoint per block, use_reentrant=False); pixart-train
+times one training step of batch 1 (after --warmup untimed ones) as SimpleTuner takes it: x_t = 0.8·x0 + 0.6·ε of random
+--latent² latents at DDPM timestep 500, random caption states [1, --tokens, caption_channels]
+with --real-tokens unmasked, forward, mse(pred[:, :4], ε), backward, torch.optim.AdamW
+(lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 1e-2) step, zero_grad. SimpleTuner's
+adamw_bf16 needs bf16 parameters, which torch 1.13 trains slowly on the CPU, so the reference
+uses fp32 AdamW (say so next to its figures).
 """
 import argparse
 import json
@@ -47,11 +58,12 @@ DIFFUSERS_COMMIT = "58eb52c0803ea9af3abec60841c2a093bdf1f951"
 TRANSFORMERS_COMMIT = "6b8b757dfcb582379a64f013cdce46c43629f2b0 (modeling_t5.py)"
 
 
-def timed(fn, repeat):
-    """Runs fn once to warm up, then repeat times; returns the median wall time, all wall times
-    and the median CPU time of the process (all threads), which tells a busy machine apart: on
-    an idle one CPU time is about threads x wall time."""
-    fn()
+def timed(fn, repeat, warmup=1):
+    """Runs fn warmup times (once by default) to warm up, then repeat times; returns the median
+    wall time, all wall times and the median CPU time of the process (all threads), which tells
+    a busy machine apart: on an idle one CPU time is about threads x wall time."""
+    for _ in range(warmup):
+        fn()
     times, cpu = [], []
     for _ in range(repeat):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -132,9 +144,66 @@ def t5(args):
     )
 
 
+def pixart(args):
+    PixArt = refshims.load_pixart_transformer(args.diffusers_src)
+    with open(args.config) as f:
+        cfg = json.load(f)
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    model = PixArt(**cfg).train()
+    if args.checkpointing:
+        model.enable_gradient_checkpointing()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn((1, cfg["in_channels"], args.latent, args.latent), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    y = torch.randn((1, args.tokens, cfg["caption_channels"]), generator=g)
+    mask = torch.zeros((1, args.tokens))
+    mask[:, : args.real_tokens] = 1
+    t = torch.tensor([500])
+    losses = []
+
+    def step():
+        xt = 0.8 * x0 + 0.6 * eps
+        pred = model(xt, encoder_hidden_states=y, timestep=t, encoder_attention_mask=mask, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(pred[:, :4].float(), eps.float())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+
+    timing = timed(step, args.repeat, args.warmup)
+    report(
+        args,
+        "pixart-train",
+        timing,
+        args.ref_commit or DIFFUSERS_COMMIT,
+        latents=list(x0.shape),
+        caption=list(y.shape),
+        real_tokens=args.real_tokens,
+        params=sum(p.numel() for p in model.parameters()),
+        checkpointing=bool(args.checkpointing),
+        optimizer="torch.optim.AdamW fp32",
+        loss=losses[-1],
+        warmup=args.warmup,
+        attention_processor=type(model.transformer_blocks[0].attn1.processor).__name__,
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pixart-train")
+    p.add_argument("--config", required=True, help="transformer config.json")
+    p.add_argument("--latent", type=int, default=64, help="latent side (512 px: 64)")
+    p.add_argument("--tokens", type=int, default=300)
+    p.add_argument("--real-tokens", type=int, default=120)
+    p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
+    p.add_argument("--diffusers-src", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--ref-commit", default="", help="reported as ref_commit (default: the pinned one)")
     for name in ("vae-encode", "vae-decode", "t5-encode"):
         p = sub.add_parser(name)
         p.add_argument("--threads", type=int, default=2)
@@ -153,6 +222,8 @@ def main():
     torch.set_num_threads(args.threads)
     if args.cmd == "t5-encode":
         t5(args)
+    elif args.cmd == "pixart-train":
+        pixart(args)
     else:
         vae(args, decode=args.cmd == "vae-decode")
 

@@ -19,9 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"syscall"
 	"time"
 
 	"simpletuner/bench/internal/benchkit"
@@ -142,21 +140,6 @@ func writeModel(dir string) error {
 	return m.Save(dir)
 }
 
-// cpuSeconds is the process's user plus system CPU time: on a machine shared with other work,
-// wall time includes waiting for a core, CPU time does not.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-func median(v []float64) float64 {
-	sort.Float64s(v)
-	return v[len(v)/2]
-}
-
 // runChild loads the model (recording the peak RSS around the load), then times encodes.
 func runChild(o options) error {
 	runner.TuneGC(os.Getenv) // as the trainer binaries run
@@ -186,7 +169,7 @@ func runChild(o options) error {
 	be.ResetPeak()
 	var times, cpuTimes []float64
 	for i := range o.repeat + 1 {
-		t0, c0 := time.Now(), cpuSeconds()
+		t0, c0 := time.Now(), benchkit.CPUSeconds()
 		mean, logvar, err := m.Encode(x)
 		if err != nil {
 			return err
@@ -195,10 +178,10 @@ func runChild(o options) error {
 		logvar.Free()
 		if i > 0 {
 			times = append(times, time.Since(t0).Seconds())
-			cpuTimes = append(cpuTimes, cpuSeconds()-c0)
+			cpuTimes = append(cpuTimes, benchkit.CPUSeconds()-c0)
 		}
 	}
-	r.SecondsPerItem, r.CPUPerItem = median(times), median(cpuTimes)
+	r.SecondsPerItem, r.CPUPerItem = benchkit.Median(times), benchkit.Median(cpuTimes)
 	// The input image is counted by the estimate, and was allocated before the baseline.
 	r.MeasuredMiB = float64(be.Peak()-base+int64(x.Numel())*4) / (1 << 20)
 	r.PeakRSSMiB = benchkit.PeakRSSMB(pid)

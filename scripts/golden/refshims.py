@@ -499,14 +499,21 @@ def diffusers_version(src):
     raise RuntimeError("no __version__ in " + src)
 
 
+def _diffusers_package(diffusers_src):
+    """Returns the src/diffusers directory of a reference tree given as the tree's root, its
+    src directory, or the package directory itself."""
+    src = os.path.abspath(diffusers_src)
+    if os.path.isdir(os.path.join(src, "src", "diffusers")):
+        return os.path.join(src, "src", "diffusers")
+    if os.path.isdir(os.path.join(src, "diffusers")):
+        return os.path.join(src, "diffusers")
+    return src
+
+
 def load_autoencoder_kl(diffusers_src):
     """Imports diffusers' AutoencoderKL from diffusers_src (the tree's src directory or its
     src/diffusers directory) behind the shims; returns the class."""
-    src = os.path.abspath(diffusers_src)
-    if os.path.isdir(os.path.join(src, "src", "diffusers")):
-        src = os.path.join(src, "src", "diffusers")
-    elif os.path.isdir(os.path.join(src, "diffusers")):
-        src = os.path.join(src, "diffusers")
+    src = _diffusers_package(diffusers_src)
     fmt = {"SRC": repr(src), "VERSION": diffusers_version(src)}
     _write_shims(DIFFUSERS_SHIMS, fmt, "diffusers", DIFFUSERS_PASSTHROUGH)
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -519,11 +526,7 @@ def load_pixart_transformer(diffusers_src):
     (the placeholders of transformer_2d and dual_transformer_2d stay first), and the shimmed
     ModelMixin gains enable_gradient_checkpointing with the reference's default function
     (torch.utils.checkpoint.checkpoint of the block, use_reentrant=False on torch >= 1.11)."""
-    src = os.path.abspath(diffusers_src)
-    if os.path.isdir(os.path.join(src, "src", "diffusers")):
-        src = os.path.join(src, "src", "diffusers")
-    elif os.path.isdir(os.path.join(src, "diffusers")):
-        src = os.path.join(src, "diffusers")
+    src = _diffusers_package(diffusers_src)
     fmt = {"SRC": repr(src), "VERSION": diffusers_version(src)}
     shims = dict(DIFFUSERS_SHIMS)
     shims["diffusers/models/transformers/__init__.py"] = '__path__.append(@SRC@ + "/models/transformers")\n'

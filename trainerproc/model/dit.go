@@ -271,9 +271,19 @@ func (m *Model) transformer(xt *engine.Tensor, tfreq []float32, y, mask *engine.
 
 	tmod6 := e.Reshape(tmod, bsz, 6, d)
 	for i := 0; i < cfg.NumLayers; i++ {
-		if m.checkpointing && e.GradEnabled() {
+		switch {
+		case !e.GradEnabled():
+			// Sampling: nothing is saved for a backward pass, so each block's temporaries
+			// go as soon as it returns, and its input once its output exists; a forward
+			// pass then holds one block's activations, not every block's.
+			s := e.Scope()
+			next := s.Keep(m.block(i, h, tmod6, y, mask))
+			s.Close()
+			h.Free()
+			h = next
+		case m.checkpointing:
 			h = m.checkpointedBlock(i, h, tmod6, y, mask)
-		} else {
+		default:
 			h = m.block(i, h, tmod6, y, mask)
 		}
 	}

@@ -70,24 +70,7 @@ func (m *Model) Save(dir string) error {
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
 			return fmt.Errorf("model: %w", err)
 		}
-		w, err := safetensors.Create(f.path, f.specs, meta)
-		if err != nil {
-			return fmt.Errorf("model: encode %s: %w", f.path, err)
-		}
-		for i, p := range f.params {
-			v, err := p.ToHost()
-			if err == nil {
-				err = w.WriteFloat32(f.specs[i].Name, v)
-			}
-			if err != nil {
-				w.Abort()
-				return fmt.Errorf("model: write %s: %w", p.Name, err)
-			}
-		}
-		if err := w.Commit(); err != nil {
-			return fmt.Errorf("model: %w", err)
-		}
-		return nil
+		return writeParams(f.path, f.specs, f.params, meta)
 	}
 	steps := []func() error{
 		func() error { return writeFileAtomic(filepath.Join(dir, TransformerDir, ConfigFile), cfg) },
@@ -100,6 +83,31 @@ func (m *Model) Save(dir string) error {
 		if err := step(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeParams streams params to the safetensors file path, specs[i] describing params[i]
+// (its name in the file and its stored dtype: float32 values are converted as they are
+// written). Only one parameter's host copy is held at a time, and the file appears under
+// its name only once complete (safetensors.FileWriter).
+func writeParams(path string, specs []safetensors.Spec, params []*engine.Parameter, meta map[string]string) error {
+	w, err := safetensors.Create(path, specs, meta)
+	if err != nil {
+		return fmt.Errorf("model: encode %s: %w", path, err)
+	}
+	for i, p := range params {
+		v, err := p.ToHost()
+		if err == nil {
+			err = w.WriteFloat32(specs[i].Name, v)
+		}
+		if err != nil {
+			w.Abort()
+			return fmt.Errorf("model: write %s: %w", p.Name, err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("model: %w", err)
 	}
 	return nil
 }

@@ -351,7 +351,12 @@ func (g stepGeometry) forward(grad, ckpt bool, specs []adapterSpec, ac *AdapterC
 		fc.all += extra
 		fc.saved += rows * r
 	}
-	if ckpt && grad {
+	if !grad {
+		// Without a graph the blocks run one at a time (each one's temporaries freed when
+		// it returns, its input once its output exists).
+		fc.all += rest + block + b*t*d
+		fc.saved += rest
+	} else if ckpt {
 		// Each block's input stays (the previous block's output); the block's own graph
 		// exists once, while it runs or is recomputed.
 		// The recompute adds the segment's second output and the gradients that enter and

@@ -397,30 +397,14 @@ func (m *Model) SaveTransformer(dir string) error {
 	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), cfgJSON); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, TransformerWeights)
-	w, err := safetensors.Create(path, specs, map[string]string{"format": "pt"})
-	if err != nil {
-		return fmt.Errorf("model: %s: %w", path, err)
-	}
-	for _, p := range m.params {
-		v, err := p.ToHost()
-		if err == nil {
-			err = w.WriteFloat32(p.Name, v)
-		}
-		if err != nil {
-			w.Abort()
-			return fmt.Errorf("model: write %s: %w", p.Name, err)
-		}
-	}
-	if err := w.Commit(); err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	return nil
+	return writeParams(filepath.Join(dir, TransformerWeights), specs, m.params, map[string]string{"format": "pt"})
 }
 
 // Embeds is a caption batch as text-encoder states: Y [B, L, CaptionChannels] on the
 // model's engine, Mask [B·L] row-major (1 real token, 0 padding) and Len L. Padded
-// positions are ignored by cross-attention, whatever their states hold.
+// positions are ignored by cross-attention, whatever their states hold (and trailing ones
+// are not computed). A row with no real token attends to nothing, where diffusers would
+// average every position; a T5 caption always has its </s>, so this does not arise.
 type Embeds struct {
 	Y    *engine.Tensor
 	Mask []float32
@@ -442,10 +426,35 @@ func (m *Model) ForwardEmbeds(xt *engine.Tensor, timesteps []float32, c Embeds) 
 		// what its backward pass needs.
 		s := m.e.Scope()
 		defer s.Close()
-		mask := m.e.FromHost(c.Mask, xt.Dim(0), c.Len)
-		out = s.Keep(m.transformer(xt, ddpmTimestepEmbedding(timesteps, timeFreqDim), c.Y, mask))
+		y, hostMask, l := trimPadding(m.e, c, xt.Dim(0))
+		mask := m.e.FromHost(hostMask, xt.Dim(0), l)
+		out = s.Keep(m.transformer(xt, ddpmTimestepEmbedding(timesteps, timeFreqDim), y, mask))
 	})
 	return out, err
+}
+
+// trimPadding drops the caption positions after the batch's last real token: a masked key
+// gets no attention weight at all, so the prediction is the same, and T5 captions padded to
+// 300 tokens usually end far earlier (caption projection and cross-attention then run on
+// the real length). It returns the states, the host mask and the length to use.
+func trimPadding(e *engine.Engine, c Embeds, bsz int) (*engine.Tensor, []float32, int) {
+	l := 1 // at least one position, so that a batch of empty masks keeps its shape
+	for b := range bsz {
+		for j := c.Len - 1; j >= l; j-- {
+			if c.Mask[b*c.Len+j] != 0 {
+				l = j + 1
+				break
+			}
+		}
+	}
+	if l == c.Len {
+		return c.Y, c.Mask, c.Len
+	}
+	mask := make([]float32, bsz*l)
+	for b := range bsz {
+		copy(mask[b*l:(b+1)*l], c.Mask[b*c.Len:b*c.Len+l])
+	}
+	return e.Slice(c.Y, 1, 0, l), mask, l
 }
 
 // checkEmbeds validates a ForwardEmbeds batch against the model.

@@ -53,6 +53,21 @@ func readFixture(t *testing.T, path string) (map[string][]float32, map[string][]
 	return vals, shapes
 }
 
+// newTinyDit is a dit model of the tiny flavour on e, freed with the test.
+func newTinyDit(t *testing.T, e *engine.Engine) *Model {
+	t.Helper()
+	cfg, err := Flavour("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(e, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Free)
+	return m
+}
+
 func loadPixArt(t *testing.T, e *engine.Engine, variant string) *Model {
 	t.Helper()
 	m, err := LoadTransformer(e, pixartDir, variant)
@@ -261,11 +276,17 @@ func TestPixArtBF16(t *testing.T) {
 	if err := f32.RoundBF16(); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range f32.Params() {
-		a, _ := p.ToHost()
-		b, _ := b16.Param(p.Name).ToHost()
-		if !slices.Equal(a, b) {
-			t.Errorf("%s: RoundBF16 of the F32 weights differs from the BF16 file", p.Name)
+	sameParams(t, "RoundBF16 of the F32 weights vs the BF16 file", f32, b16)
+}
+
+// sameParams requires a and b to hold the same weights, value for value.
+func sameParams(t *testing.T, what string, a, b *Model) {
+	t.Helper()
+	for _, p := range a.Params() {
+		va, _ := p.ToHost()
+		vb, _ := b.Param(p.Name).ToHost()
+		if !slices.Equal(va, vb) {
+			t.Errorf("%s: %s differs", what, p.Name)
 		}
 	}
 }
@@ -295,22 +316,13 @@ func TestPixArtSaveNew(t *testing.T) {
 	if back.Config() != cfg {
 		t.Errorf("config read back as %+v, want %+v", back.Config(), cfg)
 	}
+	sameParams(t, "saved and loaded back", m, back)
 	for _, p := range m.Params() {
-		a, _ := p.ToHost()
-		b, _ := back.Param(p.Name).ToHost()
-		if !slices.Equal(a, b) || back.source.dtypes[p.Name] != safetensors.F32 {
-			t.Errorf("%s: not saved as the same float32 values", p.Name)
+		if back.source.dtypes[p.Name] != safetensors.F32 {
+			t.Errorf("%s: saved as %s, not F32", p.Name, back.source.dtypes[p.Name])
 		}
 	}
-	dit, err := Flavour("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dm, err := New(e, dit, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dm.Free()
+	dm := newTinyDit(t, e)
 	if err := dm.SaveTransformer(t.TempDir()); !errors.Is(err, ErrConfig) {
 		t.Errorf("SaveTransformer of a dit model: %v, want ErrConfig", err)
 	}
@@ -482,13 +494,7 @@ func TestLoadTransformerSharded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Free()
-	for _, p := range ref.Params() {
-		a, _ := p.ToHost()
-		b, _ := m.Param(p.Name).ToHost()
-		if !slices.Equal(a, b) {
-			t.Errorf("%s differs when read from shards", p.Name)
-		}
-	}
+	sameParams(t, "read from shards", ref, m)
 }
 
 // TestForwardEmbedsInputs checks that every malformed batch is refused with ErrInput.
@@ -524,12 +530,7 @@ func TestForwardEmbedsInputs(t *testing.T) {
 	if _, err := m.ForwardEmbeds(x, []float32{500}, ok); err != nil {
 		t.Errorf("valid batch: %v", err)
 	}
-	dit, _ := Flavour("tiny")
-	dm, err := New(e, dit, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dm.Free()
+	dm := newTinyDit(t, e)
 	if _, err := dm.ForwardEmbeds(e.Zeros(1, 3, 16, 16), []float32{1}, ok); !errors.Is(err, ErrInput) {
 		t.Errorf("ForwardEmbeds on a dit model: %v, want ErrInput", err)
 	}
@@ -690,5 +691,77 @@ func TestCheckpointingReplaysAdapterDropout(t *testing.T) {
 	}
 	if len(plain) < 3 {
 		t.Fatalf("only %d results compared", len(plain))
+	}
+}
+
+// TestPixArtSamplingMemory checks the estimate of one guided sampling forward pass (batch
+// 2, no graph) against the CPU engine's peak: the blocks run one at a time.
+func TestPixArtSamplingMemory(t *testing.T) {
+	cfg, err := ReadTransformerConfig(pixartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NumLayers = 6
+	be, e, m, free := newMeasuredModel(t, cfg)
+	defer free()
+	const w, h, bsz, l = 32, 24, 2, 20
+	be.ResetPeak()
+	err = engine.Catch(func() {
+		defer e.NoGrad()()
+		sc := e.Scope()
+		defer sc.Close()
+		rng := engine.NewRNG(1)
+		c := Embeds{Y: e.RandN(rng, 0, 1, bsz, l, cfg.TextWidth), Mask: slices.Repeat([]float32{1}, bsz*l), Len: l}
+		out, err := m.ForwardEmbeds(e.RandN(rng, 0, 1, bsz, cfg.InChannels, h, w), []float32{999, 999}, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.ToHost(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	est, err := cfg.SamplingMemory(SampleShape{Width: w, Height: h, Batch: bsz, CaptionLen: l}, nil, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEstimate(t, "pixart sampling 32x24 latents", est.Device(), be.Peak())
+}
+
+// TestPixArtTrailingPadding: the fixture's captions padded further (3 more masked positions)
+// give the very same prediction and gradients: trailing padding is not computed.
+func TestPixArtTrailingPadding(t *testing.T) {
+	io, shapes := readFixture(t, pixartIO)
+	e := newCPUEngine(t)
+	m := loadPixArt(t, e, "")
+	base := pixartStep(t, m, io, shapes, io["y"])
+	b, l, w := shapes["y"][0], shapes["y"][1], shapes["y"][2]
+	const extra = 3
+	y := make([]float32, b*(l+extra)*w)
+	mask := make([]float32, b*(l+extra))
+	for i := range b {
+		copy(y[i*(l+extra)*w:], io["y"][i*l*w:(i+1)*l*w])
+		copy(mask[i*(l+extra):], io["mask"][i*l:(i+1)*l])
+		for j := range extra * w {
+			y[(i*(l+extra)+l)*w+j] = 7
+		}
+	}
+	padded := map[string][]float32{}
+	for k, v := range io {
+		padded[k] = v
+	}
+	padded["mask"] = mask
+	pshapes := map[string][]int{}
+	for k, v := range shapes {
+		pshapes[k] = v
+	}
+	pshapes["y"] = []int{b, l + extra, w}
+	got := pixartStep(t, m, padded, pshapes, y)
+	for name, v := range base {
+		if !slices.Equal(got[name], v) {
+			t.Errorf("%s differs with trailing padding (rel %.3g)", name, maxRelErr(got[name], v))
+		}
 	}
 }

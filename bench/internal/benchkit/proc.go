@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // RunJSON runs a benchmark child (our side or a reference script) with its thread
@@ -60,4 +63,32 @@ func statusMB(pid int, field string) float64 {
 func ThreadEnv(threads int) []string {
 	t := strconv.Itoa(threads)
 	return append(os.Environ(), "OMP_NUM_THREADS="+t, "OPENBLAS_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
+}
+
+// ChildPeakRSSMB is the peak resident set size in MiB of a child that has exited, from the
+// kernel's accounting (-1 when it is not available).
+func ChildPeakRSSMB(cmd *exec.Cmd) float64 {
+	if cmd.ProcessState == nil {
+		return -1
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return float64(ru.Maxrss) / 1024 // KiB on Linux
+	}
+	return -1
+}
+
+// CPUSeconds is this process's user plus system CPU time: on a machine shared with other
+// work, wall time includes waiting for a core, CPU time does not.
+func CPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// Median returns the median of v (the upper one of an even count), sorting v.
+func Median(v []float64) float64 {
+	sort.Float64s(v)
+	return v[len(v)/2]
 }
