@@ -49,3 +49,25 @@ func Catch(fn func()) (err error) {
 	fn()
 	return nil
 }
+
+// ToHostOf runs f in a scope of its own and returns its result copied to the host, with the
+// error of f, of an engine op that panicked inside it, or of the copy: the shape of every
+// inference call that hands host values back (validation sampling, decoding). Every tensor
+// f makes is freed.
+func ToHostOf(e *Engine, f func() (*Tensor, error)) (host []float32, err error) {
+	var ferr error
+	err = Catch(func() {
+		s := e.Scope()
+		defer s.Close()
+		out, err := f()
+		if err != nil {
+			ferr = err
+			return
+		}
+		host, ferr = out.ToHost()
+	})
+	if err == nil {
+		err = ferr
+	}
+	return host, err
+}

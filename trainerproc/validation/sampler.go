@@ -151,22 +151,9 @@ func (s *Sampler) Sample(ctx context.Context, req Request) (*image.RGBA, error) 
 }
 
 func (s *Sampler) velocity(e *engine.Engine, in []float32, ts []float32, caps model.Captions, bsz, h, w int) ([]float32, error) {
-	var host []float32
-	var ferr error
-	err := engine.Catch(func() {
-		sc := e.Scope()
-		defer sc.Close()
-		xt := e.FromHost(in, bsz, 3, h, w)
-		out, err := s.Model.Forward(xt, ts, caps)
-		if err != nil {
-			ferr = err
-			return
-		}
-		host, ferr = out.ToHost()
+	host, err := engine.ToHostOf(e, func() (*engine.Tensor, error) {
+		return s.Model.Forward(e.FromHost(in, bsz, 3, h, w), ts, caps)
 	})
-	if err == nil {
-		err = ferr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSample, err)
 	}

@@ -333,29 +333,18 @@ func stackEmbeds(bs []*data.TextEmbedBatch, width int) (hidden, mask []float32, 
 // its first c output channels of every sample, [bsz,c,h,w] on the host.
 func (x *Model) predict(in []float32, t float64, bsz, c, h, w int, hidden, mask []float32, l, d int) ([]float32, error) {
 	e := x.m.Engine()
-	var host []float32
-	var ferr error
-	err := engine.Catch(func() {
-		s := e.Scope()
-		defer s.Close()
+	host, err := engine.ToHostOf(e, func() (*engine.Tensor, error) {
 		ts := make([]float32, bsz)
 		for i := range ts {
 			ts[i] = float32(t)
 		}
 		y := e.FromHost(hidden, bsz, l, d)
 		out, err := x.m.ForwardEmbeds(e.FromHost(in, bsz, c, h, w), ts, model.Embeds{Y: y, Mask: mask, Len: l})
-		if err != nil {
-			ferr = err
-			return
-		}
-		if out.Dim(1) != c {
+		if err == nil && out.Dim(1) != c {
 			out = e.Slice(out, 1, 0, c)
 		}
-		host, ferr = out.ToHost()
+		return out, err
 	})
-	if err == nil {
-		err = ferr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSample, err)
 	}
@@ -365,21 +354,7 @@ func (x *Model) predict(in []float32, t float64, bsz, c, h, w int, hidden, mask 
 // decode turns model latents [1,c,h,w] into an image with the VAE.
 func (x *Model) decode(lat []float32, c, h, w int) (*image.RGBA, error) {
 	e := x.m.Engine()
-	var px []float32
-	var ferr error
-	err := engine.Catch(func() {
-		s := e.Scope()
-		defer s.Close()
-		out, err := x.vae.Decode(e.FromHost(lat, 1, c, h, w))
-		if err != nil {
-			ferr = err
-			return
-		}
-		px, ferr = out.ToHost()
-	})
-	if err == nil {
-		err = ferr
-	}
+	px, err := engine.ToHostOf(e, func() (*engine.Tensor, error) { return x.vae.Decode(e.FromHost(lat, 1, c, h, w)) })
 	if err != nil {
 		return nil, fmt.Errorf("%w: vae decode: %w", ErrSample, err)
 	}
