@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
+	"simpletuner/trainerproc/family/encoders/encoderstest"
 	"simpletuner/trainerproc/hfhub"
 	"simpletuner/trainerproc/safetensors"
+	"simpletuner/trainerproc/vae"
 )
 
 func readJSON(t *testing.T, path string) map[string]any {
@@ -177,5 +180,60 @@ func TestServe(t *testing.T) {
 		if err != nil || !bytes.Equal(x, y) {
 			t.Errorf("%s not downloaded as served (%v)", f, err)
 		}
+	}
+}
+
+// TestColourVAERoundTrip loads the colour pipeline's VAE with trainerproc/vae and checks that
+// a coloured shape on another colour comes back from decode(encode(x)) with its colours,
+// where the random tiny VAE's round trip does not keep them.
+func TestColourVAERoundTrip(t *testing.T) {
+	e := encoderstest.NewEngine(t)
+	const h, w = 32, 48
+	x := make([]float32, 3*h*w)
+	fg, bg := [3]float32{0.8, -0.7, -0.6}, [3]float32{0, 0.1, 0.2}
+	for c := range 3 {
+		for y := range h {
+			for xx := range w {
+				v := bg[c]
+				if y >= 8 && y < 24 && xx >= 12 && xx < 36 {
+					v = fg[c]
+				}
+				x[(c*h+y)*w+xx] = v
+			}
+		}
+	}
+	roundTrip := func(dir string) float64 {
+		m, err := vae.Load(e, filepath.Join(dir, "vae"), vae.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Free()
+		in := e.FromHost(x, 1, 3, h, w)
+		defer in.Free()
+		z, err := m.Latents(in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer z.Free()
+		out, err := m.Decode(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Free()
+		y, err := out.ToHost()
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for i := range y {
+			worst = max(worst, math.Abs(float64(y[i]-x[i])))
+		}
+		return worst
+	}
+	if err := roundTrip(ColourPipelineDir(t, DefaultT5Seed)); err > 2e-3 {
+		t.Errorf("colour VAE: decode(encode(x)) differs from x by up to %g", err)
+	}
+	if err := roundTrip(PipelineDir(t)); err < 0.1 {
+		t.Errorf("the random tiny VAE keeps colours too (error %g): the colour VAE is not needed", err)
 	}
 }
