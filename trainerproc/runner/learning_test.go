@@ -117,6 +117,29 @@ func classMeans(t testing.TB, dir string) map[string][]float64 {
 	return means
 }
 
+// checkValidationClasses checks that the final validation image (step, res×res) of each
+// prompt of the library {"red": …, "blue": …} in out is recognisably its class.
+func checkValidationClasses(t *testing.T, out string, step, res int, means map[string][]float64) {
+	t.Helper()
+	for _, class := range []string{"red", "blue"} {
+		p := filepath.Join(out, ValidationDir, validation.FileName(step, class, validation.Resolution{W: res, H: res}))
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatalf("validation image: %v", err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := score(img, means)
+		t.Logf("validation image %q: red %.2f blue %.2f nearest class mean %q", class, s.red, s.blue, s.nearest)
+		if !s.matches(class) {
+			t.Errorf("validation image for %q does not match its class: %+v", class, s)
+		}
+	}
+}
+
 func meanOf(v []float64) float64 {
 	s := 0.0
 	for _, x := range v {
@@ -166,23 +189,7 @@ func TestLearnsTwoCaptionedClasses(t *testing.T) {
 
 	means := classMeans(t, dataDir)
 	// The run's own final validation images.
-	for _, class := range []string{"red", "blue"} {
-		p := filepath.Join(out, ValidationDir, validation.FileName(steps, class, validation.Resolution{W: 16, H: 16}))
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatalf("validation image: %v", err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := score(img, means)
-		t.Logf("validation image %q: red %.2f blue %.2f nearest class mean %q", class, s.red, s.blue, s.nearest)
-		if !s.matches(class) {
-			t.Errorf("validation image for %q does not match its class: %+v", class, s)
-		}
-	}
+	checkValidationClasses(t, out, steps, 16, means)
 	// Previews: the seed cadence for 20 steps every 4, per prompt, as data-URI PNGs.
 	var previewSteps []int
 	for _, e := range eventsOf(evs, "validation.image") {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -111,22 +112,10 @@ func TestPipelineLayout(t *testing.T) {
 			t.Errorf("no tensor %s", name)
 			continue
 		}
-		if !equalInts(info.Shape, shape) {
+		if !slices.Equal(info.Shape, shape) {
 			t.Errorf("%s shape %v, want %v", name, info.Shape, shape)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestPipelineDirDeterministic checks that two calls give byte-identical files (the tests that
