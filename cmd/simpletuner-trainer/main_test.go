@@ -90,7 +90,8 @@ func TestPluginEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.Backend != "cpu" || len(info.Devices) != 1 || !strings.HasPrefix(info.Devices[0], "cpu (") ||
-		len(info.Families) != 1 || info.Families[0].Name != "dit" || info.Families[0].DefaultFlavour != "tiny" ||
+		len(info.Families) != 2 || info.Families[0].Name != "dit" || info.Families[0].DefaultFlavour != "tiny" ||
+		info.Families[1].Name != "pixart_sigma" || info.Families[1].DefaultFlavour != "900M-1024-v0.6" ||
 		!slices.Equal(info.Families[0].Flavours, []string{"tiny", "small", "base", "xl"}) || info.ProtocolVersion != plugins.ProtocolVersion {
 		t.Fatalf("info %+v", info)
 	}

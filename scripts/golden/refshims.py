@@ -20,6 +20,7 @@ import tempfile
 import textwrap
 
 import torch
+import torch.utils.checkpoint
 
 # The SDXL VAE's AutoencoderKL arguments (the timing script builds it at this size; the golden
 # fixtures shrink it). The reference's own defaults fill in the rest.
@@ -510,6 +511,37 @@ def load_autoencoder_kl(diffusers_src):
     _write_shims(DIFFUSERS_SHIMS, fmt, "diffusers", DIFFUSERS_PASSTHROUGH)
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     return AutoencoderKL
+
+
+def load_pixart_transformer(diffusers_src):
+    """Imports diffusers' PixArtTransformer2DModel from diffusers_src (as load_autoencoder_kl)
+    behind the shims; returns the class. models/transformers/ extends its __path__ to the tree
+    (the placeholders of transformer_2d and dual_transformer_2d stay first), and the shimmed
+    ModelMixin gains enable_gradient_checkpointing with the reference's default function
+    (torch.utils.checkpoint.checkpoint of the block, use_reentrant=False on torch >= 1.11)."""
+    src = os.path.abspath(diffusers_src)
+    if os.path.isdir(os.path.join(src, "src", "diffusers")):
+        src = os.path.join(src, "src", "diffusers")
+    elif os.path.isdir(os.path.join(src, "diffusers")):
+        src = os.path.join(src, "diffusers")
+    fmt = {"SRC": repr(src), "VERSION": diffusers_version(src)}
+    shims = dict(DIFFUSERS_SHIMS)
+    shims["diffusers/models/transformers/__init__.py"] = '__path__.append(@SRC@ + "/models/transformers")\n'
+    _write_shims(shims, fmt, "diffusers", DIFFUSERS_PASSTHROUGH)
+    from diffusers.models.modeling_utils import ModelMixin
+    from diffusers.models.transformers.pixart_transformer_2d import PixArtTransformer2DModel
+
+    def enable_gradient_checkpointing(self):
+        def func(module, *args):
+            return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False)
+
+        for m in self.modules():
+            if hasattr(m, "gradient_checkpointing"):
+                m._gradient_checkpointing_func = func
+                m.gradient_checkpointing = True
+
+    ModelMixin.enable_gradient_checkpointing = enable_gradient_checkpointing
+    return PixArtTransformer2DModel
 
 
 def load_t5_encoder(transformers_src):

@@ -84,6 +84,13 @@ func (e *Engine) record(out *Tensor, op string, inputs []*Tensor, saved []*Tenso
 		}
 		return
 	}
+	e.newNode(out, op, inputs, saved, owned, backward)
+}
+
+// newNode attaches a graph node to out unconditionally (record decides whether one is needed;
+// Checkpoint needs one when only the leaves its function reads require a gradient): it counts
+// the node as a consumer of each input's producer and retains the saved tensors' storages.
+func (e *Engine) newNode(out *Tensor, op string, inputs []*Tensor, saved []*Tensor, owned []*Tensor, backward func(n *node, gy *Tensor) []*Tensor) {
 	n := &node{op: op, e: e, out: out, inputs: inputs, owned: owned, backward: backward, inNodes: make([]*node, len(inputs))}
 	for i, in := range inputs {
 		if in != nil && in.node != nil {
@@ -92,6 +99,9 @@ func (e *Engine) record(out *Tensor, op string, inputs []*Tensor, saved []*Tenso
 		}
 	}
 	for _, t := range saved {
+		if t == nil {
+			continue
+		}
 		t.st.refs++
 		n.saved = append(n.saved, t.st)
 	}
@@ -130,6 +140,22 @@ func (e *Engine) Backward(loss *Tensor) (err error) {
 	if loss.node == nil {
 		return fmt.Errorf("%w: loss has no graph (no input requires grad, NoGrad was on, or Backward already ran)", ErrGrad)
 	}
+	var seed *Tensor
+	if err := Catch(func() {
+		seed = e.newGrad(loss.shape)
+		e.be.Fill(seed.st.buf, 1)
+	}); err != nil {
+		return err
+	}
+	return e.backwardFrom(loss.node, seed)
+}
+
+// backwardFrom back-propagates the output gradient seed (owned by the call, freed by it)
+// from the node root to every leaf that requires a gradient. Backward calls it with a seed of
+// ones; a Checkpoint node calls it with its own (non-scalar) output gradient on the graph it
+// recomputed. On failure every node of the traversal that is still held is released, so
+// nothing the graph saved stays allocated; the error wraps ErrGrad or the op's sentinel.
+func (e *Engine) backwardFrom(root *node, seed *Tensor) (err error) {
 	// Topological order by iterative DFS (post-order), so deep graphs do not grow the stack.
 	var order []*node
 	visited := map[*node]bool{}
@@ -137,17 +163,19 @@ func (e *Engine) Backward(loss *Tensor) (err error) {
 		n *node
 		i int
 	}
-	stack := []frame{{n: loss.node}}
-	visited[loss.node] = true
+	stack := []frame{{n: root}}
+	visited[root] = true
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
 		if f.n.released {
+			seed.Free()
 			return fmt.Errorf("%w: graph node %q was freed before Backward", ErrGrad, f.n.op)
 		}
 		if f.i < len(f.n.inputs) {
 			in, p := f.n.inputs[f.i], f.n.inNodes[f.i]
 			f.i++
 			if p == nil && in != nil && in.requiresGrad && in.st == nil {
+				seed.Free()
 				return fmt.Errorf("%w: leaf %v used by %q was freed before Backward", ErrGrad, in.shape, f.n.op)
 			}
 			if p != nil && !visited[p] {
@@ -159,25 +187,30 @@ func (e *Engine) Backward(loss *Tensor) (err error) {
 		order = append(order, f.n)
 		stack = stack[:len(stack)-1]
 	}
-	return Catch(func() {
-		grads := map[*node]*Tensor{}
-		seed := e.newGrad(loss.shape)
-		e.be.Fill(seed.st.buf, 1)
-		grads[loss.node] = seed
-		defer func() {
-			for _, g := range grads {
-				g.Free()
+	grads := map[*node]*Tensor{root: seed}
+	defer func() {
+		for _, g := range grads {
+			g.Free()
+		}
+		if err != nil {
+			// Release what the failed traversal did not reach; released nodes are skipped.
+			for _, n := range order {
+				n.release(false)
 			}
-		}()
+		}
+	}()
+	return Catch(func() {
 		for i := len(order) - 1; i >= 0; i-- {
 			n := order[i]
 			gy := grads[n]
-			delete(grads, n)
 			if gy == nil {
 				n.release(false)
 				continue
 			}
+			// gy stays in grads until the node's backward returned, so a failing op's output
+			// gradient is freed with the rest.
 			gins := n.backward(n, gy)
+			delete(grads, n)
 			gy.Free()
 			for j, g := range gins {
 				if g == nil {

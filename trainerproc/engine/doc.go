@@ -41,7 +41,9 @@
 //
 // Ops record a node when grad mode is on (the default; Engine.NoGrad turns it off for
 // inference, validation and optimizer updates) and some input requires a gradient. Backward
-// from a scalar computes gradients for every leaf that requires one.
+// from a scalar computes gradients for every leaf that requires one. Engine.Checkpoint trades
+// compute for memory (gradient checkpointing): a segment keeps only its inputs and output
+// between the passes and is re-run, with its graph, during Backward.
 //
 // # Errors
 //

@@ -42,6 +42,9 @@ var (
 	ErrUnknownFlavour = errors.New("unknown model flavour")
 	// ErrInvalidRegistry: a registry was built from families that clash.
 	ErrInvalidRegistry = errors.New("invalid model family registry")
+	// ErrUnknownSampler: --validation_noise_scheduler names a sampler the family does not
+	// have.
+	ErrUnknownSampler = errors.New("unknown validation sampler")
 )
 
 // Memory is a memory estimate in bytes by what holds it (footprint.Memory).
@@ -75,6 +78,23 @@ type Spec struct {
 	Conditioning bool
 	// CaptionLen is --tokenizer_max_length; 0 keeps the family's own caption length.
 	CaptionLen int
+	// Components are the directories of the per-component overrides the run resolved
+	// (Family.Overrides: "transformer", "vae"), by component; a component absent here
+	// comes from Pretrained.
+	Components map[string]string
+	// Variant is --variant: the weight files' variant to prefer ("fp16"), "" for the
+	// plain ones.
+	Variant string
+	// BF16Weights: the trained weights are held at bf16 precision (--base_model_precision
+	// bf16, or the adamw_bf16 optimizer), so a family that loads them rounds them.
+	BF16Weights bool
+	// GradientCheckpointing is --gradient_checkpointing: a family that implements it
+	// (CheckpointingPlan) recomputes its blocks in the backward pass and sizes its
+	// estimates so.
+	GradientCheckpointing bool
+	// Sampler is --validation_noise_scheduler, "" for the family's default; a family
+	// that cannot run the named sampler refuses the plan with ErrUnknownSampler.
+	Sampler string
 }
 
 // Caches are the inputs the data pipeline must prepare for a family's batches.
@@ -177,10 +197,57 @@ type CaptionPreprocessor interface {
 	CaptionPreprocess() (name string, rewrite func(string) string)
 }
 
+// PretrainedDefaulter is implemented by a family whose flavours are published models: a
+// job that sets no --pretrained_model_name_or_path trains from its flavour's (SimpleTuner's
+// HUGGINGFACE_PATHS), which the runner then fetches like any repo id.
+type PretrainedDefaulter interface {
+	// DefaultPretrained is the Hub repo id of flavour ("" is the default flavour), or ""
+	// when it has none.
+	DefaultPretrained(flavour string) string
+}
+
+// CheckpointingPlan is implemented by a plan whose model implements gradient
+// checkpointing (Spec.GradientCheckpointing); the runner tells the user that the option
+// does nothing for the others.
+type CheckpointingPlan interface {
+	SupportsGradientCheckpointing() bool
+}
+
+// UserSettings are the job's settings a family may force (SettingsForcer).
+type UserSettings struct {
+	// TokenizerMaxLength is --tokenizer_max_length, 0 when unset.
+	TokenizerMaxLength int
+	// MaxGradNorm is --max_grad_norm.
+	MaxGradNorm float64
+	// IKnowWhatIAmDoing is --i_know_what_i_am_doing: the user opts out of the safeguards
+	// a family forces.
+	IKnowWhatIAmDoing bool
+}
+
+// Forced is a setting a family overrides whatever the job says, as SimpleTuner's models
+// do in their check_user_config.
+type Forced struct {
+	// Option is the option's name ("--max_grad_norm").
+	Option string
+	// Value is the value the run uses instead: an int or a float64.
+	Value any
+	// Message says why, for the user.
+	Message string
+}
+
+// SettingsForcer is implemented by a plan that forces settings; the runner applies what
+// Force returns and reports each as a warning, at validation and when the run starts.
+type SettingsForcer interface {
+	Force(UserSettings) []Forced
+}
+
 // LossOptions configure the loss of one batch.
 type LossOptions struct {
 	// CaptionDropout is --caption_dropout_probability.
 	CaptionDropout float64
+	// SNRGamma is --snr_gamma: a family with a noise schedule weighs each sample's loss by
+	// min-SNR (min(SNR, γ)/SNR for ε-prediction); 0 disables it.
+	SNRGamma float64
 }
 
 // Model is an allocated model of a family. It is used by one goroutine at a time.

@@ -57,6 +57,26 @@ type Config struct {
 	// images (conditioning datasets paired with the training images) are patchified with
 	// the image patch embedding and appended to the image tokens, as Flux Kontext does.
 	Conditioning bool `json:"conditioning,omitempty"`
+
+	// OutChannels is the number of predicted channels; 0 means InChannels. PixArt-Σ predicts
+	// 8 for its 4 latent channels: ε and the learned-variance output (diffusers'
+	// out_channels).
+	OutChannels int `json:"out_channels,omitempty"`
+	// PixArt marks diffusers' PixArtTransformer2DModel (ReadTransformerConfig, New with such
+	// a config): latent input, caption states of an external text encoder fed straight to
+	// caption_projection (TextWidth is their width; there is no caption encoder, so
+	// VocabSize, TextLayers and TextHeads are unused and MaxTokens is only the default
+	// caption length of the memory estimates), and DDPM timesteps fed to the sinusoid as
+	// they are. It is never written to a dit config (SaveTransformer writes diffusers' own).
+	PixArt bool `json:"-"`
+}
+
+// Outputs is the number of channels the model predicts (OutChannels, else InChannels).
+func (c Config) Outputs() int {
+	if c.OutChannels > 0 {
+		return c.OutChannels
+	}
+	return c.InChannels
 }
 
 // Width is the transformer width D.
@@ -110,6 +130,9 @@ func (c *Config) fillDefaults() {
 	if c.NormEps == 0 {
 		c.NormEps = 1e-6
 	}
+	if c.PixArt && c.MaxTokens == 0 {
+		c.MaxTokens = PixArtCaptionLen
+	}
 	if c.Flavour == "" {
 		c.Flavour = "custom"
 	}
@@ -120,13 +143,30 @@ func (c Config) Validate() error {
 	pos := map[string]int{
 		"sample_size": c.SampleSize, "in_channels": c.InChannels, "patch_size": c.PatchSize,
 		"num_layers": c.NumLayers, "num_attention_heads": c.NumHeads, "attention_head_dim": c.HeadDim,
-		"mlp_ratio": c.MLPRatio, "vocab_size": c.VocabSize, "max_tokens": c.MaxTokens,
-		"caption_channels": c.TextWidth, "text_layers": c.TextLayers, "text_heads": c.TextHeads,
+		"mlp_ratio": c.MLPRatio, "max_tokens": c.MaxTokens, "caption_channels": c.TextWidth,
+	}
+	if !c.PixArt {
+		pos["vocab_size"], pos["text_layers"], pos["text_heads"] = c.VocabSize, c.TextLayers, c.TextHeads
 	}
 	for k, v := range pos {
 		if v <= 0 {
 			return fmt.Errorf("%w: %s must be positive, got %d", ErrConfig, k, v)
 		}
+	}
+	if c.OutChannels < 0 {
+		return fmt.Errorf("%w: out_channels must be positive, got %d", ErrConfig, c.OutChannels)
+	}
+	if c.PixArt {
+		if c.Conditioning {
+			return fmt.Errorf("%w: a PixArt transformer has no conditioning input", ErrConfig)
+		}
+		if c.NormEps <= 0 || c.InterpolationScale <= 0 {
+			return fmt.Errorf("%w: norm_eps and interpolation_scale must be positive", ErrConfig)
+		}
+		if c.SampleSize%c.PatchSize != 0 || c.Width()%4 != 0 {
+			return fmt.Errorf("%w: sample_size %d must be a multiple of patch_size %d and the width %d of 4", ErrConfig, c.SampleSize, c.PatchSize, c.Width())
+		}
+		return nil
 	}
 	if c.SampleSize%c.PatchSize != 0 {
 		return fmt.Errorf("%w: sample_size %d is not a multiple of patch_size %d", ErrConfig, c.SampleSize, c.PatchSize)

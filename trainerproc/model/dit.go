@@ -25,6 +25,11 @@ type Model struct {
 	// cond holds the reference images of the forward pass in progress (ForwardCond, Loss
 	// with LossOptions.Cond); nil otherwise. Like dropRNG it lives for one call.
 	cond []*engine.Tensor
+	// checkpointing recomputes each block in the backward pass (SetGradientCheckpointing).
+	checkpointing bool
+	// source is what LoadTransformer read (config bytes, stored dtypes); nil for a model
+	// built by New or Load.
+	source *pixartSource
 }
 
 // New builds a model with PixArt's initialisation drawn from a Philox stream seeded by seed.
@@ -226,6 +231,22 @@ func (m *Model) checkCond(xt *engine.Tensor, cond []*engine.Tensor) error {
 }
 
 func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tensor {
+	e := m.e
+	bsz := xt.Dim(0)
+	ts := make([]float64, bsz)
+	for i, v := range t {
+		ts[i] = float64(v) * numTrainTimesteps
+	}
+	mask := e.FromHost(c.Mask, bsz, c.Len)
+	y := m.encodeCaptions(c, mask, bsz)
+	return m.transformer(xt, TimestepEmbedding(ts, timeFreqDim), y, mask)
+}
+
+// transformer is the PixArt-Σ transformer shared by both model kinds: latents or pixels xt
+// [B,C,H,W], the host sinusoidal timestep embedding tfreq [B, timeFreqDim], caption states
+// y [B, L, TextWidth] (before caption_projection) and their mask [B, L]; it returns
+// [B, Outputs(), H, W].
+func (m *Model) transformer(xt *engine.Tensor, tfreq []float32, y, mask *engine.Tensor) *engine.Tensor {
 	e, cfg := m.e, m.cfg
 	bsz, ch, hgt, wid := xt.Dim(0), xt.Dim(1), xt.Dim(2), xt.Dim(3)
 	p, d := cfg.PatchSize, cfg.Width()
@@ -233,18 +254,11 @@ func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tens
 	n := gh * gw
 
 	// adaLN-single: one timestep MLP shared by all blocks.
-	ts := make([]float64, bsz)
-	for i, v := range t {
-		ts[i] = float64(v) * numTrainTimesteps
-	}
-	tfreq := e.FromHost(TimestepEmbedding(ts, timeFreqDim), bsz, timeFreqDim)
 	te := "adaln_single.emb.timestep_embedder."
-	temb := m.linear(te+"linear_2", m.linear(te+"linear_1", tfreq, engine.ActSiLU), engine.ActNone)
+	temb := m.linear(te+"linear_2", m.linear(te+"linear_1", e.FromHost(tfreq, bsz, timeFreqDim), engine.ActSiLU), engine.ActNone)
 	tmod := m.linear("adaln_single.linear", e.SiLU(temb), engine.ActNone) // [B, 6D]
 
 	// Captions → [B, L, D].
-	mask := e.FromHost(c.Mask, bsz, c.Len)
-	y := m.encodeCaptions(c, mask, bsz)
 	y = m.linear("caption_projection.linear_2", m.linear("caption_projection.linear_1", y, engine.ActGELUTanh), engine.ActNone)
 
 	// Patch embedding: the stride-p convolution is patchify (c, dy, dx order) + Linear.
@@ -257,7 +271,11 @@ func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tens
 
 	tmod6 := e.Reshape(tmod, bsz, 6, d)
 	for i := 0; i < cfg.NumLayers; i++ {
-		h = m.block(i, h, tmod6, y, mask)
+		if m.checkpointing && e.GradEnabled() {
+			h = m.checkpointedBlock(i, h, tmod6, y, mask)
+		} else {
+			h = m.block(i, h, tmod6, y, mask)
+		}
 	}
 	if h.Dim(1) != n {
 		h = e.Slice(h, 1, 0, n) // the prediction is for the image tokens only
@@ -266,10 +284,53 @@ func (m *Model) forward(xt *engine.Tensor, t []float32, c Captions) *engine.Tens
 	// Final layer: shift and scale from the raw timestep embedding.
 	mod := e.Chunk(e.Add(e.Reshape(temb, bsz, 1, d), m.w("scale_shift_table")), 2, 1)
 	shift, scale := e.Reshape(mod[0], bsz, d), e.Reshape(mod[1], bsz, d)
-	h = e.LayerNormModulate(h, scale, shift, float32(cfg.NormEps))
-	h = m.linear("proj_out", h, engine.ActNone) // [B, N, p·p·C], (p, q, c) order
-	return e.Reshape(e.Permute(e.Reshape(h, bsz, gh, gw, p, p, ch), 0, 5, 1, 3, 2, 4), bsz, ch, hgt, wid)
+	h = e.LayerNormModulate(h, scale, shift, m.finalEps())
+	out := cfg.Outputs()
+	h = m.linear("proj_out", h, engine.ActNone) // [B, N, p·p·out], (p, q, c) order
+	return e.Reshape(e.Permute(e.Reshape(h, bsz, gh, gw, p, p, out), 0, 5, 1, 3, 2, 4), bsz, out, hgt, wid)
 }
+
+// finalEps is the final layer norm's epsilon: diffusers' PixArtTransformer2DModel fixes it
+// at 1e-6 whatever norm_eps says (norm_eps is the blocks'); dit uses norm_eps throughout.
+func (m *Model) finalEps() float32 {
+	if m.cfg.PixArt {
+		return 1e-6
+	}
+	return float32(m.cfg.NormEps)
+}
+
+// checkpointedBlock runs block i through engine.Checkpoint: only its inputs and output stay
+// alive after the forward pass, and the backward pass recomputes the rest. Recomputing must
+// give the same values, so adapter dropout replays the same draws: the stream's position at
+// the first run is remembered, the recompute rewinds to it and then puts the stream back
+// where the rest of the step left it.
+func (m *Model) checkpointedBlock(i int, h, tmod6, y, mask *engine.Tensor) *engine.Tensor {
+	rng := m.dropRNG
+	var seed, off uint64
+	if rng != nil {
+		seed, off = rng.State()
+	}
+	first := true
+	return m.e.Checkpoint(func(in []*engine.Tensor) *engine.Tensor {
+		if rng != nil && !first {
+			s, o := rng.State()
+			rng.SetState(seed, off)
+			defer rng.SetState(s, o)
+		}
+		first = false
+		// The recompute runs in the backward pass, after Loss cleared m.dropRNG.
+		saved := m.dropRNG
+		m.dropRNG = rng
+		defer func() { m.dropRNG = saved }()
+		return m.block(i, in[0], in[1], in[2], in[3])
+	}, h, tmod6, y, mask)
+}
+
+// SetGradientCheckpointing turns per-block recomputation on or off: with it on, each
+// transformer block's activations are dropped after the forward pass and recomputed in the
+// backward pass (engine.Checkpoint), which gives the same gradients for about one extra
+// forward pass of compute and keeps only the blocks' inputs.
+func (m *Model) SetGradientCheckpointing(on bool) { m.checkpointing = on }
 
 // appendCondTokens appends the tokens of each reference image (m.cond, [B,C,H',W'] clean
 // pixels) to the image tokens h: same patch embedding and 2-D positions as the image, plus

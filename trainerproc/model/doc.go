@@ -1,7 +1,12 @@
-// Package model implements the trainer's model family "dit": a diffusion transformer whose
-// block is the PixArt-Σ block (adaLN-single timestep modulation, self-attention,
-// cross-attention to caption tokens, GELU-tanh MLP), on patchified RGB pixels with 2-D sin-cos
-// positions, conditioned by a small learned caption encoder, and trained with rectified flow.
+// Package model implements the PixArt-Σ transformer twice over one implementation of its
+// block (adaLN-single timestep modulation, self-attention, cross-attention to caption
+// tokens, GELU-tanh MLP): the trainer's model family "dit", on patchified RGB pixels with
+// 2-D sin-cos positions, conditioned by a small learned caption encoder and trained with
+// rectified flow; and diffusers' PixArtTransformer2DModel as PixArt-Σ checkpoints ship it
+// (pixart.go: ReadTransformerConfig, LoadTransformer, ForwardEmbeds, SaveTransformer), on VAE
+// latents with T5 caption states, DDPM timesteps and 8 output channels (ε and the learned
+// variance). Gradient checkpointing (SetGradientCheckpointing) recomputes each block in the
+// backward pass for either.
 //
 // # Architecture
 //
@@ -11,8 +16,10 @@
 //
 //	tokens = patchify(x_t)·Wpatchᵀ + b + pos2d                       pos_embed.proj
 //	temb   = linear_2(SiLU(linear_1(sinusoid(1000·t))))              adaln_single.emb.timestep_embedder
+//	         (PixArt: sinusoid(t) of the DDPM timestep t ∈ 0..999)
 //	tmod   = adaln_single.linear(SiLU(temb))              [B, 6D]   shared by every block
 //	y      = linear_2(GELU(linear_1(captionEncoder(ids))))          caption_projection
+//	         (PixArt: linear_2(GELU(linear_1(T5 states))))
 //	block  : h += gate_msa·attn1(LN(h)·(1+scale_msa)+shift_msa)
 //	         h += attn2(h, y, mask)                                 no norm, no gate
 //	         h += gate_mlp·ff(LN(h)·(1+scale_mlp)+shift_mlp)

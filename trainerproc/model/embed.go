@@ -53,3 +53,30 @@ func PosEmbed2D(dim, h, w, base int, interp float64) []float32 {
 	}
 	return out
 }
+
+// ddpmTimestepEmbedding is TimestepEmbedding for DDPM timesteps (0..999, fed as they are)
+// evaluated the way diffusers evaluates it in float32: the exponent −ln(10000)·j and its
+// division by dim/2 are rounded to float32, so are the frequency and the product with the
+// timestep; only sin and cos are taken in float64. At t near 1000 the float64 formula of
+// TimestepEmbedding differs from diffusers' by up to 1e-4 in the argument, which shows in a
+// parity check; this one follows its rounding step by step.
+func ddpmTimestepEmbedding(ts []float32, dim int) []float32 {
+	half := dim / 2
+	out := make([]float32, len(ts)*dim)
+	lnMax := float32(-math.Log(10000))
+	freq := make([]float32, half)
+	for j := range freq {
+		// Explicit conversions round each step (the compiler may not fuse them).
+		exponent := float32(float32(lnMax*float32(j)) / float32(half))
+		freq[j] = float32(math.Exp(float64(exponent)))
+	}
+	for i, t := range ts {
+		row := out[i*dim : (i+1)*dim]
+		for j, f := range freq {
+			arg := float64(float32(t * f))
+			row[j] = float32(math.Cos(arg))
+			row[half+j] = float32(math.Sin(arg))
+		}
+	}
+	return out
+}

@@ -1,8 +1,9 @@
 package model
 
 // TrainFLOPs is the matrix-multiply FLOP count of one training step (forward + backward,
-// counted as 3× the forward GEMMs, the usual convention) for a batch of bsz images of
-// h×w pixels with captions of l tokens. Elementwise work is not counted, so FLOP/s figures
+// counted as 3× the forward GEMMs, the usual convention; gradient checkpointing's recompute
+// is not counted) for a batch of bsz images of h×w input units (pixels for dit, latents for
+// PixArt) with captions of l tokens. Elementwise work is not counted, so FLOP/s figures
 // computed from it are comparable across implementations.
 func (c Config) TrainFLOPs(bsz, h, w, l int) float64 {
 	d, tw, p := float64(c.Width()), float64(c.TextWidth), float64(c.PatchSize)
@@ -23,6 +24,6 @@ func (c Config) TrainFLOPs(bsz, h, w, l int) float64 {
 		2*lin(tok, d, d) + 2*lin(ctok, d, d) + attn(n, L, d) + // cross-attention
 		lin(tok, d, ff) + lin(tok, ff, d)
 	f += float64(c.NumLayers) * perBlock
-	f += lin(tok, d, p*p*ch)
+	f += lin(tok, d, p*p*float64(c.Outputs()))
 	return 3 * f
 }

@@ -16,7 +16,8 @@ const f32 = 4
 type TrainShape struct {
 	// Batch is the number of images per micro-batch (--train_batch_size).
 	Batch int
-	// Width and Height are the pixels of the largest aspect bucket the step trains on.
+	// Width and Height are the size of the largest aspect bucket the step trains on, in the
+	// model's input units: pixels for dit, latents (pixels / the VAE's factor) for PixArt.
 	Width, Height int
 	// CaptionLen is the caption length in tokens (0: Config.MaxTokens).
 	CaptionLen int
@@ -31,11 +32,16 @@ type TrainShape struct {
 	// Accumulation is --gradient_accumulation_steps: above 1 the weight gradients are held
 	// through the next micro-batch's forward pass.
 	Accumulation int
+	// Checkpointing is --gradient_checkpointing (Model.SetGradientCheckpointing): the
+	// forward pass keeps only each block's input, and the backward pass holds one
+	// recomputed block at a time.
+	Checkpointing bool
 }
 
 // SampleShape is one validation image as a memory estimate sees it.
 type SampleShape struct {
-	// Width and Height are the image's pixels.
+	// Width and Height are the image's size in the model's input units (pixels for dit,
+	// latents for PixArt).
 	Width, Height int
 	// Batch is 2 with classifier-free guidance (both branches run as one batch), else 1.
 	Batch int
@@ -57,8 +63,10 @@ func FormatBytes(n int64) string { return footprint.FormatBytes(n) }
 // ends; the backward pass frees as it goes) and the attention scratch of the backend ws
 // (nil: none). The counts follow the forward pass in dit.go op by op, so they hold for any
 // resolution, batch, caption length, conditioning and adapter set; the tests check them
-// against what the CPU engine allocates. Gradient checkpointing is not implemented by this
-// trainer, so --gradient_checkpointing does not lower the estimate.
+// against what the CPU engine allocates. With s.Checkpointing the blocks keep only their
+// inputs and one block's activations are alive at a time. A PixArt config is counted with
+// its caption states as input (no caption encoder), its output channels and SimpleTuner's
+// ε loss on the first InChannels of them.
 func (c Config) TrainingMemory(s TrainShape, ws engine.Workspacer) (Memory, error) {
 	c.fillDefaults()
 	if err := c.Validate(); err != nil {
@@ -72,7 +80,7 @@ func (c Config) TrainingMemory(s TrainShape, ws engine.Workspacer) (Memory, erro
 		return Memory{}, err
 	}
 	g := c.geometry(s.Batch, s.Width, s.Height, s.CaptionLen, s.Cond)
-	fc := g.forward(true, specs, s.Adapters)
+	fc := g.forward(true, s.Checkpointing, specs, s.Adapters)
 	fwdWS, bwdWS := g.workspace(ws)
 	grads := trainable * f32
 	held := int64(0) // gradients alive during the forward pass: only while accumulating
@@ -122,7 +130,7 @@ func (c Config) SamplingMemory(s SampleShape, adapters *AdapterConfig, ws engine
 		return Memory{}, err
 	}
 	g := c.geometry(max(1, s.Batch), s.Width, s.Height, s.CaptionLen, nil)
-	fc := g.forward(false, specs, adapters)
+	fc := g.forward(false, false, specs, adapters)
 	fwdWS, _ := g.workspace(ws)
 	// The sampler keeps the image, the batch it feeds the model and the velocity on the host.
 	m := Memory{Weights: weights * f32, Activations: fc.all * f32, HostCache: (g.posCache() + 3*g.pix) * f32}
@@ -177,6 +185,7 @@ type stepGeometry struct {
 	c               Config
 	b, n, t, l      int64 // batch, image tokens, all tokens (with reference images), caption tokens
 	pix, condPix    int64 // image and reference-image values of the batch
+	out             int64 // values the model predicts per token (Outputs · patch²)
 	condTokens      []int64
 	d, ff, p, heads int64
 	tw, tff, tl, th int64
@@ -189,14 +198,17 @@ func (c Config) geometry(bsz, w, h, captionLen int, cond [][2]int) stepGeometry 
 	up := func(x int) int { return max(p, (x+p-1)/p*p) } // the loader aligns buckets to the patch
 	w, h = up(w), up(h)
 	l := captionLen
-	if l <= 0 || l > c.MaxTokens {
-		l = c.MaxTokens
+	if l <= 0 || (!c.PixArt && l > c.MaxTokens) {
+		l = c.MaxTokens // PixArt's default; dit's caption encoder cannot take more
 	}
 	g := stepGeometry{c: c, b: int64(bsz), n: int64((w / p) * (h / p)), l: int64(l),
 		pix: int64(bsz * c.InChannels * w * h), d: int64(c.Width()), ff: int64(c.Width() * c.MLPRatio),
-		p: int64(c.InChannels * p * p), heads: int64(c.NumHeads), tw: int64(c.TextWidth),
+		out: int64(c.Outputs() * p * p), p: int64(c.InChannels * p * p), heads: int64(c.NumHeads), tw: int64(c.TextWidth),
 		tff: int64(c.TextWidth * c.MLPRatio), tl: int64(c.TextLayers), th: int64(c.TextHeads),
-		grids: [][2]int{{h / p, w / p}}, dh: c.HeadDim, textHead: c.TextWidth / c.TextHeads}
+		grids: [][2]int{{h / p, w / p}}, dh: c.HeadDim}
+	if !c.PixArt {
+		g.textHead = c.TextWidth / c.TextHeads
+	}
 	g.t = g.n
 	for _, wh := range cond {
 		cw, ch := up(wh[0]), up(wh[1])
@@ -225,9 +237,11 @@ func (g stepGeometry) workspace(ws engine.Workspacer) (fwd, bwd int64) {
 	}
 	b, h := int(g.b), int(g.heads)
 	calls := [][4]int{
-		{h, int(g.t), int(g.t), g.dh},               // self-attention over image (and reference) tokens
-		{h, int(g.t), int(g.l), g.dh},               // cross-attention to the caption
-		{int(g.th), int(g.l), int(g.l), g.textHead}, // the caption encoder
+		{h, int(g.t), int(g.t), g.dh}, // self-attention over image (and reference) tokens
+		{h, int(g.t), int(g.l), g.dh}, // cross-attention to the caption
+	}
+	if !g.c.PixArt {
+		calls = append(calls, [4]int{int(g.th), int(g.l), int(g.l), g.textHead}) // the caption encoder
 	}
 	for _, a := range calls {
 		fwd = max(fwd, ws.AttentionWorkspace(b, a[0], a[1], a[2], a[3], false))
@@ -250,8 +264,10 @@ type forwardCounts struct {
 }
 
 // forward counts the elements of one forward pass (see forwardCounts). Without grad
-// (validation) nothing is saved and the buffers only a backward pass needs are not kept.
-func (g stepGeometry) forward(grad bool, specs []adapterSpec, ac *AdapterConfig) forwardCounts {
+// (validation) nothing is saved and the buffers only a backward pass needs are not kept;
+// with ckpt each block keeps only its input (engine.Checkpoint) and one block's graph is
+// alive at a time, in the forward pass or when the backward pass recomputes it.
+func (g stepGeometry) forward(grad, ckpt bool, specs []adapterSpec, ac *AdapterConfig) forwardCounts {
 	var fc forwardCounts
 	b, n, t, l, d, ff, p := g.b, g.n, g.t, g.l, g.d, g.ff, g.p
 	tw, tff, th := g.tw, g.tff, g.th
@@ -261,21 +277,34 @@ func (g stepGeometry) forward(grad bool, specs []adapterSpec, ac *AdapterConfig)
 		keep = 0
 	}
 
-	// The step: pixels and noise, then x_t and the target (rectified flow), the MSE.
 	var rest int64
-	if grad {
+	pixart := g.c.PixArt
+	outPix := g.pix / int64(g.c.InChannels) * int64(g.c.Outputs())
+	switch {
+	case grad && pixart:
+		// SimpleTuner's ε objective: latents and noise, x_t = a·x₀ + b·ε (two products, the
+		// sum and the coefficients), the first InChannels of the prediction, the MSE.
+		rest += 2*g.pix + 3*g.pix + 2*b
+		rest += g.pix + g.pix + 1
+	case grad:
+		// Rectified flow: pixels and noise, then x_t and the target, the MSE.
 		rest += 2*g.pix + g.condPix // x0 and eps (and the reference images)
 		rest += 3*g.pix + b         // ε − x₀, t·(ε − x₀), x_t
 		rest += g.pix + 1           // the loss's difference and mean
-	} else {
+	default:
 		rest += g.pix // the sampler's batch on the device
 	}
 	// Timestep MLP and adaLN-single.
 	rest += b * (timeFreqDim + 9*d + keep*d)
-	// Caption encoder and projection.
-	rest += b*l + 2*b*l*tw + l*tw
-	rest += g.tl * (b*l*tw*(14+tff/tw+keep*tff/tw) + keep*4*b*l + th*b*l)
-	rest += b*l*tw + keep*2*b*l + (2+keep)*b*l*d
+	if pixart {
+		// The text encoder's states and mask come in; caption_projection only.
+		rest += b*l*tw + b*l + (2+keep)*b*l*d
+	} else {
+		// Caption encoder and projection.
+		rest += b*l + 2*b*l*tw + l*tw
+		rest += g.tl * (b*l*tw*(14+tff/tw+keep*tff/tw) + keep*4*b*l + th*b*l)
+		rest += b*l*tw + keep*2*b*l + (2+keep)*b*l*d
+	}
 	// Patch embedding with positions, reference-image tokens, the final layer.
 	rest += b*n*p + 2*b*n*d + n*d
 	for _, nc := range g.condTokens {
@@ -284,7 +313,7 @@ func (g stepGeometry) forward(grad bool, specs []adapterSpec, ac *AdapterConfig)
 	if len(g.condTokens) > 0 {
 		rest += b*t*d + b*n*d // the concatenation, and the slice back to the image tokens
 	}
-	rest += 4*b*d + b*n*d + keep*2*b*n + 2*b*n*p
+	rest += 4*b*d + b*n*d + keep*2*b*n + b*n*g.out + outPix
 
 	// One block: LN, self-attention (q, k, v, their head layouts, output, layout back,
 	// projection), gate and residual, cross-attention, LN, MLP (with its pre-activation),
@@ -321,14 +350,23 @@ func (g stepGeometry) forward(grad bool, specs []adapterSpec, ac *AdapterConfig)
 		fc.all += extra
 		fc.saved += rows * r
 	}
-	fc.all += rest + layers*block
-	fc.saved += rest + layers*blockSaved
+	if ckpt && grad {
+		// Each block's input stays (the previous block's output); the block's own graph
+		// exists once, while it runs or is recomputed.
+		// The recompute adds the segment's second output and the gradients that enter and
+		// leave it (the output's, the input's, and the shared inputs' partial sums).
+		fc.all += rest + layers*b*t*d + block
+		fc.saved += rest + layers*b*t*d + block + 5*b*t*d
+	} else {
+		fc.all += rest + layers*block
+		fc.saved += rest + layers*blockSaved
+	}
 	fc.rest = rest
 	// Backward through one block: the residual gradient, the MLP's output, hidden and
 	// pre-activation gradients and its input's; at self-attention the residual, output
 	// (both layouts), q, k and v gradients.
 	fc.transient = max(fc.transient, b*t*(2*ff+4*d))
-	fc.tailAfterAttn = b*t*(14*d+(1+keep)*ff) + 4*b*d + b*n*d + keep*2*b*n + 2*b*n*p + g.pix + 1
+	fc.tailAfterAttn = b*t*(14*d+(1+keep)*ff) + 4*b*d + b*n*d + keep*2*b*n + b*n*g.out + outPix + g.pix + 1
 	fc.savedAfterAttn = b*t*(7*d+2*ff) + 2*b*l*d
 	fc.attnTransient = 6 * b * t * d
 	if !grad {

@@ -69,7 +69,10 @@ func (c Config) paramShapes() []paramSpec {
 		// every other parameter is the same with and without conditioning).
 		s = append(s, paramSpec{"cond_embed", []int{d}, initNormal})
 	}
-	lin("proj_out", p*p*ch, d, initZero, true)
+	lin("proj_out", p*p*c.Outputs(), d, initZero, true)
+	if c.PixArt {
+		return s // no caption encoder: the text encoder's states come from outside
+	}
 
 	tw, tff := c.TextWidth, c.TextWidth*c.MLPRatio
 	t := textPrefix

@@ -12,7 +12,6 @@ import (
 
 	"simpletuner/trainerproc/engine"
 	"simpletuner/trainerproc/engine/cpu"
-	"simpletuner/trainerproc/engine/philox"
 	"simpletuner/trainerproc/safetensors"
 )
 
@@ -119,26 +118,19 @@ func New(name string, params []*engine.Parameter, overrides map[string]float64, 
 		}
 		seen[p.Name] = true
 	}
-	o := &opt{name: name, h: h, params: params, seed: seed, state: map[string][][]float32{}, slots: stateSlots(name, h)}
 	if name == "adamw_bf16" {
-		for _, p := range params {
-			if err := o.update(p, func(w []float32) {
-				for i, v := range w {
-					w[i] = safetensors.BF16ToFloat32(safetensors.Float32ToBF16(v))
-				}
-			}); err != nil {
-				return nil, err
-			}
-		}
+		return newAdamWBF16(h, params, seed)
 	}
-	return o, nil
+	return &opt{name: name, h: h, params: params, seed: seed, state: map[string][][]float32{}, slots: stateSlots(name, h)}, nil
 }
 
 // stateSlots names the per-parameter state an optimizer keeps (one float32 per weight each).
 func stateSlots(name string, h Hyper) []string {
 	switch name {
-	case "adamw", "adamw_bf16", "optimi-adamw":
+	case "adamw", "optimi-adamw":
 		return []string{"exp_avg", "exp_avg_sq"}
+	case "adamw_bf16":
+		return []string{"exp_avg", "exp_avg_sq", "shift"}
 	case "optimi-lion":
 		return []string{"exp_avg"}
 	case "optimi-sgd":
@@ -149,10 +141,31 @@ func stateSlots(name string, h Hyper) []string {
 	return nil
 }
 
-// StateSlots is the number of float32 values the named optimizer keeps per trainable weight
-// (2 for the AdamW variants, 1 for Lion and for SGD with momentum, 0 for plain SGD), for
-// memory estimates. overrides are New's (momentum matters).
+// StateSlots is the optimizer state per trainable weight in float32-sized slots, rounded up
+// (2 for adamw and optimi-adamw, 2 for adamw_bf16's three bfloat16 values, 1 for Lion and for
+// SGD with momentum, 0 for plain SGD), for memory estimates. overrides are New's (momentum
+// matters). StateBytes gives the exact figure.
 func StateSlots(name string, overrides map[string]float64) (int, error) {
+	b, err := stateBytes(name, overrides)
+	return (b + 3) / 4, err
+}
+
+// StateBytes is the bytes of optimizer state the named optimizer keeps per trainable weight
+// with its default hyper-parameters: adamw and optimi-adamw 8 (two float32 moments),
+// adamw_bf16 6 (three bfloat16 values), optimi-lion 4, optimi-sgd 0 (4 once momentum is set
+// through StateBytesWith); 0 for a name New does not accept.
+func StateBytes(name string) int {
+	b, _ := stateBytes(name, nil)
+	return b
+}
+
+// StateBytesWith is StateBytes with New's overrides (momentum matters), failing with
+// ErrUnsupported on a name New does not accept.
+func StateBytesWith(name string, overrides map[string]float64) (int, error) {
+	return stateBytes(name, overrides)
+}
+
+func stateBytes(name string, overrides map[string]float64) (int, error) {
 	h, ok := defaults[name]
 	if !ok {
 		return 0, fmt.Errorf("%w: optimizer %q (supported: %s)", ErrUnsupported, name, strings.Join(supported, ", "))
@@ -160,7 +173,11 @@ func StateSlots(name string, overrides map[string]float64) (int, error) {
 	if m, ok := overrides["momentum"]; ok {
 		h.Momentum = m
 	}
-	return len(stateSlots(name, h)), nil
+	size := 4 // float32 per slot
+	if name == "adamw_bf16" {
+		size = 2 // bfloat16 per slot
+	}
+	return size * len(stateSlots(name, h)), nil
 }
 
 // opt implements every supported optimizer; the per-element rule is picked by name.
@@ -201,10 +218,6 @@ func hostView(t *engine.Tensor, write bool, fn func([]float32)) error {
 	return nil
 }
 
-func (o *opt) update(p *engine.Parameter, fn func(w []float32)) error {
-	return hostView(p.Tensor, true, fn)
-}
-
 // parallel runs fn over [0,n) in fixed chunks on up to GOMAXPROCS goroutines; results do not
 // depend on the split because every element is independent.
 func parallel(n int, fn func(lo, hi int)) {
@@ -236,15 +249,33 @@ func parallel(n int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
+// eachUpdate calls fn for every parameter with a gradient, in order, with host views of its
+// values (written back afterwards) and of its gradient.
+func eachUpdate(params []*engine.Parameter, fn func(pi int, p *engine.Parameter, w, g []float32)) error {
+	for pi, p := range params {
+		if p.Grad() == nil {
+			continue
+		}
+		var err error
+		gerr := hostView(p.Grad(), false, func(g []float32) {
+			err = hostView(p.Tensor, true, func(w []float32) { fn(pi, p, w, g) })
+		})
+		if gerr != nil {
+			return gerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (o *opt) Step(lr float64) error {
 	if o.count == nil {
 		o.count = map[string]int64{}
 	}
 	h := o.h
-	for pi, p := range o.params {
-		if p.Grad() == nil {
-			continue
-		}
+	err := eachUpdate(o.params, func(_ int, p *engine.Parameter, w, g []float32) {
 		st := o.state[p.Name]
 		if st == nil {
 			st = make([][]float32, len(o.slots))
@@ -255,79 +286,60 @@ func (o *opt) Step(lr float64) error {
 		}
 		o.count[p.Name]++
 		step := o.count[p.Name]
-		var err error
-		gerr := hostView(p.Grad(), false, func(g []float32) {
-			err = o.update(p, func(w []float32) {
-				decay := float32(1 - lr*h.WeightDecay)
-				switch o.name {
-				case "adamw", "adamw_bf16", "optimi-adamw":
-					bc1 := 1 - math.Pow(h.Beta1, float64(step))
-					bc2 := 1 - math.Pow(h.Beta2, float64(step))
-					b1, b2, eps := float32(h.Beta1), float32(h.Beta2), float32(h.Eps)
-					stepSize := float32(lr / bc1)
-					sqrtBC2 := float32(math.Sqrt(bc2))
-					invBC2 := float32(1 / bc2)
-					m, v := st[0], st[1]
-					optimi := o.name == "optimi-adamw"
-					bf16 := o.name == "adamw_bf16"
-					key := o.seed ^ (uint64(pi+1) * 0x9E3779B97F4A7C15)
-					ctr := uint64(step) << 32
-					parallel(len(w), func(lo, hi int) {
-						var blk [4]uint32
-						for i := lo; i < hi; i++ {
-							gi := g[i]
-							wi := w[i] * decay
-							var denom float32
-							if optimi {
-								m[i] += (gi - m[i]) * (1 - b1) // lerp, as torch-optimi
-								v[i] = v[i]*b2 + (1-b2)*gi*gi
-								denom = float32(math.Sqrt(float64(v[i]*invBC2))) + eps
-							} else {
-								m[i] = m[i]*b1 + (1-b1)*gi
-								v[i] = v[i]*b2 + (1-b2)*gi*gi
-								denom = float32(math.Sqrt(float64(v[i])))/sqrtBC2 + eps
-							}
-							wi -= stepSize * m[i] / denom
-							if bf16 {
-								if i == lo || i%4 == 0 {
-									blk = philox.Block(key, ctr+uint64(i/4))
-								}
-								wi = stochasticBF16(wi, blk[i%4])
-							}
-							w[i] = wi
-						}
-					})
-				case "optimi-lion":
-					b1, b2, l := float32(h.Beta1), float32(h.Beta2), float32(lr)
-					m := st[0]
-					parallel(len(w), func(lo, hi int) {
-						for i := lo; i < hi; i++ {
-							c := m[i] + (g[i]-m[i])*(1-b1)
-							w[i] = w[i]*decay - l*sign(c)
-							m[i] += (g[i] - m[i]) * (1 - b2)
-						}
-					})
-				case "optimi-sgd":
-					l, mom := float32(lr), float32(h.Momentum)
-					parallel(len(w), func(lo, hi int) {
-						for i := lo; i < hi; i++ {
-							d := g[i]
-							if len(st) > 0 {
-								st[0][i] = st[0][i]*mom + g[i]
-								d = st[0][i]
-							}
-							w[i] = w[i]*decay - l*d
-						}
-					})
+		decay := float32(1 - lr*h.WeightDecay)
+		switch o.name {
+		case "adamw", "optimi-adamw":
+			bc1 := 1 - math.Pow(h.Beta1, float64(step))
+			bc2 := 1 - math.Pow(h.Beta2, float64(step))
+			b1, b2, eps := float32(h.Beta1), float32(h.Beta2), float32(h.Eps)
+			stepSize := float32(lr / bc1)
+			sqrtBC2 := float32(math.Sqrt(bc2))
+			invBC2 := float32(1 / bc2)
+			m, v := st[0], st[1]
+			optimi := o.name == "optimi-adamw"
+			parallel(len(w), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					gi := g[i]
+					wi := w[i] * decay
+					var denom float32
+					if optimi {
+						m[i] += (gi - m[i]) * (1 - b1) // lerp, as torch-optimi
+						v[i] = v[i]*b2 + (1-b2)*gi*gi
+						denom = float32(math.Sqrt(float64(v[i]*invBC2))) + eps
+					} else {
+						m[i] = m[i]*b1 + (1-b1)*gi
+						v[i] = v[i]*b2 + (1-b2)*gi*gi
+						denom = float32(math.Sqrt(float64(v[i])))/sqrtBC2 + eps
+					}
+					w[i] = wi - stepSize*m[i]/denom
 				}
 			})
-		})
-		if gerr != nil {
-			return gerr
+		case "optimi-lion":
+			b1, b2, l := float32(h.Beta1), float32(h.Beta2), float32(lr)
+			m := st[0]
+			parallel(len(w), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					c := m[i] + (g[i]-m[i])*(1-b1)
+					w[i] = w[i]*decay - l*sign(c)
+					m[i] += (g[i] - m[i]) * (1 - b2)
+				}
+			})
+		case "optimi-sgd":
+			l, mom := float32(lr), float32(h.Momentum)
+			parallel(len(w), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					d := g[i]
+					if len(st) > 0 {
+						st[0][i] = st[0][i]*mom + g[i]
+						d = st[0][i]
+					}
+					w[i] = w[i]*decay - l*d
+				}
+			})
 		}
-		if err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	o.steps++
 	return nil
@@ -357,12 +369,7 @@ func stochasticBF16(x float32, r uint32) float32 {
 // State implements Optimizer: one F32 tensor "<param>.<slot>" per state slice, and metadata
 // with the optimizer name, step counts and hyper-parameters (exact decimal round-trips).
 func (o *opt) State() ([]safetensors.Tensor, map[string]string, error) {
-	meta := map[string]string{
-		"optimizer": o.name,
-		"steps":     strconv.FormatInt(o.steps, 10),
-		"seed":      strconv.FormatUint(o.seed, 10),
-		"hyper":     fmt.Sprintf("%v,%v,%v,%v,%v", o.h.Beta1, o.h.Beta2, o.h.Eps, o.h.WeightDecay, o.h.Momentum),
-	}
+	meta := stateMeta(o.name, o.steps, o.seed, o.h)
 	var ts []safetensors.Tensor
 	names := make([]string, 0, len(o.state))
 	for n := range o.state {
@@ -382,14 +389,34 @@ func (o *opt) State() ([]safetensors.Tensor, map[string]string, error) {
 	return ts, meta, nil
 }
 
-// LoadState implements Optimizer.
-func (o *opt) LoadState(ts []safetensors.Tensor, meta map[string]string) error {
-	if meta["optimizer"] != o.name {
-		return fmt.Errorf("%w: state of optimizer %q, this run uses %q", ErrState, meta["optimizer"], o.name)
+// stateMeta is the metadata every optimizer's State starts with: its name, step count, seed
+// and hyper-parameters (exact decimal round trips).
+func stateMeta(name string, steps int64, seed uint64, h Hyper) map[string]string {
+	return map[string]string{
+		"optimizer": name,
+		"steps":     strconv.FormatInt(steps, 10),
+		"seed":      strconv.FormatUint(seed, 10),
+		"hyper":     fmt.Sprintf("%v,%v,%v,%v,%v", h.Beta1, h.Beta2, h.Eps, h.WeightDecay, h.Momentum),
+	}
+}
+
+// stateSteps checks that meta is the named optimizer's state and returns its step count.
+func stateSteps(meta map[string]string, name string) (int64, error) {
+	if meta["optimizer"] != name {
+		return 0, fmt.Errorf("%w: state of optimizer %q, this run uses %q", ErrState, meta["optimizer"], name)
 	}
 	steps, err := strconv.ParseInt(meta["steps"], 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: steps: %w", ErrState, err)
+		return 0, fmt.Errorf("%w: steps: %w", ErrState, err)
+	}
+	return steps, nil
+}
+
+// LoadState implements Optimizer.
+func (o *opt) LoadState(ts []safetensors.Tensor, meta map[string]string) error {
+	steps, err := stateSteps(meta, o.name)
+	if err != nil {
+		return err
 	}
 	byName := map[string]safetensors.Tensor{}
 	for _, t := range ts {

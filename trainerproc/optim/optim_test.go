@@ -42,6 +42,24 @@ func values(t *testing.T, x *engine.Tensor) []float32 {
 	return v
 }
 
+// savedState returns o's State after a round trip through a safetensors file.
+func savedState(t *testing.T, o Optimizer) ([]safetensors.Tensor, map[string]string) {
+	t.Helper()
+	ts, meta, err := o.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := safetensors.Marshal(ts, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts2, meta2, err := safetensors.Unmarshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts2, meta2
+}
+
 // TestSingleStep checks one update of each optimizer against the closed form.
 func TestSingleStep(t *testing.T) {
 	const lr = 0.1
@@ -160,18 +178,7 @@ func TestResumeBitIdentical(t *testing.T) {
 			defer b.Free()
 			ob, _ := New(name, []*engine.Parameter{b}, over, 9)
 			run(b, ob, 0, 3)
-			ts, meta, err := ob.State()
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, err := safetensors.Marshal(ts, meta)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ts2, meta2, err := safetensors.Unmarshal(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ts2, meta2 := savedState(t, ob)
 			saved := values(t, b.Tensor)
 			c := e.NewParameter("w", e.FromHost(saved, n))
 			defer c.Free()
@@ -245,16 +252,23 @@ func TestClipGradNorm(t *testing.T) {
 	}
 }
 
-// TestStateSlotsMatchesTheState: the count memory estimates use is the number of values
-// per weight the optimizer's state really holds after a step.
+// TestStateSlotsMatchesTheState: the figures memory estimates use (StateBytes, and StateSlots
+// as float32-sized slots) are the bytes per weight the optimizer's state really holds after a
+// step.
 func TestStateSlotsMatchesTheState(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		overrides map[string]float64
 	}{{"adamw", nil}, {"adamw_bf16", nil}, {"optimi-adamw", nil}, {"optimi-lion", nil}, {"optimi-sgd", nil}, {"optimi-sgd", map[string]float64{"momentum": 0.9}}} {
-		n, err := StateSlots(tc.name, tc.overrides)
+		n, err := StateBytesWith(tc.name, tc.overrides)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if tc.overrides == nil && StateBytes(tc.name) != n {
+			t.Errorf("%s: StateBytes %d, StateBytesWith %d", tc.name, StateBytes(tc.name), n)
+		}
+		if slots, _ := StateSlots(tc.name, tc.overrides); slots != (n+3)/4 {
+			t.Errorf("%s %v: StateSlots %d for %d bytes", tc.name, tc.overrides, slots, n)
 		}
 		e := newEngine(t)
 		p := e.NewParameter("w", e.Zeros(3, 5))
@@ -270,20 +284,19 @@ func TestStateSlotsMatchesTheState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		values := 0
+		size := 0
 		for _, st := range ts {
-			k := 1
-			for _, d := range st.Shape {
-				k *= d
-			}
-			values += k
+			size += len(st.Data)
 		}
-		if values != n*15 {
-			t.Errorf("%s %v: StateSlots %d, the state holds %d values for 15 weights", tc.name, tc.overrides, n, values)
+		if size != n*15 {
+			t.Errorf("%s %v: StateBytes %d, the state holds %d bytes for 15 weights", tc.name, tc.overrides, n, size)
 		}
 		p.Free()
 	}
-	if _, err := StateSlots("adafactor", nil); err == nil {
-		t.Error("unknown optimizer accepted")
+	if _, err := StateSlots("adafactor", nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("unknown optimizer: %v", err)
+	}
+	if StateBytes("adafactor") != 0 {
+		t.Error("unknown optimizer has state bytes")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"simpletuner/plugins"
 	dl "simpletuner/plugins/dataloader"
@@ -13,6 +14,7 @@ import (
 	"simpletuner/trainerproc/family/encoders"
 	"simpletuner/trainerproc/family/footprint"
 	"simpletuner/trainerproc/vae"
+	"simpletuner/trainerproc/validation"
 )
 
 // Stage keys of the encoder caches, as SimpleTuner's webhooks spell them.
@@ -35,6 +37,10 @@ type caches struct {
 	// text holds the caption embeddings by image dataset id (each image dataset reads its
 	// own text_embeds dataset); nil for families without text embeddings.
 	text map[string]*data.TextEmbedCache
+	// validation holds the validation prompts' and the negative prompt's embeddings (the
+	// default text_embeds dataset's cache, which they were added to); nil for families
+	// without text embeddings.
+	validation *data.TextEmbedCache
 }
 
 // textEmbedDir is the cache directory of the text_embeds dataset an image dataset uses (its
@@ -171,7 +177,17 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	}
 	maxLen := t.plan.CaptionLen()
 	captions := t.loader.Captions()
-	largest := min(textBatch(dcfg), len(captions)+1) // the empty caption is encoded too
+	// The validation prompts and the negative prompt go into one cache (the default
+	// text_embeds dataset's, else the first), as SimpleTuner caches them, so sampling needs
+	// no text encoder.
+	valDir := order[0]
+	if te, ok := dcfg.DefaultTextEmbeds(); ok && te.Type != dl.BackendMemory {
+		if _, used := byDir[te.CacheDir]; used {
+			valDir = te.CacheDir
+		}
+	}
+	valCaptions := t.validationCaptions()
+	largest := min(textBatch(dcfg), len(captions)+len(valCaptions)+1) // the empty caption is encoded too
 	mem, err := encoders.T5Memory(dir, largest, maxLen)
 	if err != nil {
 		return fail(fmt.Errorf("%w: text encoder: %w", ErrConfig, err))
@@ -192,7 +208,11 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	var stats data.EncodeStats
 	_, err = watchingCommands(t, ctx, "the text embedding cache is being built", func(ctx context.Context) (struct{}, error) {
 		for i, d := range order {
-			c, err := data.EnsureTextEmbeds(ctx, d, captions, maxLen, enc, data.EncodeOptions{BatchSize: byDir[d], Workers: t.opts.Threads,
+			caps := captions
+			if d == valDir && len(valCaptions) > 0 {
+				caps = append(slices.Clone(captions), valCaptions...)
+			}
+			c, err := data.EnsureTextEmbeds(ctx, d, caps, maxLen, enc, data.EncodeOptions{BatchSize: byDir[d], Workers: t.opts.Threads,
 				Progress: everyPercent(func(p data.EncodeProgress) {
 					t.ev.stage(stageTextEmbeds, "running", fmt.Sprintf("Encoding captions: %d of %d", p.Hits+p.Encoded, p.Total),
 						progressOf(p), map[string]any{"cache_dir": d, "backend": i + 1, "backends": len(order)})
@@ -218,9 +238,39 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	for id, d := range users {
 		t.caches.text[id] = built[d]
 	}
+	t.caches.validation = built[valDir]
 	t.ev.stage(stageTextEmbeds, "completed", "Text embedding cache initialisation complete", &stageProgress{Current: int64(stats.Hits + stats.Built),
 		Total: int64(stats.Hits + stats.Built), Percent: 100}, map[string]any{"hits": stats.Hits, "built": stats.Built, "stale": stats.Stale, "corrupt": stats.Corrupt})
 	return nil
+}
+
+// validationCaptions are the prompts built-in validation renders and its negative prompt
+// (the empty caption is always cached); none without built-in validation.
+func (t *trainer) validationCaptions() []string {
+	s := t.s
+	if !s.HasValidation() || s.ValidationMethod == "external-script" {
+		return nil
+	}
+	var out []string
+	for _, p := range validation.Prompts(s.ValidationPrompt, s.PromptLibrary) {
+		out = append(out, p.Text)
+	}
+	return append(out, s.ValidationNegative)
+}
+
+// validationEmbeds are the cached states of a validation prompt and of the negative
+// prompt, for families that sample from text embeddings; nil, nil for the others.
+func (c *caches) validationEmbeds(prompt, negative string) (p, n *data.TextEmbedBatch, err error) {
+	if c.validation == nil {
+		return nil, nil, nil
+	}
+	if p, err = c.validation.Load([]string{prompt}); err != nil {
+		return nil, nil, fmt.Errorf("validation prompt embedding: %w", err)
+	}
+	if n, err = c.validation.Load([]string{negative}); err != nil {
+		return nil, nil, fmt.Errorf("negative prompt embedding: %w", err)
+	}
+	return p, n, nil
 }
 
 // prepareLatents loads the VAE (the pipeline's vae/, or the "vae" component override),

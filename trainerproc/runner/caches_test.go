@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -462,5 +463,104 @@ func TestEveryPercent(t *testing.T) {
 				t.Errorf("%d calls, want %d", n, tc.want)
 			}
 		})
+	}
+}
+
+// TestLatentFamilyValidationAndForcedSettings: a latent family's validation gets the
+// prompt's and the negative prompt's states from the text-embedding cache, which the cache
+// phase filled with them beside the captions (no text encoder at validation); --snr_gamma
+// reaches the loss; a setting the family forces is applied, reported by Validate as the
+// trainer's warning naming the value, and said again when the run starts, unless
+// --i_know_what_i_am_doing; --use_ema is refused.
+func TestLatentFamilyValidationAndForcedSettings(t *testing.T) {
+	log := &toyLog{}
+	r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, latentToy{log: log, force: true})})
+	ls := newLatentSetup(t)
+	cfg := ls.config("val")
+	cfg["--validation_prompt"] = "a green thing"
+	cfg["--validation_negative_prompt"] = "blurry"
+	cfg["--validation_step_interval"] = 2
+	cfg["--validation_guidance"] = 4.0
+	cfg["--snr_gamma"] = 5.0
+	cfg["--max_grad_norm"] = 1.0
+	validate := func(cfg map[string]any) []plugins.Issue {
+		t.Helper()
+		raw, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		is, err := r.Validate(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return is
+	}
+	is := validate(cfg)
+	i := slices.IndexFunc(is, func(i plugins.Issue) bool { return i.Option == "--max_grad_norm" })
+	if i < 0 || is[i].Severity != "warning" || is[i].Origin != plugins.IssueOriginTrainer || !strings.Contains(is[i].Message, "0.01") {
+		t.Errorf("Validate did not report the forced --max_grad_norm: %+v", is)
+	}
+	knows := maps.Clone(cfg)
+	knows["--i_know_what_i_am_doing"] = true
+	if is := validate(knows); slices.ContainsFunc(is, func(i plugins.Issue) bool { return i.Option == "--max_grad_norm" }) {
+		t.Errorf("forced despite --i_know_what_i_am_doing: %+v", is)
+	}
+	ema := maps.Clone(cfg)
+	ema["--use_ema"] = true
+	if is := validate(ema); !slices.ContainsFunc(errorsOf(is), func(i plugins.Issue) bool { return i.Option == "--use_ema" }) {
+		t.Errorf("--use_ema not refused: %+v", is)
+	}
+
+	evs, st := startJob(t, r, cfg).wait(t, nil)
+	if st.State != plugins.StateCompleted {
+		t.Fatalf("job ended %q: %s\n%s", st.State, st.Error, tail(evs, 6))
+	}
+	if !slices.ContainsFunc(eventsOf(evs, plugins.EventNotification), func(e plugins.Event) bool {
+		return e.Severity == "warning" && strings.Contains(e.Message, "--max_grad_norm=0.01")
+	}) {
+		t.Error("the run did not say it overrode --max_grad_norm")
+	}
+	ss := stagesOf(t, evs)
+	if d := ss[find(ss, stageTextEmbeds, "completed")].data; d["built"].(float64) != 5 {
+		t.Errorf("text cache built %v embeddings, want 5 (2 captions, the empty one, the prompt, the negative)", d["built"])
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.samples) == 0 {
+		t.Fatal("no validation ran")
+	}
+	for _, req := range log.samples {
+		if req.PromptEmbeds == nil || req.NegativeEmbeds == nil || req.PromptEmbeds.D != toyD || req.PromptEmbeds.B != 1 ||
+			slices.Equal(req.PromptEmbeds.Hidden, req.NegativeEmbeds.Hidden) {
+			t.Errorf("validation request without the cached states of its prompts: %+v", req)
+		}
+	}
+	for _, o := range log.lossOpts {
+		if o.SNRGamma != 5 {
+			t.Errorf("loss options %+v, want SNRGamma 5", o)
+		}
+	}
+}
+
+// TestFlavourNamesThePipeline: a job of a family whose flavours are published models and
+// that names no --pretrained_model_name_or_path trains from the flavour's model.
+func TestFlavourNamesThePipeline(t *testing.T) {
+	ls := newLatentSetup(t)
+	r := New(Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: mustRegistry(t, defaultingToy{latentToy{log: &toyLog{}, repo: ls.pipe}})})
+	cfg := ls.config("flavour")
+	delete(cfg, "--pretrained_model_name_or_path")
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := r.ParseSettings(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Pretrained != ls.pipe || s.Cfg.String("--pretrained_model_name_or_path") != ls.pipe {
+		t.Errorf("pretrained %q (option %q), want the flavour's %q", s.Pretrained, s.Cfg.String("--pretrained_model_name_or_path"), ls.pipe)
+	}
+	if is, err := r.Validate(context.Background(), raw); err != nil || len(errorsOf(is)) > 0 {
+		t.Errorf("Validate: %+v, %v", is, err)
 	}
 }

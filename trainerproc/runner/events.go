@@ -43,6 +43,7 @@ var stageLabels = map[string]string{
 	"init_resume_checkpoint": "Resuming checkpoint",
 	"checkpoint_save":        "Saving checkpoint",
 	"final_validation":       "Final validation",
+	"validation":             "Validation",
 	"model_save":             "Saving final model",
 	"training_abort":         "Training aborted",
 	"training_complete":      "Training complete",

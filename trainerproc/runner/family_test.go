@@ -31,7 +31,19 @@ type latentToy struct {
 	log *toyLog
 	// upper makes its text encoder take captions in upper case (family.CaptionPreprocessor).
 	upper bool
+	// force makes its plan force --max_grad_norm 0.01 as PixArt does (family.SettingsForcer).
+	force bool
+	// repo, when set, is every flavour's published model (family.PretrainedDefaulter).
+	repo string
+	// huge makes its training step need a terabyte; checkpointing makes its plan implement
+	// gradient checkpointing (family.CheckpointingPlan).
+	huge, checkpointing bool
 }
+
+// defaultingToy is a latentToy whose flavours name a model.
+type defaultingToy struct{ latentToy }
+
+func (f defaultingToy) DefaultPretrained(string) string { return f.repo }
 
 // toyLog is what the toy family saw, read by the test once the job has ended; the mutex
 // guards it against the trainer's goroutine.
@@ -41,6 +53,9 @@ type toyLog struct {
 	liveAtBuild []int64
 	// batches are the latent and text shapes of the batches Loss saw: [B,C,H,W,L,D].
 	batches [][6]int
+	// lossOpts are the options of every Loss call; samples the requests Sample got.
+	lossOpts []family.LossOptions
+	samples  []validation.Request
 }
 
 func (latentToy) Describe() plugins.Family {
@@ -62,6 +77,12 @@ func (f latentToy) Plan(s family.Spec) (family.Plan, error) {
 	if f.upper {
 		return upperPlan{latentPlan{s: s, log: f.log}}, nil
 	}
+	if f.force {
+		return forcingPlan{latentPlan{s: s, log: f.log}}, nil
+	}
+	if f.huge {
+		return hugePlan{latentPlan{s: s, log: f.log}, f.checkpointing}, nil
+	}
 	return latentPlan{s: s, log: f.log}, nil
 }
 
@@ -69,6 +90,28 @@ func (f latentToy) Plan(s family.Spec) (family.Plan, error) {
 type upperPlan struct{ latentPlan }
 
 func (upperPlan) CaptionPreprocess() (string, func(string) string) { return "upper", strings.ToUpper }
+
+// forcingPlan is a latentPlan that forces --max_grad_norm 0.01 unless the user knows better.
+type forcingPlan struct{ latentPlan }
+
+func (forcingPlan) Force(u family.UserSettings) []family.Forced {
+	if u.MaxGradNorm > 0.01 && !u.IKnowWhatIAmDoing {
+		return []family.Forced{{Option: "--max_grad_norm", Value: 0.01, Message: "latent_toy requires --max_grad_norm=0.01"}}
+	}
+	return nil
+}
+
+// hugePlan is a latentPlan whose training step needs a terabyte, with or without gradient
+// checkpointing.
+type hugePlan struct {
+	latentPlan
+	checkpointing bool
+}
+
+func (p hugePlan) SupportsGradientCheckpointing() bool { return p.checkpointing }
+func (hugePlan) TrainingMemory(family.TrainShape, engine.Workspacer) (family.Memory, error) {
+	return family.Memory{Activations: 1 << 40}, nil
+}
 
 // Dimensions of the toy: the tiny VAE's latent channels and the test T5's width.
 const toyC, toyD = 4, 32
@@ -114,8 +157,13 @@ func (m *toyModel) AttachAdapters(family.AdapterConfig) error {
 func (m *toyModel) HasAdapters() bool                             { return false }
 func (m *toyModel) AdapterTensors() ([]safetensors.Tensor, error) { return nil, nil }
 func (m *toyModel) LoadAdapterTensors([]safetensors.Tensor) error { return nil }
-func (m *toyModel) Sample(context.Context, validation.Request) (*image.RGBA, error) {
-	return nil, errors.New("latent_toy: no sampling")
+
+// Sample records the request and renders a blank image of its size.
+func (m *toyModel) Sample(_ context.Context, req validation.Request) (*image.RGBA, error) {
+	m.log.mu.Lock()
+	m.log.samples = append(m.log.samples, req)
+	m.log.mu.Unlock()
+	return image.NewRGBA(image.Rect(0, 0, req.Resolution.W, req.Resolution.H)), nil
 }
 func (m *toyModel) CheckpointWeights() ([]checkpoint.TensorFile, []checkpoint.Blob, error) {
 	return nil, nil, nil
@@ -124,13 +172,14 @@ func (m *toyModel) RestoreWeights(*checkpoint.Loaded) error { return nil }
 func (m *toyModel) Free()                                   { m.w.Free() }
 
 // Loss is the MSE between W · (mean caption embedding) and each channel's mean latent.
-func (m *toyModel) Loss(b *data.Batch, _ *engine.RNG, _ family.LossOptions) (*engine.Tensor, error) {
+func (m *toyModel) Loss(b *data.Batch, _ *engine.RNG, o family.LossOptions) (*engine.Tensor, error) {
 	if b.Latents == nil || b.Text == nil || b.EmptyText == nil || b.Pixels != nil {
 		return nil, fmt.Errorf("latent_toy: batch without latents or text embeddings (pixels %v)", b.Pixels != nil)
 	}
 	lt, tx := b.Latents, b.Text
 	m.log.mu.Lock()
 	m.log.batches = append(m.log.batches, [6]int{b.B, lt.C, lt.H, lt.W, tx.L, tx.D})
+	m.log.lossOpts = append(m.log.lossOpts, o)
 	m.log.mu.Unlock()
 	e := m.e
 	text := e.Mean(e.FromHost(tx.Hidden, tx.B, tx.L, tx.D), false, 1)           // [B,D]
@@ -199,8 +248,8 @@ func TestInfoAndValidationFollowTheRegistry(t *testing.T) {
 			t.Fatalf("%s/%s: issues %+v, want %q", tc.family, tc.flavour, is, tc.want)
 		}
 	}
-	// The bundled registry knows dit only.
-	if _, _, err := ParseSettings(raw); err == nil || !strings.Contains(err.Error(), "known: dit)") {
+	// The bundled registry knows dit and pixart_sigma only.
+	if _, _, err := ParseSettings(raw); err == nil || !strings.Contains(err.Error(), "known: dit, pixart_sigma)") {
 		t.Fatalf("default runner parsed latent_toy: %v", err)
 	}
 

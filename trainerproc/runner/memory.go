@@ -226,8 +226,14 @@ func describeNeed(n need, c capacity, p family.Plan, s *Settings) string {
 	if n.mem.Workspace > total/2 {
 		b.WriteString(" Most of it is attention scratch (the scores of one head: tokens² values), which grows with the fourth power of the edge.")
 	}
-	if s.Cfg != nil && s.Cfg.Bool("--gradient_checkpointing") {
-		b.WriteString(" --gradient_checkpointing is not implemented by this trainer and does not lower it.")
+	if strings.HasPrefix(n.what, "training") {
+		cp, _ := p.(family.CheckpointingPlan)
+		switch supported := cp != nil && cp.SupportsGradientCheckpointing(); {
+		case s.GradientCheckpointing && !supported:
+			fmt.Fprintf(&b, " --gradient_checkpointing is not implemented by %s and does not lower it.", p.Name())
+		case !s.GradientCheckpointing && supported:
+			b.WriteString(" --gradient_checkpointing would lower it (the blocks' activations are recomputed in the backward pass).")
+		}
 	}
 	return b.String()
 }

@@ -123,7 +123,7 @@ func TestFamilyDefaultResolutionIsTheModelsSampleSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(info.Families) != 1 || info.Families[0].DefaultFlavour != fam.DefaultFlavour {
+	if len(info.Families) != 2 || info.Families[0].Name != "dit" || info.Families[0].DefaultFlavour != fam.DefaultFlavour {
 		t.Fatalf("trainer families %+v, registry %+v", info.Families, fam)
 	}
 	cfg, err := model.Flavour(fam.DefaultFlavour)
@@ -132,5 +132,43 @@ func TestFamilyDefaultResolutionIsTheModelsSampleSize(t *testing.T) {
 	}
 	if fam.DefaultResolution != cfg.SampleSize {
 		t.Errorf("registry default resolution %d, %s's sample size %d", fam.DefaultResolution, fam.DefaultFlavour, cfg.SampleSize)
+	}
+}
+
+// TestMemoryAdviceOnGradientCheckpointing: a job that does not fit is told that
+// --gradient_checkpointing would help when its family implements it and it is off, and
+// that it does nothing when the family does not implement it and it is on.
+func TestMemoryAdviceOnGradientCheckpointing(t *testing.T) {
+	ls := newLatentSetup(t)
+	for _, tc := range []struct {
+		name          string
+		implemented   bool
+		set           bool
+		want, notWant string
+	}{
+		{"implemented, off", true, false, "--gradient_checkpointing would lower it", "not implemented"},
+		{"implemented, on", true, true, "", "--gradient_checkpointing"},
+		{"not implemented, on", false, true, "--gradient_checkpointing is not implemented by latent_toy/a", ""},
+		{"not implemented, off", false, false, "", "--gradient_checkpointing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New(Options{Threads: 1, BLAS: blas.ChoiceAuto, Memory: smallHost(t),
+				Families: mustRegistry(t, latentToy{log: &toyLog{}, huge: true, checkpointing: tc.implemented})})
+			cfg := ls.config("out")
+			cfg["--gradient_checkpointing"] = tc.set
+			raw, _ := json.Marshal(cfg)
+			is, err := r.Validate(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := errorsOf(is)
+			if len(errs) != 1 {
+				t.Fatalf("issues %+v", is)
+			}
+			msg := errs[0].Message
+			if tc.want != "" && !strings.Contains(msg, tc.want) || tc.notWant != "" && strings.Contains(msg, tc.notWant) {
+				t.Errorf("message %q: want %q, not %q", msg, tc.want, tc.notWant)
+			}
+		})
 	}
 }

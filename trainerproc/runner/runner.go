@@ -17,6 +17,7 @@ import (
 	"simpletuner/trainerproc/engine/cpu"
 	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/family/dit"
+	"simpletuner/trainerproc/family/pixart"
 )
 
 // Options configure a Runner. Zero values take the defaults.
@@ -50,11 +51,12 @@ type Options struct {
 	Families *family.Registry
 }
 
-// DefaultFamilies is the registry of the families the bundled trainers train: dit.
+// DefaultFamilies is the registry of the families the bundled trainers train: dit and
+// pixart_sigma.
 func DefaultFamilies() *family.Registry {
-	r, err := family.NewRegistry(dit.Family{})
+	r, err := family.NewRegistry(dit.Family{}, pixart.Family{})
 	if err != nil {
-		panic(err) // one family cannot clash with itself
+		panic(err) // the bundled families have distinct names
 	}
 	return r
 }
@@ -142,6 +144,7 @@ func (r *Runner) Validate(_ context.Context, raw json.RawMessage) ([]plugins.Iss
 			s.Pretrained = dir // the memory check reads the model's own config
 		}
 		out = append(out, r.encoderIssues(s)...)
+		out = append(out, s.forcedIssues()...)
 	}
 	if s != nil && s.DataConfig != nil {
 		dcfg, derr := data.ParseConfig(s.DataConfig, dataDefaults(s))
@@ -187,7 +190,16 @@ func (r *Runner) plan(s *Settings, conditioning bool) (family.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fam.Plan(family.Spec{Flavour: s.Flavour, Pretrained: s.Pretrained, Conditioning: conditioning, CaptionLen: s.TokenizerMaxLength})
+	return fam.Plan(family.Spec{Flavour: s.Flavour, Pretrained: s.Pretrained, Conditioning: conditioning, CaptionLen: s.TokenizerMaxLength,
+		Components: s.Components, Variant: s.Cfg.String(optVariant), BF16Weights: bf16Weights(s.Cfg),
+		GradientCheckpointing: s.GradientCheckpointing, Sampler: s.ValidationSampler})
+}
+
+// bf16Weights reports whether a job holds its trained weights at bf16 precision: a base
+// model loaded at bf16 (--base_model_precision bf16) or the adamw_bf16 optimizer, whose
+// parameters are bf16 in SimpleTuner.
+func bf16Weights(cfg *options.Config) bool {
+	return cfg.String("--base_model_precision") == "bf16" || cfg.String("--optimizer") == "adamw_bf16"
 }
 
 // Run implements kit.Runner.

@@ -36,6 +36,14 @@ type Settings struct {
 	ResolutionType, CacheDirVAE                 string
 	CaptionDropout                              float64
 	TokenizerMaxLength                          int
+	// SNRGamma is --snr_gamma (0: no min-SNR weighting).
+	SNRGamma float64
+	// GradientCheckpointing is --gradient_checkpointing; IKnowWhatIAmDoing lifts the
+	// settings a family forces (family.SettingsForcer).
+	GradientCheckpointing, IKnowWhatIAmDoing bool
+	// Forced are the settings the job's family overrode (already applied to the fields
+	// above), reported as warnings by Validate and when the run starts.
+	Forced []family.Forced
 
 	BatchSize, Accum, MaxSteps, Epochs int
 	Seed                               uint64
@@ -60,8 +68,10 @@ type Settings struct {
 	ValidationSeed                       uint64
 	ValidationPreview                    bool
 	ValidationPreviewSteps               int
-	ValidationMethod, ExternalScript     string
-	ExternalBackground                   bool
+	// ValidationSampler is --validation_noise_scheduler ("" for the family's default).
+	ValidationSampler                string
+	ValidationMethod, ExternalScript string
+	ExternalBackground               bool
 }
 
 // HasValidation reports whether any validation is configured.
@@ -138,7 +148,18 @@ func (r *Runner) ParseSettings(raw json.RawMessage) (*Settings, options.Issues, 
 
 	s.ModelFamily = cfg.String("--model_family")
 	s.Flavour = cfg.String("--model_flavour")
-	s.Pretrained = cfg.String("--pretrained_model_name_or_path")
+	s.Pretrained = cfg.String(optPretrained)
+	if fam, err := r.opts.Families.Get(s.ModelFamily); err == nil && s.Pretrained == "" {
+		if d, ok := fam.(family.PretrainedDefaulter); ok {
+			if repo := d.DefaultPretrained(s.Flavour); repo != "" {
+				// As SimpleTuner does: the flavour names the model. Set in the configuration
+				// too, so that every reader of the option (weights, encoders) sees it.
+				if err := cfg.Set(optPretrained, repo, options.FromDefault); err == nil {
+					s.Pretrained = repo
+				}
+			}
+		}
+	}
 	s.ModelType = cfg.String("--model_type")
 	s.OutputDir = cfg.String("--output_dir")
 	if s.OutputDir == "" {
@@ -156,6 +177,14 @@ func (r *Runner) ParseSettings(raw json.RawMessage) (*Settings, options.Issues, 
 	s.CacheDirVAE = cfg.String("--cache_dir_vae")
 	s.CaptionDropout = getf("--caption_dropout_probability", 0.1)
 	s.TokenizerMaxLength = geti("--tokenizer_max_length", 0)
+	s.SNRGamma = getf("--snr_gamma", 0)
+	s.GradientCheckpointing = cfg.Bool("--gradient_checkpointing")
+	s.IKnowWhatIAmDoing = cfg.Bool("--i_know_what_i_am_doing")
+	if cfg.Bool("--use_ema") {
+		// Refused rather than ignored: a run the user expects to average its weights
+		// would save different weights without saying so.
+		bad("--use_ema", "EMA is not implemented by this trainer: unset --use_ema")
+	}
 
 	s.BatchSize = geti("--train_batch_size", 4)
 	s.Accum = max(1, geti("--gradient_accumulation_steps", 1))
@@ -241,6 +270,7 @@ func (r *Runner) ParseSettings(raw json.RawMessage) (*Settings, options.Issues, 
 	}
 	s.ValidationPreview = cfg.Bool("--validation_preview")
 	s.ValidationPreviewSteps = geti("--validation_preview_steps", 1)
+	s.ValidationSampler = cfg.String("--validation_noise_scheduler")
 	s.ValidationMethod = cfg.String("--validation_method")
 	s.ExternalScript = cfg.String("--validation_external_script")
 	s.ExternalBackground = cfg.Bool("--validation_external_background")
@@ -259,11 +289,16 @@ func (r *Runner) ParseSettings(raw json.RawMessage) (*Settings, options.Issues, 
 // resolutions the model cannot render.
 func (r *Runner) checkModel(s *Settings, bad func(opt, format string, args ...any)) {
 	p, err := r.plan(s, false)
+	if err == nil {
+		s.applyForced(p)
+	}
 	switch {
 	case errors.Is(err, family.ErrUnknownFamily):
 		bad("--model_family", "%v", err)
 	case errors.Is(err, family.ErrUnknownFlavour):
 		bad("--model_flavour", "%v", err)
+	case errors.Is(err, family.ErrUnknownSampler):
+		bad("--validation_noise_scheduler", "%v", err)
 	case err != nil:
 		bad("--pretrained_model_name_or_path", "%v", err)
 	case s.HasValidation() && s.ValidationResolution != "":
@@ -272,6 +307,44 @@ func (r *Runner) checkModel(s *Settings, bad func(opt, format string, args ...an
 		}
 	}
 }
+
+// applyForced applies the settings the plan forces (family.SettingsForcer) to s and
+// records them in s.Forced.
+func (s *Settings) applyForced(p family.Plan) {
+	f, ok := p.(family.SettingsForcer)
+	if !ok {
+		return
+	}
+	s.Forced = f.Force(family.UserSettings{TokenizerMaxLength: s.TokenizerMaxLength, MaxGradNorm: s.MaxGradNorm,
+		IKnowWhatIAmDoing: s.IKnowWhatIAmDoing})
+	for _, fo := range s.Forced {
+		switch v := fo.Value.(type) {
+		case int:
+			if fo.Option == optTokenizerMaxLength {
+				s.TokenizerMaxLength = v
+			}
+		case float64:
+			if fo.Option == optMaxGradNorm {
+				s.MaxGradNorm = v
+			}
+		}
+	}
+}
+
+// forcedIssues are the settings a family forced, as Validate's warnings.
+func (s *Settings) forcedIssues() []plugins.Issue {
+	var out []plugins.Issue
+	for _, f := range s.Forced {
+		out = append(out, plugins.Issue{Option: f.Option, Severity: "warning", Message: f.Message})
+	}
+	return out
+}
+
+// Options a family may force (family.SettingsForcer).
+const (
+	optTokenizerMaxLength = "--tokenizer_max_length"
+	optMaxGradNorm        = "--max_grad_norm"
+)
 
 // toPluginIssues converts registry issues for the Validate RPC (suggestions are dropped).
 func toPluginIssues(is options.Issues) []plugins.Issue {

@@ -93,6 +93,9 @@ func (t *trainer) run(ctx context.Context) error {
 	s := t.s
 	t.ev.job.Emit(plugins.EventNotification, "info", "Training job has started, configuration has begun.",
 		"Training job has started, configuration has begun.", nil)
+	for _, f := range s.Forced { // applied by ParseSettings; said once more where the run's log shows it
+		t.ev.warn("Setting overridden by the model family", f.Message, map[string]any{"option": f.Option, "value": f.Value})
+	}
 	if err := t.resolveWeights(ctx); err != nil { // before anything reads the model's config
 		return err
 	}
@@ -310,7 +313,7 @@ func (t *trainer) loop(ctx context.Context) error {
 	started := time.Now()
 	startStep := t.globalStep
 	params := t.model.Trainable()
-	lossOpts := family.LossOptions{CaptionDropout: s.CaptionDropout}
+	lossOpts := family.LossOptions{CaptionDropout: s.CaptionDropout, SNRGamma: s.SNRGamma}
 	for t.globalStep < t.totalSteps {
 		if err := ctx.Err(); err != nil {
 			return err

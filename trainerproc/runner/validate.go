@@ -66,7 +66,11 @@ func (t *trainer) validateLocal(ctx context.Context, final bool) error {
 		var paths []string
 		for _, r := range res {
 			req := validation.Request{Prompt: p.Text, Negative: s.ValidationNegative, Resolution: r, Steps: s.ValidationSteps,
-				Guidance: s.ValidationGuidance, Seed: s.ValidationSeed, PreviewEvery: s.ValidationPreviewSteps}
+				Guidance: s.ValidationGuidance, Seed: s.ValidationSeed, PreviewEvery: s.ValidationPreviewSteps, Sampler: s.ValidationSampler}
+			var err error
+			if req.PromptEmbeds, req.NegativeEmbeds, err = t.caches.validationEmbeds(p.Text, s.ValidationNegative); err != nil {
+				return fmt.Errorf("validation %q: %w", p.ShortName, err)
+			}
 			if s.ValidationPreview {
 				req.Preview = func(pv validation.Preview) { t.emitPreview(p, r, pv) }
 			}

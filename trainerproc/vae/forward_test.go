@@ -217,5 +217,9 @@ func TestEncodeMemoryWithoutLoading(t *testing.T) {
 		if w != m.WeightBytes() || a != m.EncodeBytes(sz[0], sz[1], sz[2]) {
 			t.Errorf("EncodeMemory%v = %d, %d; the model says %d, %d", sz, w, a, m.WeightBytes(), m.EncodeBytes(sz[0], sz[1], sz[2]))
 		}
+		w, a = DecodeMemory(e, m.Config(), sz[0], sz[1], sz[2])
+		if w != m.WeightBytes() || a != m.DecodeBytes(sz[0], sz[1], sz[2]) {
+			t.Errorf("DecodeMemory%v = %d, %d; the model says %d, %d", sz, w, a, m.WeightBytes(), m.DecodeBytes(sz[0], sz[1], sz[2]))
+		}
 	}
 }

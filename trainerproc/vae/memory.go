@@ -19,9 +19,12 @@ type convWorkspacer interface {
 	ConvWorkspace(p engine.Conv2DParams, backward bool) int64
 }
 
-// newPlan starts a plan for the backend of e.
+// newPlan starts a plan for the backend of e; a nil e counts no kernel scratch.
 func newPlan(e *engine.Engine) *memPlan {
 	p := &memPlan{}
+	if e == nil {
+		return p
+	}
 	p.ws, _ = e.Backend().(engine.Workspacer)
 	p.cws, _ = e.Backend().(convWorkspacer)
 	return p
@@ -128,6 +131,19 @@ func (m *AutoencoderKL) EncodeBytes(n, h, w int) int64 { return encodeBytes(m.e,
 // pixels would take, without loading it: WeightBytes and EncodeBytes of that model. A caller
 // refuses a job with it before any weight is read.
 func EncodeMemory(e *engine.Engine, cfg Config, n, h, w int) (weights, activations int64) {
+	return configWeightBytes(cfg), encodeBytes(e, cfg, n, h, w)
+}
+
+// DecodeMemory is what loading a VAE of cfg on e's backend and decoding n latents of h×w
+// positions would take, without loading it: WeightBytes and DecodeBytes of that model (a
+// latent family's validation sizes its decode with it). A nil e counts no kernel scratch.
+func DecodeMemory(e *engine.Engine, cfg Config, n, h, w int) (weights, activations int64) {
+	return configWeightBytes(cfg), decodeBytes(e, cfg, n, h, w)
+}
+
+// configWeightBytes is WeightBytes of a model of cfg.
+func configWeightBytes(cfg Config) int64 {
+	var weights int64
 	for _, s := range cfg.paramSpecs() {
 		k := int64(elemBytes)
 		for _, d := range s.shape {
@@ -135,7 +151,7 @@ func EncodeMemory(e *engine.Engine, cfg Config, n, h, w int) (weights, activatio
 		}
 		weights += k
 	}
-	return weights, encodeBytes(e, cfg, n, h, w)
+	return weights
 }
 
 func encodeBytes(e *engine.Engine, cfg Config, n, h, w int) int64 {
@@ -177,9 +193,10 @@ func encodeBytes(e *engine.Engine, cfg Config, n, h, w int) int64 {
 
 // DecodeBytes estimates the peak bytes Decode holds for n latents of h×w positions (images
 // of h·f × w·f pixels), like EncodeBytes.
-func (m *AutoencoderKL) DecodeBytes(n, h, w int) int64 {
-	cfg := m.cfg
-	p := newPlan(m.e)
+func (m *AutoencoderKL) DecodeBytes(n, h, w int) int64 { return decodeBytes(m.e, m.cfg, n, h, w) }
+
+func decodeBytes(e *engine.Engine, cfg Config, n, h, w int) int64 {
+	p := newPlan(e)
 	ch := cfg.BlockOutChannels
 	lc := cfg.LatentChannels
 	lat := n * lc * h * w

@@ -27,6 +27,15 @@ type Request struct {
 	// estimate of the clean image at PreviewSteps(Steps, PreviewEvery).
 	PreviewEvery int
 	Preview      func(p Preview)
+	// Sampler is --validation_noise_scheduler ("" for the family's default); the dit
+	// family's sampler is always this package's Euler method.
+	Sampler string
+	// PromptEmbeds and NegativeEmbeds are the text encoder's states of Prompt and Negative,
+	// one caption each, taken from the text-embedding cache for families that train from
+	// it (family.Caches.TextEmbeds): the runner adds the validation prompts and the negative
+	// prompt to that cache with the training captions, so no text encoder is loaded at
+	// validation, as SimpleTuner does. nil for the other families.
+	PromptEmbeds, NegativeEmbeds *data.TextEmbedBatch
 }
 
 // Preview is an intermediate image of a sampling run.
