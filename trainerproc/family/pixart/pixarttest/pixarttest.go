@@ -6,7 +6,8 @@
 // tokenizer of encoderstest. The transformer, scheduler config and model_index.json were
 // written by diffusers' own code (testdata/gen_pipeline.py says how to rerun it). Serve puts
 // the pipeline on a fake Hub as a repo id. ColourPipelineDir is the same pipeline with a VAE
-// whose decode(encode(x)) keeps colours, for tests that read a generated image's colour.
+// whose decode(encode(x)) keeps colours (ColourVAEFactor), for tests that read a generated
+// image's colour.
 package pixarttest
 
 import (
@@ -36,6 +37,8 @@ const (
 	VAEFactor = 4
 	// CaptionChannels is the tiny T5's d_model, the transformer's caption_channels.
 	CaptionChannels = 32
+	// ColourVAEFactor is the colour VAE's downscale factor (ColourPipelineDir).
+	ColourVAEFactor = 8
 	// DefaultT5Seed is the seed PipelineDir draws the T5 weights from.
 	DefaultT5Seed = 14
 )
@@ -87,11 +90,11 @@ func PipelineDirSeed(t testing.TB, t5Seed uint64) string {
 }
 
 // ColourPipelineDir is PipelineDirSeed with vae/ replaced by the colour VAE
-// (testdata/colourvae, constructed by gen_pipeline.py): an AutoencoderKL of the tiny VAE's
-// shape (downscale 4, 4 latent channels) whose latents are the image's RGB averaged over 4×4
-// pixels (and a zero channel), scaling_factor 1, and whose decoder returns them, so
-// decode(encode(x)) keeps x's colours to about 1e-3. The random tiny VAE does not: a test
-// that asks whether generated images have their prompt's colour needs this one.
+// (testdata/colourvae, constructed by gen_pipeline.py): an AutoencoderKL of four levels
+// (downscale 8, 4 latent channels) whose latents are the image's RGB averaged over 8×8
+// pixels (and a zero channel), scaled by its scaling_factor 2, and whose decoder returns
+// them, so decode(encode(x)) keeps x's colours to about 1e-3. The random tiny VAE does not:
+// a test that asks whether generated images have their prompt's colour needs this one.
 func ColourPipelineDir(t testing.TB, t5Seed uint64) string {
 	t.Helper()
 	dir := PipelineDirSeed(t, t5Seed)

@@ -184,19 +184,22 @@ func TestColourVAERoundTrip(t *testing.T) {
 		for y := range h {
 			for xx := range w {
 				v := bg[c]
-				if y >= 8 && y < 24 && xx >= 12 && xx < 36 {
+				if y >= 8 && y < 24 && xx >= 16 && xx < 40 {
 					v = fg[c]
 				}
 				x[(c*h+y)*w+xx] = v
 			}
 		}
 	}
-	roundTrip := func(dir string) float64 {
+	roundTrip := func(dir string, factor int) float64 {
 		m, err := vae.Load(e, filepath.Join(dir, "vae"), vae.LoadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer m.Free()
+		if got := m.Config().Downscale(); got != factor {
+			t.Errorf("%s: VAE downscale %d, want %d", dir, got, factor)
+		}
 		in := e.FromHost(x, 1, 3, h, w)
 		defer in.Free()
 		z, err := m.Latents(in, nil)
@@ -219,10 +222,10 @@ func TestColourVAERoundTrip(t *testing.T) {
 		}
 		return worst
 	}
-	if err := roundTrip(ColourPipelineDir(t, DefaultT5Seed)); err > 2e-3 {
+	if err := roundTrip(ColourPipelineDir(t, DefaultT5Seed), ColourVAEFactor); err > 2e-3 {
 		t.Errorf("colour VAE: decode(encode(x)) differs from x by up to %g", err)
 	}
-	if err := roundTrip(PipelineDir(t)); err < 0.1 {
+	if err := roundTrip(PipelineDir(t), VAEFactor); err < 0.1 {
 		t.Errorf("the random tiny VAE keeps colours too (error %g): the colour VAE is not needed", err)
 	}
 }

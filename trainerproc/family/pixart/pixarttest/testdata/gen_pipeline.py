@@ -45,11 +45,14 @@ Fixtures (tiny/):
   model_index.json          PixArtSigmaPipeline with T5EncoderModel, T5Tokenizer,
       PixArtTransformer2DModel, AutoencoderKL, DPMSolverMultistepScheduler
 
-Fixture colourvae/ (the learning test's VAE; see colour_vae below): an AutoencoderKL of the
-tiny VAE's shape (16, 32, 32 channels, 4 latent channels, downscale 4) but 4 norm groups,
-scaling_factor 1, whose weights are constructed so that its latents are the image's RGB
-(2x2-averaged twice, a fourth channel of zeros) and decode(encode(x)) returns x up to
-about 1e-3: colours survive the round trip, so a test can read a generated image's colour.
+Fixture colourvae/ (the learning test's VAE; see colour_vae below): an AutoencoderKL in the
+tiny VAE's style (16, 32, 32, 32 channels: four levels, downscale 8, 4 latent channels, 4 norm
+groups) whose weights are constructed so that its latents are the image's RGB (averaged over
+8x8 pixels, and a fourth channel of zeros) times scaling_factor 2 (which brings the coloured
+shapes' latents to about unit variance, as a real VAE's scaling factor does), and
+decode(encode(x)) returns x up to about 1e-3: colours survive the round trip, so a test can
+read a generated image's colour. Downscale 8, like the real VAE's, keeps the learning test's
+token grid small (64 px images: 8x8 latents, 16 tokens).
   colourvae/config.json, colourvae/diffusion_pytorch_model.safetensors.gz (F32, gzipped)
 """
 import gzip
@@ -140,12 +143,12 @@ def load(src):
 # The colour VAE's AutoencoderKL arguments.
 COLOUR_VAE = dict(
     refshims.SDXL_VAE_CONFIG,
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
-    block_out_channels=(16, 32, 32),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(16, 32, 32, 32),
     norm_num_groups=4,
     sample_size=64,
-    scaling_factor=1.0,
+    scaling_factor=2.0,
 )
 
 # Anchor magnitude: a GroupNorm group holding [x, -x, A, -A, 0...] has mean 0 and a standard
@@ -200,6 +203,7 @@ def colour_vae(AutoencoderKL):
             return rows, bias
 
         # Encoder: RGB in channels 0-2 (16 wide), kept through the first level.
+        # (Up- and downsamplers are found block by block, so the depth is COLOUR_VAE's.)
         centre(enc.conv_in, copy_rows(16, 3))
         for block in enc.down_blocks:
             for ds in block.downsamplers or []:
@@ -229,7 +233,7 @@ def colour_vae(AutoencoderKL):
         for block in dec.up_blocks:
             for us in block.upsamplers or []:
                 centre(us.conv, copy_rows(32, 32))
-        centre(dec.up_blocks[2].resnets[0].conv_shortcut, copy_rows(16, 32))
+        centre(dec.up_blocks[-1].resnets[0].conv_shortcut, copy_rows(16, 32))
         # conv_norm_out: deviation A/sqrt(2) per group of 4.
         for g in range(3):
             dec.conv_norm_out.weight[4 * g] = ANCHOR / 2 ** 0.5
@@ -242,11 +246,12 @@ def colour_vae(AutoencoderKL):
 
 
 def write_colour_vae(AutoencoderKL, out):
-    """Writes colourvae/ and checks the round trip on coloured shapes."""
+    """Writes colourvae/ and checks the round trip on a coloured rectangle whose edges lie on
+    the 8-pixel grid (within an 8x8 cell the latents hold the mean colour)."""
     model = colour_vae(AutoencoderKL)
     g = torch.Generator().manual_seed(2)
     x = torch.rand(2, 3, 1, 1, generator=g).mul(2).sub(1).repeat(1, 1, 32, 48)
-    x[:, :, 8:24, 12:36] = torch.rand(2, 3, 1, 1, generator=g).mul(2).sub(1)
+    x[:, :, 8:24, 16:40] = torch.rand(2, 3, 1, 1, generator=g).mul(2).sub(1)
     with torch.no_grad():
         z = model.encode(x).latent_dist.mean
         y = model.decode(z).sample
