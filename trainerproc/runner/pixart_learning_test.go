@@ -3,14 +3,12 @@ package runner
 import (
 	"encoding/json"
 	"image"
-	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"simpletuner/plugins"
 	"simpletuner/trainerproc/family/pixart/pixarttest"
-	"simpletuner/trainerproc/validation"
 )
 
 // centreRedness is the mean of R − B (0–255 scale) over the central half of img: positive
@@ -77,29 +75,12 @@ func TestPixArtLearnsColoursFromCaptions(t *testing.T) {
 	}
 	evs := runJob(t, cfg, plugins.StateCompleted)
 
-	ls := losses(t, evs)
-	if len(ls) != steps {
-		t.Fatalf("%d step events, want %d", len(ls), steps)
-	}
-	first, last := meanOf(ls[:20]), meanOf(ls[len(ls)-20:])
-	t.Logf("loss: first 20 steps %.4f → last 20 steps %.4f (%.1f%%)", first, last, 100*last/first)
-	if !(last < first/4) {
-		t.Errorf("loss did not fall to a quarter: %.4f → %.4f", first, last)
-	}
+	lossFell(t, evs, steps, 0.25)
 
 	means := classMeans(t, dataDir)
 	redness := map[string]float64{}
 	for _, class := range []string{"red", "blue"} {
-		p := filepath.Join(out, ValidationDir, validation.FileName(steps, class, validation.Resolution{W: res, H: res}))
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatalf("validation image: %v", err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		img := validationImage(t, out, steps, class, res)
 		s := score(img, means)
 		redness[class] = centreRedness(img)
 		t.Logf("validation image %q: centre R−B %.0f, nearest class mean %q", class, redness[class], s.nearest)
