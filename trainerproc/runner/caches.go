@@ -180,7 +180,10 @@ func (t *trainer) prepareTextEmbeds(ctx context.Context, dcfg *data.Config) erro
 	// The validation prompts and the negative prompt go into one cache (the default
 	// text_embeds dataset's, else the first), as SimpleTuner caches them, so sampling needs
 	// no text encoder.
-	valDir := order[0]
+	var valDir string
+	if len(order) > 0 {
+		valDir = order[0]
+	}
 	if te, ok := dcfg.DefaultTextEmbeds(); ok && te.Type != dl.BackendMemory {
 		if _, used := byDir[te.CacheDir]; used {
 			valDir = te.CacheDir

@@ -7,9 +7,11 @@ import (
 	"image/color"
 	"image/png"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,14 +56,20 @@ func writeDataset(t *testing.T, dir string) {
 	}
 }
 
-// runJob runs cfg on a runner training pixart_sigma and returns its events and final status.
-func runJob(t *testing.T, cfg map[string]any) ([]plugins.Event, plugins.Status) {
+// newRunner is a runner training pixart_sigma.
+func newRunner(t *testing.T) *runner.Runner {
 	t.Helper()
 	reg, err := family.NewRegistry(pixart.Family{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := runner.New(runner.Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: reg})
+	return runner.New(runner.Options{Threads: 2, BLAS: blas.ChoiceAuto, Families: reg})
+}
+
+// runJob runs cfg on a runner training pixart_sigma and returns its events and final status.
+func runJob(t *testing.T, cfg map[string]any) ([]plugins.Event, plugins.Status) {
+	t.Helper()
+	r := newRunner(t)
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +114,30 @@ func TestJobTrainsSamplesAndSaves(t *testing.T) {
 		"--validation_step_interval": 100, "--validation_num_inference_steps": 2, "--validation_resolution": "64",
 		"--validation_guidance": 3.8, "--snr_gamma": 5,
 	}
+	// Validate names the settings PixArt forces, as the trainer's warnings.
+	withLen := maps.Clone(cfg)
+	withLen["--tokenizer_max_length"] = 77
+	raw, err := json.Marshal(withLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := newRunner(t).Validate(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--max_grad_norm", "--tokenizer_max_length"} {
+		if !slices.ContainsFunc(is, func(i plugins.Issue) bool {
+			return i.Option == want && i.Severity == "warning" && i.Origin == plugins.IssueOriginTrainer
+		}) {
+			t.Errorf("Validate did not report the forced %s: %+v", want, is)
+		}
+	}
+	for _, i := range is {
+		if i.Severity == "error" {
+			t.Errorf("Validate: %+v", i)
+		}
+	}
+
 	evs, st := runJob(t, cfg)
 	if st.State != plugins.StateCompleted {
 		t.Fatalf("job ended %q: %s\n%s", st.State, st.Error, lastEvents(evs, 8))

@@ -32,10 +32,6 @@ var (
 	ErrSample = errors.New("pixart: cannot sample")
 )
 
-// predictionType is what the transformer predicts: SimpleTuner trains PixArt-Σ on ε
-// whatever the scheduler config says.
-const predictionType = "epsilon"
-
 // Model is an allocated pixart_sigma model: the transformer being trained, the frozen VAE
 // its validation decodes with, and the pipeline's DDPM schedule. It is used by one
 // goroutine at a time.
@@ -91,7 +87,9 @@ func (x *Model) Free() {
 // shape, and one uniform draw per sample for caption dropout (a dropped sample's caption
 // states and mask become the empty caption's). x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε; the loss is the
 // mean squared error of the prediction's first 4 channels (the learned-variance half is
-// ignored) against ε, each sample's mean weighted by min(SNR, γ)/SNR when o.SNRGamma > 0.
+// ignored) against ε — PixArt's prediction type is ε in SimpleTuner — each sample's mean
+// weighted by min(SNR, γ)/SNR when o.SNRGamma > 0 (÷ (SNR+1) when the scheduler config says
+// v_prediction, as SimpleTuner's divisor reads it there).
 func (x *Model) Loss(b *data.Batch, rng *engine.RNG, o family.LossOptions) (*engine.Tensor, error) {
 	ts, eps, drop, err := x.draw(b, rng)
 	if err != nil {
@@ -164,7 +162,8 @@ func (x *Model) loss(b *data.Batch, ts []int, eps, drop []float32, o family.Loss
 		tf[i] = float32(t)
 		w[i] = 1
 		if o.SNRGamma > 0 {
-			w[i] = float32(diffusion.MinSNRWeight(x.sched.SNR(t), o.SNRGamma, predictionType))
+			// SimpleTuner's divisor follows the scheduler config's prediction_type.
+			w[i] = float32(diffusion.MinSNRWeight(x.sched.SNR(t), o.SNRGamma, x.sched.PredictionType()))
 		}
 	}
 	hidden, mask := captionStates(b, drop, o.CaptionDropout)
@@ -526,17 +525,42 @@ func (x *Model) RestoreWeights(l *checkpoint.Loaded) error {
 	return nil
 }
 
-// storedDTypes reads the dtypes of the transformer's weight files in dir (the variant's
-// files when they exist, as model.LoadTransformer picks them).
-func storedDTypes(dir, variant string) (map[string]safetensors.DType, error) {
+// Weight file names of a diffusers component for a variant v: diffusers puts the variant
+// before ".safetensors" in a single file and before ".json" in a sharded index.
+func variantWeights(v string) (single, index string) {
 	base := strings.TrimSuffix(model.TransformerWeights, ".safetensors")
+	if v == "" {
+		return model.TransformerWeights, model.TransformerWeights + ".index.json"
+	}
+	return base + "." + v + ".safetensors", model.TransformerWeights + ".index." + v + ".json"
+}
+
+// transformerVariant is the variant the transformer in dir is loaded with: variant when
+// dir holds its files, else "" (the plain weights, as the Hub client falls back for a
+// component without that variant).
+func transformerVariant(dir, variant string) string {
+	if variant == "" {
+		return ""
+	}
+	single, index := variantWeights(variant)
+	for _, f := range []string{single, index} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return variant
+		}
+	}
+	return ""
+}
+
+// storedDTypes reads the dtypes of the transformer's weight files in dir for variant
+// (transformerVariant's), as model.LoadTransformer opens them.
+func storedDTypes(dir, variant string) (map[string]safetensors.DType, error) {
+	single, index := variantWeights(variant)
 	var ck safetensors.Checkpoint
 	var err error
-	if variant != "" {
-		ck, err = safetensors.OpenCheckpoint(dir, base+"."+variant, safetensors.ShardOptions{})
-	}
-	if variant == "" || errors.Is(err, os.ErrNotExist) {
-		ck, err = safetensors.OpenCheckpoint(dir, base, safetensors.ShardOptions{})
+	if _, serr := os.Stat(filepath.Join(dir, single)); serr == nil {
+		ck, err = safetensors.Open(filepath.Join(dir, single))
+	} else {
+		ck, err = safetensors.OpenSharded(filepath.Join(dir, index), safetensors.ShardOptions{})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pixart: transformer weights: %w", err)

@@ -194,27 +194,20 @@ var (
 	_ family.CheckpointingPlan   = (*plan)(nil)
 )
 
-// transformerDir is the transformer folder: the override, else the pipeline's.
-func (p *plan) transformerDir() string {
-	if d := p.spec.Components[transformerDir]; d != "" {
+// componentDir is a pipeline component's folder: the run's override of it, else the
+// pipeline's ("" without either).
+func (p *plan) componentDir(name string) string {
+	if d := p.spec.Components[name]; d != "" {
 		return d
 	}
 	if p.spec.Pretrained == "" {
 		return ""
 	}
-	return filepath.Join(p.spec.Pretrained, transformerDir)
+	return filepath.Join(p.spec.Pretrained, name)
 }
 
-// vaeDir is the pipeline's VAE folder ("" without a pipeline).
-func (p *plan) vaeDir() string {
-	if d := p.spec.Components[vaeDir]; d != "" {
-		return d
-	}
-	if p.spec.Pretrained == "" {
-		return ""
-	}
-	return filepath.Join(p.spec.Pretrained, vaeDir)
-}
+func (p *plan) transformerDir() string { return p.componentDir(transformerDir) }
+func (p *plan) vaeDir() string         { return p.componentDir(vaeDir) }
 
 func (p *plan) Name() string    { return Name + "/" + p.flavour }
 func (p *plan) Flavour() string { return p.flavour }
@@ -339,7 +332,8 @@ func (p *plan) Build(e *engine.Engine, seed uint64) (family.Model, bool, error) 
 		return nil, false, fmt.Errorf("%w: %w", ErrPipeline, err)
 	}
 	tdir := p.transformerDir()
-	tm, err := model.LoadTransformer(e, tdir, p.spec.Variant)
+	variant := transformerVariant(tdir, p.spec.Variant)
+	tm, err := model.LoadTransformer(e, tdir, variant)
 	if err != nil {
 		return nil, false, err
 	}
@@ -355,7 +349,7 @@ func (p *plan) Build(e *engine.Engine, seed uint64) (family.Model, bool, error) 
 		}
 	}
 	tm.SetGradientCheckpointing(p.spec.GradientCheckpointing)
-	dtypes, err := storedDTypes(tdir, p.spec.Variant)
+	dtypes, err := storedDTypes(tdir, variant)
 	if err != nil {
 		return nil, false, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"simpletuner/trainerproc/checkpoint"
@@ -552,5 +553,111 @@ func TestMemoryEstimates(t *testing.T) {
 	}
 	if s.Weights <= 0 || s.Activations <= 0 || s.Gradients != 0 {
 		t.Errorf("sampling %v", s)
+	}
+}
+
+// TestAdaptersTrain: LoRA on the PixArt transformer's attention projections trains only
+// the adapters, and the loss's graph reaches them.
+func TestAdaptersTrain(t *testing.T) {
+	dir := pixarttest.PipelineDir(t)
+	m, e := build(t, dir, family.Spec{})
+	if err := m.AttachAdapters(family.AdapterConfig{Type: "standard", Rank: 2, Alpha: 2, Dropout: 0.1, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if !m.HasAdapters() || len(m.Trainable()) == 0 {
+		t.Fatalf("adapters %v, %d trainable", m.HasAdapters(), len(m.Trainable()))
+	}
+	for _, p := range m.Trainable() {
+		if !strings.Contains(p.Name, "lora") {
+			t.Errorf("trainable %s is not an adapter", p.Name)
+		}
+	}
+	loss, err := m.Loss(batch(2, 8, 8, 4, 3, 6), engine.NewRNG(9), family.LossOptions{CaptionDropout: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	loss.Free()
+	got := 0
+	for _, p := range m.Trainable() {
+		if p.Grad() != nil {
+			got++
+		}
+	}
+	if got == 0 {
+		t.Error("no adapter got a gradient")
+	}
+	ts, err := m.AdapterTensors()
+	if err != nil || len(ts) == 0 {
+		t.Errorf("AdapterTensors: %d, %v", len(ts), err)
+	}
+}
+
+// TestTutorialEstimate logs the estimate of the tutorial's run (900M at 1024², batch 2,
+// adamw_bf16's slots, gradient checkpointing) and holds it to the model-families sizing:
+// weights ≈ 3.6 GB in float32 (908 M), activations far below the uncheckpointed step's.
+func TestTutorialEstimate(t *testing.T) {
+	shape := family.TrainShape{Batch: 2, Width: 1024, Height: 1024, OptimizerSlots: 3, Accumulation: 2}
+	est := func(ckpt bool) family.Memory {
+		p, err := pixart.Family{}.Plan(family.Spec{GradientCheckpointing: ckpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := p.TrainingMemory(shape, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	on, off := est(true), est(false)
+	t.Logf("900M, 1024², batch 2: with checkpointing %v; without %v", on, off)
+	if on.Weights < 3_600_000_000 || on.Weights > 4_100_000_000 || on.Activations*4 > off.Activations {
+		t.Errorf("estimate with checkpointing %v, without %v", on, off)
+	}
+}
+
+// TestVariant: --variant loads the transformer's variant files when the folder has them,
+// and its plain weights when it has not (as the Hub client falls back); checkpoints keep the
+// loaded file's dtypes either way.
+func TestVariant(t *testing.T) {
+	dir := pixarttest.PipelineDir(t)
+	m, _ := build(t, dir, family.Spec{Variant: "fp16"}) // no fp16 files: plain weights
+	if _, _, err := m.CheckpointWeights(); err != nil {
+		t.Fatal(err)
+	}
+	tr := filepath.Join(dir, "transformer")
+	if err := os.Rename(filepath.Join(tr, "diffusion_pytorch_model.safetensors"), filepath.Join(tr, "diffusion_pytorch_model.fp16.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	build(t, dir, family.Spec{Variant: "fp16"})
+	p, err := pixart.Family{}.Plan(family.Spec{Pretrained: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Build(encoderstest.NewEngine(t), 1); err == nil {
+		t.Error("built without --variant from a folder holding only fp16 weights")
+	}
+}
+
+// TestTransformerOverride: the transformer comes from the override folder
+// (--pretrained_transformer_model_name_or_path), the rest from the pipeline.
+func TestTransformerOverride(t *testing.T) {
+	dir := pixarttest.PipelineDir(t)
+	other := filepath.Join(t.TempDir(), "transformer")
+	if err := os.Rename(filepath.Join(dir, "transformer"), other); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := build(t, dir, family.Spec{Components: map[string]string{"transformer": other}})
+	if m.Transformer().Config().NumLayers != 2 {
+		t.Errorf("override config %+v", m.Transformer().Config())
+	}
+	p, err := pixart.Family{}.Plan(family.Spec{Pretrained: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Build(encoderstest.NewEngine(t), 1); err == nil {
+		t.Error("built from a pipeline without its transformer and no override")
 	}
 }
