@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"simpletuner/trainerproc/family/pixart/pixarttest"
+	"simpletuner/trainerproc/safetensors"
 )
 
 // The tutorial's section "例: PixArt Sigma 900Mフルファインチューン", steps 1 to 7, as its
@@ -392,6 +393,7 @@ func TestTutorialPixArtSigma(t *testing.T) {
 			t.Errorf("the finished run saved no %s: %v", f, err)
 		}
 	}
+	pixartSameTensors(t, filepath.Join(out1, "transformer", "diffusion_pytorch_model.safetensors"))
 	if pngs := pixartPNGs(t, out1); len(pngs) < 2 {
 		t.Errorf("validation images after the resumed run: %v", pngs)
 	}
@@ -451,6 +453,35 @@ func pixartCheckFirstRun(t *testing.T, evs []pixartEvent, out string) int64 {
 		t.Fatalf("stop checkpoint: %v", err)
 	}
 	return ckptStep
+}
+
+// pixartSameTensors checks that the saved transformer has exactly the base's tensor names,
+// shapes and dtypes (bf16, as the served checkpoint stores them).
+func pixartSameTensors(t *testing.T, saved string) {
+	t.Helper()
+	header := func(path string) map[string]string {
+		f, err := safetensors.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		out := map[string]string{}
+		for _, n := range f.Names() {
+			info, _ := f.Info(n)
+			out[n] = fmt.Sprint(info.DType, info.Shape)
+		}
+		return out
+	}
+	base := header(filepath.Join(pixarttest.PipelineDir(t), "transformer", "diffusion_pytorch_model.safetensors"))
+	got := header(saved)
+	if len(got) != len(base) {
+		t.Errorf("the saved transformer has %d tensors, the base %d", len(got), len(base))
+	}
+	for n, want := range base {
+		if got[n] != want {
+			t.Errorf("saved %s is %q, the base's %q", n, got[n], want)
+		}
+	}
 }
 
 // pixartPNGs lists the valid PNG files under out/validation_images.
