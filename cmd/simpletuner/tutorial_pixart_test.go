@@ -300,6 +300,9 @@ func pixartStatusOf(t *testing.T, home, script string) (status, jobID string, st
 // (the merged config carries --resume_from_checkpoint latest) continues from its step to the
 // end, which saves the model in the diffusers layout.
 func TestTutorialPixArtSigma(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the trainer and trains for 160 steps")
+	}
 	needTools(t)
 	trainer := buildRealTrainer(t)
 	hub, _ := pixarttest.Serve(t)
