@@ -24,7 +24,7 @@ build: ## build bin/simpletuner and bin/simpletuner-trainer
 run: build ## run the daemon on embedded defaults (port 8001); pass flags with ARGS="..."
 	$(BIN)/simpletuner server $(ARGS)
 
-test: lint openapi-lint ## vet, format check, the OpenAPI lint and the whole test suite
+test: lint openapi-lint tutorial-deps ## vet, format check, the OpenAPI lint and the whole test suite
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 test-short: ## the test suite without the slow tests
@@ -37,6 +37,15 @@ RACE_PKGS ?= ./supervisor/events/ ./supervisor/jobs/ ./supervisor/auth/ ./store/
 .PHONY: test-race race-deps
 test-race: race-deps ## the concurrent packages (events, jobs, auth, store, webhooks) under go test -race
 	CGO_ENABLED=1 $(GO) test -race $(GOTEST_FLAGS) $(RACE_PKGS)
+
+# The tutorial tests run the tutorial's own shell commands (cmd/simpletuner's
+# TestTutorialPixArtSigma), so they need curl and jq.
+.PHONY: tutorial-deps
+tutorial-deps: ## install curl and jq (Debian) unless both are there: the tutorial tests run the tutorial's commands
+	@if ! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y curl jq; \
+	fi
 
 race-deps: ## install gcc (Debian) unless a C compiler is there: -race needs cgo
 	@if ! command -v "$$($(GO) env CC)" >/dev/null 2>&1; then \

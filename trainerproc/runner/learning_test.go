@@ -117,6 +117,50 @@ func classMeans(t testing.TB, dir string) map[string][]float64 {
 	return means
 }
 
+// checkValidationClasses checks that the final validation image (step, res×res) of each
+// prompt of the library {"red": …, "blue": …} in out is recognisably its class.
+func checkValidationClasses(t *testing.T, out string, step, res int, means map[string][]float64) {
+	t.Helper()
+	for _, class := range []string{"red", "blue"} {
+		s := score(validationImage(t, out, step, class, res), means)
+		t.Logf("validation image %q: red %.2f blue %.2f nearest class mean %q", class, s.red, s.blue, s.nearest)
+		if !s.matches(class) {
+			t.Errorf("validation image for %q does not match its class: %+v", class, s)
+		}
+	}
+}
+
+// validationImage reads the validation image of prompt shortName at step (res×res) in out.
+func validationImage(t *testing.T, out string, step int, shortName string, res int) image.Image {
+	t.Helper()
+	p := filepath.Join(out, ValidationDir, validation.FileName(step, shortName, validation.Resolution{W: res, H: res}))
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatalf("validation image: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("validation image %s: %v", p, err)
+	}
+	return img
+}
+
+// lossFell checks that a run logged steps losses and that the mean of its last 20 is below
+// fraction × the mean of its first 20.
+func lossFell(t *testing.T, evs []plugins.Event, steps int, fraction float64) {
+	t.Helper()
+	ls := losses(t, evs)
+	if len(ls) != steps {
+		t.Fatalf("%d step events, want %d", len(ls), steps)
+	}
+	first, last := meanOf(ls[:20]), meanOf(ls[len(ls)-20:])
+	t.Logf("loss: first 20 steps %.4f → last 20 steps %.4f (%.1f%%)", first, last, 100*last/first)
+	if !(last < fraction*first) {
+		t.Errorf("loss did not fall below %.0f%%: %.4f → %.4f", 100*fraction, first, last)
+	}
+}
+
 func meanOf(v []float64) float64 {
 	s := 0.0
 	for _, x := range v {
@@ -154,35 +198,11 @@ func TestLearnsTwoCaptionedClasses(t *testing.T) {
 	cfg["--validation_seed"] = 11
 	evs := runJob(t, cfg, plugins.StateCompleted)
 
-	ls := losses(t, evs)
-	if len(ls) != steps {
-		t.Fatalf("%d step events, want %d", len(ls), steps)
-	}
-	first, last := meanOf(ls[:20]), meanOf(ls[len(ls)-20:])
-	t.Logf("loss: first 20 steps %.4f → last 20 steps %.4f (%.1f%%)", first, last, 100*last/first)
-	if !(last < first/2) {
-		t.Errorf("loss did not fall by more than half: %.4f → %.4f", first, last)
-	}
+	lossFell(t, evs, steps, 0.5)
 
 	means := classMeans(t, dataDir)
 	// The run's own final validation images.
-	for _, class := range []string{"red", "blue"} {
-		p := filepath.Join(out, ValidationDir, validation.FileName(steps, class, validation.Resolution{W: 16, H: 16}))
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatalf("validation image: %v", err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := score(img, means)
-		t.Logf("validation image %q: red %.2f blue %.2f nearest class mean %q", class, s.red, s.blue, s.nearest)
-		if !s.matches(class) {
-			t.Errorf("validation image for %q does not match its class: %+v", class, s)
-		}
-	}
+	checkValidationClasses(t, out, steps, 16, means)
 	// Previews: the seed cadence for 20 steps every 4, per prompt, as data-URI PNGs.
 	var previewSteps []int
 	for _, e := range eventsOf(evs, "validation.image") {

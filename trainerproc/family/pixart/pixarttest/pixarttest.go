@@ -5,10 +5,15 @@
 // DPMSolverMultistep, linear 1e-4 → 0.02, epsilon), and the VAE, T5 text encoder and
 // tokenizer of encoderstest. The transformer, scheduler config and model_index.json were
 // written by diffusers' own code (testdata/gen_pipeline.py says how to rerun it). Serve puts
-// the pipeline on a fake Hub as a repo id.
+// the pipeline on a fake Hub as a repo id. ColourPipelineDir is the same pipeline with a VAE
+// whose decode(encode(x)) keeps colours (ColourVAEFactor), for tests that read a generated
+// image's colour.
 package pixarttest
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -32,6 +37,8 @@ const (
 	VAEFactor = 4
 	// CaptionChannels is the tiny T5's d_model, the transformer's caption_channels.
 	CaptionChannels = 32
+	// ColourVAEFactor is the colour VAE's downscale factor (ColourPipelineDir).
+	ColourVAEFactor = 8
 	// DefaultT5Seed is the seed PipelineDir draws the T5 weights from.
 	DefaultT5Seed = 14
 )
@@ -77,6 +84,48 @@ func PipelineDirSeed(t testing.TB, t5Seed uint64) string {
 		return os.WriteFile(dst, b, 0o644)
 	})
 	if err != nil {
+		t.Fatalf("pixarttest: %v", err)
+	}
+	return dir
+}
+
+// ColourPipelineDir is PipelineDirSeed with vae/ replaced by the colour VAE
+// (testdata/colourvae, constructed by gen_pipeline.py): an AutoencoderKL of four levels
+// (downscale 8, 4 latent channels) whose latents are the image's RGB averaged over 8×8
+// pixels (and a zero channel), scaled by its scaling_factor 2, and whose decoder returns
+// them, so decode(encode(x)) keeps x's colours to about 1e-3. The random tiny VAE does not:
+// a test that asks whether generated images have their prompt's colour needs this one.
+func ColourPipelineDir(t testing.TB, t5Seed uint64) string {
+	t.Helper()
+	dir := PipelineDirSeed(t, t5Seed)
+	vae := filepath.Join(dir, "vae")
+	if err := os.RemoveAll(vae); err != nil {
+		t.Fatalf("pixarttest: %v", err)
+	}
+	if err := os.MkdirAll(vae, 0o755); err != nil {
+		t.Fatalf("pixarttest: %v", err)
+	}
+	src := filepath.Join(testdata(), "colourvae")
+	cfg, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatalf("pixarttest: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(vae, "config.json"), cfg, 0o644); err != nil {
+		t.Fatalf("pixarttest: %v", err)
+	}
+	gz, err := os.ReadFile(filepath.Join(src, "diffusion_pytorch_model.safetensors.gz"))
+	if err != nil {
+		t.Fatalf("pixarttest: %v", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatalf("pixarttest: colour VAE weights: %v", err)
+	}
+	weights, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("pixarttest: colour VAE weights: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(vae, "diffusion_pytorch_model.safetensors"), weights, 0o644); err != nil {
 		t.Fatalf("pixarttest: %v", err)
 	}
 	return dir

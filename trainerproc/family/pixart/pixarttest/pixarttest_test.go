@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"simpletuner/trainerproc/family/encoders/encoderstest"
 	"simpletuner/trainerproc/hfhub"
 	"simpletuner/trainerproc/safetensors"
+	"simpletuner/trainerproc/vae"
 )
 
 func readJSON(t *testing.T, path string) map[string]any {
@@ -108,22 +112,10 @@ func TestPipelineLayout(t *testing.T) {
 			t.Errorf("no tensor %s", name)
 			continue
 		}
-		if !equalInts(info.Shape, shape) {
+		if !slices.Equal(info.Shape, shape) {
 			t.Errorf("%s shape %v, want %v", name, info.Shape, shape)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestPipelineDirDeterministic checks that two calls give byte-identical files (the tests that
@@ -177,5 +169,63 @@ func TestServe(t *testing.T) {
 		if err != nil || !bytes.Equal(x, y) {
 			t.Errorf("%s not downloaded as served (%v)", f, err)
 		}
+	}
+}
+
+// TestColourVAERoundTrip loads the colour pipeline's VAE with trainerproc/vae and checks that
+// a coloured shape on another colour comes back from decode(encode(x)) with its colours,
+// where the random tiny VAE's round trip does not keep them.
+func TestColourVAERoundTrip(t *testing.T) {
+	e := encoderstest.NewEngine(t)
+	const h, w = 32, 48
+	x := make([]float32, 3*h*w)
+	fg, bg := [3]float32{0.8, -0.7, -0.6}, [3]float32{0, 0.1, 0.2}
+	for c := range 3 {
+		for y := range h {
+			for xx := range w {
+				v := bg[c]
+				if y >= 8 && y < 24 && xx >= 16 && xx < 40 {
+					v = fg[c]
+				}
+				x[(c*h+y)*w+xx] = v
+			}
+		}
+	}
+	roundTrip := func(dir string, factor int) float64 {
+		m, err := vae.Load(e, filepath.Join(dir, "vae"), vae.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Free()
+		if got := m.Config().Downscale(); got != factor {
+			t.Errorf("%s: VAE downscale %d, want %d", dir, got, factor)
+		}
+		in := e.FromHost(x, 1, 3, h, w)
+		defer in.Free()
+		z, err := m.Latents(in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer z.Free()
+		out, err := m.Decode(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Free()
+		y, err := out.ToHost()
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for i := range y {
+			worst = max(worst, math.Abs(float64(y[i]-x[i])))
+		}
+		return worst
+	}
+	if err := roundTrip(ColourPipelineDir(t, DefaultT5Seed), ColourVAEFactor); err > 2e-3 {
+		t.Errorf("colour VAE: decode(encode(x)) differs from x by up to %g", err)
+	}
+	if err := roundTrip(PipelineDir(t), VAEFactor); err < 0.1 {
+		t.Errorf("the random tiny VAE keeps colours too (error %g): the colour VAE is not needed", err)
 	}
 }

@@ -14,14 +14,16 @@ pyenv/venv python):
         --diffusers-src /tmp/diffusers-src
 
 It rewrites tiny/model_index.json, tiny/scheduler/scheduler_config.json,
-tiny/transformer/config.json and tiny/transformer/diffusion_pytorch_model.safetensors byte for
-byte (fixed seed, one thread, tensors in name order); `git diff --stat` after a rerun shows
-nothing. --out DIR writes elsewhere.
+tiny/transformer/config.json, tiny/transformer/diffusion_pytorch_model.safetensors,
+colourvae/config.json and colourvae/diffusion_pytorch_model.safetensors.gz byte for byte
+(fixed seed, one thread, tensors in name order, gzip without a timestamp); `git diff --stat`
+after a rerun shows nothing. --out DIR writes elsewhere (tiny/ and colourvae/ under it).
 
 Reference used for the committed files: diffusers commit 58eb52c0803ea9af3abec60841c2a093bdf1f951
 (0.40.0.dev0), models/transformers/pixart_transformer_2d.py with models/{attention,
-attention_processor,embeddings,normalization,activations,modeling_outputs}.py and
-schedulers/scheduling_dpmsolver_multistep.py, unmodified; torch 1.13.0a0 (Debian python3-torch),
+attention_processor,embeddings,normalization,activations,modeling_outputs}.py,
+schedulers/scheduling_dpmsolver_multistep.py and models/autoencoders/{autoencoder_kl,vae}.py
+with models/unets/unet_2d_blocks.py, models/{resnet,downsampling,upsampling}.py, unmodified; torch 1.13.0a0 (Debian python3-torch),
 numpy 1.24.2, python 3.11.2.
 
 Shims: scripts/golden/refshims.py's DIFFUSERS_SHIMS, plus (here) a passthrough __init__ for
@@ -42,7 +44,18 @@ Fixtures (tiny/):
       linear 1e-4 -> 0.02, epsilon
   model_index.json          PixArtSigmaPipeline with T5EncoderModel, T5Tokenizer,
       PixArtTransformer2DModel, AutoencoderKL, DPMSolverMultistepScheduler
+
+Fixture colourvae/ (the learning test's VAE; see colour_vae below): an AutoencoderKL in the
+tiny VAE's style (16, 32, 32, 32 channels: four levels, downscale 8, 4 latent channels, 4 norm
+groups) whose weights are constructed so that its latents are the image's RGB (averaged over
+8x8 pixels, and a fourth channel of zeros) times scaling_factor 2 (which brings the coloured
+shapes' latents to about unit variance, as a real VAE's scaling factor does), and
+decode(encode(x)) returns x up to about 1e-3: colours survive the round trip, so a test can
+read a generated image's colour. Downscale 8, like the real VAE's, keeps the learning test's
+token grid small (64 px images: 8x8 latents, 16 tokens).
+  colourvae/config.json, colourvae/diffusion_pytorch_model.safetensors.gz (F32, gzipped)
 """
+import gzip
 import json
 import os
 import sys
@@ -104,8 +117,8 @@ EXTRA_SHIMS = {
 
 
 def load(src):
-    """Imports the reference classes behind the shims; returns (transformer, scheduler,
-    ConfigMixin, register_to_config)."""
+    """Imports the reference classes behind the shims; returns (PixArtTransformer2DModel,
+    DPMSolverMultistepScheduler, ConfigMixin, AutoencoderKL)."""
     src = os.path.abspath(src)
     for sub in (("src", "diffusers"), ("diffusers",)):
         if os.path.isdir(os.path.join(src, *sub)):
@@ -123,7 +136,140 @@ def load(src):
     from diffusers.configuration_utils import ConfigMixin
     from diffusers.models.transformers.pixart_transformer_2d import PixArtTransformer2DModel
     from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
-    return PixArtTransformer2DModel, DPMSolverMultistepScheduler, ConfigMixin
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    return PixArtTransformer2DModel, DPMSolverMultistepScheduler, ConfigMixin, AutoencoderKL
+
+
+# The colour VAE's AutoencoderKL arguments.
+COLOUR_VAE = dict(
+    refshims.SDXL_VAE_CONFIG,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(16, 32, 32, 32),
+    norm_num_groups=4,
+    sample_size=64,
+    scaling_factor=2.0,
+)
+
+# Anchor magnitude: a GroupNorm group holding [x, -x, A, -A, 0...] has mean 0 and a standard
+# deviation of A·sqrt(2/n)·(1 + O(x²/A²)), so it passes x through, scaled, to 1e-4.
+ANCHOR = 100.0
+# Offset of the kept channels before each SiLU, where SiLU(u) = u to 1e-4 (u ≥ 11).
+LIFT = 12.0
+
+
+def colour_vae(AutoencoderKL):
+    """An AutoencoderKL whose latents are the image's colours and whose decoder gives them back.
+
+    Every resnet's conv2 and every attention's to_out are zero, so those blocks pass their
+    input through (their residual or 1x1 shortcut); convolutions copy channels at their centre
+    tap; the encoder's downsamplers average each 2x2 window. The two GroupNorms outside a
+    residual branch (each side's conv_norm_out) see groups laid out [x, -x, A, -A, 0...]: mean
+    0 and a deviation set by the anchors A, so the colour x passes through scaled by a known
+    constant, which the norm's weight undoes; its bias lifts x to where SiLU is the identity
+    and the next convolution's bias takes the lift off. The posterior's log-variance is -30
+    (the clamp), so sampling adds nothing visible."""
+    model = AutoencoderKL(**COLOUR_VAE).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        enc, dec = model.encoder, model.decoder
+
+        def centre(conv, rows, bias=None):
+            # conv.weight[o, i, k/2, k/2] = rows[o][i]
+            k = conv.weight.shape[-1] // 2
+            for o, row in enumerate(rows):
+                for i, w in enumerate(row):
+                    conv.weight[o, i, k, k] = w
+            if bias is not None:
+                conv.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+
+        def copy_rows(n_out, n_in):
+            return [[1.0 if i == o else 0.0 for i in range(n_in)] for o in range(n_out)]
+
+        def anchored(n_ch, per_group, sources):
+            # The 1x1 map from n_src colour channels to groups [x, -x, A, -A, 0...], one group
+            # per source, then groups of anchors only: (rows, bias).
+            n_src = len(sources)
+            rows = [[0.0] * n_src for _ in range(n_ch)]
+            bias = [0.0] * n_ch
+            for g in range(n_ch // per_group):
+                base = g * per_group
+                if g < n_src:
+                    rows[base][g], rows[base + 1][g] = 1.0, -1.0
+                else:
+                    bias[base], bias[base + 1] = ANCHOR, -ANCHOR
+                bias[base + 2], bias[base + 3] = ANCHOR, -ANCHOR
+            return rows, bias
+
+        # Encoder: RGB in channels 0-2 (16 wide), kept through the first level.
+        # (Up- and downsamplers are found block by block, so the depth is COLOUR_VAE's.)
+        centre(enc.conv_in, copy_rows(16, 3))
+        for block in enc.down_blocks:
+            for ds in block.downsamplers or []:
+                for c in range(ds.conv.weight.shape[0]):
+                    ds.conv.weight[c, c, 0:2, 0:2] = 0.25
+        # The second level's first resnet widens 16 -> 32 through its 1x1 shortcut: there the
+        # colours take the [x, -x, A, -A, 0...] layout of groups of 8.
+        rows, bias = anchored(32, 8, [0, 1, 2])
+        sc = enc.down_blocks[1].resnets[0].conv_shortcut
+        centre(sc, [r + [0.0] * 13 for r in rows], bias)
+        # conv_norm_out: deviation A/2 per group of 8; weight A/2 restores x, bias lifts it.
+        for g in range(3):
+            enc.conv_norm_out.weight[8 * g] = ANCHOR / 2
+            enc.conv_norm_out.bias[8 * g] = LIFT
+        # conv_out: means = the colours (lift removed), log-variances -30; quant_conv copies.
+        rows = [[0.0] * 32 for _ in range(8)]
+        for c in range(3):
+            rows[c][8 * c] = 1.0
+        centre(enc.conv_out, rows, [-LIFT] * 3 + [0.0] + [-30.0] * 4)
+        centre(model.quant_conv, copy_rows(8, 8))
+
+        # Decoder: post_quant_conv copies; conv_in lays the colours out for the last norm's
+        # groups of 4 (16 channels), kept in channels 0-15 of 32 and through the upsamplers.
+        centre(model.post_quant_conv, copy_rows(4, 4))
+        rows, bias = anchored(16, 4, [0, 1, 2])
+        centre(dec.conv_in, [r + [0.0] for r in rows] + [[0.0] * 4] * 16, bias + [0.0] * 16)
+        for block in dec.up_blocks:
+            for us in block.upsamplers or []:
+                centre(us.conv, copy_rows(32, 32))
+        centre(dec.up_blocks[-1].resnets[0].conv_shortcut, copy_rows(16, 32))
+        # conv_norm_out: deviation A/sqrt(2) per group of 4.
+        for g in range(3):
+            dec.conv_norm_out.weight[4 * g] = ANCHOR / 2 ** 0.5
+            dec.conv_norm_out.bias[4 * g] = LIFT
+        rows = [[0.0] * 16 for _ in range(3)]
+        for c in range(3):
+            rows[c][4 * c] = 1.0
+        centre(dec.conv_out, rows, [-LIFT] * 3)
+    return model
+
+
+def write_colour_vae(AutoencoderKL, out):
+    """Writes colourvae/ and checks the round trip on a coloured rectangle whose edges lie on
+    the 8-pixel grid (within an 8x8 cell the latents hold the mean colour)."""
+    model = colour_vae(AutoencoderKL)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 1, 1, generator=g).mul(2).sub(1).repeat(1, 1, 32, 48)
+    x[:, :, 8:24, 16:40] = torch.rand(2, 3, 1, 1, generator=g).mul(2).sub(1)
+    with torch.no_grad():
+        z = model.encode(x).latent_dist.mean
+        y = model.decode(z).sample
+    err = float((y - x).abs().max())
+    if err > 2e-3:
+        raise RuntimeError("colour VAE round trip error %g" % err)
+    tensors = {name: ("F32", p.detach().numpy()) for name, p in model.state_dict().items()}
+    d = os.path.join(out, "colourvae")
+    os.makedirs(d, exist_ok=True)
+    stio.write(os.path.join(d, "diffusion_pytorch_model.safetensors"), tensors)
+    path = os.path.join(d, "diffusion_pytorch_model.safetensors")
+    with open(path, "rb") as f:
+        raw = f.read()
+    os.remove(path)
+    with open(path + ".gz", "wb") as f:
+        f.write(gzip.compress(raw, compresslevel=9, mtime=0))
+    write_text(os.path.join(d, "config.json"), model.to_json_string())
+    print("colour VAE round trip max error %.2g" % err)
 
 
 def write_text(path, text):
@@ -134,8 +280,8 @@ def write_text(path, text):
 
 def main():
     args = refshims.generator_args(__doc__, "--diffusers-src", "diffusers source tree (src/ of commit 58eb52c)",
-                                   os.path.join(HERE, "tiny"))
-    Transformer, Scheduler, ConfigMixin = load(args.diffusers_src)
+                                   HERE)
+    Transformer, Scheduler, ConfigMixin, AutoencoderKL = load(args.diffusers_src)
 
     torch.manual_seed(0)
     model = Transformer(**TRANSFORMER).eval()
@@ -146,7 +292,7 @@ def main():
                 p.copy_(0.05 * torch.randn(p.shape, generator=g))
     tensors = {name: ("BF16", stio.bf16_bits(p.detach().float().numpy()))
                for name, p in model.state_dict().items()}
-    out = args.out
+    out = os.path.join(args.out, "tiny")
     os.makedirs(os.path.join(out, "transformer"), exist_ok=True)
     stio.write(os.path.join(out, "transformer", "diffusion_pytorch_model.safetensors"), tensors)
     write_text(os.path.join(out, "transformer", "config.json"), model.to_json_string())
@@ -169,6 +315,7 @@ def main():
     )
     write_text(os.path.join(out, "model_index.json"), pipe.to_json_string())
     print("wrote", out, len(tensors), "tensors")
+    write_colour_vae(AutoencoderKL, args.out)
 
 
 if __name__ == "__main__":
