@@ -120,9 +120,13 @@ func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.Bat
 			if device {
 				mem.HostCache = m.HostStaging
 			}
+			lower := "lower write_batch_size of the text_embeds dataset (--data_backend_config)"
+			if !fits(mem) {
+				lower += textBatchHint(s.Pretrained, batch, p.CaptionLen(), device, fits)
+			}
 			out = append(out, need{mem: mem, option: "--data_backend_config",
 				what:  fmt.Sprintf("encoding captions with the text encoder (batch %d of %d tokens)", batch, p.CaptionLen()),
-				lower: "lower write_batch_size of the text_embeds dataset (--data_backend_config)"})
+				lower: lower})
 		}
 	}
 	if c.Latents {
@@ -148,6 +152,34 @@ func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.Bat
 		}
 	}
 	return out
+}
+
+// textBatchHint says how far to lower write_batch_size: the largest batch below batch whose
+// text-encoder pass fits (the weights do not shrink with it, so it may be none).
+func textBatchHint(dir string, batch, maxLen int, device bool, fits func(footprint.Memory) bool) string {
+	ok := func(b int) bool {
+		m, err := encoders.T5Memory(dir, b, maxLen)
+		if err != nil {
+			return false
+		}
+		mem := footprint.Memory{Weights: m.Weights, Activations: m.Activations}
+		if device {
+			mem.HostCache = m.HostStaging
+		}
+		return fits(mem)
+	}
+	if !ok(1) {
+		return " (even a batch of 1 does not fit: the encoder's weights alone are too large)"
+	}
+	lo, hi := 1, batch // ok(lo), !ok(hi)
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; ok(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return fmt.Sprintf(" (up to %d fits)", lo)
 }
 
 // prepareTextEmbeds loads the text encoder of the pipeline directory, completes the

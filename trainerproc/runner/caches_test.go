@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"math"
@@ -282,6 +283,16 @@ func TestEncodeMemoryRefused(t *testing.T) {
 				t.Fatalf("Validate = %+v, %v; want %s: %q", is, err, tc.option, tc.msg)
 			}
 			t.Log(errorsOf(is)[0].Message)
+			if tc.name == "text encoder" {
+				// How far to lower: the largest write_batch_size whose pass fits.
+				var n int
+				if _, err := fmt.Sscanf(errorsOf(is)[0].Message[strings.Index(errorsOf(is)[0].Message, "(up to ")+1:], "up to %d fits", &n); err != nil {
+					t.Fatalf("no write_batch_size hint: %v", err)
+				}
+				if n < 1 || n >= tc.writeBatch || t5Need(n) > tc.kb || t5Need(n+1) < tc.kb {
+					t.Fatalf("hint %d: need %d KiB there, %d KiB at %d, capacity %d KiB", n, t5Need(n), t5Need(n+1), n+1, tc.kb)
+				}
+			}
 			evs, st := startJob(t, r, cfg).wait(t, nil)
 			if st.State != plugins.StateFailed || !strings.Contains(st.Error, tc.msg) {
 				t.Fatalf("job ended %q: %s\n%s", st.State, st.Error, tail(evs, 4))
