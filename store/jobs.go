@@ -56,6 +56,23 @@ type Job struct {
 	WorkerLabels map[string]string `json:"worker_labels,omitempty"`
 	// NotBefore holds a retried job back until its backoff has passed.
 	NotBefore *time.Time `json:"not_before,omitempty"`
+	// Approval is the job's approval request, when it was submitted for approval; the
+	// request's ID is the job's Seq.
+	Approval *Approval `json:"approval,omitempty"`
+}
+
+// Approval is a job's request for approval and its review.
+type Approval struct {
+	// Status is pending, approved, rejected or cancelled (the job ended while pending).
+	Status string `json:"status"`
+	// Reason is why the job needs approval.
+	Reason      string    `json:"reason"`
+	RequestedAt time.Time `json:"requested_at"`
+	// ReviewerID and Reviewer are the user who approved or rejected it.
+	ReviewerID  int64      `json:"reviewer_id,omitempty"`
+	Reviewer    string     `json:"reviewer,omitempty"`
+	ReviewedAt  *time.Time `json:"reviewed_at,omitempty"`
+	ReviewNotes string     `json:"review_notes,omitempty"`
 }
 
 func jobKey(id string) []byte { return []byte("jobs/" + id) }

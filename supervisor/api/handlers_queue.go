@@ -319,7 +319,8 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		prio = *req.Priority
 	}
 	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio,
-		NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r), WorkerLabels: req.WorkerLabels})
+		NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r), WorkerLabels: req.WorkerLabels,
+		ForApproval: req.ForApproval, ApprovalReason: submittedForApproval})
 	if errors.Is(err, training.ErrForbidden) {
 		return errorf(http.StatusForbidden, "Permission denied: %s", auth.PermJobHooks)
 	}
@@ -342,6 +343,9 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		pos := s.cfg.Jobs.QueuePosition(job.ID)
 		out.QueuePosition = &pos
 		out.Reason = strp("Waiting for resources: " + strconv.Itoa(job.NumGPUs) + " GPU(s) or a free job slot")
+	case outcomeBlocked:
+		out.Success, out.JobID, out.RequiresApproval = true, &job.ID, true
+		out.Reason = strp(submittedForApproval + ": waiting for a user with admin.approve (GET /api/approvals)")
 	case outcomeStarted:
 		out.Success, out.JobID = true, &job.ID
 		if job.GPUs != nil {

@@ -246,6 +246,9 @@ func (s *Server) trainingStart(w http.ResponseWriter, r *http.Request, p *auth.P
 		pos := s.cfg.Jobs.QueuePosition(job.ID)
 		out.Success, out.JobID, out.QueuePosition = true, &job.ID, &pos
 		frag = fmt.Sprintf(`<div class="alert alert-info"><h6><i class="fas fa-clock"></i> Training Queued</h6><p>Your job is queued at position %d.</p><p class="mb-0"><small>Job ID: %s</small></p></div>`, pos, job.ID)
+	case outcomeBlocked:
+		out.Success, out.JobID = true, &job.ID
+		frag = `<div class="alert alert-info"><h6><i class="fas fa-user-check"></i> Awaiting Approval</h6><p class="mb-0"><small>Job ID: ` + job.ID + `</small></p></div>`
 	case outcomeStarted:
 		out.Success, out.JobID = true, &job.ID
 		frag = `<div class="alert alert-info"><h6><i class="fas fa-cog fa-spin"></i> Training Starting</h6><p>Your training job is being initialized.</p><p class="mb-0"><small>Job ID: ` + job.ID + `</small></p></div>`

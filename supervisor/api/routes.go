@@ -146,6 +146,17 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagQueue, summary: "Cancel a queued or running job", resp: successJobBody{}, h: s.withJobs(s.queueCancel)},
 		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/priority", tag: tagQueue, summary: "Change a queued job's priority (0–50); needs queue.manage", req: priorityRequest{}, resp: successJobBody{}, h: s.withJobs(s.queuePriority)},
 
+		// Approvals (issue 15, part "approvals"): jobs submitted with for_approval wait in
+		// pending_approval until a user with admin.approve approves or rejects them. Paths as
+		// SimpleTuner's client calls them, and its server's /requests spelling as aliases.
+		{method: "GET", path: "/api/approvals", aliases: []string{"/api/approvals/requests"}, tag: tagQueue, summary: "Approval requests, newest first (all with admin.approve, else those of jobs you can see)", resp: approvalsBody{},
+			query: []queryParam{{"status", "string", "pending, approved, rejected or cancelled"}, {"limit", "integer", "page size (default 50, at most 200)"}, {"offset", "integer", "rows to skip"}}, h: s.withJobs(s.listApprovals)},
+		{method: "GET", path: "/api/approvals/rules", tag: tagQueue, perm: permApprove, summary: "Approval rules (none: only for_approval submissions wait for approval)", resp: approvalRulesBody{}, h: s.listApprovalRules},
+		{method: "POST", path: "/api/approvals/{approval_id:[0-9]+}/approve", aliases: []string{"/api/approvals/requests/{approval_id:[0-9]+}/approve"}, tag: tagQueue, perm: permApprove,
+			summary: "Approve a pending request: its job joins the queue", req: reviewRequest{}, resp: reviewBody{}, h: s.withJobs(s.reviewApproval(true))},
+		{method: "POST", path: "/api/approvals/{approval_id:[0-9]+}/reject", aliases: []string{"/api/approvals/requests/{approval_id:[0-9]+}/reject"}, tag: tagQueue, perm: permApprove,
+			summary: "Reject a pending request (reason required): its job ends cancelled with the reason", req: reviewRequest{}, resp: reviewBody{}, h: s.withJobs(s.reviewApproval(false))},
+
 		// System.
 		{method: "GET", path: "/api/system/status", tag: tagSystem, summary: "Load, memory, GPUs and (include_allocation=true) who holds them", resp: systemStatusBody{},
 			query: []queryParam{{"include_allocation", "boolean", "add the local GPU allocation"}}, h: s.withJobs(s.systemStatus)},

@@ -24,6 +24,9 @@ const (
 	outcomeRejected
 	// outcomeInvalid: the configuration cannot be trained (training.ErrInvalid).
 	outcomeInvalid
+	// outcomeBlocked: the job was submitted for approval and waits for a reviewer
+	// (jobs.StatusPendingApproval).
+	outcomeBlocked
 )
 
 // outcomeOf classifies the result of training.Service.Start. ok is false for an error
@@ -39,6 +42,8 @@ func outcomeOf(j *store.Job, err error) (o startOutcome, ok bool) {
 		return 0, false
 	case j.Status == jobs.StatusQueued:
 		return outcomeQueued, true
+	case j.Status == jobs.StatusPendingApproval:
+		return outcomeBlocked, true
 	case j.StartedAt != nil, j.Status == jobs.StatusStarting, j.Status == jobs.StatusRunning:
 		// An Idempotency-Key replay can return a job that has run and ended since: it
 		// still started at once.
@@ -48,14 +53,15 @@ func outcomeOf(j *store.Job, err error) (o startOutcome, ok bool) {
 }
 
 // queueWords are the statuses of /api/queue/submit, SimpleTuner's: running (started on
-// its allocated devices), queued, rejected. SimpleTuner also answers blocked (held for
-// approval) and dispatched (sent to a remote worker); this server has neither approvals
-// nor workers, so it never does. An invalid configuration is a rejection there.
+// its allocated devices), queued, rejected, blocked (held for approval: submitted with
+// for_approval). SimpleTuner also answers dispatched (sent to a remote worker); this
+// server has no workers, so it never does. An invalid configuration is a rejection there.
 var queueWords = map[startOutcome]string{
 	outcomeStarted:  "running",
 	outcomeQueued:   "queued",
 	outcomeRejected: "rejected",
 	outcomeInvalid:  "rejected",
+	outcomeBlocked:  "blocked",
 }
 
 // trainingWords are the JSON statuses of /api/training/start, one per HTML fragment it
@@ -67,6 +73,7 @@ var trainingWords = map[startOutcome]string{
 	outcomeQueued:   "queued",
 	outcomeRejected: "rejected",
 	outcomeInvalid:  "invalid",
+	outcomeBlocked:  "pending_approval",
 }
 
 // rejectionReason is why an outcomeRejected submission did not run: the allocator's

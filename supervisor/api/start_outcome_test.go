@@ -41,6 +41,7 @@ func TestStartOutcomeWords(t *testing.T) {
 		{"replay of a job cancelled in the queue", job(jobs.StatusCancelled, false), nil, true, outcomeRejected, "rejected", "rejected"},
 		{"machine refuses", nil, fmt.Errorf("%w: Insufficient GPUs", jobs.ErrRejected), true, outcomeRejected, "rejected", "rejected"},
 		{"invalid configuration", nil, training.ErrInvalid, true, outcomeInvalid, "rejected", "invalid"},
+		{"held for approval", job(jobs.StatusPendingApproval, false), nil, true, outcomeBlocked, "blocked", "pending_approval"},
 		{"missing permission is an error", nil, fmt.Errorf("%w: job.hooks", training.ErrForbidden), false, 0, "", ""},
 		{"bad labels are an error", nil, fmt.Errorf("%w: bad", jobs.ErrInvalidLabels), false, 0, "", ""},
 		{"internal failure is an error", nil, errors.New("disk full"), false, 0, "", ""},
@@ -57,7 +58,7 @@ func TestStartOutcomeWords(t *testing.T) {
 			t.Errorf("%s: words %q/%q, want %q/%q", tc.name, queueWords[got], trainingWords[got], tc.queue, tc.trainWord)
 		}
 	}
-	for o := outcomeStarted; o <= outcomeInvalid; o++ {
+	for o := outcomeStarted; o <= outcomeBlocked; o++ {
 		if queueWords[o] == "" || trainingWords[o] == "" {
 			t.Errorf("outcome %d has no word", o)
 		}

@@ -228,6 +228,10 @@ type SubmitRequest struct {
 	// checked with ValidateLabels and kept on the job. The local executor ignores them:
 	// this machine is not a worker and has no labels to match.
 	WorkerLabels map[string]string
+	// ForApproval holds the job in StatusPendingApproval until a user with admin.approve
+	// approves it (Approve) or rejects it (Reject); ApprovalReason says why it waits.
+	ForApproval    bool
+	ApprovalReason string
 }
 
 // Submit validates a job against the machine and queues it; the queue starts it as soon
@@ -264,10 +268,19 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	j := &store.Job{ID: newJobID(), Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
 		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
 		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels}
+	if req.ForApproval {
+		j.Status = StatusPendingApproval
+		j.Approval = &store.Approval{Status: ApprovalPending, Reason: req.ApprovalReason, RequestedAt: j.CreatedAt}
+	}
 	if err := m.db.Jobs().Create(j); err != nil {
 		return nil, err
 	}
 	m.statusChanged(j)
+	if req.ForApproval {
+		// Not scheduled until approved; no_wait does not withdraw it: it was asked to wait.
+		m.log.Info("job waits for approval", "job_id", j.ID, "owner", req.Owner)
+		return j, nil
+	}
 	m.log.Info("job queued", "job_id", j.ID, "owner", req.Owner, "gpus", j.NumGPUs)
 	if req.GPU.NoWait {
 		// Start now or not at all: advance synchronously and withdraw the job if it waits.
@@ -392,6 +405,9 @@ func (m *Manager) finishQueued(id, status, msg string) {
 	now := time.Now().UTC()
 	j, err := m.db.Jobs().Update(id, func(j *store.Job) error {
 		j.Status, j.Error, j.FinishedAt = status, msg, &now
+		if j.Approval != nil && j.Approval.Status == ApprovalPending {
+			j.Approval.Status = ApprovalCancelled
+		}
 		return nil
 	})
 	if err != nil {
@@ -452,7 +468,7 @@ func (m *Manager) Latest(keep func(*store.Job) bool) (*store.Job, error) {
 		switch s := all[i].Status; {
 		case s == StatusRunning || s == StatusStarting:
 			return all[i], nil
-		case s != StatusQueued && ended == nil:
+		case s != StatusQueued && s != StatusPendingApproval && ended == nil:
 			ended = all[i]
 		}
 	}
@@ -483,7 +499,7 @@ func (m *Manager) Command(ctx context.Context, id string, c plugins.Command) err
 	if Terminal(j.Status) {
 		return ErrEnded
 	}
-	if j.Status == StatusQueued {
+	if j.Status == StatusQueued || j.Status == StatusPendingApproval {
 		if c == plugins.CommandStop || c == plugins.CommandCancel {
 			m.finishQueued(id, StatusCancelled, "cancelled before it started")
 			m.kick()

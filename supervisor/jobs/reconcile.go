@@ -20,7 +20,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		return err
 	}
 	for _, j := range all {
-		if Terminal(j.Status) || j.Status == StatusQueued {
+		if Terminal(j.Status) || j.Status == StatusQueued || j.Status == StatusPendingApproval {
 			continue
 		}
 		proc := classifyProc(j.PID, j.ProcStart, j.BootID, m.boot)
