@@ -13,13 +13,15 @@ import (
 // keep, so one user's current job is never another user's newer one.
 func TestCurrentAndLatestKeepOnlyTheJobsAsked(t *testing.T) {
 	e := newEnv(t, gpu.NewFake())
-	// Oldest first: owner 1 finished, owner 1 running, owner 2 running, owner 3 queued.
+	// Oldest first: owner 1 finished, owner 1 running, owner 2 running, owner 3 queued,
+	// owner 4 failed, owner 5 held for approval.
 	for _, j := range []*store.Job{
 		{ID: "done1", OwnerID: 1, Status: StatusCompleted},
 		{ID: "run1", OwnerID: 1, Status: StatusRunning},
 		{ID: "run2", OwnerID: 2, Status: StatusRunning},
 		{ID: "queued3", OwnerID: 3, Status: StatusQueued},
 		{ID: "done4", OwnerID: 4, Status: StatusFailed},
+		{ID: "held5", OwnerID: 5, Status: StatusPendingApproval},
 	} {
 		if err := e.db.Jobs().Create(j); err != nil {
 			t.Fatal(err)
@@ -42,6 +44,7 @@ func TestCurrentAndLatestKeepOnlyTheJobsAsked(t *testing.T) {
 		{"owner 2", owner(2), "run2", "run2"},
 		{"owner 3 (only queued)", owner(3), "", ""},
 		{"owner 4 (only ended)", owner(4), "", "done4"},
+		{"owner 5 (only held for approval)", owner(5), "", ""},
 		{"owner 9 (none)", owner(9), "", ""},
 	} {
 		cur, err := m.Current(tc.keep)
