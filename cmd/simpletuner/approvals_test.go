@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,6 +74,11 @@ func TestApprovalsAsSimpleTunersClientUsesThem(t *testing.T) {
 
 	rejected := submit()
 	b := pendingByJob(rejected)
+	// Without --reason the client sends no body; it prints a string detail.
+	code, r = call(t, c, "POST", d.base+fmt.Sprintf("/api/approvals/%v/reject", b["id"]), nil, nil)
+	if detail, _ := r["detail"].(string); code != 400 || !strings.HasPrefix(detail, "Rejection reason is required") {
+		t.Fatalf("reject without a reason: %d %v, want 400 with a string detail", code, r)
+	}
 	code, r = call(t, c, "POST", d.base+fmt.Sprintf("/api/approvals/%v/reject", b["id"]), map[string]any{"reason": "not this week"}, nil)
 	if code != 200 || r["success"] != true {
 		t.Fatalf("reject: %d %v", code, r)

@@ -90,8 +90,8 @@ func TestApprovalRoutes(t *testing.T) {
 		{req{method: "GET", path: "/api/approvals?limit=0", cookie: lead}, 422, "from 1 to 200"},
 		{req{method: "POST", path: "/api/approvals/" + itoa(mine.Seq) + "/approve", cookie: r1}, 403, "admin.approve"},
 		{req{method: "GET", path: "/api/approvals/rules", cookie: r1}, 403, "admin.approve"},
-		{req{method: "POST", path: "/api/approvals/" + itoa(theirs.Seq) + "/reject", cookie: lead}, 422, "Rejection reason is required"},
-		{req{method: "POST", path: "/api/approvals/" + itoa(theirs.Seq) + "/reject", cookie: lead, body: map[string]any{"reason": " "}}, 422, "Rejection reason is required"},
+		{req{method: "POST", path: "/api/approvals/" + itoa(theirs.Seq) + "/reject", cookie: lead}, 400, "Rejection reason is required"},
+		{req{method: "POST", path: "/api/approvals/" + itoa(theirs.Seq) + "/reject", cookie: lead, body: map[string]any{"reason": " "}}, 400, "Rejection reason is required"},
 		{req{method: "POST", path: "/api/approvals/999/approve", cookie: lead}, 404, "Approval request not found: 999"},
 		{req{method: "POST", path: "/api/approvals/" + itoa(plain.Seq) + "/approve", cookie: lead}, 404, "Approval request not found"},
 	} {

@@ -167,7 +167,9 @@ func (s *Server) reviewApproval(approve bool) handlerFunc {
 			rv.Notes = *req.Reason
 		case !approve:
 			if req.Reason == nil || strings.TrimSpace(*req.Reason) == "" {
-				return &validationError{fieldError{Type: "missing", Loc: []string{"body", "reason"}, Msg: "Rejection reason is required: send {\"reason\": \"…\"}; the submitter sees it as the job's error"}}
+				// 400 with a plain detail, as SimpleTuner answers: its client prints a string
+				// detail and fails on a list of field errors.
+				return errorf(http.StatusBadRequest, "Rejection reason is required: send {\"reason\": \"…\"} (simpletuner jobs approval reject ID --reason …); the submitter sees it as the job's error")
 			}
 			rv.Notes = strings.TrimSpace(*req.Reason)
 		}
