@@ -415,10 +415,7 @@ func (s *Server) queueCancel(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	if _, err := s.jobFor(p, id, actQueueCancel); err != nil {
 		return err
 	}
-	if err := s.cfg.Jobs.Command(r.Context(), id, plugins.CommandCancel); err != nil {
-		if errors.Is(err, jobs.ErrEnded) {
-			return errorf(http.StatusConflict, "Job %s has already ended", id)
-		}
+	if err := s.sendCommand(r.Context(), id, plugins.CommandCancel); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, successJobBody{Success: true, JobID: id})

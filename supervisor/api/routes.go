@@ -146,6 +146,17 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagQueue, summary: "Cancel a queued or running job", resp: successJobBody{}, h: s.withJobs(s.queueCancel)},
 		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/priority", tag: tagQueue, summary: "Change a queued job's priority (0–50); needs queue.manage", req: priorityRequest{}, resp: successJobBody{}, h: s.withJobs(s.queuePriority)},
 
+		// Cloud jobs (issue 15, part cloudjobs): SimpleTuner's job routes, the ones its CLI's
+		// `jobs list|get|logs|cancel|delete|purge` call, over the same jobs as /api/jobs.
+		{method: "GET", path: "/api/cloud/jobs", tag: tagTraining, summary: "Jobs in SimpleTuner's shape, newest first (yours, or all with job.view.all); total counts every match", resp: cloudJobListBody{},
+			query: cloudJobsQuery, h: s.withJobs(s.cloudListJobs)},
+		{method: "GET", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}", tag: tagTraining, summary: "One job in SimpleTuner's shape", resp: cloudJobOne{}, h: s.withJobs(s.cloudGetJob)},
+		{method: "GET", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/logs", tag: tagTraining, summary: "The end of a job's trainer log (last 50 kB)", resp: cloudJobLogsBody{}, h: s.withJobs(s.cloudJobLogs)},
+		{method: "GET", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/logs/stream", tag: tagTraining, summary: "A job's trainer log as Server-Sent Events, one data line each; event done with the final status when the job ends",
+			contentType: "text/event-stream", h: s.withJobs(s.cloudJobLogStream)},
+		{method: "POST", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagTraining, summary: "Cancel a queued or running job without saving (job.cancel.own / job.cancel.all)", resp: cloudCancelBody{}, h: s.withJobs(s.cloudCancelJob)},
+		{method: "DELETE", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}", tag: tagTraining, summary: "Delete an ended job's record (job.delete.own / job.delete.all); cancel a running job first", resp: successJobBody{}, h: s.withJobs(s.cloudDeleteJob)},
+
 		// System.
 		{method: "GET", path: "/api/system/status", tag: tagSystem, summary: "Load, memory, GPUs and (include_allocation=true) who holds them", resp: systemStatusBody{},
 			query: []queryParam{{"include_allocation", "boolean", "add the local GPU allocation"}}, h: s.withJobs(s.systemStatus)},
