@@ -201,11 +201,8 @@ func (s *Server) cloudGetJob(w http.ResponseWriter, r *http.Request, p *auth.Pri
 // cloudCancelJob is POST /api/cloud/jobs/{job_id}/cancel: cancel without saving, as
 // POST /api/queue/{job_id}/cancel does, under SimpleTuner's job.cancel permissions.
 func (s *Server) cloudCancelJob(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	id := mux.Vars(r)["job_id"]
-	if _, err := s.jobFor(p, id, actStop); err != nil {
-		return err
-	}
-	if err := s.sendCommand(r.Context(), id, plugins.CommandCancel); err != nil {
+	id, err := s.cancelNamed(r, p, actStop)
+	if err != nil {
 		return err
 	}
 	out := cloudCancelBody{Success: true, JobID: id, Status: jobs.StatusCancelled}
