@@ -2,9 +2,9 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -325,8 +325,12 @@ func (ls *logStream) write(b []byte) error {
 	return ls.rc.Flush()
 }
 
+// errLogRead marks a failure to read the log (not to write to the client).
+var errLogRead = errors.New("read trainer log")
+
 // pump sends the lines written since the last call; with final, also an unfinished last
-// line. It reports whether it sent anything.
+// line. It reports whether it sent anything; a read error wraps errLogRead, anything else
+// is the client's connection failing.
 func (ls *logStream) pump(final bool) (bool, error) {
 	if ls.path == "" {
 		return false, nil
@@ -336,13 +340,13 @@ func (ls *logStream) pump(final bool) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errLogRead, err)
 	}
 	defer f.Close()
 	chunk := make([]byte, logStreamMaxRead)
 	n, err := f.ReadAt(chunk, ls.off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errLogRead, err)
 	}
 	ls.off += int64(n)
 	data := append(ls.partial, chunk[:n]...)
@@ -422,11 +426,11 @@ func (s *Server) cloudJobLogStream(w http.ResponseWriter, r *http.Request, p *au
 			ls.path = logPath(cur) // a queued job got its directory when it launched
 		}
 		sent, perr := ls.pump(ended)
-		if perr != nil && !isClientGone(r.Context(), perr) {
+		if errors.Is(perr, errLogRead) {
 			s.log.Warn("log stream", "job_id", id, "err", perr)
 		}
 		if perr != nil {
-			return nil
+			return nil // the client left, or the log cannot be read: end the stream
 		}
 		if ended {
 			final := "stream_end"
@@ -445,10 +449,4 @@ func (s *Server) cloudJobLogStream(w http.ResponseWriter, r *http.Request, p *au
 			quiet = time.Now()
 		}
 	}
-}
-
-// isClientGone reports whether a stream write failed because the client left.
-func isClientGone(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "broken pipe") ||
-		strings.Contains(err.Error(), "connection reset")
 }
