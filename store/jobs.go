@@ -191,6 +191,28 @@ func (s *Jobs) Update(id string, fn func(j *Job) error) (*Job, error) {
 	return &out, nil
 }
 
+// Delete removes a job's record and its LastSeq key in one transaction, after check
+// (nil: none) has accepted the stored job; check's error is returned as is. The job's
+// stored events stay until retention trims them (they carry their owner, so who may
+// read them does not change). ErrNotFound when there is no such job.
+func (s *Jobs) Delete(id string, check func(j *Job) error) error {
+	return s.db.update(func(txn *badger.Txn) error {
+		var j Job
+		if err := getJob(txn, id, &j); err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(&j); err != nil {
+				return err
+			}
+		}
+		if err := txn.Delete(jobKey(id)); err != nil {
+			return err
+		}
+		return txn.Delete(jobSeqKey(id))
+	})
+}
+
 // List returns every job ordered by submission.
 func (s *Jobs) List() ([]*Job, error) {
 	var out []*Job

@@ -154,6 +154,11 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 		{method: "POST", path: "/api/training/checkpoint/run", named: "query", implied: expect(400, "detail", "No active training job")},
 		{method: "POST", path: "/api/queue/{job_id}/priority", named: "path", body: map[string]any{"priority": 30}},
 		{method: "POST", path: "/api/queue/{job_id}/cancel", named: "path"},
+		{method: "GET", path: "/api/cloud/jobs/{job_id}", named: "path"},
+		{method: "GET", path: "/api/cloud/jobs/{job_id}/logs", named: "path"},
+		{method: "GET", path: "/api/cloud/jobs/{job_id}/logs/stream", named: "path"},
+		{method: "POST", path: "/api/cloud/jobs/{job_id}/cancel", named: "path"},
+		{method: "DELETE", path: "/api/cloud/jobs/{job_id}", named: "path"},
 		{method: "POST", path: "/api/training/stop", named: "query", implied: expect(200, "message", "No active training job to stop")},
 		{method: "POST", path: "/api/training/cancel", named: "query", implied: expect(200, "message", "There is no active training job to cancel.")},
 	}
@@ -249,6 +254,13 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 			}
 		}
 	}
+	// SimpleTuner's job list shows research2 and the viewer nothing of research1's.
+	for _, who := range callers {
+		code, body := rawCall(t, who.c, "GET", b+"/api/cloud/jobs?limit=500", nil, who.hdr)
+		if err := noneOfA(body); (code != 200 && code != 403) || err != nil {
+			t.Errorf("%s GET /api/cloud/jobs: %d %s (%v)", who.name, code, body, err)
+		}
+	}
 	if st := jobState(t, tm.r1.cookie, b, jobA); st["status"] != "running" || st["priority"] != before["priority"] {
 		t.Fatalf("research1's job after research2's and the viewer's calls: %v at priority %v, want running at priority %v", st["status"], st["priority"], before["priority"])
 	}
@@ -299,6 +311,15 @@ func TestSecurityJobRoutesHideOthersJobs(t *testing.T) {
 	}
 	if code, body := rawCall(t, tm.anon, "POST", b+"/api/queue/"+jobA+"/cancel", nil, tm.lead.keyed()); code != 403 || !strings.Contains(body, "queue.cancel.all") {
 		t.Fatalf("lead cancels research1's job: %d %s, want 403 queue.cancel.all", code, body)
+	}
+
+	for _, c := range []struct{ method, path, perm string }{
+		{"POST", "/api/cloud/jobs/" + jobA + "/cancel", "job.cancel.all"},
+		{"DELETE", "/api/cloud/jobs/" + jobA, "job.delete.all"},
+	} {
+		if code, body := rawCall(t, tm.anon, c.method, b+c.path, nil, tm.lead.keyed()); code != 403 || !strings.Contains(body, c.perm) {
+			t.Fatalf("lead %s %s: %d %s, want 403 %s", c.method, c.path, code, body, c.perm)
+		}
 	}
 
 	// research2 stops its own job without job_id; research1's job runs on.

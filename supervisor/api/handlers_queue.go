@@ -415,18 +415,23 @@ func (s *Server) queueConcurrency(w http.ResponseWriter, r *http.Request, _ *aut
 // queueCancel cancels a queued or running job: own jobs with queue.cancel.own, others'
 // with queue.cancel.all.
 func (s *Server) queueCancel(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	id := mux.Vars(r)["job_id"]
-	if _, err := s.jobFor(p, id, actQueueCancel); err != nil {
-		return err
-	}
-	if err := s.cfg.Jobs.Command(r.Context(), id, plugins.CommandCancel); err != nil {
-		if errors.Is(err, jobs.ErrEnded) {
-			return errorf(http.StatusConflict, "Job %s has already ended", id)
-		}
+	id, err := s.cancelNamed(r, p, actQueueCancel)
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, successJobBody{Success: true, JobID: id})
 	return nil
+}
+
+// cancelNamed cancels the job of the path's {job_id} without saving, if p may do a to
+// it: the one cancellation behind POST /api/queue/{job_id}/cancel and
+// POST /api/cloud/jobs/{job_id}/cancel, which differ only in the permissions they name.
+func (s *Server) cancelNamed(r *http.Request, p *auth.Principal, a jobAction) (string, error) {
+	id := mux.Vars(r)["job_id"]
+	if _, err := s.jobFor(p, id, a); err != nil {
+		return id, err
+	}
+	return id, s.sendCommand(r.Context(), id, plugins.CommandCancel)
 }
 
 type priorityRequest struct {

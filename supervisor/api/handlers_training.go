@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -374,17 +375,23 @@ func (s *Server) command(r *http.Request, p *auth.Principal, a jobAction, c plug
 	if j == nil {
 		return "", jobs.ErrNoActiveJob
 	}
-	id := j.ID
-	err = s.cfg.Jobs.Command(r.Context(), id, c)
+	return j.ID, s.sendCommand(r.Context(), j.ID, c)
+}
+
+// sendCommand sends c to job id, whose access the caller has already checked, and maps
+// the job manager's refusals to their answers: the one place every route that commands
+// a job (training stop/cancel/steering, queue cancel, cloud job cancel) goes through.
+func (s *Server) sendCommand(ctx context.Context, id string, c plugins.Command) error {
+	err := s.cfg.Jobs.Command(ctx, id, c)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return id, errJobNotFound()
+		return errJobNotFound()
 	case errors.Is(err, jobs.ErrEnded):
-		return id, errorf(http.StatusConflict, "Job %s has already ended", id)
+		return errorf(http.StatusConflict, "Job %s has already ended", id)
 	case errors.Is(err, jobs.ErrUnreachable):
-		return id, errorf(http.StatusServiceUnavailable, "Process %s is not reachable right now: %v", id, err)
+		return errorf(http.StatusServiceUnavailable, "Process %s is not reachable right now: %v", id, err)
 	}
-	return id, err
+	return err
 }
 
 // runCommand asks a running job for a checkpoint or a validation run (actSteer).

@@ -156,6 +156,16 @@ func (s *Server) routeTable() []route {
 			summary: "Approve a pending request: its job joins the queue", req: reviewRequest{}, resp: reviewBody{}, h: s.withJobs(s.reviewApproval(true))},
 		{method: "POST", path: "/api/approvals/{approval_id:[0-9]+}/reject", aliases: []string{"/api/approvals/requests/{approval_id:[0-9]+}/reject"}, tag: tagQueue, perm: permApprove,
 			summary: "Reject a pending request (reason required): its job ends cancelled with the reason", req: reviewRequest{}, resp: reviewBody{}, h: s.withJobs(s.reviewApproval(false))},
+		// Cloud jobs (issue 15, part cloudjobs): SimpleTuner's job routes, the ones its CLI's
+		// `jobs list|get|logs|cancel|delete|purge` call, over the same jobs as /api/jobs.
+		{method: "GET", path: "/api/cloud/jobs", tag: tagTraining, summary: "Jobs in SimpleTuner's shape, newest first (yours, or all with job.view.all); total counts every match", resp: cloudJobListBody{},
+			query: cloudJobsQuery, h: s.withJobs(s.cloudListJobs)},
+		{method: "GET", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}", tag: tagTraining, summary: "One job in SimpleTuner's shape", resp: cloudJobOne{}, h: s.withJobs(s.cloudGetJob)},
+		{method: "GET", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/logs", tag: tagTraining, summary: "The end of a job's trainer log (last 50 kB)", resp: cloudJobLogsBody{}, h: s.withJobs(s.cloudJobLogs)},
+		{method: "GET", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/logs/stream", tag: tagTraining, summary: "A job's trainer log as Server-Sent Events, one data line each; event done with the final status when the job ends",
+			contentType: "text/event-stream", h: s.withJobs(s.cloudJobLogStream)},
+		{method: "POST", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagTraining, summary: "Cancel a queued or running job without saving (job.cancel.own / job.cancel.all)", resp: cloudCancelBody{}, h: s.withJobs(s.cloudCancelJob)},
+		{method: "DELETE", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}", tag: tagTraining, summary: "Delete an ended job's record (job.delete.own / job.delete.all); cancel a running job first", resp: successJobBody{}, h: s.withJobs(s.cloudDeleteJob)},
 
 		// System.
 		{method: "GET", path: "/api/system/status", tag: tagSystem, summary: "Load, memory, GPUs and (include_allocation=true) who holds them", resp: systemStatusBody{},

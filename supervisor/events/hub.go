@@ -197,6 +197,10 @@ func (h *Hub) Close() {
 	h.wg.Wait()
 }
 
+// Done is closed when the hub closes (the daemon is stopping): streams served outside
+// the hub, such as a job's log stream, end on it too.
+func (h *Hub) Done() <-chan struct{} { return h.ctx.Done() }
+
 // Clients returns the number of open streams.
 func (h *Hub) Clients() int {
 	h.subMu.RLock()

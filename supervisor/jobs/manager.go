@@ -40,6 +40,8 @@ var (
 	ErrRejected    = errors.New("job cannot run on this machine")
 	ErrNoActiveJob = errors.New("No active training job")
 	ErrEnded       = errors.New("job already ended")
+	// ErrNotEnded refuses to delete a job that is queued, starting or running.
+	ErrNotEnded    = errors.New("job has not ended")
 	ErrUnreachable = errors.New("trainer unreachable")
 	ErrNotReady    = errors.New("job manager is still reconciling")
 	// ErrInvalidLabels wraps what ValidateLabels found wrong with a submission's labels.
@@ -550,6 +552,39 @@ func (m *Manager) killAfterGrace(id string, h *handle) {
 		m.log.Warn("trainer ignored cancel; killing its process group", "job_id", id, "pid", h.pid)
 		killGroup(h.pid)
 	}
+}
+
+// Delete removes an ended job: its record, then its job directory under JobsDir (the
+// trainer log, exit record and resolved config; the job's output directory is never
+// touched). A job that has not ended (or whose trainer this daemon still follows) is
+// refused with ErrNotEnded, wrapped with its status; ErrNotFound when there is none.
+func (m *Manager) Delete(id string) error {
+	var dir string
+	m.mu.Lock() // advance launches under m.mu: a queued job cannot start while it is checked
+	_, followed := m.running[id]
+	err := m.db.Jobs().Delete(id, func(j *store.Job) error {
+		switch {
+		case !Terminal(j.Status):
+			return fmt.Errorf("%w: it is %s", ErrNotEnded, j.Status)
+		case followed:
+			return fmt.Errorf("%w: its trainer is still shutting down; try again in a few seconds", ErrNotEnded)
+		}
+		dir = j.JobDir
+		return nil
+	})
+	m.mu.Unlock()
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if dir != "" && filepath.Dir(filepath.Clean(dir)) == filepath.Clean(m.cfg.JobsDir) {
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.Warn("delete job directory", "job_id", id, "err", err)
+		}
+	}
+	return nil
 }
 
 // jobDir is a job's directory.
