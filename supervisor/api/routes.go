@@ -156,6 +156,7 @@ func (s *Server) routeTable() []route {
 			summary: "Approve a pending request: its job joins the queue", req: reviewRequest{}, resp: reviewBody{}, h: s.withJobs(s.reviewApproval(true))},
 		{method: "POST", path: "/api/approvals/{approval_id:[0-9]+}/reject", aliases: []string{"/api/approvals/requests/{approval_id:[0-9]+}/reject"}, tag: tagQueue, perm: permApprove,
 			summary: "Reject a pending request (reason required): its job ends cancelled with the reason", req: reviewRequest{}, resp: reviewBody{}, h: s.withJobs(s.reviewApproval(false))},
+
 		// Cloud jobs (issue 15, part cloudjobs): SimpleTuner's job routes, the ones its CLI's
 		// `jobs list|get|logs|cancel|delete|purge` call, over the same jobs as /api/jobs.
 		{method: "GET", path: "/api/cloud/jobs", tag: tagTraining, summary: "Jobs in SimpleTuner's shape, newest first (yours, or all with job.view.all); total counts every match", resp: cloudJobListBody{},
