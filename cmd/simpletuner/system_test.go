@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"syscall"
@@ -65,4 +66,54 @@ func TestShutdownRouteStopsLikeSIGTERMAndNextStartReattaches(t *testing.T) {
 		t.Fatalf("stop: %d %v", code, r)
 	}
 	waitJob(t, c, d.base, st.JobID, 20*time.Second, "stopped")
+}
+
+// TestOriginalCLISystemSequences replays what SimpleTuner's own CLI sends for `auth users
+// deactivate|activate`, `jobs status` and `jobs submit --dry-run`, and asserts the fields
+// it reads (docs/compatibility.md §11 for the queue): success on user activation, the four
+// scheduler limits, and on a host without GPUs the CPU slot, so its "can allocate" and
+// "insufficient GPUs" predictions come out true.
+func TestOriginalCLISystemSequences(t *testing.T) {
+	home := t.TempDir()
+	writeEnv(t, home, "demo")
+	d := start(t, home, fakeTrainerArgs(1000000, 20)...)
+	c := adminClient(t, d)
+	code, u := call(t, c, "POST", d.base+"/api/users", map[string]any{"email": "b@example.com", "username": "bob", "password": "bobpass1234", "is_admin": false}, nil)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, u)
+	}
+	id := fmt.Sprint(u["id"])
+	for _, action := range []string{"deactivate", "activate"} {
+		if code, r := call(t, c, "POST", d.base+"/api/users/"+id+"/"+action, nil, nil); code != 200 || r["success"] != true {
+			t.Fatalf("%s: %d %v, want success true", action, code, r)
+		}
+	}
+
+	_, sys := call(t, c, "GET", d.base+"/api/system/status", nil, nil)
+	gpus, _ := sys["gpus"].([]any)
+	cpuOnly := len(gpus) == 0
+	stats := func(wantRunning float64, wantAvailable, wantAllocated []any) {
+		t.Helper()
+		code, st := call(t, c, "GET", d.base+"/api/queue/stats", nil, nil)
+		if code != 200 || st["max_concurrent"] != 1.0 || st["user_max_concurrent"] != 1.0 || st["team_max_concurrent"] != 1.0 || st["enable_fair_share"] != false || st["running"] != wantRunning {
+			t.Fatalf("queue stats: %d %v", code, st)
+		}
+		local, _ := st["local"].(map[string]any)
+		if !cpuOnly {
+			return
+		}
+		if local["total_gpus"] != 1.0 || fmt.Sprint(local["available_gpus"]) != fmt.Sprint(wantAvailable) || fmt.Sprint(local["allocated_gpus"]) != fmt.Sprint(wantAllocated) {
+			t.Fatalf("local block on a CPU-only host: %v, want total 1, available %v, allocated %v", local, wantAvailable, wantAllocated)
+		}
+	}
+	stats(0, []any{0.0}, []any{})
+	code, sub := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"any_gpu": true, "config_name": "demo", "for_approval": false, "no_wait": true, "target": "auto"}, nil)
+	if code != 200 || sub["success"] != true || sub["status"] != "running" {
+		t.Fatalf("submit: %d %v", code, sub)
+	}
+	stats(1, []any{}, []any{0.0})
+	// The client now predicts "queued (waiting for GPUs)"; with no_wait the server refuses.
+	if code, r := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"any_gpu": false, "config_name": "demo", "for_approval": false, "no_wait": true, "target": "auto"}, nil); code != 200 || r["success"] != false {
+		t.Fatalf("second submit: %d %v, want a refusal", code, r)
+	}
 }
