@@ -51,15 +51,9 @@ func TestSystemShutdownAnswersThenStopsOnce(t *testing.T) {
 func TestUserActivationAnswersSuccess(t *testing.T) {
 	h := newHarness(t, Config{})
 	_, adminKey := h.setup()
-	h.createUser(adminKey, "bob", "researcher")
-	var users []userBody
-	h.do(req{method: "GET", path: "/api/users", key: adminKey}).json(t, &users)
-	var id int64
-	for _, u := range users {
-		if u.Username == "bob" {
-			id = u.ID
-		}
-	}
+	var bob userBody
+	h.do(req{method: "GET", path: "/api/users/me", cookie: h.createUser(adminKey, "bob", "researcher")}).json(t, &bob)
+	id := bob.ID
 	for _, tc := range []struct {
 		action string
 		active bool
