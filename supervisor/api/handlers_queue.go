@@ -171,12 +171,21 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Princ
 }
 
 // queueStatsBody is GET /api/queue/stats (SimpleTuner's shape), local part only: no workers.
+// The original's scheduler limits (max_concurrent, user_max_concurrent,
+// team_max_concurrent, enable_fair_share) carry this server's real ones: its only job
+// limit is local_job_max_concurrent, which bounds everyone's jobs together, so one user
+// or team may use all of it, and the queue runs by priority then submission order, with
+// no fair share (docs/compatibility.md §11).
 type queueStatsBody struct {
 	ByStatus              map[string]int `json:"by_status"`
 	ByUser                map[string]int `json:"by_user"`
 	QueueDepth            int            `json:"queue_depth"`
 	Running               int            `json:"running"`
 	AvgWaitSeconds        *float64       `json:"avg_wait_seconds"`
+	MaxConcurrent         int            `json:"max_concurrent"`
+	UserMaxConcurrent     int            `json:"user_max_concurrent"`
+	TeamMaxConcurrent     int            `json:"team_max_concurrent"`
+	EnableFairShare       bool           `json:"enable_fair_share"`
 	LocalGPUMaxConcurrent *int           `json:"local_gpu_max_concurrent"`
 	LocalJobMaxConcurrent int            `json:"local_job_max_concurrent"`
 	Local                 localStats     `json:"local"`
@@ -225,6 +234,7 @@ func (s *Server) queueStats(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 	}
 	lim := s.cfg.GPUs.Ledger().Limits()
 	st.LocalJobMaxConcurrent = max(lim.MaxJobs, 1)
+	st.MaxConcurrent, st.UserMaxConcurrent, st.TeamMaxConcurrent = st.LocalJobMaxConcurrent, st.LocalJobMaxConcurrent, st.LocalJobMaxConcurrent
 	if lim.MaxGPUs > 0 {
 		v := lim.MaxGPUs
 		st.LocalGPUMaxConcurrent = &v
@@ -235,8 +245,27 @@ func (s *Server) queueStats(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 	}
 	st.Local = localStats{RunningJobs: st.Running, PendingJobs: st.QueueDepth, AllocatedGPUs: nonNil(view.AllocatedGPUs),
 		AvailableGPUs: nonNil(view.AvailableGPUs), TotalGPUs: len(view.Devices), MaxConcurrentGPUs: st.LocalGPUMaxConcurrent, MaxConcurrentJobs: st.LocalJobMaxConcurrent}
+	if len(view.Devices) == 0 {
+		st.Local.cpuSlot(s.cfg.GPUs.Ledger().Running(), st.LocalJobMaxConcurrent)
+	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// cpuSlot reports a host without GPUs as one device, index 0, standing for the CPU
+// trainer: allocated while a CPU job runs, available while another may start (running
+// below the job limit). The original client predicts "insufficient GPUs" from
+// len(available_gpus) < num_processes; here a one-process job does start on the CPU
+// when the slot is available, so its prediction comes out true (docs/compatibility.md §11).
+func (l *localStats) cpuSlot(running, maxJobs int) {
+	l.TotalGPUs = 1
+	l.AllocatedGPUs, l.AvailableGPUs = []int{}, []int{}
+	if running > 0 {
+		l.AllocatedGPUs = []int{0}
+	}
+	if running < maxJobs {
+		l.AvailableGPUs = []int{0}
+	}
 }
 
 func nonNil(v []int) []int {

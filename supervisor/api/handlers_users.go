@@ -130,9 +130,16 @@ func (s *Server) setActive(active bool) handlerFunc {
 		if err != nil {
 			return notFoundUser(err)
 		}
-		writeJSON(w, http.StatusOK, toUserBody(u))
+		writeJSON(w, http.StatusOK, userSuccessBody{Success: true, userBody: toUserBody(u)})
 		return nil
 	}
+}
+
+// userSuccessBody answers activate and deactivate: SimpleTuner's {"success": true},
+// which its client checks, with the updated user's fields beside it as before.
+type userSuccessBody struct {
+	Success bool `json:"success"`
+	userBody
 }
 
 func (s *Server) setLevels(w http.ResponseWriter, r *http.Request, _ *auth.Principal) error {

@@ -69,8 +69,8 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/users/{id:[0-9]+}", tag: tagUsers, perm: auth.PermAdminUsers, summary: "One user", resp: userBody{}, h: s.getUser},
 		{method: "PATCH", path: "/api/users/{id:[0-9]+}", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Update a user", req: updateUserRequest{}, resp: userBody{}, h: s.updateUser},
 		{method: "DELETE", path: "/api/users/{id:[0-9]+}", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Delete a user, their sessions and API keys", resp: successBody{}, h: s.deleteUser},
-		{method: "POST", path: "/api/users/{id:[0-9]+}/activate", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Re-enable a user", resp: userBody{}, h: s.setActive(true)},
-		{method: "POST", path: "/api/users/{id:[0-9]+}/deactivate", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Disable a user and end their sessions", resp: userBody{}, h: s.setActive(false)},
+		{method: "POST", path: "/api/users/{id:[0-9]+}/activate", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Re-enable a user", resp: userSuccessBody{}, h: s.setActive(true)},
+		{method: "POST", path: "/api/users/{id:[0-9]+}/deactivate", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Disable a user and end their sessions", resp: userSuccessBody{}, h: s.setActive(false)},
 		{method: "POST", path: "/api/users/{id:[0-9]+}/levels", tag: tagUsers, perm: auth.PermAdminUsers, summary: "Replace a user's levels", req: levelsRequest{}, resp: userBody{}, h: s.setLevels},
 
 		// Settings.
@@ -171,5 +171,9 @@ func (s *Server) routeTable() []route {
 		// System.
 		{method: "GET", path: "/api/system/status", tag: tagSystem, summary: "Load, memory, GPUs and (include_allocation=true) who holds them", resp: systemStatusBody{},
 			query: []queryParam{{"include_allocation", "boolean", "add the local GPU allocation"}}, h: s.withJobs(s.systemStatus)},
+
+		// Part "system" (issue 15: SimpleTuner's own CLI): shutdown.
+		{method: "POST", path: "/api/system/shutdown", tag: tagSystem, perm: auth.PermAdminConfig, summary: "Stop the daemon gracefully, as SIGTERM does: running trainers keep running and the next start reattaches them",
+			resp: shutdownBody{}, h: s.systemShutdown},
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gorilla/mux"
 
@@ -66,6 +67,10 @@ type Config struct {
 	OutputRoot string
 	// SaveLimits persists concurrency limits changed through the API.
 	SaveLimits func(gpu.Limits) error
+	// Shutdown stops the daemon gracefully, as SIGTERM does (trainers keep running and
+	// the next start reattaches them). POST /api/system/shutdown calls it once, after
+	// answering; nil answers 503 there.
+	Shutdown func()
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
@@ -82,6 +87,8 @@ type Server struct {
 	started time.Time
 	// setupOnce runs cfg.OnSetupDone once (afterSetup).
 	setupOnce sync.Once
+	// shuttingDown is set by the first POST /api/system/shutdown.
+	shuttingDown atomic.Bool
 }
 
 // New builds the API server over the auth service.

@@ -44,6 +44,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// POST /api/system/shutdown cancels this context: the same path as SIGTERM.
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
 	for _, d := range []string{cfg.ConfigDir, cfg.DatasetsDir, cfg.OutputRoot} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -145,6 +148,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		log.Info("no administrator yet: create one with POST /api/auth/setup/first-admin from this machine, "+
 			"or from elsewhere with the X-Setup-Token header set to the contents of the token file", "token_file", path)
 	}
+	apiCfg.Shutdown = shutdown
 	srv, err := api.New(apiCfg, as, log.With("component", "api"))
 	if err != nil {
 		return err
