@@ -213,3 +213,23 @@ func TestCloudJobLogStream(t *testing.T) {
 		t.Errorf("stream of a missing job: %d", r.code)
 	}
 }
+
+// TestCloudJobsSpellWaitingForApprovalAsPending: a job waiting for approval is "pending" in
+// the original's job records (its client knows no other word for it), and status=pending
+// finds it.
+func TestCloudJobsSpellWaitingForApprovalAsPending(t *testing.T) {
+	h, adminKey, _, _ := cloudJobsHarness(t)
+	if err := h.db.Jobs().Create(&store.Job{ID: "waits", OwnerID: 99, Owner: "admin", EnvName: "e", Status: jobs.StatusPendingApproval, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	var l cloudJobListBody
+	h.do(req{method: "GET", path: "/api/cloud/jobs?status=pending", key: adminKey}).json(t, &l)
+	if l.Total != 1 || l.Jobs[0].JobID != "waits" || l.Jobs[0].Status != "pending" {
+		t.Fatalf("status=pending: %+v", l)
+	}
+	var one cloudJobOne
+	h.do(req{method: "GET", path: "/api/cloud/jobs/waits", key: adminKey}).json(t, &one)
+	if one.Job.Status != "pending" {
+		t.Fatalf("one job: %+v", one.Job)
+	}
+}

@@ -91,13 +91,23 @@ type cloudCancelBody struct {
 var cloudJobsQuery = []queryParam{
 	{"limit", "integer", "page size, 1 to 500 (default 50)"},
 	{"offset", "integer", "jobs to skip (default 0)"},
-	{"status", "string", "only jobs with this status (queued, starting, running, completed, failed, cancelled, stopped, lost)"},
+	{"status", "string", "only jobs with this status (pending: waiting for approval, queued, starting, running, completed, failed, cancelled, stopped, lost)"},
 	{"job_type", "string", "local or cloud; every job of this server is local"},
 	{"provider", "string", "cloud provider; local jobs have none, so any value lists nothing"},
 }
 
+// cloudStatus is a job's status as the original's job records spell it: a job waiting for
+// approval is "pending" there (its queue entry is the one that says blocked); every other
+// status is the same word.
+func cloudStatus(status string) string {
+	if status == jobs.StatusPendingApproval {
+		return "pending"
+	}
+	return status
+}
+
 func (s *Server) toCloudJob(j *store.Job, now time.Time) cloudJobBody {
-	b := cloudJobBody{JobID: j.ID, JobType: "local", Status: j.Status, CreatedAt: isoTime(j.CreatedAt),
+	b := cloudJobBody{JobID: j.ID, JobType: "local", Status: cloudStatus(j.Status), CreatedAt: isoTime(j.CreatedAt),
 		StartedAt: isoPtr(j.StartedAt), CompletedAt: isoPtr(j.FinishedAt), FinishedAt: isoPtr(j.FinishedAt),
 		UserID: j.OwnerID, Owner: j.Owner, Priority: j.Priority, Metadata: map[string]any{},
 		IsTerminal: jobs.Terminal(j.Status)}
@@ -176,7 +186,7 @@ func (s *Server) cloudListJobs(w http.ResponseWriter, r *http.Request, p *auth.P
 	out := cloudJobListBody{Jobs: []cloudJobBody{}}
 	for i := len(all) - 1; i >= 0 && !none; i-- {
 		j := all[i]
-		if !visible(p, j) || (status != "" && j.Status != status) {
+		if !visible(p, j) || (status != "" && cloudStatus(j.Status) != status) {
 			continue
 		}
 		if out.Total >= offset && len(out.Jobs) < limit {
