@@ -230,16 +230,17 @@ type UserSettings struct {
 type Forced struct {
 	// Option is the option's name ("--max_grad_norm").
 	Option string
-	// Value is the value the run uses instead: an int or a float64.
+	// Value is the value the run uses instead, for the user (events carry it).
 	Value any
 	// Message says why, for the user.
 	Message string
 }
 
-// SettingsForcer is implemented by a plan that forces settings; the runner applies what
-// Force returns and reports each as a warning, at validation and when the run starts.
+// SettingsForcer is implemented by a plan that forces settings. Force returns the settings
+// the run uses and what it changed; the runner applies the first and reports each of the
+// second as a warning, at validation and when the run starts.
 type SettingsForcer interface {
-	Force(UserSettings) []Forced
+	Force(UserSettings) (UserSettings, []Forced)
 }
 
 // LossOptions configure the loss of one batch.

@@ -356,7 +356,7 @@ func stepAlloc(t *testing.T, o Optimizer) uint64 {
 }
 
 // TestAdamWBF16StateBytes: the optimizer's own allocations for its state are 6 bytes per
-// weight (three bfloat16 buffers), and StateBytes says so.
+// weight (three bfloat16 buffers), and StateBytesWith says so.
 func TestAdamWBF16StateBytes(t *testing.T) {
 	e := newEngine(t)
 	const n = 1 << 20
@@ -371,8 +371,8 @@ func TestAdamWBF16StateBytes(t *testing.T) {
 	if want := int64(6 * n); got < want || got > want+64<<10 {
 		t.Fatalf("first step allocated %d bytes for %d weights, want 6·n = %d (+ < 64 KiB)", got, n, want)
 	}
-	if b := StateBytes("adamw_bf16"); b != 6 {
-		t.Fatalf("StateBytes = %d", b)
+	if b, _ := StateBytesWith("adamw_bf16", nil); b != 6 {
+		t.Fatalf("StateBytesWith = %d", b)
 	}
 	if got := stepAlloc(t, o); got > 64<<10 {
 		t.Fatalf("a later step allocated %d bytes", got)

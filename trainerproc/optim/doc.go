@@ -9,5 +9,5 @@
 // continues bit-identically.
 //
 // adamw_bf16 is SimpleTuner's AdamWBF16 (bfloat16 weights, bfloat16 exp_avg, exp_avg_sq and
-// compensation buffer, delayed weight decay): 6 bytes of state per weight, see StateBytes.
+// compensation buffer, delayed weight decay): 6 bytes of state per weight, see StateBytesWith.
 package optim

@@ -141,17 +141,11 @@ func stateSlots(name string, h Hyper) []string {
 	return nil
 }
 
-// StateBytes is the bytes of optimizer state the named optimizer keeps per trainable weight
-// with its default hyper-parameters: adamw and optimi-adamw 8 (two float32 moments),
-// adamw_bf16 6 (three bfloat16 values), optimi-lion 4, optimi-sgd 0 (4 once momentum is set
-// through StateBytesWith); 0 for a name New does not accept.
-func StateBytes(name string) int {
-	b, _ := stateBytes(name, nil)
-	return b
-}
-
-// StateBytesWith is StateBytes with New's overrides (momentum matters), failing with
-// ErrUnsupported on a name New does not accept.
+// StateBytesWith is the bytes of optimizer state the named optimizer keeps per trainable
+// weight with New's overrides (momentum matters), for memory estimates: adamw and
+// optimi-adamw 8 (two float32 moments), adamw_bf16 6 (three bfloat16 values), optimi-lion
+// 4, optimi-sgd 0 (4 with momentum). It fails with ErrUnsupported on a name New does not
+// accept.
 func StateBytesWith(name string, overrides map[string]float64) (int, error) {
 	return stateBytes(name, overrides)
 }

@@ -13,6 +13,7 @@ import (
 	"simpletuner/trainerproc/family"
 	"simpletuner/trainerproc/family/encoders"
 	"simpletuner/trainerproc/family/footprint"
+	"simpletuner/trainerproc/t5"
 	"simpletuner/trainerproc/vae"
 	"simpletuner/trainerproc/validation"
 )
@@ -157,11 +158,12 @@ func encodeNeeds(s *Settings, p family.Plan, dcfg *data.Config, plans []data.Bat
 // textBatchHint says how far to lower write_batch_size: the largest batch below batch whose
 // text-encoder pass fits (the weights do not shrink with it, so it may be none).
 func textBatchHint(dir string, batch, maxLen int, device bool, fits func(footprint.Memory) bool) string {
+	cfg, err := t5.LoadConfig(filepath.Join(dir, t5.TextEncoderDir)) // read once, probed many times
+	if err != nil {
+		return ""
+	}
 	ok := func(b int) bool {
-		m, err := encoders.T5Memory(dir, b, maxLen)
-		if err != nil {
-			return false
-		}
+		m := cfg.Memory(b, maxLen)
 		mem := footprint.Memory{Weights: m.Weights, Activations: m.Activations}
 		if device {
 			mem.HostCache = m.HostStaging

@@ -94,11 +94,12 @@ func (upperPlan) CaptionPreprocess() (string, func(string) string) { return "upp
 // forcingPlan is a latentPlan that forces --max_grad_norm 0.01 unless the user knows better.
 type forcingPlan struct{ latentPlan }
 
-func (forcingPlan) Force(u family.UserSettings) []family.Forced {
+func (forcingPlan) Force(u family.UserSettings) (family.UserSettings, []family.Forced) {
 	if u.MaxGradNorm > 0.01 && !u.IKnowWhatIAmDoing {
-		return []family.Forced{{Option: "--max_grad_norm", Value: 0.01, Message: "latent_toy requires --max_grad_norm=0.01"}}
+		u.MaxGradNorm = 0.01
+		return u, []family.Forced{{Option: "--max_grad_norm", Value: 0.01, Message: "latent_toy requires --max_grad_norm=0.01"}}
 	}
-	return nil
+	return u, nil
 }
 
 // hugePlan is a latentPlan whose training step needs a terabyte, with or without gradient

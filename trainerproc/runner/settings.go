@@ -315,20 +315,10 @@ func (s *Settings) applyForced(p family.Plan) {
 	if !ok {
 		return
 	}
-	s.Forced = f.Force(family.UserSettings{TokenizerMaxLength: s.TokenizerMaxLength, MaxGradNorm: s.MaxGradNorm,
+	var u family.UserSettings
+	u, s.Forced = f.Force(family.UserSettings{TokenizerMaxLength: s.TokenizerMaxLength, MaxGradNorm: s.MaxGradNorm,
 		IKnowWhatIAmDoing: s.IKnowWhatIAmDoing})
-	for _, fo := range s.Forced {
-		switch v := fo.Value.(type) {
-		case int:
-			if fo.Option == optTokenizerMaxLength {
-				s.TokenizerMaxLength = v
-			}
-		case float64:
-			if fo.Option == optMaxGradNorm {
-				s.MaxGradNorm = v
-			}
-		}
-	}
+	s.TokenizerMaxLength, s.MaxGradNorm = u.TokenizerMaxLength, u.MaxGradNorm
 }
 
 // forcedIssues are the settings a family forced, as Validate's warnings.
@@ -339,12 +329,6 @@ func (s *Settings) forcedIssues() []plugins.Issue {
 	}
 	return out
 }
-
-// Options a family may force (family.SettingsForcer).
-const (
-	optTokenizerMaxLength = "--tokenizer_max_length"
-	optMaxGradNorm        = "--max_grad_norm"
-)
 
 // toPluginIssues converts registry issues for the Validate RPC (suggestions are dropped).
 func toPluginIssues(is options.Issues) []plugins.Issue {

@@ -239,17 +239,19 @@ func (p *plan) SupportsGradientCheckpointing() bool { return true }
 // the caption length is 300 tokens whatever --tokenizer_max_length says, and
 // --max_grad_norm above 0.01 becomes 0.01 unless --i_know_what_i_am_doing. (The bucket
 // alignment of 64 is Align; this trainer has no option to set it otherwise.)
-func (p *plan) Force(u family.UserSettings) []family.Forced {
+func (p *plan) Force(u family.UserSettings) (family.UserSettings, []family.Forced) {
 	var out []family.Forced
 	if u.TokenizerMaxLength != 0 && u.TokenizerMaxLength != CaptionLen {
 		out = append(out, family.Forced{Option: "--tokenizer_max_length", Value: CaptionLen, Message: fmt.Sprintf(
 			"PixArt Sigma supports a max length of %d tokens: --tokenizer_max_length %d is ignored", CaptionLen, u.TokenizerMaxLength)})
+		u.TokenizerMaxLength = CaptionLen
 	}
 	if u.MaxGradNorm > MaxGradNorm && !u.IKnowWhatIAmDoing {
 		out = append(out, family.Forced{Option: "--max_grad_norm", Value: MaxGradNorm, Message: fmt.Sprintf(
 			"PixArt Sigma requires --max_grad_norm=%g: %g is overridden (set --i_know_what_i_am_doing to keep it)", MaxGradNorm, u.MaxGradNorm)})
+		u.MaxGradNorm = MaxGradNorm
 	}
-	return out
+	return u, out
 }
 
 // TrainableParams implements family.Plan.

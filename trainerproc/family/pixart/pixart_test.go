@@ -117,7 +117,20 @@ func TestForce(t *testing.T) {
 			map[string]any{"--tokenizer_max_length": 300, "--max_grad_norm": 0.01}},
 	} {
 		got := map[string]any{}
-		for _, fo := range f.Force(tc.in) {
+		used, forced := f.Force(tc.in)
+		applied := map[string]any{}
+		if used.TokenizerMaxLength != tc.in.TokenizerMaxLength {
+			applied["--tokenizer_max_length"] = used.TokenizerMaxLength
+		}
+		if used.MaxGradNorm != tc.in.MaxGradNorm {
+			applied["--max_grad_norm"] = used.MaxGradNorm
+		}
+		for k, v := range applied {
+			if tc.want[k] != v {
+				t.Errorf("%s: the settings used have %s = %v, want %v", tc.name, k, v, tc.want[k])
+			}
+		}
+		for _, fo := range forced {
 			if fo.Message == "" {
 				t.Errorf("%s: %s forced without a message", tc.name, fo.Option)
 			}
