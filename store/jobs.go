@@ -59,6 +59,28 @@ type Job struct {
 	// Approval is the job's approval request, when it was submitted for approval; the
 	// request's ID is the job's Seq.
 	Approval *Approval `json:"approval,omitempty"`
+
+	// Target is where the job may run: auto (default), local, worker or slurm.
+	Target string `json:"target,omitempty"`
+	// Executor is the kind of executor that launched the job (local, worker, slurm).
+	Executor string `json:"executor,omitempty"`
+	// Handle is that executor's record of the launched job (docs/architecture.md §16).
+	Handle *TaskHandle `json:"handle,omitempty"`
+	// WorkerID is the remote worker running the job, when one does.
+	WorkerID string `json:"worker_id,omitempty"`
+	// Note is a short line about where the job is (Slurm's pending reason, say).
+	Note string `json:"note,omitempty"`
+	// LostCount counts the times the job's place went away (a worker that stopped
+	// answering) and it was requeued.
+	LostCount int `json:"lost_count,omitempty"`
+}
+
+// TaskHandle is an executor's opaque, versioned record of a launched job: what it needs
+// to find the job again after a restart. Only the executor named by Kind reads Data.
+type TaskHandle struct {
+	Kind    string          `json:"kind"`
+	Version int             `json:"version"`
+	Data    json.RawMessage `json:"data"`
 }
 
 // Approval is a job's request for approval and its review.

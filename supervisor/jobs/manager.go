@@ -217,6 +217,11 @@ func (m *Manager) spawn(fn func()) bool {
 
 // SubmitRequest is a new job.
 type SubmitRequest struct {
+	// ID, when set, is the job's id (a worker runs a job under the orchestrator's id);
+	// otherwise a new one is made.
+	ID string
+	// Target is where the job may run (TargetAuto when empty).
+	Target string
 	OwnerID  int64
 	Owner    string
 	EnvName  string
