@@ -272,7 +272,13 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	if d.Outcome == gpu.Reject {
 		return nil, fmt.Errorf("%w: %s", ErrRejected, d.Reason)
 	}
-	j := &store.Job{ID: newJobID(), Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
+	id := req.ID
+	if id == "" {
+		id = newJobID()
+	} else if _, err := m.db.Jobs().Get(id); err == nil {
+		return nil, fmt.Errorf("%w: a job with id %s exists", ErrRejected, id)
+	}
+	j := &store.Job{ID: id, Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
 		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
 		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels}
 	if req.ForApproval {
