@@ -26,6 +26,10 @@ var (
 	ErrNotSupported = errors.New("not supported by the device")
 	// ErrNoPermission: the caller may not use the device (NVML_ERROR_NO_PERMISSION).
 	ErrNoPermission = errors.New("no permission for the device")
+	// ErrNotBuiltIn: this daemon was built without NVML (the static "nonvml" build, or a
+	// build without cgo), so it cannot see GPUs whatever the host has. The daemon treats
+	// it as zero GPUs, like ErrNoDriver, but the cure is a different build, not a driver.
+	ErrNotBuiltIn = errors.New("built without NVML (static build: no GPU support)")
 	// ErrClosed: the inventory was closed.
 	ErrClosed = errors.New("GPU inventory closed")
 	// ErrInvalid: a malformed argument (empty job id, bad device list); the wrapped

@@ -1,10 +1,12 @@
-//go:build !(linux && (amd64 || arm64)) || nonvml
+//go:build !cgo || nonvml
 
 package gpu
 
-// loadNVML: this build cannot load NVML (purego's cgo-free loader covers linux/amd64
-// and linux/arm64; the "nonvml" tag drops it to get a fully static binary), so the host
-// is treated as having no GPUs.
-func loadNVML(path string) (*nvmlLib, error) {
-	return nil, &NVMLError{Op: "dlopen " + path, Code: int(nvmlErrorLibraryNotFound), Detail: "NVML support not built in"}
+import "fmt"
+
+// openNVML: this build has no NVML binding. go-nvml needs cgo, so a build with the
+// "nonvml" tag (the fully static daemon, CGO_ENABLED=0) or without cgo at all cannot
+// load libnvidia-ml; the host is treated as having no GPUs and the reason says why.
+func openNVML(NVMLOptions) (Inventory, error) {
+	return nil, fmt.Errorf("gpu: %w", ErrNotBuiltIn)
 }

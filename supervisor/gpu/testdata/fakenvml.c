@@ -1,12 +1,17 @@
-// fakenvml.c: a stand-in for libnvidia-ml.so.1, compiled by TestNVMLFakeLibrary
-// (cc -shared -fPIC) so that the purego binding is exercised through the real C ABI on
-// a machine without an NVIDIA driver. Types and signatures are transcribed from nvml.h
-// (go-nvml v0.13.4-1, gen/nvml/nvml.h); the static asserts pin the layouts the Go side
-// mirrors in nvml.go.
+// fakenvml.c: a stand-in for libnvidia-ml.so.1, compiled with cc -shared -fPIC by
+// TestNVMLFakeLibrary (and by black-box tests that give processes fake GPUs through
+// SIMPLETUNER_NVML_LIBRARY), so that the go-nvml binding is exercised through the real C
+// ABI on a machine without an NVIDIA driver. Types and signatures are transcribed from
+// nvml.h (go-nvml v0.13.4-1, pkg/nvml/nvml.h); the static asserts pin the layouts go-nvml
+// uses. It exports every function the daemon makes go-nvml call (supervisor/gpu's
+// nvmlSymbols): go-nvml binds them at first call, and a missing one ends the process.
 //
-// Behaviour: two H100s. Device 1 reports utilization as NOT_SUPPORTED (as MIG devices
-// do). FAKE_NVML_INIT_RC, when set, is returned by nvmlInit_v2. FAKE_NVML_LOST=1 makes
-// device 0's memory query return NVML_ERROR_GPU_IS_LOST.
+// Behaviour: FAKE_NVML_COUNT H100s (default 2, at most 16) with the UUIDs and bus ids of
+// gpu.FakeH100; device i has (i+1) GiB in use. Device 1 reports utilization as
+// NOT_SUPPORTED (as MIG devices do), the others 42% / 17%. FAKE_NVML_INIT_RC, when set,
+// is returned by nvmlInit_v2. FAKE_NVML_LOST=1 makes device 0's memory query return
+// NVML_ERROR_GPU_IS_LOST.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,10 +37,30 @@ _Static_assert(sizeof(nvmlPciInfo_t) == 68, "nvmlPciInfo_t");
 #define ERR_INSUFFICIENT_SIZE 7
 #define ERR_GPU_IS_LOST 15
 
+#define MAX_DEVICES 16
+
 static int initialised;
-static struct nvmlDevice_st { int index; } devices[2] = {{0}, {1}};
-static const char *uuids[2] = {"GPU-3c1d7a00-5e2b-4f0c-9a6d-b4e85f2c0000", "GPU-3c1d7a11-5e2b-4f0c-9a6d-b4e85f2c0001"};
-static const char *busids[2] = {"00000000:18:00.0", "00000000:2A:00.0"};
+static struct nvmlDevice_st { int index; } devices[MAX_DEVICES];
+
+// count is FAKE_NVML_COUNT, read at every call so that tests can change it.
+static unsigned int count(void) {
+	const char *n = getenv("FAKE_NVML_COUNT");
+	if (n == NULL || *n == '\0') return 2;
+	int v = atoi(n);
+	return v < 0 ? 0 : v > MAX_DEVICES ? MAX_DEVICES : (unsigned int)v;
+}
+
+// uuid and busid format what gpu.FakeUUID and gpu.FakeH100 return for device i.
+static void uuid(char out[64], int i) {
+	snprintf(out, 64, "GPU-%08x-5e2b-4f0c-9a6d-%012llx", 0x3c1d7a00 + i * 0x11, 0xb4e85f2c0000ULL + (unsigned long long)i);
+}
+
+static void busid(char out[32], int i) {
+	static const char *dgx[8] = {"00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0",
+		"00000000:9A:00.0", "00000000:AB:00.0", "00000000:BA:00.0", "00000000:DB:00.0"};
+	if (i < 8) snprintf(out, 32, "%s", dgx[i]);
+	else snprintf(out, 32, "00000000:%02X:00.0", 0xE0 + i - 8);
+}
 
 static nvmlReturn_t copy(char *dst, unsigned int length, const char *src) {
 	if (dst == NULL) return ERR_INVALID_ARGUMENT;
@@ -44,7 +69,9 @@ static nvmlReturn_t copy(char *dst, unsigned int length, const char *src) {
 	return SUCCESS;
 }
 
-static int valid(nvmlDevice_t d) { return initialised && (d == &devices[0] || d == &devices[1]); }
+static int valid(nvmlDevice_t d) {
+	return initialised && d >= &devices[0] && d < &devices[MAX_DEVICES] && (unsigned int)d->index < count();
+}
 
 nvmlReturn_t nvmlInit_v2(void) {
 	const char *rc = getenv("FAKE_NVML_INIT_RC");
@@ -65,23 +92,27 @@ nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
 	return copy(version, length, "550.127.08");
 }
 
-nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
 	if (!initialised) return ERR_UNINITIALIZED;
-	*count = 2;
+	if (deviceCount == NULL) return ERR_INVALID_ARGUMENT;
+	*deviceCount = count();
 	return SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
 	if (!initialised) return ERR_UNINITIALIZED;
-	if (index >= 2 || device == NULL) return ERR_INVALID_ARGUMENT;
+	if (index >= count() || device == NULL) return ERR_INVALID_ARGUMENT;
+	devices[index].index = (int)index;
 	*device = &devices[index];
 	return SUCCESS;
 }
 
-nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *out, unsigned int length) {
 	if (!valid(device)) return ERR_INVALID_ARGUMENT;
 	if (length < 96) return ERR_INSUFFICIENT_SIZE; // the Go side must pass NVML_DEVICE_UUID_V2_BUFFER_SIZE
-	return copy(uuid, length, uuids[device->index]);
+	char s[64];
+	uuid(s, device->index);
+	return copy(out, length, s);
 }
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
@@ -111,9 +142,11 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
 nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci) {
 	if (!valid(device) || pci == NULL) return ERR_INVALID_ARGUMENT;
 	memset(pci, 0, sizeof *pci);
-	strcpy(pci->busIdLegacy, "0000:18:00.0");
-	pci->bus = device->index == 0 ? 0x18 : 0x2a;
+	char s[32];
+	busid(s, device->index);
+	strcpy(pci->busIdLegacy, s + 4);
+	pci->bus = (unsigned int)strtoul(s + 9, NULL, 16);
 	pci->pciDeviceId = 0x233010de;
 	pci->pciSubSystemId = 0x16c110de;
-	return copy(pci->busId, sizeof pci->busId, busids[device->index]);
+	return copy(pci->busId, sizeof pci->busId, s);
 }
