@@ -8,8 +8,14 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X simpletuner/internal/buildinfo.Version=$(VERSION) -X simpletuner/internal/buildinfo.Commit=$(COMMIT)
 GOTEST_FLAGS ?= -count=1 -timeout 15m
 ARGS     ?=
+# The daemon reads GPUs through NVIDIA's go-nvml, which is cgo: the default daemon build,
+# its tests and go vet need a C compiler (cgo-deps installs one). go-nvml's bundled nvml.h
+# marks functions we never call as deprecated; without -Wno-deprecated-declarations every
+# fresh build prints pages of warnings about them. Only the daemon's lines use these
+# flags (the CUDA trainer's build keeps its own, from scripts/cuda-env.sh).
+CGO_DAEMON := CGO_ENABLED=1 CGO_CFLAGS='$(or $(CGO_CFLAGS),-O2 -g) -Wno-deprecated-declarations'
 
-.PHONY: all build run test test-short lint openapi-lint fuzz generate bench clean help parity bench-train torch-deps \
+.PHONY: all build build-static cgo-deps run test test-short lint openapi-lint fuzz generate bench clean help parity bench-train torch-deps \
 	bench-conv bench-vae bench-t5 bench-pixart kernels kernels-emu build-cuda vet-cuda gpu-check-bundle
 
 all: build
@@ -17,18 +23,24 @@ all: build
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-build: ## build bin/simpletuner and bin/simpletuner-trainer
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner ./cmd/simpletuner
+build: cgo-deps ## build bin/simpletuner (cgo: NVML through go-nvml) and bin/simpletuner-trainer
+	$(CGO_DAEMON) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner ./cmd/simpletuner
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-trainer ./cmd/simpletuner-trainer
+
+# The fully static daemon: no cgo, no NVML. It starts anywhere and always reports zero GPUs
+# (it logs "built without NVML"), so every job runs on the CPU trainer.
+build-static: ## build bin/simpletuner-static (CGO_ENABLED=0 -tags nonvml: fully static, no GPU support) and bin/simpletuner-trainer
+	CGO_ENABLED=0 $(GO) build -trimpath -tags nonvml -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-static ./cmd/simpletuner
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-trainer ./cmd/simpletuner-trainer
 
 run: build ## run the daemon on embedded defaults (port 8001); pass flags with ARGS="..."
 	$(BIN)/simpletuner server $(ARGS)
 
-test: lint openapi-lint tutorial-deps ## vet, format check, the OpenAPI lint and the whole test suite
-	$(GO) test $(GOTEST_FLAGS) ./...
+test: lint openapi-lint tutorial-deps ## vet (both daemon builds), format check, the OpenAPI lint and the whole test suite
+	$(CGO_DAEMON) $(GO) test $(GOTEST_FLAGS) ./...
 
-test-short: ## the test suite without the slow tests
-	$(GO) test -short -count=1 ./...
+test-short: cgo-deps ## the test suite without the slow tests
+	$(CGO_DAEMON) $(GO) test -short -count=1 ./...
 
 # The packages whose goroutines share state (event hub, job manager, auth, store,
 # webhook dispatcher), under the race detector. -race needs cgo, so a C compiler: see
@@ -36,7 +48,7 @@ test-short: ## the test suite without the slow tests
 RACE_PKGS ?= ./supervisor/events/ ./supervisor/jobs/ ./supervisor/auth/ ./store/ ./supervisor/webhooks/
 .PHONY: test-race race-deps
 test-race: race-deps ## the concurrent packages (events, jobs, auth, store, webhooks) under go test -race
-	CGO_ENABLED=1 $(GO) test -race $(GOTEST_FLAGS) $(RACE_PKGS)
+	$(CGO_DAEMON) $(GO) test -race $(GOTEST_FLAGS) $(RACE_PKGS)
 
 # The tutorial tests run the tutorial's own shell commands (cmd/simpletuner's
 # TestTutorialPixArtSigma), so they need curl and jq.
@@ -47,7 +59,9 @@ tutorial-deps: ## install curl and jq (Debian) unless both are there: the tutori
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y curl jq; \
 	fi
 
-race-deps: ## install gcc (Debian) unless a C compiler is there: -race needs cgo
+race-deps: cgo-deps ## the same as cgo-deps (kept for scripts that name it)
+
+cgo-deps: ## install gcc and libc6-dev (Debian) unless a C compiler is there: the daemon (go-nvml) and -race need cgo
 	@if ! command -v "$$($(GO) env CC)" >/dev/null 2>&1; then \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y gcc libc6-dev; \
@@ -57,8 +71,12 @@ FUZZTIME ?= 10s
 fuzz: ## run every fuzz target for FUZZTIME each (CI runs this after make test)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
-lint: ## go vet and a gofmt check
-	$(GO) vet ./...
+# Both daemon builds are vetted and compiled here so that neither rots: the default one
+# (cgo, go-nvml) and the static one (-tags nonvml), which is what the nonvml files build.
+lint: cgo-deps ## go vet (default and static daemon builds), the static daemon compiles, and a gofmt check
+	$(CGO_DAEMON) $(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet -tags nonvml ./supervisor/gpu/ ./supervisor/daemon/ ./cmd/simpletuner/
+	CGO_ENABLED=0 $(GO) build -tags nonvml -o /dev/null ./cmd/simpletuner
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
