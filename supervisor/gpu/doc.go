@@ -4,10 +4,11 @@
 // It has three layers, after nomad-device-nvidia's split between a raw NVML driver
 // and a domain client:
 //
-//   - Inventory lists the GPUs. NVML is the real one: it loads libnvidia-ml.so.1 at run
-//     time with purego, so the daemon builds with CGO_ENABLED=0 and starts on machines
-//     without any NVIDIA library. Open falls back to None (zero GPUs, with the reason)
-//     when the library or the driver is missing; it never panics. Fake is an in-memory
+//   - Inventory lists the GPUs. NVML is the real one, through NVIDIA's go-nvml: cgo, but
+//     libnvidia-ml.so.1 is dlopened at run time, so the daemon starts on machines without
+//     any NVIDIA library. Open falls back to None (zero GPUs, with the reason) when the
+//     library or the driver is missing; it never panics. The static build (tag "nonvml",
+//     CGO_ENABLED=0) has no NVML at all and always reports zero GPUs. Fake is an in-memory
 //     inventory for tests, with fixtures modelled on real H100 machines.
 //   - Decide is the allocation decision of docs/compatibility.md §11 as a pure function of
 //     (request, inventory, holdings, limits): start on these GPU UUIDs, start on the CPU
@@ -21,7 +22,4 @@
 // and indexes shift when a device disappears. Launched trainers therefore get
 // CUDA_VISIBLE_DEVICES=GPU-<uuid>,… and CUDA_DEVICE_ORDER=PCI_BUS_ID (LaunchEnv).
 // Indexes are kept for display and for the API's preferred-device lists.
-//
-// This package does not import github.com/NVIDIA/go-nvml, whose bindings and even whose
-// mock package need cgo; see NVML and Fake.
 package gpu

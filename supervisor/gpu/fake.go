@@ -10,11 +10,11 @@ import (
 // Fake is an in-memory Inventory for tests, with fault injection for the G-rows of the
 // reliability matrix (a GPU lost mid-job, fewer GPUs after a restart, NVML failing).
 //
-// It is ours rather than go-nvml's pkg/nvml/mock: that mock implements go-nvml's
-// nvml.Interface, which is declared in the cgo package, so importing it forces cgo on
-// every test and package that uses it, and the daemon is built and tested with
-// CGO_ENABLED=0. The NVML backend's own logic is tested with a fake function table
-// instead (see nvml_test.go), which exercises the same code the real library drives.
+// It is ours rather than go-nvml's pkg/nvml/mock: that mock sits below the Inventory
+// (it implements go-nvml's nvml.Interface, which only the NVML backend sees) and needs
+// cgo, while Fake serves the allocation, queue and API tests in every build, the static
+// one included. The NVML backend itself is tested against go-nvml's mock
+// (nvml_gonvml_test.go) and a C stand-in for libnvidia-ml (testdata/fakenvml.c).
 type Fake struct {
 	// mu guards every field below.
 	mu     sync.Mutex
