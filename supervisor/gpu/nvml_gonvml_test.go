@@ -153,18 +153,25 @@ func h100Devs(n int) []mockDev {
 	return devs
 }
 
+// listMock initialises NVML over lib and lists it once, failing the test on any error.
+func listMock(t *testing.T, lib nvml.Interface, have nvmlFeatures) (*NVML, []GPU) {
+	t.Helper()
+	inv, err := newNVML(lib, have)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpus, err := inv.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv, gpus
+}
+
 func TestNVMLListH100(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 8} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			f := &mockLib{devs: h100Devs(n)}
-			inv, err := newNVML(f.iface(), allFeatures())
-			if err != nil {
-				t.Fatal(err)
-			}
-			gpus, err := inv.List(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			inv, gpus := listMock(t, f.iface(), allFeatures())
 			want := FakeH100(n)
 			if len(gpus) != len(want) {
 				t.Fatalf("got %d GPUs, want %d", len(gpus), len(want))
@@ -266,14 +273,7 @@ func TestNVMLDeviceFaults(t *testing.T) {
 	devs[5].nameRC = nvml.ERROR_NOT_SUPPORTED
 	devs[6].util, devs[6].memUtil = 250, 100 // out of range: clamped
 	f := &mockLib{devs: devs}
-	inv, err := newNVML(f.iface(), allFeatures())
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := inv.List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, gpus := listMock(t, f.iface(), allFeatures())
 	byIndex := map[int]GPU{}
 	for _, g := range gpus {
 		byIndex[g.Index] = g
@@ -316,13 +316,9 @@ func TestNVMLCountError(t *testing.T) {
 // asked for them (with the real library the call would end the process).
 func TestNVMLOptionalFunctionsMissing(t *testing.T) {
 	f := &mockLib{devs: h100Devs(1)}
-	inv, err := newNVML(f.iface(), nvmlFeatures{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpus, err := inv.List(context.Background())
-	if err != nil || len(gpus) != 1 {
-		t.Fatalf("List = %v, %v", gpus, err)
+	inv, gpus := listMock(t, f.iface(), nvmlFeatures{})
+	if len(gpus) != 1 {
+		t.Fatalf("List = %v", gpus)
 	}
 	if g := gpus[0]; !g.Healthy || g.UtilizationGPU != -1 || g.PCIBusID != "" || g.UUID != FakeUUID(0) {
 		t.Errorf("%+v", g)
@@ -392,17 +388,10 @@ func TestNVMLDGXH100Mock(t *testing.T) {
 			dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{Gpu: 7, Memory: 3}, nvml.SUCCESS }
 		}
 	}
-	inv, err := newNVML(s, allFeatures())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv, gpus := listMock(t, s, allFeatures())
 	defer inv.Close()
 	if v := inv.Info().DriverVersion; v != "550.54.15" {
 		t.Errorf("driver version %q", v)
-	}
-	gpus, err := inv.List(context.Background())
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(gpus) != 8 {
 		t.Fatalf("got %d GPUs, want 8", len(gpus))
