@@ -90,8 +90,9 @@ var _ Inventory = (*NVML)(nil)
 // ErrNoDriver) is true when the host simply has no usable driver (library missing,
 // kernel module not loaded, library too old).
 //
-// One process uses one NVML library: go-nvml's calls bind to the first library loaded,
-// so opening a second, different library later still reaches the first.
+// Use one NVML library per process: go-nvml calls NVML's C functions through symbols the
+// dynamic linker binds process-wide on first use, so after one library has been used,
+// opening a different one may still reach the first.
 func OpenNVML(opts NVMLOptions) (*NVML, error) {
 	path := opts.Library
 	if path == "" {
