@@ -8,7 +8,9 @@ import (
 	_ "time/tzdata" // CRON_TZ tests must not depend on the machine's zoneinfo
 )
 
-func utc(y int, mo time.Month, d, h, mi int) time.Time { return time.Date(y, mo, d, h, mi, 0, 0, time.UTC) }
+func utc(y int, mo time.Month, d, h, mi int) time.Time {
+	return time.Date(y, mo, d, h, mi, 0, 0, time.UTC)
+}
 
 // TestSpecNext: the next three runs of each kind of spec, from a fixed instant, in UTC.
 func TestSpecNext(t *testing.T) {
