@@ -149,7 +149,7 @@ func (s *Scheduler) cleanup(p *auth.Principal, sc *store.Schedule) Result {
 		if !p.Can(permDeleteAll) {
 			return failed("permission denied: %s (event cleanup trims every user's events)", permDeleteAll)
 		}
-		n, err := s.opts.Store.Events().Trim(a.KeepLast, time.Duration(a.KeepDays)*24*time.Hour, now)
+		n, err := s.opts.Store.Events().Trim(a.KeepLast, days(a.KeepDays), now)
 		if err != nil {
 			return failed("trim events: %v", err)
 		}
@@ -176,7 +176,7 @@ func (s *Scheduler) cleanup(p *auth.Principal, sc *store.Schedule) Result {
 		items[i] = aged{id: j.ID, rank: j.Seq, at: endedAt(j)}
 	}
 	deleted, errs := 0, []string{}
-	for _, id := range expired(items, a.KeepLast, a.KeepDays, now) {
+	for _, id := range expired(items, a.KeepLast, days(a.KeepDays), now) {
 		if err := s.opts.Jobs.Delete(id); err != nil {
 			errs = append(errs, id+": "+err.Error())
 			continue
@@ -189,6 +189,9 @@ func (s *Scheduler) cleanup(p *auth.Principal, sc *store.Schedule) Result {
 	}
 	return r
 }
+
+// days is n days.
+func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
 // endedAt is when a job ended (its creation, for a record without an end time).
 func endedAt(j *store.Job) time.Time {
@@ -257,7 +260,7 @@ func (s *Scheduler) pruneCheckpoints(all, mine []*store.Job, keepLast, keepDays 
 			}
 			items = append(items, aged{id: e.Name(), rank: int64(step), at: info.ModTime()})
 		}
-		for _, name := range expired(items, keepLast, keepDays, now) {
+		for _, name := range expired(items, keepLast, days(keepDays), now) {
 			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 				errs = append(errs, err.Error())
 				continue

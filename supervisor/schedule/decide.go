@@ -52,9 +52,9 @@ type aged struct {
 }
 
 // expired returns the ids a retention policy deletes: everything but the keepLast newest
-// (by rank), and of those only what is older than keepDays (0: any age). keepLast 0 keeps
+// (by rank), and of those only what is older than keepFor (0: any age). keepLast 0 keeps
 // none by count. The caller guarantees at least one of the two bounds is set.
-func expired(items []aged, keepLast, keepDays int, now time.Time) []string {
+func expired(items []aged, keepLast int, keepFor time.Duration, now time.Time) []string {
 	sorted := append([]aged(nil), items...)
 	sort.SliceStable(sorted, func(a, b int) bool { return sorted[a].rank > sorted[b].rank })
 	var out []string
@@ -62,7 +62,7 @@ func expired(items []aged, keepLast, keepDays int, now time.Time) []string {
 		if i < keepLast {
 			continue
 		}
-		if keepDays > 0 && now.Sub(it.at) <= time.Duration(keepDays)*24*time.Hour {
+		if keepFor > 0 && now.Sub(it.at) <= keepFor {
 			continue
 		}
 		out = append(out, it.id)

@@ -59,7 +59,7 @@ func TestExpired(t *testing.T) {
 		{"keep more than there are", 9, 0, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := expired(items, c.keepLast, c.keepDays, now); !reflect.DeepEqual(got, c.want) {
+			if got := expired(items, c.keepLast, days(c.keepDays), now); !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("expired = %v, want %v", got, c.want)
 			}
 		})

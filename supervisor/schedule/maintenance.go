@@ -94,13 +94,9 @@ func JobRetention(js Jobs, maxAge time.Duration, keepLast int, spec string) Main
 					items = append(items, aged{id: j.ID, rank: j.Seq, at: endedAt(j)})
 				}
 			}
-			days := 0
-			if maxAge > 0 {
-				days = max(1, int(maxAge/(24*time.Hour)))
-			}
 			n := 0
 			var errs []error
-			for _, id := range expired(items, keepLast, days, now) {
+			for _, id := range expired(items, keepLast, max(maxAge, 0), now) {
 				if err := js.Delete(id); err != nil {
 					errs = append(errs, fmt.Errorf("job %s: %w", id, err))
 					continue
