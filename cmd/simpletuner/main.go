@@ -33,6 +33,7 @@ const usage = `simpletuner: a training server for diffusion models (SimpleTuner-
 Usage:
   simpletuner server [flags]    run the daemon
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
+  simpletuner schedules <cmd>   list, create, delete and run cron schedules on a running server
   simpletuner train --env NAME  train one environment in the foreground, without a server
   simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return serverCmd(args[1:], stdout, stderr, getenv)
 	case "jobs":
 		return jobsCmd(args[1:], stdout, stderr, getenv)
+	case "schedules":
+		return schedulesCmd(args[1:], stdout, stderr, getenv)
 	case "train":
 		return trainCmd(args[1:], stdout, stderr, getenv)
 	case "admin":
