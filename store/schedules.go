@@ -41,7 +41,7 @@ type Schedule struct {
 // ScheduleAction is what a schedule does when it fires. Kind names the action; the other
 // fields are its parameters (each action reads only its own).
 type ScheduleAction struct {
-	Kind string `json:"kind"`
+	Kind string `json:"kind,omitempty"`
 	// submit: the environment to queue, where and how.
 	ConfigName   string            `json:"config_name,omitempty"`
 	Target       string            `json:"target,omitempty"`

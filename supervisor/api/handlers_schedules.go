@@ -36,10 +36,9 @@ type scheduleBody struct {
 }
 
 func toScheduleBody(sc *store.Schedule) scheduleBody {
-	a := sc.Action
-	return scheduleBody{ID: sc.ID, Name: sc.Name, Spec: sc.Spec, Action: a.Kind, Enabled: sc.Enabled, MissedPolicy: sc.MissedPolicy,
-		Params: schedule.Params{ConfigName: a.ConfigName, Target: a.Target, WorkerLabels: a.WorkerLabels, Priority: a.Priority,
-			JobID: a.JobID, What: a.What, KeepDays: a.KeepDays, KeepLast: a.KeepLast},
+	params := sc.Action
+	params.Kind = "" // shown as action
+	return scheduleBody{ID: sc.ID, Name: sc.Name, Spec: sc.Spec, Action: sc.Action.Kind, Enabled: sc.Enabled, MissedPolicy: sc.MissedPolicy, Params: params,
 		OwnerID: sc.OwnerID, Owner: sc.Owner, System: sc.System, CreatedAt: isoTime(sc.CreatedAt), UpdatedAt: isoTime(sc.UpdatedAt),
 		LastRunAt: isoPtr(sc.LastRunAt), NextRunAt: isoPtr(sc.NextRunAt), Runs: sc.Runs,
 		LastOutcome: sc.LastOutcome, LastError: sc.LastError, LastJobID: sc.LastJobID}

@@ -41,22 +41,11 @@ func invalid(field, format string, a ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
 
-// Params are an action's parameters; each action reads only its own.
-type Params struct {
-	// ConfigName (or its alias Env) is the environment a submit queues.
-	ConfigName   string            `json:"config_name,omitempty"`
-	Env          string            `json:"env,omitempty"`
-	Target       string            `json:"target,omitempty"`
-	WorkerLabels map[string]string `json:"worker_labels,omitempty"`
-	Priority     *int              `json:"priority,omitempty"`
-	// JobID is the job a checkpoint or validate steers ("current": the owner's running job).
-	JobID string `json:"job_id,omitempty"`
-	// What a cleanup deletes (jobs, events or checkpoints), keeping the KeepLast newest
-	// and anything younger than KeepDays.
-	What     string `json:"what,omitempty"`
-	KeepDays int    `json:"keep_days,omitempty"`
-	KeepLast int    `json:"keep_last,omitempty"`
-}
+// Params are an action's parameters: the fields of store.ScheduleAction but its kind,
+// which Request.Action names. Each action reads only its own: submit config_name,
+// target, worker_labels, priority; checkpoint and validate job_id ("current": the owner's
+// running job); cleanup what (jobs, events, checkpoints), keep_days, keep_last.
+type Params = store.ScheduleAction
 
 // Request creates a schedule (POST) or changes one (PUT: fields left out keep their
 // value).
@@ -244,7 +233,7 @@ func (s *Scheduler) apply(p *auth.Principal, sc *store.Schedule, req Request) er
 		if req.Params != nil {
 			params = *req.Params
 		} else if kind == sc.Action.Kind {
-			params = paramsOf(sc.Action)
+			params = sc.Action
 		}
 		a, err := s.checkAction(p, kind, params)
 		if err != nil {
@@ -263,12 +252,6 @@ func (s *Scheduler) apply(p *auth.Principal, sc *store.Schedule, req Request) er
 	return nil
 }
 
-// paramsOf is the Params form of a stored action.
-func paramsOf(a store.ScheduleAction) Params {
-	return Params{ConfigName: a.ConfigName, Target: a.Target, WorkerLabels: a.WorkerLabels, Priority: a.Priority,
-		JobID: a.JobID, What: a.What, KeepDays: a.KeepDays, KeepLast: a.KeepLast}
-}
-
 // checkAction validates an action and its parameters, and that p may take it now (a run
 // checks again with the owner's permissions of that moment).
 func (s *Scheduler) checkAction(p *auth.Principal, kind string, pr Params) (store.ScheduleAction, error) {
@@ -276,9 +259,6 @@ func (s *Scheduler) checkAction(p *auth.Principal, kind string, pr Params) (stor
 	switch kind {
 	case ActionSubmit:
 		name := strings.TrimSpace(pr.ConfigName)
-		if name == "" {
-			name = strings.TrimSpace(pr.Env)
-		}
 		if name == "" {
 			return a, invalid("params.config_name", "required for submit: the name of an environment (GET /api/configs/)")
 		}
