@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -31,6 +32,8 @@ func newScheduler(cfg *Config, db *store.DB, as *auth.Service, ts *training.Serv
 	spec := cfg.MaintenanceSpec
 	if spec == "" {
 		spec = maintenanceSpec
+	} else if _, err := schedule.ParseSpec(spec); err != nil {
+		return nil, fmt.Errorf("--maintenance-schedule: %w", err)
 	}
 	sched := schedule.New(schedule.Options{Store: db, Users: as, Training: ts, Jobs: jm, Events: hub, OutputRoot: cfg.OutputRoot, Log: log,
 		Maintenance: []schedule.Maintenance{

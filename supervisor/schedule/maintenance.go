@@ -14,12 +14,15 @@ import (
 )
 
 // Maintenance is one of the daemon's built-in schedules: owned by the system, listed to
-// administrators, changed by nobody. Run does the work and says what it did.
+// administrators, changed by nobody. Run does the work and says how many things it
+// removed and what it did. A run that removed nothing and failed in nothing is recorded
+// on the schedule but is no event: event retention runs every minute, and an event a
+// minute saying "deleted 0 events" would be the noise it trims.
 type Maintenance struct {
 	ID   string // "system-…", the schedule's id
 	Name string
 	Spec string
-	Run  func(ctx context.Context, now time.Time) (string, error)
+	Run  func(ctx context.Context, now time.Time) (n int, detail string, err error)
 }
 
 // Install stores the built-in schedules (refreshing name and spec, keeping their run
@@ -70,8 +73,9 @@ type Trimmer interface{ Trim() int }
 // --event-retention and --event-retention-age.
 func EventRetention(t Trimmer, spec string) Maintenance {
 	return Maintenance{ID: "system-event-retention", Name: "Event retention", Spec: spec,
-		Run: func(context.Context, time.Time) (string, error) {
-			return fmt.Sprintf("deleted %d events", t.Trim()), nil
+		Run: func(context.Context, time.Time) (int, string, error) {
+			n := t.Trim()
+			return n, fmt.Sprintf("deleted %d events", n), nil
 		}}
 }
 
@@ -80,13 +84,13 @@ func EventRetention(t Trimmer, spec string) Maintenance {
 // with both zero it keeps everything.
 func JobRetention(js Jobs, maxAge time.Duration, keepLast int, spec string) Maintenance {
 	return Maintenance{ID: "system-job-retention", Name: "Job retention", Spec: spec,
-		Run: func(_ context.Context, now time.Time) (string, error) {
+		Run: func(_ context.Context, now time.Time) (int, string, error) {
 			if maxAge <= 0 && keepLast <= 0 {
-				return "job retention is off (--job-retention-age, --job-retention-count): every job is kept", nil
+				return 0, "job retention is off (--job-retention-age, --job-retention-count): every job is kept", nil
 			}
 			all, err := js.List()
 			if err != nil {
-				return "", err
+				return 0, "", err
 			}
 			var items []aged
 			for _, j := range all {
@@ -103,7 +107,7 @@ func JobRetention(js Jobs, maxAge time.Duration, keepLast int, spec string) Main
 				}
 				n++
 			}
-			return fmt.Sprintf("deleted %d jobs", n), errors.Join(errs...)
+			return n, fmt.Sprintf("deleted %d jobs", n), errors.Join(errs...)
 		}}
 }
 
@@ -116,9 +120,9 @@ type StagingPruner interface {
 // (by a daemon killed mid-upload) once they are older than maxAge.
 func UploadStaging(p StagingPruner, maxAge time.Duration, spec string) Maintenance {
 	return Maintenance{ID: "system-upload-staging", Name: "Stale upload staging", Spec: spec,
-		Run: func(_ context.Context, now time.Time) (string, error) {
+		Run: func(_ context.Context, now time.Time) (int, string, error) {
 			n, err := p.PruneStaging(maxAge, now)
-			return fmt.Sprintf("removed %d stale upload files", n), err
+			return n, fmt.Sprintf("removed %d stale upload files", n), err
 		}}
 }
 
@@ -127,10 +131,10 @@ func UploadStaging(p StagingPruner, maxAge time.Duration, spec string) Maintenan
 // they are older than minAge, so a socket being set up right now is never taken.
 func OrphanSockets(js Jobs, runDir string, minAge time.Duration, spec string) Maintenance {
 	return Maintenance{ID: "system-orphan-sockets", Name: "Orphaned plugin sockets", Spec: spec,
-		Run: func(_ context.Context, now time.Time) (string, error) {
+		Run: func(_ context.Context, now time.Time) (int, string, error) {
 			all, err := js.List()
 			if err != nil {
-				return "", err
+				return 0, "", err
 			}
 			inUse := map[string]bool{}
 			for _, j := range all {
@@ -139,7 +143,7 @@ func OrphanSockets(js Jobs, runDir string, minAge time.Duration, spec string) Ma
 				}
 			}
 			n, err := removeOrphans(runDir, inUse, minAge, now)
-			return fmt.Sprintf("removed %d orphaned sockets", n), err
+			return n, fmt.Sprintf("removed %d orphaned sockets", n), err
 		}}
 }
 

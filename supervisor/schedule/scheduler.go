@@ -224,6 +224,9 @@ type Result struct {
 	Detail string `json:"detail,omitempty"`
 	// JobID is the job the run created or steered, if any.
 	JobID string `json:"job_id,omitempty"`
+	// quiet: a maintenance run that changed nothing; recorded, but no event (see
+	// Maintenance).
+	quiet bool
 }
 
 func failed(format string, a ...any) Result {
@@ -237,11 +240,13 @@ func (s *Scheduler) execute(ctx context.Context, sc *store.Schedule) Result {
 		if !ok {
 			return failed("built-in schedule %s is not part of this daemon", sc.ID)
 		}
-		detail, err := m.Run(ctx, s.clock.Now())
+		n, detail, err := m.Run(ctx, s.clock.Now())
 		if err != nil {
-			return failed("%v", err)
+			r := failed("%v", err)
+			r.Detail = detail
+			return r
 		}
-		return Result{Outcome: OutcomeOK, Detail: detail}
+		return Result{Outcome: OutcomeOK, Detail: detail, quiet: n == 0}
 	}
 	p, err := s.ownerPrincipal(sc)
 	if err != nil {
@@ -270,6 +275,10 @@ func (s *Scheduler) record(sc *store.Schedule, r Result, trigger string) {
 		return nil
 	}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Error("record schedule run", "schedule_id", sc.ID, "err", err)
+	}
+	if r.quiet && trigger != "manual" {
+		s.log.Debug("schedule ran", "schedule_id", sc.ID, "outcome", r.Outcome, "detail", r.Detail)
+		return
 	}
 	sev := "info"
 	switch r.Outcome {

@@ -390,7 +390,7 @@ func TestMaintenanceInstalledReadOnly(t *testing.T) {
 	w := newWorld(t)
 	clock := &fakeClock{now: utc(2026, 12, 6, 12, 0)}
 	ran := 0
-	m := Maintenance{ID: "system-test", Name: "Test upkeep", Spec: "@hourly", Run: func(context.Context, time.Time) (string, error) { ran++; return "did it", nil }}
+	m := Maintenance{ID: "system-test", Name: "Test upkeep", Spec: "@hourly", Run: func(context.Context, time.Time) (int, string, error) { ran++; return ran - 1, "did it", nil }}
 	s := w.scheduler(clock, m)
 	if err := s.Install(); err != nil {
 		t.Fatal(err)
@@ -412,6 +412,14 @@ func TestMaintenanceInstalledReadOnly(t *testing.T) {
 	s.Tick(context.Background())
 	if ran != 1 {
 		t.Fatalf("maintenance ran %d times, want 1", ran)
+	}
+	if len(w.events) != 0 {
+		t.Fatalf("a maintenance run that changed nothing made %d events", len(w.events))
+	}
+	clock.Set(utc(2026, 12, 6, 14, 0))
+	s.Tick(context.Background())
+	if ran != 2 || len(w.events) != 1 {
+		t.Fatalf("second maintenance run: ran %d, %d events; want 2 and 1", ran, len(w.events))
 	}
 	if err := w.scheduler(clock).Install(); err != nil {
 		t.Fatal(err)
