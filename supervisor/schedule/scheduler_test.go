@@ -307,6 +307,7 @@ func TestCreateValidation(t *testing.T) {
 		{"unknown environment", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionSubmit), Params: &Params{ConfigName: "nope"}}, "params.config_name", "unknown environment \"nope\""},
 		{"worker target", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionSubmit), Params: &Params{ConfigName: "nightly-env", Target: "worker"}}, "params.target", "use local or auto"},
 		{"cleanup keeps nothing", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionCleanup), Params: &Params{What: CleanupJobs}}, "params.keep_days", "set keep_days or keep_last"},
+		{"bad job id", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionValidate), Params: &Params{JobID: "../x"}}, "params.job_id", "not a job id"},
 		{"bad policy", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionCleanup), Params: &Params{What: CleanupJobs, KeepLast: 1}, MissedPolicy: ptr("twice")}, "missed_policy", "skip or run_once"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

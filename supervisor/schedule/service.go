@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"simpletuner/store"
@@ -206,6 +207,9 @@ func (s *Scheduler) apply(p *auth.Principal, sc *store.Schedule, req Request) er
 	}
 	reslot := sc.NextRunAt == nil
 	if req.Spec != nil {
+		if len(*req.Spec) > maxSpecLen {
+			return invalid("spec", "longer than %d characters", maxSpecLen)
+		}
 		if _, err := ParseSpec(*req.Spec); err != nil {
 			return invalid("spec", "%s", strings.TrimPrefix(err.Error(), errSpec.Error()+": "))
 		}
@@ -291,6 +295,9 @@ func (s *Scheduler) checkAction(p *auth.Principal, kind string, pr Params) (stor
 		if a.JobID == "" {
 			a.JobID = CurrentJob
 		}
+		if !jobIDPattern.MatchString(a.JobID) {
+			return a, invalid("params.job_id", "%q is not a job id: use one from GET /api/jobs, or \"current\" for your running job", a.JobID)
+		}
 	case ActionCleanup:
 		switch pr.What {
 		case CleanupJobs, CleanupCheckpoints:
@@ -330,6 +337,12 @@ func checkTarget(t string) error {
 	}
 	return invalid("params.target", "must be one of auto, local, worker, slurm, not %q", t)
 }
+
+// maxSpecLen bounds a stored cron spec.
+const maxSpecLen = 200
+
+// jobIDPattern is what a job id looks like (the API's {job_id} routes take the same).
+var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // newID returns 8 random hex characters.
 func newID() string {
