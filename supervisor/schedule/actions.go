@@ -56,12 +56,16 @@ const (
 	scheduleMethod = "schedule"
 )
 
+// errOwnerGone: the schedule's owner was deleted; the schedule is disabled, not failed
+// again at every slot.
+var errOwnerGone = errors.New("owner gone")
+
 // ownerPrincipal is the schedule's owner with the permissions they hold now: a run obeys
 // them as they are when it fires, so a demoted or deactivated owner's schedule fails.
 func (s *Scheduler) ownerPrincipal(sc *store.Schedule) (*auth.Principal, error) {
 	u, err := s.opts.Users.GetUser(sc.OwnerID)
 	if err != nil {
-		return nil, fmt.Errorf("the schedule's owner %s (id %d) no longer exists", sc.Owner, sc.OwnerID)
+		return nil, fmt.Errorf("%w: the schedule's owner %s (id %d) no longer exists; the schedule is disabled", errOwnerGone, sc.Owner, sc.OwnerID)
 	}
 	if !u.IsActive {
 		return nil, fmt.Errorf("the schedule's owner %s is deactivated", u.Username)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,6 +228,8 @@ type Result struct {
 	// quiet: a maintenance run that changed nothing; recorded, but no event (see
 	// Maintenance).
 	quiet bool
+	// disable: the schedule cannot run again (its owner was deleted); record disables it.
+	disable bool
 }
 
 func failed(format string, a ...any) Result {
@@ -250,7 +253,9 @@ func (s *Scheduler) execute(ctx context.Context, sc *store.Schedule) Result {
 	}
 	p, err := s.ownerPrincipal(sc)
 	if err != nil {
-		return failed("%v", err)
+		r := failed("%s", strings.TrimPrefix(err.Error(), errOwnerGone.Error()+": "))
+		r.disable = errors.Is(err, errOwnerGone)
+		return r
 	}
 	switch sc.Action.Kind {
 	case ActionSubmit:
@@ -272,6 +277,9 @@ func (s *Scheduler) execute(ctx context.Context, sc *store.Schedule) Result {
 func (s *Scheduler) record(sc *store.Schedule, r Result, trigger string) {
 	if _, err := s.db.Update(sc.ID, func(cur *store.Schedule) error {
 		cur.LastOutcome, cur.LastError, cur.LastJobID = r.Outcome, r.Error, r.JobID
+		if r.disable {
+			cur.Enabled = false
+		}
 		return nil
 	}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Error("record schedule run", "schedule_id", sc.ID, "err", err)

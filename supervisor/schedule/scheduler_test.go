@@ -249,6 +249,16 @@ func TestRunObeysOwnerPermissionsNow(t *testing.T) {
 	if _, r, err := s.RunNow(context.Background(), w.principal(3), sc.ID); err != nil || !strings.Contains(r.Error, "deactivated") {
 		t.Fatalf("run of a deactivated owner's schedule: %+v, %v", r, err)
 	}
+	// A deleted owner: the run fails and the schedule is disabled, not failed at every slot.
+	w.mu.Lock()
+	delete(w.users, 1)
+	w.mu.Unlock()
+	if _, r, err := s.RunNow(context.Background(), w.principal(3), sc.ID); err != nil || !strings.Contains(r.Error, "no longer exists") {
+		t.Fatalf("run of a deleted owner's schedule: %+v, %v", r, err)
+	}
+	if cur, _ := w.db.Schedules().Get(sc.ID); cur.Enabled {
+		t.Fatal("a schedule whose owner was deleted is still enabled")
+	}
 }
 
 // TestOtherUsersCannotTouchMySchedule: another user can neither read, change, delete nor
