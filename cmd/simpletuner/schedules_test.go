@@ -172,3 +172,44 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestScheduledValidationSteersRunningJob: an "@every 1s" validate schedule on "current"
+// asks the owner's running job for validation, and the trainer's validation event follows.
+func TestScheduledValidationSteersRunningJob(t *testing.T) {
+	home := t.TempDir()
+	writeEnv(t, home, "demo")
+	d := start(t, home, fakeTrainerArgs(100000, 20)...)
+	c := adminClient(t, d)
+	code, sub := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "demo"}, nil)
+	jobID, _ := sub["job_id"].(string)
+	if code != 200 || jobID == "" {
+		t.Fatalf("submit: %d %v", code, sub)
+	}
+	waitJob(t, c, d.base, jobID, 30*time.Second, "running")
+	code, r := call(t, c, "POST", d.base+"/api/schedules", map[string]any{"name": "validate often", "spec": "@every 1s", "action": "validate", "params": map[string]any{"job_id": "current"}}, nil)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, r)
+	}
+	id := r["id"].(string)
+	sc := waitSchedule(t, c, d.base, id, "a validation request", func(sc map[string]any) bool { return sc["last_outcome"] != nil && sc["last_outcome"] != "" })
+	if sc["last_outcome"] != "ok" || sc["last_job_id"] != jobID {
+		t.Fatalf("run: %v", sc)
+	}
+	if code, _ := call(t, c, "DELETE", d.base+"/api/schedules/"+id, nil, nil); code != 200 {
+		t.Fatalf("delete: %d", code)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, evs := call(t, c, "GET", d.base+"/api/training/events?types=training.validation&job_id="+jobID, nil, nil)
+		if list, _ := evs["events"].([]any); len(list) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no validation event from job %s: %v", jobID, evs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := call(t, c, "POST", d.base+"/api/queue/"+jobID+"/cancel", nil, nil); code != 200 {
+		t.Fatalf("cancel: %d", code)
+	}
+}
