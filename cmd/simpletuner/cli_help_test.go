@@ -23,6 +23,11 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		{[]string{"jobs", "status"}, []string{"Usage: simpletuner jobs status ID"}},
 		{[]string{"jobs", "cancel"}, []string{"Usage: simpletuner jobs cancel ID"}},
 		{[]string{"jobs", "logs"}, []string{"Usage: simpletuner jobs logs ID [flags]", "--follow"}},
+		{[]string{"schedules"}, []string{"Usage: simpletuner schedules <command>", "create", "CRON_TZ="}},
+		{[]string{"schedules", "list"}, []string{"Usage: simpletuner schedules list [flags]", "--format"}},
+		{[]string{"schedules", "create"}, []string{"Usage: simpletuner schedules create NAME --cron SPEC", "--submit", "--target", "--missed", "--cleanup"}},
+		{[]string{"schedules", "delete"}, []string{"Usage: simpletuner schedules delete ID"}},
+		{[]string{"schedules", "run"}, []string{"Usage: simpletuner schedules run ID"}},
 		{[]string{"admin"}, []string{"Usage: simpletuner admin reset [flags]", "--password-stdin"}},
 		{[]string{"admin", "reset"}, []string{"Usage: simpletuner admin reset [flags]", "--password-stdin", "--state-dir"}},
 		{[]string{"version"}, []string{"Usage: simpletuner version"}},
@@ -56,7 +61,8 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 			{[]string{"help"}, commands[0].want},
 			{[]string{"help", "train"}, commands[2].want},
 			{[]string{"jobs", "help"}, commands[3].want},
-			{[]string{"admin", "help"}, commands[9].want},
+			{[]string{"schedules", "help"}, commands[9].want},
+			{[]string{"admin", "help"}, commands[14].want},
 		} {
 			stdout, stderr, code := runCLI(t, home, "", c.args...)
 			if code != 0 || stderr != "" {

@@ -33,6 +33,7 @@ const usage = `simpletuner: a training server for diffusion models (SimpleTuner-
 Usage:
   simpletuner server [flags]    run the daemon
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
+  simpletuner schedules <cmd>   list, create, delete and run cron schedules on a running server
   simpletuner train --env NAME  train one environment in the foreground, without a server
   simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return serverCmd(args[1:], stdout, stderr, getenv)
 	case "jobs":
 		return jobsCmd(args[1:], stdout, stderr, getenv)
+	case "schedules":
+		return schedulesCmd(args[1:], stdout, stderr, getenv)
 	case "train":
 		return trainCmd(args[1:], stdout, stderr, getenv)
 	case "admin":
@@ -114,6 +117,9 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.IntVar(&cfg.EventRetention, "event-retention", 0, "stored events kept, oldest deleted first (0: 100000; -1: unbounded)")
 	fs.DurationVar(&cfg.EventRetentionAge, "event-retention-age", 0, "delete stored events older than this (0: 168h; -1ns: never)")
 	fs.DurationVar(&cfg.EventHeartbeat, "event-heartbeat", 0, "heartbeat and credential re-check interval of event streams (0: 15s)")
+	fs.DurationVar(&cfg.JobRetentionAge, "job-retention-age", 0, "delete ended jobs (record and job directory, never the output) older than this, e.g. 720h (0: keep)")
+	fs.IntVar(&cfg.JobRetentionCount, "job-retention-count", 0, "with job retention on, always keep this many newest ended jobs (0: none by count)")
+	fs.StringVar(&cfg.MaintenanceSpec, "maintenance-schedule", "", "cron spec of the daemon's job retention, stale upload and orphaned socket clean-up (default @hourly)")
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	addRootFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")

@@ -8,6 +8,7 @@ import (
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
+	"simpletuner/supervisor/schedule"
 )
 
 // Tags group the operations in the OpenAPI document.
@@ -175,5 +176,17 @@ func (s *Server) routeTable() []route {
 		// Part "system" (issue 15: SimpleTuner's own CLI): shutdown.
 		{method: "POST", path: "/api/system/shutdown", tag: tagSystem, perm: auth.PermAdminConfig, summary: "Stop the daemon gracefully, as SIGTERM does: running trainers keep running and the next start reattaches them",
 			resp: shutdownBody{}, h: s.systemShutdown},
+
+		// Part "schedule" (issue 17): cron schedules. A schedule submits an environment,
+		// steers a running job or cleans up by a retention policy, as its owner; users see
+		// their own, administrators (admin.config) every one, the daemon's built-in
+		// maintenance schedules included (read-only).
+		{method: "GET", path: "/api/schedules", tag: tagQueue, summary: "Schedules, oldest first (yours; every one, built-in maintenance included, with admin.config)", resp: schedulesBody{}, h: s.withSchedules(s.listSchedules)},
+		{method: "POST", path: "/api/schedules", tag: tagQueue, status: http.StatusCreated, summary: "Create a schedule: a cron spec (5 fields, @daily, @every 6h, optional CRON_TZ=) and an action (submit, checkpoint, validate, cleanup)",
+			req: schedule.Request{}, resp: scheduleBody{}, h: s.withSchedules(s.createSchedule)},
+		{method: "GET", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}", tag: tagQueue, summary: "One schedule with its next and last run", resp: scheduleBody{}, h: s.withSchedules(s.getSchedule)},
+		{method: "PUT", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}", tag: tagQueue, summary: "Change a schedule (fields left out keep their value; built-in ones are read-only)", req: schedule.Request{}, resp: scheduleBody{}, h: s.withSchedules(s.putSchedule)},
+		{method: "DELETE", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}", tag: tagQueue, summary: "Delete a schedule", resp: successBody{}, h: s.withSchedules(s.deleteSchedule)},
+		{method: "POST", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}/run", tag: tagQueue, summary: "Run a schedule now, as its owner; recorded and an event like a scheduled run", resp: scheduleRunBody{}, h: s.withSchedules(s.runSchedule)},
 	}
 }

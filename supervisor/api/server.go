@@ -20,6 +20,7 @@ import (
 	"simpletuner/supervisor/events"
 	"simpletuner/supervisor/gpu"
 	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/schedule"
 	"simpletuner/supervisor/training"
 	"time"
 )
@@ -71,6 +72,8 @@ type Config struct {
 	// the next start reattaches them). POST /api/system/shutdown calls it once, after
 	// answering; nil answers 503 there.
 	Shutdown func()
+	// Schedules serves /api/schedules (part "schedule", issue 17); nil answers 503 there.
+	Schedules *schedule.Scheduler
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.

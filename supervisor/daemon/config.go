@@ -84,6 +84,14 @@ type Config struct {
 	// EventHeartbeat is the heartbeat (and credential re-check) interval of event
 	// streams (0: 15 s).
 	EventHeartbeat time.Duration
+	// Part "schedule" (issue 17): the built-in maintenance schedules. JobRetentionAge
+	// and JobRetentionCount delete ended jobs older than the age, keeping the newest
+	// count (both 0, the default: every job is kept). MaintenanceSpec is the cron spec of
+	// job retention, stale upload staging and orphaned sockets (default @hourly); event
+	// retention runs every minute.
+	JobRetentionAge   time.Duration
+	JobRetentionCount int
+	MaintenanceSpec   string
 }
 
 // ConfigsOptions are the configs service's options for this config, with the roots of

@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	// The event hub exists before the job manager: reconciliation already reports status
 	// changes. Its streams end before the HTTP server drains (they would hold it open).
 	hub := events.New(events.Config{Store: db, Log: log.With("component", "events"), Heartbeat: cfg.EventHeartbeat,
-		RetentionCount: cfg.EventRetention, RetentionAge: cfg.EventRetentionAge})
+		RetentionCount: cfg.EventRetention, RetentionAge: cfg.EventRetentionAge, RetentionEvery: -1 /* the scheduler trims */})
 	defer hub.Close()
 	wh := webhooks.New(log.With("component", "webhooks"), webhooks.Options{Policy: webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}})
 	defer wh.Close()
@@ -132,6 +132,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 			return fmt.Errorf("--env %s is not valid:\n  %s", cfg.Env, strings.Join(autostart.Issues.Errors().Messages(), "\n  "))
 		}
 	}
+	// Part "schedule" (issue 17): cron schedules and the daemon's own maintenance, on one
+	// scheduler; started once the job manager has reconciled, stopped before it closes.
+	sched, err := newScheduler(&cfg, db, as, ts, jm, hub, ds, log.With("component", "schedule"))
+	if err != nil {
+		return err
+	}
+	sched.Start()
+	defer sched.Close()
 	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, AllowedHosts: cfg.AllowedHosts, BodyTimeout: cfg.BodyTimeout, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
 		Store: db, Events: hub, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
 	if !as.SetupDone() {
@@ -149,6 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 			"or from elsewhere with the X-Setup-Token header set to the contents of the token file", "token_file", path)
 	}
 	apiCfg.Shutdown = shutdown
+	apiCfg.Schedules = sched
 	srv, err := api.New(apiCfg, as, log.With("component", "api"))
 	if err != nil {
 		return err
@@ -218,6 +227,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		log.Warn("drain incomplete; closing remaining connections", "err", err)
 		hs.Close()
 	}
+	sched.Close() // no run starts once the drain began
 	// Stop following trainers (they keep running) before the store they write to closes.
 	jm.Close()
 	dbClosed = true

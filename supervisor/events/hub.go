@@ -45,8 +45,9 @@ type Config struct {
 	// MaxClients bounds concurrent streams [1000].
 	MaxClients int
 	// RetentionCount and RetentionAge bound the stored events [100000, 7 days]; a
-	// negative value disables that bound. RetentionEvery is how often they are enforced
-	// [1 min].
+	// negative value disables that bound. RetentionEvery is how often Start enforces them
+	// [1 min]; negative: never, the caller calls Trim (the daemon's built-in schedule
+	// does, docs/architecture.md §6).
 	RetentionCount int
 	RetentionAge   time.Duration
 	RetentionEvery time.Duration
@@ -113,7 +114,7 @@ func New(cfg Config) *Hub {
 	if cfg.RetentionAge == 0 {
 		cfg.RetentionAge = 7 * 24 * time.Hour
 	}
-	if cfg.RetentionEvery <= 0 {
+	if cfg.RetentionEvery == 0 {
 		cfg.RetentionEvery = time.Minute
 	}
 	if cfg.LogRate == 0 {
@@ -137,6 +138,14 @@ func New(cfg Config) *Hub {
 // Start enforces retention periodically and relays the logs of jobs that are already
 // running (after a daemon restart).
 func (h *Hub) Start() {
+	if h.cfg.RetentionEvery > 0 {
+		h.startRetention()
+	}
+	h.startTails()
+}
+
+// startRetention trims the stored events every RetentionEvery until Close.
+func (h *Hub) startRetention() {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -151,6 +160,10 @@ func (h *Hub) Start() {
 			}
 		}
 	}()
+}
+
+// startTails relays the logs of jobs that are already running (after a daemon restart).
+func (h *Hub) startTails() {
 	if all, err := h.db.Jobs().List(); err == nil {
 		for _, j := range all {
 			h.jobMu.Lock()
