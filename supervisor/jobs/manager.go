@@ -242,7 +242,7 @@ type SubmitRequest struct {
 	// otherwise a new one is made.
 	ID string
 	// Target is where the job may run (TargetAuto when empty).
-	Target string
+	Target   string
 	OwnerID  int64
 	Owner    string
 	EnvName  string
