@@ -55,7 +55,11 @@ func (t *fakeTask) Wait(ctx context.Context) (Exit, error) {
 }
 
 func (f *fakeExec) Kind() string                            { return f.kind }
-func (f *fakeExec) Admit(context.Context, *store.Job) error { return f.admitErr }
+func (f *fakeExec) Admit(context.Context, *store.Job) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.admitErr
+}
 func (f *fakeExec) Place(_ context.Context, j *store.Job) (Placement, error) {
 	return f.place(j), nil
 }
@@ -213,7 +217,7 @@ func TestAutoPrefersAWorkerOfferThenLocal(t *testing.T) {
 func TestTargetsWithoutExecutorsAreRefused(t *testing.T) {
 	e := newEnv(t, gpu.NewFake())
 	m := e.fakeManager(Config{})
-	if _, err := submitTo(t, m, TargetSlurm); !errors.Is(err, ErrNoExecutor) || !strings.Contains(err.Error(), "Slurm is not configured") {
+	if _, err := submitTo(t, m, TargetSlurm); !errors.Is(err, ErrNoExecutor) || !strings.Contains(err.Error(), "no Slurm cluster is configured") {
 		t.Fatalf("target=slurm: %v", err)
 	}
 	if _, err := submitTo(t, m, "cloud"); !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "unknown target") {
@@ -378,4 +382,42 @@ func TestReporterEventsRefuseAGap(t *testing.T) {
 	if _, err := m.Events("nojob", batch(1)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("events of no job: %v", err)
 	}
+}
+
+// TestAutoSkipsExecutorsThatCannotAdmit: while a worker could take a job, the waiting job's
+// note is the worker's reason; once no worker could (none registered matches), target auto
+// asks this machine only, and the note says why it waits here.
+func TestAutoSkipsExecutorsThatCannotAdmit(t *testing.T) {
+	e := newEnv(t, gpu.NewFake(gpu.FakeH100(1)...))
+	w := &fakeExec{kind: KindWorker, place: always(PlaceWait, "", "no idle worker")}
+	m := e.managerAdding(Config{}, []Executor{w}, kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10")
+	a, err := submitTo(t, m, TargetAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m, a.ID, 20*time.Second, StatusRunning)
+	b, err := submitTo(t, m, TargetAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != StatusQueued || b.Note != "no idle worker" {
+		t.Fatalf("second job %s, note %q", b.Status, b.Note)
+	}
+	w.mu.Lock()
+	w.admitErr = fmt.Errorf("%w: no registered worker matches", ErrNoExecutor)
+	w.mu.Unlock()
+	m.Kick()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		j, _ := m.Get(b.ID)
+		if strings.Contains(j.Note, "GPU") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("note %q, want the local reason", j.Note)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m.Command(context.Background(), a.ID, plugins.CommandCancel)
+	waitStatus(t, m, a.ID, 20*time.Second, StatusCancelled)
 }

@@ -34,7 +34,7 @@ func (m *Manager) candidates(target string) ([]Executor, error) {
 func noExecutor(target string) error {
 	switch target {
 	case TargetSlurm:
-		return fmt.Errorf("%w: target=slurm: Slurm is not configured on this server (see the daemon's --slurm-* settings)", ErrNoExecutor)
+		return fmt.Errorf("%w: target=slurm: no Slurm cluster is configured on this server (start it with --slurm-partition)", ErrNoExecutor)
 	case TargetWorker:
 		return fmt.Errorf("%w: target=worker: no worker executor is configured on this server", ErrNoExecutor)
 	}
@@ -73,6 +73,19 @@ func (m *Manager) place(j *store.Job) (Executor, Placement, PlaceOutcome, string
 	}
 	if len(es) == 0 {
 		return nil, Placement{}, PlaceReject, noExecutor(j.Target).Error()
+	}
+	if len(es) > 1 {
+		// Target auto: an executor that could never take the job now (no registered
+		// worker matches it) is not asked, so the job's note says why it waits here.
+		var admitted []Executor
+		for _, e := range es {
+			if e.Admit(m.ctx, j) == nil {
+				admitted = append(admitted, e)
+			}
+		}
+		if len(admitted) > 0 {
+			es = admitted
+		}
 	}
 	ps := make([]Placement, 0, len(es))
 	for _, e := range es {
