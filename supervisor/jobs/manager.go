@@ -123,10 +123,7 @@ type Manager struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 
-	// wgMu guards closed and every wg.Add, so no goroutine starts once Close waits.
-	wgMu   sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	goroutines group // what Close waits for
 
 	// execMu guards executors (AddExecutor may run while the queue advances).
 	execMu    sync.RWMutex
@@ -213,28 +210,14 @@ func (m *Manager) executor(kind string) Executor {
 // Close stops following trainers without touching them: they keep running and the next
 // daemon reattaches.
 func (m *Manager) Close() {
-	m.wgMu.Lock()
-	m.closed = true
-	m.wgMu.Unlock()
+	m.goroutines.stopSpawning()
 	m.stop()
 	m.local.Close()
-	m.wg.Wait()
+	m.goroutines.wait()
 }
 
 // spawn runs fn in a goroutine Close waits for; it does nothing once Close has begun.
-func (m *Manager) spawn(fn func()) bool {
-	m.wgMu.Lock()
-	defer m.wgMu.Unlock()
-	if m.closed {
-		return false
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		fn()
-	}()
-	return true
-}
+func (m *Manager) spawn(fn func()) bool { return m.goroutines.spawn(fn) }
 
 // SubmitRequest is a new job.
 type SubmitRequest struct {
