@@ -316,14 +316,14 @@ func (m *Manager) Note(jobID, note string) {
 func (m *Manager) Events(jobID string, evs []plugins.Event) (uint64, error) {
 	m.evMu.Lock()
 	defer m.evMu.Unlock()
-	last := m.seqs[jobID]
-	if j, err := m.db.Jobs().Get(jobID); err == nil {
-		last = max(last, j.LastSeq)
-	} else if errors.Is(err, store.ErrNotFound) {
+	stored, err := m.db.Jobs().LastSeq(jobID)
+	if errors.Is(err, store.ErrNotFound) {
 		return 0, ErrNotFound
-	} else {
+	}
+	if err != nil {
 		return 0, err
 	}
+	last := max(m.seqs[jobID], stored)
 	fresh, err := eventsAfter(evs, last)
 	if err != nil || len(fresh) == 0 {
 		return last, err
