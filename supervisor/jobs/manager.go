@@ -245,9 +245,11 @@ type SubmitRequest struct {
 	ApprovalReason string
 }
 
-// Submit validates a job against the machine and queues it; the queue starts it as soon
-// as it fits. A job that can never run here (more GPUs than exist, say) is rejected with
-// ErrRejected and not stored; with NoWait, one that cannot start at once is rejected too.
+// Submit validates a job against the executors of its target (auto when empty) and queues
+// it; the queue starts it as soon as one of them can. A job none of them could ever run
+// (more GPUs than this machine has, say) is refused with that executor's error (ErrRejected
+// or ErrNoExecutor, wrapped) and not stored; an unknown target is refused with
+// ErrRejected; with NoWait, one that cannot start at once is rejected too.
 func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, error) {
 	select {
 	case <-m.ready:
