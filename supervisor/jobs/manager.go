@@ -134,10 +134,10 @@ type Manager struct {
 	tasks    map[string]*tracked
 	bypassed map[string]int
 
-	// evMu serialises event stores and guards seqs, the last seq stored per job by this
-	// manager (an event sink need not update the store's LastSeq at once).
+	// evMu guards evs: per job, the lock that serialises its event stores and the last
+	// seq this manager stored (an event sink need not update the store's LastSeq at once).
 	evMu sync.Mutex
-	seqs map[string]uint64
+	evs  map[string]*jobEvents
 
 	// validating holds a token per trainer launched by Validate (capacity maxValidations).
 	validating chan struct{}
@@ -182,7 +182,7 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	return &Manager{cfg: cfg, db: db, alloc: alloc, log: log, local: local, ready: make(chan struct{}),
 		executors: append([]Executor{local}, cfg.Executors...),
 		wake:      make(chan struct{}, 1), ctx: ctx, stop: stop, tasks: map[string]*tracked{}, bypassed: map[string]int{},
-		seqs: map[string]uint64{}, validating: make(chan struct{}, maxValidations)}, nil
+		evs: map[string]*jobEvents{}, validating: make(chan struct{}, maxValidations)}, nil
 }
 
 // AddExecutor adds an executor built after the Manager (a worker pool or Slurm executor
