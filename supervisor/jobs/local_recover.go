@@ -24,7 +24,7 @@ func (l *Local) Recover(ctx context.Context, j *store.Job, r Reporter) (Task, er
 	}
 	dir := l.jobDir(j)
 	if p.PID == 0 && j.Status == StatusStarting {
-		p = l.fromBootstrap(ctx, j, dir, p, r)
+		p = l.fromBootstrap(j, dir, p, r)
 	}
 	proc := classifyProc(p.PID, p.ProcStart, p.BootID, l.boot)
 	var exit *plugins.ExitRecord
@@ -124,7 +124,7 @@ func (l *Local) reattach(ctx context.Context, j *store.Job, t *localTask) (Task,
 // file's nonce is the launch's, the process carries that nonce and its start time
 // matches. The identity found is saved in the job's handle; p is returned unchanged
 // otherwise (the launch is then requeued and the trainer killed by its nonce).
-func (l *Local) fromBootstrap(_ context.Context, j *store.Job, dir string, p localProc, r Reporter) localProc {
+func (l *Local) fromBootstrap(j *store.Job, dir string, p localProc, r Reporter) localProc {
 	if p.Nonce == "" {
 		return p
 	}
