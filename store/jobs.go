@@ -11,9 +11,9 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
-// Job is the durable record of a training job. The launcher writes the process identity
-// (Attachment, PID, ProcStart, BootID, Nonce) before it reports the job running, so a
-// restarted daemon can find the trainer again or prove it is gone.
+// Job is the durable record of a training job. The executor that launched it stores its
+// Handle (for a local trainer: nonce, socket, pid, start time, boot id) before it reports
+// the job running, so a restarted daemon can find the trainer again or prove it is gone.
 type Job struct {
 	ID        string          `json:"id"`
 	Status    string          `json:"status"`
@@ -33,11 +33,13 @@ type Job struct {
 
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Trainer    string     `json:"trainer,omitempty"`
 	JobDir     string     `json:"job_dir,omitempty"`
-	Nonce      string     `json:"nonce,omitempty"`
 
-	// Process identity.
+	// Legacy process identity: records written before the executor seam kept the local
+	// trainer here; the local executor reads these fields only to convert such a record
+	// to its Handle (jobs.localProcOf), and a new launch clears them.
+	Trainer   string `json:"trainer,omitempty"`
+	Nonce     string `json:"nonce,omitempty"`
 	Network   string `json:"network,omitempty"`
 	Addr      string `json:"addr,omitempty"`
 	PID       int    `json:"pid,omitempty"`
@@ -191,6 +193,18 @@ func (s *Jobs) Get(id string) (*Job, error) {
 		return nil, err
 	}
 	return &j, nil
+}
+
+// LastSeq returns the seq of a job's last stored event without decoding its record
+// (ErrNotFound when there is no such job): the event path checks it for every batch.
+func (s *Jobs) LastSeq(id string) (uint64, error) {
+	var seq uint64
+	err := s.db.view(func(txn *badger.Txn) error {
+		var err error
+		seq, err = jobLastSeq(txn, id)
+		return err
+	})
+	return seq, err
 }
 
 // Update applies fn to the stored job atomically and returns the result.
