@@ -33,6 +33,9 @@ func (r *Registry) BindJob(jobID string) (string, error) {
 				return "", err
 			}
 			r.closeStreamLocked(w.ID)
+			if t.ended() {
+				r.tasks[jobID] = newTask(jobID, w.ID, true, r.now(), r.src)
+			}
 			return token, nil
 		}
 	}

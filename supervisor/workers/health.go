@@ -53,6 +53,9 @@ func (r *Registry) Check() {
 	}
 	kick := false
 	for _, t := range r.tasks {
+		if t.ended() {
+			continue
+		}
 		w := r.workers[t.workerID]
 		lost, silent := taskLost(w, t.since, now, r.cfg.HeartbeatTimeout)
 		if !lost {

@@ -61,7 +61,7 @@ func jobSubmit(j *store.Job) *workerproto.JobSubmit {
 }
 
 // finishLocked ends a task with exit, frees its worker (idle again; an ephemeral one is
-// told to shut down) and forgets the task. It reports whether the queue should be kicked
+// told to shut down) and forgets the task (a bound one only at Unbind). It reports whether the queue should be kicked
 // (a worker freed up). Ending an ended task does nothing. Callers hold r.mu.
 func (r *Registry) finishLocked(t *task, exit jobs.Exit) bool {
 	if t.ended() {
@@ -69,7 +69,8 @@ func (r *Registry) finishLocked(t *task, exit jobs.Exit) bool {
 	}
 	t.exit = exit
 	close(t.done)
-	if cur := r.tasks[t.jobID]; cur == t {
+	if cur := r.tasks[t.jobID]; cur == t && !t.bound {
+		// A bound job's task stays until Unbind, so Wait answers however late it asks.
 		delete(r.tasks, t.jobID)
 	}
 	if l := r.links[t.workerID]; l != nil {
