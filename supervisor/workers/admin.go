@@ -67,7 +67,7 @@ func (r *Registry) Create(req CreateRequest) (*store.Worker, string, error) {
 		req.WorkerType = TypePersistent
 	case TypePersistent, TypeEphemeral:
 	default:
-		return nil, "", fmt.Errorf("%w: worker_type must be %s or %s, not %q", ErrInvalid, TypePersistent, TypeEphemeral, req.WorkerType)
+		return nil, "", fmt.Errorf("%w: unknown worker_type %q: use %s or %s", ErrInvalid, req.WorkerType, TypePersistent, TypeEphemeral)
 	}
 	if err := validateWorkerLabels(req.Labels); err != nil {
 		return nil, "", fmt.Errorf("%w: labels: %w", ErrInvalid, err)
