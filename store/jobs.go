@@ -11,9 +11,9 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
-// Job is the durable record of a training job. The launcher writes the process identity
-// (Attachment, PID, ProcStart, BootID, Nonce) before it reports the job running, so a
-// restarted daemon can find the trainer again or prove it is gone.
+// Job is the durable record of a training job. The executor that launched it stores its
+// Handle (for a local trainer: nonce, socket, pid, start time, boot id) before it reports
+// the job running, so a restarted daemon can find the trainer again or prove it is gone.
 type Job struct {
 	ID        string          `json:"id"`
 	Status    string          `json:"status"`
@@ -33,11 +33,13 @@ type Job struct {
 
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Trainer    string     `json:"trainer,omitempty"`
 	JobDir     string     `json:"job_dir,omitempty"`
-	Nonce      string     `json:"nonce,omitempty"`
 
-	// Process identity.
+	// Legacy process identity: records written before the executor seam kept the local
+	// trainer here; the local executor reads these fields only to convert such a record
+	// to its Handle (jobs.localProcOf), and nothing writes them any more.
+	Trainer   string `json:"trainer,omitempty"`
+	Nonce     string `json:"nonce,omitempty"`
 	Network   string `json:"network,omitempty"`
 	Addr      string `json:"addr,omitempty"`
 	PID       int    `json:"pid,omitempty"`

@@ -45,7 +45,7 @@ type jobBody struct {
 func toJobBody(j *store.Job, full bool) jobBody {
 	b := jobBody{JobID: j.ID, Status: j.Status, Owner: j.Owner, Environment: j.EnvName, Priority: j.Priority,
 		CreatedAt: isoTime(j.CreatedAt), StartedAt: isoPtr(j.StartedAt), FinishedAt: isoPtr(j.FinishedAt),
-		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: j.PID, Attempts: j.Attempts, LastSeq: j.LastSeq, Error: j.Error, Progress: j.Progress,
+		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: jobs.TrainerPID(j), Attempts: j.Attempts, LastSeq: j.LastSeq, Error: j.Error, Progress: j.Progress,
 		WorkerLabels: j.WorkerLabels}
 	if b.GPUs == nil {
 		b.GPUs = []string{}

@@ -308,7 +308,7 @@ func statusOf(j *store.Job) trainingStatusBody {
 	if json.Unmarshal(j.Config, &cfg) == nil {
 		st.Config = redactConfig(cfg)
 	}
-	st.JobInfo = map[string]any{"status": j.Status, "gpus": j.GPUs, "pid": j.PID, "attempts": j.Attempts}
+	st.JobInfo = map[string]any{"status": j.Status, "gpus": j.GPUs, "pid": jobs.TrainerPID(j), "attempts": j.Attempts}
 	if j.Error != "" {
 		st.JobInfo["message"] = j.Error
 	}

@@ -74,8 +74,8 @@ func testBatcher(t *testing.T, sink *gatedSink) *batcher {
 	if err := db.Jobs().Create(&store.Job{ID: "j", Status: "running"}); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{cfg: Config{Events: sink}, db: db, log: slog.New(slog.DiscardHandler)}
-	b := newBatcher(m, "j")
+	m := &Manager{cfg: Config{Events: sink}, db: db, log: slog.New(slog.DiscardHandler), seqs: map[string]uint64{}}
+	b := newBatcher(m, "j", m.log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); b.run(ctx) }()
@@ -156,7 +156,7 @@ func TestBatcherGroupsWhileAStoreIsInFlight(t *testing.T) {
 		t.Fatalf("first stores of %d and %d events, want 1 and %d (everything that arrived during the first)", len(sink.batches[0]), len(sink.batches[1]), maxBatch)
 	}
 	sink.mu.Unlock()
-	j, _ := b.m.db.Jobs().Get("j")
+	j, _ := b.r.(*Manager).db.Jobs().Get("j")
 	var p plugins.Progress
 	if err := json.Unmarshal(j.Progress, &p); err != nil || p.Step != n {
 		t.Fatalf("job progress %s (%v), want step %d", j.Progress, err, n)

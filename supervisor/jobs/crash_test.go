@@ -18,7 +18,7 @@ func TestCrashedTrainerSaysWhy(t *testing.T) {
 	m := e.manager(kittest.EnvSteps+"=100000", kittest.EnvStepMS+"=10", kittest.EnvStderr+"=loading shards|CUDA warning: nothing to see")
 	j := submit(t, m, 1)
 	r := waitStatus(t, m, j.ID, 20*time.Second, StatusRunning)
-	if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(proc(t, r).PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	f := waitStatus(t, m, j.ID, 20*time.Second, StatusFailed)

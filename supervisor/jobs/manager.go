@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"simpletuner/internal/sysmem"
 	"simpletuner/plugins"
 	"simpletuner/store"
 	"simpletuner/supervisor/gpu"
@@ -83,6 +82,13 @@ type Config struct {
 	// Events, when set, stores the trainer events (instead of the manager writing them
 	// to the store itself) and hears of every job status change: the event hub.
 	Events EventSink
+	// Executors run jobs elsewhere than on this machine (remote workers, Slurm); the
+	// local executor, built by New from the fields above, is always first. Executors
+	// that need the Manager as their Reporter are added with AddExecutor instead.
+	Executors []Executor
+	// LostRetries is how many times a job whose place went away (Exit.Lost: a worker that
+	// stopped answering) is requeued to resume elsewhere before it fails (default 3).
+	LostRetries int
 }
 
 // EventSink stores and publishes job events (implemented by supervisor/events.Hub).
@@ -101,13 +107,16 @@ func (m *Manager) statusChanged(j *store.Job) {
 	}
 }
 
-// Manager runs the queue and supervises trainers. It is safe for concurrent use.
+// Manager runs the queue and hands each job to an executor (docs/architecture.md §16): it
+// keeps the job records, asks the executors to place queued jobs, waits on each launched
+// task and ends the job as its task says. It is the executors' Reporter. It is safe for
+// concurrent use.
 type Manager struct {
 	cfg   Config
 	db    *store.DB
 	alloc *gpu.Allocator
 	log   *slog.Logger
-	boot  string
+	local *Local
 
 	ready chan struct{} // closed once Reconcile has run
 	wake  chan struct{} // queue advancement requests (capacity 1)
@@ -119,41 +128,28 @@ type Manager struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	// mu guards running and bypassed, and serialises queue advancement.
+	// execMu guards executors (AddExecutor may run while the queue advances).
+	execMu    sync.RWMutex
+	executors []Executor
+
+	// mu guards tasks and bypassed, and serialises queue advancement.
 	mu       sync.Mutex
-	running  map[string]*handle
+	tasks    map[string]*tracked
 	bypassed map[string]int
+
+	// evMu serialises event stores and guards seqs, the last seq stored per job by this
+	// manager (an event sink need not update the store's LastSeq at once).
+	evMu sync.Mutex
+	seqs map[string]uint64
 
 	// validating holds a token per trainer launched by Validate (capacity maxValidations).
 	validating chan struct{}
 }
 
-// handle is a trainer the manager follows.
-type handle struct {
-	id     string
-	client *plugins.Client // nil while unreachable
-	pid    int
-	start  uint64
-	cancel context.CancelFunc
-	// oom counts the OOM kills of the trainer's memory cgroup; oomBase is its value when
-	// the daemon took the trainer on (launch or reattach), -1 when there is no counter.
-	oom     sysmem.OOMCounter
-	oomBase int64
-	// cmdMu guards client replacement, command sends and the fields above.
-	cmdMu sync.Mutex
-}
-
-// watchOOM starts counting the OOM kills of the memory cgroup of pid (0: the daemon's own,
-// which a trainer it launches inherits).
-func (h *handle) watchOOM(pid int) {
-	c := sysmem.FS{}.OOMCounterOf(pid)
-	base, ok := c.Read()
-	if !ok {
-		base = -1
-	}
-	h.cmdMu.Lock()
-	h.oom, h.oomBase = c, base
-	h.cmdMu.Unlock()
+// tracked is a job the manager follows: task is nil while its launch is under way.
+type tracked struct {
+	task Task
+	kind string
 }
 
 // New returns a Manager. Call Reconcile before serving requests that change jobs.
@@ -167,6 +163,9 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	if cfg.CancelGrace == 0 {
 		cfg.CancelGrace = 30 * time.Second
 	}
+	if cfg.LostRetries == 0 {
+		cfg.LostRetries = 3
+	}
 	if cfg.MaxAttempts < 1 {
 		cfg.MaxAttempts = 1
 	}
@@ -176,18 +175,39 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 5 * time.Minute
 	}
-	for _, d := range []string{cfg.JobsDir, cfg.RunDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("create %s: %w", d, err)
-		}
-		if err := os.Chmod(d, 0o700); err != nil {
-			return nil, err
+	if err := prepareDirs(cfg.JobsDir, cfg.RunDir); err != nil {
+		return nil, err
+	}
+	local := NewLocal(LocalConfig{JobsDir: cfg.JobsDir, RunDir: cfg.RunDir, CPUTrainer: cfg.CPUTrainer, GPUTrainer: cfg.GPUTrainer,
+		TrainerArgs: cfg.TrainerArgs, TrainerEnv: cfg.TrainerEnv, PollInterval: cfg.PollInterval, CancelGrace: cfg.CancelGrace,
+		StallTimeout: cfg.StallTimeout, Failpoint: cfg.Failpoint}, alloc, log)
+	ctx, stop := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, db: db, alloc: alloc, log: log, local: local, ready: make(chan struct{}),
+		executors: append([]Executor{local}, cfg.Executors...),
+		wake:      make(chan struct{}, 1), ctx: ctx, stop: stop, tasks: map[string]*tracked{}, bypassed: map[string]int{},
+		seqs: map[string]uint64{}, validating: make(chan struct{}, maxValidations)}, nil
+}
+
+// AddExecutor adds an executor built after the Manager (a worker pool or Slurm executor
+// needs the Manager as its Reporter). Add executors before Reconcile, so the jobs they
+// launched before a restart are recovered by them.
+func (m *Manager) AddExecutor(e Executor) {
+	m.execMu.Lock()
+	m.executors = append(m.executors, e)
+	m.execMu.Unlock()
+	m.kick()
+}
+
+// executor returns the executor of a kind, nil when none is configured.
+func (m *Manager) executor(kind string) Executor {
+	m.execMu.RLock()
+	defer m.execMu.RUnlock()
+	for _, e := range m.executors {
+		if e.Kind() == kind {
+			return e
 		}
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, db: db, alloc: alloc, log: log, boot: bootID(), ready: make(chan struct{}),
-		wake: make(chan struct{}, 1), ctx: ctx, stop: stop, running: map[string]*handle{}, bypassed: map[string]int{},
-		validating: make(chan struct{}, maxValidations)}, nil
+	return nil
 }
 
 // Close stops following trainers without touching them: they keep running and the next
@@ -197,6 +217,7 @@ func (m *Manager) Close() {
 	m.closed = true
 	m.wgMu.Unlock()
 	m.stop()
+	m.local.Close()
 	m.wg.Wait()
 }
 
@@ -221,7 +242,7 @@ type SubmitRequest struct {
 	// otherwise a new one is made.
 	ID string
 	// Target is where the job may run (TargetAuto when empty).
-	Target string
+	Target   string
 	OwnerID  int64
 	Owner    string
 	EnvName  string
@@ -264,13 +285,9 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 			}
 		}
 	}
-	gpus, err := m.alloc.Inventory().List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list GPUs: %w", err)
-	}
-	d := gpu.Decide(req.GPU, gpus, m.alloc.Ledger().Holdings(), m.alloc.Ledger().Limits())
-	if d.Outcome == gpu.Reject {
-		return nil, fmt.Errorf("%w: %s", ErrRejected, d.Reason)
+	target := req.Target
+	if target == "" {
+		target = TargetAuto
 	}
 	id := req.ID
 	if id == "" {
@@ -280,7 +297,11 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	}
 	j := &store.Job{ID: id, Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
 		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
-		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels}
+		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels,
+		Target: target}
+	if err := m.admit(ctx, j); err != nil {
+		return nil, err
+	}
 	if req.ForApproval {
 		j.Status = StatusPendingApproval
 		j.Approval = &store.Approval{Status: ApprovalPending, Reason: req.ApprovalReason, RequestedAt: j.CreatedAt}
@@ -300,8 +321,8 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 		m.advance()
 		cur, err := m.db.Jobs().Get(j.ID)
 		if err == nil && cur.Status == StatusQueued {
-			m.finishQueued(j.ID, StatusCancelled, "not started: "+d.Reason)
-			return nil, fmt.Errorf("%w: %s", ErrRejected, d.Reason)
+			m.finishQueued(j.ID, StatusCancelled, "not started: "+cur.Note)
+			return nil, fmt.Errorf("%w: %s", ErrRejected, cur.Note)
 		}
 		return cur, err
 	}
@@ -392,22 +413,20 @@ func (m *Manager) advance() {
 			break
 		}
 		j := byID[cand.ID]
-		d, err := m.alloc.Reserve(m.ctx, j.ID, gpu.Request{NumProcesses: j.NumGPUs, Preferred: j.PreferredGPUs, AnyGPU: j.AnyGPU})
-		if err != nil {
-			m.log.Warn("GPU inventory unavailable; job stays queued", "job_id", j.ID, "err", err)
-			waiting = append(waiting, cand)
-			continue
-		}
-		switch d.Outcome {
-		case gpu.Start, gpu.StartCPU:
+		e, p, outcome, reason := m.place(j)
+		switch outcome {
+		case PlaceStart:
 			for _, w := range waiting {
 				m.bypassed[w.ID]++
 			}
 			delete(m.bypassed, j.ID)
-			m.launch(j, d)
-		case gpu.Reject:
-			m.finishQueued(j.ID, StatusFailed, d.Reason)
+			m.launch(j, e, p)
+		case PlaceReject:
+			m.finishQueued(j.ID, StatusFailed, reason)
 		default:
+			if reason != j.Note {
+				m.Note(j.ID, reason)
+			}
 			waiting = append(waiting, cand)
 		}
 	}
@@ -521,48 +540,12 @@ func (m *Manager) Command(ctx context.Context, id string, c plugins.Command) err
 		return fmt.Errorf("%w: the job has not started yet", ErrUnreachable)
 	}
 	m.mu.Lock()
-	h := m.running[id]
+	tr := m.tasks[id]
 	m.mu.Unlock()
-	if h == nil {
-		return ErrUnreachable
+	if tr == nil || tr.task == nil {
+		return fmt.Errorf("%w: the job is not followed by this daemon (yet)", ErrUnreachable)
 	}
-	h.cmdMu.Lock()
-	client := h.client
-	h.cmdMu.Unlock()
-	if client == nil {
-		return ErrUnreachable
-	}
-	err = client.Command(ctx, c)
-	switch {
-	case errors.Is(err, plugins.ErrJobEnded):
-		return ErrEnded
-	case errors.Is(err, plugins.ErrTrainerGone):
-		return fmt.Errorf("%w: %w", ErrUnreachable, err)
-	case err != nil:
-		return err
-	}
-	if c == plugins.CommandCancel {
-		go m.killAfterGrace(id, h)
-	}
-	return nil
-}
-
-// killAfterGrace kills a cancelled trainer's process group if it has not ended within
-// the grace period — after checking it is still the process we launched.
-func (m *Manager) killAfterGrace(id string, h *handle) {
-	select {
-	case <-time.After(m.cfg.CancelGrace):
-	case <-m.ctx.Done():
-		return
-	}
-	j, err := m.Get(id)
-	if err != nil || Terminal(j.Status) {
-		return
-	}
-	if classifyProc(h.pid, h.start, j.BootID, m.boot) == procOurs {
-		m.log.Warn("trainer ignored cancel; killing its process group", "job_id", id, "pid", h.pid)
-		killGroup(h.pid)
-	}
+	return tr.task.Command(ctx, c)
 }
 
 // Delete removes an ended job: its record, then its job directory under JobsDir (the
@@ -572,7 +555,7 @@ func (m *Manager) killAfterGrace(id string, h *handle) {
 func (m *Manager) Delete(id string) error {
 	var dir string
 	m.mu.Lock() // advance launches under m.mu: a queued job cannot start while it is checked
-	_, followed := m.running[id]
+	_, followed := m.tasks[id]
 	err := m.db.Jobs().Delete(id, func(j *store.Job) error {
 		switch {
 		case !Terminal(j.Status):

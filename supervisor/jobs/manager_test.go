@@ -62,6 +62,12 @@ func (e *env) manager(trainerEnv ...string) *Manager {
 
 func (e *env) managerWith(cfg Config, trainerEnv ...string) *Manager {
 	e.t.Helper()
+	return e.managerAdding(cfg, nil, trainerEnv...)
+}
+
+// managerAdding is managerWith that adds executors with AddExecutor before Reconcile.
+func (e *env) managerAdding(cfg Config, add []Executor, trainerEnv ...string) *Manager {
+	e.t.Helper()
 	e.alloc = gpu.NewAllocator(e.inv, gpu.Limits{MaxJobs: 4})
 	cfg.JobsDir, cfg.RunDir = filepath.Join(e.home, "jobs"), filepath.Join(e.home, "run")
 	cfg.CPUTrainer, cfg.GPUTrainer = os.Args[0], os.Args[0]
@@ -74,12 +80,25 @@ func (e *env) managerWith(cfg Config, trainerEnv ...string) *Manager {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	for _, x := range add {
+		m.AddExecutor(x)
+	}
 	if err := m.Reconcile(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
 	m.Start()
 	e.t.Cleanup(m.Close)
 	return m
+}
+
+// proc is the trainer identity a job's local handle records.
+func proc(t *testing.T, j *store.Job) localProc {
+	t.Helper()
+	p, err := localProcOf(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func submit(t *testing.T, m *Manager, gpus int) *store.Job {
@@ -137,7 +156,7 @@ func TestJobRunsToCompletionOnCPUHost(t *testing.T) {
 	m := e.manager(kittest.EnvSteps+"=15", kittest.EnvStepMS+"=5")
 	j := submit(t, m, 1)
 	done := waitStatus(t, m, j.ID, 20*time.Second, StatusCompleted)
-	if done.PID == 0 || done.ProcStart == 0 || done.Nonce == "" || done.Attempts != 1 || len(done.GPUs) != 0 {
+	if p := proc(t, done); p.PID == 0 || p.ProcStart == 0 || p.Nonce == "" || done.Handle == nil || done.Executor != KindLocal || done.Attempts != 1 || len(done.GPUs) != 0 {
 		t.Fatalf("record: %+v", done)
 	}
 	evs := events(t, e.db, j.ID)
@@ -166,7 +185,7 @@ func TestKilledTrainerFailsFastAndQueueAdvances(t *testing.T) {
 	if len(ra.GPUs) != 1 || ra.GPUs[0] != gpu.FakeUUID(0) {
 		t.Fatalf("GPUs %v", ra.GPUs)
 	}
-	syscall.Kill(ra.PID, syscall.SIGKILL)
+	syscall.Kill(proc(t, ra).PID, syscall.SIGKILL)
 	// How soon the death is noticed (PollInterval) is not asserted: on a busy machine it
 	// measures the machine. That it is noticed, and the queue moves on, is.
 	fa := waitStatus(t, m, a.ID, 20*time.Second, StatusFailed)
@@ -213,13 +232,13 @@ func TestRestartReattachesSameTrainerAndStopWorks(t *testing.T) {
 	for range 3 {
 		// A daemon restart: stop following without touching the trainer, start anew.
 		m1.Close()
-		if syscall.Kill(r1.PID, 0) != nil {
+		if syscall.Kill(proc(t, r1).PID, 0) != nil {
 			t.Fatal("trainer died with the manager")
 		}
 		m1 = e.manager()
 		r2 := waitStatus(t, m1, j.ID, 20*time.Second, StatusRunning)
-		if r2.PID != r1.PID || r2.Attempts != 1 {
-			t.Fatalf("after restart: pid %d attempts %d, want pid %d attempts 1", r2.PID, r2.Attempts, r1.PID)
+		if proc(t, r2).PID != proc(t, r1).PID || r2.Attempts != 1 {
+			t.Fatalf("after restart: pid %d attempts %d, want pid %d attempts 1", proc(t, r2).PID, r2.Attempts, proc(t, r1).PID)
 		}
 	}
 	// The reattached stream delivers: new events are stored after the last restart.
@@ -258,8 +277,8 @@ func TestTrainerFinishingWhileDaemonDownIsCompletedNotRelaunched(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	syscall.Kill(r.PID, syscall.SIGKILL)
-	waitProcGone(t, r.PID, r.ProcStart)
+	syscall.Kill(proc(t, r).PID, syscall.SIGKILL)
+	waitProcGone(t, proc(t, r).PID, proc(t, r).ProcStart)
 	m2 := e.manager()
 	done := waitStatus(t, m2, j.ID, 20*time.Second, StatusCompleted)
 	if done.Attempts != 1 {
@@ -378,7 +397,7 @@ func TestHungTrainerIsKilledByTheWatchdog(t *testing.T) {
 	if !strings.Contains(done.Error, "stalled") {
 		t.Fatalf("error %q", done.Error)
 	}
-	if classifyProc(r.PID, r.ProcStart, r.BootID, bootID()) == procOurs {
+	if classifyProc(proc(t, r).PID, proc(t, r).ProcStart, proc(t, r).BootID, bootID()) == procOurs {
 		t.Fatal("hung trainer still alive")
 	}
 }
@@ -429,7 +448,7 @@ func TestDeletedSocketKeepsJobRunningUntilTheProcessEnds(t *testing.T) {
 	j := submit(t, m1, 1)
 	r := waitStatus(t, m1, j.ID, 20*time.Second, StatusRunning)
 	m1.Close()
-	if err := os.Remove(r.Addr); err != nil {
+	if err := os.Remove(proc(t, r).Addr); err != nil {
 		t.Fatal(err)
 	}
 	m2 := e.manager()
@@ -443,7 +462,7 @@ func TestDeletedSocketKeepsJobRunningUntilTheProcessEnds(t *testing.T) {
 	if err := m2.Command(context.Background(), j.ID, plugins.CommandStop); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("command without a socket: %v", err)
 	}
-	syscall.Kill(r.PID, syscall.SIGKILL)
+	syscall.Kill(proc(t, r).PID, syscall.SIGKILL)
 	waitStatus(t, m2, j.ID, 20*time.Second, StatusFailed)
 }
 
@@ -464,8 +483,8 @@ func TestInterruptedLaunchIsRequeuedAndTheIdleTrainerKilled(t *testing.T) {
 	}
 	m := e.manager(kittest.EnvSteps+"=3", kittest.EnvStepMS+"=5")
 	done := waitStatus(t, m, j.ID, 20*time.Second, StatusCompleted)
-	if done.Attempts != 2 || done.PID == st.PID {
-		t.Fatalf("attempts %d pid %d (old %d)", done.Attempts, done.PID, st.PID)
+	if done.Attempts != 2 || proc(t, done).PID == st.PID {
+		t.Fatalf("attempts %d pid %d (old %d)", done.Attempts, proc(t, done).PID, st.PID)
 	}
 	waitProcGone(t, st.PID, start)
 }
