@@ -114,6 +114,9 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.IntVar(&cfg.EventRetention, "event-retention", 0, "stored events kept, oldest deleted first (0: 100000; -1: unbounded)")
 	fs.DurationVar(&cfg.EventRetentionAge, "event-retention-age", 0, "delete stored events older than this (0: 168h; -1ns: never)")
 	fs.DurationVar(&cfg.EventHeartbeat, "event-heartbeat", 0, "heartbeat and credential re-check interval of event streams (0: 15s)")
+	// Part "workers" (issue 16): remote workers.
+	fs.DurationVar(&cfg.WorkerHeartbeatTimeout, "worker-heartbeat-timeout", 0, "mark a remote worker offline and requeue its job when it sends no heartbeat for this long (0: 2m)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the URL workers use to reach this server, shown in their connection commands (default: the URL of the request)")
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	addRootFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")

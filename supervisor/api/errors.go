@@ -65,6 +65,9 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		writeJSON(w, http.StatusConflict, behindBody{Detail: behind.Error(), LastSeq: behind.LastSeq})
 	case errors.Is(err, workers.ErrInvalidToken):
 		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: workers.ErrInvalidToken.Error()})
+	case errors.Is(err, workers.ErrClosed):
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, detailBody{Detail: upperFirst(err.Error())})
 	case errors.Is(err, workers.ErrNotAssigned):
 		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})
 	case errors.Is(err, workers.ErrNotFound), errors.Is(err, workers.ErrJobNotFound):

@@ -84,6 +84,13 @@ type Config struct {
 	// EventHeartbeat is the heartbeat (and credential re-check) interval of event
 	// streams (0: 15 s).
 	EventHeartbeat time.Duration
+
+	// Part "workers" (issue 16): remote workers. WorkerHeartbeatTimeout marks a worker
+	// offline (and requeues its job) when its last heartbeat is older (0: 120 s);
+	// PublicURL is the orchestrator URL put in workers' connection commands (empty: the
+	// URL the administrator's request came to).
+	WorkerHeartbeatTimeout time.Duration
+	PublicURL              string
 }
 
 // ConfigsOptions are the configs service's options for this config, with the roots of

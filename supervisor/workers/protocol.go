@@ -84,7 +84,11 @@ func (r *Registry) Register(workerID string, req workerproto.RegisterRequest) (*
 		if err != nil {
 			return nil, fmt.Errorf("read job %s: %w", reported, err)
 		}
-		resp.ResumeJob = &workerproto.ResumeJob{JobID: j.ID, ConfigName: j.EnvName, Status: j.Status, LastSeq: j.LastSeq}
+		last, err := r.storedSeq(t)
+		if err != nil {
+			return nil, err
+		}
+		resp.ResumeJob = &workerproto.ResumeJob{JobID: j.ID, ConfigName: j.EnvName, Status: j.Status, LastSeq: max(last, j.LastSeq)}
 	}
 	if d.Resend {
 		if err := r.resend(t); err != nil {
@@ -126,6 +130,17 @@ func (r *Registry) resend(t *task) error {
 	return nil
 }
 
+// Close ends every open dispatch stream (the daemon is shutting down; workers reconnect
+// to the next one). Jobs and records are untouched.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for id := range r.links {
+		r.closeStreamLocked(id)
+	}
+}
+
 // Stream is one worker's open dispatch stream (OpenStream, then Run).
 type Stream struct {
 	r        *Registry
@@ -141,6 +156,9 @@ func (r *Registry) OpenStream(workerID, queryID string) (*Stream, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
 	if r.workers[workerID] == nil {
 		return nil, ErrInvalidToken
 	}
@@ -282,17 +300,28 @@ func (r *Registry) JobStatus(workerID, jobID string, st workerproto.JobStatus) e
 	default:
 		return fmt.Errorf("%w: status must be starting, running, training, completed, failed, cancelled or stopped, not %q", ErrInvalid, st.Status)
 	}
-	j, err := r.src.Get(jobID)
+	stored, err := r.storedSeq(t)
 	if err != nil {
-		return fmt.Errorf("read job %s: %w", jobID, err)
+		return err
 	}
-	if st.LastSeq > j.LastSeq {
-		return &BehindError{LastSeq: j.LastSeq, Reason: fmt.Sprintf("events after seq %d are missing; upload them (up to %d) before the final status", j.LastSeq, st.LastSeq)}
+	if st.LastSeq > stored {
+		return &BehindError{LastSeq: stored, Reason: fmt.Sprintf("events after seq %d are missing; upload them (up to %d) before the final status", stored, st.LastSeq)}
 	}
 	exit := jobs.Exit{State: st.Status, Error: st.Error}
 	r.finish(t, exit)
 	r.log.Info("worker job ended", "job_id", jobID, "worker_id", workerID, "status", st.Status)
 	return nil
+}
+
+// storedSeq is the last event seq the job manager has stored for a task's job: an empty
+// batch through the Reporter answers it without storing anything (the job record's
+// LastSeq may trail the events just stored).
+func (r *Registry) storedSeq(t *task) (uint64, error) {
+	last, err := t.rep.Events(t.jobID, nil)
+	if err != nil {
+		return 0, fmt.Errorf("last stored seq of job %s: %w", t.jobID, err)
+	}
+	return last, nil
 }
 
 // Events stores a batch of the job's trainer events and answers the last stored seq. A

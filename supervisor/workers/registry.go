@@ -32,6 +32,8 @@ var (
 	ErrNotAssigned = errors.New("Worker not assigned to this job")
 	// ErrJobNotFound: a worker reported on a job that does not exist.
 	ErrJobNotFound = errors.New("job not found")
+	// ErrClosed: the daemon is shutting down and opens no dispatch stream.
+	ErrClosed = errors.New("the server is shutting down; reconnect shortly")
 	// ErrNotBound: no worker is bound to that job (Slurm's calls).
 	ErrNotBound = errors.New("no worker is bound to this job")
 )
@@ -115,6 +117,8 @@ type Registry struct {
 	tasks map[string]*task
 	// reserved maps a worker placed for a job (Place) to that job until Launch or Release.
 	reserved map[string]string
+	// closed is set by Close: no new dispatch streams.
+	closed bool
 }
 
 // link is a worker's side of the dispatch stream.
