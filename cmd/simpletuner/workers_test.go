@@ -201,3 +201,91 @@ func TestWorkerProtocolAgainstRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// heartbeats sends the worker's heartbeat every 200 ms (its agent sends one every 30 s;
+// the tests run the daemon with a 1 s timeout) until the returned stop is called.
+func (w *workerSim) heartbeats() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_, _, _ = doJSON(w.c, "POST", w.base+"/api/workers/heartbeat", map[string]any{"worker_id": w.id, "status": "busy"},
+					map[string]string{workerproto.HeaderToken: w.token})
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// TestSilentWorkerJobGoesToAnotherWorker: the worker running a job stops sending
+// heartbeats; after the heartbeat timeout it is offline, and its job is requeued and
+// dispatched to the other worker, resuming from the latest checkpoint. When the first
+// worker comes back still running the job, it is told to abandon it.
+func TestSilentWorkerJobGoesToAnotherWorker(t *testing.T) {
+	home := t.TempDir()
+	writeEnv(t, home, "demo")
+	d := start(t, home, append(fakeTrainerArgs(5, 5), "--worker-heartbeat-timeout", "1s")...)
+	c := adminClient(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	join := func(name string) (*workerSim, <-chan [2]string, func()) {
+		code, cr := call(t, c, "POST", d.base+"/api/admin/workers", map[string]any{"name": name}, nil)
+		if code != 200 {
+			t.Fatalf("create %s: %d %v", name, code, cr)
+		}
+		w := &workerSim{t: t, base: d.base, token: cr["token"].(string), id: cr["worker_id"].(string), c: &http.Client{Timeout: 10 * time.Second}}
+		if code, r := w.call("POST", "/api/workers/register", map[string]any{"name": name, "persistent": true, "gpu_info": map[string]any{"count": 1}}); code != 200 {
+			t.Fatalf("register %s: %d %v", name, code, r)
+		}
+		stop := w.heartbeats()
+		t.Cleanup(stop)
+		return w, w.stream(ctx), stop
+	}
+	// w1 is the only worker: the job goes there.
+	w1, s1, stop1 := join("w1")
+	code, sub := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "demo"}, nil)
+	jobID, _ := sub["job_id"].(string)
+	if code != 200 || jobID == "" {
+		t.Fatalf("submit: %d %v", code, sub)
+	}
+	if ev := nextEvent(t, s1); ev[0] != workerproto.EventJobSubmit || !strings.Contains(ev[1], jobID) {
+		t.Fatalf("first dispatch %v", ev)
+	}
+	if code, r := w1.call("POST", "/api/workers/job/"+jobID+"/status", map[string]any{"status": "running"}); code != 200 {
+		t.Fatalf("running: %d %v", code, r)
+	}
+	// w2 joins; w1 falls silent: the job is lost and dispatched to w2 with the resume flag.
+	w2, s2, _ := join("w2")
+	stop1()
+	ev := nextEvent(t, s2)
+	var js workerproto.JobSubmit
+	if ev[0] != workerproto.EventJobSubmit || json.Unmarshal([]byte(ev[1]), &js) != nil || js.JobID != jobID {
+		t.Fatalf("second dispatch %v", ev)
+	}
+	if !strings.Contains(string(js.Config), `"--resume_from_checkpoint":"latest"`) {
+		t.Errorf("the requeued job does not resume from its latest checkpoint: %s", js.Config)
+	}
+	code, l := call(t, c, "GET", d.base+"/api/admin/workers?status_filter=offline", nil, nil)
+	if ws, _ := l["workers"].([]any); code != 200 || len(ws) != 1 || ws[0].(map[string]any)["name"] != "w1" {
+		t.Errorf("offline workers: %d %v", code, l)
+	}
+	// w1 comes back still running it: abandon; its reports on the job are refused.
+	code, r := w1.call("POST", "/api/workers/register", map[string]any{"name": "w1", "persistent": true, "gpu_info": map[string]any{"count": 1}, "current_job_id": jobID})
+	if code != 200 || r["abandon_job"] != jobID || r["resume_job"] != nil {
+		t.Fatalf("w1 back: %d %v", code, r)
+	}
+	if code, r := w1.call("POST", "/api/workers/job/"+jobID+"/status", map[string]any{"status": "completed"}); code != 403 {
+		t.Fatalf("status from the worker that lost the job: %d %v", code, r)
+	}
+	if code, r := w2.call("POST", "/api/workers/job/"+jobID+"/status", map[string]any{"status": "completed"}); code != 200 {
+		t.Fatalf("completed on w2: %d %v", code, r)
+	}
+	waitJob(t, c, d.base, jobID, 30*time.Second, "completed")
+}
