@@ -64,6 +64,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	case errors.As(err, &behind):
 		writeJSON(w, http.StatusConflict, behindBody{Detail: behind.Error(), LastSeq: behind.LastSeq})
 	case errors.Is(err, workers.ErrInvalidToken):
+		w.Header().Set("WWW-Authenticate", `X-Worker-Token realm="workers"`)
 		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: workers.ErrInvalidToken.Error()})
 	case errors.Is(err, workers.ErrClosed):
 		w.Header().Set("Retry-After", "5")

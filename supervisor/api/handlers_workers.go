@@ -36,10 +36,14 @@ func workerOf(r *http.Request) string {
 
 // authWorker resolves the X-Worker-Token of a worker route into the request's context.
 func (s *Server) authWorker(r *http.Request) (*http.Request, error) {
+	tok := r.Header.Get(workerproto.HeaderToken)
+	if tok == "" {
+		return nil, workers.ErrInvalidToken
+	}
 	if s.cfg.Workers == nil {
 		return nil, errorf(http.StatusServiceUnavailable, "Remote workers not available on this server")
 	}
-	id, err := s.cfg.Workers.Authenticate(r.Header.Get(workerproto.HeaderToken))
+	id, err := s.cfg.Workers.Authenticate(tok)
 	if err != nil {
 		return nil, err
 	}
