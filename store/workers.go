@@ -4,6 +4,8 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"simpletuner/plugins/workerproto"
 )
 
 // Worker is the durable record of a remote worker (docs/architecture.md §4). Its token
@@ -16,13 +18,14 @@ type Worker struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Status is the last status the registry set (connecting, idle, busy, offline,
 	// draining); after a daemon restart a worker is offline until it registers again.
-	Status       string     `json:"status"`
-	GPU          WorkerGPU  `json:"gpu_info"`
-	Provider     *string    `json:"provider,omitempty"`
-	CurrentJobID string     `json:"current_job_id,omitempty"`
-	LastSeen     *time.Time `json:"last_heartbeat,omitempty"`
-	ConnectedAt  *time.Time `json:"connected_at,omitempty"`
-	CreatedAt    time.Time  `json:"created_at"`
+	Status string `json:"status"`
+	// GPU is the inventory the worker registered (the wire type: stored as sent).
+	GPU          workerproto.GPUInfo `json:"gpu_info"`
+	Provider     *string             `json:"provider,omitempty"`
+	CurrentJobID string              `json:"current_job_id,omitempty"`
+	LastSeen     *time.Time          `json:"last_heartbeat,omitempty"`
+	ConnectedAt  *time.Time          `json:"connected_at,omitempty"`
+	CreatedAt    time.Time           `json:"created_at"`
 	// OfflineSince is when the worker last went offline (for the removal of ephemeral
 	// workers that stay away).
 	OfflineSince *time.Time `json:"offline_since,omitempty"`
@@ -30,16 +33,6 @@ type Worker struct {
 	// BoundJob, when set, is the only job this (ephemeral) worker may run: a worker
 	// started by a Slurm batch job for it.
 	BoundJob string `json:"bound_job,omitempty"`
-}
-
-// WorkerGPU is a worker's GPU inventory as it registered it.
-type WorkerGPU struct {
-	Name        string   `json:"name"`
-	VRAMGB      float64  `json:"vram_gb"`
-	Count       int      `json:"count"`
-	Driver      string   `json:"driver,omitempty"`
-	Accelerator string   `json:"accelerator"`
-	UUIDs       []string `json:"uuids,omitempty"`
 }
 
 func workerKey(id string) []byte { return []byte("workers/" + id) }

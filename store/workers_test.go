@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"simpletuner/plugins/workerproto"
 )
 
 func TestWorkersPutGetListDelete(t *testing.T) {
@@ -12,7 +14,7 @@ func TestWorkersPutGetListDelete(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	for _, id := range []string{"worker-b", "worker-a"} {
 		if err := ws.Put(&Worker{ID: id, Name: id, Type: "persistent", Status: "connecting", CreatedAt: now, TokenHash: "h-" + id,
-			Labels: map[string]string{"gpu_type": "a100"}, GPU: WorkerGPU{Name: "A100", Count: 2}}); err != nil {
+			Labels: map[string]string{"gpu_type": "a100"}, GPU: workerproto.GPUInfo{Name: "A100", Count: 2}}); err != nil {
 			t.Fatal(err)
 		}
 	}

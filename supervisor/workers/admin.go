@@ -124,8 +124,7 @@ func (r *Registry) List(status string) []View {
 // viewLocked renders one worker. Callers hold r.mu.
 func (r *Registry) viewLocked(w *store.Worker, now time.Time) View {
 	v := View{WorkerID: w.ID, Name: w.Name, WorkerType: w.Type, Status: w.Status,
-		GPUInfo: workerproto.GPUInfo{Name: w.GPU.Name, VRAMGB: w.GPU.VRAMGB, Count: w.GPU.Count, Driver: w.GPU.Driver,
-			Accelerator: w.GPU.Accelerator, UUIDs: w.GPU.UUIDs},
+		GPUInfo: w.GPU,
 		GPUName: w.GPU.Name, GPUCount: w.GPU.Count, Provider: w.Provider, Labels: w.Labels,
 		LastHeartbeat: w.LastSeen, ConnectedAt: w.ConnectedAt, CreatedAt: w.CreatedAt, Connected: r.connectedLocked(w.ID)}
 	if v.Labels == nil {

@@ -84,7 +84,7 @@ func TestTaskLost(t *testing.T) {
 
 func TestChoosePlace(t *testing.T) {
 	w := func(id, status string, gpus int, labels map[string]string) *store.Worker {
-		return &store.Worker{ID: id, Status: status, GPU: store.WorkerGPU{Count: gpus}, Labels: labels}
+		return &store.Worker{ID: id, Status: status, GPU: workerproto.GPUInfo{Count: gpus}, Labels: labels}
 	}
 	a100 := map[string]string{"gpu_type": "a100-80gb"}
 	h100 := map[string]string{"gpu_type": "h100"}
@@ -107,7 +107,7 @@ func TestChoosePlace(t *testing.T) {
 		{"not connected", []*store.Worker{w("w1", "idle", 1, nil)}, none, none, store.Job{NumGPUs: 1}, ""},
 		{"reserved for another job", []*store.Worker{w("w1", "idle", 1, nil), w("w2", "idle", 1, nil)}, all, func(id string) bool { return id == "w1" },
 			store.Job{NumGPUs: 1}, "w2"},
-		{"bound worker never chosen", []*store.Worker{{ID: "w1", Status: "idle", GPU: store.WorkerGPU{Count: 1}, BoundJob: "x"}}, all, none,
+		{"bound worker never chosen", []*store.Worker{{ID: "w1", Status: "idle", GPU: workerproto.GPUInfo{Count: 1}, BoundJob: "x"}}, all, none,
 			store.Job{NumGPUs: 1}, ""},
 		{"ties by id", []*store.Worker{w("w2", "idle", 1, nil), w("w1", "idle", 1, nil)}, all, none, store.Job{NumGPUs: 1}, "w1"},
 	} {

@@ -49,8 +49,7 @@ func (r *Registry) Register(workerID string, req workerproto.RegisterRequest) (*
 	if len(req.Labels) > 0 {
 		w.Labels = req.Labels
 	}
-	g := req.GPUInfo
-	w.GPU = store.WorkerGPU{Name: g.Name, VRAMGB: g.VRAMGB, Count: g.Count, Driver: g.Driver, Accelerator: g.Accelerator, UUIDs: g.UUIDs}
+	w.GPU = req.GPUInfo
 	w.Provider = req.Provider
 	w.LastSeen, w.ConnectedAt, w.OfflineSince = &now, &now, nil
 	busy := d.Resume || d.Resend
