@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,45 +16,14 @@ import (
 	"simpletuner/store"
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/workers"
+	"simpletuner/supervisor/workers/workerstest"
 )
 
-// workerJobs is the job manager as the worker registry sees it, for API tests.
-type workerJobs struct {
-	mu   sync.Mutex
-	jobs map[string]*store.Job
-}
-
-func (f *workerJobs) Get(id string) (*store.Job, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if j, ok := f.jobs[id]; ok {
-		c := *j
-		return &c, nil
-	}
-	return nil, jobs.ErrNotFound
-}
-func (f *workerJobs) Kick()                                {}
-func (f *workerJobs) SaveHandle(string, jobs.Handle) error { return nil }
-func (f *workerJobs) Running(string)                       {}
-func (f *workerJobs) Note(string, string)                  {}
-func (f *workerJobs) Events(id string, evs []plugins.Event) (uint64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	j := f.jobs[id]
-	if len(evs) > 0 && evs[0].Seq > j.LastSeq+1 {
-		return j.LastSeq, jobs.ErrSeqGap
-	}
-	for _, e := range evs {
-		j.LastSeq = max(j.LastSeq, e.Seq)
-	}
-	return j.LastSeq, nil
-}
-
 // workerHarness is an API harness with a worker registry over its store.
-func workerHarness(t *testing.T) (*harness, *workers.Registry, *workerJobs, string) {
+func workerHarness(t *testing.T) (*harness, *workers.Registry, *workerstest.Jobs, string) {
 	t.Helper()
 	h := newHarness(t, Config{})
-	src := &workerJobs{jobs: map[string]*store.Job{}}
+	src := workerstest.New()
 	reg, err := workers.New(workers.Config{PingEvery: time.Hour}, h.db, src, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -216,8 +184,8 @@ func TestWorkerProtocolRoutes(t *testing.T) {
 		t.Fatalf("stream: %v %v", sresp, err)
 	}
 	defer sresp.Body.Close()
-	src.jobs["job1"] = &store.Job{ID: "job1", Status: jobs.StatusStarting, NumGPUs: 1, Config: json.RawMessage(`{"--model_family":"dit"}`)}
-	src.jobs["job2"] = &store.Job{ID: "job2", Status: jobs.StatusQueued, NumGPUs: 1}
+	src.Add(&store.Job{ID: "job1", Status: jobs.StatusStarting, NumGPUs: 1, Config: json.RawMessage(`{"--model_family":"dit"}`)})
+	src.Add(&store.Job{ID: "job2", Status: jobs.StatusQueued, NumGPUs: 1})
 	ex := reg.Executor()
 	j, _ := src.Get("job1")
 	// The handler opened the stream before it sent the headers: w1 is connected now.

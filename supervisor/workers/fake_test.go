@@ -2,7 +2,6 @@ package workers
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"testing"
@@ -12,92 +11,8 @@ import (
 	"simpletuner/plugins/workerproto"
 	"simpletuner/store"
 	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/workers/workerstest"
 )
-
-// fakeSource is a job manager as the registry sees it: job records, and what the
-// registry reported about them.
-type fakeSource struct {
-	mu      sync.Mutex
-	jobs    map[string]*store.Job
-	running map[string]int
-	events  map[string][]plugins.Event
-	handles map[string]jobs.Handle
-	notes   map[string]string
-	kicks   int
-}
-
-func newFakeSource() *fakeSource {
-	return &fakeSource{jobs: map[string]*store.Job{}, running: map[string]int{}, events: map[string][]plugins.Event{},
-		handles: map[string]jobs.Handle{}, notes: map[string]string{}}
-}
-
-func (f *fakeSource) add(j *store.Job) *store.Job {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if j.Config == nil {
-		j.Config = json.RawMessage(`{"--model_family":"dit"}`)
-	}
-	if j.Status == "" {
-		j.Status = jobs.StatusStarting
-	}
-	f.jobs[j.ID] = j
-	return j
-}
-
-func (f *fakeSource) Get(id string) (*store.Job, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	j, ok := f.jobs[id]
-	if !ok {
-		return nil, jobs.ErrNotFound
-	}
-	c := *j
-	return &c, nil
-}
-
-func (f *fakeSource) Kick() { f.mu.Lock(); f.kicks++; f.mu.Unlock() }
-
-func (f *fakeSource) SaveHandle(id string, h jobs.Handle) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.handles[id] = h
-	if j := f.jobs[id]; j != nil {
-		j.Handle = &h
-	}
-	return nil
-}
-
-func (f *fakeSource) Running(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.running[id]++
-	if j := f.jobs[id]; j != nil {
-		j.Status = jobs.StatusRunning
-	}
-}
-
-// Events follows the Reporter's contract: events at or below LastSeq are skipped, a
-// batch starting beyond LastSeq+1 is ErrSeqGap.
-func (f *fakeSource) Events(id string, evs []plugins.Event) (uint64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	j := f.jobs[id]
-	if len(evs) > 0 && evs[0].Seq > j.LastSeq+1 {
-		return j.LastSeq, jobs.ErrSeqGap
-	}
-	for _, e := range evs {
-		if e.Seq <= j.LastSeq {
-			continue
-		}
-		f.events[id] = append(f.events[id], e)
-		j.LastSeq = e.Seq
-	}
-	return j.LastSeq, nil
-}
-
-func (f *fakeSource) Note(id, note string) { f.mu.Lock(); f.notes[id] = note; f.mu.Unlock() }
-
-func (f *fakeSource) kicked() int { f.mu.Lock(); defer f.mu.Unlock(); return f.kicks }
 
 // clock is a settable clock.
 type clock struct {
@@ -122,7 +37,7 @@ func evs(from, to uint64) []plugins.Event {
 type env struct {
 	t   *testing.T
 	db  *store.DB
-	src *fakeSource
+	src *workerstest.Jobs
 	clk *clock
 	reg *Registry
 }
@@ -134,7 +49,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, src: newFakeSource(), clk: newClock()}
+	e := &env{t: t, db: db, src: workerstest.New(), clk: newClock()}
 	e.reopen()
 	return e
 }

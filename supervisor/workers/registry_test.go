@@ -64,7 +64,7 @@ func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 	id, _ := e.worker("w1", 2, map[string]string{"gpu_type": "a100-80gb"})
 	other, _ := e.worker("w2", 1, map[string]string{"gpu_type": "h100"})
 	s := e.stream(id)
-	j := e.src.add(&store.Job{ID: "job1", NumGPUs: 1, EnvName: "demo", WorkerLabels: map[string]string{"gpu_type": "a100*"}})
+	j := e.src.Add(&store.Job{ID: "job1", NumGPUs: 1, EnvName: "demo", WorkerLabels: map[string]string{"gpu_type": "a100*"}})
 
 	// A job that no worker could run is refused at submission, naming its labels.
 	never := &store.Job{ID: "nope", NumGPUs: 1, WorkerLabels: map[string]string{"gpu_type": "tpu*"}}
@@ -80,14 +80,14 @@ func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 		t.Fatalf("first event %s %s", ev.typ, ev.data)
 	}
 	var hd handleData
-	if h := e.src.handles["job1"]; h.Kind != jobs.KindWorker || json.Unmarshal(h.Data, &hd) != nil || hd.WorkerID != id {
+	if h := e.src.Handle("job1"); h.Kind != jobs.KindWorker || json.Unmarshal(h.Data, &hd) != nil || hd.WorkerID != id {
 		t.Fatalf("handle %+v", h)
 	}
 	if v := e.reg.List(workerproto.StatusBusy); len(v) != 1 || v[0].WorkerID != id || v[0].CurrentJobID == nil || *v[0].CurrentJobID != "job1" {
 		t.Fatalf("busy workers %+v", v)
 	}
 	// A second job waits: the only matching worker is busy.
-	j2 := e.src.add(&store.Job{ID: "job2", NumGPUs: 1, WorkerLabels: map[string]string{"gpu_type": "a100*"}})
+	j2 := e.src.Add(&store.Job{ID: "job2", NumGPUs: 1, WorkerLabels: map[string]string{"gpu_type": "a100*"}})
 	if p, _ := e.reg.Executor().Place(context.Background(), j2); p.Outcome != jobs.PlaceWait || !strings.Contains(p.Reason, "idle worker") {
 		t.Fatalf("second placement %+v", p)
 	}
@@ -103,8 +103,8 @@ func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 		t.Errorf("status of a missing job: %v", err)
 	}
 
-	if err := e.reg.JobStatus(id, "job1", workerproto.JobStatus{Status: "training"}); err != nil || e.src.running["job1"] != 1 {
-		t.Fatalf("training status: %v (running %d)", err, e.src.running["job1"])
+	if err := e.reg.JobStatus(id, "job1", workerproto.JobStatus{Status: "training"}); err != nil || e.src.RunningCalls("job1") != 1 {
+		t.Fatalf("training status: %v (running %d)", err, e.src.RunningCalls("job1"))
 	}
 	if ack, err := e.reg.Events(id, "job1", workerproto.EventBatch{Events: evs(1, 5)}); err != nil || ack.LastSeq != 5 {
 		t.Fatalf("events 1..5: %+v %v", ack, err)
@@ -130,17 +130,17 @@ func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 	if _, err := e.reg.Events(id, "job1", workerproto.EventBatch{Events: evs(8, 9)}); err != nil {
 		t.Fatal(err)
 	}
-	kicks := e.src.kicked()
+	kicks := e.src.Kicks()
 	if err := e.reg.JobStatus(id, "job1", workerproto.JobStatus{Status: "completed", LastSeq: 9}); err != nil {
 		t.Fatal(err)
 	}
 	if x := waitExit(t, task); x != (jobs.Exit{State: "completed"}) {
 		t.Fatalf("exit %+v", x)
 	}
-	if got := len(e.src.events["job1"]); got != 9 {
+	if got := len(e.src.Stored("job1")); got != 9 {
 		t.Errorf("%d events stored, want 9 (no gap, no double)", got)
 	}
-	if e.src.kicked() <= kicks {
+	if e.src.Kicks() <= kicks {
 		t.Error("a freed worker did not kick the queue")
 	}
 	if v := e.reg.List(workerproto.StatusIdle); len(v) != 2 {
@@ -158,7 +158,7 @@ func TestSilentWorkerLosesItsJob(t *testing.T) {
 	e := newEnv(t)
 	id, _ := e.worker("w1", 1, nil)
 	e.stream(id)
-	task := e.launch(e.src.add(&store.Job{ID: "job1", NumGPUs: 1}))
+	task := e.launch(e.src.Add(&store.Job{ID: "job1", NumGPUs: 1}))
 	e.clk.add(time.Minute)
 	if err := e.reg.Heartbeat(id, workerproto.Heartbeat{WorkerID: id, Status: "busy", CurrentJobID: strp("job1")}); err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestRestartRecoversWorkerJobs(t *testing.T) {
 	id, _ := e.worker("w1", 1, nil)
 	id2, _ := e.worker("w2", 1, nil)
 	e.stream(id)
-	j := e.src.add(&store.Job{ID: "job1", NumGPUs: 1})
+	j := e.src.Add(&store.Job{ID: "job1", NumGPUs: 1})
 	e.launch(j)
 	if err := e.reg.JobStatus(id, "job1", workerproto.JobStatus{Status: "running"}); err != nil {
 		t.Fatal(err)
@@ -204,7 +204,7 @@ func TestRestartRecoversWorkerJobs(t *testing.T) {
 	if _, err := e.reg.Events(id, "job1", workerproto.EventBatch{Events: evs(1, 3)}); err != nil {
 		t.Fatal(err)
 	}
-	e.src.add(&store.Job{ID: "job2", NumGPUs: 1, Status: jobs.StatusRunning, Executor: jobs.KindWorker})
+	e.src.Add(&store.Job{ID: "job2", NumGPUs: 1, Status: jobs.StatusRunning, Executor: jobs.KindWorker})
 	h2, _ := jobs.NewHandle(jobs.KindWorker, 1, handleData{WorkerID: id2})
 	e.src.SaveHandle("job2", h2)
 
@@ -249,7 +249,7 @@ func TestRegisterResendsAJobTheWorkerNeverGot(t *testing.T) {
 	e := newEnv(t)
 	id, _ := e.worker("w1", 1, nil)
 	s := e.stream(id)
-	task := e.launch(e.src.add(&store.Job{ID: "job1", NumGPUs: 1}))
+	task := e.launch(e.src.Add(&store.Job{ID: "job1", NumGPUs: 1}))
 	s.next(t) // job_submit, lost with the connection
 	s.cancel()
 	<-s.done
@@ -281,7 +281,7 @@ func TestDeleteDrainAndStreamMismatch(t *testing.T) {
 		t.Fatalf("stream for another id: %v", err)
 	}
 	s := e.stream(id)
-	task := e.launch(e.src.add(&store.Job{ID: "job1", NumGPUs: 1}))
+	task := e.launch(e.src.Add(&store.Job{ID: "job1", NumGPUs: 1}))
 	s.next(t)
 	if err := e.reg.Delete(id, false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "job1") {
 		t.Fatalf("delete busy: %v", err)
@@ -315,7 +315,7 @@ func TestDeleteDrainAndStreamMismatch(t *testing.T) {
 
 func TestBoundWorkerRunsOnlyItsJob(t *testing.T) {
 	e := newEnv(t)
-	j := e.src.add(&store.Job{ID: "sjob", NumGPUs: 1, Executor: jobs.KindSlurm, Target: jobs.TargetSlurm})
+	j := e.src.Add(&store.Job{ID: "sjob", NumGPUs: 1, Executor: jobs.KindSlurm, Target: jobs.TargetSlurm})
 	tok, err := e.reg.BindJob(j.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +338,7 @@ func TestBoundWorkerRunsOnlyItsJob(t *testing.T) {
 		t.Fatalf("bound worker's first event %s %s", ev.typ, ev.data)
 	}
 	// The bound worker is never placed for other jobs, nor admits them.
-	other := e.src.add(&store.Job{ID: "other", NumGPUs: 1})
+	other := e.src.Add(&store.Job{ID: "other", NumGPUs: 1})
 	if err := e.reg.Executor().Admit(context.Background(), other); !errors.Is(err, jobs.ErrNoExecutor) {
 		t.Errorf("admit with only a bound worker: %v", err)
 	}
@@ -373,7 +373,7 @@ func TestBoundWorkerRunsOnlyItsJob(t *testing.T) {
 
 func TestBoundJobSurvivesRestartAndIsLostWhenSilent(t *testing.T) {
 	e := newEnv(t)
-	e.src.add(&store.Job{ID: "sjob", NumGPUs: 1, Executor: jobs.KindSlurm})
+	e.src.Add(&store.Job{ID: "sjob", NumGPUs: 1, Executor: jobs.KindSlurm})
 	tok, err := e.reg.BindJob("sjob")
 	if err != nil {
 		t.Fatal(err)

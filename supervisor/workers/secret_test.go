@@ -11,6 +11,7 @@ import (
 
 	"simpletuner/plugins/workerproto"
 	"simpletuner/store"
+	"simpletuner/supervisor/workers/workerstest"
 )
 
 // TestTokensNeverWrittenInClear runs the token's whole life (create, register, rotate,
@@ -25,7 +26,7 @@ func TestTokensNeverWrittenInClear(t *testing.T) {
 	}
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	src := newFakeSource()
+	src := workerstest.New()
 	reg, err := New(Config{PingEvery: time.Hour}, db, src, log)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +42,7 @@ func TestTokensNeverWrittenInClear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.add(&store.Job{ID: "sjob"})
+	src.Add(&store.Job{ID: "sjob"})
 	tok3, err := reg.BindJob("sjob")
 	if err != nil {
 		t.Fatal(err)
