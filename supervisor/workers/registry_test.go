@@ -394,3 +394,55 @@ func TestBoundJobSurvivesRestartAndIsLostWhenSilent(t *testing.T) {
 		t.Fatalf("Wait = %+v %v", x, err)
 	}
 }
+
+func TestStreamPingsAndEndsOnClose(t *testing.T) {
+	e := newEnv(t)
+	reg, err := New(Config{PingEvery: 10 * time.Millisecond, Now: e.clk.now}, e.db, e.src, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := reg.Create(CreateRequest{Name: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := reg.OpenStream(w.ID, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pings := make(chan string, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- st.Run(context.Background(), func(typ string, data []byte) error {
+			if typ == workerproto.EventPing {
+				select {
+				case pings <- string(data):
+				default:
+				}
+			}
+			return nil
+		})
+	}()
+	select {
+	case p := <-pings:
+		if p != `{"type":"ping"}` {
+			t.Errorf("ping data %s", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ping")
+	}
+	if v := reg.List(""); !v[0].Connected {
+		t.Error("a streaming worker is not shown connected")
+	}
+	reg.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the stream")
+	}
+	if _, err := reg.OpenStream(w.ID, w.ID); !errors.Is(err, ErrClosed) {
+		t.Errorf("OpenStream after Close: %v", err)
+	}
+}
