@@ -22,11 +22,21 @@ func Serve(impl Trainer, logOut io.Writer) {
 	if logOut == nil {
 		logOut = io.Discard
 	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "trainer-plugin", Output: logOut, Level: hclog.Info})
+	if dir := os.Getenv(EnvJobDir); dir != "" {
+		// go-plugin prints its address on stdout: read it on the way, and publish it in the
+		// job directory (BootstrapFile) for a daemon that restarts before recording it.
+		if r, w, err := os.Pipe(); err == nil {
+			real := os.Stdout
+			os.Stdout = w
+			go publishBootstrap(r, real, dir, os.Getenv(EnvJobNonce), selfStart, func(err error) { log.Warn("bootstrap file", "err", err) })
+		}
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		Plugins:         PluginSet(impl),
 		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          hclog.New(&hclog.LoggerOptions{Name: "trainer-plugin", Output: logOut, Level: hclog.Info}),
+		Logger:          log,
 	})
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -152,9 +153,18 @@ func TestLastSeqKeyAndOlderRecords(t *testing.T) {
 	if err := db.Jobs().Create(&Job{ID: "old", Status: "running", LastSeq: 5}); err != nil {
 		t.Fatal(err)
 	}
+	if seq, err := db.Jobs().LastSeq("old"); err != nil || seq != 5 {
+		t.Fatalf("last seq of an older record: %d %v", seq, err)
+	}
 	last, err := db.Events().Append("old", evs("old", 4, 5, 6, 7))
 	if err != nil || last != 7 {
 		t.Fatalf("append: %d %v", last, err)
+	}
+	if seq, err := db.Jobs().LastSeq("old"); err != nil || seq != 7 {
+		t.Fatalf("last seq after append: %d %v", seq, err)
+	}
+	if _, err := db.Jobs().LastSeq("missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("last seq of no job: %v", err)
 	}
 	if got, _ := db.Events().List("old", 0, 10); len(got) != 2 || got[0].Seq != 6 {
 		t.Fatalf("stored %+v, want seqs 6 and 7", got)

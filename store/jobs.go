@@ -37,7 +37,7 @@ type Job struct {
 
 	// Legacy process identity: records written before the executor seam kept the local
 	// trainer here; the local executor reads these fields only to convert such a record
-	// to its Handle (jobs.localProcOf), and nothing writes them any more.
+	// to its Handle (jobs.localProcOf), and a new launch clears them.
 	Trainer   string `json:"trainer,omitempty"`
 	Nonce     string `json:"nonce,omitempty"`
 	Network   string `json:"network,omitempty"`
@@ -193,6 +193,18 @@ func (s *Jobs) Get(id string) (*Job, error) {
 		return nil, err
 	}
 	return &j, nil
+}
+
+// LastSeq returns the seq of a job's last stored event without decoding its record
+// (ErrNotFound when there is no such job): the event path checks it for every batch.
+func (s *Jobs) LastSeq(id string) (uint64, error) {
+	var seq uint64
+	err := s.db.view(func(txn *badger.Txn) error {
+		var err error
+		seq, err = jobLastSeq(txn, id)
+		return err
+	})
+	return seq, err
 }
 
 // Update applies fn to the stored job atomically and returns the result.

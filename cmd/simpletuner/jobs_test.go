@@ -429,7 +429,9 @@ func TestSeedWebhookExampleAndCheckpointHook(t *testing.T) {
 
 // TestDaemonCrashAtEachLaunchFailpoint is row P9: the daemon dies at each point of the
 // launch sequence; after a restart the job runs exactly once (at most one trainer, no
-// orphan), and a client retrying with the same Idempotency-Key gets the same job.
+// orphan), and a client retrying with the same Idempotency-Key gets the same job. A
+// trainer that was already spawned is reattached through its bootstrap.json and runs
+// the job (attempt 1).
 func TestDaemonCrashAtEachLaunchFailpoint(t *testing.T) {
 	for _, fp := range []string{"launch.before_spawn", "launch.before_persist", "launch.before_start"} {
 		t.Run(fp, func(t *testing.T) {
@@ -489,6 +491,16 @@ func TestDaemonCrashAtEachLaunchFailpoint(t *testing.T) {
 					t.Fatalf("job is %v: %v", j["status"], j["error"])
 				}
 				time.Sleep(50 * time.Millisecond)
+			}
+			// Once the trainer was spawned it published bootstrap.json: the restarted daemon
+			// reattached to it and completed the launch, rather than killing it and
+			// launching again (docs/architecture.md §8).
+			if fp != "launch.before_spawn" {
+				q := jobState(t, c, d2.base, id)
+				b, err := plugins.ReadBootstrap(filepath.Join(home, "jobs", id))
+				if err != nil || q["attempts"] != float64(1) || q["pid"] != float64(b.PID) {
+					t.Fatalf("after %s: attempts %v pid %v (bootstrap %+v, %v): want the first trainer, attempt 1", fp, q["attempts"], q["pid"], b, err)
+				}
 			}
 			// A trainer lingers briefly after its job; it must then exit by itself.
 			waitDead := time.Now().Add(30 * time.Second)

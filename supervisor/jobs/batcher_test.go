@@ -74,7 +74,7 @@ func testBatcher(t *testing.T, sink *gatedSink) *batcher {
 	if err := db.Jobs().Create(&store.Job{ID: "j", Status: "running"}); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{cfg: Config{Events: sink}, db: db, log: slog.New(slog.DiscardHandler), seqs: map[string]uint64{}}
+	m := &Manager{cfg: Config{Events: sink}, db: db, log: slog.New(slog.DiscardHandler), evs: map[string]*jobEvents{}}
 	b := newBatcher(m, "j", m.log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

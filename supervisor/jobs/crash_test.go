@@ -1,11 +1,14 @@
 package jobs
 
 import (
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"simpletuner/plugins"
 	"simpletuner/plugins/kit/kittest"
 	"simpletuner/supervisor/gpu"
 )
@@ -36,5 +39,47 @@ func TestCrashedTrainerSaysWhy(t *testing.T) {
 		if !strings.Contains(f2.Error, want) {
 			t.Errorf("error lacks %q:\n%s", want, f2.Error)
 		}
+	}
+}
+
+// TestLaunchInterruptedBeforePersistReattachesThroughBootstrap: a daemon that dies after
+// the trainer started but before its identity was saved (failpoint launch.before_persist;
+// runtime.Goexit stands in for the death) leaves only the launch's nonce in the handle.
+// The next daemon finds the trainer through its bootstrap.json, completes the launch in
+// it and follows it: the same process runs the job once, to completion.
+func TestLaunchInterruptedBeforePersistReattachesThroughBootstrap(t *testing.T) {
+	e := newEnv(t, gpu.NewFake())
+	died := make(chan struct{})
+	var once sync.Once
+	m1 := e.managerWith(Config{Failpoint: func(name string) {
+		if name == "launch.before_persist" {
+			once.Do(func() {
+				close(died)
+				runtime.Goexit()
+			})
+		}
+	}}, kittest.EnvSteps+"=20", kittest.EnvStepMS+"=10")
+	j := submit(t, m1, 1)
+	select {
+	case <-died:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the failpoint never fired")
+	}
+	m1.Close()
+	rec, _ := e.db.Jobs().Get(j.ID)
+	b, err := plugins.ReadBootstrap(rec.JobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := proc(t, rec); rec.Status != StatusStarting || p.PID != 0 || p.Nonce == "" || b.Nonce != p.Nonce || b.PID <= 0 {
+		t.Fatalf("after the interrupted launch: %s handle %+v bootstrap %+v", rec.Status, p, b)
+	}
+	m2 := e.manager()
+	done := waitStatus(t, m2, j.ID, 30*time.Second, StatusCompleted)
+	if p := proc(t, done); done.Attempts != 1 || p.PID != b.PID || p.Addr != b.Addr {
+		t.Fatalf("attempts %d pid %d addr %s; bootstrap pid %d addr %s", done.Attempts, p.PID, p.Addr, b.PID, b.Addr)
+	}
+	if n := len(events(t, e.db, j.ID)); n == 0 {
+		t.Fatal("no events stored")
 	}
 }

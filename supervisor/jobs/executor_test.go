@@ -54,7 +54,7 @@ func (t *fakeTask) Wait(ctx context.Context) (Exit, error) {
 	}
 }
 
-func (f *fakeExec) Kind() string                            { return f.kind }
+func (f *fakeExec) Kind() string { return f.kind }
 func (f *fakeExec) Admit(context.Context, *store.Job) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

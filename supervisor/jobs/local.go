@@ -52,10 +52,7 @@ type Local struct {
 	ctx  context.Context // ends when Close is called: followers stop, trainers keep running
 	stop context.CancelFunc
 
-	// wgMu guards closed and every wg.Add, so no goroutine starts once Close waits.
-	wgMu   sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	goroutines group // the followers Close waits for
 }
 
 // NewLocal returns the local executor. alloc may be nil when the caller places jobs
@@ -74,27 +71,46 @@ func NewLocal(cfg LocalConfig, alloc *gpu.Allocator, log *slog.Logger) *Local {
 // Close stops following trainers without touching them: they keep running and the next
 // daemon reattaches.
 func (l *Local) Close() {
-	l.wgMu.Lock()
-	l.closed = true
-	l.wgMu.Unlock()
+	l.goroutines.stopSpawning()
 	l.stop()
-	l.wg.Wait()
+	l.goroutines.wait()
 }
 
 // spawn runs fn in a goroutine Close waits for; it does nothing once Close has begun.
-func (l *Local) spawn(fn func()) bool {
-	l.wgMu.Lock()
-	defer l.wgMu.Unlock()
-	if l.closed {
+func (l *Local) spawn(fn func()) bool { return l.goroutines.spawn(fn) }
+
+// group runs goroutines that a Close waits for. mu guards closed and every wg.Add, so no
+// goroutine starts once the wait has begun.
+type group struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// spawn runs fn in a goroutine of the group; it does nothing once stopSpawning was called.
+func (g *group) spawn(fn func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
 		return false
 	}
-	l.wg.Add(1)
+	g.wg.Add(1)
 	go func() {
-		defer l.wg.Done()
+		defer g.wg.Done()
 		fn()
 	}()
 	return true
 }
+
+// stopSpawning makes every later spawn a no-op.
+func (g *group) stopSpawning() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// wait waits for the group's goroutines.
+func (g *group) wait() { g.wg.Wait() }
 
 // Kind is KindLocal.
 func (l *Local) Kind() string { return KindLocal }

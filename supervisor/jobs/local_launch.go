@@ -18,7 +18,7 @@ import (
 
 // EnvJobNonce is set in every trainer's environment so its processes can be recognised
 // (and, if a launch was interrupted, found) by the daemon that launched them.
-const EnvJobNonce = "SIMPLETUNER_JOB_NONCE"
+const EnvJobNonce = plugins.EnvJobNonce
 
 // Launch runs the launch sequence of docs/architecture.md §8 for j on the devices p
 // holds: the nonce is saved in the job's handle, the trainer is started with setsid, its

@@ -405,3 +405,23 @@ func (b *batcher) store() {
 		b.stored(last)
 	}
 }
+
+// Info asks the trainer what it is (version, backend); the foreground command prints it.
+func (t *localTask) Info(ctx context.Context) (plugins.Info, error) {
+	t.mu.Lock()
+	client := t.client
+	t.mu.Unlock()
+	if client == nil {
+		return plugins.Info{}, ErrUnreachable
+	}
+	return client.Info(ctx)
+}
+
+// Kill ends the trainer's process group at once, without a grace period (the foreground
+// command's last resort); the task then ends as a crash does.
+func (t *localTask) Kill() {
+	t.mu.Lock()
+	pid := t.proc.PID
+	t.mu.Unlock()
+	killGroup(pid)
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"simpletuner/internal/procenv"
 	"simpletuner/plugins"
 	"simpletuner/store"
 )
@@ -22,6 +23,9 @@ func (l *Local) Recover(ctx context.Context, j *store.Job, r Reporter) (Task, er
 		return nil, err
 	}
 	dir := l.jobDir(j)
+	if p.PID == 0 && j.Status == StatusStarting {
+		p = l.fromBootstrap(j, dir, p, r)
+	}
 	proc := classifyProc(p.PID, p.ProcStart, p.BootID, l.boot)
 	var exit *plugins.ExitRecord
 	if j.JobDir != "" {
@@ -77,9 +81,23 @@ func (l *Local) reattach(ctx context.Context, j *store.Job, t *localTask) (Task,
 		switch {
 		case serr != nil:
 			err = serr
+		case st.State == plugins.StateIdle && st.JobID == "" && carriesNonce(p.PID, p.Nonce):
+			// The trainer of this very launch (it carries the launch's nonce) that never
+			// got its Start: the previous daemon died mid-launch. The launch goes on.
+			if _, serr := client.Start(ctx, plugins.StartRequest{JobID: j.ID, Config: j.Config, JobDir: t.jobDir, Nonce: p.Nonce}); serr != nil {
+				t.attach(client, p)
+				t.letGo()
+				l.log.Warn("could not start the job in the trainer of an interrupted launch; requeued", "job_id", j.ID, "err", serr)
+				return nil, ErrRequeue
+			}
+			t.attach(client, p)
+			t.r.Running(j.ID)
+			l.log.Info("interrupted launch completed in its trainer", "job_id", j.ID, "pid", p.PID)
+			t.follow(j.LastSeq)
+			return t, nil
 		case st.State == plugins.StateIdle && st.JobID == "":
-			// Our process (its identity matched) that never got its Start: the previous
-			// daemon died mid-launch. Kill it and launch the job again.
+			// Our process (its identity matched) that never got its Start, and nothing
+			// proves which launch it belongs to. Kill it and launch the job again.
 			t.attach(client, p)
 			t.letGo()
 			l.log.Warn("trainer was launched but never started its job; requeued", "job_id", j.ID, "pid", p.PID)
@@ -99,4 +117,48 @@ func (l *Local) reattach(ctx context.Context, j *store.Job, t *localTask) (Task,
 	}
 	t.follow(j.LastSeq)
 	return t, nil
+}
+
+// fromBootstrap completes the identity of a trainer whose launch was interrupted before
+// the daemon recorded it, from the bootstrap file the trainer published: only when the
+// file's nonce is the launch's, the process carries that nonce and its start time
+// matches. The identity found is saved in the job's handle; p is returned unchanged
+// otherwise (the launch is then requeued and the trainer killed by its nonce).
+func (l *Local) fromBootstrap(j *store.Job, dir string, p localProc, r Reporter) localProc {
+	if p.Nonce == "" {
+		return p
+	}
+	b, err := plugins.ReadBootstrap(dir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			l.log.Warn("unreadable bootstrap file", "job_id", j.ID, "err", err)
+		}
+		return p
+	}
+	if b.Nonce != p.Nonce || !carriesNonce(b.PID, p.Nonce) {
+		return p
+	}
+	start, _, err := procIdentity(b.PID)
+	if err != nil || (b.ProcStart != 0 && b.ProcStart != start) {
+		return p
+	}
+	p.PID, p.ProcStart, p.BootID, p.Network, p.Addr = b.PID, start, l.boot, b.Network, b.Addr
+	if err := l.saveHandle(r, j.ID, p); err != nil {
+		l.log.Warn("save the handle found in the bootstrap file", "job_id", j.ID, "err", err)
+	}
+	l.log.Info("found the trainer of an interrupted launch through its bootstrap file", "job_id", j.ID, "pid", b.PID)
+	return p
+}
+
+// carriesNonce reports whether process pid has the launch nonce in its environment.
+func carriesNonce(pid int, nonce string) bool {
+	if pid <= 0 || nonce == "" {
+		return false
+	}
+	for _, q := range procenv.Find(EnvJobNonce + "=" + nonce) {
+		if q == pid {
+			return true
+		}
+	}
+	return false
 }

@@ -123,10 +123,7 @@ type Manager struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 
-	// wgMu guards closed and every wg.Add, so no goroutine starts once Close waits.
-	wgMu   sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	goroutines group // what Close waits for
 
 	// execMu guards executors (AddExecutor may run while the queue advances).
 	execMu    sync.RWMutex
@@ -137,10 +134,10 @@ type Manager struct {
 	tasks    map[string]*tracked
 	bypassed map[string]int
 
-	// evMu serialises event stores and guards seqs, the last seq stored per job by this
-	// manager (an event sink need not update the store's LastSeq at once).
+	// evMu guards evs: per job, the lock that serialises its event stores and the last
+	// seq this manager stored (an event sink need not update the store's LastSeq at once).
 	evMu sync.Mutex
-	seqs map[string]uint64
+	evs  map[string]*jobEvents
 
 	// validating holds a token per trainer launched by Validate (capacity maxValidations).
 	validating chan struct{}
@@ -185,7 +182,7 @@ func New(cfg Config, db *store.DB, alloc *gpu.Allocator, log *slog.Logger) (*Man
 	return &Manager{cfg: cfg, db: db, alloc: alloc, log: log, local: local, ready: make(chan struct{}),
 		executors: append([]Executor{local}, cfg.Executors...),
 		wake:      make(chan struct{}, 1), ctx: ctx, stop: stop, tasks: map[string]*tracked{}, bypassed: map[string]int{},
-		seqs: map[string]uint64{}, validating: make(chan struct{}, maxValidations)}, nil
+		evs: map[string]*jobEvents{}, validating: make(chan struct{}, maxValidations)}, nil
 }
 
 // AddExecutor adds an executor built after the Manager (a worker pool or Slurm executor
@@ -213,28 +210,14 @@ func (m *Manager) executor(kind string) Executor {
 // Close stops following trainers without touching them: they keep running and the next
 // daemon reattaches.
 func (m *Manager) Close() {
-	m.wgMu.Lock()
-	m.closed = true
-	m.wgMu.Unlock()
+	m.goroutines.stopSpawning()
 	m.stop()
 	m.local.Close()
-	m.wg.Wait()
+	m.goroutines.wait()
 }
 
 // spawn runs fn in a goroutine Close waits for; it does nothing once Close has begun.
-func (m *Manager) spawn(fn func()) bool {
-	m.wgMu.Lock()
-	defer m.wgMu.Unlock()
-	if m.closed {
-		return false
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		fn()
-	}()
-	return true
-}
+func (m *Manager) spawn(fn func()) bool { return m.goroutines.spawn(fn) }
 
 // SubmitRequest is a new job.
 type SubmitRequest struct {
@@ -262,9 +245,11 @@ type SubmitRequest struct {
 	ApprovalReason string
 }
 
-// Submit validates a job against the machine and queues it; the queue starts it as soon
-// as it fits. A job that can never run here (more GPUs than exist, say) is rejected with
-// ErrRejected and not stored; with NoWait, one that cannot start at once is rejected too.
+// Submit validates a job against the executors of its target (auto when empty) and queues
+// it; the queue starts it as soon as one of them can. A job none of them could ever run
+// (more GPUs than this machine has, say) is refused with that executor's error (ErrRejected
+// or ErrNoExecutor, wrapped) and not stored; an unknown target is refused with
+// ErrRejected; with NoWait, one that cannot start at once is rejected too.
 func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, error) {
 	select {
 	case <-m.ready:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"simpletuner/plugins"
@@ -230,7 +231,7 @@ func (m *Manager) untrack(id string) {
 	delete(m.tasks, id)
 	m.mu.Unlock()
 	m.evMu.Lock()
-	delete(m.seqs, id)
+	delete(m.evs, id)
 	m.evMu.Unlock()
 }
 
@@ -314,16 +315,17 @@ func (m *Manager) Note(jobID, note string) {
 // returns the LastSeq now stored. A batch that does not follow the stored events is
 // refused with ErrSeqGap.
 func (m *Manager) Events(jobID string, evs []plugins.Event) (uint64, error) {
-	m.evMu.Lock()
-	defer m.evMu.Unlock()
-	last := m.seqs[jobID]
-	if j, err := m.db.Jobs().Get(jobID); err == nil {
-		last = max(last, j.LastSeq)
-	} else if errors.Is(err, store.ErrNotFound) {
+	je := m.jobEvents(jobID)
+	je.mu.Lock()
+	defer je.mu.Unlock()
+	stored, err := m.db.Jobs().LastSeq(jobID)
+	if errors.Is(err, store.ErrNotFound) {
 		return 0, ErrNotFound
-	} else {
+	}
+	if err != nil {
 		return 0, err
 	}
+	last := max(je.last, stored)
 	fresh, err := eventsAfter(evs, last)
 	if err != nil || len(fresh) == 0 {
 		return last, err
@@ -342,7 +344,7 @@ func (m *Manager) Events(jobID string, evs []plugins.Event) (uint64, error) {
 		return last, fmt.Errorf("store events of job %s: %w", jobID, err)
 	}
 	last = fresh[len(fresh)-1].Seq
-	m.seqs[jobID] = last
+	je.last = last
 	if p := lastProgress(fresh); p != nil {
 		_, _ = m.db.Jobs().Update(jobID, func(j *store.Job) error { j.Progress = p; return nil })
 	}
@@ -350,6 +352,25 @@ func (m *Manager) Events(jobID string, evs []plugins.Event) (uint64, error) {
 		m.cfg.OnEvents(jobID, fresh)
 	}
 	return last, nil
+}
+
+// jobEvents is one job's event path state. mu serialises the job's stores (jobs store in
+// parallel) and guards last, the last seq this manager stored for it.
+type jobEvents struct {
+	mu   sync.Mutex
+	last uint64
+}
+
+// jobEvents returns a job's event path state, made on first use.
+func (m *Manager) jobEvents(id string) *jobEvents {
+	m.evMu.Lock()
+	defer m.evMu.Unlock()
+	je := m.evs[id]
+	if je == nil {
+		je = &jobEvents{}
+		m.evs[id] = je
+	}
+	return je
 }
 
 // eventsAfter drops the events at or below last; ErrSeqGap when the first one left does
