@@ -120,6 +120,9 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.DurationVar(&cfg.JobRetentionAge, "job-retention-age", 0, "delete ended jobs (record and job directory, never the output) older than this, e.g. 720h (0: keep)")
 	fs.IntVar(&cfg.JobRetentionCount, "job-retention-count", 0, "with job retention on, always keep this many newest ended jobs (0: none by count)")
 	fs.StringVar(&cfg.MaintenanceSpec, "maintenance-schedule", "", "cron spec of the daemon's job retention, stale upload and orphaned socket clean-up (default @hourly)")
+	// Part "workers" (issue 16): remote workers.
+	fs.DurationVar(&cfg.WorkerHeartbeatTimeout, "worker-heartbeat-timeout", 0, "mark a remote worker offline and requeue its job when it sends no heartbeat for this long (0: 2m)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the URL workers use to reach this server, shown in their connection commands (default: the URL of the request)")
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	addRootFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")

@@ -15,6 +15,7 @@ import (
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
 	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/workers"
 )
 
 // httpError is an error with a status and the detail shown to the client.
@@ -38,6 +39,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 	var bte *bodyTimeoutError
 	var ve *validationError
 	var cve *configs.ValidationError
+	var behind *workers.BehindError
 	switch {
 	case errors.As(err, &bte):
 		w.Header().Set("Connection", "close")
@@ -59,6 +61,22 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "json_invalid", Loc: []string{"file"}, Msg: err.Error()}}})
 	case errors.Is(err, jobs.ErrInvalidLabels):
 		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{Type: "value_error", Loc: []string{"body", "worker_labels"}, Msg: err.Error()}}})
+	case errors.As(err, &behind):
+		writeJSON(w, http.StatusConflict, behindBody{Detail: behind.Error(), LastSeq: behind.LastSeq})
+	case errors.Is(err, workers.ErrInvalidToken):
+		w.Header().Set("WWW-Authenticate", `X-Worker-Token realm="workers"`)
+		writeJSON(w, http.StatusUnauthorized, detailBody{Detail: workers.ErrInvalidToken.Error()})
+	case errors.Is(err, workers.ErrClosed):
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, detailBody{Detail: upperFirst(err.Error())})
+	case errors.Is(err, workers.ErrNotAssigned):
+		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})
+	case errors.Is(err, workers.ErrNotFound), errors.Is(err, workers.ErrJobNotFound):
+		writeJSON(w, http.StatusNotFound, detailBody{Detail: upperFirst(err.Error())})
+	case errors.Is(err, workers.ErrExists):
+		writeJSON(w, http.StatusConflict, detailBody{Detail: upperFirst(err.Error())})
+	case errors.Is(err, workers.ErrInvalid), errors.Is(err, workers.ErrBusy), errors.Is(err, workers.ErrMismatch):
+		writeJSON(w, http.StatusBadRequest, detailBody{Detail: workerMessage(err)})
 	case errors.Is(err, jobs.ErrNoActiveJob):
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
 	case errors.Is(err, datasets.ErrOutside):
@@ -108,6 +126,18 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusInternalServerError, detailBody{Detail: "Internal server error"})
 	}
+}
+
+// workerMessage is the detail of a refused worker request: the sentence after the
+// sentinel's prefix ("invalid worker request: name is required" → "Name is required").
+func workerMessage(err error) string {
+	msg := err.Error()
+	for _, sent := range []error{workers.ErrInvalid, workers.ErrBusy} {
+		if errors.Is(err, sent) {
+			msg = strings.TrimPrefix(msg, sent.Error()+": ")
+		}
+	}
+	return upperFirst(msg)
 }
 
 func upperFirst(s string) string {

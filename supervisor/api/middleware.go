@@ -82,7 +82,13 @@ func (s *Server) wrap(rt *route) http.Handler {
 		if !s.auth.SetupDone() {
 			defer s.afterSetup()
 		}
-		p, err := s.authorize(rt, r)
+		var p *auth.Principal
+		var err error
+		if rt.access == workerAuth {
+			r, err = s.authWorker(r)
+		} else {
+			p, err = s.authorize(rt, r)
+		}
 		if err != nil {
 			writeError(w, s.log, r, err)
 			return

@@ -54,6 +54,8 @@ func (s *Server) openAPI() (*openapi3.T, error) {
 				"apiKey":  {Value: openapi3.NewSecurityScheme().WithType("apiKey").WithIn("header").WithName("X-API-Key")},
 				"bearer":  {Value: openapi3.NewSecurityScheme().WithType("http").WithScheme("bearer")},
 				"session": {Value: openapi3.NewSecurityScheme().WithType("apiKey").WithIn("cookie").WithName(sessionCookie)},
+				"workerToken": {Value: openapi3.NewSecurityScheme().WithType("apiKey").WithIn("header").WithName("X-Worker-Token").
+					WithDescription("A remote worker's token (POST /api/admin/workers shows it once)")},
 			},
 		},
 	}
@@ -107,6 +109,7 @@ func documentTags() []*openapi3.Tag {
 		{Name: tagDatasets, Description: "Folders and uploads under the datasets directory."},
 		{Name: tagTraining, Description: "Validating and starting training, the running job, checkpoints, jobs and their events."},
 		{Name: tagQueue, Description: "The job queue: what waits and runs, its limits, priorities and cancellation."},
+		{Name: tagWorkers, Description: "Remote workers: their administration, and the protocol a `simpletuner worker` speaks with its X-Worker-Token."},
 		{Name: tagSystem, Description: "Health, version, this document, its documentation pages and the machine's resources."},
 	}
 }
@@ -160,9 +163,13 @@ func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.Sc
 	}
 	errResp(http.StatusUnauthorized, "Not authenticated, invalid credentials, or (before setup) not on the server machine")
 	errResp(http.StatusBadRequest, "The request cannot be carried out as sent; the detail says why")
-	if rt.access == authenticated {
+	switch rt.access {
+	case authenticated:
 		op.Security = &openapi3.SecurityRequirements{{"apiKey": {}}, {"bearer": {}}, {"session": {}}}
-	} else {
+	case workerAuth:
+		op.Security = &openapi3.SecurityRequirements{{"workerToken": {}}}
+		errResp(http.StatusForbidden, "Worker not assigned to this job")
+	default:
 		op.Security = &openapi3.SecurityRequirements{}
 	}
 	if rt.perm != "" || isUnsafe(rt.method) {

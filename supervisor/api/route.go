@@ -14,6 +14,9 @@ const (
 	authenticated access = iota
 	// public routes answer anyone; credentials, if any, are still resolved.
 	public
+	// workerAuth routes are the worker protocol: the caller is a remote worker that
+	// presents its X-Worker-Token, not a user (docs/architecture.md §4).
+	workerAuth
 )
 
 // handlerFunc is the signature of every API handler: the principal is already resolved

@@ -4,11 +4,13 @@ import (
 	"net/http"
 
 	"simpletuner/plugins"
+	"simpletuner/plugins/workerproto"
 	"simpletuner/supervisor/api/apidocs"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
 	"simpletuner/supervisor/schedule"
+	"simpletuner/supervisor/workers"
 )
 
 // Tags group the operations in the OpenAPI document.
@@ -21,6 +23,7 @@ const (
 	tagConfigs  = "configurations"
 	tagDatasets = "datasets"
 	tagQueue    = "queue"
+	tagWorkers  = "workers"
 )
 
 // authPath returns the path of an auth route, SimpleTuner's current /api/auth/…, and its
@@ -168,6 +171,23 @@ func (s *Server) routeTable() []route {
 			contentType: "text/event-stream", h: s.withJobs(s.cloudJobLogStream)},
 		{method: "POST", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagTraining, summary: "Cancel a queued or running job without saving (job.cancel.own / job.cancel.all)", resp: cloudCancelBody{}, h: s.withJobs(s.cloudCancelJob)},
 		{method: "DELETE", path: "/api/cloud/jobs/{job_id:[A-Za-z0-9_-]+}", tag: tagTraining, summary: "Delete an ended job's record (job.delete.own / job.delete.all); cancel a running job first", resp: successJobBody{}, h: s.withJobs(s.cloudDeleteJob)},
+
+		// Part "workers" (issue 16): remote workers. Admin routes need admin.workers; the
+		// worker protocol authenticates the worker by its X-Worker-Token (access workerAuth).
+		{method: "POST", path: "/api/admin/workers", tag: tagWorkers, perm: permWorkers, summary: "Create a worker; its token is shown once, with the command that starts it", req: workers.CreateRequest{}, resp: workers.Credentials{}, h: s.withWorkers(s.createWorker)},
+		{method: "GET", path: "/api/admin/workers", tag: tagWorkers, perm: permWorkers, summary: "Workers, oldest first, with flat gpu_name and gpu_count", resp: workersListBody{},
+			query: []queryParam{{"status_filter", "string", "only workers in this status: connecting, idle, busy, offline or draining"}}, h: s.withWorkers(s.listWorkers)},
+		{method: "DELETE", path: "/api/admin/workers/{worker_id:[A-Za-z0-9_-]+}", tag: tagWorkers, perm: permWorkers, summary: "Delete a worker (told to shut down); one running a job needs force=true, and its job is requeued", resp: workerActionBody{},
+			query: []queryParam{{"force", "boolean", "delete even while it runs a job"}}, h: s.withWorkers(s.deleteWorker)},
+		{method: "POST", path: "/api/admin/workers/{worker_id:[A-Za-z0-9_-]+}/drain", tag: tagWorkers, perm: permWorkers, summary: "Drain a worker: it finishes its job and takes no more", resp: workerActionBody{}, h: s.withWorkers(s.drainWorker)},
+		{method: "POST", path: "/api/admin/workers/{worker_id:[A-Za-z0-9_-]+}/token", tag: tagWorkers, perm: permWorkers, summary: "Give a worker a new token (shown once); the old one stops working", resp: workers.Credentials{}, h: s.withWorkers(s.rotateWorkerToken)},
+		{method: "POST", path: "/api/workers/register", tag: tagWorkers, access: workerAuth, summary: "A worker registers its GPUs and labels; answers the job to resume or abandon", req: workerproto.RegisterRequest{}, resp: workerproto.RegisterResponse{}, h: s.workerRegister},
+		{method: "GET", path: "/api/workers/stream", tag: tagWorkers, access: workerAuth, summary: "A worker's dispatch stream (Server-Sent Events: job_submit, job_command, job_cancel, drain, shutdown, ping)",
+			contentType: "text/event-stream", query: []queryParam{{"worker_id", "string", "the calling worker's id"}}, h: s.workerStream},
+		{method: "POST", path: "/api/workers/heartbeat", tag: tagWorkers, access: workerAuth, summary: "A worker's heartbeat (every 30 s)", req: workerproto.Heartbeat{}, resp: workerproto.Success{}, h: s.workerHeartbeat},
+		{method: "POST", path: "/api/workers/job/{job_id:[A-Za-z0-9_-]+}/status", tag: tagWorkers, access: workerAuth, summary: "A worker reports its job's status; a final one is refused (409) until its events are stored", req: workerproto.JobStatus{}, resp: workerproto.Success{}, h: s.workerJobStatus},
+		{method: "POST", path: "/api/workers/job/{job_id:[A-Za-z0-9_-]+}/events", tag: tagWorkers, access: workerAuth, summary: "A worker uploads its job's events in seq order; answers the last stored seq (409 when a batch leaves a gap)", req: workerproto.EventBatch{}, resp: workerproto.EventAck{},
+			maxBody: maxEventBatchBytes, h: s.workerJobEvents},
 
 		// System.
 		{method: "GET", path: "/api/system/status", tag: tagSystem, summary: "Load, memory, GPUs and (include_allocation=true) who holds them", resp: systemStatusBody{},

@@ -22,6 +22,7 @@ import (
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/schedule"
 	"simpletuner/supervisor/training"
+	"simpletuner/supervisor/workers"
 	"time"
 )
 
@@ -68,6 +69,9 @@ type Config struct {
 	OutputRoot string
 	// SaveLimits persists concurrency limits changed through the API.
 	SaveLimits func(gpu.Limits) error
+	// Workers is the registry of remote workers behind /api/admin/workers and the worker
+	// protocol /api/workers; nil answers 503 there.
+	Workers *workers.Registry
 	// Shutdown stops the daemon gracefully, as SIGTERM does (trainers keep running and
 	// the next start reattaches them). POST /api/system/shutdown calls it once, after
 	// answering; nil answers 503 there.

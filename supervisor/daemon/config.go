@@ -92,6 +92,13 @@ type Config struct {
 	JobRetentionAge   time.Duration
 	JobRetentionCount int
 	MaintenanceSpec   string
+
+	// Part "workers" (issue 16): remote workers. WorkerHeartbeatTimeout marks a worker
+	// offline (and requeues its job) when its last heartbeat is older (0: 120 s);
+	// PublicURL is the orchestrator URL put in workers' connection commands (empty: the
+	// URL the administrator's request came to).
+	WorkerHeartbeatTimeout time.Duration
+	PublicURL              string
 }
 
 // ConfigsOptions are the configs service's options for this config, with the roots of

@@ -30,6 +30,7 @@ import (
 	"simpletuner/supervisor/jobs"
 	"simpletuner/supervisor/training"
 	"simpletuner/supervisor/webhooks"
+	"simpletuner/supervisor/workers"
 )
 
 // limitsKey is where the queue's concurrency limits are kept in the settings store.
@@ -108,6 +109,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
+	// Part "workers" (issue 16): the registry of remote workers and its executor, added
+	// before Reconcile so jobs that ran on workers are recovered through it.
+	wreg, err := workers.New(workers.Config{HeartbeatTimeout: cfg.WorkerHeartbeatTimeout, PublicURL: cfg.PublicURL},
+		db, jm, log.With("component", "workers"))
+	if err != nil {
+		return err
+	}
+	jm.AddExecutor(wreg.Executor())
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go wreg.Run(wctx)
 	// Reconcile before admitting any work: trainers that outlived the previous daemon are
 	// reattached (or classified) and re-take their GPUs first.
 	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -141,7 +153,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	sched.Start()
 	defer sched.Close()
 	apiCfg := api.Config{TrustedProxies: cfg.TrustedProxies, AllowedHosts: cfg.AllowedHosts, BodyTimeout: cfg.BodyTimeout, Configs: cs, Datasets: ds, Training: ts, Jobs: jm, GPUs: alloc,
-		Store: db, Events: hub, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
+		Store: db, Events: hub, Workers: wreg, OutputRoot: cfg.OutputRoot, SaveLimits: func(l gpu.Limits) error { return db.Settings().Put(limitsKey, l) }}
 	if !as.SetupDone() {
 		tok, path, err := writeBootstrapToken(cfg.StateDir)
 		if err != nil {
@@ -222,7 +234,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	_, _ = sdnotify.Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	hub.Close() // end the event streams, or the drain would wait for them
+	hub.Close()  // end the event streams, or the drain would wait for them
+	wreg.Close() // and the workers' dispatch streams (workers reconnect to the next daemon)
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("drain incomplete; closing remaining connections", "err", err)
 		hs.Close()
