@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"simpletuner/internal/atomicfile"
+	"strconv"
 	"time"
 )
 
@@ -26,6 +27,10 @@ const (
 	// EnvJobDir tells a freshly launched trainer where its job directory is, so it can log
 	// there before Start arrives.
 	EnvJobDir = "SIMPLETUNER_JOB_DIR"
+	// EnvSeqBase is the last seq the daemon has stored for the job: a trainer numbers its
+	// events after it, so a job's events stay one gapless sequence across attempts (a
+	// crash retry, a job requeued from a lost worker) and none is taken for a replay.
+	EnvSeqBase = "SIMPLETUNER_SEQ_BASE"
 )
 
 // ExitRecord is how a job ended.
@@ -132,4 +137,13 @@ func ReadSpool(path string, off, limit int64, since uint64, fn func(Event) error
 			return off, err
 		}
 	}
+}
+
+// SeqBase reads EnvSeqBase through getenv (0 when unset or not a number).
+func SeqBase(getenv func(string) string) uint64 {
+	n, err := strconv.ParseUint(getenv(EnvSeqBase), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -65,6 +65,9 @@ type Options struct {
 	// daemon that died between launching it and starting the job must not leave it
 	// behind forever (default 2 min).
 	StartTimeout time.Duration
+	// SeqBase is the seq the job's events are numbered after (plugins.EnvSeqBase): 0 for
+	// a job's first attempt.
+	SeqBase uint64
 }
 
 // NewHost returns a Host for runner.
@@ -76,7 +79,7 @@ func NewHost(r Runner, log *slog.Logger, o Options) *Host {
 		o.StartTimeout = 2 * time.Minute
 	}
 	h := &Host{runner: r, log: log, pid: os.Getpid(), linger: o.Linger, done: make(chan struct{}),
-		commands: make(chan plugins.Command, 16), state: plugins.StateIdle, changed: make(chan struct{})}
+		commands: make(chan plugins.Command, 16), state: plugins.StateIdle, changed: make(chan struct{}), seq: o.SeqBase}
 	time.AfterFunc(o.StartTimeout, func() {
 		h.mu.Lock()
 		idle := h.job == nil

@@ -17,7 +17,7 @@ func Main(r Runner) {
 		out = f
 	}
 	log := slog.New(slog.NewJSONHandler(out, nil))
-	h := NewHost(r, log, Options{})
+	h := NewHost(r, log, Options{SeqBase: plugins.SeqBase(os.Getenv)})
 	go func() {
 		<-h.Done()
 		log.Info("trainer exiting")

@@ -55,7 +55,7 @@ func (l *Local) launch(ctx context.Context, j *store.Job, p Placement, r Reporte
 		return nil, fmt.Errorf("trainer binary %s: %w", proc.Trainer, err)
 	}
 	env := append([]string{}, l.cfg.TrainerEnv...)
-	env = append(env, plugins.EnvJobDir+"="+dir, EnvJobNonce+"="+proc.Nonce)
+	env = append(env, plugins.EnvJobDir+"="+dir, EnvJobNonce+"="+proc.Nonce, fmt.Sprintf("%s=%d", plugins.EnvSeqBase, j.LastSeq))
 	switch {
 	case d.Outcome == gpu.Start:
 		env = append(env, gpu.LaunchEnv(d)...)

@@ -372,6 +372,22 @@ func TestCrashedTrainerIsRetriedWithBackoffThenFails(t *testing.T) {
 	if cfg["--resume_from_checkpoint"] != "latest" {
 		t.Fatalf("retry does not resume: %v", cfg["--resume_from_checkpoint"])
 	}
+	// Each attempt numbers its events after the stored ones (plugins.EnvSeqBase): the
+	// job's events are one gapless sequence and every attempt's are kept, its
+	// "Trainer started" included.
+	evs := events(t, e.db, j.ID)
+	started := 0
+	for i, ev := range evs {
+		if ev.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d: the sequence has a gap or a double", i+1, ev.Seq)
+		}
+		if ev.Title == "Trainer started" {
+			started++
+		}
+	}
+	if started != 3 {
+		t.Fatalf("%d attempts' start events stored, want 3", started)
+	}
 }
 
 func TestReportedFailureIsNotRetried(t *testing.T) {
