@@ -86,6 +86,9 @@ type JobSubmit struct {
 	NumGPUs    int             `json:"num_gpus"`
 	AnyGPU     bool            `json:"any_gpu,omitempty"`
 	Provider   *string         `json:"provider"`
+	// LastSeq is the last event seq the orchestrator has stored for the job (a requeued
+	// job's earlier attempts): the worker numbers the job's events after it.
+	LastSeq uint64 `json:"last_seq,omitempty"`
 }
 
 // JobControl is the job_cancel and job_command events; Command is a plugins.Command's

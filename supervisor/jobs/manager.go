@@ -225,7 +225,10 @@ type SubmitRequest struct {
 	// otherwise a new one is made.
 	ID string
 	// Target is where the job may run (TargetAuto when empty).
-	Target   string
+	Target string
+	// SeqBase is the seq its events are numbered after: a worker runs an orchestrator's
+	// job under the orchestrator's numbering (workerproto.JobSubmit.LastSeq).
+	SeqBase  uint64
 	OwnerID  int64
 	Owner    string
 	EnvName  string
@@ -283,7 +286,7 @@ func (m *Manager) Submit(ctx context.Context, req SubmitRequest) (*store.Job, er
 	j := &store.Job{ID: id, Status: StatusQueued, OwnerID: req.OwnerID, Owner: req.Owner, EnvName: req.EnvName,
 		Config: req.Config, Priority: req.Priority, CreatedAt: time.Now().UTC(), NumGPUs: max(req.GPU.NumProcesses, 1),
 		AnyGPU: req.GPU.AnyGPU, PreferredGPUs: req.GPU.Preferred, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels,
-		Target: target}
+		Target: target, LastSeq: req.SeqBase}
 	if err := m.admit(ctx, j); err != nil {
 		return nil, err
 	}
