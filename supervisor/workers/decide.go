@@ -127,9 +127,16 @@ func taskLost(w *store.Worker, since, now time.Time, timeout time.Duration) (los
 }
 
 // canRun reports whether worker w could ever run j: not bound to another job, labels
-// matching the job's selector, and enough GPUs.
+// matching the job's selector, and enough GPUs (gpusFit).
 func canRun(w *store.Worker, j *store.Job) bool {
-	return w.BoundJob == "" && jobs.LabelsMatch(j.WorkerLabels, w.Labels) && w.GPU.Count >= j.NumGPUs
+	return w.BoundJob == "" && jobs.LabelsMatch(j.WorkerLabels, w.Labels) && gpusFit(w.GPU.Count, j.NumGPUs)
+}
+
+// gpusFit says whether a worker with have GPUs can take a job that wants want. As on
+// this machine (the local allocator), a host without GPUs runs a one-process job on the
+// CPU trainer; more than one GPU it cannot give.
+func gpusFit(have, want int) bool {
+	return have >= want || (have == 0 && want <= 1)
 }
 
 // choosePlace picks the worker to start j on now: an idle, connected worker that can

@@ -82,6 +82,19 @@ func TestTaskLost(t *testing.T) {
 	}
 }
 
+func TestGPUsFit(t *testing.T) {
+	for _, tc := range []struct {
+		have, want int
+		ok         bool
+	}{
+		{8, 1, true}, {2, 2, true}, {1, 2, false}, {0, 1, true}, {0, 0, true}, {0, 2, false}, {4, 0, true},
+	} {
+		if got := gpusFit(tc.have, tc.want); got != tc.ok {
+			t.Errorf("gpusFit(%d, %d) = %v, want %v", tc.have, tc.want, got, tc.ok)
+		}
+	}
+}
+
 func TestChoosePlace(t *testing.T) {
 	w := func(id, status string, gpus int, labels map[string]string) *store.Worker {
 		return &store.Worker{ID: id, Status: status, GPU: workerproto.GPUInfo{Count: gpus}, Labels: labels}

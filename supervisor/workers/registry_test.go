@@ -72,6 +72,10 @@ func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 	if !errors.Is(err, jobs.ErrNoExecutor) || !strings.Contains(err.Error(), `{"gpu_type":"tpu*"}`) {
 		t.Fatalf("Admit of an unmatched job = %v", err)
 	}
+	big := &store.Job{ID: "big", NumGPUs: 4, WorkerLabels: map[string]string{"gpu_type": "a100*"}}
+	if err := e.reg.Executor().Admit(context.Background(), big); !errors.Is(err, jobs.ErrNoExecutor) || !strings.Contains(err.Error(), "with at least 4 GPUs") {
+		t.Fatalf("Admit of a job wanting more GPUs than any worker has = %v", err)
+	}
 	// w2 has labels that do not match and no stream; w1 is the place.
 	task := e.launch(j)
 	ev := s.next(t)

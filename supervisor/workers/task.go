@@ -220,7 +220,7 @@ func (e executor) Launch(_ context.Context, j *store.Job, p jobs.Placement, rep 
 		delete(r.reserved, p.Where)
 	}
 	w := r.workers[p.Where]
-	if w == nil || w.BoundJob != "" || (w.Status != workerproto.StatusIdle) {
+	if w == nil || w.BoundJob != "" || w.Status != workerproto.StatusIdle {
 		r.mu.Unlock()
 		return nil, fmt.Errorf("worker %s is no longer free to run the job", p.Where)
 	}
