@@ -57,7 +57,7 @@ func (t *task) ended() bool {
 // jobSubmit builds the job_submit event of a job.
 func jobSubmit(j *store.Job) *workerproto.JobSubmit {
 	return &workerproto.JobSubmit{Type: workerproto.EventJobSubmit, JobID: j.ID, Config: j.Config,
-		ConfigName: j.EnvName, NumGPUs: j.NumGPUs, AnyGPU: j.AnyGPU}
+		ConfigName: j.EnvName, NumGPUs: j.NumGPUs, AnyGPU: j.AnyGPU, LastSeq: j.LastSeq}
 }
 
 // finishLocked ends a task with exit, frees its worker (idle again; an ephemeral one is
