@@ -114,19 +114,45 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 
 // SubmitResult is the answer of POST /api/queue/submit.
 type SubmitResult struct {
-	Success       bool     `json:"success"`
-	JobID         *string  `json:"job_id"`
-	Status        string   `json:"status"`
-	AllocatedGPUs []string `json:"allocated_gpus"`
-	QueuePosition *int     `json:"queue_position"`
-	Error         *string  `json:"error"`
-	Reason        *string  `json:"reason"`
+	Success           bool     `json:"success"`
+	JobID             *string  `json:"job_id"`
+	Status            string   `json:"status"`
+	AllocatedGPUs     []string `json:"allocated_gpus"`
+	AllocatedWorkerID *string  `json:"allocated_worker_id"`
+	QueuePosition     *int     `json:"queue_position"`
+	RequiresApproval  bool     `json:"requires_approval"`
+	Error             *string  `json:"error"`
+	Reason            *string  `json:"reason"`
+}
+
+// SubmitOptions are the choices of a queue submission besides the environment.
+type SubmitOptions struct {
+	// NoWait refuses the job instead of queueing it when it cannot start at once.
+	NoWait bool
+	// AnyGPU takes any free GPUs, ignoring the environment's preferred devices.
+	AnyGPU bool
+	// Target is where the job may run: auto, local, worker or slurm ("" is auto).
+	Target string
+	// WorkerLabels select the workers that may run the job: label name → glob.
+	WorkerLabels map[string]string
+	// Priority is the job's priority (0–50); nil leaves the server's default.
+	Priority *int
 }
 
 // Submit queues the stored environment name.
-func (c *Client) Submit(ctx context.Context, name string, noWait, anyGPU bool, target string) (*SubmitResult, error) {
+func (c *Client) Submit(ctx context.Context, name string, o SubmitOptions) (*SubmitResult, error) {
+	body := map[string]any{"config_name": name, "no_wait": o.NoWait, "any_gpu": o.AnyGPU, "target": o.Target}
+	if o.Target == "" {
+		body["target"] = "auto"
+	}
+	if len(o.WorkerLabels) > 0 {
+		body["worker_labels"] = o.WorkerLabels
+	}
+	if o.Priority != nil {
+		body["priority"] = *o.Priority
+	}
 	var out SubmitResult
-	err := c.Do(ctx, "POST", "/api/queue/submit", map[string]any{"config_name": name, "no_wait": noWait, "any_gpu": anyGPU, "target": target}, &out)
+	err := c.Do(ctx, "POST", "/api/queue/submit", body, &out)
 	return &out, err
 }
 
@@ -140,6 +166,12 @@ type Job struct {
 	GPUs        []string        `json:"gpus"`
 	Error       string          `json:"error"`
 	Progress    json.RawMessage `json:"progress"`
+	// Target, Executor, WorkerID and Note say where the job runs (auto|local|worker|slurm,
+	// the executor that launched it, the worker running it, the executor's note).
+	Target   string  `json:"target"`
+	Executor *string `json:"executor"`
+	WorkerID *string `json:"worker_id"`
+	Note     *string `json:"note"`
 }
 
 // Jobs lists jobs, newest first.

@@ -14,11 +14,11 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{nil, []string{"Usage:", "simpletuner server", "simpletuner help [COMMAND]", "--help"}},
+		{nil, []string{"Usage:", "simpletuner server", "simpletuner workers <command>", "simpletuner help [COMMAND]", "--help"}},
 		{[]string{"server"}, []string{"Usage: simpletuner server [flags]", "--port", "--config-dir", home}},
 		{[]string{"train"}, []string{"Usage: simpletuner train --env NAME", "--env NAME", "--trainer-env", "Training options.", "\n  --learning_rate=FLOAT\n", "\n  --resolution=", "\n  --model_family="}},
 		{[]string{"jobs"}, []string{"Usage: simpletuner jobs <command>", "submit NAME", "logs ID"}},
-		{[]string{"jobs", "submit"}, []string{"Usage: simpletuner jobs submit NAME [flags]", "--no-wait", "--dry-run", "SIMPLETUNER_API_KEY"}},
+		{[]string{"jobs", "submit"}, []string{"Usage: simpletuner jobs submit NAME [flags]", "--no-wait", "--dry-run", "SIMPLETUNER_API_KEY", "--target", "slurm", "--label KEY=GLOB", "--priority N"}},
 		{[]string{"jobs", "list"}, []string{"Usage: simpletuner jobs list [flags]", "--status", "--format"}},
 		{[]string{"jobs", "status"}, []string{"Usage: simpletuner jobs status ID"}},
 		{[]string{"jobs", "cancel"}, []string{"Usage: simpletuner jobs cancel ID"}},
@@ -28,6 +28,12 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		{[]string{"schedules", "create"}, []string{"Usage: simpletuner schedules create NAME --cron SPEC", "--submit", "--target", "--missed", "--cleanup"}},
 		{[]string{"schedules", "delete"}, []string{"Usage: simpletuner schedules delete ID"}},
 		{[]string{"schedules", "run"}, []string{"Usage: simpletuner schedules run ID"}},
+		{[]string{"workers"}, []string{"Usage: simpletuner workers <command>", "list [flags]", "create NAME", "drain ID", "delete ID", "token ID"}},
+		{[]string{"workers", "list"}, []string{"Usage: simpletuner workers list [flags]", "--json", "--status", "SIMPLETUNER_API_KEY"}},
+		{[]string{"workers", "create"}, []string{"Usage: simpletuner workers create NAME [flags]", "--ephemeral", "--label KEY=VALUE", "shown once"}},
+		{[]string{"workers", "drain"}, []string{"Usage: simpletuner workers drain ID"}},
+		{[]string{"workers", "delete"}, []string{"Usage: simpletuner workers delete ID [flags]", "--force"}},
+		{[]string{"workers", "token"}, []string{"Usage: simpletuner workers token ID", "shown once"}},
 		{[]string{"admin"}, []string{"Usage: simpletuner admin reset [flags]", "--password-stdin"}},
 		{[]string{"admin", "reset"}, []string{"Usage: simpletuner admin reset [flags]", "--password-stdin", "--state-dir"}},
 		{[]string{"version"}, []string{"Usage: simpletuner version"}},
@@ -62,7 +68,8 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 			{[]string{"help", "train"}, commands[2].want},
 			{[]string{"jobs", "help"}, commands[3].want},
 			{[]string{"schedules", "help"}, commands[9].want},
-			{[]string{"admin", "help"}, commands[14].want},
+			{[]string{"workers", "help"}, commands[14].want},
+			{[]string{"admin", "help"}, commands[20].want},
 		} {
 			stdout, stderr, code := runCLI(t, home, "", c.args...)
 			if code != 0 || stderr != "" {
@@ -93,6 +100,9 @@ func TestUnknownOptionsStillFail(t *testing.T) {
 		{[]string{"jobs", "list", "--bogus"}, "-bogus"},
 		{[]string{"jobs", "list", "extra"}, `unexpected argument "extra"`},
 		{[]string{"jobs", "submit"}, "want exactly one environment name"},
+		{[]string{"workers", "bogus"}, `unknown command "bogus"`},
+		{[]string{"workers", "list", "--bogus"}, "-bogus"},
+		{[]string{"workers", "token"}, "want exactly one worker id"},
 		{[]string{"admin", "bogus"}, `unknown command "bogus"`},
 		{[]string{"admin", "reset", "--bogus"}, "-bogus"},
 	}

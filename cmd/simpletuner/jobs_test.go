@@ -223,9 +223,10 @@ func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
 	if code != 200 || sub["success"] != false || !strings.Contains(fmt.Sprint(sub["error"]), "not found") {
 		t.Fatalf("submit unknown env: %d %v", code, sub)
 	}
+	writeEnv(t, home, "x")
 	code, sub = call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "x", "target": "worker"}, nil)
-	if code != 200 || !strings.Contains(fmt.Sprint(sub["error"]), "No workers configured") {
-		t.Fatalf("submit to worker: %d %v", code, sub)
+	if code != 400 || !strings.Contains(fmt.Sprint(sub["detail"]), "target=worker") {
+		t.Fatalf("submit to worker with none registered: %d %v, want 400 naming the target", code, sub)
 	}
 }
 

@@ -2,6 +2,7 @@
 //
 //	simpletuner server [flags]   run the daemon (HTTP API on port 8001)
 //	simpletuner jobs <command>   submit, list, follow and cancel jobs on a running server
+//	simpletuner workers <command> list, create, drain and delete remote workers
 //	simpletuner train --env NAME train one environment in the foreground
 //	simpletuner admin reset      restore administrator access offline
 //	simpletuner version          print the version
@@ -34,6 +35,7 @@ Usage:
   simpletuner server [flags]    run the daemon
   simpletuner jobs <command>    submit, list, follow and cancel jobs on a running server
   simpletuner schedules <cmd>   list, create, delete and run cron schedules on a running server
+  simpletuner workers <command> list, create, drain and delete remote workers (admin)
   simpletuner train --env NAME  train one environment in the foreground, without a server
   simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
@@ -66,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return jobsCmd(args[1:], stdout, stderr, getenv)
 	case "schedules":
 		return schedulesCmd(args[1:], stdout, stderr, getenv)
+	case "workers":
+		return workersCmd(args[1:], stdout, stderr, getenv)
 	case "train":
 		return trainCmd(args[1:], stdout, stderr, getenv)
 	case "admin":

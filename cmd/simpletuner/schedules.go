@@ -1,39 +1,24 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"simpletuner/client"
-	"simpletuner/internal/clihelp"
 )
 
-// schedulesCommands lists the `simpletuner schedules` subcommands in usage order.
-func schedulesCommands() []jobsCommand {
-	return []jobsCommand{
+// schedulesGroup lists the `simpletuner schedules` subcommands in usage order.
+func schedulesGroup() cmdGroup {
+	return cmdGroup{name: "schedules", note: specNote, cmds: []subCommand{
 		{"list", "[flags]", "list your schedules (every one, built-in maintenance included, for an administrator)"},
 		{"create", "NAME --cron SPEC (--submit ENV | --checkpoint JOB | --validate JOB | --cleanup WHAT) [flags]", "create a schedule"},
 		{"delete", "ID", "delete a schedule"},
 		{"run", "ID", "run a schedule now, as its owner"},
-	}
-}
-
-// schedulesUsage prints the usage of `simpletuner schedules`.
-func schedulesUsage(w io.Writer) {
-	fmt.Fprint(w, "Usage: simpletuner schedules <command> [flags]\n\n"+jobsServerNote+"\n\n"+specNote+"\n\nCommands:\n")
-	for _, c := range schedulesCommands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.about)
-		fmt.Fprintf(w, "  %-10s   simpletuner schedules %s %s\n", "", c.name, c.args)
-	}
-	fmt.Fprint(w, "\nRun 'simpletuner schedules <command> --help' for a command's flags.\n")
+	}}
 }
 
 // specNote says what a cron spec looks like.
@@ -59,64 +44,19 @@ type scheduleRow struct {
 	LastJobID    string         `json:"last_job_id"`
 }
 
-// labelFlag collects --label KEY=PATTERN pairs.
-type labelFlag map[string]string
-
-func (l labelFlag) String() string { return "" }
-func (l labelFlag) Set(v string) error {
-	k, p, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want KEY=PATTERN, got %q", v)
-	}
-	l[k] = p
-	return nil
+func schedulesCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	return schedulesGroup().run(args, stdout, stderr, getenv, runSchedules)
 }
 
-func schedulesCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 {
-		schedulesUsage(stderr)
-		return 2
-	}
-	var sub jobsCommand
-	for _, c := range schedulesCommands() {
-		if c.name == args[0] {
-			sub = c
-		}
-	}
-	if sub.name == "" && (args[0] == "help" || clihelp.Asked(args)) {
-		schedulesUsage(stdout)
-		return 0
-	}
-	if sub.name == "" {
-		fmt.Fprintf(stderr, "simpletuner schedules: unknown command %q\n\n", args[0])
-		schedulesUsage(stderr)
-		return 2
-	}
-	c := client.FromEnv(getenv)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	fs := flag.NewFlagSet("schedules "+sub.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: simpletuner schedules %s %s\n\n%s%s.\n\n%s\n\n%s\n\nFlags:\n", sub.name, sub.args,
-			strings.ToUpper(sub.about[:1]), sub.about[1:], jobsServerNote, specNote)
-		printFlags(fs.Output(), fs)
-	}
-	usageErr := func(err error) int {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		if !errors.Is(err, errFlagSaid) {
-			fmt.Fprintln(stderr, "Error:", err)
-		}
-		return 2
-	}
+// runSchedules runs one schedules subcommand.
+func runSchedules(x *groupCall) error {
+	fs, c, ctx, stdout := x.fs, x.c, x.ctx, x.stdout
 	var err error
-	switch sub.name {
+	switch x.name {
 	case "list":
 		format := fs.String("format", "table", "table or json")
-		if _, perr := parseWithArg(fs, args[1:], "", stdout); perr != nil {
-			return usageErr(perr)
+		if _, aerr := x.arg(""); aerr != nil {
+			return aerr
 		}
 		var out struct {
 			Schedules []scheduleRow `json:"schedules"`
@@ -127,7 +67,7 @@ func schedulesCmd(args []string, stdout, stderr io.Writer, getenv func(string) s
 	case "create":
 		spec := fs.String("cron", "", "when it runs: a cron spec (required)")
 		submit := fs.String("submit", "", "queue this stored environment")
-		target := fs.String("target", "", "where a submitted job runs: local or auto (default auto)")
+		target := fs.String("target", "", "where a submitted job runs: auto, local, worker or slurm (default auto)")
 		priority := fs.Int("priority", -1, "priority of a submitted job, 0–50 (default 10; above 20 needs job.priority.high)")
 		labels := labelFlag{}
 		fs.Var(labels, "label", "worker label selector KEY=PATTERN of a submitted job (repeatable)")
@@ -138,30 +78,30 @@ func schedulesCmd(args []string, stdout, stderr io.Writer, getenv func(string) s
 		keepLast := fs.Int("keep-last", 0, "cleanup: keep this many newest")
 		missed := fs.String("missed", "skip", "a run missed while the server was down: skip or run_once")
 		disabled := fs.Bool("disabled", false, "create it disabled")
-		name, perr := parseWithArg(fs, args[1:], "schedule name", stdout)
-		if perr != nil {
-			return usageErr(perr)
+		name, aerr := x.arg("schedule name")
+		if aerr != nil {
+			return aerr
 		}
 		req, rerr := scheduleRequest(name, *spec, *missed, !*disabled, *submit, *target, *priority, labels, *checkpoint, *validate, *cleanup, *keepDays, *keepLast)
 		if rerr != nil {
-			return usageErr(rerr)
+			return &usageError{rerr}
 		}
 		var sc scheduleRow
 		if err = c.Do(ctx, "POST", "/api/schedules", req, &sc); err == nil {
 			fmt.Fprintf(stdout, "Schedule created\n  ID:       %s\n  Name:     %s\n  Spec:     %s\n  Action:   %s\n  Next run: %s\n", sc.ID, sc.Name, sc.Spec, sc.Action, deref(sc.NextRunAt))
 		}
 	case "delete":
-		id, perr := parseWithArg(fs, args[1:], "schedule id", stdout)
-		if perr != nil {
-			return usageErr(perr)
+		id, aerr := x.arg("schedule id")
+		if aerr != nil {
+			return aerr
 		}
 		if err = c.Do(ctx, "DELETE", "/api/schedules/"+id, nil, nil); err == nil {
 			fmt.Fprintf(stdout, "Schedule %s deleted\n", id)
 		}
 	case "run":
-		id, perr := parseWithArg(fs, args[1:], "schedule id", stdout)
-		if perr != nil {
-			return usageErr(perr)
+		id, aerr := x.arg("schedule id")
+		if aerr != nil {
+			return aerr
 		}
 		var out struct {
 			Result struct {
@@ -183,19 +123,12 @@ func schedulesCmd(args []string, stdout, stderr io.Writer, getenv func(string) s
 			}
 		}
 	}
-	if err != nil {
-		var ce *client.Error
-		switch {
-		case errors.As(err, &ce):
-			fmt.Fprintln(stderr, "Error:", fieldMessages(ce.Detail))
-		case errors.Is(err, client.ErrUnreachable):
-			fmt.Fprintf(stderr, "Error: Could not connect to server at %s\n", c.Base)
-		default:
-			fmt.Fprintln(stderr, "Error:", err)
-		}
-		return 1
+	// A refused field names itself ("spec: …"), not the raw validation body.
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return &client.Error{Status: ce.Status, Detail: fieldMessages(ce.Detail)}
 	}
-	return 0
+	return err
 }
 
 // scheduleRequest is the body of POST /api/schedules for the create flags: exactly one

@@ -79,6 +79,10 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: workerMessage(err)})
 	case errors.Is(err, jobs.ErrNoActiveJob):
 		writeJSON(w, http.StatusBadRequest, detailBody{Detail: err.Error()})
+	case errors.Is(err, jobs.ErrNoExecutor):
+		// A target nothing here serves (slurm unconfigured, no worker registered): the
+		// executor's message says what to set up; the sentinel's own words are dropped.
+		writeJSON(w, http.StatusBadRequest, detailBody{Detail: withoutSentinel(err, jobs.ErrNoExecutor)})
 	case errors.Is(err, datasets.ErrOutside):
 		writeJSON(w, http.StatusForbidden, detailBody{Detail: err.Error()})
 	case errors.As(err, &he):
@@ -131,13 +135,22 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 // workerMessage is the detail of a refused worker request: the sentence after the
 // sentinel's prefix ("invalid worker request: name is required" → "Name is required").
 func workerMessage(err error) string {
-	msg := err.Error()
 	for _, sent := range []error{workers.ErrInvalid, workers.ErrBusy} {
 		if errors.Is(err, sent) {
-			msg = strings.TrimPrefix(msg, sent.Error()+": ")
+			return upperFirst(withoutSentinel(err, sent))
 		}
 	}
-	return upperFirst(msg)
+	return upperFirst(err.Error())
+}
+
+// withoutSentinel is err's message without the words of the sentinel it wraps: what
+// follows "<sentinel>: ", or the message less a trailing ": <sentinel>".
+func withoutSentinel(err, sentinel error) string {
+	msg, words := err.Error(), sentinel.Error()
+	if _, after, ok := strings.Cut(msg, words+": "); ok {
+		return after
+	}
+	return strings.TrimSuffix(msg, ": "+words)
 }
 
 func upperFirst(s string) string {

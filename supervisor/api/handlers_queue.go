@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strconv"
@@ -37,9 +38,14 @@ type jobBody struct {
 	Error       string          `json:"error,omitempty"`
 	Progress    json.RawMessage `json:"progress"`
 	// WorkerLabels is the worker selector the job was submitted with (queue submit).
-	WorkerLabels map[string]string   `json:"worker_labels,omitempty"`
-	Config       map[string]any      `json:"config,omitempty"`
-	Exit         *plugins.ExitRecord `json:"exit,omitempty"`
+	WorkerLabels map[string]string `json:"worker_labels,omitempty"`
+	// Target, Executor, WorkerID and Note say where the job runs: see placementOf.
+	Target   string              `json:"target"`
+	Executor *string             `json:"executor"`
+	WorkerID *string             `json:"worker_id"`
+	Note     *string             `json:"note"`
+	Config   map[string]any      `json:"config,omitempty"`
+	Exit     *plugins.ExitRecord `json:"exit,omitempty"`
 }
 
 func toJobBody(j *store.Job, full bool) jobBody {
@@ -47,6 +53,7 @@ func toJobBody(j *store.Job, full bool) jobBody {
 		CreatedAt: isoTime(j.CreatedAt), StartedAt: isoPtr(j.StartedAt), FinishedAt: isoPtr(j.FinishedAt),
 		GPUs: j.GPUs, NumGPUs: j.NumGPUs, PID: jobs.TrainerPID(j), Attempts: j.Attempts, LastSeq: j.LastSeq, Error: j.Error, Progress: j.Progress,
 		WorkerLabels: j.WorkerLabels}
+	b.Target, b.Executor, b.WorkerID, b.Note = placementOf(j)
 	if b.GPUs == nil {
 		b.GPUs = []string{}
 	}
@@ -65,6 +72,32 @@ func toJobBody(j *store.Job, full bool) jobBody {
 		}
 	}
 	return b
+}
+
+// placementOf is where a job runs as the job and queue views show it: its target (auto
+// for records older than targets), the kind of executor that launched it (null until one
+// did; a record older than executors that started ran locally), the worker running it and
+// the executor's note (Slurm's pending reason, a wait reason), null when there is none.
+// SimpleTuner's queue entries have no such field (only error_message, for failures), hence
+// the name note (docs/architecture.md §16).
+func placementOf(j *store.Job) (target string, executor, workerID, note *string) {
+	target = j.Target
+	if target == "" {
+		target = jobs.TargetAuto
+	}
+	switch {
+	case j.Executor != "":
+		executor = strp(j.Executor)
+	case j.StartedAt != nil:
+		executor = strp(jobs.KindLocal)
+	}
+	if j.WorkerID != "" {
+		workerID = strp(j.WorkerID)
+	}
+	if j.Note != "" {
+		note = strp(j.Note)
+	}
+	return target, executor, workerID, note
 }
 
 type jobsBody struct {
@@ -134,6 +167,11 @@ type queueEntry struct {
 	QueuedAt      string   `json:"queued_at"`
 	// WorkerLabels is the worker selector the job was submitted with (queue submit).
 	WorkerLabels map[string]string `json:"worker_labels,omitempty"`
+	// Target, Executor, WorkerID and Note say where the job runs: see placementOf.
+	Target   string  `json:"target"`
+	Executor *string `json:"executor"`
+	WorkerID *string `json:"worker_id"`
+	Note     *string `json:"note"`
 }
 
 func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -153,6 +191,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		}
 		e := queueEntry{JobID: j.ID, Status: j.Status, Priority: j.Priority, Owner: j.Owner, Environment: j.EnvName, NumGPUs: j.NumGPUs, GPUs: j.GPUs, QueuedAt: isoTime(j.CreatedAt),
 			WorkerLabels: j.WorkerLabels}
+		e.Target, e.Executor, e.WorkerID, e.Note = placementOf(j)
 		if e.GPUs == nil {
 			e.GPUs = []string{}
 		}
@@ -275,10 +314,14 @@ func nonNil(v []int) []int {
 	return v
 }
 
-// submitRequest is POST /api/queue/submit (SimpleTuner's body). worker_labels is the
-// tutorial's selector, label name → glob ({"gpu_type":"a100*"}); SimpleTuner ignores it,
-// this server keeps it on the job for worker dispatch (jobs.LabelsMatch). A local run
-// ignores it: this machine is not a worker and has no labels to match.
+// submitRequest is POST /api/queue/submit (SimpleTuner's body). target picks where the
+// job may run: auto (default: an idle worker whose labels match, else this machine),
+// local, worker (a registered remote worker only) or slurm (the configured Slurm
+// cluster); the job manager decides and refuses a target nothing here serves.
+// worker_labels is the tutorial's selector, label name → glob ({"gpu_type":"a100*"});
+// SimpleTuner ignores it, this server matches it against the workers' labels
+// (jobs.LabelsMatch). A local run ignores it: this machine is not a worker and has no
+// labels to match.
 type submitRequest struct {
 	ConfigName   string            `json:"config_name"`
 	NoWait       bool              `json:"no_wait"`
@@ -289,7 +332,10 @@ type submitRequest struct {
 	Priority     *int              `json:"priority"`
 }
 
-// submitBody is its answer; like SimpleTuner's it is 200 with success:false for refusals.
+// submitBody is its answer; like SimpleTuner's it is 200 with success:false for refusals
+// of a job this server could take (an unknown environment, more GPUs than exist, no_wait
+// with none free). A target nothing here serves is a 400 instead (jobs.ErrNoExecutor,
+// mapped in errors.go): the request, not the moment, is wrong.
 type submitBody struct {
 	Success           bool        `json:"success"`
 	JobID             *string     `json:"job_id"`
@@ -305,6 +351,22 @@ type submitBody struct {
 
 func strp(s string) *string { return &s }
 
+// submitTarget checks a submission's target: the jobs.Target* value it passes on, or
+// refused (kubeflow, which SimpleTuner's schema accepts and this server does not run, as
+// a rejection in SimpleTuner's answer; anything else a 422).
+func submitTarget(target string) (string, *submitBody, error) {
+	switch target {
+	case "", jobs.TargetAuto:
+		return jobs.TargetAuto, nil, nil
+	case jobs.TargetLocal, jobs.TargetWorker, jobs.TargetSlurm:
+		return target, nil, nil
+	case "kubeflow":
+		return "", &submitBody{Status: "rejected", AllocatedGPUs: []string{},
+			Error: strp("target=kubeflow is not supported by this server: use auto, local, worker or slurm")}, nil
+	}
+	return "", nil, &validationError{fieldError{Type: "enum", Loc: []string{"body", "target"}, Msg: "target must be one of auto, local, worker, slurm"}}
+}
+
 func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var req submitRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -317,13 +379,13 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	if !p.Can("job.submit") {
 		return errorf(http.StatusForbidden, "Permission denied: job.submit")
 	}
-	switch req.Target {
-	case "", "auto", "local":
-	case "worker", "kubeflow":
-		writeJSON(w, http.StatusOK, submitBody{Status: "rejected", Error: strp("No workers configured: this server runs jobs locally only (target=local or auto)"), AllocatedGPUs: []string{}})
+	target, refused, err := submitTarget(req.Target)
+	if err != nil {
+		return err
+	}
+	if refused != nil {
+		writeJSON(w, http.StatusOK, refused)
 		return nil
-	default:
-		return &validationError{fieldError{Type: "enum", Loc: []string{"body", "target"}, Msg: "target must be one of local, worker, kubeflow, auto"}}
 	}
 	if strings.TrimSpace(req.ConfigName) == "" {
 		return &validationError{fieldError{Type: "missing", Loc: []string{"body", "config_name"}, Msg: "config_name is required: the name of an environment (GET /api/configs/)"}}
@@ -348,16 +410,19 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		prio = *req.Priority
 	}
 	job, err := s.cfg.Training.Start(r.Context(), training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username, Priority: prio,
-		NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r), WorkerLabels: req.WorkerLabels,
+		NoWait: req.NoWait, AnyGPU: req.AnyGPU, IdempotencyKey: idempotencyKey(r), WorkerLabels: req.WorkerLabels, Target: target,
 		ForApproval: req.ForApproval, ApprovalReason: submittedForApproval})
 	if errors.Is(err, training.ErrForbidden) {
 		return errorf(http.StatusForbidden, "Permission denied: %s", auth.PermJobHooks)
 	}
 	outcome, ok := outcomeOf(job, err)
 	if !ok {
-		return err
+		return withWorkersHint(target, err)
 	}
 	out := submitBody{Status: queueWords[outcome], AllocatedGPUs: []string{}}
+	if job != nil && job.WorkerID != "" {
+		out.AllocatedWorkerID = strp(job.WorkerID)
+	}
 	switch outcome {
 	case outcomeInvalid:
 		out.Error, out.Issues = strp("Configuration validation failed: "+strings.Join(b.Issues.Errors().Messages(), "; ")), issuesBody(b.Issues.Errors())
@@ -371,7 +436,7 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		out.Success, out.JobID = true, &job.ID
 		pos := s.cfg.Jobs.QueuePosition(job.ID)
 		out.QueuePosition = &pos
-		out.Reason = strp("Waiting for resources: " + strconv.Itoa(job.NumGPUs) + " GPU(s) or a free job slot")
+		out.Reason = strp(waitReason(job))
 	case outcomeBlocked:
 		out.Success, out.JobID, out.RequiresApproval = true, &job.ID, true
 		out.Reason = strp(submittedForApproval + ": waiting for a user with admin.approve (GET /api/approvals)")
@@ -383,6 +448,25 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// withWorkersHint adds where workers are listed and registered to a refusal of
+// target=worker (jobs.ErrNoExecutor) that does not say it already: the job manager knows
+// executors, not this API's routes.
+func withWorkersHint(target string, err error) error {
+	if target != jobs.TargetWorker || !errors.Is(err, jobs.ErrNoExecutor) || strings.Contains(err.Error(), "/api/admin/workers") {
+		return err
+	}
+	return fmt.Errorf("%w (see the registered workers with GET /api/admin/workers; register one with POST /api/admin/workers)", err)
+}
+
+// waitReason says why a queued job waits: what its executors answered (the job's note,
+// e.g. no idle worker matches its labels), else the local queue's words.
+func waitReason(j *store.Job) string {
+	if j.Note != "" {
+		return j.Note
+	}
+	return "Waiting for resources: " + strconv.Itoa(j.NumGPUs) + " GPU(s) or a free job slot"
 }
 
 // concurrencyRequest is POST /api/queue/concurrency. Unlike SimpleTuner, an explicit

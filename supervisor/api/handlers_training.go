@@ -309,6 +309,7 @@ func statusOf(j *store.Job) trainingStatusBody {
 		st.Config = redactConfig(cfg)
 	}
 	st.JobInfo = map[string]any{"status": j.Status, "gpus": j.GPUs, "pid": jobs.TrainerPID(j), "attempts": j.Attempts}
+	st.JobInfo["target"], st.JobInfo["executor"], st.JobInfo["worker_id"], st.JobInfo["note"] = placementOf(j)
 	if j.Error != "" {
 		st.JobInfo["message"] = j.Error
 	}

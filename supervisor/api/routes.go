@@ -145,7 +145,7 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/queue", tag: tagQueue, perm: "queue.view", summary: "Queued and running jobs", resp: queueListBody{},
 			query: []queryParam{{"include_completed", "boolean", "include ended jobs"}}, h: s.withJobs(s.listQueue)},
 		{method: "GET", path: "/api/queue/stats", tag: tagQueue, perm: "queue.view", summary: "Queue depth, limits and local GPU use", resp: queueStatsBody{}, h: s.withJobs(s.queueStats)},
-		{method: "POST", path: "/api/queue/submit", tag: tagQueue, perm: "job.submit", summary: "Queue a stored environment (target local or auto; no workers here)", req: submitRequest{}, resp: submitBody{}, h: s.withJobs(s.queueSubmit)},
+		{method: "POST", path: "/api/queue/submit", tag: tagQueue, perm: "job.submit", summary: "Queue a stored environment on a target: auto (an idle matching worker, else here), local, worker or slurm; a target nothing here serves is a 400", req: submitRequest{}, resp: submitBody{}, h: s.withJobs(s.queueSubmit)},
 		{method: "POST", path: "/api/queue/concurrency", tag: tagQueue, perm: "queue.manage", summary: "Set local_job_max_concurrent and local_gpu_max_concurrent (null: unlimited)", req: concurrencyRequest{}, resp: concurrencyBody{}, h: s.withJobs(s.queueConcurrency)},
 		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/cancel", tag: tagQueue, summary: "Cancel a queued or running job", resp: successJobBody{}, h: s.withJobs(s.queueCancel)},
 		{method: "POST", path: "/api/queue/{job_id:[A-Za-z0-9_-]+}/priority", tag: tagQueue, summary: "Change a queued job's priority (0–50); needs queue.manage", req: priorityRequest{}, resp: successJobBody{}, h: s.withJobs(s.queuePriority)},

@@ -53,9 +53,10 @@ func outcomeOf(j *store.Job, err error) (o startOutcome, ok bool) {
 }
 
 // queueWords are the statuses of /api/queue/submit, SimpleTuner's: running (started on
-// its allocated devices), queued, rejected, blocked (held for approval: submitted with
-// for_approval). SimpleTuner also answers dispatched (sent to a remote worker); this
-// server has no workers, so it never does. An invalid configuration is a rejection there.
+// its allocated devices, or handed to a worker, whose id allocated_worker_id names, as
+// SimpleTuner answers a job pushed to a connected worker), queued, rejected, blocked
+// (held for approval: submitted with for_approval). SimpleTuner's dispatched is never
+// answered. An invalid configuration is a rejection there.
 var queueWords = map[startOutcome]string{
 	outcomeStarted:  "running",
 	outcomeQueued:   "queued",

@@ -101,7 +101,7 @@ func (s *Scheduler) submit(ctx context.Context, p *auth.Principal, sc *store.Sch
 		return failed("environment %q: %v", a.ConfigName, err)
 	}
 	job, err := s.opts.Training.Start(ctx, training.StartRequest{Bundle: b, OwnerID: p.User.ID, Owner: p.User.Username,
-		Priority: prio, WorkerLabels: a.WorkerLabels})
+		Priority: prio, WorkerLabels: a.WorkerLabels, Target: a.Target})
 	switch {
 	case errors.Is(err, training.ErrInvalid):
 		return failed("configuration validation failed: %s", strings.Join(b.Issues.Errors().Messages(), "; "))

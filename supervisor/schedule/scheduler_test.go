@@ -315,7 +315,7 @@ func TestCreateValidation(t *testing.T) {
 		{"bad spec", Request{Name: ptr("n"), Spec: ptr("0 25 * * *"), Action: ptr(ActionSubmit), Params: &Params{ConfigName: "nightly-env"}}, "spec", "field 2 (hour)"},
 		{"unknown action", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr("reboot")}, "action", "unknown action \"reboot\""},
 		{"unknown environment", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionSubmit), Params: &Params{ConfigName: "nope"}}, "params.config_name", "unknown environment \"nope\""},
-		{"worker target", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionSubmit), Params: &Params{ConfigName: "nightly-env", Target: "worker"}}, "params.target", "use local or auto"},
+		{"unknown target", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionSubmit), Params: &Params{ConfigName: "nightly-env", Target: "kubeflow"}}, "params.target", "must be one of auto, local, worker, slurm"},
 		{"cleanup keeps nothing", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionCleanup), Params: &Params{What: CleanupJobs}}, "params.keep_days", "set keep_days or keep_last"},
 		{"bad job id", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionValidate), Params: &Params{JobID: "../x"}}, "params.job_id", "not a job id"},
 		{"bad policy", Request{Name: ptr("n"), Spec: ptr("@daily"), Action: ptr(ActionCleanup), Params: &Params{What: CleanupJobs, KeepLast: 1}, MissedPolicy: ptr("twice")}, "missed_policy", "skip or run_once"},

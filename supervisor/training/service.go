@@ -250,13 +250,15 @@ type StartRequest struct {
 	IdempotencyKey string
 	// WorkerLabels is the queue submission's worker selector (see jobs.SubmitRequest).
 	WorkerLabels map[string]string
+	// Target is where the job may run (jobs.Target*; "" is auto, see jobs.SubmitRequest).
+	Target string
 	// ForApproval holds the job for approval (see jobs.SubmitRequest).
 	ForApproval    bool
 	ApprovalReason string
 }
 
 // Start submits the job of a valid bundle. Errors: ErrForbidden, ErrInvalid (the
-// bundle's issues say why), jobs.ErrRejected, jobs.ErrInvalidLabels.
+// bundle's issues say why), jobs.ErrRejected, jobs.ErrNoExecutor, jobs.ErrInvalidLabels.
 func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, error) {
 	b := req.Bundle
 	for _, is := range b.Issues.Errors() {
@@ -279,7 +281,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*store.Job, erro
 	gr.AnyGPU, gr.NoWait = req.AnyGPU, req.NoWait
 	return s.jobs.Submit(ctx, jobs.SubmitRequest{OwnerID: req.OwnerID, Owner: req.Owner, EnvName: b.EnvName, Config: raw,
 		Priority: req.Priority, GPU: gr, IdempotencyKey: req.IdempotencyKey, WorkerLabels: req.WorkerLabels,
-		ForApproval: req.ForApproval, ApprovalReason: req.ApprovalReason})
+		Target: req.Target, ForApproval: req.ForApproval, ApprovalReason: req.ApprovalReason})
 }
 
 // checkHooks refuses hook scripts the daemon (or trainer) should not run: see
