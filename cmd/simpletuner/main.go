@@ -4,6 +4,7 @@
 //	simpletuner jobs <command>   submit, list, follow and cancel jobs on a running server
 //	simpletuner workers <command> list, create, drain and delete remote workers
 //	simpletuner train --env NAME train one environment in the foreground
+//	simpletuner worker [flags]   run jobs for a server on this machine (a remote worker)
 //	simpletuner admin reset      restore administrator access offline
 //	simpletuner version          print the version
 //
@@ -37,6 +38,7 @@ Usage:
   simpletuner schedules <cmd>   list, create, delete and run cron schedules on a running server
   simpletuner workers <command> list, create, drain and delete remote workers (admin)
   simpletuner train --env NAME  train one environment in the foreground, without a server
+  simpletuner worker [flags]    run jobs for a server on this machine (a remote worker)
   simpletuner admin reset       restore administrator access offline (daemon stopped)
   simpletuner version           print the version
   simpletuner help [COMMAND]    show this text, or COMMAND's usage
@@ -72,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return workersCmd(args[1:], stdout, stderr, getenv)
 	case "train":
 		return trainCmd(args[1:], stdout, stderr, getenv)
+	case "worker":
+		return workerCmd(args[1:], stdout, stderr, getenv)
 	case "admin":
 		return adminCmd(args[1:], os.Stdin, stdout, stderr, getenv)
 	case "version", "--version", "-v":
@@ -128,6 +132,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.DurationVar(&cfg.WorkerHeartbeatTimeout, "worker-heartbeat-timeout", 0, "mark a remote worker offline and requeue its job when it sends no heartbeat for this long (0: 2m)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the URL workers use to reach this server, shown in their connection commands (default: the URL of the request)")
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
+	fs.StringVar(&cfg.NVMLLibrary, "nvml-library", cfg.NVMLLibrary, "NVML library to list GPUs with, a path or soname (env SIMPLETUNER_NVML_LIBRARY; default libnvidia-ml.so.1)")
 	addRootFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")

@@ -93,6 +93,12 @@ type Config struct {
 	JobRetentionCount int
 	MaintenanceSpec   string
 
+	// --- part "agent" (issue 16): the NVML library, for the server and `simpletuner worker` ---
+	// NVMLLibrary is the NVML library both load to list the machine's GPUs (a path or a
+	// soname; empty: gpu.DefaultNVMLLibrary), from SIMPLETUNER_NVML_LIBRARY or
+	// --nvml-library; both pass it to gpu.Open.
+	NVMLLibrary string
+
 	// Part "workers" (issue 16): remote workers. WorkerHeartbeatTimeout marks a worker
 	// offline (and requeues its job) when its last heartbeat is older (0: 120 s);
 	// PublicURL is the orchestrator URL put in workers' connection commands (empty: the
@@ -160,7 +166,8 @@ func (c *Config) trainerPath(name string) string {
 }
 
 // Defaults returns the embedded defaults, with the environment applied: SIMPLETUNER_HOST,
-// SIMPLETUNER_PORT, SIMPLETUNER_HOME, SIMPLETUNER_CONFIG_DIR, SIMPLETUNER_STATE_DIR.
+// SIMPLETUNER_PORT, SIMPLETUNER_HOME, SIMPLETUNER_CONFIG_DIR, SIMPLETUNER_STATE_DIR,
+// SIMPLETUNER_NVML_LIBRARY.
 func Defaults(getenv func(string) string) (Config, error) {
 	c := Config{Host: "0.0.0.0", Port: 8001, ConfigDir: "config", ShutdownTimeout: 10 * time.Second}
 	home := getenv("SIMPLETUNER_HOME")
@@ -192,6 +199,7 @@ func Defaults(getenv func(string) string) (Config, error) {
 	if v := getenv("SIMPLETUNER_STATE_DIR"); v != "" {
 		c.StateDir = v
 	}
+	c.NVMLLibrary = getenv("SIMPLETUNER_NVML_LIBRARY") // part "agent" (issue 16)
 	if v := getenv("SIMPLETUNER_FAILPOINTS"); v != "" {
 		c.Failpoints = strings.Split(v, ",")
 	}

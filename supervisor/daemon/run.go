@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		return err
 	}
 	defer ds.Close()
-	inv := gpu.Open(gpu.NVMLOptions{})
+	inv := gpu.Open(gpu.NVMLOptions{Library: cfg.NVMLLibrary}) // --nvml-library: part "agent" (issue 16)
 	defer inv.Close()
 	if info := inv.Info(); info.Reason != "" {
 		log.Info("no GPUs: jobs run on the CPU trainer", "reason", info.Reason)
