@@ -134,6 +134,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	fs.StringVar(&cfg.NVMLLibrary, "nvml-library", cfg.NVMLLibrary, "NVML library to list GPUs with, a path or soname (env SIMPLETUNER_NVML_LIBRARY; default libnvidia-ml.so.1)")
 	addRootFlags(fs, &cfg)
+	addSlurmFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")
 	proxies := fs.String("trusted-proxy", "", "comma-separated addresses/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	fs.Func("allowed-host", "before the first administrator exists, also treat requests from this machine addressed to this `NAME` as the administrator (besides localhost and loopback addresses); repeatable or comma-separated", func(v string) error {

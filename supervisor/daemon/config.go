@@ -12,6 +12,7 @@ import (
 	"simpletuner/internal/safefile"
 	"simpletuner/options"
 	"simpletuner/supervisor/configs"
+	"simpletuner/supervisor/slurm"
 )
 
 // Config is everything the daemon needs to start. Defaults() fills it from the
@@ -98,6 +99,10 @@ type Config struct {
 	// soname; empty: gpu.DefaultNVMLLibrary), from SIMPLETUNER_NVML_LIBRARY or
 	// --nvml-library; both pass it to gpu.Open.
 	NVMLLibrary string
+
+	// Slurm is the Slurm executor's cluster (target=slurm; part "slurm" of issue 16):
+	// --slurm-* flags and SIMPLETUNER_SLURM_* variables (slurm.go).
+	Slurm slurm.Config
 
 	// Part "workers" (issue 16): remote workers. WorkerHeartbeatTimeout marks a worker
 	// offline (and requeues its job) when its last heartbeat is older (0: 120 s);
@@ -203,6 +208,10 @@ func Defaults(getenv func(string) string) (Config, error) {
 	if v := getenv("SIMPLETUNER_FAILPOINTS"); v != "" {
 		c.Failpoints = strings.Split(v, ",")
 	}
+	var err error
+	if c.Slurm, err = slurmFromEnv(getenv); err != nil { // Slurm (part "slurm" of issue 16)
+		return c, err
+	}
 	return c, nil
 }
 
@@ -257,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxExtractBytes < 0 {
 		return fmt.Errorf("--max-extract-bytes %d: want a byte count (0 for the default, 10 GiB)", c.MaxExtractBytes)
+	}
+	if err := c.Slurm.Validate(); err != nil { // Slurm (part "slurm" of issue 16)
+		return err
 	}
 	for _, kv := range c.TrainerEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -28,6 +28,7 @@ import (
 	"simpletuner/supervisor/gpu"
 	"simpletuner/supervisor/hookrunner"
 	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/slurm"
 	"simpletuner/supervisor/training"
 	"simpletuner/supervisor/webhooks"
 	"simpletuner/supervisor/workers"
@@ -120,6 +121,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	go wreg.Run(wctx)
+	// Part "slurm" (issue 16): with a cluster configured, target=slurm submits each job
+	// as a Slurm batch job whose worker is bound to it through the registry.
+	stopSlurm := func() {}
+	if cfg.Slurm.Configured() {
+		scfg := cfg.Slurm
+		scfg.JobsDir = filepath.Join(cfg.Home, "jobs")
+		sx, err := slurm.New(scfg, wreg, slurm.ExecRunner{Env: slurm.CommandEnv(os.Environ())}, log.With("component", "slurm"))
+		if err != nil {
+			return err
+		}
+		jm.AddExecutor(sx)
+		stopSlurm = sx.Close
+		defer stopSlurm()
+	}
 	// Reconcile before admitting any work: trainers that outlived the previous daemon are
 	// reattached (or classified) and re-take their GPUs first.
 	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -241,7 +256,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		hs.Close()
 	}
 	sched.Close() // no run starts once the drain began
-	// Stop following trainers (they keep running) before the store they write to closes.
+	// Stop following trainers and Slurm jobs (they keep running) before the store they
+	// write to closes.
+	stopSlurm()
 	jm.Close()
 	dbClosed = true
 	if err := db.Close(); err != nil {
