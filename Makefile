@@ -16,7 +16,7 @@ ARGS     ?=
 CGO_DAEMON := CGO_ENABLED=1 CGO_CFLAGS='$(or $(CGO_CFLAGS),-O2 -g) -Wno-deprecated-declarations'
 
 .PHONY: all build build-static cgo-deps run test test-short lint openapi-lint fuzz generate bench clean help parity bench-train torch-deps \
-	bench-conv bench-vae bench-t5 bench-pixart kernels kernels-emu build-cuda vet-cuda gpu-check-bundle
+	bench-conv bench-vae bench-t5 bench-pixart bench-dispatch kernels kernels-emu build-cuda vet-cuda gpu-check-bundle
 
 all: build
 
@@ -98,6 +98,9 @@ bench: build ## run the benchmarks in bench/ (not part of make test)
 	$(GO) run ./bench/apistatus -daemon $(BIN)/simpletuner
 	$(GO) run ./bench/startlatency -daemon $(BIN)/simpletuner
 	$(GO) run ./bench/eventfanout -daemon $(BIN)/simpletuner
+
+bench-dispatch: build ## submit → first trainer event for target local and worker (ARGS="-slurm": and slurm, root), a worker's event throughput vs a local trainer's; ARGS="-runs 7 -burst 20000"
+	$(GO) run ./bench/dispatch -daemon $(BIN)/simpletuner $(ARGS)
 
 # The PyTorch reference (bench/torch_dit.py) runs on Debian's python3-torch, which installs
 # for /usr/bin/python3 (not a pyenv shim); libopenblas0-pthread keeps torch off the slow

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"simpletuner/internal/procenv"
 	"simpletuner/plugins/kit"
@@ -240,54 +237,7 @@ func TestSeedFlowAgainstRealDaemonLeavesNoSecretsOnDisk(t *testing.T) {
 	}
 
 	// Neither the raw files nor any decoded value holds a password or key in clear.
-	secrets := []string{password, "their-password", key, key[3:]}
-	err = filepath.WalkDir(home, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, s := range secrets {
-			if bytes.Contains(b, []byte(s)) {
-				t.Errorf("%s contains a secret in clear", p)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(home, "state", "badger")).WithLogger(nil).WithReadOnly(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	values := 0
-	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			values++
-			for _, s := range secrets {
-				if bytes.Contains(v, []byte(s)) || bytes.Contains(it.Item().Key(), []byte(s)) {
-					t.Errorf("record %s holds a secret in clear", it.Item().Key())
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil || values < 5 {
-		t.Fatalf("scanned %d records: %v", values, err)
-	}
-	if strings.Contains(d.stderr.String(), password) || strings.Contains(d.stderr.String(), key) {
-		t.Fatal("the log contains a secret")
-	}
+	noSecretsUnder(t, home, d.stderr.String(), password, "their-password", key, key[3:])
 }
 
 // TestNotifiesSystemdWhenReady: the harness is the daemon's notify socket (see

@@ -52,6 +52,12 @@ const (
 	// EnvMessage is emitted once as the title and message of a notification and written
 	// verbatim to trainer.log (injection and secret tests).
 	EnvMessage = "FAKE_TRAINER_MESSAGE"
+	// EnvCheckpointEvery saves a checkpoint folder (checkpoint-<step> with its guard file)
+	// under the job's --output_dir every that many steps and emits training.checkpoint;
+	// with --resume_from_checkpoint latest a run continues after the newest complete one
+	// it finds there and says so in a lifecycle.stage event (data.resumed_from_step), as a
+	// retried job resumes (docs/architecture.md §8).
+	EnvCheckpointEvery = "FAKE_TRAINER_CHECKPOINT_EVERY"
 )
 
 // Fake is a configurable fake Runner.
@@ -59,6 +65,8 @@ type Fake struct {
 	Steps, StepMS, FailAt, CrashAt, InitMS, HangAt, Children int
 	Burst, EventRate, PanicAt                                int
 	Message, Stderr                                          string
+	// CheckpointEvery saves a checkpoint every that many steps (0: never).
+	CheckpointEvery int
 	// Families are reported by Info after the built-in ones.
 	Families []plugins.Family
 }
@@ -81,6 +89,7 @@ func FromEnv() *Fake {
 	geti(EnvBurst, &f.Burst)
 	geti(EnvEventRate, &f.EventRate)
 	geti(EnvPanicAt, &f.PanicAt)
+	geti(EnvCheckpointEvery, &f.CheckpointEvery)
 	f.Message = os.Getenv(EnvMessage)
 	f.Stderr = os.Getenv(EnvStderr)
 	f.Families = ParseFamilies(os.Getenv(EnvFamilies))
@@ -186,7 +195,15 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 	if f.Burst > 0 {
 		f.burst(job)
 	}
-	for step := 1; step <= f.Steps; step++ {
+	outDir, resume := outputSettings(job.Config)
+	first := 1
+	if resume == "latest" && outDir != "" {
+		if last := latestCheckpoint(outDir); last > 0 {
+			first = last + 1
+			job.Emit(plugins.EventLifecycleStage, "info", "Resumed", plugins.CheckpointName(last, false), map[string]any{"stage": "resume", "status": "completed", "resumed_from_step": last})
+		}
+	}
+	for step := first; step <= f.Steps; step++ {
 		time.Sleep(time.Duration(f.StepMS) * time.Millisecond)
 		if step == f.CrashAt {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -205,6 +222,12 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 		job.SetProgress(p)
 		job.Log.Info("fake step done", "step", step)
 		job.Emit(plugins.EventTrainingProgress, "info", "", "", p)
+		if f.CheckpointEvery > 0 && step%f.CheckpointEvery == 0 && outDir != "" {
+			if err := saveCheckpoint(outDir, step); err != nil {
+				return err
+			}
+			job.Emit(plugins.EventTrainingCheckpoint, "info", "Checkpoint saved", "", plugins.CheckpointData{Step: int64(step), Path: plugins.CheckpointName(step, false)})
+		}
 		for {
 			select {
 			case c := <-job.Commands():
@@ -226,6 +249,49 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 			}
 			break
 		}
+	}
+	return nil
+}
+
+// outputSettings reads --output_dir and --resume_from_checkpoint from a job's config.
+func outputSettings(cfg json.RawMessage) (outDir, resume string) {
+	var m map[string]any
+	_ = json.Unmarshal(cfg, &m)
+	outDir, _ = m["--output_dir"].(string)
+	resume, _ = m["--resume_from_checkpoint"].(string)
+	return outDir, resume
+}
+
+// latestCheckpoint is the step of the newest complete checkpoint (guard file present)
+// under dir, 0 when there is none.
+func latestCheckpoint(dir string) int {
+	ents, _ := os.ReadDir(dir)
+	last := 0
+	for _, e := range ents {
+		step, _, ok := plugins.ParseCheckpointName(e.Name())
+		if !ok || step <= last {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), plugins.CheckpointGuardFile)); err == nil {
+			last = step
+		}
+	}
+	return last
+}
+
+// saveCheckpoint writes checkpoint-<step> under dir: the training state, then the guard
+// file that marks it complete.
+func saveCheckpoint(dir string, step int) error {
+	cp := filepath.Join(dir, plugins.CheckpointName(step, false))
+	if err := os.MkdirAll(cp, 0o755); err != nil {
+		return fmt.Errorf("fake trainer: checkpoint: %w", err)
+	}
+	state := fmt.Sprintf(`{"global_step": %d, "epoch": 1, "learning_rate": 0.0001}`, step)
+	if err := os.WriteFile(filepath.Join(cp, plugins.CheckpointStateFile), []byte(state), 0o644); err != nil {
+		return fmt.Errorf("fake trainer: checkpoint: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(cp, plugins.CheckpointGuardFile), nil, 0o644); err != nil {
+		return fmt.Errorf("fake trainer: checkpoint: %w", err)
 	}
 	return nil
 }
