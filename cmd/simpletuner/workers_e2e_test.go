@@ -849,7 +849,20 @@ func TestWorkerLostJobResumesElsewhere(t *testing.T) {
 	if len(resumed) == 0 || resumed[0] <= 5 || resumed[len(resumed)-1] != steps {
 		t.Fatalf("the retried run logged steps %v, want from after a checkpoint (>5) to %d", resumed, steps)
 	}
-	checkSeqs(t, jobEvents(t, c, d.base, id), steps/2)
+	// Both attempts' events are stored in one sequence: the second worker's trainer
+	// numbered its events after the daemon's last (workerproto.JobSubmit.LastSeq), so its
+	// own start event is not dropped as a replay.
+	evs := jobEvents(t, c, d.base, id)
+	checkSeqs(t, evs, steps/2)
+	starts := 0
+	for _, e := range evs {
+		if e.Title == "Trainer started" {
+			starts++
+		}
+	}
+	if starts != 2 {
+		t.Fatalf("%d attempts' start events stored, want 2 (one per worker)", starts)
+	}
 }
 
 // TestWorkerEventUploadSurvivesCutConnections: a proxy between the worker and the daemon
