@@ -36,8 +36,8 @@ build-static: ## build bin/simpletuner-static (CGO_ENABLED=0 -tags nonvml: fully
 run: build ## run the daemon on embedded defaults (port 8001); pass flags with ARGS="..."
 	$(BIN)/simpletuner server $(ARGS)
 
-test: lint openapi-lint tutorial-deps ## vet (both daemon builds), format check, the OpenAPI lint and the whole test suite
-	$(CGO_DAEMON) $(GO) test $(GOTEST_FLAGS) ./...
+test: lint openapi-lint tutorial-deps metrics-deps ## vet (both daemon builds), format check, the OpenAPI lint and the whole test suite
+	PATH="$(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$$PATH" $(CGO_DAEMON) $(GO) test $(GOTEST_FLAGS) ./...
 
 test-short: cgo-deps ## the test suite without the slow tests
 	$(CGO_DAEMON) $(GO) test -short -count=1 ./...
@@ -57,6 +57,20 @@ tutorial-deps: ## install curl and jq (Debian) unless both are there: the tutori
 	@if ! command -v curl >/dev/null 2>&1 || ! command -v jq >/dev/null 2>&1; then \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y curl jq; \
+	fi
+
+# The metrics tests (cmd/simpletuner's scrape, packaging's Grafana dashboard) check with
+# promtool from Debian's prometheus package. The package is unpacked into PROMTOOL_DIR
+# rather than installed: installing it would also start a Prometheus server on the
+# machine. `make test` puts PROMTOOL_DIR/usr/bin on the tests' PATH.
+PROMTOOL_DIR := .cache/prometheus
+.PHONY: metrics-deps
+metrics-deps: ## fetch promtool (Debian's prometheus package, unpacked into .cache/prometheus) unless it is on PATH: the metrics tests check with it
+	@if ! command -v promtool >/dev/null 2>&1 && [ ! -x $(PROMTOOL_DIR)/usr/bin/promtool ]; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update && \
+	  rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR) && \
+	  (cd $(PROMTOOL_DIR) && apt-get download prometheus && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb) && \
+	  $(PROMTOOL_DIR)/usr/bin/promtool --version; \
 	fi
 
 race-deps: cgo-deps ## the same as cgo-deps (kept for scripts that name it)

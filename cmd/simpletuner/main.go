@@ -133,6 +133,7 @@ func serverCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the URL workers use to reach this server, shown in their connection commands (default: the URL of the request)")
 	fs.StringVar(&cfg.HooksDir, "hooks-dir", "", "only run hook scripts (post_checkpoint_script, …) from this directory")
 	fs.StringVar(&cfg.NVMLLibrary, "nvml-library", cfg.NVMLLibrary, "NVML library to list GPUs with, a path or soname (env SIMPLETUNER_NVML_LIBRARY; default libnvidia-ml.so.1)")
+	fs.StringVar(&cfg.MetricsToken, "metrics-token", cfg.MetricsToken, "bearer token that lets a scraper on another machine read GET /metrics (without it: this machine only); prefer env SIMPLETUNER_METRICS_TOKEN, which ps does not show")
 	addRootFlags(fs, &cfg)
 	addSlurmFlags(fs, &cfg)
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", false, "refuse webhook targets on private and loopback addresses (link-local and cloud metadata are always refused)")

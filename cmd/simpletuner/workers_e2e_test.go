@@ -31,26 +31,6 @@ const workerHeartbeatTimeoutFlag = "--worker-heartbeat-timeout"
 // GPUs through a fake libnvidia-ml, and fake trainers under them. This file holds the
 // harness; the tests follow it.
 
-// fakeNVMLLibrary compiles supervisor/gpu/testdata/fakenvml.c (two H100s) into a shared
-// library for SIMPLETUNER_NVML_LIBRARY, or skips when no C compiler is installed (the
-// daemon and the worker never need one).
-func fakeNVMLLibrary(t *testing.T) string {
-	t.Helper()
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "cc"
-	}
-	if _, err := exec.LookPath(cc); err != nil {
-		t.Skipf("no C compiler (%s) to build the fake libnvidia-ml", cc)
-	}
-	out := filepath.Join(t.TempDir(), "libnvidia-ml.so.1")
-	cmd := exec.Command(cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", out, filepath.Join("..", "..", "supervisor", "gpu", "testdata", "fakenvml.c"))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", cmd, err, b)
-	}
-	return out
-}
-
 // workerAgent is a `simpletuner worker` process that a test can kill -9 and start again
 // with the same state: its home holds the agent's state dir and its trainers' job dirs.
 type workerAgent struct {

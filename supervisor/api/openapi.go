@@ -172,10 +172,13 @@ func (s *Server) operation(rt *route, p string, schemaOf func(any) (*openapi3.Sc
 	default:
 		op.Security = &openapi3.SecurityRequirements{}
 	}
-	if rt.perm != "" || isUnsafe(rt.method) {
+	if rt.perm != "" || isUnsafe(rt.method) || rt.forbidden != "" {
 		desc := "Cross-origin request refused"
 		if rt.perm != "" {
 			desc = "Permission denied: " + rt.perm
+		}
+		if rt.forbidden != "" {
+			desc = rt.forbidden
 		}
 		errResp(http.StatusForbidden, desc)
 	}

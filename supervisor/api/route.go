@@ -56,6 +56,9 @@ type route struct {
 	query   []queryParam
 	// contentType of a non-JSON success response (text/html for pages).
 	contentType string
+	// forbidden describes a 403 the handler itself answers (besides perm and
+	// cross-origin refusals), for the document.
+	forbidden string
 	// maxBody overrides Config.MaxBodyBytes for this route.
 	maxBody int64
 	// form describes a multipart/form-data (or urlencoded) request body, for routes

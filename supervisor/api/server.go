@@ -78,6 +78,15 @@ type Config struct {
 	Shutdown func()
 	// Schedules serves /api/schedules (part "schedule", issue 17); nil answers 503 there.
 	Schedules *schedule.Scheduler
+
+	// --- part "metrics" (issue 17 §3) ---
+	// Metrics serves GET /metrics (Prometheus's text format); nil answers 503 there.
+	Metrics http.Handler
+	// MetricsToken, when set, lets a caller from anywhere scrape GET /metrics with
+	// "Authorization: Bearer <token>"; without it only callers on this machine may.
+	MetricsToken string
+	// Requests, when set, hears every request's duration by route template.
+	Requests RequestObserver
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
@@ -137,17 +146,17 @@ func (s *Server) OpenAPIJSON() []byte { return s.spec }
 
 func (s *Server) buildRouter() *mux.Router {
 	r := mux.NewRouter()
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	r.NotFoundHandler = s.observe(unmatchedRoute, nil, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, detailBody{Detail: "Not Found"})
-	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	r.MethodNotAllowedHandler = s.observe(unmatchedRoute, nil, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, detailBody{Detail: "Method Not Allowed"})
-	})
+	}))
 	for i := range s.routes {
 		rt := &s.routes[i]
 		h := s.wrap(rt)
 		for _, p := range rt.paths() {
-			r.Handle(p, h).Methods(rt.methods()...).Name(rt.method + " " + p)
+			r.Handle(p, s.observe(routeLabel(p), rt, h)).Methods(rt.methods()...).Name(rt.method + " " + p)
 		}
 	}
 	return r

@@ -110,7 +110,16 @@ type Config struct {
 	// URL the administrator's request came to).
 	WorkerHeartbeatTimeout time.Duration
 	PublicURL              string
+	// --- part "metrics" (issue 17 §3): GET /metrics ---
+	// MetricsToken, when set (SIMPLETUNER_METRICS_TOKEN or --metrics-token), lets a
+	// scraper on another machine read GET /metrics with "Authorization: Bearer <token>";
+	// without it only callers on this machine may. At least MinMetricsTokenLen characters.
+	MetricsToken string
 }
+
+// MinMetricsTokenLen is the shortest scrape token accepted: a shorter one could be
+// guessed by a scraper that may try as often as it likes.
+const MinMetricsTokenLen = 16
 
 // ConfigsOptions are the configs service's options for this config, with the roots of
 // docs/security.md: files named by options are read from ConfigDir and AllowFileRoots;
@@ -173,6 +182,7 @@ func (c *Config) trainerPath(name string) string {
 // Defaults returns the embedded defaults, with the environment applied: SIMPLETUNER_HOST,
 // SIMPLETUNER_PORT, SIMPLETUNER_HOME, SIMPLETUNER_CONFIG_DIR, SIMPLETUNER_STATE_DIR,
 // SIMPLETUNER_NVML_LIBRARY.
+// SIMPLETUNER_NVML_LIBRARY, SIMPLETUNER_METRICS_TOKEN.
 func Defaults(getenv func(string) string) (Config, error) {
 	c := Config{Host: "0.0.0.0", Port: 8001, ConfigDir: "config", ShutdownTimeout: 10 * time.Second}
 	home := getenv("SIMPLETUNER_HOME")
@@ -204,7 +214,8 @@ func Defaults(getenv func(string) string) (Config, error) {
 	if v := getenv("SIMPLETUNER_STATE_DIR"); v != "" {
 		c.StateDir = v
 	}
-	c.NVMLLibrary = getenv("SIMPLETUNER_NVML_LIBRARY") // part "agent" (issue 16)
+	c.NVMLLibrary = getenv("SIMPLETUNER_NVML_LIBRARY")   // part "agent" (issue 16)
+	c.MetricsToken = getenv("SIMPLETUNER_METRICS_TOKEN") // part "metrics" (issue 17)
 	if v := getenv("SIMPLETUNER_FAILPOINTS"); v != "" {
 		c.Failpoints = strings.Split(v, ",")
 	}
@@ -284,6 +295,9 @@ func (c *Config) Validate() error {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("--allow-data-root %q: give an absolute path", p)
 		}
+	}
+	if t := c.MetricsToken; t != "" && (len(t) < MinMetricsTokenLen || strings.TrimSpace(t) != t || strings.ContainsAny(t, " \t\r\n")) {
+		return fmt.Errorf("--metrics-token (SIMPLETUNER_METRICS_TOKEN): want at least %d characters without spaces, e.g. the output of `openssl rand -hex 24`", MinMetricsTokenLen)
 	}
 	for _, p := range []string{c.SSLKey, c.SSLCert} {
 		if p == "" {

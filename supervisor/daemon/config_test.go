@@ -57,12 +57,13 @@ func TestParseTrustedProxies(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	for _, c := range []Config{{Port: 70000}, {Port: 1, SSLKey: "k"}, {Port: 1, SSLKey: "/nonexistent/k", SSLCert: "/nonexistent/c"},
-		{Port: 1, AllowFileRoots: []string{"shared"}}, {Port: 1, AllowDataRoots: []string{"/srv/data", "data"}}} {
+		{Port: 1, AllowFileRoots: []string{"shared"}}, {Port: 1, AllowDataRoots: []string{"/srv/data", "data"}},
+		{Port: 1, MetricsToken: "short"}, {Port: 1, MetricsToken: "sixteen chars but spaced"}, {Port: 1, MetricsToken: "0123456789abcdef\n"}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
 	}
-	if err := (&Config{Port: 8001, AllowFileRoots: []string{"/srv/cfg"}, AllowDataRoots: []string{"/srv/data"}}).Validate(); err != nil {
+	if err := (&Config{Port: 8001, AllowFileRoots: []string{"/srv/cfg"}, AllowDataRoots: []string{"/srv/data"}, MetricsToken: "0123456789abcdef"}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 }

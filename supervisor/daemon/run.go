@@ -28,6 +28,7 @@ import (
 	"simpletuner/supervisor/gpu"
 	"simpletuner/supervisor/hookrunner"
 	"simpletuner/supervisor/jobs"
+	"simpletuner/supervisor/metrics"
 	"simpletuner/supervisor/slurm"
 	"simpletuner/supervisor/training"
 	"simpletuner/supervisor/webhooks"
@@ -96,17 +97,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	hub := events.New(events.Config{Store: db, Log: log.With("component", "events"), Heartbeat: cfg.EventHeartbeat,
 		RetentionCount: cfg.EventRetention, RetentionAge: cfg.EventRetentionAge, RetentionEvery: -1 /* the scheduler trims */})
 	defer hub.Close()
-	wh := webhooks.New(log.With("component", "webhooks"), webhooks.Options{Policy: webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}})
+	// Part "metrics" (issue 17 §3): this daemon's registry; job and GPU figures are read
+	// at scrape time, the rest is fed by the webhooks, the hooks, the event sink and the API.
+	mt, err := metrics.New(metrics.Config{Jobs: db.Jobs(), GPUs: alloc, Log: log.With("component", "metrics")})
+	if err != nil {
+		return err
+	}
+	wh := webhooks.New(log.With("component", "webhooks"), webhooks.Options{Policy: webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}, OnResult: mt.WebhookResult})
 	defer wh.Close()
 	hr := hookrunner.New(db, log.With("component", "hooks"), hookrunner.Options{Emit: func(jobID, typ, sev, title, msg string, data any) {
 		hub.Emit(jobID, typ, sev, title, msg, data)
-	}})
+	}, OnResult: mt.HookResult})
 	defer hr.Close()
 	sink := newRelay(hub, hr, wh, db, webhooks.Policy{DenyPrivate: cfg.WebhookDenyPrivate}, cs.ReadFile, log.With("component", "relay"))
 	jm, err := jobs.New(jobs.Config{JobsDir: filepath.Join(cfg.Home, "jobs"), RunDir: filepath.Join(cfg.Home, "run"),
 		CPUTrainer: cfg.trainerPath("simpletuner-trainer"), GPUTrainer: cfg.trainerPath("simpletuner-trainer-cuda"),
 		TrainerEnv: cfg.trainerEnv(os.Getenv), MaxAttempts: cfg.JobAttempts, StallTimeout: cfg.StallTimeout,
-		Events: sink, Failpoint: failpoint(cfg.Failpoints, log)}, db, alloc, log.With("component", "jobs"))
+		Events: mt.Sink(sink), Failpoint: failpoint(cfg.Failpoints, log)}, db, alloc, log.With("component", "jobs"))
 	if err != nil {
 		return err
 	}
@@ -185,6 +192,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	apiCfg.Shutdown = shutdown
 	apiCfg.Schedules = sched
+	apiCfg.Metrics, apiCfg.MetricsToken, apiCfg.Requests = mt.Handler(), cfg.MetricsToken, mt // part "metrics" (issue 17)
 	srv, err := api.New(apiCfg, as, log.With("component", "api"))
 	if err != nil {
 		return err

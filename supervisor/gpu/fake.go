@@ -114,6 +114,8 @@ func (f *Fake) Lists() int {
 const (
 	H100Name   = "NVIDIA H100 80GB HBM3"
 	H100Memory = 81559 << 20
+	// H100IdleTemperature is an idle board's die temperature in degrees Celsius.
+	H100IdleTemperature = 31
 )
 
 // dgxH100BusIDs are the PCI bus ids of the eight GPUs of a DGX H100, in NVML order.
@@ -138,6 +140,7 @@ func FakeH100(n int) []GPU {
 			MemoryUsed:        4 << 20, // an idle board reports a few MiB in use
 			UtilizationGPU:    0,
 			UtilizationMemory: 0,
+			Temperature:       H100IdleTemperature,
 			Healthy:           true,
 		}
 		if i < len(bus) {

@@ -23,6 +23,10 @@ type GPU struct {
 	UtilizationGPU    int `json:"utilization_gpu"`
 	UtilizationMemory int `json:"utilization_memory"`
 
+	// Temperature is the GPU die's temperature in degrees Celsius, or -1 when the device
+	// does not report it (the metrics omit the series then).
+	Temperature int `json:"temperature"`
+
 	// Healthy is false when NVML reported the device lost, needing a reset or otherwise
 	// unusable; such a device is never allocated (it is quarantined until it is healthy
 	// again). HealthReason says why.

@@ -83,6 +83,7 @@ func fakeLibraryScenario(t *testing.T, path, scenario string) {
 		want := FakeH100(2)
 		want[0].MemoryUsed, want[0].UtilizationGPU, want[0].UtilizationMemory = 1<<30, 42, 17
 		want[1].MemoryUsed, want[1].UtilizationGPU, want[1].UtilizationMemory = 2<<30, -1, -1 // NOT_SUPPORTED
+		want[1].Temperature = -1                                                              // NOT_SUPPORTED
 		checkFakeList(t, inv, want)
 		closeFake(t, inv)
 	case "eight":
@@ -90,8 +91,9 @@ func fakeLibraryScenario(t *testing.T, path, scenario string) {
 		want := FakeH100(8)
 		for i := range want {
 			want[i].MemoryUsed, want[i].UtilizationGPU, want[i].UtilizationMemory = uint64(i+1)<<30, 42, 17
+			want[i].Temperature = 31 + i
 		}
-		want[1].UtilizationGPU, want[1].UtilizationMemory = -1, -1
+		want[1].UtilizationGPU, want[1].UtilizationMemory, want[1].Temperature = -1, -1, -1
 		checkFakeList(t, inv, want)
 		closeFake(t, inv)
 	case "lost":

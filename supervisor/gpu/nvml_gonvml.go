@@ -19,6 +19,7 @@ type nvmlFeatures struct {
 	utilization   bool // nvmlDeviceGetUtilizationRates
 	pci           bool // nvmlDeviceGetPciInfo in any version
 	driverVersion bool // nvmlSystemGetDriverVersion
+	temperature   bool // nvmlDeviceGetTemperature
 }
 
 // nvmlSymbol is one C function this package makes go-nvml call. names lists the versions
@@ -43,6 +44,7 @@ func nvmlSymbols() []nvmlSymbol {
 		{names: []string{"nvmlDeviceGetUtilizationRates"}, found: func(f *nvmlFeatures) { f.utilization = true }},
 		{names: []string{"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo"}, found: func(f *nvmlFeatures) { f.pci = true }},
 		{names: []string{"nvmlSystemGetDriverVersion"}, found: func(f *nvmlFeatures) { f.driverVersion = true }},
+		{names: []string{"nvmlDeviceGetTemperature"}, found: func(f *nvmlFeatures) { f.temperature = true }},
 	}
 }
 
@@ -163,7 +165,7 @@ func (n *NVML) List(ctx context.Context) ([]GPU, error) {
 
 // queryDevice reads one device; ok is false when the device is not ours to see.
 func (n *NVML) queryDevice(index int) (g GPU, ok bool) {
-	g = GPU{Index: index, UtilizationGPU: -1, UtilizationMemory: -1, Healthy: true}
+	g = GPU{Index: index, UtilizationGPU: -1, UtilizationMemory: -1, Temperature: -1, Healthy: true}
 	// fail records the first fault that makes the device unusable.
 	fail := func(err error) {
 		if g.Healthy {
@@ -203,6 +205,14 @@ func (n *NVML) queryDevice(index int) (g GPU, ok bool) {
 			g.UtilizationGPU, g.UtilizationMemory = percent(u.Gpu), percent(u.Memory)
 		} else if fatal(nvmlReturn(r)) {
 			fail(nvmlErr("nvmlDeviceGetUtilizationRates", nvmlReturn(r)))
+		}
+	}
+
+	if n.have.temperature {
+		if t, r := dev.GetTemperature(nvml.TEMPERATURE_GPU); r == nvml.SUCCESS {
+			g.Temperature = int(t)
+		} else if fatal(nvmlReturn(r)) {
+			fail(nvmlErr("nvmlDeviceGetTemperature", nvmlReturn(r)))
 		}
 	}
 

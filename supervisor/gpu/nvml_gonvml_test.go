@@ -19,15 +19,15 @@ import (
 
 // allFeatures is a library that exports every optional function.
 func allFeatures() nvmlFeatures {
-	return nvmlFeatures{utilization: true, pci: true, driverVersion: true}
+	return nvmlFeatures{utilization: true, pci: true, driverVersion: true, temperature: true}
 }
 
 // mockDev is one device of mockLib; the *RC fields inject NVML failures.
 type mockDev struct {
-	uuid, name, bus                                string
-	total, used                                    uint64
-	util, memUtil                                  uint32
-	handleRC, uuidRC, nameRC, memRC, utilRC, pciRC nvml.Return
+	uuid, name, bus                                        string
+	total, used                                            uint64
+	util, memUtil, temp                                    uint32
+	handleRC, uuidRC, nameRC, memRC, utilRC, pciRC, tempRC nvml.Return
 }
 
 // mockLib drives go-nvml's mock.Interface: it records the call sequence and flags any
@@ -93,6 +93,16 @@ func (f *mockLib) device(i int) *mock.Device {
 			}
 			return nvml.Utilization{Gpu: d.util, Memory: d.memUtil}, nvml.SUCCESS
 		},
+		GetTemperatureFunc: func(sensor nvml.TemperatureSensors) (uint32, nvml.Return) {
+			f.call("GetTemperature")
+			if sensor != nvml.TEMPERATURE_GPU {
+				return 0, nvml.ERROR_INVALID_ARGUMENT
+			}
+			if d.tempRC != nvml.SUCCESS {
+				return 0, d.tempRC
+			}
+			return d.temp, nvml.SUCCESS
+		},
 		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
 			f.call("GetPciInfo")
 			if d.pciRC != nvml.SUCCESS {
@@ -148,7 +158,7 @@ func (f *mockLib) iface() *mock.Interface {
 func h100Devs(n int) []mockDev {
 	devs := make([]mockDev, n)
 	for i, g := range FakeH100(n) {
-		devs[i] = mockDev{uuid: g.UUID, name: g.Name, bus: g.PCIBusID, total: g.MemoryTotal, used: g.MemoryUsed}
+		devs[i] = mockDev{uuid: g.UUID, name: g.Name, bus: g.PCIBusID, total: g.MemoryTotal, used: g.MemoryUsed, temp: uint32(g.Temperature)}
 	}
 	return devs
 }
@@ -210,7 +220,7 @@ func TestNVMLCallSequence(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	want := []string{"Init", "SystemGetDriverVersion", "DeviceGetCount", "DeviceGetHandleByIndex(0)",
-		"GetUUID", "GetName", "GetMemoryInfo", "GetUtilizationRates", "GetPciInfo", "Shutdown"}
+		"GetUUID", "GetName", "GetMemoryInfo", "GetUtilizationRates", "GetTemperature", "GetPciInfo", "Shutdown"}
 	if !slices.Equal(f.calls, want) {
 		t.Errorf("calls:\n got %v\nwant %v", f.calls, want)
 	}
@@ -263,7 +273,7 @@ func TestNVMLInitErrors(t *testing.T) {
 }
 
 func TestNVMLDeviceFaults(t *testing.T) {
-	devs := h100Devs(7)
+	devs := h100Devs(8)
 	devs[0].handleRC = nvml.ERROR_NO_PERMISSION // hidden from us: left out
 	devs[1].memRC = nvml.ERROR_GPU_IS_LOST      // fails its health queries: unhealthy
 	devs[2].utilRC = nvml.ERROR_NOT_SUPPORTED   // MIG-like: utilization unknown, healthy
@@ -271,20 +281,22 @@ func TestNVMLDeviceFaults(t *testing.T) {
 	devs[4].handleRC = nvml.ERROR_RESET_REQUIRED
 	devs[5].pciRC = nvml.ERROR_NOT_SUPPORTED
 	devs[5].nameRC = nvml.ERROR_NOT_SUPPORTED
-	devs[6].util, devs[6].memUtil = 250, 100 // out of range: clamped
+	devs[6].util, devs[6].memUtil = 250, 100  // out of range: clamped
+	devs[2].tempRC = nvml.ERROR_NOT_SUPPORTED // no temperature sensor: -1, healthy
+	devs[7].tempRC = nvml.ERROR_GPU_IS_LOST   // lost on the temperature query: unhealthy
 	f := &mockLib{devs: devs}
 	_, gpus := listMock(t, f.iface(), allFeatures())
 	byIndex := map[int]GPU{}
 	for _, g := range gpus {
 		byIndex[g.Index] = g
 	}
-	if _, ok := byIndex[0]; ok || len(gpus) != 6 {
+	if _, ok := byIndex[0]; ok || len(gpus) != 7 {
 		t.Errorf("device 0 (NO_PERMISSION) should be left out; got %d GPUs", len(gpus))
 	}
 	if g := byIndex[1]; g.Healthy || g.HealthReason != "nvmlDeviceGetMemoryInfo: GPU is lost" || g.UUID != devs[1].uuid {
 		t.Errorf("lost GPU: %+v", g)
 	}
-	if g := byIndex[2]; !g.Healthy || g.UtilizationGPU != -1 || g.UtilizationMemory != -1 || g.MemoryTotal != H100Memory {
+	if g := byIndex[2]; !g.Healthy || g.UtilizationGPU != -1 || g.UtilizationMemory != -1 || g.Temperature != -1 || g.MemoryTotal != H100Memory {
 		t.Errorf("GPU without utilization: %+v", g)
 	}
 	if g := byIndex[3]; g.Healthy || g.UUID != "" || !strings.Contains(g.HealthReason, "nvmlDeviceGetUUID") {
@@ -296,8 +308,11 @@ func TestNVMLDeviceFaults(t *testing.T) {
 	if g := byIndex[5]; !g.Healthy || g.Name != "" || g.PCIBusID != "" || g.UUID != devs[5].uuid {
 		t.Errorf("no name / no PCI info: %+v", g)
 	}
-	if g := byIndex[6]; !g.Healthy || g.UtilizationGPU != 100 || g.UtilizationMemory != 100 {
+	if g := byIndex[6]; !g.Healthy || g.UtilizationGPU != 100 || g.UtilizationMemory != 100 || g.Temperature != H100IdleTemperature {
 		t.Errorf("clamped utilization: %+v", g)
+	}
+	if g := byIndex[7]; g.Healthy || g.HealthReason != "nvmlDeviceGetTemperature: GPU is lost" {
+		t.Errorf("GPU lost on the temperature query: %+v", g)
 	}
 }
 
@@ -320,13 +335,13 @@ func TestNVMLOptionalFunctionsMissing(t *testing.T) {
 	if len(gpus) != 1 {
 		t.Fatalf("List = %v", gpus)
 	}
-	if g := gpus[0]; !g.Healthy || g.UtilizationGPU != -1 || g.PCIBusID != "" || g.UUID != FakeUUID(0) {
+	if g := gpus[0]; !g.Healthy || g.UtilizationGPU != -1 || g.Temperature != -1 || g.PCIBusID != "" || g.UUID != FakeUUID(0) {
 		t.Errorf("%+v", g)
 	}
 	if inv.Info().DriverVersion != "" {
 		t.Errorf("driver version without the function: %q", inv.Info().DriverVersion)
 	}
-	for _, c := range []string{"SystemGetDriverVersion", "GetUtilizationRates", "GetPciInfo"} {
+	for _, c := range []string{"SystemGetDriverVersion", "GetUtilizationRates", "GetPciInfo", "GetTemperature"} {
 		if slices.Contains(f.calls, c) {
 			t.Errorf("%s called though the library lacks it: %v", c, f.calls)
 		}
@@ -379,6 +394,7 @@ func TestNVMLDGXH100Mock(t *testing.T) {
 	s := dgxh100.New()
 	for i, d := range s.Devices {
 		dev := d.(*server.Device)
+		dev.GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 40 + uint32(i), nvml.SUCCESS }
 		switch i {
 		case 3:
 			dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED }
@@ -412,7 +428,7 @@ func TestNVMLDGXH100Mock(t *testing.T) {
 				t.Errorf("GPU 5 (lost): %+v", g)
 			}
 		default:
-			if !g.Healthy || g.UtilizationGPU != 7 || g.UtilizationMemory != 3 {
+			if !g.Healthy || g.UtilizationGPU != 7 || g.UtilizationMemory != 3 || g.Temperature != 40+i {
 				t.Errorf("GPU %d: %+v", i, g)
 			}
 		}
@@ -422,7 +438,7 @@ func TestNVMLDGXH100Mock(t *testing.T) {
 func TestProbeNVML(t *testing.T) {
 	all := []string{"nvmlInit_v2", "nvmlShutdown", "nvmlDeviceGetCount_v2", "nvmlDeviceGetHandleByIndex_v2",
 		"nvmlDeviceGetUUID", "nvmlDeviceGetName", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetUtilizationRates",
-		"nvmlDeviceGetPciInfo_v3", "nvmlSystemGetDriverVersion"}
+		"nvmlDeviceGetPciInfo_v3", "nvmlSystemGetDriverVersion", "nvmlDeviceGetTemperature"}
 	without := func(names ...string) []string {
 		return slices.DeleteFunc(slices.Clone(all), func(n string) bool { return slices.Contains(names, n) })
 	}
@@ -433,7 +449,7 @@ func TestProbeNVML(t *testing.T) {
 		missing string // the required function reported missing, if any
 	}{
 		{"everything", all, allFeatures(), ""},
-		{"no optional functions", without("nvmlDeviceGetUtilizationRates", "nvmlDeviceGetPciInfo_v3", "nvmlSystemGetDriverVersion"), nvmlFeatures{}, ""},
+		{"no optional functions", without("nvmlDeviceGetUtilizationRates", "nvmlDeviceGetPciInfo_v3", "nvmlSystemGetDriverVersion", "nvmlDeviceGetTemperature"), nvmlFeatures{}, ""},
 		{"older versions", append(without("nvmlInit_v2", "nvmlDeviceGetCount_v2", "nvmlDeviceGetPciInfo_v3"),
 			"nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetPciInfo_v2"), allFeatures(), ""},
 		{"no count", without("nvmlDeviceGetCount_v2"), nvmlFeatures{}, "nvmlDeviceGetCount_v2"},

@@ -56,7 +56,17 @@ type Options struct {
 	Parallel  int           // hook processes at once, all jobs together (default 2)
 	// Emit publishes hook.started / hook.finished events for a job.
 	Emit func(jobID, typ, severity, title, message string, data any)
+	// OnResult, when set, hears how each hook run ended: ResultSucceeded or ResultFailed
+	// (exit status not 0, a timeout, or a command that could not start). The metrics
+	// count them.
+	OnResult func(result string)
 }
+
+// Outcomes reported to Options.OnResult.
+const (
+	ResultSucceeded = "succeeded"
+	ResultFailed    = "failed"
+)
 
 // Runner runs hooks. It is safe for concurrent use.
 type Runner struct {
@@ -198,9 +208,12 @@ func (r *Runner) finish(jobID, name, checkpoint string, code int, took time.Dura
 	if err := r.db.HookRuns().Finish(jobID, name, checkpoint, code, errMsg); err != nil {
 		r.log.Error("record hook result", "job_id", jobID, "hook", name, "err", err)
 	}
-	sev := "info"
+	sev, result := "info", ResultSucceeded
 	if code != 0 || errMsg != "" {
-		sev = "warning"
+		sev, result = "warning", ResultFailed
+	}
+	if r.opts.OnResult != nil {
+		r.opts.OnResult(result)
 	}
 	data := map[string]any{"hook": name, "checkpoint": checkpoint, "exit_code": code, "duration_seconds": took.Seconds()}
 	if errMsg != "" {

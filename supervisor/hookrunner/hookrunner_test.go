@@ -262,3 +262,31 @@ func TestSwappedScriptIsRefusedAndRecorded(t *testing.T) {
 		t.Fatal("the swapped-in script ran")
 	}
 }
+
+// TestOnResultHearsEachRun: Options.OnResult hears every run's outcome (the metrics count
+// them) before its hook.finished event.
+func TestOnResultHearsEachRun(t *testing.T) {
+	dir := t.TempDir()
+	sh := script(t, dir, `[ "$2" = 20 ] && exit 3
+exit 0
+`)
+	db := openDB(t, filepath.Join(dir, "state"))
+	defer db.Close()
+	var mu sync.Mutex // guards results
+	results := map[string]int{}
+	em := &emitted{}
+	r := New(db, slog.New(slog.DiscardHandler), Options{Emit: em.emit, OnResult: func(res string) {
+		mu.Lock()
+		defer mu.Unlock()
+		results[res]++
+	}})
+	defer r.Close()
+	cfg := map[string]any{"--output_dir": dir, "--post_checkpoint_script": sh + " {local_checkpoint_path} {global_step}"}
+	r.HandleEvents("j1", cfg, []plugins.Event{ckptEvent(1, "checkpoint-10", 10), ckptEvent(2, "checkpoint-20", 20)})
+	waitFor(t, func() bool { return em.count("hook.finished") == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if results[ResultSucceeded] != 1 || results[ResultFailed] != 1 || len(results) != 2 {
+		t.Errorf("OnResult heard %v, want one success and one failure", results)
+	}
+}

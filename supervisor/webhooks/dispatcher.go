@@ -74,13 +74,29 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Jitter returns a number in [0, 1) (default math/rand/v2).
 	Jitter func() float64
+	// OnResult, when set, hears the outcome of every event handed to a webhook:
+	// ResultDelivered, ResultFailed, ResultBlocked or ResultDropped (the metrics count
+	// them). It runs on the delivery path, sometimes under a queue's lock: it must be
+	// quick and must not call the Dispatcher.
+	OnResult func(result string)
 
 	// dialRewrite and onConnect are test hooks; see guard.
 	dialRewrite func(addr string) string
 	onConnect   func(addr string)
 }
 
+// Outcomes reported to Options.OnResult.
+const (
+	ResultDelivered = "delivered" // the receiver answered 2xx
+	ResultFailed    = "failed"    // given up on after the attempts, or not retryable
+	ResultBlocked   = "blocked"   // the destination is refused by the policy
+	ResultDropped   = "dropped"   // evicted from a full queue before any attempt
+)
+
 func (o *Options) setDefaults() {
+	if o.OnResult == nil {
+		o.OnResult = func(string) {}
+	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize
 	}
@@ -452,6 +468,7 @@ func (s *sink) offer(ev Event) {
 	if limit := s.d.opts.QueueSize; len(s.queue) >= limit {
 		if !s.evictFor(q, limit) {
 			s.stats.Dropped++
+			s.d.opts.OnResult(ResultDropped)
 			return
 		}
 	}
@@ -468,6 +485,7 @@ func (s *sink) evictFor(q queued, limit int) bool {
 		if !s.queue[i].essential {
 			s.remove(i)
 			s.stats.Dropped++
+			s.d.opts.OnResult(ResultDropped)
 			return true
 		}
 	}
@@ -477,6 +495,7 @@ func (s *sink) evictFor(q queued, limit int) bool {
 	if len(s.queue) >= 2*limit {
 		s.remove(0)
 		s.stats.Dropped++
+		s.d.opts.OnResult(ResultDropped)
 	}
 	return true
 }
@@ -558,6 +577,7 @@ func (s *sink) deliver(ev *Event) {
 			s.stats.Delivered++
 			s.stats.LastStatus = status
 			s.mu.Unlock()
+			s.d.opts.OnResult(ResultDelivered)
 			return
 		}
 		if !retryable(status, err) || attempt >= s.d.opts.MaxAttempts || s.ctx.Err() != nil {
@@ -592,6 +612,11 @@ func (s *sink) finish(ev *Event, status int, err error, attempts int) {
 	s.stats.LastStatus = status
 	s.stats.LastError = msg
 	s.mu.Unlock()
+	if blocked {
+		s.d.opts.OnResult(ResultBlocked)
+	} else {
+		s.d.opts.OnResult(ResultFailed)
+	}
 	s.d.log.Warn("webhook delivery failed", "job_id", s.jobID, "webhook", s.index+1,
 		"target", RedactURL(s.cfg.URL), "event_id", ev.ID, "event_type", ev.Type,
 		"attempts", attempts, "status", status, "blocked", blocked, "error", msg)

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,7 +264,10 @@ func TestRetryThenSuccessKeepsEventID(t *testing.T) {
 func TestPermanentFailuresAreNotRetried(t *testing.T) {
 	for _, code := range []int{400, 401, 404, 410} {
 		rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) })
-		d := newTestDispatcher(t, nil, testOptions(&sleepRecorder{}))
+		results := &resultCounter{}
+		opts := testOptions(&sleepRecorder{})
+		opts.OnResult = results.add
+		d := newTestDispatcher(t, nil, opts)
 		if err := d.Register("j", []Config{rawCfg(rc.srv.URL)}, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -271,6 +276,7 @@ func TestPermanentFailuresAreNotRetried(t *testing.T) {
 		if st := stats1(t, d, "j"); rc.count() != 1 || st.Failed != 1 || st.LastStatus != code {
 			t.Errorf("%d: hits %d stats %+v", code, rc.count(), st)
 		}
+		waitFor(t, "OnResult failed=1", 30*time.Second, func() bool { return results.String() == "failed=1" })
 	}
 }
 
@@ -284,6 +290,8 @@ func TestQueueDropsOldestNonEssential(t *testing.T) {
 	})
 	opts := testOptions(&sleepRecorder{})
 	opts.QueueSize = 5
+	results := &resultCounter{}
+	opts.OnResult = results.add
 	d := newTestDispatcher(t, nil, opts)
 	if err := d.Register("j", []Config{rawCfg(rc.srv.URL)}, 0); err != nil {
 		t.Fatal(err)
@@ -317,6 +325,8 @@ func TestQueueDropsOldestNonEssential(t *testing.T) {
 	if strings.Join(got, ",") != "L0,L1,L2,L3,L4,L5,L6" {
 		t.Errorf("delivered %v", got)
 	}
+	// OnResult hears each outcome after the stats record it.
+	waitFor(t, "OnResult delivered=7 dropped=6", 30*time.Second, func() bool { return results.String() == "delivered=7 dropped=6" })
 
 	// The hard bound: essential events past 2× evict the oldest.
 	s := &sink{d: d}
@@ -451,4 +461,31 @@ func TestRegisterValidatesAndReplaces(t *testing.T) {
 		t.Errorf("Register after Close = %v", err)
 	}
 	d.Publish("j", Event{Type: "notification"}) // no panic, no delivery
+}
+
+// resultCounter counts what Options.OnResult hears.
+type resultCounter struct {
+	mu sync.Mutex // guards n
+	n  map[string]int
+}
+
+func (c *resultCounter) add(result string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[result]++
+}
+
+// String lists the counts as "result=n", sorted.
+func (c *resultCounter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var parts []string
+	for r, n := range c.n {
+		parts = append(parts, fmt.Sprintf("%s=%d", r, n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }

@@ -8,7 +8,8 @@
 //
 // Behaviour: FAKE_NVML_COUNT H100s (default 2, at most 16) with the UUIDs and bus ids of
 // gpu.FakeH100; device i has (i+1) GiB in use. Device 1 reports utilization as
-// NOT_SUPPORTED (as MIG devices do), the others 42% / 17%. FAKE_NVML_INIT_RC, when set,
+// NOT_SUPPORTED (as MIG devices do), the others 42% / 17%; device 1's temperature is
+// NOT_SUPPORTED too, device i's otherwise (31+i) degrees C. FAKE_NVML_INIT_RC, when set,
 // is returned by nvmlInit_v2. FAKE_NVML_LOST=1 makes device 0's memory query return
 // NVML_ERROR_GPU_IS_LOST.
 #include <stdio.h>
@@ -136,6 +137,14 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
 	if (device->index == 1) return ERR_NOT_SUPPORTED;
 	utilization->gpu = 42;
 	utilization->memory = 17;
+	return SUCCESS;
+}
+
+// nvmlTemperatureSensors_t is an enum; NVML_TEMPERATURE_GPU is 0.
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensorType, unsigned int *temp) {
+	if (!valid(device) || temp == NULL || sensorType != 0) return ERR_INVALID_ARGUMENT;
+	if (device->index == 1) return ERR_NOT_SUPPORTED;
+	*temp = 31 + (unsigned int)device->index;
 	return SUCCESS;
 }
 
