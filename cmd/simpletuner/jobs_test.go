@@ -120,6 +120,19 @@ func waitJob(t *testing.T, c *http.Client, base, id string, within time.Duration
 	}
 }
 
+// submitRunning queues the stored environment env through the API and waits until its
+// job runs; it returns the job's id.
+func submitRunning(t *testing.T, c *http.Client, base, env string) string {
+	t.Helper()
+	code, sub := call(t, c, "POST", base+"/api/queue/submit", map[string]any{"config_name": env}, nil)
+	jobID, _ := sub["job_id"].(string)
+	if code != 200 || jobID == "" {
+		t.Fatalf("submit: %d %v", code, sub)
+	}
+	waitJob(t, c, base, jobID, 30*time.Second, "running")
+	return jobID
+}
+
 func TestFastPathAgainstDaemonAndFakeTrainer(t *testing.T) {
 	home := t.TempDir()
 	d := start(t, home, fakeTrainerArgs(100000, 20)...)

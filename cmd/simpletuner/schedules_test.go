@@ -180,12 +180,7 @@ func TestScheduledValidationSteersRunningJob(t *testing.T) {
 	writeEnv(t, home, "demo")
 	d := start(t, home, fakeTrainerArgs(100000, 20)...)
 	c := adminClient(t, d)
-	code, sub := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "demo"}, nil)
-	jobID, _ := sub["job_id"].(string)
-	if code != 200 || jobID == "" {
-		t.Fatalf("submit: %d %v", code, sub)
-	}
-	waitJob(t, c, d.base, jobID, 30*time.Second, "running")
+	jobID := submitRunning(t, c, d.base, "demo")
 	code, r := call(t, c, "POST", d.base+"/api/schedules", map[string]any{"name": "validate often", "spec": "@every 1s", "action": "validate", "params": map[string]any{"job_id": "current"}}, nil)
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, r)

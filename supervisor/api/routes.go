@@ -6,6 +6,7 @@ import (
 	"simpletuner/plugins"
 	"simpletuner/plugins/workerproto"
 	"simpletuner/supervisor/api/apidocs"
+	"simpletuner/supervisor/api/ui"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
@@ -212,5 +213,12 @@ func (s *Server) routeTable() []route {
 		// the handler admits callers on this machine, or anyone with the scrape token.
 		{method: "GET", path: "/metrics", tag: tagSystem, access: public, contentType: "text/plain", forbidden: "Not on this machine and without the scrape token, or a wrong token", h: requires(func() bool { return s.cfg.Metrics != nil }, "Metrics", s.metrics),
 			summary: "Prometheus metrics (text format): jobs, queue, GPUs, training progress, webhooks, hooks, request latency. Callers on this machine, or with Authorization: Bearer and the --metrics-token"},
+
+		// Part "ui" (issue 17): the status page. The HTML holds no data (the script reads the
+		// API with the session cookie), so it is public; /web/trainer is where SimpleTuner's
+		// own / leads, so its bookmarks land here too.
+		{method: "GET", path: ui.PagePath, aliases: []string{"/web/trainer"}, tag: tagSystem, access: public, summary: "The status page: jobs, live progress, loss and validation images, GPUs, queue and schedules (log in with the session cookie)",
+			contentType: "text/html", raw: s.ui.Page()},
+		{method: "GET", path: ui.AssetsPath + "{file}", tag: tagSystem, access: public, summary: "Script and style of the status page", contentType: "text/javascript", raw: s.ui.Assets()},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"simpletuner/internal/buildinfo"
 	"simpletuner/store"
 	"simpletuner/supervisor/api/apidocs"
+	"simpletuner/supervisor/api/ui"
 	"simpletuner/supervisor/auth"
 	"simpletuner/supervisor/configs"
 	"simpletuner/supervisor/datasets"
@@ -95,6 +96,7 @@ type Server struct {
 	auth    *auth.Service
 	log     *slog.Logger
 	docs    *apidocs.Docs
+	ui      *ui.UI // the status page at / (part "ui", issue 17)
 	csrf    *http.CrossOriginProtection
 	routes  []route
 	router  *mux.Router
@@ -123,6 +125,10 @@ func New(cfg Config, as *auth.Service, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, auth: as, log: log, docs: apidocs.New(apidocs.DefaultSpecURL),
 		csrf: http.NewCrossOriginProtection(), version: buildinfo.Get(), started: time.Now()}
+	var err error
+	if s.ui, err = ui.New(); err != nil {
+		return nil, err
+	}
 	s.routes = s.routeTable()
 	doc, err := s.openAPI()
 	if err != nil {

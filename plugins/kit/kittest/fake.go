@@ -5,10 +5,15 @@
 package kittest
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,7 +240,8 @@ func (f *Fake) Run(ctx context.Context, job *kit.Job) error {
 				case plugins.CommandCheckpoint:
 					job.Emit(plugins.EventTrainingCheckpoint, "info", "Checkpoint saved", "", plugins.CheckpointData{Step: int64(step), Path: plugins.CheckpointName(step, false)})
 				case plugins.CommandValidation:
-					job.Emit(plugins.EventTrainingValidation, "info", "Validation ran", "", map[string]any{"step": step})
+					job.Emit(plugins.EventTrainingValidation, "info", "Validation ran", "", map[string]any{"step": step,
+						"validation_type": "validation", "images": []map[string]string{validationImage(step)}})
 				case plugins.CommandStop:
 					job.Emit(plugins.EventTrainingCheckpoint, "info", "Checkpoint saved", "", plugins.CheckpointData{Step: int64(step), Path: plugins.CheckpointName(step, false)})
 					return kit.ErrStopped
@@ -294,4 +300,19 @@ func saveCheckpoint(dir string, step int) error {
 		return fmt.Errorf("fake trainer: checkpoint: %w", err)
 	}
 	return nil
+}
+
+// validationImage is a 32×32 PNG whose colour follows the step, as a data-URI asset: what a
+// real trainer's validation event carries (docs/compatibility.md §7), so clients that show
+// validation images (the status page) have one to show.
+func validationImage(step int) map[string]string {
+	img := image.NewRGBA(image.Rect(0, 0, 32, 32))
+	for y := range 32 {
+		for x := range 32 {
+			img.Set(x, y, color.RGBA{R: uint8(step * 37), G: uint8(x * 8), B: uint8(y * 8), A: 255})
+		}
+	}
+	var b bytes.Buffer
+	_ = png.Encode(&b, img) // writing to memory cannot fail
+	return map[string]string{"src": "data:image/png;base64," + base64.StdEncoding.EncodeToString(b.Bytes()), "mime_type": "image/png"}
 }
