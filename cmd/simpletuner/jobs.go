@@ -354,14 +354,23 @@ func (o *optionalInt) Set(s string) error {
 	return nil
 }
 
-func printJobs(w io.Writer, list []client.Job, format string) error {
-	if format == "json" {
+// printAsJSON handles --format for a listing: with json it prints list and reports done;
+// anything but json or table is an error; with table the caller prints its table.
+func printAsJSON(w io.Writer, list any, format string) (done bool, err error) {
+	switch format {
+	case "json":
 		b, _ := json.MarshalIndent(list, "", "  ")
 		_, err := fmt.Fprintln(w, string(b))
-		return err
+		return true, err
+	case "table":
+		return false, nil
 	}
-	if format != "table" {
-		return fmt.Errorf("--format %q: want table or json", format)
+	return true, fmt.Errorf("--format %q: want table or json", format)
+}
+
+func printJobs(w io.Writer, list []client.Job, format string) error {
+	if done, err := printAsJSON(w, list, format); done {
+		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB ID\tSTATUS\tENVIRONMENT\tOWNER\tPROGRESS\tCREATED")

@@ -100,7 +100,7 @@ func find(got map[string][]series, name string, want map[string]string) []series
 	return out
 }
 
-// TestMetricsDuringFakeTrainerJob is issue 17 §3's acceptance: a scrape of the real
+// TestMetricsDuringFakeTrainerJob is issue 17's metrics acceptance: a scrape of the real
 // daemon during a job on the fake trainer, with two fake GPUs (the fake NVML library),
 // a webhook and a checkpoint hook, shows every series with the right labels, and
 // promtool accepts it. Then the attacker's side: only loopback callers or the token.

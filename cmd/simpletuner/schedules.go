@@ -179,13 +179,8 @@ func deref(s *string) string {
 }
 
 func printSchedules(w io.Writer, list []scheduleRow, format string) error {
-	if format == "json" {
-		b, _ := json.MarshalIndent(list, "", "  ")
-		_, err := fmt.Fprintln(w, string(b))
+	if done, err := printAsJSON(w, list, format); done {
 		return err
-	}
-	if format != "table" {
-		return fmt.Errorf("--format %q: want table or json", format)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSPEC\tACTION\tENABLED\tNEXT RUN\tLAST RUN\tOUTCOME\tOWNER")

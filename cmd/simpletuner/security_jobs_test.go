@@ -45,9 +45,13 @@ type jobRoute struct {
 	implied func(code int, body string) error
 }
 
-// notJobRoutes are the /api/training/ routes that take no job: they validate or create.
+// notJobRoutes are the routes the ownership walk leaves out: the /api/training/ routes
+// that take no job (they validate or create), and the worker protocol's job routes, which
+// no user may call — a worker token answers for them, and only for the job its worker was
+// given (row W2: TestWorkerProtocolRoutes in supervisor/api).
 var notJobRoutes = []string{"POST /api/training/validate", "POST /api/training/configuration/check",
-	"POST /api/training/start", "POST /api/training/configuration/run"}
+	"POST /api/training/start", "POST /api/training/configuration/run",
+	"POST /api/workers/job/{job_id}/events", "POST /api/workers/job/{job_id}/status"}
 
 // jobRoutesOfDoc lists "METHOD path" of every operation in the served OpenAPI document
 // that names a job (a {job_id} path segment, a job_id query parameter or form field) or

@@ -2,7 +2,7 @@
 // remote `simpletuner worker`: the bodies of /api/workers/* and the events of the
 // dispatch stream. Both sides read it, so it lives with the other contracts in plugins/.
 // Shapes follow SimpleTuner's worker protocol where it has one (docs/compatibility.md
-// §16); event upload and its acknowledgement are this server's own.
+// §17); event upload and its acknowledgement are this server's own.
 package workerproto
 
 import (

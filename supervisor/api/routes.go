@@ -209,7 +209,7 @@ func (s *Server) routeTable() []route {
 		{method: "PUT", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}", tag: tagQueue, summary: "Change a schedule (fields left out keep their value; built-in ones are read-only)", req: schedule.Request{}, resp: scheduleBody{}, h: s.withSchedules(s.putSchedule)},
 		{method: "DELETE", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}", tag: tagQueue, summary: "Delete a schedule", resp: successBody{}, h: s.withSchedules(s.deleteSchedule)},
 		{method: "POST", path: "/api/schedules/{schedule_id:[A-Za-z0-9_-]+}/run", tag: tagQueue, summary: "Run a schedule now, as its owner; recorded and an event like a scheduled run", resp: scheduleRunBody{}, h: s.withSchedules(s.runSchedule)},
-		// Part "metrics" (issue 17 §3): Prometheus metrics. Public as far as accounts go:
+		// Part "metrics" (issue 17): Prometheus metrics. Public as far as accounts go:
 		// the handler admits callers on this machine, or anyone with the scrape token.
 		{method: "GET", path: "/metrics", tag: tagSystem, access: public, contentType: "text/plain", forbidden: "Not on this machine and without the scrape token, or a wrong token", h: requires(func() bool { return s.cfg.Metrics != nil }, "Metrics", s.metrics),
 			summary: "Prometheus metrics (text format): jobs, queue, GPUs, training progress, webhooks, hooks, request latency. Callers on this machine, or with Authorization: Bearer and the --metrics-token"},

@@ -80,7 +80,7 @@ type Config struct {
 	// Schedules serves /api/schedules (part "schedule", issue 17); nil answers 503 there.
 	Schedules *schedule.Scheduler
 
-	// --- part "metrics" (issue 17 §3) ---
+	// --- part "metrics" (issue 17) ---
 	// Metrics serves GET /metrics (Prometheus's text format); nil answers 503 there.
 	Metrics http.Handler
 	// MetricsToken, when set, lets a caller from anywhere scrape GET /metrics with

@@ -110,7 +110,7 @@ type Config struct {
 	// URL the administrator's request came to).
 	WorkerHeartbeatTimeout time.Duration
 	PublicURL              string
-	// --- part "metrics" (issue 17 §3): GET /metrics ---
+	// --- part "metrics" (issue 17): GET /metrics ---
 	// MetricsToken, when set (SIMPLETUNER_METRICS_TOKEN or --metrics-token), lets a
 	// scraper on another machine read GET /metrics with "Authorization: Bearer <token>";
 	// without it only callers on this machine may. At least MinMetricsTokenLen characters.

@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	hub := events.New(events.Config{Store: db, Log: log.With("component", "events"), Heartbeat: cfg.EventHeartbeat,
 		RetentionCount: cfg.EventRetention, RetentionAge: cfg.EventRetentionAge, RetentionEvery: -1 /* the scheduler trims */})
 	defer hub.Close()
-	// Part "metrics" (issue 17 §3): this daemon's registry; job and GPU figures are read
+	// Part "metrics" (issue 17): this daemon's registry; job and GPU figures are read
 	// at scrape time, the rest is fed by the webhooks, the hooks, the event sink and the API.
 	mt, err := metrics.New(metrics.Config{Jobs: db.Jobs(), GPUs: alloc, Log: log.With("component", "metrics")})
 	if err != nil {

@@ -70,6 +70,12 @@ func (h *Hub) tail(ctx context.Context, jobID, path string, fromEnd bool) {
 		if st, err := os.Stat(path); err == nil {
 			off = st.Size()
 		}
+	} else if err := h.db.Settings().Put(key, int64(0)); err != nil {
+		// Recorded before the first read: a daemon killed before it relayed anything
+		// leaves "from the start" behind, so the next one relays the lines written
+		// meanwhile instead of skipping to the end as it does for a job no daemon
+		// relayed.
+		h.log.Warn("record the log relay's start", "job_id", jobID, "err", err)
 	}
 	lastSaved := off
 	var partial []byte

@@ -1,4 +1,4 @@
-// Package metrics exports the daemon's Prometheus metrics (issue 17 §3): jobs by state,
+// Package metrics exports the daemon's Prometheus metrics (issue 17): jobs by state,
 // the queue, every GPU with the job holding it, each running job's step rate, loss and
 // checkpoint age, webhook and hook outcomes, and HTTP request durations by route.
 //

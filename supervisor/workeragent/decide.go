@@ -8,11 +8,11 @@ import (
 	"simpletuner/supervisor/jobs"
 )
 
-// Limits of one event upload (docs/architecture.md §16: batches of at most 1000 events
-// or 1 MiB).
+// Limits of one event upload (docs/architecture.md §16: batches of at most 4096 events
+// or 4 MiB, the daemon's own group-commit size; it takes up to 8 MiB).
 const (
-	maxBatchEvents = 1000
-	maxBatchBytes  = 1 << 20
+	maxBatchEvents = 4096
+	maxBatchBytes  = 4 << 20
 )
 
 // wireStatus is the status a local job's status is reported as to the orchestrator; ok

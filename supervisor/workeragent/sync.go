@@ -181,29 +181,19 @@ func (a *Agent) syncRound(s *jobSync) error {
 	if err != nil {
 		return err
 	}
-	for {
-		acked := s.ackedSeq()
-		stored, err := a.db.Events().List(s.id, acked, maxBatchEvents)
-		if err != nil {
-			return err
-		}
-		n := cutBatch(stored, maxBatchEvents, maxBatchBytes)
-		if n == 0 {
-			break
-		}
-		var body bytes.Buffer
-		body.WriteString(`{"events":[`)
-		for i, e := range stored[:n] {
-			if i > 0 {
-				body.WriteByte(',')
-			}
-			body.Write(e.Event)
-		}
-		body.WriteString(`]}`)
+	// While one batch is on its way the next is read and encoded, so the orchestrator
+	// stores batch after batch without waiting for this side (the two run on different
+	// machines, or at least different cores).
+	next := a.prepareBatch(s.id, s.ackedSeq())
+	for next.err == nil && next.n > 0 {
+		cur := next
+		ahead := make(chan batch, 1)
+		go func() { ahead <- a.prepareBatch(s.id, cur.last) }()
 		var ack workerproto.EventAck
 		ctx, cancel := context.WithTimeout(a.ctx, requestTimeout)
-		err = a.cl.post(ctx, jobPath(s.id, "events"), body.Bytes(), &ack)
+		err := a.cl.post(ctx, jobPath(s.id, "events"), cur.body, &ack)
 		cancel()
+		next = <-ahead
 		if errors.Is(err, ErrConflict) {
 			a.log.Info("orchestrator asks for events again", "job_id", s.id, "from_seq", ack.LastSeq+1)
 			s.setAcked(ack.LastSeq)
@@ -212,10 +202,16 @@ func (a *Agent) syncRound(s *jobSync) error {
 		if err != nil {
 			return err
 		}
-		if ack.LastSeq < stored[n-1].Seq && ack.LastSeq <= acked {
+		if ack.LastSeq < cur.last && ack.LastSeq <= cur.from {
 			return errors.New("the orchestrator acknowledged none of the events sent")
 		}
 		s.setAcked(ack.LastSeq)
+		if ack.LastSeq != cur.last {
+			next = a.prepareBatch(s.id, ack.LastSeq) // it kept less (or has more): go on from its seq
+		}
+	}
+	if next.err != nil {
+		return next.err
 	}
 	status, terminal, ok := wireStatus(j.Status)
 	s.mu.Lock()
@@ -244,4 +240,36 @@ func (a *Agent) syncRound(s *jobSync) error {
 	s.done = terminal
 	s.mu.Unlock()
 	return nil
+}
+
+// batch is one event upload: the job's stored events after from, up to last, as the
+// request body.
+type batch struct {
+	from, last uint64
+	n          int
+	body       []byte
+	err        error
+}
+
+// prepareBatch reads the job's stored events after seq from and encodes the next upload
+// (n 0: nothing to send). The stored events are already JSON, so they are sent as stored.
+func (a *Agent) prepareBatch(id string, from uint64) batch {
+	stored, err := a.db.Events().List(id, from, maxBatchEvents)
+	if err != nil {
+		return batch{from: from, err: err}
+	}
+	n := cutBatch(stored, maxBatchEvents, maxBatchBytes)
+	if n == 0 {
+		return batch{from: from}
+	}
+	var body bytes.Buffer
+	body.WriteString(`{"events":[`)
+	for i, e := range stored[:n] {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.Write(e.Event)
+	}
+	body.WriteString(`]}`)
+	return batch{from: from, last: stored[n-1].Seq, n: n, body: body.Bytes()}
 }

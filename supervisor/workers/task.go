@@ -172,7 +172,10 @@ func (e executor) Admit(_ context.Context, j *store.Job) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s; see GET /api/admin/workers", jobs.ErrNoExecutor, noMatch(j))
+	if len(e.r.workers) == 0 {
+		return fmt.Errorf("%w: target=worker: no worker is registered on this server", jobs.ErrNoExecutor)
+	}
+	return fmt.Errorf("%w: target=worker: %s; see GET /api/admin/workers", jobs.ErrNoExecutor, noMatch(j))
 }
 
 // Place reserves an idle, connected, matching worker for j, or says why j waits.
