@@ -39,6 +39,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"simpletuner/bench/internal/benchkit"
 	"simpletuner/plugins/kit"
 	"simpletuner/plugins/kit/kittest"
@@ -57,6 +59,7 @@ func main() {
 	runs := flag.Int("runs", 7, "jobs per target for the dispatch latency")
 	burst := flag.Int("burst", 20000, "events of the throughput run")
 	localOnly := flag.Bool("local-only", false, "measure the local baseline only (no worker agent)")
+	split := flag.Bool("split", false, "model two machines: pin the daemon (and the trainers it launches) to CPU 0 and the worker agent (and its trainers) to CPU 1")
 	withSlurm := flag.Bool("slurm", false, "also measure target slurm on a one-node Slurm brought up with scripts/slurm-ci.sh (root; Slurm installed)")
 	flag.Parse()
 	targets := []string{"local", "worker"}
@@ -66,7 +69,7 @@ func main() {
 	if *withSlurm {
 		targets = append(targets, "slurm")
 	}
-	if err := run(*daemonBin, *runs, *burst, targets); err != nil {
+	if err := run(*daemonBin, *runs, *burst, targets, *split); err != nil {
 		fmt.Fprintln(os.Stderr, "dispatch:", err)
 		os.Exit(1)
 	}
@@ -84,7 +87,32 @@ type setup struct {
 // start brings up the daemon and, with worker set, a worker agent, with the fake trainer
 // settings env (KEY=VALUE of kittest) for both, and waits until the worker is idle. With
 // withSlurm the daemon submits target=slurm jobs to the cluster slurmUp brought up.
-func start(daemonBin string, worker, withSlurm bool, env ...string) (*setup, error) {
+// pinTo binds every thread of process pid to cpu; threads it starts later inherit that
+// from the thread that starts them, and so do its child processes (the trainers).
+func pinTo(pid, cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	for range 2 { // a thread started while the first pass ran is caught by the second
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return err
+		}
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("pin thread %d of %d to CPU %d: %w", tid, pid, cpu, err)
+			}
+		}
+	}
+	return nil
+}
+
+// start brings the setup up; with split the daemon is pinned to CPU 0 and the worker to
+// CPU 1: the orchestrator's machine and a worker's, one core each, as they are deployed.
+func start(daemonBin string, worker, withSlurm, split bool, env ...string) (*setup, error) {
 	home, err := os.MkdirTemp("", "st-dispatch-")
 	if err != nil {
 		return nil, err
@@ -131,6 +159,12 @@ func start(daemonBin string, worker, withSlurm bool, env ...string) (*setup, err
 		s.close()
 		return nil, err
 	}
+	if split {
+		if err := pinTo(s.d.Cmd.Process.Pid, 0); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	if !worker {
 		return s, nil
 	}
@@ -161,6 +195,12 @@ func start(daemonBin string, worker, withSlurm bool, env ...string) (*setup, err
 	}
 	s.exited = make(chan struct{})
 	go func() { _ = s.worker.Wait(); close(s.exited) }()
+	if split {
+		if err := pinTo(s.worker.Process.Pid, 1); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		var list struct {
 			Workers []struct {
@@ -482,7 +522,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // tpRunsN is how many burst jobs each target runs; the median is reported.
 const tpRunsN = 3
 
-func run(daemonBin string, runs, burst int, targets []string) error {
+func run(daemonBin string, runs, burst int, targets []string, split bool) error {
 	withWorker, withSlurm := slices.Contains(targets, "worker"), slices.Contains(targets, "slurm")
 	if withSlurm {
 		down, err := slurmUp()
@@ -492,7 +532,7 @@ func run(daemonBin string, runs, burst int, targets []string) error {
 		defer down()
 	}
 	// Latency: one step, no burst, so the first event is the trainer's first word.
-	s, err := start(daemonBin, withWorker, withSlurm, kittest.EnvSteps+"=1", kittest.EnvStepMS+"=1")
+	s, err := start(daemonBin, withWorker, withSlurm, split, kittest.EnvSteps+"=1", kittest.EnvStepMS+"=1")
 	if err != nil {
 		return err
 	}
@@ -510,7 +550,7 @@ func run(daemonBin string, runs, burst int, targets []string) error {
 	}
 	s.close()
 
-	s, err = start(daemonBin, withWorker, false, kittest.EnvSteps+"=1", kittest.EnvStepMS+"=1", fmt.Sprintf("%s=%d", kittest.EnvBurst, burst))
+	s, err = start(daemonBin, withWorker, false, split, kittest.EnvSteps+"=1", kittest.EnvStepMS+"=1", fmt.Sprintf("%s=%d", kittest.EnvBurst, burst))
 	if err != nil {
 		return err
 	}
@@ -537,7 +577,11 @@ func run(daemonBin string, runs, burst int, targets []string) error {
 		tp[target] = rs[len(rs)/2]
 	}
 
-	fmt.Printf("dispatch: daemon, one worker agent and fake trainers on loopback, same CPUs\n\n")
+	if split {
+		fmt.Printf("dispatch: daemon and its trainers on CPU 0, one worker agent and its trainers on CPU 1 (two one-core machines), loopback\n\n")
+	} else {
+		fmt.Printf("dispatch: daemon, one worker agent and fake trainers on loopback, same CPUs\n\n")
+	}
 	fmt.Printf("submit → first trainer event stored, median of %d jobs each\n", runs)
 	fmt.Printf("%-10s %10s %10s %10s %8s\n", "target", "median ms", "min ms", "max ms", "ratio")
 	base := median(lat["local"])
