@@ -35,7 +35,7 @@ func (m *Manager) candidates(target string) ([]Executor, error) {
 func noExecutor(target string) error {
 	switch target {
 	case TargetSlurm:
-		return fmt.Errorf("%w: target=slurm: no Slurm cluster is configured on this server (start it with --slurm-partition)", ErrNoExecutor)
+		return fmt.Errorf("%w: target=slurm: no Slurm cluster is configured on this server (start the server with --slurm-partition PARTITION --slurm-worker-url URL)", ErrNoExecutor)
 	case TargetWorker:
 		return fmt.Errorf("%w: target=worker: no worker executor is configured on this server", ErrNoExecutor)
 	}
