@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"net"
 	"os"
 	"os/exec"
@@ -223,4 +227,71 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestSlurmTrainsDitTinyWithTheRealTrainer: a dit/tiny job with target=slurm runs the real
+// trainer on a real one-node Slurm (inside the batch job's one-job worker) on four
+// captioned images to completion: checkpoints and the final model land in its output
+// directory, and its events reach the daemon through the worker.
+func TestSlurmTrainsDitTinyWithTheRealTrainer(t *testing.T) {
+	_, slurmEnv := slurmtest.Up(t)
+	trainer := buildRealTrainer(t)
+	home := t.TempDir()
+	data := filepath.Join(home, "datasets", "shapes")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []color.RGBA{{255, 0, 0, 255}, {0, 0, 255, 255}, {0, 200, 0, 255}, {250, 220, 0, 255}} {
+		img := image.NewRGBA(image.Rect(0, 0, 32, 32))
+		for p := range img.Pix {
+			img.Pix[p] = [4]uint8{c.R, c.G, c.B, c.A}[p%4]
+		}
+		var b bytes.Buffer
+		png.Encode(&b, img)
+		os.WriteFile(filepath.Join(data, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644)
+		os.WriteFile(filepath.Join(data, fmt.Sprintf("%d.txt", i)), []byte(fmt.Sprintf("a square of colour %d", i)), 0o644)
+	}
+	cdir := filepath.Join(home, "config", "tiny")
+	os.MkdirAll(cdir, 0o755)
+	out := filepath.Join(home, "output", "tiny")
+	dl := fmt.Sprintf(`[{"id":"img","type":"local","dataset_type":"image","instance_data_dir":%q,"caption_strategy":"textfile","resolution":32,"resolution_type":"pixel","minimum_image_size":16},{"id":"txt","type":"local","dataset_type":"text_embeds","default":true,"cache_dir":%q}]`,
+		data, filepath.Join(home, "cache", "text"))
+	os.WriteFile(filepath.Join(cdir, "multidatabackend.json"), []byte(dl), 0o644)
+	cfg := fmt.Sprintf(`{"--model_family":"dit","--model_flavour":"tiny","--model_type":"full","--output_dir":%q,"--data_backend_config":%q,"--max_train_steps":20,"--num_train_epochs":0,"--train_batch_size":1,"--checkpointing_steps":10}`,
+		out, filepath.Join(cdir, "multidatabackend.json"))
+	os.WriteFile(filepath.Join(cdir, "config.json"), []byte(cfg), 0o644)
+
+	port := freePort(t)
+	wrapper := filepath.Join(home, "slurm-worker")
+	if err := os.WriteFile(wrapper, []byte(fmt.Sprintf("#!/bin/sh\nexec %q \"$@\" --trainer %q\n", os.Args[0], trainer)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startEnv(t, home, slurmEnv, "--trainer", trainer, "--port", port, "--slurm-worker-url", "http://127.0.0.1:"+port,
+		"--slurm-worker-command", wrapper, "--slurm-env", asDaemon+"=1", "--slurm-env", "SIMPLETUNER_HOME="+filepath.Join(home, "worker-home"),
+		"--slurm-env", "TMPDIR="+filepath.Join(home), "--slurm-poll", "200ms", "--slurm-sbatch-arg", "--export=ALL")
+	if d.base == "" {
+		t.Fatalf("daemon did not start: %s", d.stderr.String())
+	}
+	defer killTrainersUnder(home)
+	c := adminClient(t, d)
+	code, r := call(t, c, "POST", d.base+"/api/queue/submit", map[string]any{"config_name": "tiny", "target": "slurm"}, nil)
+	id, _ := r["job_id"].(string)
+	if code != 200 || id == "" {
+		t.Fatalf("submit target=slurm: %d %v", code, r)
+	}
+	j := waitJob(t, c, d.base, id, 240*time.Second, "completed", "failed", "cancelled")
+	if j["status"] != "completed" || j["executor"] != "slurm" {
+		logs, _ := filepath.Glob(filepath.Join(home, "jobs", id, "slurm-*.out"))
+		for _, f := range logs {
+			b, _ := os.ReadFile(f)
+			t.Logf("%s:\n%s", f, b)
+		}
+		t.Fatalf("the Slurm job ended %v on %v: %v\n%s", j["status"], j["executor"], j["error"], d.stderr.String())
+	}
+	for _, want := range []string{"checkpoint-10", "checkpoint-20", "model_index.json", "transformer"} {
+		if _, err := os.Stat(filepath.Join(out, want)); err != nil {
+			t.Errorf("the real trainer's output lacks %s: %v", want, err)
+		}
+	}
+	checkSeqs(t, jobEvents(t, c, d.base, id), 20)
 }
