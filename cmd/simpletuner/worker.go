@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -34,11 +33,12 @@ func workerCmd(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	if err != nil {
 		return 2
 	}
-	host, _ := os.Hostname()
 	url := fs.String("orchestrator-url", getenv(envOrchestratorURL), "the server's URL as this machine reaches it, e.g. http://orchestrator:8001 (env "+envOrchestratorURL+")")
 	// No default shown for the token: --help must not print it.
 	token := fs.String("worker-token", "", "the worker's token from POST /api/admin/workers (env "+envWorkerToken+", which keeps it out of the process list)")
-	name := fs.String("name", firstNonEmpty(getenv(envWorkerName), host), "the worker's name (env "+envWorkerName+")")
+	// No host-name default: the administrator named the worker when creating it, and a
+	// registration without a name keeps that name.
+	name := fs.String("name", getenv(envWorkerName), "rename the worker (env "+envWorkerName+"; default: the name it was created with)")
 	persistent := fs.Bool("persistent", strings.EqualFold(getenv(envWorkerPersist), "true"), "keep running after a job (env "+envWorkerPersist+"=true); without it the worker exits once its one job ended")
 	labels := fs.String("labels", getenv(envWorkerLabels), "the worker's labels, `k=v,…`, matched by a job's worker_labels (env "+envWorkerLabels+")")
 	stateDir := fs.String("state-dir", filepath.Join(cfg.Home, "worker"), "the worker's own database, job folders and trainer sockets (one worker per directory)")
@@ -158,14 +158,4 @@ func parseHeartbeat(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: want a positive duration such as 30s", s)
 	}
 	return d, nil
-}
-
-// firstNonEmpty returns the first of its arguments that is not empty.
-func firstNonEmpty(v ...string) string {
-	for _, s := range v {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }

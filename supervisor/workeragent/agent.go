@@ -90,9 +90,6 @@ func (c *Config) validate() (*url.URL, error) {
 	if c.Token == "" {
 		return nil, errors.New("--worker-token (or SIMPLETUNER_WORKER_TOKEN) is required: create a worker with POST /api/admin/workers and use the token it shows")
 	}
-	if c.Name == "" {
-		return nil, errors.New("--name (or SIMPLETUNER_WORKER_NAME) is empty and the host name is unknown")
-	}
 	if c.StateDir == "" {
 		return nil, errors.New("--state-dir is required")
 	}
