@@ -170,7 +170,7 @@ build-cuda: ## build bin/simpletuner-trainer-cuda (-tags cuda; headers + stub li
 	$(CUDA_ENV) $(GO) build -trimpath -tags cuda -ldflags '$(LDFLAGS)' -o $(BIN)/simpletuner-trainer-cuda ./cmd/simpletuner-trainer-cuda
 
 vet-cuda: ## go vet -tags cuda ./... (CUDA headers + stub libcuda fetched like build-cuda)
-	$(CUDA_ENV) $(GO) vet -tags cuda ./...
+	CGO_CFLAGS='$(or $(CGO_CFLAGS),-O2 -g) -Wno-deprecated-declarations' $(CUDA_ENV) $(GO) vet -tags cuda ./...
 
 gpu-check-bundle: build ## everything scripts/gpu-check.sh needs on the GPU machine, in $(GPU_BUNDLE)
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/bin
