@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"strconv"
@@ -417,7 +416,7 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	}
 	outcome, ok := outcomeOf(job, err)
 	if !ok {
-		return withWorkersHint(target, err)
+		return err
 	}
 	out := submitBody{Status: queueWords[outcome], AllocatedGPUs: []string{}}
 	if job != nil && job.WorkerID != "" {
@@ -448,16 +447,6 @@ func (s *Server) queueSubmit(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// withWorkersHint adds where workers are listed and registered to a refusal of
-// target=worker (jobs.ErrNoExecutor) that does not say it already: the job manager knows
-// executors, not this API's routes.
-func withWorkersHint(target string, err error) error {
-	if target != jobs.TargetWorker || !errors.Is(err, jobs.ErrNoExecutor) || strings.Contains(err.Error(), "/api/admin/workers") {
-		return err
-	}
-	return fmt.Errorf("%w (see the registered workers with GET /api/admin/workers; register one with POST /api/admin/workers)", err)
 }
 
 // waitReason says why a queued job waits: what its executors answered (the job's note,

@@ -56,7 +56,7 @@ func (f *fakeWorkers) Admit(_ context.Context, j *store.Job) error {
 	f.seen = append(f.seen, j.WorkerLabels)
 	f.mu.Unlock()
 	if f.match(j) == "" {
-		return fmt.Errorf("%w: no registered worker matches worker_labels %v", jobs.ErrNoExecutor, j.WorkerLabels)
+		return fmt.Errorf("%w: no registered worker matches worker_labels %v; see GET /api/admin/workers", jobs.ErrNoExecutor, j.WorkerLabels)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -74,33 +73,6 @@ func TestNoExecutorIsA400(t *testing.T) {
 		writeError(rec, slog.New(slog.DiscardHandler), httptest.NewRequest("POST", "/api/queue/submit", nil), err)
 		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `{"detail":"`+msg+`"}`) {
 			t.Errorf("%v: %d %s, want 400 with detail %q", err, rec.Code, rec.Body, msg)
-		}
-	}
-}
-
-// TestWithWorkersHint: a refusal of target=worker says where workers are listed and
-// registered, once; other errors and targets pass unchanged.
-func TestWithWorkersHint(t *testing.T) {
-	none := fmt.Errorf("%w: target=worker: no worker executor is configured on this server", jobs.ErrNoExecutor)
-	named := fmt.Errorf("%w: no registered worker matches worker_labels {gpu_type: h100*}; see GET /api/admin/workers", jobs.ErrNoExecutor)
-	slurm := fmt.Errorf("%w: target=slurm: Slurm is not configured", jobs.ErrNoExecutor)
-	other := fmt.Errorf("disk full")
-	for _, tc := range []struct {
-		target string
-		err    error
-		hinted bool
-	}{
-		{jobs.TargetWorker, none, true},
-		{jobs.TargetWorker, named, false},
-		{jobs.TargetSlurm, slurm, false},
-		{jobs.TargetWorker, other, false},
-	} {
-		got := withWorkersHint(tc.target, tc.err)
-		if !errors.Is(got, tc.err) {
-			t.Errorf("%s %v: %v no longer wraps the error", tc.target, tc.err, got)
-		}
-		if hinted := got.Error() != tc.err.Error(); hinted != tc.hinted || strings.Count(got.Error(), "GET /api/admin/workers") > 1 {
-			t.Errorf("%s %v: %q, want hint %v (once)", tc.target, tc.err, got, tc.hinted)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func noExecutor(target string) error {
 	case TargetSlurm:
 		return fmt.Errorf("%w: target=slurm: no Slurm cluster is configured on this server (start the server with --slurm-partition PARTITION --slurm-worker-url URL)", ErrNoExecutor)
 	case TargetWorker:
-		return fmt.Errorf("%w: target=worker: no worker executor is configured on this server", ErrNoExecutor)
+		return fmt.Errorf("%w: target=worker: no worker executor is configured on this server (register a worker with POST /api/admin/workers; see them with GET /api/admin/workers)", ErrNoExecutor)
 	}
 	return fmt.Errorf("%w: target=%s", ErrNoExecutor, target)
 }
@@ -293,20 +293,18 @@ func (m *Manager) Running(jobID string) {
 	}
 }
 
-// Note sets the job's note (where it is, why it waits).
+// Note sets the job's note (where it is, why it waits). A note is not a status change:
+// it is read with the job (status, queue, views), and announcing it through the event sink
+// would repeat the job's status event and webhook at every change of Slurm's state.
 func (m *Manager) Note(jobID, note string) {
-	changed := false
-	rec, err := m.db.Jobs().Update(jobID, func(j *store.Job) error {
-		changed = j.Note != note
+	if j, err := m.db.Jobs().Get(jobID); err == nil && j.Note == note {
+		return // the queue repeats a waiting job's reason at every pass: no write for that
+	}
+	if _, err := m.db.Jobs().Update(jobID, func(j *store.Job) error {
 		j.Note = note
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		m.log.Warn("set job note", "job_id", jobID, "err", err)
-		return
-	}
-	if changed {
-		m.statusChanged(rec)
 	}
 }
 

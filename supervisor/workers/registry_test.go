@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,13 @@ func TestTokensAreStoredHashedAndRotate(t *testing.T) {
 
 func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 	e := newEnv(t)
+	// With no worker registered, the refusal names the target and where workers are
+	// registered and listed.
+	err := e.reg.Executor().Admit(context.Background(), &store.Job{ID: "early", NumGPUs: 1})
+	if msg := fmt.Sprint(err); !errors.Is(err, jobs.ErrNoExecutor) || !strings.Contains(msg, "target=worker") ||
+		!strings.Contains(msg, "POST /api/admin/workers") || strings.Count(msg, "GET /api/admin/workers") != 1 {
+		t.Fatalf("Admit with no worker registered = %v", err)
+	}
 	id, _ := e.worker("w1", 2, map[string]string{"gpu_type": "a100-80gb"})
 	other, _ := e.worker("w2", 1, map[string]string{"gpu_type": "h100"})
 	s := e.stream(id)
@@ -68,7 +76,7 @@ func TestDispatchRunsAJobToTheEnd(t *testing.T) {
 
 	// A job that no worker could run is refused at submission, naming its labels.
 	never := &store.Job{ID: "nope", NumGPUs: 1, WorkerLabels: map[string]string{"gpu_type": "tpu*"}}
-	err := e.reg.Executor().Admit(context.Background(), never)
+	err = e.reg.Executor().Admit(context.Background(), never)
 	if !errors.Is(err, jobs.ErrNoExecutor) || !strings.Contains(err.Error(), `{"gpu_type":"tpu*"}`) {
 		t.Fatalf("Admit of an unmatched job = %v", err)
 	}

@@ -173,7 +173,7 @@ func (e executor) Admit(_ context.Context, j *store.Job) error {
 		}
 	}
 	if len(e.r.workers) == 0 {
-		return fmt.Errorf("%w: target=worker: no worker is registered on this server", jobs.ErrNoExecutor)
+		return fmt.Errorf("%w: target=worker: no worker is registered on this server (register one with POST /api/admin/workers; see them with GET /api/admin/workers)", jobs.ErrNoExecutor)
 	}
 	return fmt.Errorf("%w: target=worker: %s; see GET /api/admin/workers", jobs.ErrNoExecutor, noMatch(j))
 }
